@@ -1,0 +1,42 @@
+/* desk.h - one running desk: its configuration and everything loaded
+ * from it (rules, spool, secret, addressing).  Read-only once opened, so
+ * it is shared by every thread; each thread opens its own MdStore. */
+#ifndef MD_DESK_H
+#define MD_DESK_H
+
+#include <glib.h>
+
+#include "conf.h"
+#include "message.h"
+#include "rules.h"
+#include "spool.h"
+#include "store.h"
+#include "token.h"
+
+typedef struct {
+	MdConf *conf;
+	MdRules *rules;
+	MdSpool *spool;
+	GBytes *secret;
+	MdAddressing addressing;
+	MdMessageLimits limits;
+	char *db_path;
+	char *rules_path;
+	char *templates_path;
+	char *desk_address;   /* intake@domain */
+} MdDesk;
+
+/* Takes ownership of CONF.  Loads the rules and the secret and opens the
+ * spool; fails with every problem found. Free with md_desk_free. */
+MdDesk *md_desk_open (MdConf *conf, GError **error);
+void md_desk_free (MdDesk *desk);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDesk, md_desk_free)
+
+/* A connection to the desk's database; busy waits are bounded. */
+MdStore *md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error);
+
+/* A configured path, or when it is the default and missing, the copy
+ * installed under $(pkgdatadir).  Free with g_free. */
+char *md_desk_resolve_path (const char *configured, const char *fallback_default);
+
+#endif

@@ -94,11 +94,13 @@ static gboolean
 on_stop_signal (gpointer data)
 {
 	Daemon *d = data;
+	if (d->drain_deadline)
+		return G_SOURCE_CONTINUE;  /* already draining */
 	g_message ("serve: stopping; no new connections");
 	md_lmtp_server_stop_accepting (d->lmtp);
 	d->drain_deadline = g_get_monotonic_time () + DRAIN_TIMEOUT_US;
 	g_timeout_add (50, drain_tick, d);
-	return G_SOURCE_REMOVE;
+	return G_SOURCE_CONTINUE;
 }
 
 static gboolean

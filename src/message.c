@@ -225,7 +225,7 @@ static char *
 mime_type_of (GMimeObject *obj)
 {
 	GMimeContentType *type = g_mime_object_get_content_type (obj);
-	char *mime = type ? g_mime_content_type_get_mime_type (type) : g_strdup ("application/octet-stream");
+	g_autofree char *mime = type ? g_mime_content_type_get_mime_type (type) : NULL;
 	return g_ascii_strdown (mime ? mime : "application/octet-stream", -1);
 }
 

@@ -105,7 +105,7 @@ GTimeZone *md_calendar_zone (const MdCalendar *cal);
 gint64 md_calendar_add (const MdCalendar *cal, gint64 t, const MdDuration *d);
 
 /* Working seconds in [from, to); 0 if to <= from; -1 if either is out of
- * range. */
+ * range.  Walks the days between: a year takes about 2 ms. */
 gint64 md_calendar_business_seconds (const MdCalendar *cal, gint64 from, gint64 to);
 
 /* Whether t is within working hours (windows are [open, close)). */

@@ -22,6 +22,7 @@ md_desk_open (MdConf *conf, GError **error)
 {
 	g_autoptr (MdDesk) desk = g_new0 (MdDesk, 1);
 	desk->conf = conf;
+	g_rw_lock_init (&desk->rules_lock);
 
 	desk->rules_path = md_desk_resolve_path (conf->rules, "filters/default.rules");
 	desk->templates_path = md_desk_resolve_path (conf->templates, "templates/");
@@ -53,6 +54,7 @@ md_desk_free (MdDesk *desk)
 	md_conf_free (desk->conf);
 	if (desk->rules)
 		md_rules_free (desk->rules);
+	g_rw_lock_clear (&desk->rules_lock);
 	md_spool_free (desk->spool);
 	if (desk->secret)
 		g_bytes_unref (desk->secret);
@@ -68,4 +70,35 @@ md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error)
 {
 	return md_store_open (desk->db_path, read_only ? MD_STORE_READ_ONLY : MD_STORE_READ_WRITE,
 	                      MD_BUSY_TIMEOUT_MS, error);
+}
+
+void
+md_desk_classify (MdDesk *desk, const MdRuleInput *input, MdClassification *out)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	md_rules_classify (desk->rules, input, out);
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+}
+
+gboolean
+md_desk_matches_recipient (MdDesk *desk, const char *address)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	gboolean match = md_rules_matches_recipient (desk->rules, address);
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+	return match;
+}
+
+gboolean
+md_desk_reload (MdDesk *desk, GError **error)
+{
+	MdRules *fresh = md_rules_load_file (desk->rules_path, error);
+	if (!fresh)
+		return FALSE;
+	g_rw_lock_writer_lock (&desk->rules_lock);
+	MdRules *old = desk->rules;
+	desk->rules = fresh;
+	g_rw_lock_writer_unlock (&desk->rules_lock);
+	md_rules_free (old);
+	return TRUE;
 }

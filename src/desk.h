@@ -15,7 +15,8 @@
 
 typedef struct {
 	MdConf *conf;
-	MdRules *rules;
+	MdRules *rules;         /* read under rules_lock: SIGHUP swaps it */
+	GRWLock rules_lock;
 	MdSpool *spool;
 	GBytes *secret;
 	MdAddressing addressing;
@@ -31,6 +32,12 @@ typedef struct {
 MdDesk *md_desk_open (MdConf *conf, GError **error);
 void md_desk_free (MdDesk *desk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDesk, md_desk_free)
+
+/* Classifies with the current rules, safe against a concurrent reload. */
+void md_desk_classify (MdDesk *desk, const MdRuleInput *input, MdClassification *out);
+gboolean md_desk_matches_recipient (MdDesk *desk, const char *address);
+/* Loads the rules again; on any error the old set stays in force. */
+gboolean md_desk_reload (MdDesk *desk, GError **error);
 
 /* A connection to the desk's database; busy waits are bounded. */
 MdStore *md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error);

@@ -284,6 +284,17 @@ claim (MdStore *store, gint64 id, gint64 now, GError **error)
 	return step_done (store, s, error) && sqlite3_changes (md_store_db (store)) == 1;
 }
 
+static void
+unclaim (MdStore *store, const MdOutboxEntry *e)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store, "UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2", NULL);
+	if (!s)
+		return;
+	sqlite3_bind_int64 (s, 1, e->next_attempt_at);
+	sqlite3_bind_int64 (s, 2, e->id);
+	sqlite3_step (s);
+}
+
 static gint64
 backoff (int attempts)
 {
@@ -386,8 +397,11 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 				if (outcome == MD_SMTP_UNREACHABLE)
 					unreachable = g_strdup (reply);
 			}
-			if (cancel && g_atomic_int_get (cancel) && outcome != MD_SMTP_SENT)
-				return TRUE;  /* interrupted: the claim runs out and the row is retried */
+			if (cancel && g_atomic_int_get (cancel) && outcome != MD_SMTP_SENT) {
+				/* interrupted, not failed: due again as before */
+				unclaim (store, e);
+				return TRUE;
+			}
 			if (!record (store, e, outcome, reply, now, stats, error))
 				return FALSE;
 		}

@@ -80,7 +80,7 @@ typedef struct _MdOutboxSender MdOutboxSender;
 MdOutboxSender *md_outbox_sender_start (MdDesk *desk, GError **error);
 /* Something was queued: flush now.  Cheap; any thread. */
 void md_outbox_sender_wake (MdOutboxSender *sender);
-/* Aborts a send in progress (its row stays queued), joins the thread
+/* Aborts a send in progress (its row stays queued and due), joins the thread
  * within about two seconds and frees the sender.  NULL is fine. */
 void md_outbox_sender_stop (MdOutboxSender *sender);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdOutboxSender, md_outbox_sender_stop)

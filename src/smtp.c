@@ -39,6 +39,7 @@ struct _MdSmtp {
 
 	/* protocol watch of the current transfer */
 	char last_verb[16];
+	gboolean in_auth;   /* between AUTH and its final reply: lines sent are secrets */
 	GString *reply;     /* reply being read, lines joined by a space */
 	int reply_code;
 	char *failed_reply; /* first complete reply >= 400 */
@@ -103,6 +104,8 @@ finish_reply (MdSmtp *s)
 	}
 	g_free (s->final_reply);
 	s->final_reply = text;
+	if (s->reply_code != 334)  /* RFC 4954: 334 asks for more */
+		s->in_auth = FALSE;
 	g_string_truncate (s->reply, 0);
 	s->reply_code = 0;
 }
@@ -125,6 +128,27 @@ watch_reply_line (MdSmtp *s, const char *line, gsize len)
 		finish_reply (s);
 }
 
+/* Remembers the verb of a command sent.  Only known verbs count: an
+ * AUTH continuation line is credentials in base64 and is never kept,
+ * not even in part. */
+static void
+watch_command (MdSmtp *s, const char *line, gsize len)
+{
+	if (s->in_auth)
+		return;
+	static const char *const verbs[] = { "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
+	                                     "RSET", "NOOP", "QUIT" };
+	for (gsize i = 0; i < G_N_ELEMENTS (verbs); i++) {
+		gsize n = strlen (verbs[i]);
+		if (len >= n && !g_ascii_strncasecmp (line, verbs[i], n) &&
+		    (len == n || line[n] == ' ' || line[n] == '\r' || line[n] == '\n')) {
+			g_strlcpy (s->last_verb, verbs[i], sizeof s->last_verb);
+			s->in_auth = !strcmp (verbs[i], "AUTH");
+			return;
+		}
+	}
+}
+
 static int
 on_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *user)
 {
@@ -139,16 +163,7 @@ on_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *user)
 			p = stop;
 		}
 	} else if (type == CURLINFO_HEADER_OUT) {
-		/* the verb only: AUTH continuations carry credentials */
-		gsize n = 0;
-		while (n < size && n + 1 < sizeof s->last_verb && g_ascii_isalpha (data[n]))
-			n++;
-		if (n) {
-			memcpy (s->last_verb, data, n);
-			s->last_verb[n] = '\0';
-			for (gsize i = 0; i < n; i++)
-				s->last_verb[i] = g_ascii_toupper (s->last_verb[i]);
-		}
+		watch_command (s, data, size);
 	}
 	return 0;
 }
@@ -250,6 +265,7 @@ static void
 watch_reset (MdSmtp *s)
 {
 	s->last_verb[0] = '\0';
+	s->in_auth = FALSE;
 	s->failed_verb[0] = '\0';
 	g_string_truncate (s->reply, 0);
 	s->reply_code = 0;

@@ -78,7 +78,7 @@ class Catcher:
             self.count += 1
             base = os.path.join(self.dir, f"{self.count:04d}")
         meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
-                "tls": session.ssl is not None, "auth": session.authenticated,
+                "tls": server.transport.get_extra_info("ssl_object") is not None, "auth": session.authenticated,
                 "login": (session.auth_data.login.decode()
                           if isinstance(session.auth_data, LoginPassword) else None)}
         for suffix, data in ((".json", json.dumps(meta).encode()), (".eml", envelope.original_content)):
@@ -113,13 +113,10 @@ def main():
         def authenticate(server, session, envelope, mechanism, auth_data):
             ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == args.auth_user
                   and auth_data.password.decode() == args.auth_password)
-            return AuthResult(success=ok, auth_data=auth_data if ok else None)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
         kwargs.update(authenticator=authenticate, auth_required=True)
     controller = Controller(Catcher(args.dir, args.control), hostname="127.0.0.1", port=args.port,
                             ssl_context=tls if args.smtps else None, **kwargs)
-    if args.smtps:
-        # the readiness probe of aiosmtpd 1.4 speaks plain TCP to a TLS port
-        controller._trigger_server = lambda: None
     controller.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

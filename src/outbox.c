@@ -173,6 +173,53 @@ md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, const cha
 	return TRUE;
 }
 
+gboolean
+md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
+                         const char *const *rcpts, GBytes *raw, const char *message_id, GError **error)
+{
+	gsize len = 0;
+	const guchar *data = g_bytes_get_data (raw, &len);
+	g_autofree char *sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+	sqlite3_stmt *s = prepare (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)", error);
+
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, sha);
+	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_TRANSIENT);
+	int rc = sqlite3_step (s);
+	sqlite3_finalize (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "queue message");
+		return FALSE;
+	}
+	return md_outbox_enqueue (store, ticket_id, kind, mail_from, rcpts, sha, message_id, error);
+}
+
+/* A message queued with its bytes in the database is written to the
+ * spool before its first send (not fsync'd: the database keeps it). */
+static gboolean
+ensure_spooled (MdDesk *desk, MdStore *store, const char *sha, const char *path, GError **error)
+{
+	if (g_file_test (path, G_FILE_TEST_EXISTS))
+		return TRUE;
+	sqlite3_stmt *s = prepare (store, "SELECT raw FROM outbox_blobs WHERE sha256 = ?", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, sha);
+	gboolean ok = FALSE;
+	if (sqlite3_step (s) == SQLITE_ROW) {
+		MdSpoolWriter *w = md_spool_writer_new (desk->spool, MD_SPOOL_RAW, 0, error);
+		g_autofree char *written = NULL;
+		ok = w && md_spool_writer_write (w, sqlite3_column_blob (s, 0), (gsize) sqlite3_column_bytes (s, 0), error) &&
+		     md_spool_writer_commit (g_steal_pointer (&w), &written, error);
+		md_spool_writer_abort (w);
+	} else {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open queued message %s: in neither the spool nor the database", sha);
+	}
+	sqlite3_finalize (s);
+	return ok;
+}
+
 guint
 md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since)
 {
@@ -393,7 +440,11 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 				reply = g_strdup (unreachable);
 			} else {
 				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-				outcome = md_smtp_send (smtp, e->mail_from, e->rcpt_to, path, &reply);
+				g_autoptr (GError) spool_error = NULL;
+				if (ensure_spooled (desk, store, e->raw_sha256, path, &spool_error))
+					outcome = md_smtp_send (smtp, e->mail_from, e->rcpt_to, path, &reply);
+				else
+					reply = g_strdup (spool_error->message);
 				if (outcome == MD_SMTP_UNREACHABLE)
 					unreachable = g_strdup (reply);
 			}

@@ -33,6 +33,12 @@ gboolean md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, 
                             const char *const *rcpts, const char *raw_sha256, const char *message_id,
                             GError **error);
 
+/* Like md_outbox_enqueue for a message held in memory: its bytes are
+ * kept in the database, so the caller's commit makes them durable; the
+ * sender writes them to the spool when it sends. */
+gboolean md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
+                                  const char *const *rcpts, GBytes *raw, const char *message_id, GError **error);
+
 /* Rows of KIND for RCPT (compared as stored) created at SINCE or later,
  * whatever became of them: the acknowledgement rate limit. */
 guint md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since);

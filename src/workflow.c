@@ -9,6 +9,7 @@
 #include "md.h"
 #include "schedule.h"
 #include "store.h"
+#include "thread.h"
 #include "token.h"
 #include "workflow.h"
 
@@ -98,12 +99,8 @@ md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
 	       md_schedule_ticket (desk, store, t, error);
 }
 
-static gboolean
-invalid (GError **error, const char *fmt, const char *value)
-{
-	g_set_error (error, MD_ERROR, MD_ERROR_INVALID, fmt, value);
-	return FALSE;
-}
+/* A value a person gave that cannot be used: answered by mail. */
+#define invalid(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_INVALID, __VA_ARGS__), FALSE)
 
 static gboolean
 looks_like_address (const char *s)
@@ -223,6 +220,25 @@ md_commands_parse (const char *text)
 		g_ptr_array_add (out, c);
 	}
 	return out;
+}
+
+char *
+md_commands_strip (const char *text)
+{
+	const char *p = text ? text : "";
+	int taken = 0;
+	while (*p && taken < MAX_COMMANDS) {
+		const char *eol = strchr (p, '\n');
+		const char *q = p;
+		while (*q == ' ' || *q == '\t' || *q == '\r')
+			q++;
+		if (*q == '#' && g_ascii_isalpha (q[1]))
+			taken++;
+		else if (*q != '\n' && *q)
+			break;
+		p = eol ? eol + 1 : q + strlen (q);
+	}
+	return g_strdup (p);
 }
 
 static char *

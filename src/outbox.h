@@ -34,7 +34,8 @@ gboolean md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, 
                             GError **error);
 
 /* Rows of KIND for RCPT (compared as stored) created at SINCE or later,
- * whatever became of them: the acknowledgement rate limit. */
+ * whatever became of them: the acknowledgement rate limit.  0 when the
+ * database cannot answer (queueing would then fail as well). */
 guint md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since);
 
 typedef struct {

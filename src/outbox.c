@@ -173,6 +173,26 @@ md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, const cha
 	return TRUE;
 }
 
+gboolean
+md_outbox_enqueue_bytes (MdStore *store, MdSpool *spool, gint64 ticket_id, const char *kind, const char *mail_from,
+                         const char *const *rcpts, GBytes *raw, const char *message_id, GError **error)
+{
+	gsize len = 0;
+	const char *data = g_bytes_get_data (raw, &len);
+	g_autofree char *sha = NULL;
+
+	MdSpoolWriter *w = md_spool_writer_new (spool, MD_SPOOL_RAW, 0, error);
+	if (!w)
+		return FALSE;
+	if (!md_spool_writer_write (w, data, len, error)) {
+		md_spool_writer_abort (w);
+		return FALSE;
+	}
+	if (!md_spool_writer_commit (w, &sha, error))
+		return FALSE;
+	return md_outbox_enqueue (store, ticket_id, kind, mail_from, rcpts, sha, message_id, error);
+}
+
 guint
 md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since)
 {

@@ -33,6 +33,13 @@ gboolean md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, 
                             const char *const *rcpts, const char *raw_sha256, const char *message_id,
                             GError **error);
 
+/* The same for a composed message in memory: RAW goes to the spool
+ * first (durable, named by its SHA-256; a rolled-back caller leaves an
+ * unreferenced file, which is harmless). */
+gboolean md_outbox_enqueue_bytes (MdStore *store, MdSpool *spool, gint64 ticket_id, const char *kind,
+                                  const char *mail_from, const char *const *rcpts, GBytes *raw,
+                                  const char *message_id, GError **error);
+
 /* Rows of KIND for RCPT (compared as stored) created at SINCE or later,
  * whatever became of them: the acknowledgement rate limit.  0 when the
  * database cannot answer (queueing would then fail as well). */

@@ -216,21 +216,17 @@ md_cmd_check_config (int argc, char **argv)
 {
 	if (!md_cli_parse ("check-config", NULL, "Validate the configuration, rules and templates.", NULL, &argc, &argv))
 		return MD_EX_USAGE;
-	g_autoptr (MdConf) conf = md_cli_load_conf ();
+	const char *path = md_cli.config_path ? md_cli.config_path : md_conf_default_path ();
+	g_autoptr (GError) problems = NULL;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdConf) conf = path ? md_conf_load_lenient (path, &problems) : md_conf_new_defaults ();
+	if (problems)
+		fprintf (stderr, "%s\n", problems->message);
 	if (!conf)
 		return MD_EX_CONFIG;
-	int problems = 0;
-	g_autoptr (GError) error = NULL;
-	g_autofree char *rules_path = md_desk_resolve_path (conf->rules, "filters/default.rules");
-	MdRules *rules = md_rules_load_file (rules_path, &error);
-	if (!rules) {
+	if (!md_desk_check (conf, &error))
 		fprintf (stderr, "%s\n", error->message);
-		problems++;
-		g_clear_error (&error);
-	} else {
-		md_rules_free (rules);
-	}
-	if (problems)
+	if (problems || error)
 		return MD_EX_CONFIG;
 	printf ("%s: configuration OK\n", conf->path ? conf->path : "built-in defaults");
 	return MD_EX_OK;

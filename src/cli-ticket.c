@@ -150,7 +150,15 @@ print_json (JsonBuilder *b)
 	json_generator_set_pretty (gen, TRUE);
 	json_generator_set_root (gen, root);
 	g_autofree char *text = json_generator_to_data (gen, NULL);
-	puts (text);
+	/* json-glib 1.6 leaves U+001F unescaped; a raw control byte can only
+	 * stand inside a string, so escaping it here is always right. */
+	for (const char *p = text; *p; p++) {
+		if (*p == 0x1f)
+			fputs ("\\u001f", stdout);
+		else
+			putchar (*p);
+	}
+	putchar ('\n');
 }
 
 static gint64

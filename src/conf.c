@@ -395,6 +395,21 @@ check_values (Loader *l, MdConf *conf)
 MdConf *
 md_conf_load (const char *path, GError **error)
 {
+	GError *problems = NULL;
+	MdConf *conf = md_conf_load_lenient (path, &problems);
+	if (conf && problems) {
+		md_conf_free (conf);
+		conf = NULL;
+	}
+	if (problems)
+		g_propagate_error (error, problems);
+	return conf;
+}
+
+MdConf *
+md_conf_load_lenient (const char *path, GError **problems_r)
+{
+	GError **error = problems_r;
 	g_autoptr (MdConf) conf = md_conf_new_defaults ();
 	g_autofree char *text = NULL;
 	gsize len = 0;
@@ -450,7 +465,8 @@ md_conf_load (const char *path, GError **error)
 	g_string_free (l.errors, TRUE);
 	/* Kept for md_conf_where(): later checks (rules, durations) point here. */
 	conf->key_lines = l.lines;
-	return ok ? g_steal_pointer (&conf) : NULL;
+	(void) ok;
+	return g_steal_pointer (&conf);
 }
 
 const char *

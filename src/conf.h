@@ -86,6 +86,12 @@ MdConf *md_conf_load (const char *path, GError **error);
  * /etc/maildesk/maildesk.conf, else NULL (embedded defaults). */
 const char *md_conf_default_path (void);
 
+/* Like md_conf_load, but returns the configuration even when it has
+ * problems (bad values keep their defaults), with the problems in
+ * *problems_r; NULL only when the file cannot be read.  For check-config,
+ * which reports the problems of every layer at once. */
+MdConf *md_conf_load_lenient (const char *path, GError **problems_r);
+
 void md_conf_free (MdConf *conf);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConf, md_conf_free)
 

@@ -36,12 +36,12 @@ md_ingest_check_recipient (MdDesk *desk, const char *address, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_BAD_TOKEN, "%s: reply token does not match the ticket", address);
 		return FALSE;
 	case MD_ADDRESS_OTHER_LOCAL:
-		if (md_rules_matches_recipient (desk->rules, address))
+		if (md_desk_matches_recipient (desk, address))
 			return TRUE;
 		g_set_error (error, MD_ERROR, MD_ERROR_NO_USER, "%s: no such mailbox here", address);
 		return FALSE;
 	case MD_ADDRESS_FOREIGN:
-		if (md_rules_matches_recipient (desk->rules, address))
+		if (md_desk_matches_recipient (desk, address))
 			return TRUE;
 		g_set_error (error, MD_ERROR, MD_ERROR_BAD_DOMAIN, "%s: this desk only takes mail for @%s", address,
 		             desk->conf->domain);
@@ -145,7 +145,7 @@ classify (MdIngestJob *job)
 		.get_header = header_values,
 		.user_data = msg,
 	};
-	md_rules_classify (job->desk->rules, &input, &job->cls);
+	md_desk_classify (job->desk, &input, &job->cls);
 }
 
 gboolean

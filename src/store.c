@@ -132,9 +132,13 @@ migrate (MdStore *store, GError **error)
 		return FALSE;
 	}
 	for (; version < latest; version++) {
-		g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", version + 1);
 		if (!md_store_begin (store, error))
 			return FALSE;
+		/* another process may have migrated while we waited for the lock */
+		version = md_store_schema_version (store);
+		if (version >= latest)
+			return md_store_commit (store, error);
+		g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", version + 1);
 		if (!exec (store, md_schema_migrations[version], error) || !exec (store, bump, error)) {
 			md_store_rollback (store);
 			return FALSE;

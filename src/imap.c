@@ -368,11 +368,10 @@ verify_peer (Mailbox *mb, GError **error)
 		gnutls_datum_t text = { NULL, 0 };
 		if (r >= 0)
 			gnutls_certificate_verification_status_print (status, GNUTLS_CRT_X509, &text, 0);
-		g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
-		             "%s: certificate verification failed for %s: %s%s", mb->label, mb->host,
-		             r < 0 ? gnutls_strerror (r) : (text.data ? (char *) text.data : "not trusted"),
-		             mb->conf->ca_file ? "" : " (a private CA needs ca_file)");
+		g_autofree char *why = g_strdup (r < 0 ? gnutls_strerror (r) : text.data ? (char *) text.data : "not trusted");
 		gnutls_free (text.data);
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "%s: certificate verification failed for %s: %s%s",
+		             mb->label, mb->host, g_strstrip (why), mb->conf->ca_file ? "" : " (a private CA needs ca_file)");
 		goto out;
 	}
 	if (!gnutls_x509_crt_check_hostname (crts[0], mb->host)) {

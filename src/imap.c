@@ -488,11 +488,13 @@ select_mailbox (Mailbox *mb, GError **error)
 	return TRUE;
 }
 
+/* LOGOUT only on a healthy connection: on a broken one it would wait
+ * for the network timeout. */
 static void
-mailbox_disconnect (Mailbox *mb)
+mailbox_disconnect (Mailbox *mb, gboolean log_out)
 {
 	if (mb->imap) {
-		if (mb->imap->imap_stream && !mailbox_stopping (mb))
+		if (log_out && mb->imap->imap_stream && !mailbox_stopping (mb))
 			mailimap_logout (mb->imap);
 		publish_fd (mb, -1);
 		mailimap_free (mb->imap);
@@ -548,8 +550,10 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
 	mailimap_fetch_type_free (type);
 	mailimap_set_free (set);
-	if (!imap_ok (r))
-		return imap_failed (mb, r, "UID FETCH of new messages", error), NULL;
+	if (!imap_ok (r)) {
+		imap_failed (mb, r, "UID FETCH of new messages", error);
+		return NULL;
+	}
 
 	GArray *pending = g_array_new (FALSE, TRUE, sizeof (Pending));
 	for (clistiter *it = clist_begin (result); it; it = clist_next (it)) {
@@ -849,7 +853,7 @@ static gboolean
 mailbox_fetch_once (Mailbox *mb, GError **error)
 {
 	gboolean ok = mailbox_connect (mb, error) && fetch_new (mb, error);
-	mailbox_disconnect (mb);
+	mailbox_disconnect (mb, ok);
 	return ok;
 }
 
@@ -935,7 +939,7 @@ mailbox_thread (gpointer data)
 		gboolean served = FALSE;
 		gboolean ok = mailbox_session (mb, &served, &error);
 		gboolean idled = mb->has_idle;
-		mailbox_disconnect (mb);
+		mailbox_disconnect (mb, ok);
 		if (mailbox_stopping (mb))
 			break;
 		if (ok) {

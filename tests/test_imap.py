@@ -23,7 +23,7 @@ from mdtest import Desk, message, run_tests
 BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
-USERS = ["move", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove"]
+USERS = ["poll", "move", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove"]
 
 
 def eq(tap, got, want, name, detail=None):
@@ -96,6 +96,12 @@ local 127.0.0.2 {{
     imap_capability = IMAP4rev1 IDLE UIDPLUS
   }}
 }}
+# Through 127.0.0.3 (not in the certificate) it has no IDLE: polling.
+local 127.0.0.3 {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 UIDPLUS MOVE
+  }}
+}}
 namespace inbox {{
   inbox = yes
   separator = /
@@ -140,6 +146,7 @@ service imap-login {{
 
     def client(self, user, host="127.0.0.1"):
         ctx = ssl.create_default_context(cafile=self.cert)
+        ctx.check_hostname = host != "127.0.0.3"  # the address the certificate does not name
         m = imaplib.IMAP4_SSL(host, self.imaps_port, ssl_context=ctx, timeout=10)
         m.login(user, PASSWORD)
         return m
@@ -337,6 +344,12 @@ ca_file = {DV.cert}
         got = wait_for(lambda: "pushed" in subjects(desk), 10, step=0.02)
         took = time.monotonic() - t0
         tap.ok(got and took < 1.0, f"IDLE delivers a new message within a second (took {took:.2f}s)")
+        kicked = subprocess.run(["doveadm", "-c", DV.conf, "kick", "idle"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=30)
+        eq(tap, kicked.returncode, 0, "the server drops the connection (doveadm kick)", kicked.stdout)
+        DV.append("idle", *msgs("after-kick"))
+        tap.ok(wait_for(lambda: "after-kick" in subjects(desk), 15),
+               "the poller reconnects after losing its connection and delivers")
         proc.send_signal(signal.SIGTERM)
         try:
             out, _ = proc.communicate(timeout=10)
@@ -347,6 +360,34 @@ ca_file = {DV.cert}
         text = log.read()
         tap.ok("imap.broken: cannot read password_file" in text and "retrying in" in text,
                "the broken mailbox logs its trouble and retries", text[-2000:])
+        tap.ok(re.search(r"imap\.support: .*(connection lost|IDLE).*retrying in 1s", text),
+               "the lost connection is logged in one line with the back-off", text[-2000:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    desk.cleanup()
+
+
+def test_poll_without_idle(tap):
+    desk = imap_desk("poll", url=f"imaps://127.0.0.3:{DV.imaps_port}/INBOX", ca=False,
+                     extra="tls_verify = false\npoll_interval = 1s\nprocessed_folder = Processed")
+    m = DV.client("poll", host="127.0.0.3")
+    caps = m.capability()[1][0].split()
+    m.logout()
+    tap.ok(b"IDLE" not in caps, "through 127.0.0.3 the server has no IDLE", caps)
+    log = open(os.path.join(desk.dir, "poller.log"), "w+")
+    proc = subprocess.Popen([POLLER, desk.conf_path], stdout=subprocess.PIPE, stderr=log)
+    try:
+        eq(tap, proc.stdout.readline().strip(), b"ready", "the poller starts on a server without IDLE")
+        DV.append("poll", *msgs("polled"))
+        tap.ok(wait_for(lambda: subjects(desk) == ["polled"], 10), "poll_interval = 1s picks the message up")
+        DV.append("poll", *msgs("polled again"))
+        tap.ok(wait_for(lambda: subjects(desk) == ["polled", "polled again"], 10), "and the next one")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        eq(tap, (proc.returncode, out.strip()), (0, b"stopped"), "stop interrupts the poll sleep")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -361,6 +402,13 @@ def test_login_errors(tap):
     eq(tap, p.returncode, 78, "a wrong password exits 78 (EX_CONFIG)")
     tap.ok(b"login as badpw refused" in p.stderr, "and says the login was refused", p.stderr)
     tap.ok(b"wrong" not in p.stderr, "without echoing the password", p.stderr)
+    desk.cleanup()
+    desk = imap_desk("badpw", url=f"imaps://127.0.0.1:{free_port()}/INBOX")
+    p = fetch(desk)
+    eq(tap, p.returncode, 75, "no server listening exits 75 (EX_TEMPFAIL)", p.stderr)
+    tap.ok(b"cannot connect" in p.stderr, "and says it cannot connect", p.stderr)
+    desk.cleanup()
+    desk = imap_desk("badpw")
     os.unlink(os.path.join(desk.dir, "imap.secret"))
     p = fetch(desk)
     eq(tap, p.returncode, 78, "a missing password file exits 78")
@@ -432,7 +480,7 @@ def main():
     DV = Dovecot()
     try:
         run_tests(test_ingest_and_move, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
-                  test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_login_errors,
+                  test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name)
     finally:
         DV.stop()

@@ -445,6 +445,41 @@ md_store_org_is_member (MdStore *store, gint64 org_id, const char *email)
 	return org_id && md_store_org_of (store, email, NULL) == org_id;
 }
 
+static GPtrArray *
+string_column (MdStore *store, sqlite3_stmt *s, const char *what, GError **error)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
+		g_ptr_array_add (out, col_text (s, 0));
+	sqlite3_reset (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, what);
+		g_ptr_array_unref (out);
+		return NULL;
+	}
+	return out;
+}
+
+GPtrArray *
+md_store_org_members (MdStore *store, gint64 org_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT p.email FROM memberships m JOIN people p ON p.id = m.person_id "
+	                        "WHERE m.org_id = ? ORDER BY p.id LIMIT 1000", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, org_id);
+	return string_column (store, s, "organization members", error);
+}
+
+GPtrArray *
+md_store_agents (MdStore *store, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT email FROM people WHERE is_agent ORDER BY id LIMIT 1000", error);
+	return s ? string_column (store, s, "agents", error) : NULL;
+}
+
 /* ---- tickets ---- */
 
 void
@@ -656,11 +691,7 @@ md_store_participants (MdStore *store, gint64 ticket_id, GError **error)
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, ticket_id);
-	GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
-	while (sqlite3_step (s) == SQLITE_ROW)
-		g_ptr_array_add (out, col_text (s, 0));
-	sqlite3_reset (s);
-	return out;
+	return string_column (store, s, "participants", error);
 }
 
 /* ---- messages ---- */
@@ -800,6 +831,22 @@ md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
 		m->attachments = message_attachments (store, m->id);
 	}
 	return out;
+}
+
+GPtrArray *
+md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT message_id FROM ("
+	                        "  SELECT id, message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL "
+	                        "  AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL) "
+	                        "  UNION SELECT * FROM (SELECT id, message_id FROM messages WHERE ticket_id = ?1 "
+	                        "    AND message_id IS NOT NULL ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	sqlite3_bind_int (s, 2, (int) MAX (max, 2) - 1);
+	return string_column (store, s, "thread ids", error);
 }
 
 gint64

@@ -65,6 +65,10 @@ gint64 md_store_org_of (MdStore *store, const char *email, GError **error);
 /* Name of an organization, or NULL; free with g_free. */
 char *md_store_org_name (MdStore *store, gint64 org_id);
 gboolean md_store_org_is_member (MdStore *store, gint64 org_id, const char *email);
+/* Emails of an organization's members (by membership); free with g_ptr_array_unref. */
+GPtrArray *md_store_org_members (MdStore *store, gint64 org_id, GError **error);
+/* Emails of every agent; free with g_ptr_array_unref. */
+GPtrArray *md_store_agents (MdStore *store, GError **error);
 
 /* ---- tickets ---- */
 typedef struct {
@@ -147,6 +151,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdStoredMessage, md_stored_message_free)
 gboolean md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **error);
 /* Messages of a ticket in order; free with g_ptr_array_unref. */
 GPtrArray *md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error);
+
+/* Message-IDs of a ticket's thread for References: the first message's
+ * and the newest ones, oldest first, at most MAX.  Free with g_ptr_array_unref. */
+GPtrArray *md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error);
 
 /* Dedupe: the message row already holding this key ("<msgid>" or "sha256:HEX"), 0 if none. */
 gint64 md_store_seen (MdStore *store, const char *dedupe_key, GError **error);

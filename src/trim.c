@@ -35,7 +35,7 @@
 
 #define TRIM_MAX_BYTES   (1024 * 1024)
 #define TRIM_MAX_LINES   20000
-#define MARKER_MAX_BYTES 600   /* longer (joined) lines are never markers */
+#define MARKER_MAX_BYTES 500   /* longer (joined) lines are never markers */
 #define FOOTER_MAX_BYTES 160
 #define JOIN_MAX_LINES   5     /* an attribution wrapped over at most 5 lines */
 #define LONG_ANSWER      7     /* text lines under a quote that are an answer, not a signature */
@@ -89,10 +89,12 @@ typedef struct {
 #define DATE \
 	"(?:\\d{1,2}[:.]\\d{2}(?!\\d)|(?<!\\d)(?:19|20)\\d{2}(?!\\d)" \
 	"|\\d{1,4}[./-]\\d{1,2}[./-]\\d{1,4})"
-#define EMAIL "[^\\s<>()\\[\\]@]+@[^\\s<>()\\[\\]@]+"
+#define EMAIL "[^\\s<>()\\[\\]@]++@[^\\s<>()\\[\\]@]++"
 #define PREFIX "^[\\s>*_-]*"
-/* Up to the final colon: no other colon but those of times and mailto:. */
-#define UP_TO_COLON "(?:[^:：]|\\d[:.]\\d|mailto:){1,300}[:：]\\s*$"
+/* Text without a colon but those of times and "mailto:", possessive so
+ * that a failing match never backtracks through it. */
+#define NO_COLON "(?:mailto:|[^:：\\d]|\\d+(?:[:.]\\d+)*+)"
+#define UP_TO_COLON NO_COLON "{1,300}+[:：]\\s*$"
 
 typedef enum {
 	RE_ATTR_DATED,     /* On 2 Apr 2012, at 16:19, Bob <b@x> wrote: */
@@ -116,10 +118,10 @@ static const char *const pattern_sources[RE_COUNT] = {
 	[RE_ATTR_DATED] =
 		PREFIX "(?=.{0,400}?" DATE ").{0,500}?" VERB "\\s*[:：]\\s*$",
 	[RE_ATTR_VERB_MID] =
-		PREFIX ".{0,300}?" DATE ".{0,300}?" VERB_FIRST "\\s" UP_TO_COLON,
+		PREFIX "(?>.{0,300}?" DATE ").{0,300}?" VERB_FIRST "\\s" UP_TO_COLON,
 	[RE_ATTR_EMAIL] =
-		PREFIX "(?=[^<(\\[]{0,200}\\p{L})[^<(\\[]{0,200}[<(\\[]\\s*(?:mailto:)?" EMAIL
-		"\\s*[>)\\]].{0,300}?" VERB "(?:[^:：]|\\d[:.]\\d){0,200}[:：]\\s*$",
+		PREFIX "(?=[^<(\\[]{0,200}\\p{L})[^<(\\[]{0,200}+[<(\\[]\\s*(?:mailto:)?" EMAIL
+		"\\s*[>)\\]].{0,300}?" VERB NO_COLON "{0,200}+[:：]\\s*$",
 	[RE_ATTR_DASHED] =
 		"^[\\s>]*-{2,}\\s*(?=.{0,400}?" DATE ").{0,500}?" VERB "\\s*-{2,}\\s*$",
 	[RE_ATTR_GMAIL] =
@@ -188,8 +190,9 @@ static const char *const pattern_sources[RE_COUNT] = {
 		"|odesláno\\s+z\\s"
 		"|(?:從我的|寄自我的|发自我的|來自我的)\\s*\\S"
 		")",
+	/* ">", Supercite "Bob>", and "|" unless the line is a table row */
 	[RE_QUOTE] =
-		"^[ \\t]*(?:>|[A-Za-z]{1,10}>(?=\\s|>|$))",
+		"^[ \\t]*(?:>|[A-Za-z]{1,10}>(?=\\s|>|$)|\\|\\s*$|\\|(?!.*\\|\\s*$))",
 };
 
 static pcre2_code *patterns[RE_COUNT];
@@ -339,12 +342,18 @@ colon_attribution (Trim *t, const char *s, gsize len)
 	       || re_match (t, RE_ATTR_GMAIL, s, len);
 }
 
+static gboolean next_nonempty_is_quote (Trim *t, guint i);
+
+/* Attributions on one line without a final colon.  "<date> Bob <b@x>"
+ * is also how a list of appointments reads, so it needs a quote under it. */
 static gboolean
-single_line_attribution (Trim *t, const char *s, gsize len)
+single_line_attribution (Trim *t, guint i)
 {
+	const char *s = t->lines[i].s;
+	gsize len = t->lines[i].len;
 	return re_match (t, RE_ATTR_DASHED, s, len)
-	       || re_match (t, RE_ATTR_GMAIL, s, len)
-	       || re_match (t, RE_ATTR_GMAIL_ISO, s, len);
+	       || re_match (t, RE_ATTR_GMAIL_ISO, s, len)
+	       || (re_match (t, RE_ATTR_GMAIL, s, len) && next_nonempty_is_quote (t, i));
 }
 
 /* Lines first..last may form one attribution: none is code, empty at
@@ -378,23 +387,29 @@ joinable (Trim *t, guint first, guint last)
 static int
 attribution_start (Trim *t, guint last, guint floor)
 {
+	/* per candidate start: 0 not tried, 1 no, 2 yes */
+	guint8 tried[JOIN_MAX_LINES] = { 0 };
 	guint lo = last + 1 >= JOIN_MAX_LINES ? last + 1 - JOIN_MAX_LINES : 0;
 	if (lo < floor)
 		lo = floor;
 
-	for (guint m = lo; m <= last; m++) {
-		if (!joinable (t, m, last) || !re_match (t, RE_OPENER, t->lines[m].s, t->lines[m].len))
-			continue;
-		const char *s = join_lines (t, m, last);
-		if (colon_attribution (t, s, t->join->len))
-			return (int) m;
-	}
-	for (guint m = last + 1; m-- > lo;) {
-		if (!joinable (t, m, last))
-			continue;
-		const char *s = join_lines (t, m, last);
-		if (colon_attribution (t, s, t->join->len))
-			return (int) m;
+	for (int pass = 0; pass < 2; pass++) {
+		for (guint k = 0; k <= last - lo; k++) {
+			/* first pass: earliest start that opens like an attribution;
+			 * second pass: latest start */
+			guint m = pass == 0 ? lo + k : last - k;
+			guint8 *r = &tried[m - lo];
+			if (pass == 0 && !re_match (t, RE_OPENER, t->lines[m].s, t->lines[m].len))
+				continue;
+			if (*r == 0) {
+				gboolean yes = joinable (t, m, last)
+				               && (join_lines (t, m, last),
+				                   colon_attribution (t, t->join->str, t->join->len));
+				*r = yes ? 2 : 1;
+			}
+			if (*r == 2)
+				return (int) m;
+		}
 	}
 	return -1;
 }
@@ -438,7 +453,7 @@ find_attributions (Trim *t)
 		}
 		if (ends_with_colon (l->s, l->len))
 			start = attribution_start (t, j, floor);
-		if (start < 0 && single_line_attribution (t, l->s, l->len))
+		if (start < 0 && single_line_attribution (t, j))
 			start = (int) j;
 		if (start < 0 && re_match (t, RE_ATTR_NAME, l->s, l->len) && next_nonempty_is_quote (t, j))
 			start = (int) j;

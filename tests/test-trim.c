@@ -234,6 +234,15 @@ static const Case cases[] = {
 	{ "wrote-in-prose",
 	  "I wrote the script in 2019.\nIt fails on line 3:\n\n    exit 1\n",
 	  "I wrote the script in 2019.\nIt fails on line 3:\n\n    exit 1", "" },
+	{ "dated-list-in-prose",
+	  "Appointments:\n2019-05-01 Meeting with Bob <bob@example.com>\n"
+	  "2019-05-02 Call with Ann <ann@example.com>\nThanks\n",
+	  "Appointments:\n2019-05-01 Meeting with Bob <bob@example.com>\n"
+	  "2019-05-02 Call with Ann <ann@example.com>\nThanks", "" },
+	{ "markdown-table",
+	  "Results:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", "Results:\n\n| a | b |\n|---|---|\n| 1 | 2 |", "" },
+	{ "pipe-quote",
+	  "Ok\n\n2013/7/20 Bob <bob@example.com>\n\n| Hi\n|\n| Bob\n", "Ok", NULL },
 	{ "on-date-in-prose",
 	  "On Monday at 10:00 the server stopped.\nPlease check.\n",
 	  "On Monday at 10:00 the server stopped.\nPlease check.", "" },

@@ -21,6 +21,7 @@ typedef struct {
 static const Command commands[] = {
 	{ "serve", md_cmd_serve, "run the daemon" },
 	{ "deliver", md_cmd_deliver, "ingest one message from standard input" },
+	{ "fetch", md_cmd_fetch, "poll the IMAP mailboxes once and exit" },
 	{ "ticket", md_cmd_ticket, "list, show, set or reply to tickets" },
 	{ "agent", md_cmd_agent, "add agents" },
 	{ "org", md_cmd_org, "add organizations and members" },

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,8 @@ int
 main (int argc, char **argv)
 {
 	setlocale (LC_ALL, "");
+	/* A peer closing its socket is an error to handle, not a reason to die. */
+	signal (SIGPIPE, SIG_IGN);
 	md_message_init ();
 
 	/* Global options come before the command name. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "imap.h"
 #include "ingest.h"
 #include "lmtp.h"
 #include "md.h"
@@ -23,6 +24,7 @@ typedef struct {
 	MdWriter *writer;
 	MdLmtpServer *lmtp;
 	MdOutboxSender *sender;
+	MdImapPoller *imap;
 	GMainLoop *loop;
 	gint64 drain_deadline;
 } Daemon;
@@ -180,6 +182,16 @@ md_cmd_serve (int argc, char **argv)
 		g_main_loop_unref (d.loop);
 		return MD_EX_CONFIG;
 	}
+	/* IMAP pollers after the listeners: the engine sets the umask while it binds. */
+	d.imap = md_imap_start (desk, &error);
+	if (!d.imap) {
+		md_cli_error (error);
+		md_writer_stop (d.writer);
+		md_lmtp_server_free (d.lmtp);
+		md_outbox_sender_stop (d.sender);
+		g_main_loop_unref (d.loop);
+		return MD_EX_CONFIG;
+	}
 	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
 	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
 	guint hup = g_unix_signal_add (SIGHUP, on_reload_signal, &d);
@@ -190,6 +202,7 @@ md_cmd_serve (int argc, char **argv)
 	g_source_remove (term);
 	g_source_remove (intr);
 	g_source_remove (hup);
+	md_imap_stop (d.imap);
 	/* The writer first: answers still queued reach their sessions. */
 	md_writer_stop (d.writer);
 	md_lmtp_server_free (d.lmtp);

@@ -389,6 +389,11 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 		if (!t)
 			ticket_id = 0;
 	}
+	/* Stop automatic mail to an address that bounces for good. */
+	GPtrArray *failed = job->msg->report_failed_recipients;
+	for (guint i = 0; failed && i < failed->len; i++)
+		if (!md_store_set_bouncing (store, failed->pdata[i], TRUE, error))
+			return FALSE;
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
 	g_free (m->flag);
 	m->flag = g_strdup ("bounce");
@@ -417,6 +422,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 
 	if (msg->is_report)
 		return store_bounce (job, store, error);
+	/* Mail from an address proves it receives mail again. */
+	if (job->sender_addr && !md_store_set_bouncing (store, job->sender_addr, FALSE, error))
+		return FALSE;
 
 	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
 	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,

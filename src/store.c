@@ -348,7 +348,7 @@ md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 
 gboolean
 md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error)
 {
-	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1", error);
+	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1 AND bouncing <> ?2", error);
 	if (!s)
 		return FALSE;
 	bind_text (s, 1, email);
@@ -839,9 +839,10 @@ md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError 
 	sqlite3_stmt *s = stmt (store,
 	                        "SELECT message_id FROM ("
 	                        "  SELECT id, message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL "
-	                        "  AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL) "
+	                        "  AND NOT internal AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 "
+	                        "  AND message_id IS NOT NULL AND NOT internal) "
 	                        "  UNION SELECT * FROM (SELECT id, message_id FROM messages WHERE ticket_id = ?1 "
-	                        "    AND message_id IS NOT NULL ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
+	                        "    AND message_id IS NOT NULL AND NOT internal ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, ticket_id);

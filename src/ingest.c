@@ -371,8 +371,12 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 	t->updated_at = md_now ();
 	if (!md_store_ticket_update (store, t, error))
 		return FALSE;
-	if (action == MD_THREAD_AGENT_COMMENT)
+	if (action == MD_THREAD_AGENT_COMMENT) {
+		/* Whom a verified agent copies becomes a participant. */
+		if (!m->internal && !add_participants (job, store, t->id, error))
+			return FALSE;
 		return agent_comment (job, store, t, m, commands, error);
+	}
 	return customer_comment (job, store, t, m, commands, error);
 }
 

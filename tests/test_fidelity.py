@@ -29,7 +29,10 @@ def deliver(tap, desk, data, what):
     key = p.stdout.decode(errors="replace").strip()
     tap.ok(p.returncode == 0 and key.startswith("SUP-"), f"{what}: delivered as a ticket",
            p.stderr.decode(errors="replace"))
-    return desk.show(key)["messages"][-1] if key.startswith("SUP-") else None
+    if not key.startswith("SUP-"):
+        return None
+    received = [m for m in desk.show(key)["messages"] if m["direction"] == "in"]
+    return received[-1]
 
 
 def blob(desk, sha):

@@ -529,7 +529,8 @@ static void
 add_labels (MdForm *form, MdFormField *f)
 {
 	g_hash_table_insert (form->labels, normalize_label (f->name), f);
-	g_hash_table_insert (form->labels, normalize_label (f->label), f);
+	if (f->label)
+		g_hash_table_insert (form->labels, normalize_label (f->label), f);
 	for (guint k = 0; k < f->synonyms->len; k++)
 		g_hash_table_insert (form->labels, normalize_label (f->synonyms->pdata[k]), f);
 }
@@ -843,32 +844,34 @@ is_number (const char *s)
 	return *s == 0;
 }
 
-/* user@host:path (scp form) or ssh://[user@]host[:port]/path. */
-static const char *
+/* user@host:path (scp form) or ssh://[user@]host[:port]/path; NULL when
+ * S is one, else what is wrong with it.  Free with g_free. */
+static char *
 ssh_repo_problem (const char *s)
 {
 	if (strpbrk (s, " \t"))
-		return "a repository link has no spaces";
+		return g_strdup ("a repository link has no spaces");
 	if (g_str_has_prefix (s, "ssh://") || g_str_has_prefix (s, "git+ssh://") || g_str_has_prefix (s, "ssh+git://")) {
 		g_autoptr (GUri) uri = g_uri_parse (s, G_URI_FLAGS_NONE, NULL);
 		const char *host = uri ? g_uri_get_host (uri) : NULL;
 		const char *path = uri ? g_uri_get_path (uri) : NULL;
 		if (!host || !(is_domain (host) || g_hostname_is_ip_address (host)) || !path || strlen (path) < 2)
-			return "it is not a valid ssh:// link with a host and a path";
+			return g_strdup ("it is not a valid ssh:// link with a host and a path");
 		return NULL;
 	}
-	if (strstr (s, "://"))
-		return "it is not in SSH form";
+	const char *scheme_end = strstr (s, "://");
+	if (scheme_end)
+		return g_strdup_printf ("it is an %.*s link, not an SSH one", (int) MIN (scheme_end - s + 3, 16), s);
 	const char *at = strchr (s, '@');
 	const char *colon = at ? strchr (at, ':') : NULL;
 	if (!at || !colon || at == s || !colon[1])
-		return "it is not in SSH form";
+		return g_strdup ("it is not an SSH repository link");
 	for (const char *c = s; c < at; c++)
 		if (!g_ascii_isalnum (*c) && !strchr ("._-", *c))
-			return "its user name is not valid";
+			return g_strdup ("its user name is not valid");
 	g_autofree char *host = g_strndup (at + 1, colon - at - 1);
 	if (!is_domain (host) && !g_hostname_is_ip_address (host))
-		return "its host is not a valid host name";
+		return g_strdup ("its host is not a valid host name");
 	return NULL;
 }
 
@@ -951,9 +954,9 @@ md_forms_validate (MdFieldType type, const char *const *choices, const char *val
 			return reject (problem_r, "\"%s\" is not a number", v);
 		return g_steal_pointer (&v);
 	case MD_FIELD_SSH_REPO: {
-		const char *why = ssh_repo_problem (v);
+		g_autofree char *why = ssh_repo_problem (v);
 		if (why)
-			return reject (problem_r, "\"%s\" is not an SSH repository link: %s", v, why);
+			return reject (problem_r, "\"%s\": %s", v, why);
 		return g_steal_pointer (&v);
 	}
 	case MD_FIELD_CHOICE:

@@ -6,6 +6,7 @@
 
 #include "catalog.h"
 #include "ingest.h"
+#include "intake.h"
 #include "md.h"
 #include "message.h"
 #include "rules.h"
@@ -308,10 +309,14 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	if (!md_store_ticket_update (store, t, error) || !(full = md_store_ticket_get (store, t->id, error)) ||
 	    !md_schedule_ticket (job->desk, store, full, error))
 		return FALSE;
+	g_autoptr (MdIntake) intake = md_intake_new_ticket (job->desk, store, full, msg, error);
+	if (!intake)
+		return FALSE;
 	if (cls->quarantine)
 		return TRUE;  /* held for a human: nobody is mailed */
 	MdPersonRef author = { job->sender_addr, msg->from_name };
-	return md_notify_ack (job->desk, store, full, msg, job->sender, error) &&
+	return md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), error) &&
+	       md_intake_ask (job->desk, store, full, intake, msg, error) &&
 	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
 }
 

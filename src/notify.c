@@ -97,8 +97,8 @@ md_notify_desk_from (MdDesk *desk, char **name_r, char **email_r)
 	}
 }
 
-static char *
-format_local_time (MdDesk *desk, gint64 t)
+char *
+md_notify_local_time (MdDesk *desk, gint64 t)
 {
 	if (!t)
 		return g_strdup ("");
@@ -150,7 +150,7 @@ ticket_vars (MdDesk *desk, const MdTicket *t)
 	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
 	g_autofree char *reply = md_address_for_ticket (&desk->addressing, t->id);
 	g_autofree char *link = resolve_link (reply, key);
-	g_autofree char *due = format_local_time (desk, t->first_response_due);
+	g_autofree char *due = md_notify_local_time (desk, t->first_response_due);
 	g_autofree char *response_time = md_notify_response_time (desk, t->priority);
 	set (vars, "reply_address", reply);
 	set (vars, "resolve_link", link);
@@ -166,6 +166,18 @@ ticket_vars (MdDesk *desk, const MdTicket *t)
 	set (vars, "due", due);
 	set (vars, "response_time", response_time);
 	return vars;
+}
+
+static void
+add_vars (GHashTable *vars, GHashTable *extra)
+{
+	GHashTableIter it;
+	gpointer k, v;
+	if (!extra)
+		return;
+	g_hash_table_iter_init (&it, extra);
+	while (g_hash_table_iter_next (&it, &k, &v))
+		set (vars, k, v);
 }
 
 /* ---- recipients ---- */
@@ -343,7 +355,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 
 gboolean
 md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
-               const char *envelope_sender, GError **error)
+               const char *envelope_sender, GHashTable *extra, GError **error)
 {
 	const char *why = md_notify_suppress_reason (msg, envelope_sender);
 	if (why || !ticket->requester) {
@@ -360,6 +372,7 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 		return TRUE;
 	}
 	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, ticket->requester, NULL);
 	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .rcpts = rcpts,
@@ -485,13 +498,7 @@ md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const cha
                  const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, GError **error)
 {
 	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
-	GHashTableIter it;
-	gpointer k, v;
-	if (extra) {
-		g_hash_table_iter_init (&it, extra);
-		while (g_hash_table_iter_next (&it, &k, &v))
-			set (vars, k, v);
-	}
+	add_vars (vars, extra);
 	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
 	for (int i = 0; rcpts && rcpts[i]; i++)
 		add_rcpt (list, rcpts[i], NULL);

@@ -22,4 +22,22 @@ gboolean md_schedule_run_due (MdDesk *desk, MdStore *store, gint64 now, guint *r
 /* The next due time of any pending timer, or 0 when none. */
 gint64 md_schedule_next_due (MdStore *store, GError **error);
 
+/* serve's scheduler: a thread with its own connection that runs what is
+ * due, then sleeps until the next due time, a wake-up, or at most 60 s
+ * (timers armed by other processes cannot wake it), and repeats. */
+typedef struct _MdScheduler MdScheduler;
+
+/* DESK must outlive the scheduler.  Free with md_scheduler_stop. */
+MdScheduler *md_scheduler_start (MdDesk *desk, GError **error);
+/* Timers changed: look again now.  Cheap; any thread; NULL is fine. */
+void md_scheduler_wake (MdScheduler *scheduler);
+/* FUNC (DATA) is called from the scheduler's thread after a pass that
+ * ran timers (and so may have queued mail), e.g. to wake the outbox
+ * sender. */
+void md_scheduler_set_on_queued (MdScheduler *scheduler, void (*func) (gpointer data), gpointer data);
+/* Finishes the pass in progress, joins the thread and frees the
+ * scheduler.  NULL is fine. */
+void md_scheduler_stop (MdScheduler *scheduler);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdScheduler, md_scheduler_stop)
+
 #endif

@@ -9,7 +9,10 @@
 #include "md.h"
 #include "message.h"
 #include "rules.h"
+#include "notify.h"
+#include "schedule.h"
 #include "trim.h"
+#include "workflow.h"
 
 struct _MdIngestJob {
 	MdDesk *desk;
@@ -254,7 +257,7 @@ join_tags (GPtrArray *tags)
 }
 
 static gboolean
-create_ticket (MdIngestJob *job, MdStore *store, GError **error)
+create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **error)
 {
 	MdMessage *msg = job->msg;
 	MdClassification *cls = &job->cls;
@@ -282,6 +285,8 @@ create_ticket (MdIngestJob *job, MdStore *store, GError **error)
 		return FALSE;
 	t->created_at = t->updated_at = t->status_changed_at = now;
 	t->tags = join_tags (cls->tags);
+	t->linked_ticket_id = linked_to;
+	g_autofree char *linked_key = linked_to ? md_ticket_key (job->desk->conf->ticket_prefix, linked_to) : NULL;
 	t->flag = cls->quarantine ? g_strdup ("quarantined by rules") : problems_flag (msg);
 	if (!md_store_ticket_insert (store, t, error))
 		return FALSE;
@@ -293,16 +298,79 @@ create_ticket (MdIngestJob *job, MdStore *store, GError **error)
 	    !md_store_history_add (store, t->id, now, "rules", "category", NULL, t->category, error) ||
 	    !md_store_history_add (store, t->id, now, "rules", "priority", NULL, t->priority, error))
 		return FALSE;
+	if (linked_to && !md_store_history_add (store, t->id, now, actor, "linked_ticket", NULL, linked_key, error))
+		return FALSE;
 	job->result.ticket_id = t->id;
 	job->result.new_ticket = TRUE;
-	return TRUE;
+
+	t->first_response_due = md_workflow_first_response_due (job->desk, t->priority, t->created_at);
+	g_autoptr (MdTicket) full = NULL;
+	if (!md_store_ticket_update (store, t, error) || !(full = md_store_ticket_get (store, t->id, error)) ||
+	    !md_schedule_ticket (job->desk, store, full, error))
+		return FALSE;
+	if (cls->quarantine)
+		return TRUE;  /* held for a human: nobody is mailed */
+	MdPersonRef author = { job->sender_addr, msg->from_name };
+	return md_notify_ack (job->desk, store, full, msg, job->sender, error) &&
+	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
+}
+
+/* What a verified agent's mail does: commands, the relay to the
+ * customer, the first response and the automatic status moves. */
+static gboolean
+agent_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
+               GError **error)
+{
+	MdDesk *desk = job->desk;
+	MdActor actor = { MD_ACTOR_AGENT, job->sender_addr, job->msg->from_name };
+	g_autofree char *comment = md_commands_strip (m->body);
+
+	if (*g_strstrip (comment) && !m->internal) {
+		MdPersonRef agent = { job->sender_addr, job->msg->from_name };
+		if (!md_notify_agent_reply (desk, store, t, &agent, comment, job->msg, error) ||
+		    !md_workflow_first_response (desk, store, t, &actor, error))
+			return FALSE;
+		/* DESIGN 1: a public reply acknowledges, and then means work in progress. */
+		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
+		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
+		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
+		                   : NULL;
+		if (next && !md_workflow_set_status (desk, store, t, next, &actor, NULL, FALSE, error))
+			return FALSE;
+	}
+	return md_workflow_run_commands (desk, store, t, commands, &actor, job->msg, error);
+}
+
+static gboolean
+customer_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
+                  GError **error)
+{
+	MdDesk *desk = job->desk;
+	MdActor actor = { MD_ACTOR_CUSTOMER, job->sender_addr, job->msg->from_name };
+	g_autofree char *comment = md_commands_strip (m->body);
+	const char *next = g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
+	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
+
+	if (*g_strstrip (comment)) {
+		if (next && !md_workflow_set_status (desk, store, t, next, &actor, NULL,
+		                                     g_strcmp0 (next, MD_STATUS_REOPENED) == 0, error))
+			return FALSE;
+		MdPersonRef author = { job->sender_addr, job->msg->from_name };
+		if (!md_notify_customer_reply (desk, store, t, &author, comment, job->msg, error))
+			return FALSE;
+	}
+	return md_workflow_run_commands (desk, store, t, commands, &actor, job->msg, error);
 }
 
 static gboolean
 add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction action, GError **error)
 {
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, t->id, TRUE);
+	g_autoptr (GPtrArray) commands = md_commands_parse (m->body);
+	gboolean internal_cmd = FALSE;
 
+	for (guint i = 0; i < commands->len; i++)
+		internal_cmd |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
 	if (action == MD_THREAD_UNVERIFIED_SENDER || action == MD_THREAD_UNVERIFIED_AGENT) {
 		const char *why = action == MD_THREAD_UNVERIFIED_SENDER ? "unverified sender" : "unverified agent";
 		m->internal = TRUE;
@@ -313,14 +381,28 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 		} else {
 			m->flag = g_strdup (why);
 		}
+	} else if (action == MD_THREAD_AGENT_COMMENT && internal_cmd) {
+		m->internal = TRUE;
 	}
 	if (!insert_message (job, store, m, error))
 		return FALSE;
-	if (m->internal)
-		return TRUE;  /* a note changes nothing on the ticket */
-	t->updated_at = md_now ();
 	job->result.ticket_id = t->id;
-	return md_store_ticket_update (store, t, error);
+
+	if (action == MD_THREAD_UNVERIFIED_SENDER)
+		return TRUE;  /* kept for a human; changes nothing, tells no one */
+	if (action == MD_THREAD_UNVERIFIED_AGENT) {
+		MdPersonRef agent = { job->sender_addr, job->msg->from_name };
+		if (commands->len && !md_store_history_add (store, t->id, md_now (), job->sender_addr, "command refused",
+		                                             "(unverified agent)", "mail did not reach the token address", error))
+			return FALSE;
+		return md_notify_unverified_agent (job->desk, store, t, &agent, job->msg, error);
+	}
+	t->updated_at = md_now ();
+	if (!md_store_ticket_update (store, t, error))
+		return FALSE;
+	if (action == MD_THREAD_AGENT_COMMENT)
+		return agent_comment (job, store, t, m, commands, error);
+	return customer_comment (job, store, t, m, commands, error);
 }
 
 /* A delivery report: an internal note on the ticket of the bounced
@@ -342,6 +424,17 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 	m->internal = TRUE;
 	job->result.ticket_id = ticket_id;
 	return insert_message (job, store, m, error);
+}
+
+/* DESIGN 1: a reply after the reopen window opens a new ticket that
+ * links the old one. */
+static gboolean
+reopen_window_passed (MdDesk *desk, const MdTicket *t)
+{
+	if (g_strcmp0 (t->status, MD_STATUS_RESOLVED) != 0 || !t->resolved_at)
+		return FALSE;
+	gint64 until = md_calendar_add (desk->calendar, t->resolved_at, &desk->reopen_window);
+	return until > 0 && md_now () > until;
 }
 
 static gboolean
@@ -371,7 +464,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 	job->result.action = action;
 
 	if (action == MD_THREAD_NEW_TICKET)
-		return create_ticket (job, store, error);
+		return create_ticket (job, store, 0, error);
+	if (action == MD_THREAD_COMMENT && reopen_window_passed (job->desk, t))
+		return create_ticket (job, store, t->id, error);
 	return add_comment (job, store, t, action, error);
 }
 

@@ -25,6 +25,7 @@ static const Command commands[] = {
 	{ "agent", md_cmd_agent, "add agents" },
 	{ "org", md_cmd_org, "add organizations and members" },
 	{ "classify", md_cmd_classify, "classify a message from standard input; stores nothing" },
+	{ "outbox", md_cmd_outbox, "send due mail now, or list outgoing mail" },
 	{ "check-config", md_cmd_check_config, "validate configuration, rules and templates" },
 };
 

@@ -64,6 +64,9 @@ void md_command_free (MdCommand *c);
  * not blank and not a command).  MdCommand*; free with g_ptr_array_unref. */
 GPtrArray *md_commands_parse (const char *text);
 
+/* TEXT without its leading command lines.  Free with g_free. */
+char *md_commands_strip (const char *text);
+
 /* Runs COMMANDS on TICKET for ACTOR; every one that fails or is not
  * allowed is answered by mail with the reason (never ignored).  FALSE
  * only on database trouble. */

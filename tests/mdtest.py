@@ -123,3 +123,69 @@ def message(subject="Help", body="Hello,\nit does not work.\n", sender="alice@cu
     lines += headers or []
     lines += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "", body]
     return "\r\n".join(lines).encode()
+
+
+def free_port():
+    """A loopback TCP port nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Catcher:
+    """tests/smtp_catcher.py as a subprocess: a real SMTP server on
+    loopback keeping each accepted message as DIR/NNNN.eml + .json."""
+
+    def __init__(self, port=None, options=()):
+        self.dir = tempfile.mkdtemp(prefix="maildesk-smtp-")
+        self.caught = os.path.join(self.dir, "caught")
+        self.control = os.path.join(self.dir, "control")
+        self.port = port or free_port()
+        self.options = list(options)
+        self.proc = None
+
+    def start(self):
+        script = os.path.join(TOP_SRCDIR, "tests", "smtp_catcher.py")
+        self.proc = subprocess.Popen([sys.executable, script, "--dir", self.caught, "--port", str(self.port),
+                                      "--control", self.control, *self.options],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode().strip()
+        if line != "ready":
+            raise RuntimeError(f"smtp_catcher did not start: {line!r}")
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def reply(self, rules):
+        """Scripted replies, lines of 'STAGE ADDRESS REPLY' (see smtp_catcher.py)."""
+        with open(self.control, "w") as f:
+            f.write(rules)
+
+    def messages(self):
+        """[(envelope dict, raw bytes)] in the order received."""
+        if not os.path.isdir(self.caught):
+            return []
+        out = []
+        for name in sorted(n for n in os.listdir(self.caught) if n.endswith(".eml")):
+            base = os.path.join(self.caught, name[:-4])
+            with open(base + ".json") as f, open(base + ".eml", "rb") as g:
+                out.append((json.load(f), g.read()))
+        return out
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def self_signed_cert(directory):
+    """A certificate for localhost and 127.0.0.1 that is its own CA: (cert, key)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key

@@ -765,3 +765,76 @@ md_scheduler_stop (MdScheduler *s)
 	g_cond_clear (&s->cond);
 	g_free (s);
 }
+
+/* ---- the SLA report ---- */
+
+static int
+compare_doubles (gconstpointer a, gconstpointer b)
+{
+	double x = *(const double *) a, y = *(const double *) b;
+	return (x > y) - (x < y);
+}
+
+static double
+median (GArray *values)
+{
+	if (values->len == 0)
+		return -1;
+	g_array_sort (values, compare_doubles);
+	guint mid = values->len / 2;
+	double *v = (double *) values->data;
+	return values->len % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+gboolean
+md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures out[5], GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT priority, status, created_at, first_response_due, "
+	                                      "first_response_at, resolved_at FROM tickets", error);
+	if (!s)
+		return FALSE;
+	const MdDuration one_day = { MD_DURATION_BUSINESS_DAYS, 1 };
+	gint64 horizon = md_calendar_add (desk->calendar, now, &one_day);
+	GArray *times[5];
+	for (int i = 0; i < 5; i++) {
+		out[i] = (MdSlaFigures) { .priority = md_priorities[i], .median_response_bh = -1 };
+		times[i] = g_array_new (FALSE, FALSE, sizeof (double));
+	}
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
+		int p = priority_index (md_priority_normalize ((const char *) sqlite3_column_text (s, 0)));
+		if (p < 0 || p >= 5)
+			continue;
+		const char *status = md_status_normalize ((const char *) sqlite3_column_text (s, 1));
+		gint64 created = sqlite3_column_int64 (s, 2), due = sqlite3_column_int64 (s, 3);
+		gint64 responded = sqlite3_column_int64 (s, 4), resolved = sqlite3_column_int64 (s, 5);
+		gboolean open = md_status_is_open (status);
+		MdSlaFigures *f = &out[p];
+
+		f->open += open;
+		if (responded) {
+			double bh = (double) md_calendar_business_seconds (desk->calendar, created, responded) / 3600.0;
+			g_array_append_val (times[p], bh);
+			f->responded++;
+		}
+		if (!due)
+			continue;
+		if (responded && responded <= due)
+			f->met++;
+		else if (responded)
+			f->breached++;
+		else if (due < (open || !resolved ? now : resolved))
+			f->breached++;
+		else if (open && due <= horizon)
+			f->due_next_working_day++;
+	}
+	for (int i = 0; i < 5; i++) {
+		out[i].median_response_bh = median (times[i]);
+		g_array_unref (times[i]);
+	}
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "sla report");
+		return FALSE;
+	}
+	return TRUE;
+}

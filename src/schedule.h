@@ -22,6 +22,21 @@ gboolean md_schedule_run_due (MdDesk *desk, MdStore *store, gint64 now, guint *r
 /* The next due time of any pending timer, or 0 when none. */
 gint64 md_schedule_next_due (MdStore *store, GError **error);
 
+/* The figures of `maildesk sla report` for one priority. */
+typedef struct {
+	const char *priority;       /* static, from md_priorities */
+	guint open;                 /* not resolved */
+	guint due_next_working_day; /* open, no first response, due from now until now + 1bd */
+	guint breached;             /* responded late, or no response by now (or by the resolution) */
+	guint met;                  /* responded by the deadline */
+	guint responded;            /* with a first response, whatever the deadline */
+	double median_response_bh;  /* business hours from creation to first response; < 0 when none */
+} MdSlaFigures;
+
+/* One MdSlaFigures per priority, in md_priorities order, at NOW.  Reads
+ * every ticket once: a report, not a hot path. */
+gboolean md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures out[5], GError **error);
+
 /* serve's scheduler: a thread with its own connection that runs what is
  * due, then sleeps until the next due time, a wake-up, or at most 60 s
  * (timers armed by other processes cannot wake it), and repeats. */

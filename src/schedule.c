@@ -518,6 +518,19 @@ mark_done (MdStore *store, gint64 id, gint64 now, GError **error)
 	return run_done (store, s, "mark timer done", error);
 }
 
+/* Whether a later SLA timer than reminder R is due too (the desk was
+ * down, or tick did not run): then R would only be noise before it. */
+static gboolean
+overtaken (const TimerSet *wanted, const Timer *r, gint64 now)
+{
+	for (int i = 0; i < wanted->n; i++) {
+		const Timer *w = &wanted->t[i];
+		if (g_str_has_prefix (w->kind, "sla-") && w->due_at > r->due_at && w->due_at <= now)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Inside a transaction: runs timer D if the ticket still calls for it,
  * else brings the ticket's rows up to date.  *ran_r says which. */
 static gboolean
@@ -544,6 +557,10 @@ run_timer (MdDesk *desk, MdStore *store, const DueTimer *d, gint64 now, gboolean
 	if (!mark_done (store, d->id, now, error))
 		return FALSE;
 	*ran_r = TRUE;
+	if (strcmp (d->kind, KIND_REMINDER) == 0 && overtaken (&wanted, w, now)) {
+		g_autofree char *what = g_strdup_printf ("reminder %s skipped: overtaken", d->arg);
+		return md_store_history_add (store, t->id, now, "system", "sla", NULL, what, error);
+	}
 	if (strcmp (d->kind, KIND_REMINDER) == 0 || strcmp (d->kind, KIND_BREACH) == 0)
 		return run_sla (desk, store, t, d->kind, d->arg, now, error);
 	if (strcmp (d->kind, KIND_FOLLOWUP) == 0)

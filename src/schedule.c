@@ -33,8 +33,10 @@
 
 /* remind_at has at most 8 fractions and waiting_reminders 8 offsets */
 #define MAX_TIMERS 18
-/* Due timers read per query; each then runs in its own transaction. */
-#define RUN_BATCH 256
+/* Due timers run per transaction, each in a savepoint of its own: one
+ * commit (and fsync) per batch, and the write lock held for a few tens
+ * of milliseconds at most. */
+#define RUN_BATCH 64
 /* Rows a ticket may have: the kinds above, with room to spare for old
  * rows of a configuration that had more fractions. */
 #define MAX_ROWS 64
@@ -577,17 +579,13 @@ give_up (MdStore *store, const DueTimer *d, gint64 now, const GError *why, GErro
 	g_autofree char *what = g_strdup_printf ("%s %s failed: %s", d->kind, d->arg, why->message);
 	g_warning ("schedule: timer %" G_GINT64_FORMAT " of ticket %" G_GINT64_FORMAT ": %s", d->id, d->ticket_id,
 	           what);
-	if (!md_store_begin (store, error))
-		return FALSE;
-	if (!mark_done (store, d->id, now, error) ||
-	    !md_store_history_add (store, d->ticket_id, now, "system",
-	                           g_str_has_prefix (d->kind, "sla") ? "sla" : "followup", NULL, what, error)) {
-		md_store_rollback (store);
-		return FALSE;
-	}
-	return md_store_commit (store, error);
+	return mark_done (store, d->id, now, error) &&
+	       md_store_history_add (store, d->ticket_id, now, "system",
+	                             g_str_has_prefix (d->kind, "sla") ? "sla" : "followup", NULL, what, error);
 }
 
+/* Inside the batch's transaction, in a savepoint of its own: a timer
+ * that fails leaves nothing behind but its failure. */
 static gboolean
 run_one (MdDesk *desk, MdStore *store, gint64 id, gint64 now, gboolean *ran_r, GError **error)
 {
@@ -596,17 +594,15 @@ run_one (MdDesk *desk, MdStore *store, gint64 id, gint64 now, gboolean *ran_r, G
 	g_autoptr (GError) local = NULL;
 
 	*ran_r = FALSE;
-	if (!md_store_begin (store, error))
+	if (!read_due (store, id, now, &d, &found, error))
 		return FALSE;
-	if (!read_due (store, id, now, &d, &found, error)) {
-		md_store_rollback (store);
-		return FALSE;
-	}
 	if (!found)  /* another tick ran it, or a change re-armed it */
-		return md_store_commit (store, error);
+		return TRUE;
+	if (!md_store_savepoint (store, error))
+		return FALSE;
 	if (run_timer (desk, store, &d, now, ran_r, &local))
-		return md_store_commit (store, error);
-	md_store_rollback (store);
+		return md_store_release (store, error);
+	md_store_rollback_to (store);
 	*ran_r = FALSE;
 	if (md_error_is_temporary (local)) {
 		g_propagate_error (error, g_steal_pointer (&local));
@@ -652,11 +648,18 @@ md_schedule_run_due (MdDesk *desk, MdStore *store, gint64 now, guint *ran_r, GEr
 			ok = FALSE;
 			break;
 		}
+		guint batch_ran = 0;
+		ok = md_store_begin (store, error);
 		for (guint i = 0; ok && i < ids->len; i++) {
 			gboolean did = FALSE;
 			ok = run_one (desk, store, g_array_index (ids, gint64, i), now, &did, error);
-			ran += did;
+			batch_ran += did;
 		}
+		if (ok)
+			ok = md_store_commit (store, error);
+		else
+			md_store_rollback (store);
+		ran += ok ? batch_ran : 0;
 		if (ids->len < RUN_BATCH)
 			break;
 	}

@@ -15,8 +15,12 @@
  * the caller's transaction. */
 gboolean md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
 
-/* Runs every timer due at NOW, each in its own transaction, each at
- * most once.  *ran_r counts them. */
+/* Runs every timer due at NOW, each at most once: a timer is marked done
+ * in the transaction that queues its mail.  Timers are grouped 64 to a
+ * transaction (one fsync each group), each in a savepoint of its own so
+ * one that fails for good is recorded and skipped without undoing the
+ * others; a temporary failure (database busy) stops the run and rolls
+ * back its group, to be retried.  *ran_r counts them. */
 gboolean md_schedule_run_due (MdDesk *desk, MdStore *store, gint64 now, guint *ran_r, GError **error);
 
 /* The next due time of any pending timer, or 0 when none. */

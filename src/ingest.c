@@ -315,51 +315,22 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
 }
 
-/* What a verified agent's mail does: commands, the relay to the
- * customer, the first response and the automatic status moves. */
 static gboolean
 agent_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
                GError **error)
 {
-	MdDesk *desk = job->desk;
-	MdActor actor = { MD_ACTOR_AGENT, job->sender_addr, job->msg->from_name };
-	g_autofree char *comment = md_commands_strip (m->body);
-
-	if (*g_strstrip (comment) && !m->internal) {
-		MdPersonRef agent = { job->sender_addr, job->msg->from_name };
-		if (!md_notify_agent_reply (desk, store, t, &agent, comment, job->msg, error) ||
-		    !md_workflow_first_response (desk, store, t, &actor, error))
-			return FALSE;
-		/* DESIGN 1: a public reply acknowledges, and then means work in progress. */
-		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
-		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
-		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
-		                   : NULL;
-		if (next && !md_workflow_set_status (desk, store, t, next, &actor, NULL, FALSE, error))
-			return FALSE;
-	}
-	return md_workflow_run_commands (desk, store, t, commands, &actor, job->msg, error);
+	/* The agent's name as the desk knows it, not as the mail claims. */
+	g_autoptr (MdPerson) p = md_store_person_find (store, job->sender_addr, NULL);
+	MdActor actor = { MD_ACTOR_AGENT, job->sender_addr, p && p->name ? p->name : job->msg->from_name };
+	return md_workflow_agent_reply (job->desk, store, t, &actor, m->body, m->internal, commands, job->msg, error);
 }
 
 static gboolean
 customer_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
                   GError **error)
 {
-	MdDesk *desk = job->desk;
 	MdActor actor = { MD_ACTOR_CUSTOMER, job->sender_addr, job->msg->from_name };
-	g_autofree char *comment = md_commands_strip (m->body);
-	const char *next = g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
-	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
-
-	if (*g_strstrip (comment)) {
-		if (next && !md_workflow_set_status (desk, store, t, next, &actor, NULL,
-		                                     g_strcmp0 (next, MD_STATUS_REOPENED) == 0, error))
-			return FALSE;
-		MdPersonRef author = { job->sender_addr, job->msg->from_name };
-		if (!md_notify_customer_reply (desk, store, t, &author, comment, job->msg, error))
-			return FALSE;
-	}
-	return md_workflow_run_commands (desk, store, t, commands, &actor, job->msg, error);
+	return md_workflow_customer_reply (job->desk, store, t, &actor, m->body, commands, job->msg, error);
 }
 
 static gboolean
@@ -400,8 +371,12 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 	t->updated_at = md_now ();
 	if (!md_store_ticket_update (store, t, error))
 		return FALSE;
-	if (action == MD_THREAD_AGENT_COMMENT)
+	if (action == MD_THREAD_AGENT_COMMENT) {
+		/* Whom a verified agent copies becomes a participant. */
+		if (!m->internal && !add_participants (job, store, t->id, error))
+			return FALSE;
 		return agent_comment (job, store, t, m, commands, error);
+	}
 	return customer_comment (job, store, t, m, commands, error);
 }
 
@@ -418,6 +393,11 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 		if (!t)
 			ticket_id = 0;
 	}
+	/* Stop automatic mail to an address that bounces for good. */
+	GPtrArray *failed = job->msg->report_failed_recipients;
+	for (guint i = 0; failed && i < failed->len; i++)
+		if (!md_store_set_bouncing (store, failed->pdata[i], TRUE, error))
+			return FALSE;
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
 	g_free (m->flag);
 	m->flag = g_strdup ("bounce");
@@ -446,6 +426,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 
 	if (msg->is_report)
 		return store_bounce (job, store, error);
+	/* Mail from an address proves it receives mail again. */
+	if (job->sender_addr && !md_store_set_bouncing (store, job->sender_addr, FALSE, error))
+		return FALSE;
 
 	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
 	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,

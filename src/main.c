@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct {
 static const Command commands[] = {
 	{ "serve", md_cmd_serve, "run the daemon" },
 	{ "deliver", md_cmd_deliver, "ingest one message from standard input" },
+	{ "fetch", md_cmd_fetch, "poll the IMAP mailboxes once and exit" },
 	{ "ticket", md_cmd_ticket, "list, show, set or reply to tickets" },
 	{ "agent", md_cmd_agent, "add agents" },
 	{ "org", md_cmd_org, "add organizations and members" },
@@ -44,6 +46,8 @@ int
 main (int argc, char **argv)
 {
 	setlocale (LC_ALL, "");
+	/* A peer closing its socket is an error to handle, not a reason to die. */
+	signal (SIGPIPE, SIG_IGN);
 	md_message_init ();
 
 	/* Global options come before the command name. */

@@ -40,7 +40,8 @@ gboolean md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *
                                   const char *const *rcpts, GBytes *raw, const char *message_id, GError **error);
 
 /* Rows of KIND for RCPT (compared as stored) created at SINCE or later,
- * whatever became of them: the acknowledgement rate limit. */
+ * whatever became of them: the acknowledgement rate limit.  0 when the
+ * database cannot answer (queueing would then fail as well). */
 guint md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since);
 
 typedef struct {

@@ -5,7 +5,7 @@
  * curl tells a caller little about *which* reply failed a transfer, so
  * the protocol is watched through the debug callback: the verb of every
  * command sent (only the verb, so AUTH secrets are never kept) and the
- * first reply of 400 or above with the command it answered.  A 5xx is
+ * latest reply of 400 or above with the command it answered.  A 5xx is
  * permanent only when it answers MAIL, RCPT or DATA; a 5xx to EHLO,
  * AUTH or STARTTLS is the desk's configuration or the relay's trouble,
  * and the mail is kept and retried. */
@@ -42,7 +42,7 @@ struct _MdSmtp {
 	gboolean in_auth;   /* between AUTH and its final reply: lines sent are secrets */
 	GString *reply;     /* reply being read, lines joined by a space */
 	int reply_code;
-	char *failed_reply; /* first complete reply >= 400 */
+	char *failed_reply; /* latest complete reply >= 400 */
 	char failed_verb[16];
 	char *final_reply;  /* last complete reply */
 };
@@ -98,7 +98,10 @@ static void
 finish_reply (MdSmtp *s)
 {
 	char *text = g_strndup (s->reply->str, REPLY_MAX);
-	if (s->reply_code >= 400 && !s->failed_reply) {
+	/* the latest refusal: an EHLO refused and followed by a good HELO
+	 * is not what failed the message */
+	if (s->reply_code >= 400) {
+		g_free (s->failed_reply);
 		s->failed_reply = g_strdup (text);
 		g_strlcpy (s->failed_verb, s->last_verb, sizeof s->failed_verb);
 	}

@@ -182,6 +182,49 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 	return invalid (error, "\"%s\" is not a field (status, priority, category, assignee, visibility)", field);
 }
 
+/* ---- replies ---- */
+
+gboolean
+md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
+                         gboolean internal, GPtrArray *commands, const MdMessage *msg, GError **error)
+{
+	g_autofree char *comment = md_commands_strip (text);
+
+	if (*g_strstrip (comment) && !internal) {
+		MdPersonRef agent = { actor->email, actor->name };
+		if (!md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) ||
+		    !md_workflow_first_response (desk, store, t, actor, error))
+			return FALSE;
+		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
+		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
+		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
+		                   : NULL;
+		/* The reply itself tells the customer; no separate status mail. */
+		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error))
+			return FALSE;
+	}
+	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
+}
+
+gboolean
+md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
+                            GPtrArray *commands, const MdMessage *msg, GError **error)
+{
+	g_autofree char *comment = md_commands_strip (text);
+	const char *next = g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
+	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
+
+	if (*g_strstrip (comment)) {
+		gboolean reopened = g_strcmp0 (next, MD_STATUS_REOPENED) == 0;
+		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, reopened, error))
+			return FALSE;
+		MdPersonRef author = { actor->email, actor->name };
+		if (!md_notify_customer_reply (desk, store, t, &author, comment, msg, error))
+			return FALSE;
+	}
+	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
+}
+
 /* ---- commands ---- */
 
 void

@@ -239,6 +239,26 @@ test_enqueue_rows (Fixture *fx, gconstpointer unused)
 }
 
 static void
+test_enqueue_bytes (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GBytes) raw = g_bytes_new_static (MESSAGE, strlen (MESSAGE));
+	const char *alice[] = { "alice@customer.example", NULL };
+	g_assert_true (md_outbox_enqueue_bytes (fx->store, 0, "ack", FROM, alice, raw, "m1@support.example.com",
+	                                        &error));
+	g_assert_no_error (error);
+	/* The bytes wait in the database, not in the spool: no fsync of their own. */
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_autofree char *path = md_spool_path (fx->desk->spool, MD_SPOOL_RAW, e->raw_sha256);
+	g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+	MdOutboxStats st = flush (fx, T0);
+	g_assert_cmpuint (st.sent, ==, 1);
+	g_autofree char *got = caught_file (fx, 1, ".eml");
+	g_assert_cmpstr (got, ==, MESSAGE);
+}
+
+static void
 test_enqueue_refuses (Fixture *fx, gconstpointer unused)
 {
 	(void) unused;
@@ -566,6 +586,7 @@ main (int argc, char **argv)
 #define ADD(path, fn, catcher) \
 	g_test_add ("/outbox/" path, Fixture, catcher, fixture_setup, fn, fixture_teardown)
 	ADD ("enqueue-rows", test_enqueue_rows, NULL);
+	ADD ("enqueue-bytes", test_enqueue_bytes, &up);
 	ADD ("enqueue-refuses", test_enqueue_refuses, NULL);
 	ADD ("count-recent", test_count_recent, NULL);
 	ADD ("delivered-exactly", test_delivered_exactly, &up);

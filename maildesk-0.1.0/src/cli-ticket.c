@@ -1,0 +1,490 @@
+/* cli-ticket.c - `maildesk ticket list|show`: tickets for people
+ * (aligned text) and for programs (JSON with the fields of DESIGN 3;
+ * names are stable: add, never rename). */
+#include "config.h"
+
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "cli.h"
+#include "md.h"
+#include "thread.h"
+#include "token.h"
+#include "workflow.h"
+
+#include <unistd.h>
+
+static void
+add_time (JsonBuilder *b, const char *name, gint64 t)
+{
+	json_builder_set_member_name (b, name);
+	if (t) {
+		g_autofree char *iso = md_time_iso_utc (t);
+		json_builder_add_string_value (b, iso);
+	} else {
+		json_builder_add_null_value (b);
+	}
+}
+
+static void
+add_string (JsonBuilder *b, const char *name, const char *value)
+{
+	json_builder_set_member_name (b, name);
+	if (value)
+		json_builder_add_string_value (b, value);
+	else
+		json_builder_add_null_value (b);
+}
+
+static void
+add_ticket_members (JsonBuilder *b, const MdDesk *desk, const MdTicket *t)
+{
+	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
+
+	json_builder_set_member_name (b, "id");
+	json_builder_add_int_value (b, t->id);
+	add_string (b, "key", key);
+	add_string (b, "subject", t->subject);
+	add_string (b, "category", t->category);
+	add_string (b, "priority", t->priority);
+	add_string (b, "status", t->status);
+	add_string (b, "requester", t->requester);
+	add_string (b, "organization", t->organization);
+	add_string (b, "visibility", t->shared ? "shared" : "private");
+	add_string (b, "assignee", t->assignee);
+	add_time (b, "created_at", t->created_at);
+	add_time (b, "updated_at", t->updated_at);
+	add_time (b, "first_response_due", t->first_response_due);
+	add_time (b, "first_response_at", t->first_response_at);
+	add_time (b, "resolved_at", t->resolved_at);
+	add_time (b, "due_at", t->due_at);
+	add_string (b, "flag", t->flag);
+	json_builder_set_member_name (b, "tags");
+	json_builder_begin_array (b);
+	g_auto (GStrv) tags = t->tags ? g_strsplit (t->tags, ",", -1) : NULL;
+	for (int i = 0; tags && tags[i]; i++)
+		json_builder_add_string_value (b, tags[i]);
+	json_builder_end_array (b);
+	json_builder_set_member_name (b, "linked_ticket");
+	if (t->linked_ticket_id) {
+		g_autofree char *linked = md_ticket_key (desk->conf->ticket_prefix, t->linked_ticket_id);
+		json_builder_add_string_value (b, linked);
+	} else {
+		json_builder_add_null_value (b);
+	}
+}
+
+static void
+add_messages (JsonBuilder *b, GPtrArray *messages)
+{
+	json_builder_set_member_name (b, "messages");
+	json_builder_begin_array (b);
+	for (guint i = 0; i < messages->len; i++) {
+		MdStoredMessage *m = messages->pdata[i];
+		json_builder_begin_object (b);
+		json_builder_set_member_name (b, "id");
+		json_builder_add_int_value (b, m->id);
+		add_string (b, "direction", m->outgoing ? "out" : "in");
+		add_string (b, "from", m->from_addr);
+		add_string (b, "from_name", m->from_name);
+		json_builder_set_member_name (b, "internal");
+		json_builder_add_boolean_value (b, m->internal);
+		add_string (b, "flag", m->flag);
+		add_string (b, "subject", m->subject);
+		add_string (b, "message_id", m->message_id);
+		add_string (b, "body", m->body);
+		add_string (b, "full_text", m->full_text);
+		add_time (b, "created_at", m->created_at);
+		json_builder_set_member_name (b, "attachments");
+		json_builder_begin_array (b);
+		for (guint k = 0; m->attachments && k < m->attachments->len; k++) {
+			MdStoredAttachment *a = m->attachments->pdata[k];
+			json_builder_begin_object (b);
+			add_string (b, "filename", a->filename);
+			add_string (b, "content_type", a->content_type);
+			json_builder_set_member_name (b, "size");
+			json_builder_add_int_value (b, a->size);
+			add_string (b, "sha256", a->sha256);
+			json_builder_set_member_name (b, "depth");
+			json_builder_add_int_value (b, a->depth);
+			json_builder_end_object (b);
+		}
+		json_builder_end_array (b);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+}
+
+static void
+add_history (JsonBuilder *b, GPtrArray *history)
+{
+	json_builder_set_member_name (b, "history");
+	json_builder_begin_array (b);
+	for (guint i = 0; i < history->len; i++) {
+		MdHistoryEntry *h = history->pdata[i];
+		json_builder_begin_object (b);
+		add_time (b, "at", h->at);
+		add_string (b, "actor", h->actor);
+		add_string (b, "field", h->field);
+		add_string (b, "old", h->old_value);
+		add_string (b, "new", h->new_value);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+}
+
+static void
+add_fields (JsonBuilder *b, GHashTable *fields)
+{
+	g_autoptr (GList) names = g_list_sort (g_hash_table_get_keys (fields), (GCompareFunc) strcmp);
+	json_builder_set_member_name (b, "fields");
+	json_builder_begin_object (b);
+	for (GList *l = names; l; l = l->next)
+		add_string (b, l->data, g_hash_table_lookup (fields, l->data));
+	json_builder_end_object (b);
+}
+
+static void
+print_json (JsonBuilder *b)
+{
+	g_autoptr (JsonNode) root = json_builder_get_root (b);
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
+	json_generator_set_pretty (gen, TRUE);
+	json_generator_set_root (gen, root);
+	g_autofree char *text = json_generator_to_data (gen, NULL);
+	/* json-glib 1.6 leaves U+001F unescaped; a raw control byte can only
+	 * stand inside a string, so escaping it here is always right. */
+	for (const char *p = text; *p; p++) {
+		if (*p == 0x1f)
+			fputs ("\\u001f", stdout);
+		else
+			putchar (*p);
+	}
+	putchar ('\n');
+}
+
+static gint64
+parse_id (MdDesk *desk, const char *text)
+{
+	gint64 id = md_ticket_key_parse (desk->conf->ticket_prefix, text);
+	if (!id)
+		fprintf (stderr, "maildesk: \"%s\" is not a ticket number (123 or %s-123)\n", text,
+		         desk->conf->ticket_prefix);
+	return id;
+}
+
+static int
+ticket_list (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *status = NULL, *category = NULL, *priority = NULL;
+	gboolean json = FALSE;
+	GOptionEntry entries[] = {
+		{ "status", 0, 0, G_OPTION_ARG_STRING, &status, "only this status", "S" },
+		{ "category", 0, 0, G_OPTION_ARG_STRING, &category, "only this category", "C" },
+		{ "priority", 0, 0, G_OPTION_ARG_STRING, &priority, "only this priority", "P" },
+		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv))
+		return MD_EX_USAGE;
+
+	MdTicketFilter filter = { 0 };
+	struct { const char *given; const char **out; const char *(*norm) (const char *); const char *what; } checks[] = {
+		{ status, &filter.status, md_status_normalize, "status" },
+		{ category, &filter.category, md_category_normalize, "category" },
+		{ priority, &filter.priority, md_priority_normalize, "priority" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (checks); i++) {
+		if (!checks[i].given)
+			continue;
+		*checks[i].out = checks[i].norm (checks[i].given);
+		if (!*checks[i].out) {
+			fprintf (stderr, "maildesk: unknown %s \"%s\"\n", checks[i].what, checks[i].given);
+			return MD_EX_USAGE;
+		}
+	}
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	g_autoptr (GPtrArray) list = store ? md_store_ticket_list (store, &filter, &error) : NULL;
+	if (!list) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (json) {
+		g_autoptr (JsonBuilder) b = json_builder_new ();
+		json_builder_begin_array (b);
+		for (guint i = 0; i < list->len; i++) {
+			json_builder_begin_object (b);
+			add_ticket_members (b, desk, list->pdata[i]);
+			json_builder_end_object (b);
+		}
+		json_builder_end_array (b);
+		print_json (b);
+		return MD_EX_OK;
+	}
+	for (guint i = 0; i < list->len; i++) {
+		MdTicket *t = list->pdata[i];
+		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
+		printf ("%-9s %-20s %-2s %-27s %-28s %s\n", key, t->status, t->priority, t->category,
+		        t->requester ? t->requester : "-", t->subject);
+	}
+	return MD_EX_OK;
+}
+
+static void
+print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *messages, GPtrArray *history, GHashTable *fields,
+                   gboolean full)
+{
+	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
+	g_autofree char *created = md_time_iso_utc (t->created_at);
+	g_autofree char *due = t->first_response_due ? md_time_iso_utc (t->first_response_due) : g_strdup ("-");
+
+	printf ("%s  %s\n", key, t->subject);
+	printf ("Status:      %s\nPriority:    %s\nCategory:    %s\n", t->status, t->priority, t->category);
+	printf ("Requester:   %s\nOrganization: %s (%s)\nAssignee:    %s\n", t->requester ? t->requester : "-",
+	        t->organization ? t->organization : "-", t->shared ? "shared" : "private",
+	        t->assignee ? t->assignee : "-");
+	printf ("Created:     %s\nResponse due: %s\n", created, due);
+	if (t->flag)
+		printf ("Flag:        %s\n", t->flag);
+	g_autoptr (GList) names = g_list_sort (g_hash_table_get_keys (fields), (GCompareFunc) strcmp);
+	for (GList *l = names; l; l = l->next)
+		printf ("Field %s: %s\n", (char *) l->data, (char *) g_hash_table_lookup (fields, l->data));
+	for (guint i = 0; i < messages->len; i++) {
+		MdStoredMessage *m = messages->pdata[i];
+		g_autofree char *at = md_time_iso_utc (m->created_at);
+		printf ("\n--- #%" G_GINT64_FORMAT " %s %s %s%s%s%s\n", m->id, m->outgoing ? "to" : "from",
+		        m->from_addr ? m->from_addr : "?", at, m->internal ? " [internal]" : "",
+		        m->flag ? " " : "", m->flag ? m->flag : "");
+		fputs (full ? m->full_text : m->body, stdout);
+		if (!g_str_has_suffix (full ? m->full_text : m->body, "\n"))
+			putchar ('\n');
+		for (guint k = 0; m->attachments && k < m->attachments->len; k++) {
+			MdStoredAttachment *a = m->attachments->pdata[k];
+			printf ("  [attachment] %s (%s, %" G_GINT64_FORMAT " bytes)\n", a->filename, a->content_type, a->size);
+		}
+	}
+	printf ("\nHistory:\n");
+	for (guint i = 0; i < history->len; i++) {
+		MdHistoryEntry *h = history->pdata[i];
+		g_autofree char *at = md_time_iso_utc (h->at);
+		printf ("  %s %s %s: %s -> %s\n", at, h->actor, h->field, h->old_value ? h->old_value : "-",
+		        h->new_value ? h->new_value : "-");
+	}
+}
+
+static int
+ticket_show (MdDesk *desk, int argc, char **argv)
+{
+	gboolean json = FALSE, full = FALSE;
+	GOptionEntry entries[] = {
+		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
+		{ "full", 0, 0, G_OPTION_ARG_NONE, &full, "print the untrimmed text of each message", NULL },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket show", "ID", "Show one ticket.", entries, &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc != 2) {
+		fprintf (stderr, "maildesk: ticket show needs one ID\n");
+		return MD_EX_USAGE;
+	}
+	gint64 id = parse_id (desk, argv[1]);
+	if (!id)
+		return MD_EX_USAGE;
+
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	g_autoptr (MdTicket) t = store ? md_store_ticket_get (store, id, &error) : NULL;
+	if (!t) {
+		md_cli_error (error);
+		return g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND) ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
+	}
+	g_autoptr (GPtrArray) messages = md_store_ticket_messages (store, id, &error);
+	g_autoptr (GPtrArray) history = messages ? md_store_ticket_history (store, id, &error) : NULL;
+	g_autoptr (GHashTable) fields = history ? md_store_fields (store, id, &error) : NULL;
+	if (!fields) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (!json) {
+		print_ticket_text (desk, t, messages, history, fields, full);
+		return MD_EX_OK;
+	}
+	g_autoptr (JsonBuilder) b = json_builder_new ();
+	json_builder_begin_object (b);
+	add_ticket_members (b, desk, t);
+	add_messages (b, messages);
+	add_history (b, history);
+	add_fields (b, fields);
+	json_builder_end_object (b);
+	print_json (b);
+	return MD_EX_OK;
+}
+
+/* Who acts from the command line: --as, else $MAILDESK_AGENT, else the
+ * system.  Given an address, it must be an agent's. */
+static gboolean
+cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **email_r)
+{
+	const char *who = as ? as : g_getenv ("MAILDESK_AGENT");
+	if (!who || !*who) {
+		*actor = (MdActor) { MD_ACTOR_SYSTEM, NULL, NULL };
+		return TRUE;
+	}
+	*email_r = g_ascii_strdown (who, -1);
+	if (!md_is_agent (store, *email_r, (const char *const *) desk->conf->agents)) {
+		fprintf (stderr, "maildesk: %s is not an agent (maildesk agent add %s)\n", *email_r, *email_r);
+		return FALSE;
+	}
+	g_autoptr (MdPerson) p = md_store_person_find (store, *email_r, NULL);
+	*actor = (MdActor) { MD_ACTOR_AGENT, *email_r, p ? p->name : NULL };
+	return TRUE;
+}
+
+static int
+finish (MdStore *store, GError *error)
+{
+	if (!error && md_store_commit (store, &error))
+		return MD_EX_OK;
+	md_store_rollback (store);
+	md_cli_error (error);
+	int rc = g_error_matches (error, MD_ERROR, MD_ERROR_INVALID) || g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND)
+	         ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
+	g_error_free (error);
+	return rc;
+}
+
+static int
+ticket_set (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *as = NULL, *email = NULL;
+	GOptionEntry entries[] = {
+		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "act as this agent (default $MAILDESK_AGENT)", "EMAIL" },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket set", "ID key=value...", "Change fields of a ticket.", entries, &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc < 3) {
+		fprintf (stderr, "Usage: maildesk ticket set ID key=value... (status, priority, category, assignee, visibility)\n");
+		return MD_EX_USAGE;
+	}
+	gint64 id = parse_id (desk, argv[1]);
+	if (!id)
+		return MD_EX_USAGE;
+	GError *error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	MdActor actor;
+	if (!store) {
+		md_cli_error (error);
+		g_error_free (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (!cli_actor (desk, store, as, &actor, &email))
+		return MD_EX_USAGE;
+	if (!md_store_begin (store, &error))
+		return finish (store, error);
+	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
+	for (int i = 2; t && !error && i < argc; i++) {
+		const char *eq = strchr (argv[i], '=');
+		if (!eq) {
+			g_set_error (&error, MD_ERROR, MD_ERROR_INVALID, "\"%s\" is not key=value", argv[i]);
+			break;
+		}
+		g_autofree char *key = g_strndup (argv[i], (gsize) (eq - argv[i]));
+		md_workflow_set_field (desk, store, t, g_strstrip (key), eq + 1, &actor, &error);
+	}
+	return finish (store, error);
+}
+
+static int
+ticket_reply (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *as = NULL, *email = NULL;
+	gboolean internal = FALSE;
+	GOptionEntry entries[] = {
+		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "reply as this agent (default $MAILDESK_AGENT)", "EMAIL" },
+		{ "internal", 0, 0, G_OPTION_ARG_NONE, &internal, "an internal note, not sent to the customer", NULL },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket reply", "ID", "Reply as an agent; the text is read from standard input.", entries,
+	                   &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc != 2)
+		return MD_EX_USAGE;
+	gint64 id = parse_id (desk, argv[1]);
+	if (!id)
+		return MD_EX_USAGE;
+	g_autoptr (GString) text = g_string_new (NULL);
+	char buf[8192];
+	ssize_t n;
+	while ((n = read (STDIN_FILENO, buf, sizeof buf)) > 0 && text->len < 1024 * 1024)
+		g_string_append_len (text, buf, n);
+	if (!g_utf8_validate (text->str, (gssize) text->len, NULL)) {
+		fprintf (stderr, "maildesk: the reply is not UTF-8 text\n");
+		return MD_EX_DATAERR;
+	}
+	GError *error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	MdActor actor;
+	if (!store) {
+		md_cli_error (error);
+		g_error_free (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (!cli_actor (desk, store, as, &actor, &email))
+		return MD_EX_USAGE;
+	if (!actor.email) {
+		fprintf (stderr, "maildesk: say which agent replies: --as EMAIL or MAILDESK_AGENT\n");
+		return MD_EX_USAGE;
+	}
+	if (!md_store_begin (store, &error))
+		return finish (store, error);
+	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
+	g_autoptr (GPtrArray) commands = md_commands_parse (text->str);
+	for (guint i = 0; i < commands->len; i++)
+		internal |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
+	if (t) {
+		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+		m->ticket_id = t->id;
+		m->from_addr = g_strdup (actor.email);
+		m->from_name = g_strdup (actor.name);
+		m->subject = g_strdup (t->subject);
+		m->body = g_strdup (text->str);
+		m->full_text = g_strdup (text->str);
+		m->internal = internal;
+		m->flag = g_strdup ("from the command line");
+		m->created_at = md_now ();
+		t->updated_at = m->created_at;
+		if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
+			md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
+	}
+	return finish (store, error);
+}
+
+int
+md_cmd_ticket (int argc, char **argv)
+{
+	static const char *const verbs[] = { "list", "show", "set", "reply" };
+	gboolean known = FALSE;
+	for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS (verbs); i++)
+		known |= strcmp (argv[1], verbs[i]) == 0;
+	if (!known) {
+		fprintf (stderr, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
+		                 "       maildesk ticket show ID [--json] [--full]\n"
+		                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
+		                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
+		return MD_EX_USAGE;
+	}
+	g_autoptr (MdDesk) desk = md_cli_open_desk ();
+	if (!desk)
+		return MD_EX_CONFIG;
+	if (strcmp (argv[1], "list") == 0)
+		return ticket_list (desk, argc - 1, argv + 1);
+	if (strcmp (argv[1], "set") == 0)
+		return ticket_set (desk, argc - 1, argv + 1);
+	if (strcmp (argv[1], "reply") == 0)
+		return ticket_reply (desk, argc - 1, argv + 1);
+	return ticket_show (desk, argc - 1, argv + 1);
+}

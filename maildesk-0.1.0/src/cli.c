@@ -1,0 +1,61 @@
+/* cli.c - what every subcommand shares: loading the configuration and
+ * the desk, option parsing, and printing errors once. */
+#include "config.h"
+
+#include <stdio.h>
+
+#include "cli.h"
+#include "md.h"
+
+void
+md_cli_error (const GError *error)
+{
+	fprintf (stderr, "maildesk: %s\n", error ? error->message : "unknown error");
+}
+
+MdConf *
+md_cli_load_conf (void)
+{
+	g_autoptr (GError) error = NULL;
+	const char *path = md_cli.config_path ? md_cli.config_path : md_conf_default_path ();
+
+	if (!path)
+		return md_conf_new_defaults ();
+	MdConf *conf = md_conf_load (path, &error);
+	if (!conf)
+		fprintf (stderr, "%s\n", error->message);
+	return conf;
+}
+
+MdDesk *
+md_cli_open_desk (void)
+{
+	g_autoptr (GError) error = NULL;
+	MdConf *conf = md_cli_load_conf ();
+	if (!conf)
+		return NULL;
+	MdDesk *desk = md_desk_open (conf, &error);
+	if (!desk)
+		md_cli_error (error);
+	return desk;
+}
+
+gboolean
+md_cli_parse (const char *name, const char *params, const char *summary, GOptionEntry *entries, int *argc,
+              char ***argv)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *title = g_strdup_printf ("%s%s%s", name, params ? " " : "", params ? params : "");
+	g_autoptr (GOptionContext) ctx = g_option_context_new (title);
+
+	g_option_context_set_summary (ctx, summary);
+	if (entries)
+		g_option_context_add_main_entries (ctx, entries, NULL);
+	if (!g_option_context_parse (ctx, argc, argv, &error)) {
+		fprintf (stderr, "maildesk %s: %s\n", name, error->message);
+		g_autofree char *help = g_option_context_get_help (ctx, TRUE, NULL);
+		fputs (help, stderr);
+		return FALSE;
+	}
+	return TRUE;
+}

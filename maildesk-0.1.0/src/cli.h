@@ -1,0 +1,37 @@
+/* cli.h - the subcommands of the `maildesk` binary (DESIGN 3).  Each
+ * md_cmd_* takes the arguments after its name and returns an exit code;
+ * main.c holds the table and the global options. */
+#ifndef MD_CLI_H
+#define MD_CLI_H
+
+#include "conf.h"
+#include "desk.h"
+
+typedef struct {
+	const char *config_path;  /* -c, or NULL for the default search */
+} MdCliGlobals;
+
+extern MdCliGlobals md_cli;
+
+/* Loads the configuration named by -c (or found by default), printing
+ * every problem to stderr.  NULL on failure. */
+MdConf *md_cli_load_conf (void);
+/* Configuration, rules, spool and secret; NULL (after printing) on failure. */
+MdDesk *md_cli_open_desk (void);
+/* Parses subcommand options; on error prints usage and returns FALSE. */
+gboolean md_cli_parse (const char *name, const char *params, const char *summary, GOptionEntry *entries,
+                       int *argc, char ***argv);
+/* Prints an error once, as "maildesk: message". */
+void md_cli_error (const GError *error);
+
+int md_cmd_deliver (int argc, char **argv);
+int md_cmd_ticket (int argc, char **argv);
+int md_cmd_agent (int argc, char **argv);
+int md_cmd_org (int argc, char **argv);
+int md_cmd_classify (int argc, char **argv);
+int md_cmd_check_config (int argc, char **argv);
+int md_cmd_serve (int argc, char **argv);
+int md_cmd_outbox (int argc, char **argv);
+int md_cmd_fetch (int argc, char **argv);
+
+#endif

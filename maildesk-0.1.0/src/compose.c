@@ -1,0 +1,611 @@
+/* compose.c - turns an MdOutgoing into RFC 5322 bytes with GMime; owns
+ * what may reach an outgoing header and in which shape. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <gmime/gmime.h>
+
+#include "compose.h"
+#include "md.h"
+#include "spool.h"      /* md_set_errno_error */
+
+/* GMime 3.2 declares no cleanup functions of its own */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeMessage, g_object_unref)
+
+#define MAX_MESSAGE_ID 250
+#define MAX_TICKET_KEY 32
+#define MAX_HEADER_VALUE 100
+
+static void
+ensure_gmime (void)
+{
+	static gsize done = 0;
+	if (g_once_init_enter (&done)) {
+		g_mime_init ();
+		g_once_init_leave (&done, 1);
+	}
+}
+
+/* ---- cleaning what goes into headers ---- */
+
+/* One line of at most max_chars characters: invalid UTF-8 repaired,
+ * control characters and line separators made spaces, runs of white
+ * space folded, ends trimmed.  Free with g_free. */
+static char *
+clean_line (const char *text, gsize max_chars)
+{
+	if (!text)
+		return g_strdup ("");
+	g_autofree char *valid = g_utf8_make_valid (text, -1);
+	GString *out = g_string_new (NULL);
+	gboolean space = FALSE;
+	gsize chars = 0;
+	for (const char *c = valid; *c && chars < max_chars; c = g_utf8_next_char (c)) {
+		gunichar u = g_utf8_get_char (c);
+		if (g_unichar_iscntrl (u) || g_unichar_isspace (u) || u == 0x2028 || u == 0x2029) {
+			space = out->len > 0;
+			continue;
+		}
+		if (space) {
+			g_string_append_c (out, ' ');
+			chars++;
+		}
+		space = FALSE;
+		g_string_append_unichar (out, u);
+		chars++;
+	}
+	return g_string_free (out, FALSE);
+}
+
+/* The address with every control character removed (a CR/LF pair must
+ * not leave a gap that a later check could read as a separator). */
+static char *
+strip_controls (const char *text)
+{
+	GString *out = g_string_new (NULL);
+	for (const char *c = text ? text : ""; *c; c++)
+		if ((guchar) *c >= 0x20 && *c != 0x7f)
+			g_string_append_c (out, *c);
+	return g_string_free (out, FALSE);
+}
+
+static gboolean
+is_atext (char c)
+{
+	return g_ascii_isalnum (c) || (c && strchr ("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+/* RFC 5321 4.1.2 Dot-string local part; RFC 1035 LDH labels. */
+gboolean
+md_compose_address_is_valid (const char *email)
+{
+	if (!email)
+		return FALSE;
+	gsize len = strlen (email);
+	const char *at = strrchr (email, '@');
+	if (len > 254 || !at || at == email || at - email > 64 || at[1] == '\0')
+		return FALSE;
+	char prev = '.';
+	for (const char *c = email; c < at; prev = *c++)
+		if (!(is_atext (*c) || (*c == '.' && prev != '.')))
+			return FALSE;
+	if (prev == '.')
+		return FALSE;
+	gsize label = 0;
+	prev = '.';
+	for (const char *c = at + 1;; prev = *c++) {
+		if (*c == '.' || *c == '\0') {
+			if (label == 0 || label > 63 || prev == '-')
+				return FALSE;
+			if (*c == '\0')
+				return TRUE;
+			label = 0;
+		} else if (g_ascii_isalnum (*c) || (*c == '-' && label > 0)) {
+			label++;
+		} else {
+			return FALSE;
+		}
+	}
+}
+
+/* A msg-id (RFC 5322 3.6.4) without its angle brackets, or NULL when
+ * `text` does not look like one.  Free with g_free. */
+static char *
+clean_message_id (const char *text)
+{
+	if (!text)
+		return NULL;
+	g_autofree char *id = g_strstrip (g_strdup (text));
+	char *start = id;
+	gsize len = strlen (start);
+	if (len >= 2 && start[0] == '<' && start[len - 1] == '>') {
+		start[len - 1] = '\0';
+		start++;
+		len -= 2;
+	}
+	if (len == 0 || len > MAX_MESSAGE_ID)
+		return NULL;
+	int ats = 0;
+	for (const char *c = start; *c; c++) {
+		if ((guchar) *c <= 0x20 || (guchar) *c >= 0x7f || strchr ("<>()\\,;:\"", *c))
+			return NULL;
+		ats += *c == '@';
+	}
+	if (ats != 1 || start[0] == '@' || start[len - 1] == '@')
+		return NULL;
+	return g_strdup (start);
+}
+
+static gboolean
+is_ticket_key (const char *key)
+{
+	const char *dash = key ? strrchr (key, '-') : NULL;
+	if (!dash || dash == key || dash[1] == '\0' || strlen (key) > MAX_TICKET_KEY)
+		return FALSE;
+	for (const char *c = key; c < dash; c++)
+		if (!g_ascii_isalnum (*c))
+			return FALSE;
+	for (const char *c = dash + 1; *c; c++)
+		if (!g_ascii_isdigit (*c))
+			return FALSE;
+	return TRUE;
+}
+
+/* Length of the leading "Re: Fwd: " run, so the tag goes after it the
+ * way mail clients show it: "Re: [SUP-1] Printer on fire". */
+static gsize
+reply_prefix_length (const char *subject)
+{
+	static const char *const markers[] = { "re:", "fw:", "fwd:", "aw:", "sv:", "vs:", "antw:", NULL };
+	const char *p = subject;
+	for (gboolean found = TRUE; found;) {
+		found = FALSE;
+		for (int i = 0; markers[i]; i++) {
+			gsize len = strlen (markers[i]);
+			if (g_ascii_strncasecmp (p, markers[i], len) == 0) {
+				p += len;
+				while (*p == ' ')
+					p++;
+				found = TRUE;
+				break;
+			}
+		}
+	}
+	return p - subject;
+}
+
+char *
+md_compose_tagged_subject (const char *subject, const char *ticket_key)
+{
+	g_autofree char *clean = clean_line (subject, MD_COMPOSE_MAX_SUBJECT);
+	if (!is_ticket_key (ticket_key))
+		return g_steal_pointer (&clean);
+	g_autofree char *tag = g_strdup_printf ("[%s]", ticket_key);
+	g_autofree char *tag_folded = g_ascii_strdown (tag, -1);
+	g_autofree char *subject_folded = g_ascii_strdown (clean, -1);
+	if (strstr (subject_folded, tag_folded))
+		return g_steal_pointer (&clean);
+	/* the tag stays whole; the subject gives way */
+	g_autofree char *rest = clean_line (clean, MD_COMPOSE_MAX_SUBJECT - strlen (tag) - 1);
+	gsize prefix = reply_prefix_length (rest);
+	if (rest[prefix] == '\0')
+		return rest[0] ? g_strconcat (rest, " ", tag, NULL) : g_steal_pointer (&tag);
+	return g_strdup_printf ("%.*s%s %s", (int) prefix, rest, tag, rest + prefix);
+}
+
+/* ---- building ---- */
+
+/* RFC 2047 4.2 "Q" encoding of one character's bytes; what stays
+ * literal is safe in every header context (5(3)). */
+static void
+append_q (GString *word, const char *start, const char *end)
+{
+	for (const char *c = start; c < end; c++) {
+		if (g_ascii_isalnum (*c) || strchr ("!*+-/", *c))
+			g_string_append_c (word, *c);
+		else if (*c == ' ')
+			g_string_append_c (word, '_');
+		else
+			g_string_append_printf (word, "=%02X", (guchar) *c);
+	}
+}
+
+/* The raw Subject value for a non-ASCII subject: the leading ASCII words
+ * (the tag, "Re:") as they are, the rest as UTF-8 "Q" encoded words,
+ * each at most 75 characters (RFC 2047 2) on its own folded line.
+ *
+ * Why not GMime's own encoder: it splits long text into base64 words
+ * with padding ("...vg==?= =?UTF-8?B?INCw...") and GMime 3.2's decoder
+ * joins adjacent base64 words before decoding, so it drops everything
+ * after the first padded word; our ingest would read its own subjects
+ * cut short.  Q words join safely. */
+static char *
+encode_subject (const char *subject)
+{
+	static const char open[] = "=?UTF-8?Q?";
+	const gsize max_text = 75 - strlen (open) - 2;
+	const char *split = subject;
+	for (const char *c = subject; *c && !((guchar) *c & 0x80); c++)
+		if (*c == ' ')
+			split = c + 1;
+
+	GString *out = g_string_new (" ");
+	g_string_append_len (out, subject, split - subject);
+	g_autoptr (GString) word = g_string_new (NULL);
+	g_autoptr (GString) piece = g_string_new (NULL);
+	for (const char *c = split; *c; c = g_utf8_next_char (c)) {
+		g_string_truncate (piece, 0);
+		append_q (piece, c, g_utf8_next_char (c));
+		if (word->len + piece->len > max_text) {
+			g_string_append_printf (out, "%s%s?=\n ", open, word->str);
+			g_string_truncate (word, 0);
+		}
+		g_string_append (word, piece->str);
+	}
+	if (word->len)
+		g_string_append_printf (out, "%s%s?=", open, word->str);
+	g_string_append_c (out, '\n');
+	return g_string_free (out, FALSE);
+}
+
+static void
+set_subject (GMimeMessage *msg, const char *subject)
+{
+	g_mime_message_set_subject (msg, subject, "utf-8");
+	for (const char *c = subject; *c; c++)
+		if ((guchar) *c & 0x80) {
+			GMimeHeaderList *list = g_mime_object_get_header_list (GMIME_OBJECT (msg));
+			g_autofree char *raw = encode_subject (subject);
+			g_mime_header_set_raw_value (g_mime_header_list_get_header (list, "Subject"), raw);
+			return;
+		}
+}
+
+/* UTF-8 names, whatever narrower charset GMime would pick */
+static void
+add_mailbox (GMimeMessage *msg, GMimeAddressType type, const char *name, const char *email)
+{
+	InternetAddress *mailbox = internet_address_mailbox_new (name && name[0] ? name : NULL, email);
+	internet_address_set_charset (mailbox, "utf-8");
+	internet_address_list_add (g_mime_message_get_addresses (msg, type), mailbox);
+	g_object_unref (mailbox);
+}
+
+static gboolean
+add_mailboxes (GMimeMessage *msg, GMimeAddressType type, const MdMailbox *boxes,
+               gsize n, GError **error)
+{
+	for (gsize i = 0; i < n; i++) {
+		g_autofree char *email = strip_controls (boxes[i].email);
+		if (!md_compose_address_is_valid (email)) {
+			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid recipient address '%s'", email);
+			return FALSE;
+		}
+		g_autofree char *name = clean_line (boxes[i].name, MD_COMPOSE_MAX_NAME);
+		add_mailbox (msg, type, name, email);
+	}
+	return TRUE;
+}
+
+static void
+set_header (GMimeMessage *msg, const char *name, const char *value)
+{
+	g_mime_object_set_header (GMIME_OBJECT (msg), name, value, "utf-8");
+}
+
+/* In-Reply-To and References (RFC 5322 3.6.4): the thread's ids plus the
+ * one answered, the root kept and the oldest others dropped past the
+ * bound, as most clients do. */
+static void
+set_threading (GMimeMessage *msg, const MdOutgoing *o)
+{
+	g_autoptr (GPtrArray) refs = g_ptr_array_new_with_free_func (g_free);
+	for (gsize i = 0; o->references && o->references[i]; i++) {
+		char *id = clean_message_id (o->references[i]);
+		if (id)
+			g_ptr_array_add (refs, id);
+	}
+	g_autofree char *parent = clean_message_id (o->in_reply_to);
+	if (parent) {
+		g_autofree char *header = g_strdup_printf ("<%s>", parent);
+		set_header (msg, "In-Reply-To", header);
+		if (refs->len == 0 || strcmp (g_ptr_array_index (refs, refs->len - 1), parent) != 0)
+			g_ptr_array_add (refs, g_strdup (parent));
+	}
+	if (refs->len > MD_COMPOSE_MAX_REFERENCES)
+		g_ptr_array_remove_range (refs, 1, refs->len - MD_COMPOSE_MAX_REFERENCES);
+	if (refs->len == 0)
+		return;
+	g_autoptr (GString) value = g_string_new (NULL);
+	for (guint i = 0; i < refs->len; i++)
+		g_string_append_printf (value, "%s<%s>", i ? " " : "", (char *) g_ptr_array_index (refs, i));
+	set_header (msg, "References", value->str);
+}
+
+static gboolean
+set_extra_headers (GMimeMessage *msg, const char *const *headers, GError **error)
+{
+	static const char *const allowed[] = { "Importance", "Content-Language", NULL };
+	for (gsize i = 0; headers && headers[i] && headers[i + 1]; i += 2) {
+		const char *name = NULL;
+		for (int a = 0; allowed[a]; a++)
+			if (g_ascii_strcasecmp (headers[i], allowed[a]) == 0)
+				name = allowed[a];
+		if (!name) {
+			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "header '%s' may not be set", headers[i]);
+			return FALSE;
+		}
+		g_autofree char *value = clean_line (headers[i + 1], MAX_HEADER_VALUE);
+		set_header (msg, name, value);
+	}
+	return TRUE;
+}
+
+static GMimeObject *
+text_body (const char *body)
+{
+	GMimeTextPart *text = g_mime_text_part_new_with_subtype ("plain");
+	g_autofree char *valid = g_utf8_make_valid (body ? body : "", -1);
+	/* Not g_mime_text_part_set_text: it converts to the narrowest charset
+	 * that fits (Latin-1 for "·"), and labelling that utf-8 afterwards
+	 * would be mojibake.  The bytes stay UTF-8, and say so. */
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer (valid, strlen (valid));
+	GMimeDataWrapper *content = g_mime_data_wrapper_new_with_stream (stream, GMIME_CONTENT_ENCODING_DEFAULT);
+	GMimePart *part = GMIME_PART (text);
+	g_mime_part_set_content (part, content);
+	g_object_unref (content);
+	g_object_unref (stream);
+	g_mime_text_part_set_charset (text, "utf-8");
+	g_mime_part_set_content_encoding (part, g_mime_part_get_best_content_encoding (
+		part, GMIME_ENCODING_CONSTRAINT_7BIT));
+	return GMIME_OBJECT (text);
+}
+
+static GMimeObject *
+attachment_part (const MdAttachmentFile *a, GError **error)
+{
+	GError *open_error = NULL;
+	GMimeStream *stream = g_mime_stream_fs_open (a->path, O_RDONLY | O_CLOEXEC, 0, &open_error);
+	if (!stream) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open attachment %s: %s",
+		             a->path, open_error ? open_error->message : "unknown error");
+		g_clear_error (&open_error);
+		return NULL;
+	}
+	GMimeContentType *type = a->content_type ? g_mime_content_type_parse (NULL, a->content_type) : NULL;
+	const char *media = type ? g_mime_content_type_get_media_type (type) : NULL;
+	const char *sub = type ? g_mime_content_type_get_media_subtype (type) : NULL;
+	gboolean type_ok = media && sub && *media && *sub &&
+		g_ascii_strcasecmp (media, "multipart") != 0 && g_ascii_strcasecmp (media, "message") != 0;
+	GMimePart *part = g_mime_part_new_with_type (type_ok ? media : "application",
+	                                             type_ok ? sub : "octet-stream");
+	g_clear_object (&type);
+
+	GMimeDataWrapper *content = g_mime_data_wrapper_new_with_stream (stream, GMIME_CONTENT_ENCODING_DEFAULT);
+	g_object_unref (stream);
+	g_mime_part_set_content (part, content);
+	g_object_unref (content);
+	g_mime_part_set_content_encoding (part, GMIME_CONTENT_ENCODING_BASE64);
+
+	g_autofree char *base = g_path_get_basename (a->filename ? a->filename : a->path);
+	g_autofree char *filename = clean_line (base, MD_COMPOSE_MAX_NAME);
+	g_mime_object_set_disposition (GMIME_OBJECT (part), GMIME_DISPOSITION_ATTACHMENT);
+	if (filename[0] && strcmp (filename, ".") != 0 && strcmp (filename, G_DIR_SEPARATOR_S) != 0)
+		g_mime_part_set_filename (part, filename);
+	return GMIME_OBJECT (part);
+}
+
+static GMimeObject *
+mime_body (const MdOutgoing *o, GError **error)
+{
+	GMimeObject *text = text_body (o->body);
+	if (o->n_attachments == 0)
+		return text;
+	if (o->n_attachments > MD_COMPOSE_MAX_ATTACHMENTS) {
+		g_object_unref (text);
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "more than %d attachments",
+		             MD_COMPOSE_MAX_ATTACHMENTS);
+		return NULL;
+	}
+	GMimeMultipart *mixed = g_mime_multipart_new_with_subtype ("mixed");
+	g_mime_multipart_add (mixed, text);
+	g_object_unref (text);
+	for (gsize i = 0; i < o->n_attachments; i++) {
+		GMimeObject *part = attachment_part (&o->attachments[i], error);
+		if (!part) {
+			g_object_unref (mixed);
+			return NULL;
+		}
+		g_mime_multipart_add (mixed, part);
+		g_object_unref (part);
+	}
+	return GMIME_OBJECT (mixed);
+}
+
+static gboolean
+check_outgoing (const MdOutgoing *o, GError **error)
+{
+	if (!md_compose_address_is_valid (o->desk_address)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid desk address '%s'",
+		             o->desk_address ? o->desk_address : "");
+		return FALSE;
+	}
+	if (o->n_to == 0 || o->n_to + o->n_cc > MD_COMPOSE_MAX_RECIPIENTS) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "between 1 and %d recipients are needed",
+		             MD_COMPOSE_MAX_RECIPIENTS);
+		return FALSE;
+	}
+	if (o->ticket_key && !is_ticket_key (o->ticket_key)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid ticket key '%s'", o->ticket_key);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static const char *
+auto_submitted_value (MdAutoSubmitted kind)
+{
+	switch (kind) {
+	case MD_AUTO_SUBMITTED_REPLIED:
+		return "auto-replied";
+	case MD_AUTO_SUBMITTED_GENERATED:
+		return "auto-generated";
+	case MD_AUTO_SUBMITTED_NONE:
+		break;
+	}
+	return NULL;
+}
+
+static gboolean
+set_sender (GMimeMessage *msg, const MdOutgoing *o, GError **error)
+{
+	g_autofree char *desk = clean_line (o->desk_name, MD_COMPOSE_MAX_NAME);
+	g_autofree char *agent = clean_line (o->agent_name, MD_COMPOSE_MAX_NAME);
+	g_autofree char *from = agent[0] && desk[0] ? g_strdup_printf ("%s via %s", agent, desk)
+	                                            : g_strdup (agent[0] ? agent : desk);
+	add_mailbox (msg, GMIME_ADDRESS_TYPE_FROM, from, o->desk_address);
+	if (o->reply_to) {
+		g_autofree char *reply_to = strip_controls (o->reply_to);
+		if (!md_compose_address_is_valid (reply_to)) {
+			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid Reply-To address '%s'", reply_to);
+			return FALSE;
+		}
+		add_mailbox (msg, GMIME_ADDRESS_TYPE_REPLY_TO, from, reply_to);
+	}
+	return TRUE;
+}
+
+/* The message, and its Message-ID without brackets in *id_r. */
+static GMimeMessage *
+build (const MdOutgoing *o, char **id_r, GError **error)
+{
+	ensure_gmime ();
+	if (!check_outgoing (o, error))
+		return NULL;
+	const char *domain = strrchr (o->desk_address, '@') + 1;
+	g_autofree char *id = o->message_id ? clean_message_id (o->message_id)
+	                                    : g_mime_utils_generate_message_id (domain);
+	if (!id) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid Message-ID '%s'", o->message_id);
+		return NULL;
+	}
+
+	g_autoptr (GMimeMessage) msg = g_mime_message_new (TRUE);
+	if (!set_sender (msg, o, error) ||
+	    !add_mailboxes (msg, GMIME_ADDRESS_TYPE_TO, o->to, o->n_to, error) ||
+	    !add_mailboxes (msg, GMIME_ADDRESS_TYPE_CC, o->cc, o->n_cc, error))
+		return NULL;
+
+	g_autofree char *subject = md_compose_tagged_subject (o->subject, o->ticket_key);
+	set_subject (msg, subject);
+	g_autoptr (GDateTime) date = g_date_time_new_from_unix_utc (o->date ? o->date : md_now ());
+	g_mime_message_set_date (msg, date);
+	g_mime_message_set_message_id (msg, id);
+	set_threading (msg, o);
+
+	const char *auto_submitted = auto_submitted_value (o->auto_submitted);
+	if (auto_submitted) {
+		set_header (msg, "Auto-Submitted", auto_submitted);
+		/* keeps Exchange out-of-office replies away; bounces still come */
+		set_header (msg, "X-Auto-Response-Suppress", "OOF, AutoReply");
+	}
+	set_header (msg, MD_LOOP_HEADER, domain);
+	if (o->ticket_key)
+		set_header (msg, "X-Maildesk-Ticket", o->ticket_key);
+	if (!set_extra_headers (msg, o->headers, error))
+		return NULL;
+
+	GMimeObject *body = mime_body (o, error);
+	if (!body)
+		return NULL;
+	g_mime_message_set_mime_part (msg, body);
+	g_object_unref (body);
+	*id_r = g_steal_pointer (&id);
+	return g_steal_pointer (&msg);
+}
+
+static gboolean
+write_message (const MdOutgoing *o, GMimeStream *out, char **message_id_r, GError **error)
+{
+	g_autofree char *id = NULL;
+	g_autoptr (GMimeMessage) msg = build (o, &id, error);
+	if (!msg)
+		return FALSE;
+	GMimeFormatOptions *options = g_mime_format_options_new ();
+	g_mime_format_options_set_newline_format (options, GMIME_NEWLINE_FORMAT_DOS);
+	errno = 0;
+	gboolean ok = g_mime_object_write_to_stream (GMIME_OBJECT (msg), options, out) >= 0 &&
+		g_mime_stream_flush (out) == 0;
+	int errsv = errno;
+	g_mime_format_options_free (options);
+	if (!ok) {
+		g_set_error (error, MD_ERROR, errsv == ENOSPC ? MD_ERROR_DISK_FULL : MD_ERROR_IO,
+		             "cannot write message: %s", errsv ? g_strerror (errsv) : "stream error");
+		return FALSE;
+	}
+	if (message_id_r)
+		*message_id_r = g_steal_pointer (&id);
+	return TRUE;
+}
+
+gboolean
+md_compose_write_fd (const MdOutgoing *o, int fd, char **message_id_r, GError **error)
+{
+	ensure_gmime ();
+	/* a pipe stream: plain write(2), and a flush that does not fsync,
+	 * which would fail on pipes and sockets; write_file syncs itself */
+	GMimeStream *raw = g_mime_stream_pipe_new (fd);
+	g_mime_stream_pipe_set_owner (GMIME_STREAM_PIPE (raw), FALSE);
+	GMimeStream *buffered = g_mime_stream_buffer_new (raw, GMIME_STREAM_BUFFER_BLOCK_WRITE);
+	g_object_unref (raw);
+	gboolean ok = write_message (o, buffered, message_id_r, error);
+	g_object_unref (buffered);
+	return ok;
+}
+
+gboolean
+md_compose_write_file (const MdOutgoing *o, const char *path, char **message_id_r, GError **error)
+{
+	int fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		md_set_errno_error (error, errno, "cannot create", path);
+		return FALSE;
+	}
+	g_autofree char *id = NULL;
+	gboolean ok = md_compose_write_fd (o, fd, &id, error);
+	if (ok && fsync (fd) < 0) {
+		md_set_errno_error (error, errno, "cannot write", path);
+		ok = FALSE;
+	}
+	if (close (fd) < 0 && ok) {
+		md_set_errno_error (error, errno, "cannot write", path);
+		ok = FALSE;
+	}
+	if (!ok) {
+		g_unlink (path);
+		return FALSE;
+	}
+	if (message_id_r)
+		*message_id_r = g_steal_pointer (&id);
+	return TRUE;
+}
+
+GBytes *
+md_compose_to_bytes (const MdOutgoing *o, char **message_id_r, GError **error)
+{
+	ensure_gmime ();
+	GMimeStream *mem = g_mime_stream_mem_new ();
+	if (!write_message (o, mem, message_id_r, error)) {
+		g_object_unref (mem);
+		return NULL;
+	}
+	GByteArray *bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+	GBytes *result = g_bytes_new (bytes->data, bytes->len);
+	g_object_unref (mem);
+	return result;
+}

@@ -1,0 +1,238 @@
+/* desk.c - opening a desk: the things every entry point needs loaded. */
+#include "config.h"
+
+#include <string.h>
+
+#include "catalog.h"
+#include "desk.h"
+#include "md.h"
+
+#define MD_BUSY_TIMEOUT_MS 5000
+
+char *
+md_desk_resolve_path (const char *configured, const char *fallback_default)
+{
+	if (g_file_test (configured, G_FILE_TEST_EXISTS) || g_strcmp0 (configured, fallback_default) != 0)
+		return g_strdup (configured);
+	g_autofree char *installed = g_build_filename (MD_PKGDATADIR, configured, NULL);
+	if (g_file_test (installed, G_FILE_TEST_EXISTS))
+		return g_steal_pointer (&installed);
+	return g_strdup (configured);
+}
+
+static void
+add_problem (GString *problems, const char *text)
+{
+	if (problems->len)
+		g_string_append_c (problems, '\n');
+	g_string_append (problems, text);
+}
+
+static void
+parse_duration (MdConf *conf, GString *problems, const char *group, const char *key, const char *text,
+                MdDuration *out)
+{
+	g_autoptr (GError) error = NULL;
+	if (!md_duration_parse (text, out, &error)) {
+		g_autofree char *where = md_conf_where (conf, group, key);
+		g_autofree char *msg = g_strdup_printf ("%s: %s: %s", where, key, error->message);
+		add_problem (problems, msg);
+	}
+}
+
+/* "5/1h": at most 5 per hour. */
+static gboolean
+parse_rate (const char *text, int *count_r, gint64 *period_r)
+{
+	const char *slash = text ? strchr (text, '/') : NULL;
+	MdDuration d;
+	char *end = NULL;
+	if (!slash)
+		return FALSE;
+	gint64 n = g_ascii_strtoll (text, &end, 10);
+	if (end != slash || n < 0 || n > 100000)
+		return FALSE;
+	if (!md_duration_parse (slash + 1, &d, NULL) || d.unit != MD_DURATION_SECONDS || d.amount <= 0)
+		return FALSE;
+	*count_r = (int) n;
+	*period_r = d.amount;
+	return TRUE;
+}
+
+/* Fills desk (which may be a scratch one) and collects every problem. */
+static void
+load_parts (MdDesk *desk, GString *problems)
+{
+	MdConf *conf = desk->conf;
+	g_autoptr (GError) error = NULL;
+
+	desk->rules_path = md_desk_resolve_path (conf->rules, "filters/default.rules");
+	desk->templates_path = md_desk_resolve_path (conf->templates, "templates/");
+	desk->rules = md_rules_load_file (desk->rules_path, &error);
+	if (!desk->rules)
+		add_problem (problems, error->message);
+	g_clear_error (&error);
+	desk->templates = md_template_set_load (desk->templates_path, &error);
+	if (!desk->templates)
+		add_problem (problems, error->message);
+	g_clear_error (&error);
+	desk->calendar = md_calendar_new (conf->timezone, conf->hours, conf->holidays, &error);
+	if (!desk->calendar) {
+		const char *key = strstr (error->message, "hours") ? "hours"
+		                  : strstr (error->message, "holiday") ? "holidays" : "timezone";
+		g_autofree char *where = md_conf_where (conf, "calendar", key);
+		g_autofree char *msg = g_strdup_printf ("%s: [calendar]: %s", where, error->message);
+		add_problem (problems, msg);
+	}
+	g_clear_error (&error);
+	for (int i = 0; i < 5; i++) {
+		if (!conf->first_response[i])
+			continue;
+		g_autofree char *key = g_strdup_printf ("%s.first_response", md_priorities[i]);
+		parse_duration (conf, problems, "sla", key, conf->first_response[i], &desk->first_response[i]);
+		desk->has_first_response[i] = TRUE;
+	}
+	for (int i = 0; conf->waiting_reminders && conf->waiting_reminders[i]; i++) {
+		if (i >= (int) G_N_ELEMENTS (desk->waiting_reminders)) {
+			g_autofree char *where = md_conf_where (conf, "followup", "waiting_reminders");
+			g_autofree char *msg = g_strdup_printf ("%s: waiting_reminders: at most %d follow-ups", where,
+			                                        (int) G_N_ELEMENTS (desk->waiting_reminders));
+			add_problem (problems, msg);
+			break;
+		}
+		parse_duration (conf, problems, "followup", "waiting_reminders", conf->waiting_reminders[i],
+		                &desk->waiting_reminders[i]);
+		desk->n_waiting_reminders = i + 1;
+	}
+	parse_duration (conf, problems, "followup", "auto_resolve_after",
+	                conf->auto_resolve_after ? conf->auto_resolve_after : "", &desk->auto_resolve_after);
+	parse_duration (conf, problems, "followup", "reopen_window",
+	                conf->reopen_window ? conf->reopen_window : "", &desk->reopen_window);
+	if (!parse_rate (conf->ack_rate_limit, &desk->ack_limit, &desk->ack_limit_period)) {
+		g_autofree char *where = md_conf_where (conf, "desk", "ack_rate_limit");
+		g_autofree char *msg = g_strdup_printf ("%s: ack_rate_limit: \"%s\" is not COUNT/DURATION (e.g. 5/1h)",
+		                                        where, conf->ack_rate_limit ? conf->ack_rate_limit : "");
+		add_problem (problems, msg);
+	}
+}
+
+gboolean
+md_desk_check (MdConf *conf, GError **error)
+{
+	MdDesk scratch = { .conf = conf };
+	g_autoptr (GString) problems = g_string_new (NULL);
+
+	load_parts (&scratch, problems);
+	scratch.conf = NULL;
+	if (scratch.rules)
+		md_rules_free (scratch.rules);
+	md_template_set_free (scratch.templates);
+	md_calendar_free (scratch.calendar);
+	g_free (scratch.rules_path);
+	g_free (scratch.templates_path);
+	if (problems->len) {
+		g_set_error_literal (error, MD_ERROR, MD_ERROR_CONFIG, problems->str);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+MdDesk *
+md_desk_open (MdConf *conf, GError **error)
+{
+	g_autoptr (MdDesk) desk = g_new0 (MdDesk, 1);
+	g_autoptr (GString) problems = g_string_new (NULL);
+	desk->conf = conf;
+	g_rw_lock_init (&desk->rules_lock);
+
+	load_parts (desk, problems);
+	if (problems->len) {
+		g_set_error_literal (error, MD_ERROR, MD_ERROR_CONFIG, problems->str);
+		return NULL;
+	}
+	g_autofree char *spool_dir = g_build_filename (conf->data_dir, "spool", NULL);
+	desk->spool = md_spool_open (spool_dir, error);
+	if (!desk->spool)
+		return NULL;
+	desk->secret = md_token_load_secret (conf->data_dir, error);
+	if (!desk->secret)
+		return NULL;
+	desk->db_path = g_build_filename (conf->data_dir, "maildesk.db", NULL);
+	desk->desk_address = g_strdup_printf ("%s@%s", conf->intake, conf->domain);
+	desk->addressing.domain = conf->domain;
+	desk->addressing.intake = conf->intake;
+	desk->addressing.prefix = conf->ticket_prefix;
+	desk->addressing.secret = desk->secret;
+	desk->limits = md_message_limits_default ();
+	return g_steal_pointer (&desk);
+}
+
+void
+md_desk_free (MdDesk *desk)
+{
+	if (!desk)
+		return;
+	md_conf_free (desk->conf);
+	if (desk->rules)
+		md_rules_free (desk->rules);
+	g_rw_lock_clear (&desk->rules_lock);
+	md_template_set_free (desk->templates);
+	md_calendar_free (desk->calendar);
+	md_spool_free (desk->spool);
+	if (desk->secret)
+		g_bytes_unref (desk->secret);
+	g_free (desk->db_path);
+	g_free (desk->rules_path);
+	g_free (desk->templates_path);
+	g_free (desk->desk_address);
+	g_free (desk);
+}
+
+MdStore *
+md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error)
+{
+	return md_store_open (desk->db_path, read_only ? MD_STORE_READ_ONLY : MD_STORE_READ_WRITE,
+	                      MD_BUSY_TIMEOUT_MS, error);
+}
+
+void
+md_desk_classify (MdDesk *desk, const MdRuleInput *input, MdClassification *out)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	md_rules_classify (desk->rules, input, out);
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+}
+
+gboolean
+md_desk_matches_recipient (MdDesk *desk, const char *address)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	gboolean match = md_rules_matches_recipient (desk->rules, address);
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+	return match;
+}
+
+gboolean
+md_desk_reload (MdDesk *desk, GError **error)
+{
+	GError *local = NULL;
+	MdRules *fresh = md_rules_load_file (desk->rules_path, &local);
+	MdTemplateSet *fresh_templates = md_template_set_load (desk->templates_path, fresh ? &local : NULL);
+
+	if (!fresh || !fresh_templates) {
+		if (fresh)
+			md_rules_free (fresh);
+		md_template_set_free (fresh_templates);
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	g_rw_lock_writer_lock (&desk->rules_lock);
+	MdRules *old = desk->rules;
+	MdTemplateSet *old_templates = desk->templates;
+	desk->rules = fresh;
+	desk->templates = fresh_templates;
+	g_rw_lock_writer_unlock (&desk->rules_lock);
+	md_rules_free (old);
+	md_template_set_free (old_templates);
+	return TRUE;
+}

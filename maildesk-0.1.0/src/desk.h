@@ -1,0 +1,68 @@
+/* desk.h - one running desk: its configuration and everything loaded
+ * from it (rules, spool, secret, addressing).  Read-only once opened, so
+ * it is shared by every thread; each thread opens its own MdStore. */
+#ifndef MD_DESK_H
+#define MD_DESK_H
+
+#include <glib.h>
+
+#include "calendar.h"
+#include "conf.h"
+#include "message.h"
+#include "rules.h"
+#include "spool.h"
+#include "store.h"
+#include "template.h"
+#include "token.h"
+
+typedef struct {
+	MdConf *conf;
+	MdRules *rules;         /* read under rules_lock: SIGHUP swaps it */
+	GRWLock rules_lock;
+	MdSpool *spool;
+	GBytes *secret;
+	MdAddressing addressing;
+	MdMessageLimits limits;
+	char *db_path;
+	char *rules_path;
+	char *templates_path;
+	char *desk_address;   /* intake@domain */
+
+	MdTemplateSet *templates;
+	MdCalendar *calendar;
+	/* [sla] and [followup], parsed */
+	MdDuration first_response[5];     /* indexed like md_priorities */
+	gboolean has_first_response[5];
+	MdDuration waiting_reminders[8];
+	int n_waiting_reminders;
+	MdDuration auto_resolve_after;
+	MdDuration reopen_window;
+	int ack_limit;                    /* acknowledgements per sender ... */
+	gint64 ack_limit_period;          /* ... in this many seconds */
+} MdDesk;
+
+/* Everything md_desk_open checks, without opening anything: rules,
+ * templates, calendar, durations.  Every problem is reported, each as
+ * "file:line: message" (MD_ERROR_CONFIG). */
+gboolean md_desk_check (MdConf *conf, GError **error);
+
+/* Takes ownership of CONF.  Loads the rules and the secret and opens the
+ * spool; fails with every problem found. Free with md_desk_free. */
+MdDesk *md_desk_open (MdConf *conf, GError **error);
+void md_desk_free (MdDesk *desk);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDesk, md_desk_free)
+
+/* Classifies with the current rules, safe against a concurrent reload. */
+void md_desk_classify (MdDesk *desk, const MdRuleInput *input, MdClassification *out);
+gboolean md_desk_matches_recipient (MdDesk *desk, const char *address);
+/* Loads the rules again; on any error the old set stays in force. */
+gboolean md_desk_reload (MdDesk *desk, GError **error);
+
+/* A connection to the desk's database; busy waits are bounded. */
+MdStore *md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error);
+
+/* A configured path, or when it is the default and missing, the copy
+ * installed under $(pkgdatadir).  Free with g_free. */
+char *md_desk_resolve_path (const char *configured, const char *fallback_default);
+
+#endif

@@ -1,0 +1,514 @@
+/* ingest.c - DESIGN 5 steps 2-6: dedupe, parse, thread, authorize,
+ * classify, trim and store one received message. */
+#include "config.h"
+
+#include <string.h>
+
+#include "catalog.h"
+#include "ingest.h"
+#include "md.h"
+#include "message.h"
+#include "rules.h"
+#include "notify.h"
+#include "schedule.h"
+#include "trim.h"
+#include "workflow.h"
+
+struct _MdIngestJob {
+	MdDesk *desk;
+	char *raw_sha256;
+	gint64 raw_size;
+	char *sender;              /* envelope */
+	GStrv recipients;          /* envelope */
+	MdMessage *msg;
+	MdClassification cls;
+	gint64 token_ticket_id;
+	char *sender_addr;         /* From, else the envelope sender */
+	MdIngestResult result;
+};
+
+gboolean
+md_ingest_check_recipient (MdDesk *desk, const char *address, GError **error)
+{
+	gint64 id = 0;
+	switch (md_address_classify (&desk->addressing, address, &id)) {
+	case MD_ADDRESS_INTAKE:
+	case MD_ADDRESS_TICKET:
+		return TRUE;
+	case MD_ADDRESS_BAD_TOKEN:
+		g_set_error (error, MD_ERROR, MD_ERROR_BAD_TOKEN, "%s: reply token does not match the ticket", address);
+		return FALSE;
+	case MD_ADDRESS_OTHER_LOCAL:
+		if (md_desk_matches_recipient (desk, address))
+			return TRUE;
+		g_set_error (error, MD_ERROR, MD_ERROR_NO_USER, "%s: no such mailbox here", address);
+		return FALSE;
+	case MD_ADDRESS_FOREIGN:
+		if (md_desk_matches_recipient (desk, address))
+			return TRUE;
+		g_set_error (error, MD_ERROR, MD_ERROR_BAD_DOMAIN, "%s: this desk only takes mail for @%s", address,
+		             desk->conf->domain);
+		return FALSE;
+	}
+	return FALSE;
+}
+
+MdIngestJob *
+md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env)
+{
+	MdIngestJob *job = g_new0 (MdIngestJob, 1);
+	job->desk = desk;
+	job->raw_sha256 = g_strdup (raw_sha256);
+	job->raw_size = raw_size;
+	job->sender = env && env->sender && *env->sender ? g_strdup (env->sender) : NULL;
+	job->recipients = g_strdupv (env && env->recipients ? (char **) env->recipients : NULL);
+	return job;
+}
+
+void
+md_ingest_job_free (MdIngestJob *job)
+{
+	if (!job)
+		return;
+	g_free (job->raw_sha256);
+	g_free (job->sender);
+	g_strfreev (job->recipients);
+	if (job->msg)
+		md_message_free (job->msg);
+	md_classification_clear (&job->cls);
+	g_free (job->sender_addr);
+	g_free (job->result.key);
+	g_free (job);
+}
+
+const MdIngestResult *
+md_ingest_result (const MdIngestJob *job)
+{
+	return &job->result;
+}
+
+/* The reply token, from the envelope recipients when the entry point
+ * knows them, else from the addresses in To and Cc. */
+static void
+find_token (MdIngestJob *job)
+{
+	const MdAddressing *a = &job->desk->addressing;
+	GPtrArray *candidates = g_ptr_array_new ();
+
+	if (job->recipients && job->recipients[0]) {
+		for (int i = 0; job->recipients[i]; i++)
+			g_ptr_array_add (candidates, job->recipients[i]);
+	} else {
+		for (guint i = 0; job->msg->to && i < job->msg->to->len; i++)
+			g_ptr_array_add (candidates, job->msg->to->pdata[i]);
+		for (guint i = 0; job->msg->cc && i < job->msg->cc->len; i++)
+			g_ptr_array_add (candidates, job->msg->cc->pdata[i]);
+	}
+	for (guint i = 0; i < candidates->len && !job->token_ticket_id; i++) {
+		gint64 id = 0;
+		if (md_address_classify (a, candidates->pdata[i], &id) == MD_ADDRESS_TICKET)
+			job->token_ticket_id = id;
+	}
+	g_ptr_array_free (candidates, TRUE);
+}
+
+static const char *const *
+header_values (gpointer user_data, const char *name)
+{
+	return md_message_header_values (user_data, name);
+}
+
+static void
+classify (MdIngestJob *job)
+{
+	MdMessage *msg = job->msg;
+	g_autoptr (GPtrArray) to = g_ptr_array_new ();
+	g_autoptr (GPtrArray) cc = g_ptr_array_new ();
+	g_autoptr (GPtrArray) names = g_ptr_array_new ();
+
+	for (guint i = 0; msg->to && i < msg->to->len; i++)
+		g_ptr_array_add (to, msg->to->pdata[i]);
+	for (int i = 0; job->recipients && job->recipients[i]; i++)
+		g_ptr_array_add (to, job->recipients[i]);
+	g_ptr_array_add (to, NULL);
+	for (guint i = 0; msg->cc && i < msg->cc->len; i++)
+		g_ptr_array_add (cc, msg->cc->pdata[i]);
+	g_ptr_array_add (cc, NULL);
+	for (guint i = 0; i < msg->attachments->len; i++)
+		g_ptr_array_add (names, ((MdAttachment *) msg->attachments->pdata[i])->filename);
+	g_ptr_array_add (names, NULL);
+
+	MdRuleInput input = {
+		.from = job->sender_addr,
+		.to = (const char *const *) to->pdata,
+		.cc = (const char *const *) cc->pdata,
+		.subject = msg->subject,
+		.body = msg->body,
+		.attachments = (const char *const *) names->pdata,
+		.get_header = header_values,
+		.user_data = msg,
+	};
+	md_desk_classify (job->desk, &input, &job->cls);
+}
+
+gboolean
+md_ingest_prepare (MdIngestJob *job, GError **error)
+{
+	g_autofree char *path = md_spool_path (job->desk->spool, MD_SPOOL_RAW, job->raw_sha256);
+
+	job->msg = md_message_parse_file (path, job->desk->spool, &job->desk->limits, error);
+	if (!job->msg)
+		return FALSE;
+	const char *from = job->msg->from_addr ? job->msg->from_addr : job->sender;
+	job->sender_addr = from ? g_ascii_strdown (from, -1) : NULL;
+	find_token (job);
+	classify (job);
+	return TRUE;
+}
+
+/* ---- storing ---- */
+
+static char *
+problems_flag (const MdMessage *msg)
+{
+	if (!msg->problems || msg->problems->len == 0)
+		return NULL;
+	GString *s = g_string_new ("needs human: ");
+	for (guint i = 0; i < msg->problems->len && i < 8; i++)
+		g_string_append_printf (s, "%s%s", i ? "; " : "", (const char *) msg->problems->pdata[i]);
+	return g_string_free (s, FALSE);
+}
+
+static MdStoredMessage *
+stored_message_new (MdIngestJob *job, gint64 ticket_id, gboolean trim)
+{
+	MdMessage *msg = job->msg;
+	MdStoredMessage *m = g_new0 (MdStoredMessage, 1);
+
+	m->ticket_id = ticket_id;
+	m->message_id = g_strdup (msg->message_id);
+	m->from_addr = g_strdup (job->sender_addr);
+	m->from_name = g_strdup (msg->from_name);
+	m->subject = g_strdup (msg->subject);
+	m->full_text = g_strdup (msg->body);
+	m->body = trim ? md_trim_reply (msg->body, NULL) : g_strdup (msg->body);
+	m->raw_sha256 = g_strdup (job->raw_sha256);
+	m->raw_size = job->raw_size;
+	m->created_at = md_now ();
+	m->flag = problems_flag (msg);
+	m->attachments = g_ptr_array_new ();
+	for (guint i = 0; i < msg->attachments->len; i++) {
+		MdAttachment *a = msg->attachments->pdata[i];
+		/* Borrowed: the store only reads them during the insert. */
+		MdStoredAttachment *sa = g_new0 (MdStoredAttachment, 1);
+		sa->filename = a->filename;
+		sa->content_type = a->content_type;
+		sa->size = a->size;
+		sa->sha256 = a->sha256;
+		sa->depth = a->depth;
+		sa->is_inline = a->is_inline;
+		g_ptr_array_add (m->attachments, sa);
+	}
+	g_ptr_array_set_free_func (m->attachments, g_free);
+	return m;
+}
+
+static gboolean
+insert_message (MdIngestJob *job, MdStore *store, MdStoredMessage *m, GError **error)
+{
+	if (!md_store_message_insert (store, m, error))
+		return FALSE;
+	job->result.message_row_id = m->id;
+	return TRUE;
+}
+
+static gboolean
+is_desk_address (MdIngestJob *job, const char *address)
+{
+	return md_address_classify (&job->desk->addressing, address, NULL) != MD_ADDRESS_FOREIGN &&
+	       md_address_classify (&job->desk->addressing, address, NULL) != MD_ADDRESS_OTHER_LOCAL;
+}
+
+static gboolean
+add_participants (MdIngestJob *job, MdStore *store, gint64 ticket_id, GError **error)
+{
+	GPtrArray *cc = job->msg->cc;
+	for (guint i = 0; cc && i < cc->len && i < 50; i++) {
+		const char *addr = cc->pdata[i];
+		gint64 pid = 0;
+		if (is_desk_address (job, addr) || g_ascii_strcasecmp (addr, job->sender_addr ? job->sender_addr : "") == 0)
+			continue;
+		if (!md_store_person_ensure (store, addr, NULL, &pid, error) ||
+		    !md_store_participant_add (store, ticket_id, pid, error))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static char *
+join_tags (GPtrArray *tags)
+{
+	if (!tags || tags->len == 0)
+		return NULL;
+	g_ptr_array_add (tags, NULL);
+	char *joined = g_strjoinv (",", (char **) tags->pdata);
+	g_ptr_array_remove_index (tags, tags->len - 1);
+	return joined;
+}
+
+static gboolean
+create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **error)
+{
+	MdMessage *msg = job->msg;
+	MdClassification *cls = &job->cls;
+	gint64 now = md_now ();
+	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
+
+	if (cls->drop_silently) {
+		/* Kept in the spool and recorded, attached to no ticket. */
+		g_autoptr (MdStoredMessage) m = stored_message_new (job, 0, FALSE);
+		g_free (m->flag);
+		m->flag = g_strdup ("dropped by rules");
+		m->internal = TRUE;
+		return insert_message (job, store, m, error);
+	}
+
+	if (job->sender_addr && !md_store_person_ensure (store, job->sender_addr, msg->from_name, &t->requester_id, error))
+		return FALSE;
+	t->subject = g_strdup (msg->subject && *msg->subject ? msg->subject : "(no subject)");
+	t->category = cls->category ? cls->category : MD_DEFAULT_CATEGORY;
+	t->priority = cls->priority ? cls->priority : MD_DEFAULT_PRIORITY;
+	t->status = MD_STATUS_TRIAGE;
+	t->organization_id = job->sender_addr ? md_store_org_of (store, job->sender_addr, NULL) : 0;
+	t->shared = g_strcmp0 (cls->visibility, "shared") == 0 && t->organization_id;
+	if (cls->assignee && !md_store_person_ensure (store, cls->assignee, NULL, &t->assignee_id, error))
+		return FALSE;
+	t->created_at = t->updated_at = t->status_changed_at = now;
+	t->tags = join_tags (cls->tags);
+	t->linked_ticket_id = linked_to;
+	g_autofree char *linked_key = linked_to ? md_ticket_key (job->desk->conf->ticket_prefix, linked_to) : NULL;
+	t->flag = cls->quarantine ? g_strdup ("quarantined by rules") : problems_flag (msg);
+	if (!md_store_ticket_insert (store, t, error))
+		return FALSE;
+
+	g_autoptr (MdStoredMessage) m = stored_message_new (job, t->id, FALSE);
+	const char *actor = job->sender_addr ? job->sender_addr : "unknown sender";
+	if (!insert_message (job, store, m, error) || !add_participants (job, store, t->id, error) ||
+	    !md_store_history_add (store, t->id, now, actor, "status", NULL, t->status, error) ||
+	    !md_store_history_add (store, t->id, now, "rules", "category", NULL, t->category, error) ||
+	    !md_store_history_add (store, t->id, now, "rules", "priority", NULL, t->priority, error))
+		return FALSE;
+	if (linked_to && !md_store_history_add (store, t->id, now, actor, "linked_ticket", NULL, linked_key, error))
+		return FALSE;
+	job->result.ticket_id = t->id;
+	job->result.new_ticket = TRUE;
+
+	t->first_response_due = md_workflow_first_response_due (job->desk, t->priority, t->created_at);
+	g_autoptr (MdTicket) full = NULL;
+	if (!md_store_ticket_update (store, t, error) || !(full = md_store_ticket_get (store, t->id, error)) ||
+	    !md_schedule_ticket (job->desk, store, full, error))
+		return FALSE;
+	if (cls->quarantine)
+		return TRUE;  /* held for a human: nobody is mailed */
+	MdPersonRef author = { job->sender_addr, msg->from_name };
+	return md_notify_ack (job->desk, store, full, msg, job->sender, error) &&
+	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
+}
+
+static gboolean
+agent_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
+               GError **error)
+{
+	/* The agent's name as the desk knows it, not as the mail claims. */
+	g_autoptr (MdPerson) p = md_store_person_find (store, job->sender_addr, NULL);
+	MdActor actor = { MD_ACTOR_AGENT, job->sender_addr, p && p->name ? p->name : job->msg->from_name };
+	return md_workflow_agent_reply (job->desk, store, t, &actor, m->body, m->internal, commands, job->msg, error);
+}
+
+static gboolean
+customer_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
+                  GError **error)
+{
+	MdActor actor = { MD_ACTOR_CUSTOMER, job->sender_addr, job->msg->from_name };
+	return md_workflow_customer_reply (job->desk, store, t, &actor, m->body, commands, job->msg, error);
+}
+
+static gboolean
+add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction action, GError **error)
+{
+	g_autoptr (MdStoredMessage) m = stored_message_new (job, t->id, TRUE);
+	g_autoptr (GPtrArray) commands = md_commands_parse (m->body);
+	gboolean internal_cmd = FALSE;
+
+	for (guint i = 0; i < commands->len; i++)
+		internal_cmd |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
+	if (action == MD_THREAD_UNVERIFIED_SENDER || action == MD_THREAD_UNVERIFIED_AGENT) {
+		const char *why = action == MD_THREAD_UNVERIFIED_SENDER ? "unverified sender" : "unverified agent";
+		m->internal = TRUE;
+		if (m->flag) {
+			char *both = g_strdup_printf ("%s; %s", why, m->flag);
+			g_free (m->flag);
+			m->flag = both;
+		} else {
+			m->flag = g_strdup (why);
+		}
+	} else if (action == MD_THREAD_AGENT_COMMENT && internal_cmd) {
+		m->internal = TRUE;
+	}
+	if (!insert_message (job, store, m, error))
+		return FALSE;
+	job->result.ticket_id = t->id;
+
+	if (action == MD_THREAD_UNVERIFIED_SENDER)
+		return TRUE;  /* kept for a human; changes nothing, tells no one */
+	if (action == MD_THREAD_UNVERIFIED_AGENT) {
+		MdPersonRef agent = { job->sender_addr, job->msg->from_name };
+		if (commands->len && !md_store_history_add (store, t->id, md_now (), job->sender_addr, "command refused",
+		                                             "(unverified agent)", "mail did not reach the token address", error))
+			return FALSE;
+		return md_notify_unverified_agent (job->desk, store, t, &agent, job->msg, error);
+	}
+	t->updated_at = md_now ();
+	if (!md_store_ticket_update (store, t, error))
+		return FALSE;
+	if (action == MD_THREAD_AGENT_COMMENT) {
+		/* Whom a verified agent copies becomes a participant. */
+		if (!m->internal && !add_participants (job, store, t->id, error))
+			return FALSE;
+		return agent_comment (job, store, t, m, commands, error);
+	}
+	return customer_comment (job, store, t, m, commands, error);
+}
+
+/* A delivery report: an internal note on the ticket of the bounced
+ * message, never a new ticket (DESIGN 8). */
+static gboolean
+store_bounce (MdIngestJob *job, MdStore *store, GError **error)
+{
+	gint64 ticket_id = job->token_ticket_id;
+	if (!ticket_id && job->msg->report_original_message_id)
+		ticket_id = md_store_ticket_by_message_id (store, job->msg->report_original_message_id, NULL);
+	if (ticket_id) {
+		g_autoptr (MdTicket) t = md_store_ticket_get (store, ticket_id, NULL);
+		if (!t)
+			ticket_id = 0;
+	}
+	/* Stop automatic mail to an address that bounces for good. */
+	GPtrArray *failed = job->msg->report_failed_recipients;
+	for (guint i = 0; failed && i < failed->len; i++)
+		if (!md_store_set_bouncing (store, failed->pdata[i], TRUE, error))
+			return FALSE;
+	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
+	g_free (m->flag);
+	m->flag = g_strdup ("bounce");
+	m->internal = TRUE;
+	job->result.ticket_id = ticket_id;
+	return insert_message (job, store, m, error);
+}
+
+/* DESIGN 1: a reply after the reopen window opens a new ticket that
+ * links the old one. */
+static gboolean
+reopen_window_passed (MdDesk *desk, const MdTicket *t)
+{
+	if (g_strcmp0 (t->status, MD_STATUS_RESOLVED) != 0 || !t->resolved_at)
+		return FALSE;
+	gint64 until = md_calendar_add (desk->calendar, t->resolved_at, &desk->reopen_window);
+	return until > 0 && md_now () > until;
+}
+
+static gboolean
+store_new_message (MdIngestJob *job, MdStore *store, GError **error)
+{
+	MdMessage *msg = job->msg;
+	MdFoundBy found = MD_FOUND_NONE;
+	GError *local = NULL;
+
+	if (msg->is_report)
+		return store_bounce (job, store, error);
+	/* Mail from an address proves it receives mail again. */
+	if (job->sender_addr && !md_store_set_bouncing (store, job->sender_addr, FALSE, error))
+		return FALSE;
+
+	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
+	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,
+	                                   msg->references->len, msg->subject, &found, &local);
+	if (local) {
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	g_autoptr (MdTicket) t = ticket_id ? md_store_ticket_get (store, ticket_id, error) : NULL;
+	if (ticket_id && !t)
+		return FALSE;
+	MdSenderRole role = t ? md_thread_role (store, t, job->sender_addr,
+	                                        (const char *const *) job->desk->conf->agents)
+	                      : MD_ROLE_STRANGER;
+	MdThreadAction action = md_thread_decide (found, role);
+	job->result.action = action;
+
+	if (action == MD_THREAD_NEW_TICKET)
+		return create_ticket (job, store, 0, error);
+	if (action == MD_THREAD_COMMENT && reopen_window_passed (job->desk, t))
+		return create_ticket (job, store, t->id, error);
+	return add_comment (job, store, t, action, error);
+}
+
+gboolean
+md_ingest_store (MdIngestJob *job, MdStore *store, GError **error)
+{
+	MdMessage *msg = job->msg;
+	g_autofree char *key = msg->message_id ? g_strdup_printf ("<%s>", msg->message_id)
+	                                       : g_strdup_printf ("sha256:%s", job->raw_sha256);
+	GError *local = NULL;
+
+	memset (&job->result, 0, sizeof job->result);
+	if (!md_store_savepoint (store, error))
+		return FALSE;
+	gint64 seen = md_store_seen (store, key, &local);
+	if (local)
+		goto fail;
+	if (seen) {
+		/* MTAs redeliver after timeouts: accept and do nothing. */
+		job->result.duplicate = TRUE;
+		job->result.message_row_id = seen;
+	} else if (!store_new_message (job, store, &local) ||
+	           !md_store_mark_seen (store, key, job->result.message_row_id, &local)) {
+		goto fail;
+	}
+	if (!md_store_release (store, &local))
+		goto fail;
+	if (job->result.duplicate) {
+		/* Report the ticket the first copy went to. */
+		job->result.ticket_id = 0;
+	}
+	if (job->result.ticket_id)
+		job->result.key = md_ticket_key (job->desk->conf->ticket_prefix, job->result.ticket_id);
+	return TRUE;
+fail:
+	md_store_rollback_to (store);
+	g_propagate_error (error, local);
+	return FALSE;
+}
+
+gboolean
+md_ingest_one (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env,
+               MdIngestResult *result_r, GError **error)
+{
+	g_autoptr (MdIngestJob) job = md_ingest_job_new (desk, raw_sha256, raw_size, env);
+
+	if (!md_ingest_prepare (job, error))
+		return FALSE;
+	if (!md_store_begin (store, error))
+		return FALSE;
+	if (!md_ingest_store (job, store, error)) {
+		md_store_rollback (store);
+		return FALSE;
+	}
+	if (!md_store_commit (store, error))
+		return FALSE;
+	if (result_r) {
+		*result_r = job->result;
+		result_r->key = g_strdup (job->result.key);
+	}
+	return TRUE;
+}

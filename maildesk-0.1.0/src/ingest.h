@@ -1,0 +1,53 @@
+/* ingest.h - the one path from received bytes to a stored ticket
+ * (DESIGN 5), shared by LMTP, IMAP and `maildesk deliver`.
+ *
+ * An entry point spools the raw message itself (it owns the byte
+ * stream), then:
+ *   job = md_ingest_job_new (desk, sha, size, envelope);
+ *   md_ingest_prepare (job)        parse and classify; no database; any thread
+ *   md_ingest_store (job, store)   thread, authorize, store; inside the
+ *                                  caller's transaction, under a savepoint
+ * and says yes to its peer only after the transaction commits.
+ * md_ingest_one() does all of it for a single message. */
+#ifndef MD_INGEST_H
+#define MD_INGEST_H
+
+#include <glib.h>
+
+#include "desk.h"
+#include "store.h"
+#include "thread.h"
+
+typedef struct {
+	const char *sender;               /* envelope sender, may be NULL */
+	const char *const *recipients;    /* envelope recipients, may be NULL */
+} MdEnvelope;
+
+typedef struct {
+	gint64 ticket_id;        /* 0 when the message joined no ticket (dropped, orphan bounce) */
+	gint64 message_row_id;
+	gboolean duplicate;      /* seen before: nothing was done */
+	gboolean new_ticket;
+	MdThreadAction action;
+	char *key;               /* "SUP-12" or NULL; owned by the job */
+} MdIngestResult;
+
+typedef struct _MdIngestJob MdIngestJob;
+
+/* Checks one recipient as LMTP RCPT and `deliver --recipient` do:
+ * MD_ERROR_BAD_DOMAIN, MD_ERROR_NO_USER or MD_ERROR_BAD_TOKEN. */
+gboolean md_ingest_check_recipient (MdDesk *desk, const char *address, GError **error);
+
+MdIngestJob *md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env);
+void md_ingest_job_free (MdIngestJob *job);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdIngestJob, md_ingest_job_free)
+
+gboolean md_ingest_prepare (MdIngestJob *job, GError **error);
+gboolean md_ingest_store (MdIngestJob *job, MdStore *store, GError **error);
+const MdIngestResult *md_ingest_result (const MdIngestJob *job);
+
+/* Spools nothing: RAW_SHA256 must already be in the spool. */
+gboolean md_ingest_one (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size,
+                        const MdEnvelope *env, MdIngestResult *result_r, GError **error);
+
+#endif

@@ -1,0 +1,80 @@
+/* main.c - `maildesk` entry point: global options and the subcommand
+ * table, in the style of git and notmuch. */
+#include "config.h"
+
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "md.h"
+#include "message.h"
+
+MdCliGlobals md_cli;
+
+typedef struct {
+	const char *name;
+	int (*run) (int argc, char **argv);
+	const char *summary;
+} Command;
+
+static const Command commands[] = {
+	{ "serve", md_cmd_serve, "run the daemon" },
+	{ "deliver", md_cmd_deliver, "ingest one message from standard input" },
+	{ "fetch", md_cmd_fetch, "poll the IMAP mailboxes once and exit" },
+	{ "ticket", md_cmd_ticket, "list, show, set or reply to tickets" },
+	{ "agent", md_cmd_agent, "add agents" },
+	{ "org", md_cmd_org, "add organizations and members" },
+	{ "classify", md_cmd_classify, "classify a message from standard input; stores nothing" },
+	{ "outbox", md_cmd_outbox, "send due mail now, or list outgoing mail" },
+	{ "check-config", md_cmd_check_config, "validate configuration, rules and templates" },
+};
+
+static void
+usage (FILE *out)
+{
+	fprintf (out, "Usage: maildesk [-c FILE] COMMAND [ARGS]\n\nCommands:\n");
+	for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+		fprintf (out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf (out, "\nSee maildesk(8).\n");
+}
+
+int
+main (int argc, char **argv)
+{
+	setlocale (LC_ALL, "");
+	/* A peer closing its socket is an error to handle, not a reason to die. */
+	signal (SIGPIPE, SIG_IGN);
+	md_message_init ();
+
+	/* Global options come before the command name. */
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if ((!strcmp (argv[i], "-c") || !strcmp (argv[i], "--config")) && i + 1 < argc) {
+			md_cli.config_path = argv[++i];
+		} else if (g_str_has_prefix (argv[i], "--config=")) {
+			md_cli.config_path = argv[i] + strlen ("--config=");
+		} else if (!strcmp (argv[i], "-h") || !strcmp (argv[i], "--help")) {
+			usage (stdout);
+			return MD_EX_OK;
+		} else if (!strcmp (argv[i], "--version")) {
+			printf ("maildesk %s\n", PACKAGE_VERSION);
+			return MD_EX_OK;
+		} else {
+			fprintf (stderr, "maildesk: unknown option %s\n", argv[i]);
+			usage (stderr);
+			return MD_EX_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage (stderr);
+		return MD_EX_USAGE;
+	}
+	for (gsize c = 0; c < G_N_ELEMENTS (commands); c++)
+		if (strcmp (argv[i], commands[c].name) == 0)
+			return commands[c].run (argc - i, argv + i);
+	fprintf (stderr, "maildesk: unknown command \"%s\"\n", argv[i]);
+	usage (stderr);
+	return MD_EX_USAGE;
+}

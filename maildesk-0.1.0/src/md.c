@@ -1,0 +1,70 @@
+/* md.c - the shared error domain, exit-code mapping and the clock. */
+#include "config.h"
+
+#include "md.h"
+
+G_DEFINE_QUARK (maildesk-error-quark, md_error)
+
+gboolean
+md_error_is_temporary (const GError *error)
+{
+	if (!error || error->domain != MD_ERROR)
+		return TRUE;
+	switch ((MdErrorCode) error->code) {
+	case MD_ERROR_EMPTY:
+	case MD_ERROR_TOO_BIG:
+	case MD_ERROR_NO_USER:
+	case MD_ERROR_BAD_DOMAIN:
+	case MD_ERROR_BAD_TOKEN:
+	case MD_ERROR_INVALID:
+	case MD_ERROR_DENIED:
+	case MD_ERROR_NOT_FOUND:
+		return FALSE;
+	case MD_ERROR_CONFIG:
+	case MD_ERROR_INTERNAL:
+	case MD_ERROR_DB_BUSY:
+	case MD_ERROR_DISK_FULL:
+	case MD_ERROR_IO:
+		return TRUE;
+	}
+	return TRUE;
+}
+
+int
+md_error_to_exit_code (const GError *error)
+{
+	if (!error)
+		return MD_EX_OK;
+	if (error->domain == MD_ERROR) {
+		switch ((MdErrorCode) error->code) {
+		case MD_ERROR_NO_USER:
+		case MD_ERROR_BAD_DOMAIN:
+		case MD_ERROR_BAD_TOKEN:
+			return MD_EX_NOUSER;
+		default:
+			break;
+		}
+	}
+	return md_error_is_temporary (error) ? MD_EX_TEMPFAIL : MD_EX_DATAERR;
+}
+
+gint64
+md_now (void)
+{
+	const char *now = g_getenv ("MAILDESK_NOW");
+	if (now && *now) {
+		g_autoptr (GTimeZone) utc = g_time_zone_new_utc ();
+		g_autoptr (GDateTime) dt = g_date_time_new_from_iso8601 (now, utc);
+		if (dt)
+			return g_date_time_to_unix (dt);
+		g_warning ("MAILDESK_NOW=%s is not an ISO 8601 time; using the real clock", now);
+	}
+	return g_get_real_time () / G_USEC_PER_SEC;
+}
+
+char *
+md_time_iso_utc (gint64 t)
+{
+	g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (t);
+	return dt ? g_date_time_format (dt, "%Y-%m-%dT%H:%M:%SZ") : g_strdup ("");
+}

@@ -1,0 +1,53 @@
+/* md.h - what every maildesk module shares: the error domain and its codes.
+ *
+ * One convention for failures: a GError in MD_ERROR.  Whether a failure
+ * is temporary (LMTP 4xx, EX_TEMPFAIL) or permanent (5xx, EX_DATAERR) is
+ * decided in one place, md_error_is_temporary(); unknown internal
+ * trouble is temporary, so a sender keeps its mail and retries.
+ */
+#ifndef MD_H
+#define MD_H
+
+#include <glib.h>
+
+#define MD_ERROR (md_error_quark ())
+GQuark md_error_quark (void);
+
+typedef enum {
+	MD_ERROR_INTERNAL,      /* unexpected; temporary */
+	MD_ERROR_DB_BUSY,       /* database locked past the timeout; temporary */
+	MD_ERROR_DISK_FULL,     /* no space for spool or database; temporary */
+	MD_ERROR_IO,            /* other I/O failure; temporary */
+	MD_ERROR_EMPTY,         /* empty message; permanent */
+	MD_ERROR_TOO_BIG,       /* over max_message_size; permanent */
+	MD_ERROR_NO_USER,       /* unknown recipient local part; permanent */
+	MD_ERROR_BAD_DOMAIN,    /* recipient outside the desk's domain; permanent */
+	MD_ERROR_BAD_TOKEN,     /* sub-address with a wrong reply token; permanent */
+	MD_ERROR_CONFIG,        /* bad configuration, rules or templates */
+	MD_ERROR_INVALID,       /* bad argument or value from a user */
+	MD_ERROR_NOT_FOUND,     /* no such ticket, person, ... */
+	MD_ERROR_DENIED,        /* not allowed */
+} MdErrorCode;
+
+gboolean md_error_is_temporary (const GError *error);
+
+/* sysexits(3) values used by the command line contract (DESIGN 3) */
+#define MD_EX_OK        0
+#define MD_EX_USAGE     64
+#define MD_EX_DATAERR   65
+#define MD_EX_NOUSER    67
+#define MD_EX_SOFTWARE  70
+#define MD_EX_TEMPFAIL  75
+#define MD_EX_CONFIG    78
+
+/* Map an error to the exit code of `maildesk deliver`. */
+int md_error_to_exit_code (const GError *error);
+
+/* Current time as Unix seconds; MAILDESK_NOW overrides it (DESIGN 3). */
+gint64 md_now (void);
+
+/* Format Unix seconds as ISO 8601 UTC ("2026-12-01T07:30:00Z").
+ * Free with g_free. */
+char *md_time_iso_utc (gint64 t);
+
+#endif

@@ -1,0 +1,502 @@
+/* notify.c - from a ticket event to a queued message: recipients,
+ * template variables, composition and the outbox row, in the caller's
+ * transaction. */
+#include "config.h"
+
+#include <string.h>
+
+#include "catalog.h"
+#include "compose.h"
+#include "md.h"
+#include "notify.h"
+#include "outbox.h"
+#include "template.h"
+#include "token.h"
+
+/* ---- loop safety ---- */
+
+static gboolean
+header_has (const MdMessage *msg, const char *name)
+{
+	return md_message_header_values ((MdMessage *) msg, name) != NULL;
+}
+
+static const char *
+header_first (const MdMessage *msg, const char *name)
+{
+	const char *const *v = md_message_header_values ((MdMessage *) msg, name);
+	return v ? v[0] : NULL;
+}
+
+static gboolean
+is_daemon_address (const char *address)
+{
+	static const char *const daemons[] = {
+		"mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "do-not-reply",
+		"donotreply", "do_not_reply", "bounce", "bounces",
+	};
+	const char *at = address ? strchr (address, '@') : NULL;
+	if (!at)
+		return FALSE;
+	g_autofree char *local = g_ascii_strdown (address, at - address);
+	char *plus = strchr (local, '+');
+	if (plus)
+		*plus = 0;
+	for (gsize i = 0; i < G_N_ELEMENTS (daemons); i++)
+		if (strcmp (local, daemons[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+const char *
+md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
+{
+	const char *auto_submitted = header_first (msg, "Auto-Submitted");
+	const char *precedence = header_first (msg, "Precedence");
+	const char *suppress = header_first (msg, "X-Auto-Response-Suppress");
+
+	if (header_has (msg, MD_LOOP_HEADER))
+		return "it carries our own loop header";
+	if (auto_submitted && g_ascii_strncasecmp (g_strstrip (g_strdup (auto_submitted)), "no", 2) != 0)
+		return "it is auto-submitted (RFC 3834)";
+	if (header_has (msg, "List-Id") || header_has (msg, "List-Unsubscribe"))
+		return "it comes from a mailing list";
+	if (precedence && (strstr (precedence, "bulk") || strstr (precedence, "list") || strstr (precedence, "junk")))
+		return "its precedence is bulk, list or junk";
+	if (suppress && (strstr (suppress, "All") || strstr (suppress, "AutoReply")))
+		return "the sender asked for no automatic replies";
+	if (envelope_sender && !*envelope_sender)
+		return "its envelope sender is null (a bounce)";
+	if (is_daemon_address (msg->from_addr) || is_daemon_address (envelope_sender))
+		return "it comes from a daemon or no-reply address";
+	return NULL;
+}
+
+/* ---- variables ---- */
+
+void
+md_notify_desk_from (MdDesk *desk, char **name_r, char **email_r)
+{
+	const char *from = desk->conf->smtp_from;
+	const char *lt = from ? strchr (from, '<') : NULL;
+	const char *gt = lt ? strchr (lt, '>') : NULL;
+
+	if (lt && gt) {
+		*name_r = g_strstrip (g_strndup (from, (gsize) (lt - from)));
+		*email_r = g_strndup (lt + 1, (gsize) (gt - lt - 1));
+	} else if (from) {
+		*name_r = g_strdup (desk->conf->name);
+		*email_r = g_strstrip (g_strdup (from));
+	} else {
+		*name_r = g_strdup (desk->conf->name);
+		*email_r = g_strdup (desk->desk_address);
+	}
+	if (*name_r && !**name_r) {
+		g_free (*name_r);
+		*name_r = g_strdup (desk->conf->name);
+	}
+}
+
+static char *
+format_local_time (MdDesk *desk, gint64 t)
+{
+	if (!t)
+		return g_strdup ("");
+	g_autoptr (GDateTime) utc = g_date_time_new_from_unix_utc (t);
+	g_autoptr (GDateTime) local = g_date_time_to_timezone (utc, md_calendar_zone (desk->calendar));
+	return g_date_time_format (local, "%a %d %b %Y %H:%M %Z");
+}
+
+static char *
+resolve_link (const char *reply_address, const char *key)
+{
+	g_autofree char *subject = g_strdup_printf ("Resolve [%s]", key);
+	g_autofree char *esc_subject = g_uri_escape_string (subject, NULL, FALSE);
+	return g_strdup_printf ("mailto:%s?subject=%s&body=%%23resolve", reply_address, esc_subject);
+}
+
+static int
+priority_index (const char *priority)
+{
+	for (int i = 0; md_priorities[i]; i++)
+		if (g_strcmp0 (md_priorities[i], priority) == 0)
+			return i;
+	return 2;
+}
+
+char *
+md_notify_response_time (MdDesk *desk, const char *priority)
+{
+	int i = priority_index (priority);
+	return desk->has_first_response[i] ? md_duration_format (&desk->first_response[i]) : g_strdup ("");
+}
+
+static void
+set (GHashTable *vars, const char *name, const char *value)
+{
+	g_hash_table_insert (vars, g_strdup (name), g_strdup (value ? value : ""));
+}
+
+static GHashTable *
+ticket_vars (MdDesk *desk, const MdTicket *t)
+{
+	GHashTable *vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+	set (vars, "desk.name", desk->conf->name);
+	set (vars, "desk.address", desk->desk_address);
+	if (!t) {
+		set (vars, "reply_address", desk->desk_address);
+		return vars;
+	}
+	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
+	g_autofree char *reply = md_address_for_ticket (&desk->addressing, t->id);
+	g_autofree char *link = resolve_link (reply, key);
+	g_autofree char *due = format_local_time (desk, t->first_response_due);
+	g_autofree char *response_time = md_notify_response_time (desk, t->priority);
+	set (vars, "reply_address", reply);
+	set (vars, "resolve_link", link);
+	set (vars, "ticket.key", key);
+	set (vars, "ticket.subject", t->subject);
+	set (vars, "ticket.status", t->status);
+	set (vars, "ticket.priority", t->priority);
+	set (vars, "ticket.category", t->category);
+	set (vars, "ticket.requester", t->requester);
+	set (vars, "ticket.assignee", t->assignee);
+	set (vars, "ticket.visibility", t->shared ? "shared" : "private");
+	set (vars, "ticket.organization", t->organization);
+	set (vars, "due", due);
+	set (vars, "response_time", response_time);
+	return vars;
+}
+
+/* ---- recipients ---- */
+
+static void
+add_rcpt (GPtrArray *rcpts, const char *email, const char *except)
+{
+	if (!email || (except && g_ascii_strcasecmp (email, except) == 0))
+		return;
+	for (guint i = 0; i < rcpts->len; i++)
+		if (g_ascii_strcasecmp (rcpts->pdata[i], email) == 0)
+			return;
+	g_ptr_array_add (rcpts, g_strdup (email));
+}
+
+/* Requester, participants and, for a shared ticket, its organization. */
+static GPtrArray *
+customer_side (MdStore *store, const MdTicket *t, const char *except)
+{
+	GPtrArray *rcpts = g_ptr_array_new_with_free_func (g_free);
+	add_rcpt (rcpts, t->requester, except);
+	g_autoptr (GPtrArray) parts = md_store_participants (store, t->id, NULL);
+	for (guint i = 0; parts && i < parts->len; i++)
+		add_rcpt (rcpts, parts->pdata[i], except);
+	if (t->shared && t->organization_id) {
+		g_autoptr (GPtrArray) members = md_store_org_members (store, t->organization_id, NULL);
+		for (guint i = 0; members && i < members->len; i++)
+			add_rcpt (rcpts, members->pdata[i], except);
+	}
+	return rcpts;
+}
+
+static GPtrArray *
+agent_side (MdDesk *desk, MdStore *store, const MdTicket *t, const char *except)
+{
+	GPtrArray *rcpts = g_ptr_array_new_with_free_func (g_free);
+	if (t->assignee) {
+		add_rcpt (rcpts, t->assignee, except);
+		return rcpts;
+	}
+	g_autoptr (GPtrArray) agents = md_store_agents (store, NULL);
+	for (guint i = 0; agents && i < agents->len; i++)
+		add_rcpt (rcpts, agents->pdata[i], except);
+	for (int i = 0; desk->conf->agents && desk->conf->agents[i]; i++)
+		add_rcpt (rcpts, desk->conf->agents[i], except);
+	return rcpts;
+}
+
+/* ---- composing and queueing ---- */
+
+typedef struct {
+	const char *event;
+	const char *kind;                 /* outbox kind; the event when NULL */
+	const MdTicket *ticket;
+	GHashTable *vars;
+	GPtrArray *rcpts;                 /* char* */
+	const char *in_reply_to;
+	MdAutoSubmitted auto_submitted;
+	const char *agent_name;
+	const MdMessage *attachments_of;  /* relay this message's attachments */
+	gboolean record;                  /* keep a copy in the ticket's messages */
+} Outgoing;
+
+static const char *const *
+thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
+{
+	if (!t)
+		return NULL;
+	g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, t->id, MD_COMPOSE_MAX_REFERENCES, NULL);
+	for (guint i = 0; ids && i < ids->len; i++)
+		g_ptr_array_add (holder, g_strdup (ids->pdata[i]));
+	g_ptr_array_add (holder, NULL);
+	return (const char *const *) holder->pdata;
+}
+
+static gboolean
+queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
+	g_autofree char *subject = NULL, *body = NULL;
+	gboolean rendered = tmpl && md_template_render (tmpl, o->vars, &subject, &body, error);
+	const char *const *tmpl_headers = tmpl ? md_template_headers (tmpl) : NULL;
+	g_auto (GStrv) headers = g_strdupv ((char **) tmpl_headers);
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+	if (!tmpl) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "no template for %s", o->event);
+		return FALSE;
+	}
+	if (!rendered)
+		return FALSE;
+	/* Automatic mail skips addresses known to bounce. */
+	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		if (p && p->bouncing)
+			g_ptr_array_remove_index (o->rcpts, i - 1);
+	}
+	if (o->rcpts->len == 0)
+		return TRUE;
+
+	g_autofree char *from_name = NULL, *from_email = NULL;
+	md_notify_desk_from (desk, &from_name, &from_email);
+	g_autofree MdMailbox *to = g_new0 (MdMailbox, o->rcpts->len);
+	for (guint i = 0; i < o->rcpts->len; i++)
+		to[i].email = o->rcpts->pdata[i];
+
+	g_autofree char *key = o->ticket ? md_ticket_key (desk->conf->ticket_prefix, o->ticket->id) : NULL;
+	g_autofree char *reply_to = o->ticket ? md_address_for_ticket (&desk->addressing, o->ticket->id) : NULL;
+	g_autoptr (GPtrArray) refs_holder = g_ptr_array_new_with_free_func (g_free);
+	g_autoptr (GArray) files = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
+	g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+	for (guint i = 0; o->attachments_of && i < o->attachments_of->attachments->len; i++) {
+		MdAttachment *a = o->attachments_of->attachments->pdata[i];
+		if (a->depth > 0 || a->is_body || files->len >= MD_COMPOSE_MAX_ATTACHMENTS)
+			continue;
+		char *path = md_spool_path (desk->spool, MD_SPOOL_BLOB, a->sha256);
+		g_ptr_array_add (paths, path);
+		MdAttachmentFile f = { a->filename, a->content_type, path };
+		g_array_append_val (files, f);
+	}
+	MdOutgoing out = {
+		.desk_name = from_name,
+		.desk_address = from_email,
+		.agent_name = o->agent_name,
+		.to = to,
+		.n_to = o->rcpts->len,
+		.reply_to = reply_to,
+		.ticket_key = key,
+		.subject = subject,
+		.body = body,
+		.in_reply_to = o->in_reply_to,
+		.references = thread_references (store, o->ticket, refs_holder),
+		.date = md_now (),
+		.auto_submitted = o->auto_submitted,
+		.headers = (const char *const *) headers,
+		.attachments = (const MdAttachmentFile *) files->data,
+		.n_attachments = files->len,
+	};
+	g_autofree char *message_id = NULL;
+	g_autoptr (GBytes) bytes = md_compose_to_bytes (&out, &message_id, error);
+	if (!bytes)
+		return FALSE;
+	/* Bounces of the desk's mail come back to the ticket's own address. */
+	const char *envelope_from = reply_to ? reply_to : from_email;
+	g_ptr_array_add (o->rcpts, NULL);
+	gboolean ok = md_outbox_enqueue_bytes (store, o->ticket ? o->ticket->id : 0, o->kind ? o->kind : o->event,
+	                                       envelope_from, (const char *const *) o->rcpts->pdata, bytes,
+	                                       message_id, error);
+	g_ptr_array_remove_index (o->rcpts, o->rcpts->len - 1);
+	if (!ok)
+		return FALSE;
+	if (!o->ticket)
+		return TRUE;
+	if (!o->record)
+		return md_store_message_id_add (store, message_id, o->ticket->id, error);
+
+	g_autoptr (MdStoredMessage) copy = g_new0 (MdStoredMessage, 1);
+	g_autoptr (GString) rcpt_list = g_string_new (NULL);
+	for (guint i = 0; i < o->rcpts->len; i++)
+		g_string_append_printf (rcpt_list, "%s%s", i ? ", " : "", (char *) o->rcpts->pdata[i]);
+	copy->ticket_id = o->ticket->id;
+	copy->outgoing = TRUE;
+	copy->message_id = g_strdup (message_id);
+	copy->from_addr = g_strdup (from_email);
+	copy->from_name = g_strdup (o->agent_name ? o->agent_name : from_name);
+	copy->subject = g_strdup (subject);
+	copy->body = g_strdup (body);
+	copy->full_text = g_strdup_printf ("To: %s\n\n%s", rcpt_list->str, body);
+	copy->flag = g_strdup_printf ("sent: %s", o->event);
+	copy->created_at = md_now ();
+	return md_store_message_insert (store, copy, error);
+}
+
+/* ---- events ---- */
+
+gboolean
+md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
+               const char *envelope_sender, GError **error)
+{
+	const char *why = md_notify_suppress_reason (msg, envelope_sender);
+	if (why || !ticket->requester) {
+		g_info ("notify: no acknowledgement for ticket %" G_GINT64_FORMAT ": %s", ticket->id,
+		        why ? why : "no sender");
+		return TRUE;
+	}
+	g_autoptr (MdPerson) p = md_store_person_find (store, ticket->requester, NULL);
+	if (p && p->bouncing)
+		return TRUE;
+	gint64 since = md_now () - desk->ack_limit_period;
+	if (md_outbox_count_recent (store, ticket->requester, "ack", since) >= (guint) desk->ack_limit) {
+		g_info ("notify: acknowledgements to %s rate-limited", ticket->requester);
+		return TRUE;
+	}
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
+	add_rcpt (rcpts, ticket->requester, NULL);
+	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .rcpts = rcpts,
+		       .in_reply_to = msg->message_id, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED, .record = TRUE };
+	return queue (desk, store, &o, error);
+}
+
+static char *
+attachment_names (const MdMessage *msg)
+{
+	GString *s = g_string_new (NULL);
+	for (guint i = 0; msg && i < msg->attachments->len; i++) {
+		MdAttachment *a = msg->attachments->pdata[i];
+		if (a->depth == 0 && !a->is_body)
+			g_string_append_printf (s, "%s%s", s->len ? "\n" : "", a->filename);
+	}
+	return g_string_free (s, FALSE);
+}
+
+static void
+set_author (GHashTable *vars, const MdPersonRef *who)
+{
+	set (vars, "author.email", who ? who->email : NULL);
+	set (vars, "author.name", who && who->name ? who->name : who ? who->email : NULL);
+}
+
+gboolean
+md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
+                       const char *comment, const MdMessage *msg, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autofree char *names = attachment_names (msg);
+	set_author (vars, agent);
+	set (vars, "comment", comment);
+	set (vars, "attachments", names);
+	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, agent->email);
+	Outgoing o = { .event = "agent-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,
+		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_NONE,
+		       .agent_name = agent->name ? agent->name : agent->email, .attachments_of = msg,
+		       .record = TRUE };
+	return queue (desk, store, &o, error);
+}
+
+gboolean
+md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *author,
+                          const char *comment, const MdMessage *msg, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autofree char *names = attachment_names (msg);
+	set_author (vars, author);
+	set (vars, "comment", comment);
+	set (vars, "attachments", names);
+	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
+	Outgoing o = { .event = "customer-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,
+		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_NONE,
+		       .attachments_of = msg };
+	return queue (desk, store, &o, error);
+}
+
+gboolean
+md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
+                         const MdPersonRef *actor, const char *comment, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autofree char *window = md_duration_format (&desk->reopen_window);
+	set_author (vars, actor);
+	set (vars, "status", ticket->status);
+	set (vars, "old_status", old_status);
+	set (vars, "resolved", g_strcmp0 (ticket->status, MD_STATUS_RESOLVED) == 0 ? "yes" : "");
+	set (vars, "comment", comment);
+	set (vars, "reopen_window", window);
+	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, NULL);
+	Outgoing o = { .event = "status-change", .ticket = ticket, .vars = vars, .rcpts = rcpts,
+		       .auto_submitted = MD_AUTO_SUBMITTED_GENERATED, .record = TRUE };
+	return queue (desk, store, &o, error);
+}
+
+static gboolean
+reply_to_one (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *vars,
+              const MdPersonRef *to, const MdMessage *msg, GError **error)
+{
+	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
+	if (msg && md_notify_suppress_reason (msg, NULL))
+		return TRUE;
+	add_rcpt (rcpts, to->email, NULL);
+	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .rcpts = rcpts,
+		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED };
+	return queue (desk, store, &o, error);
+}
+
+gboolean
+md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
+                            const MdMessage *msg, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	set_author (vars, agent);
+	return reply_to_one (desk, store, ticket, "unverified-agent", vars, agent, msg, error);
+}
+
+gboolean
+md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                         const char *command, const char *reason, const MdMessage *msg, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	set_author (vars, to);
+	set (vars, "command", command);
+	set (vars, "error", reason);
+	return reply_to_one (desk, store, ticket, "command-error", vars, to, msg, error);
+}
+
+gboolean
+md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                const char *tickets_text, const MdMessage *msg, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	set_author (vars, to);
+	set (vars, "tickets", tickets_text);
+	return reply_to_one (desk, store, ticket, "list", vars, to, msg, error);
+}
+
+gboolean
+md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *extra,
+                 const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, GError **error)
+{
+	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	GHashTableIter it;
+	gpointer k, v;
+	if (extra) {
+		g_hash_table_iter_init (&it, extra);
+		while (g_hash_table_iter_next (&it, &k, &v))
+			set (vars, k, v);
+	}
+	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
+	for (int i = 0; rcpts && rcpts[i]; i++)
+		add_rcpt (list, rcpts[i], NULL);
+	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .rcpts = list, .in_reply_to = in_reply_to,
+		       .auto_submitted = auto_generated ? MD_AUTO_SUBMITTED_GENERATED : MD_AUTO_SUBMITTED_REPLIED,
+		       .record = md_template_event_is_customer_facing (event) };
+	return queue (desk, store, &o, error);
+}

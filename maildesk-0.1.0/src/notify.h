@@ -1,0 +1,73 @@
+/* notify.h - the mail a ticket's events cause (DESIGN 8): who receives
+ * it, which template renders it, loop safety (RFC 3834) and the
+ * acknowledgement rate limit.  Each function renders, composes and
+ * queues inside the caller's transaction, so a crash never loses or
+ * doubles a notification. */
+#ifndef MD_NOTIFY_H
+#define MD_NOTIFY_H
+
+#include <glib.h>
+
+#include "desk.h"
+#include "message.h"
+#include "store.h"
+
+/* Why no automatic mail may answer MSG (RFC 3834 and DESIGN 8), or NULL
+ * when one may: auto-submitted, from a list, from a daemon address, or
+ * carrying our own loop header. Static string. */
+const char *md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender);
+
+/* Who mailed, for templates and From lines. */
+typedef struct {
+	const char *email;
+	const char *name;
+} MdPersonRef;
+
+/* The acknowledgement of a new ticket, to its requester, answering MSG;
+ * skipped (returning TRUE) when the rate limit or loop safety says so. */
+gboolean md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
+                        const char *envelope_sender, GError **error);
+
+/* An agent's public reply relayed to the customer side (requester,
+ * participants, and for a shared ticket its organization's members),
+ * with the agent's attachments. */
+gboolean md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
+                                const char *comment, const MdMessage *msg, GError **error);
+
+/* A customer's reply relayed to the assignee, or to every agent. */
+gboolean md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket,
+                                   const MdPersonRef *author, const char *comment, const MdMessage *msg,
+                                   GError **error);
+
+/* A status change, to the customer side. */
+gboolean md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
+                                  const MdPersonRef *actor, const char *comment, GError **error);
+
+/* Tells an agent whose mail reached a ticket without its token how to
+ * reply instead (DESIGN 5.4). */
+gboolean md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
+                                     const MdMessage *msg, GError **error);
+
+/* A command that failed or was refused, with the reason (DESIGN 7). */
+gboolean md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                                  const char *command, const char *reason, const MdMessage *msg, GError **error);
+
+/* The `#list` answer: TICKETS_TEXT is preformatted. */
+gboolean md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                         const char *tickets_text, const MdMessage *msg, GError **error);
+
+/* Generic: render EVENT for TICKET (may be NULL) with VARS added to the
+ * ticket's, and queue it to RCPTS.  Used by the scheduler's reminders. */
+gboolean md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event,
+                          GHashTable *vars, const char *const *rcpts, const char *in_reply_to,
+                          gboolean auto_generated, GError **error);
+
+/* The promised first response for a priority, "4 hours"; "" when none.
+ * Free with g_free. */
+char *md_notify_response_time (MdDesk *desk, const char *priority);
+
+/* The desk's sender address and display name (from [smtp] from, else
+ * [desk] name <intake@domain>). Free with g_free. */
+void md_notify_desk_from (MdDesk *desk, char **name_r, char **email_r);
+
+#endif

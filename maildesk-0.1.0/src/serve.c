@@ -1,0 +1,213 @@
+/* serve.c - `maildesk serve`: the daemon.  The main loop moves bytes
+ * (LMTP sessions); parsing runs on the writer's pool and storing on its
+ * writer thread (writer.c).  Signals arrive as main-loop events:
+ * SIGTERM/SIGINT stop accepting, let in-flight transactions finish
+ * (bounded) and exit 0; SIGHUP reloads the rules, keeping the old set if
+ * the new one has errors. */
+#include "config.h"
+
+#include <glib-unix.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "imap.h"
+#include "ingest.h"
+#include "lmtp.h"
+#include "md.h"
+#include "outbox.h"
+#include "writer.h"
+
+#define DRAIN_TIMEOUT_US (15 * G_USEC_PER_SEC)
+
+typedef struct {
+	MdDesk *desk;
+	MdWriter *writer;
+	MdLmtpServer *lmtp;
+	MdOutboxSender *sender;
+	MdImapPoller *imap;
+	GMainLoop *loop;
+	gint64 drain_deadline;
+} Daemon;
+
+/* ---- LMTP application: the engine's callbacks ---- */
+
+static gboolean
+app_check_recipient (gpointer app, const char *address, GError **error)
+{
+	Daemon *d = app;
+	return md_ingest_check_recipient (d->desk, address, error);
+}
+
+typedef struct {
+	MdLmtpTransaction *tx;
+	guint n_recipients;
+} Pending;
+
+/* On the writer thread, after the commit: one answer per recipient. */
+static void
+on_ingested (MdIngestJob *job, const GError *error, gpointer user_data)
+{
+	Pending *p = user_data;
+	GError **errors = NULL;
+	g_autofree const char **info = g_new0 (const char *, p->n_recipients + 1);
+	const MdIngestResult *r = md_ingest_result (job);
+
+	if (error) {
+		errors = g_new0 (GError *, p->n_recipients);
+		for (guint i = 0; i < p->n_recipients; i++)
+			errors[i] = g_error_copy (error);
+	}
+	for (guint i = 0; i < p->n_recipients; i++)
+		info[i] = error ? NULL : r->duplicate ? "duplicate" : r->key;
+	md_lmtp_transaction_done (p->tx, errors, info);
+	g_free (p);
+}
+
+static void
+app_deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char *const *recipients,
+             const char *raw_sha256, gint64 size)
+{
+	Daemon *d = app;
+	Pending *p = g_new0 (Pending, 1);
+	MdEnvelope env = { sender, recipients };
+
+	p->tx = tx;
+	p->n_recipients = g_strv_length ((char **) recipients);
+	md_writer_submit (d->writer, md_ingest_job_new (d->desk, raw_sha256, size, &env), on_ingested, p);
+}
+
+static const MdLmtpCallbacks lmtp_callbacks = { app_check_recipient, app_deliver };
+
+static void
+wake_sender (gpointer sender)
+{
+	md_outbox_sender_wake (sender);
+}
+
+/* ---- signals ---- */
+
+static gboolean
+drain_tick (gpointer data)
+{
+	Daemon *d = data;
+	guint active = md_lmtp_server_active_transactions (d->lmtp);
+	if (active == 0 || g_get_monotonic_time () > d->drain_deadline) {
+		if (active)
+			g_warning ("serve: %u transactions still unanswered at shutdown; their MTAs will retry", active);
+		g_main_loop_quit (d->loop);
+		return G_SOURCE_REMOVE;
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_stop_signal (gpointer data)
+{
+	Daemon *d = data;
+	if (d->drain_deadline)
+		return G_SOURCE_CONTINUE;  /* already draining */
+	g_message ("serve: stopping; no new connections");
+	md_lmtp_server_stop_accepting (d->lmtp);
+	d->drain_deadline = g_get_monotonic_time () + DRAIN_TIMEOUT_US;
+	g_timeout_add (50, drain_tick, d);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_reload_signal (gpointer data)
+{
+	Daemon *d = data;
+	g_autoptr (GError) error = NULL;
+	if (md_desk_reload (d->desk, &error))
+		g_message ("serve: reloaded rules from %s", d->desk->rules_path);
+	else
+		g_warning ("serve: reload failed, keeping the old rules:\n%s", error->message);
+	return G_SOURCE_CONTINUE;
+}
+
+static MdLmtpServer *
+start_lmtp (Daemon *d, GError **error)
+{
+	MdConf *conf = d->desk->conf;
+	MdLmtpConfig cfg = {
+		.hostname = conf->domain,
+		.max_message_size = conf->max_message_size,
+		.max_recipients = (guint) conf->max_recipients,
+		.idle_timeout_ms = (guint) conf->idle_timeout * 1000,
+		.max_connections = (guint) conf->max_connections,
+		.trace = g_getenv ("MAILDESK_TRACE") != NULL,
+	};
+	g_autoptr (MdLmtpServer) s = md_lmtp_server_new (&cfg, d->desk->spool, &lmtp_callbacks, d, error);
+	if (!s)
+		return NULL;
+	for (int i = 0; conf->listen[i]; i++)
+		if (!md_lmtp_server_listen (s, conf->listen[i], error))
+			return NULL;
+	const char *const *addrs = md_lmtp_server_addresses (s);
+	for (int i = 0; addrs && addrs[i]; i++)
+		g_message ("serve: LMTP listening on %s", addrs[i]);
+	return g_steal_pointer (&s);
+}
+
+int
+md_cmd_serve (int argc, char **argv)
+{
+	if (!md_cli_parse ("serve", NULL, "Run the daemon.", NULL, &argc, &argv))
+		return MD_EX_USAGE;
+	g_autoptr (MdDesk) desk = md_cli_open_desk ();
+	if (!desk)
+		return MD_EX_CONFIG;
+	g_autoptr (GError) error = NULL;
+	Daemon d = { .desk = desk };
+
+	d.writer = md_writer_start (desk, 2, &error);
+	if (!d.writer) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	d.sender = md_outbox_sender_start (desk, &error);
+	if (!d.sender) {
+		md_cli_error (error);
+		md_writer_stop (d.writer);
+		return MD_EX_CONFIG;
+	}
+	/* Mail queued by an ingest goes out as soon as its commit is done. */
+	md_writer_set_commit_hook (d.writer, wake_sender, d.sender);
+	d.loop = g_main_loop_new (NULL, FALSE);
+	d.lmtp = start_lmtp (&d, &error);
+	if (!d.lmtp) {
+		md_cli_error (error);
+		md_writer_stop (d.writer);
+		md_outbox_sender_stop (d.sender);
+		g_main_loop_unref (d.loop);
+		return MD_EX_CONFIG;
+	}
+	/* IMAP pollers after the listeners: the engine sets the umask while it binds. */
+	d.imap = md_imap_start (desk, &error);
+	if (!d.imap) {
+		md_cli_error (error);
+		md_writer_stop (d.writer);
+		md_lmtp_server_free (d.lmtp);
+		md_outbox_sender_stop (d.sender);
+		g_main_loop_unref (d.loop);
+		return MD_EX_CONFIG;
+	}
+	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
+	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
+	guint hup = g_unix_signal_add (SIGHUP, on_reload_signal, &d);
+	g_message ("serve: desk %s, database %s", desk->desk_address, desk->db_path);
+
+	g_main_loop_run (d.loop);
+
+	g_source_remove (term);
+	g_source_remove (intr);
+	g_source_remove (hup);
+	md_imap_stop (d.imap);
+	/* The writer first: answers still queued reach their sessions. */
+	md_writer_stop (d.writer);
+	md_lmtp_server_free (d.lmtp);
+	md_outbox_sender_stop (d.sender);
+	g_main_loop_unref (d.loop);
+	g_message ("serve: stopped");
+	return MD_EX_OK;
+}

@@ -1,0 +1,1033 @@
+/* store.c - the SQLite implementation of store.h: schema migration,
+ * cached prepared statements, and the rows maildesk keeps. */
+#include "config.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "md.h"
+#include "schema.sql.h"
+#include "store.h"
+
+struct _MdStore {
+	sqlite3 *db;
+	GHashTable *stmts;  /* SQL text (static) -> sqlite3_stmt* */
+	int savepoint_depth;
+};
+
+void
+md_store_set_error (MdStore *store, GError **error, const char *what)
+{
+	int rc = sqlite3_extended_errcode (store->db);
+	int code = MD_ERROR_INTERNAL;
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		code = MD_ERROR_DB_BUSY;
+		break;
+	case SQLITE_FULL:
+		code = MD_ERROR_DISK_FULL;
+		break;
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+		code = MD_ERROR_IO;
+		break;
+	}
+	g_set_error (error, MD_ERROR, code, "database: %s: %s", what, sqlite3_errmsg (store->db));
+}
+
+struct sqlite3 *
+md_store_db (MdStore *store)
+{
+	return store->db;
+}
+
+/* A cached, reset statement for SQL (which must be a string literal). */
+static sqlite3_stmt *
+stmt (MdStore *store, const char *sql, GError **error)
+{
+	sqlite3_stmt *s = g_hash_table_lookup (store->stmts, sql);
+	if (s) {
+		sqlite3_reset (s);
+		sqlite3_clear_bindings (s);
+		return s;
+	}
+	if (sqlite3_prepare_v3 (store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+		md_store_set_error (store, error, "prepare");
+		return NULL;
+	}
+	g_hash_table_insert (store->stmts, (gpointer) sql, s);
+	return s;
+}
+
+static void
+bind_text (sqlite3_stmt *s, int i, const char *text)
+{
+	if (text)
+		sqlite3_bind_text (s, i, text, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null (s, i);
+}
+
+static void
+bind_time (sqlite3_stmt *s, int i, gint64 t)
+{
+	if (t)
+		sqlite3_bind_int64 (s, i, t);
+	else
+		sqlite3_bind_null (s, i);
+}
+
+static char *
+col_text (sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text (s, i);
+	return t ? g_strdup ((const char *) t) : NULL;
+}
+
+/* Runs a statement that returns no rows. */
+static gboolean
+step_done (MdStore *store, sqlite3_stmt *s, const char *what, GError **error)
+{
+	int rc = sqlite3_step (s);
+	sqlite3_reset (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, what);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean
+exec (MdStore *store, const char *sql, GError **error)
+{
+	if (sqlite3_exec (store->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		md_store_set_error (store, error, sql);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+int
+md_store_schema_version (MdStore *store)
+{
+	sqlite3_stmt *s = stmt (store, "PRAGMA user_version", NULL);
+	int v = (s && sqlite3_step (s) == SQLITE_ROW) ? sqlite3_column_int (s, 0) : -1;
+	if (s)
+		sqlite3_reset (s);
+	return v;
+}
+
+static gboolean
+migrate (MdStore *store, GError **error)
+{
+	int version = md_store_schema_version (store);
+	int latest = (int) G_N_ELEMENTS (md_schema_migrations);
+
+	if (version > latest) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+		             "database schema version %d is newer than this maildesk (%d)", version, latest);
+		return FALSE;
+	}
+	for (; version < latest; version++) {
+		if (!md_store_begin (store, error))
+			return FALSE;
+		/* another process may have migrated while we waited for the lock */
+		version = md_store_schema_version (store);
+		if (version >= latest)
+			return md_store_commit (store, error);
+		g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", version + 1);
+		if (!exec (store, md_schema_migrations[version], error) || !exec (store, bump, error)) {
+			md_store_rollback (store);
+			return FALSE;
+		}
+		if (!md_store_commit (store, error))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static void
+finalize_stmt (gpointer s)
+{
+	sqlite3_finalize (s);
+}
+
+MdStore *
+md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GError **error)
+{
+	gboolean ro = (flags & MD_STORE_READ_ONLY) != 0;
+	int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+	g_autoptr (MdStore) store = g_new0 (MdStore, 1);
+
+	store->stmts = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, finalize_stmt);
+	if (sqlite3_open_v2 (db_path, &store->db, oflags, NULL) != SQLITE_OK) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open database %s: %s", db_path,
+		             store->db ? sqlite3_errmsg (store->db) : "out of memory");
+		return NULL;
+	}
+	sqlite3_busy_timeout (store->db, busy_timeout_ms);
+	sqlite3_extended_result_codes (store->db, 1);
+	if (!ro && (!exec (store, "PRAGMA journal_mode = WAL", error) ||
+	            !exec (store, "PRAGMA synchronous = FULL", error)))
+		return NULL;
+	if (!exec (store, "PRAGMA foreign_keys = ON", error))
+		return NULL;
+	if (!ro && !migrate (store, error))
+		return NULL;
+	if (ro && md_store_schema_version (store) != (int) G_N_ELEMENTS (md_schema_migrations)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "database %s is not at schema version %d; run maildesk once with write access",
+		             db_path, (int) G_N_ELEMENTS (md_schema_migrations));
+		return NULL;
+	}
+	return g_steal_pointer (&store);
+}
+
+void
+md_store_close (MdStore *store)
+{
+	if (!store)
+		return;
+	if (store->stmts)
+		g_hash_table_unref (store->stmts);
+	sqlite3_close (store->db);
+	g_free (store);
+}
+
+gboolean
+md_store_begin (MdStore *store, GError **error)
+{
+	return exec (store, "BEGIN IMMEDIATE", error);
+}
+
+gboolean
+md_store_commit (MdStore *store, GError **error)
+{
+	if (exec (store, "COMMIT", error))
+		return TRUE;
+	md_store_rollback (store);
+	return FALSE;
+}
+
+void
+md_store_rollback (MdStore *store)
+{
+	if (!sqlite3_get_autocommit (store->db))
+		sqlite3_exec (store->db, "ROLLBACK", NULL, NULL, NULL);
+	store->savepoint_depth = 0;
+}
+
+gboolean
+md_store_savepoint (MdStore *store, GError **error)
+{
+	if (!exec (store, "SAVEPOINT ingest", error))
+		return FALSE;
+	store->savepoint_depth++;
+	return TRUE;
+}
+
+gboolean
+md_store_release (MdStore *store, GError **error)
+{
+	store->savepoint_depth--;
+	return exec (store, "RELEASE ingest", error);
+}
+
+void
+md_store_rollback_to (MdStore *store)
+{
+	sqlite3_exec (store->db, "ROLLBACK TO ingest", NULL, NULL, NULL);
+	sqlite3_exec (store->db, "RELEASE ingest", NULL, NULL, NULL);
+	store->savepoint_depth--;
+}
+
+/* ---- people and organizations ---- */
+
+void
+md_person_free (MdPerson *p)
+{
+	if (!p)
+		return;
+	g_free (p->email);
+	g_free (p->name);
+	g_free (p);
+}
+
+static MdPerson *
+person_from_row (sqlite3_stmt *s)
+{
+	MdPerson *p = g_new0 (MdPerson, 1);
+	p->id = sqlite3_column_int64 (s, 0);
+	p->email = col_text (s, 1);
+	p->name = col_text (s, 2);
+	p->is_agent = sqlite3_column_int (s, 3);
+	p->bouncing = sqlite3_column_int (s, 4);
+	return p;
+}
+
+#define PERSON_COLS "id, email, name, is_agent, bouncing"
+
+static MdPerson *
+person_query (MdStore *store, sqlite3_stmt *s, GError **error)
+{
+	int rc = sqlite3_step (s);
+	if (rc == SQLITE_ROW) {
+		MdPerson *p = person_from_row (s);
+		sqlite3_reset (s);
+		return p;
+	}
+	sqlite3_reset (s);
+	if (rc == SQLITE_DONE)
+		g_set_error (error, MD_ERROR, MD_ERROR_NOT_FOUND, "no such person");
+	else
+		md_store_set_error (store, error, "person");
+	return NULL;
+}
+
+MdPerson *
+md_store_person_get (MdStore *store, gint64 id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT " PERSON_COLS " FROM people WHERE id = ?", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, id);
+	return person_query (store, s, error);
+}
+
+MdPerson *
+md_store_person_find (MdStore *store, const char *email, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT " PERSON_COLS " FROM people WHERE email = ?", error);
+	if (!s)
+		return NULL;
+	bind_text (s, 1, email);
+	return person_query (store, s, error);
+}
+
+gboolean
+md_store_person_ensure (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "INSERT INTO people (email, name, created_at) VALUES (?1, ?2, ?3) "
+	                        "ON CONFLICT (email) DO UPDATE SET name = coalesce(people.name, excluded.name) "
+	                        "RETURNING id", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, email);
+	bind_text (s, 2, name && *name ? name : NULL);
+	sqlite3_bind_int64 (s, 3, md_now ());
+	if (sqlite3_step (s) != SQLITE_ROW) {
+		sqlite3_reset (s);
+		md_store_set_error (store, error, "add person");
+		return FALSE;
+	}
+	if (id_r)
+		*id_r = sqlite3_column_int64 (s, 0);
+	sqlite3_reset (s);
+	return TRUE;
+}
+
+gboolean
+md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error)
+{
+	gint64 id = 0;
+	if (!md_store_person_ensure (store, email, name, &id, error))
+		return FALSE;
+	sqlite3_stmt *s = stmt (store, "UPDATE people SET is_agent = 1, name = coalesce(?2, name) WHERE id = ?1", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, id);
+	bind_text (s, 2, name);
+	if (id_r)
+		*id_r = id;
+	return step_done (store, s, "add agent", error);
+}
+
+gboolean
+md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1 AND bouncing <> ?2", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, email);
+	sqlite3_bind_int (s, 2, bouncing);
+	return step_done (store, s, "mark bouncing", error);
+}
+
+gboolean
+md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *id_r, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "INSERT INTO organizations (name, created_at) VALUES (?1, ?2) "
+	                        "ON CONFLICT (name) DO UPDATE SET name = name RETURNING id", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, name);
+	sqlite3_bind_int64 (s, 2, md_now ());
+	if (sqlite3_step (s) != SQLITE_ROW) {
+		sqlite3_reset (s);
+		md_store_set_error (store, error, "add organization");
+		return FALSE;
+	}
+	gint64 id = sqlite3_column_int64 (s, 0);
+	sqlite3_reset (s);
+	if (domain) {
+		s = stmt (store, "INSERT OR REPLACE INTO org_domains (domain, org_id) VALUES (?1, ?2)", error);
+		if (!s)
+			return FALSE;
+		bind_text (s, 1, domain);
+		sqlite3_bind_int64 (s, 2, id);
+		if (!step_done (store, s, "add organization domain", error))
+			return FALSE;
+	}
+	if (id_r)
+		*id_r = id;
+	return TRUE;
+}
+
+gboolean
+md_store_org_add_member (MdStore *store, gint64 org_id, const char *email, GError **error)
+{
+	gint64 pid = 0;
+	if (!md_store_person_ensure (store, email, NULL, &pid, error))
+		return FALSE;
+	sqlite3_stmt *s = stmt (store, "INSERT OR IGNORE INTO memberships (org_id, person_id) VALUES (?1, ?2)", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, org_id);
+	sqlite3_bind_int64 (s, 2, pid);
+	return step_done (store, s, "add member", error);
+}
+
+static gint64
+single_int (MdStore *store, sqlite3_stmt *s, GError **error)
+{
+	int rc = sqlite3_step (s);
+	gint64 v = rc == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
+	sqlite3_reset (s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		md_store_set_error (store, error, "query");
+	return v;
+}
+
+gint64
+md_store_org_of (MdStore *store, const char *email, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT m.org_id FROM memberships m JOIN people p ON p.id = m.person_id "
+	                        "WHERE p.email = ?1 "
+	                        "UNION ALL SELECT org_id FROM org_domains WHERE domain = ?2 LIMIT 1", error);
+	if (!s || !email)
+		return 0;
+	const char *at = strrchr (email, '@');
+	bind_text (s, 1, email);
+	bind_text (s, 2, at ? at + 1 : "");
+	return single_int (store, s, error);
+}
+
+char *
+md_store_org_name (MdStore *store, gint64 org_id)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT name FROM organizations WHERE id = ?", NULL);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, org_id);
+	char *name = sqlite3_step (s) == SQLITE_ROW ? col_text (s, 0) : NULL;
+	sqlite3_reset (s);
+	return name;
+}
+
+gboolean
+md_store_org_is_member (MdStore *store, gint64 org_id, const char *email)
+{
+	return org_id && md_store_org_of (store, email, NULL) == org_id;
+}
+
+static GPtrArray *
+string_column (MdStore *store, sqlite3_stmt *s, const char *what, GError **error)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
+		g_ptr_array_add (out, col_text (s, 0));
+	sqlite3_reset (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, what);
+		g_ptr_array_unref (out);
+		return NULL;
+	}
+	return out;
+}
+
+GPtrArray *
+md_store_org_members (MdStore *store, gint64 org_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT p.email FROM memberships m JOIN people p ON p.id = m.person_id "
+	                        "WHERE m.org_id = ? ORDER BY p.id LIMIT 1000", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, org_id);
+	return string_column (store, s, "organization members", error);
+}
+
+GPtrArray *
+md_store_agents (MdStore *store, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT email FROM people WHERE is_agent ORDER BY id LIMIT 1000", error);
+	return s ? string_column (store, s, "agents", error) : NULL;
+}
+
+/* ---- tickets ---- */
+
+void
+md_ticket_free (MdTicket *t)
+{
+	if (!t)
+		return;
+	g_free (t->subject);
+	g_free (t->requester);
+	g_free (t->organization);
+	g_free (t->assignee);
+	g_free (t->flag);
+	g_free (t->tags);
+	g_free (t);
+}
+
+gboolean
+md_store_ticket_insert (MdStore *store, MdTicket *t, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "INSERT INTO tickets (subject, category, priority, status, requester_id, "
+	                        "organization_id, shared, assignee_id, created_at, updated_at, "
+	                        "first_response_due, first_response_at, resolved_at, status_changed_at, due_at, "
+	                        "linked_ticket_id, flag, tags) "
+	                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+	                        error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, t->subject);
+	bind_text (s, 2, t->category);
+	bind_text (s, 3, t->priority);
+	bind_text (s, 4, t->status);
+	bind_time (s, 5, t->requester_id);
+	bind_time (s, 6, t->organization_id);
+	sqlite3_bind_int (s, 7, t->shared);
+	bind_time (s, 8, t->assignee_id);
+	sqlite3_bind_int64 (s, 9, t->created_at);
+	sqlite3_bind_int64 (s, 10, t->updated_at);
+	bind_time (s, 11, t->first_response_due);
+	bind_time (s, 12, t->first_response_at);
+	bind_time (s, 13, t->resolved_at);
+	sqlite3_bind_int64 (s, 14, t->status_changed_at);
+	bind_time (s, 15, t->due_at);
+	bind_time (s, 16, t->linked_ticket_id);
+	bind_text (s, 17, t->flag);
+	bind_text (s, 18, t->tags);
+	if (!step_done (store, s, "insert ticket", error))
+		return FALSE;
+	t->id = sqlite3_last_insert_rowid (store->db);
+	return TRUE;
+}
+
+gboolean
+md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "UPDATE tickets SET subject = ?2, category = ?3, priority = ?4, status = ?5, "
+	                        "requester_id = ?6, organization_id = ?7, shared = ?8, assignee_id = ?9, "
+	                        "updated_at = ?10, first_response_due = ?11, first_response_at = ?12, "
+	                        "resolved_at = ?13, status_changed_at = ?14, due_at = ?15, linked_ticket_id = ?16, "
+	                        "flag = ?17, tags = ?18 WHERE id = ?1", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, t->id);
+	bind_text (s, 2, t->subject);
+	bind_text (s, 3, t->category);
+	bind_text (s, 4, t->priority);
+	bind_text (s, 5, t->status);
+	bind_time (s, 6, t->requester_id);
+	bind_time (s, 7, t->organization_id);
+	sqlite3_bind_int (s, 8, t->shared);
+	bind_time (s, 9, t->assignee_id);
+	sqlite3_bind_int64 (s, 10, t->updated_at);
+	bind_time (s, 11, t->first_response_due);
+	bind_time (s, 12, t->first_response_at);
+	bind_time (s, 13, t->resolved_at);
+	sqlite3_bind_int64 (s, 14, t->status_changed_at);
+	bind_time (s, 15, t->due_at);
+	bind_time (s, 16, t->linked_ticket_id);
+	bind_text (s, 17, t->flag);
+	bind_text (s, 18, t->tags);
+	return step_done (store, s, "update ticket", error);
+}
+
+#define TICKET_SELECT \
+	"SELECT t.id, t.subject, t.category, t.priority, t.status, t.requester_id, r.email, " \
+	"t.organization_id, o.name, t.shared, t.assignee_id, a.email, t.created_at, t.updated_at, " \
+	"t.first_response_due, t.first_response_at, t.resolved_at, t.status_changed_at, t.due_at, " \
+	"t.linked_ticket_id, t.flag, t.tags FROM tickets t " \
+	"LEFT JOIN people r ON r.id = t.requester_id " \
+	"LEFT JOIN people a ON a.id = t.assignee_id " \
+	"LEFT JOIN organizations o ON o.id = t.organization_id "
+
+static const char *
+canonical (const char *(*normalize) (const char *), sqlite3_stmt *s, int i, const char *fallback)
+{
+	const char *v = normalize ((const char *) sqlite3_column_text (s, i));
+	return v ? v : fallback;
+}
+
+static MdTicket *
+ticket_from_row (sqlite3_stmt *s)
+{
+	MdTicket *t = g_new0 (MdTicket, 1);
+	t->id = sqlite3_column_int64 (s, 0);
+	t->subject = col_text (s, 1);
+	t->category = canonical (md_category_normalize, s, 2, MD_DEFAULT_CATEGORY);
+	t->priority = canonical (md_priority_normalize, s, 3, MD_DEFAULT_PRIORITY);
+	t->status = canonical (md_status_normalize, s, 4, MD_STATUS_TRIAGE);
+	t->requester_id = sqlite3_column_int64 (s, 5);
+	t->requester = col_text (s, 6);
+	t->organization_id = sqlite3_column_int64 (s, 7);
+	t->organization = col_text (s, 8);
+	t->shared = sqlite3_column_int (s, 9);
+	t->assignee_id = sqlite3_column_int64 (s, 10);
+	t->assignee = col_text (s, 11);
+	t->created_at = sqlite3_column_int64 (s, 12);
+	t->updated_at = sqlite3_column_int64 (s, 13);
+	t->first_response_due = sqlite3_column_int64 (s, 14);
+	t->first_response_at = sqlite3_column_int64 (s, 15);
+	t->resolved_at = sqlite3_column_int64 (s, 16);
+	t->status_changed_at = sqlite3_column_int64 (s, 17);
+	t->due_at = sqlite3_column_int64 (s, 18);
+	t->linked_ticket_id = sqlite3_column_int64 (s, 19);
+	t->flag = col_text (s, 20);
+	t->tags = col_text (s, 21);
+	return t;
+}
+
+MdTicket *
+md_store_ticket_get (MdStore *store, gint64 id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, TICKET_SELECT "WHERE t.id = ?", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, id);
+	int rc = sqlite3_step (s);
+	MdTicket *t = rc == SQLITE_ROW ? ticket_from_row (s) : NULL;
+	sqlite3_reset (s);
+	if (rc == SQLITE_DONE)
+		g_set_error (error, MD_ERROR, MD_ERROR_NOT_FOUND, "no ticket %" G_GINT64_FORMAT, id);
+	else if (!t)
+		md_store_set_error (store, error, "get ticket");
+	return t;
+}
+
+GPtrArray *
+md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        TICKET_SELECT
+	                        "WHERE (?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.category = ?2) "
+	                        "AND (?3 IS NULL OR t.priority = ?3) "
+	                        "AND (?4 IS NULL OR r.email = ?4 OR (t.shared AND t.organization_id = ?5) "
+	                        "     OR t.id IN (SELECT pa.ticket_id FROM participants pa JOIN people pp "
+	                        "                 ON pp.id = pa.person_id WHERE pp.email = ?4)) "
+	                        "ORDER BY t.id LIMIT ?6", error);
+	if (!s)
+		return NULL;
+	bind_text (s, 1, f ? f->status : NULL);
+	bind_text (s, 2, f ? f->category : NULL);
+	bind_text (s, 3, f ? f->priority : NULL);
+	bind_text (s, 4, f ? f->requester : NULL);
+	sqlite3_bind_int64 (s, 5, f ? f->org_id : 0);
+	sqlite3_bind_int64 (s, 6, f && f->limit > 0 ? f->limit : -1);
+	GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_ticket_free);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
+		g_ptr_array_add (list, ticket_from_row (s));
+	sqlite3_reset (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "list tickets");
+		g_ptr_array_unref (list);
+		return NULL;
+	}
+	return list;
+}
+
+gboolean
+md_store_participant_add (MdStore *store, gint64 ticket_id, gint64 person_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR IGNORE INTO participants (ticket_id, person_id) VALUES (?1, ?2)", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	sqlite3_bind_int64 (s, 2, person_id);
+	return step_done (store, s, "add participant", error);
+}
+
+gboolean
+md_store_is_participant (MdStore *store, gint64 ticket_id, const char *email)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT 1 FROM participants pa JOIN people p ON p.id = pa.person_id "
+	                        "WHERE pa.ticket_id = ?1 AND p.email = ?2", NULL);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	bind_text (s, 2, email);
+	return single_int (store, s, NULL) == 1;
+}
+
+GPtrArray *
+md_store_participants (MdStore *store, gint64 ticket_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT p.email FROM participants pa JOIN people p ON p.id = pa.person_id "
+	                        "WHERE pa.ticket_id = ?1 ORDER BY p.id", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	return string_column (store, s, "participants", error);
+}
+
+/* ---- messages ---- */
+
+static void
+stored_attachment_free (MdStoredAttachment *a)
+{
+	g_free (a->filename);
+	g_free (a->content_type);
+	g_free (a->sha256);
+	g_free (a);
+}
+
+void
+md_stored_message_free (MdStoredMessage *m)
+{
+	if (!m)
+		return;
+	g_free (m->message_id);
+	g_free (m->from_addr);
+	g_free (m->from_name);
+	g_free (m->subject);
+	g_free (m->flag);
+	g_free (m->body);
+	g_free (m->full_text);
+	g_free (m->raw_sha256);
+	if (m->attachments)
+		g_ptr_array_unref (m->attachments);
+	g_free (m);
+}
+
+gboolean
+md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "INSERT INTO messages (ticket_id, direction, message_id, from_addr, from_name, "
+	                        "subject, internal, flag, body, full_text, raw_sha256, raw_size, created_at) "
+	                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)", error);
+	if (!s)
+		return FALSE;
+	bind_time (s, 1, m->ticket_id);
+	bind_text (s, 2, m->outgoing ? "out" : "in");
+	bind_text (s, 3, m->message_id);
+	bind_text (s, 4, m->from_addr);
+	bind_text (s, 5, m->from_name);
+	bind_text (s, 6, m->subject);
+	sqlite3_bind_int (s, 7, m->internal);
+	bind_text (s, 8, m->flag);
+	bind_text (s, 9, m->body ? m->body : "");
+	bind_text (s, 10, m->full_text ? m->full_text : "");
+	bind_text (s, 11, m->raw_sha256);
+	sqlite3_bind_int64 (s, 12, m->raw_size);
+	sqlite3_bind_int64 (s, 13, m->created_at);
+	if (!step_done (store, s, "insert message", error))
+		return FALSE;
+	m->id = sqlite3_last_insert_rowid (store->db);
+
+	for (guint i = 0; m->attachments && i < m->attachments->len; i++) {
+		MdStoredAttachment *a = m->attachments->pdata[i];
+		s = stmt (store,
+		          "INSERT INTO attachments (message_id, filename, content_type, size, sha256, depth, inline) "
+		          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", error);
+		if (!s)
+			return FALSE;
+		sqlite3_bind_int64 (s, 1, m->id);
+		bind_text (s, 2, a->filename);
+		bind_text (s, 3, a->content_type);
+		sqlite3_bind_int64 (s, 4, a->size);
+		bind_text (s, 5, a->sha256);
+		sqlite3_bind_int (s, 6, a->depth);
+		sqlite3_bind_int (s, 7, a->is_inline);
+		if (!step_done (store, s, "insert attachment", error))
+			return FALSE;
+	}
+	if (m->message_id && m->ticket_id)
+		return md_store_message_id_add (store, m->message_id, m->ticket_id, error);
+	return TRUE;
+}
+
+static GPtrArray *
+message_attachments (MdStore *store, gint64 message_row_id)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) stored_attachment_free);
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT filename, content_type, size, sha256, depth, inline FROM attachments "
+	                        "WHERE message_id = ? ORDER BY id", NULL);
+	if (!s)
+		return out;
+	sqlite3_bind_int64 (s, 1, message_row_id);
+	while (sqlite3_step (s) == SQLITE_ROW) {
+		MdStoredAttachment *a = g_new0 (MdStoredAttachment, 1);
+		a->filename = col_text (s, 0);
+		a->content_type = col_text (s, 1);
+		a->size = sqlite3_column_int64 (s, 2);
+		a->sha256 = col_text (s, 3);
+		a->depth = sqlite3_column_int (s, 4);
+		a->is_inline = sqlite3_column_int (s, 5);
+		g_ptr_array_add (out, a);
+	}
+	sqlite3_reset (s);
+	return out;
+}
+
+GPtrArray *
+md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT id, ticket_id, direction, message_id, from_addr, from_name, subject, "
+	                        "internal, flag, body, full_text, raw_sha256, raw_size, created_at "
+	                        "FROM messages WHERE ticket_id = ? ORDER BY id", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) md_stored_message_free);
+	while (sqlite3_step (s) == SQLITE_ROW) {
+		MdStoredMessage *m = g_new0 (MdStoredMessage, 1);
+		m->id = sqlite3_column_int64 (s, 0);
+		m->ticket_id = sqlite3_column_int64 (s, 1);
+		m->outgoing = g_strcmp0 ((const char *) sqlite3_column_text (s, 2), "out") == 0;
+		m->message_id = col_text (s, 3);
+		m->from_addr = col_text (s, 4);
+		m->from_name = col_text (s, 5);
+		m->subject = col_text (s, 6);
+		m->internal = sqlite3_column_int (s, 7);
+		m->flag = col_text (s, 8);
+		m->body = col_text (s, 9);
+		m->full_text = col_text (s, 10);
+		m->raw_sha256 = col_text (s, 11);
+		m->raw_size = sqlite3_column_int64 (s, 12);
+		m->created_at = sqlite3_column_int64 (s, 13);
+		g_ptr_array_add (out, m);
+	}
+	sqlite3_reset (s);
+	/* Attachments after the loop: the message statement is not re-entrant. */
+	for (guint i = 0; i < out->len; i++) {
+		MdStoredMessage *m = out->pdata[i];
+		m->attachments = message_attachments (store, m->id);
+	}
+	return out;
+}
+
+GPtrArray *
+md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT message_id FROM ("
+	                        "  SELECT id, message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL "
+	                        "  AND NOT internal AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 "
+	                        "  AND message_id IS NOT NULL AND NOT internal) "
+	                        "  UNION SELECT * FROM (SELECT id, message_id FROM messages WHERE ticket_id = ?1 "
+	                        "    AND message_id IS NOT NULL AND NOT internal ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	sqlite3_bind_int (s, 2, (int) MAX (max, 2) - 1);
+	return string_column (store, s, "thread ids", error);
+}
+
+gint64
+md_store_seen (MdStore *store, const char *dedupe_key, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT message_row_id FROM received WHERE dedupe_key = ?", error);
+	if (!s)
+		return 0;
+	bind_text (s, 1, dedupe_key);
+	return single_int (store, s, error);
+}
+
+gboolean
+md_store_mark_seen (MdStore *store, const char *dedupe_key, gint64 message_row_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR IGNORE INTO received (dedupe_key, message_row_id) VALUES (?1, ?2)", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, dedupe_key);
+	sqlite3_bind_int64 (s, 2, message_row_id);
+	return step_done (store, s, "mark received", error);
+}
+
+gint64
+md_store_ticket_by_message_id (MdStore *store, const char *message_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT ticket_id FROM message_ids WHERE message_id = ?", error);
+	if (!s)
+		return 0;
+	bind_text (s, 1, message_id);
+	return single_int (store, s, error);
+}
+
+gboolean
+md_store_message_id_add (MdStore *store, const char *message_id, gint64 ticket_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR IGNORE INTO message_ids (message_id, ticket_id) VALUES (?1, ?2)", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, message_id);
+	sqlite3_bind_int64 (s, 2, ticket_id);
+	return step_done (store, s, "record message-id", error);
+}
+
+/* ---- history ---- */
+
+void
+md_history_entry_free (MdHistoryEntry *h)
+{
+	if (!h)
+		return;
+	g_free (h->actor);
+	g_free (h->field);
+	g_free (h->old_value);
+	g_free (h->new_value);
+	g_free (h);
+}
+
+gboolean
+md_store_history_add (MdStore *store, gint64 ticket_id, gint64 at, const char *actor, const char *field,
+                      const char *old_value, const char *new_value, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "INSERT INTO history (ticket_id, at, actor, field, old_value, new_value) "
+	                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	sqlite3_bind_int64 (s, 2, at);
+	bind_text (s, 3, actor ? actor : "system");
+	bind_text (s, 4, field);
+	bind_text (s, 5, old_value);
+	bind_text (s, 6, new_value);
+	return step_done (store, s, "add history", error);
+}
+
+GPtrArray *
+md_store_ticket_history (MdStore *store, gint64 ticket_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT at, actor, field, old_value, new_value FROM history "
+	                        "WHERE ticket_id = ? ORDER BY id", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) md_history_entry_free);
+	while (sqlite3_step (s) == SQLITE_ROW) {
+		MdHistoryEntry *h = g_new0 (MdHistoryEntry, 1);
+		h->at = sqlite3_column_int64 (s, 0);
+		h->actor = col_text (s, 1);
+		h->field = col_text (s, 2);
+		h->old_value = col_text (s, 3);
+		h->new_value = col_text (s, 4);
+		g_ptr_array_add (out, h);
+	}
+	sqlite3_reset (s);
+	return out;
+}
+
+/* ---- fields and meta ---- */
+
+gboolean
+md_store_field_set (MdStore *store, gint64 ticket_id, const char *name, const char *value, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR REPLACE INTO fields (ticket_id, name, value) VALUES (?1, ?2, ?3)", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	bind_text (s, 2, name);
+	bind_text (s, 3, value);
+	return step_done (store, s, "set field", error);
+}
+
+GHashTable *
+md_store_fields (MdStore *store, gint64 ticket_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT name, value FROM fields WHERE ticket_id = ? ORDER BY name", error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	GHashTable *out = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+	while (sqlite3_step (s) == SQLITE_ROW)
+		g_hash_table_insert (out, col_text (s, 0), col_text (s, 1));
+	sqlite3_reset (s);
+	return out;
+}
+
+char *
+md_store_meta_get (MdStore *store, const char *key)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT value FROM meta WHERE key = ?", NULL);
+	if (!s)
+		return NULL;
+	bind_text (s, 1, key);
+	char *v = sqlite3_step (s) == SQLITE_ROW ? col_text (s, 0) : NULL;
+	sqlite3_reset (s);
+	return v;
+}
+
+gboolean
+md_store_meta_set (MdStore *store, const char *key, const char *value, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, key);
+	bind_text (s, 2, value);
+	return step_done (store, s, "set meta", error);
+}
+
+/* ---- imap state ---- */
+
+gboolean
+md_store_imap_state_get (MdStore *store, const char *mailbox, guint32 *uidvalidity_r, guint32 *last_uid_r,
+                         GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox = ?", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, mailbox);
+	int rc = sqlite3_step (s);
+	*uidvalidity_r = rc == SQLITE_ROW ? (guint32) sqlite3_column_int64 (s, 0) : 0;
+	*last_uid_r = rc == SQLITE_ROW ? (guint32) sqlite3_column_int64 (s, 1) : 0;
+	sqlite3_reset (s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "read imap state");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean
+md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 uidvalidity, guint32 last_uid, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR REPLACE INTO imap_state (mailbox, uidvalidity, last_uid)"
+	                               " VALUES (?1, ?2, ?3)", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, mailbox);
+	sqlite3_bind_int64 (s, 2, uidvalidity);
+	sqlite3_bind_int64 (s, 3, last_uid);
+	return step_done (store, s, "write imap state", error);
+}

@@ -1,0 +1,203 @@
+/* store.h - everything maildesk keeps, behind one interface (DESIGN 10).
+ *
+ * SQLite today: WAL, synchronous=FULL, the schema versioned and migrated
+ * forward at open, every statement prepared with bound parameters.  One
+ * MdStore is one connection, used by one thread at a time.  Times are
+ * Unix seconds (UTC); 0 means "not set" and shows as null in JSON. */
+#ifndef MD_STORE_H
+#define MD_STORE_H
+
+#include <glib.h>
+
+typedef struct _MdStore MdStore;
+
+#define MD_STORE_SCHEMA_VERSION 1
+
+typedef enum {
+	MD_STORE_READ_WRITE = 0,
+	MD_STORE_READ_ONLY = 1 << 0,
+} MdStoreFlags;
+
+/* Opens (creating and migrating when writable) DATA_DIR/maildesk.db.
+ * busy_timeout_ms bounds waiting for another writer; past it a write
+ * fails with MD_ERROR_DB_BUSY. Free with md_store_close. */
+MdStore *md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GError **error);
+void md_store_close (MdStore *store);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdStore, md_store_close)
+
+int md_store_schema_version (MdStore *store);
+
+/* Transactions.  begin takes the write lock at once (BEGIN IMMEDIATE).
+ * Savepoints nest inside a transaction so one failed ingest in a group
+ * commit leaves the others in place. */
+gboolean md_store_begin (MdStore *store, GError **error);
+gboolean md_store_commit (MdStore *store, GError **error);
+void md_store_rollback (MdStore *store);
+gboolean md_store_savepoint (MdStore *store, GError **error);
+gboolean md_store_release (MdStore *store, GError **error);
+void md_store_rollback_to (MdStore *store);
+
+/* ---- people and organizations ---- */
+typedef struct {
+	gint64 id;
+	char *email;
+	char *name;
+	gboolean is_agent;
+	gboolean bouncing;
+} MdPerson;
+void md_person_free (MdPerson *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdPerson, md_person_free)
+
+/* Finds or creates the person with this address (case-insensitive);
+ * a known name is kept, a missing one filled in. */
+gboolean md_store_person_ensure (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error);
+/* NULL with MD_ERROR_NOT_FOUND when absent. Free with md_person_free. */
+MdPerson *md_store_person_get (MdStore *store, gint64 id, GError **error);
+MdPerson *md_store_person_find (MdStore *store, const char *email, GError **error);
+gboolean md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error);
+gboolean md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error);
+
+gboolean md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *id_r, GError **error);
+gboolean md_store_org_add_member (MdStore *store, gint64 org_id, const char *email, GError **error);
+/* The organization of a person: by membership, else by the domain of
+ * their address. 0 when none. */
+gint64 md_store_org_of (MdStore *store, const char *email, GError **error);
+/* Name of an organization, or NULL; free with g_free. */
+char *md_store_org_name (MdStore *store, gint64 org_id);
+gboolean md_store_org_is_member (MdStore *store, gint64 org_id, const char *email);
+/* Emails of an organization's members (by membership); free with g_ptr_array_unref. */
+GPtrArray *md_store_org_members (MdStore *store, gint64 org_id, GError **error);
+/* Emails of every agent; free with g_ptr_array_unref. */
+GPtrArray *md_store_agents (MdStore *store, GError **error);
+
+/* ---- tickets ---- */
+typedef struct {
+	gint64 id;
+	char *subject;
+	const char *category;    /* canonical static names from catalog.h */
+	const char *priority;
+	const char *status;
+	gint64 requester_id;     /* 0 when the sender is unknown */
+	char *requester;         /* email, filled by get */
+	gint64 organization_id;
+	char *organization;      /* name, filled by get */
+	gboolean shared;
+	gint64 assignee_id;
+	char *assignee;          /* email, filled by get */
+	gint64 created_at, updated_at;
+	gint64 first_response_due, first_response_at, resolved_at;
+	gint64 status_changed_at;
+	gint64 due_at;           /* delivery estimate (intake forms) */
+	gint64 linked_ticket_id; /* the resolved ticket this one follows up */
+	char *flag;              /* "needs human: ...", "quarantined", ... or NULL */
+	char *tags;              /* comma-separated, or NULL */
+} MdTicket;
+void md_ticket_free (MdTicket *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdTicket, md_ticket_free)
+
+/* Inserts t (id ignored) and sets t->id. */
+gboolean md_store_ticket_insert (MdStore *store, MdTicket *t, GError **error);
+/* Writes every field of t back. */
+gboolean md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error);
+MdTicket *md_store_ticket_get (MdStore *store, gint64 id, GError **error);
+
+typedef struct {
+	const char *status;     /* NULL = any */
+	const char *category;
+	const char *priority;
+	const char *requester;  /* with org_id: tickets this person may see */
+	gint64 org_id;
+	int limit;              /* 0 = no limit */
+} MdTicketFilter;
+/* MdTicket* in id order; free with g_ptr_array_unref. */
+GPtrArray *md_store_ticket_list (MdStore *store, const MdTicketFilter *filter, GError **error);
+
+gboolean md_store_participant_add (MdStore *store, gint64 ticket_id, gint64 person_id, GError **error);
+gboolean md_store_is_participant (MdStore *store, gint64 ticket_id, const char *email);
+/* Emails, free with g_ptr_array_unref. */
+GPtrArray *md_store_participants (MdStore *store, gint64 ticket_id, GError **error);
+
+/* ---- messages, attachments, message-ids ---- */
+typedef struct {
+	char *filename;
+	char *content_type;
+	gint64 size;
+	char *sha256;
+	int depth;
+	gboolean is_inline;
+} MdStoredAttachment;
+
+typedef struct {
+	gint64 id;
+	gint64 ticket_id;        /* 0: kept but attached to no ticket (dropped, orphan bounce) */
+	gboolean outgoing;
+	char *message_id;        /* Message-ID without <>, or NULL */
+	char *from_addr;
+	char *from_name;
+	char *subject;
+	gboolean internal;
+	char *flag;              /* "unverified sender", "unverified agent", "needs human", "bounce", ... */
+	char *body;              /* trimmed text */
+	char *full_text;         /* untrimmed text */
+	char *raw_sha256;        /* raw message in the spool */
+	gint64 raw_size;
+	gint64 created_at;
+	GPtrArray *attachments;  /* MdStoredAttachment* */
+} MdStoredMessage;
+void md_stored_message_free (MdStoredMessage *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdStoredMessage, md_stored_message_free)
+
+/* Inserts m with its attachments and its Message-ID; sets m->id. */
+gboolean md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **error);
+/* Messages of a ticket in order; free with g_ptr_array_unref. */
+GPtrArray *md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error);
+
+/* Message-IDs of a ticket's thread for References: the first message's
+ * and the newest ones, oldest first, at most MAX.  Free with g_ptr_array_unref. */
+GPtrArray *md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error);
+
+/* Dedupe: the message row already holding this key ("<msgid>" or "sha256:HEX"), 0 if none. */
+gint64 md_store_seen (MdStore *store, const char *dedupe_key, GError **error);
+gboolean md_store_mark_seen (MdStore *store, const char *dedupe_key, gint64 message_row_id, GError **error);
+/* The ticket a Message-ID belongs to (ours or received), 0 if none. */
+gint64 md_store_ticket_by_message_id (MdStore *store, const char *message_id, GError **error);
+gboolean md_store_message_id_add (MdStore *store, const char *message_id, gint64 ticket_id, GError **error);
+
+/* ---- history ---- */
+typedef struct {
+	gint64 at;
+	char *actor;
+	char *field;
+	char *old_value;
+	char *new_value;
+} MdHistoryEntry;
+void md_history_entry_free (MdHistoryEntry *h);
+gboolean md_store_history_add (MdStore *store, gint64 ticket_id, gint64 at, const char *actor,
+                               const char *field, const char *old_value, const char *new_value, GError **error);
+GPtrArray *md_store_ticket_history (MdStore *store, gint64 ticket_id, GError **error);
+
+/* ---- intake fields ---- */
+gboolean md_store_field_set (MdStore *store, gint64 ticket_id, const char *name, const char *value, GError **error);
+/* name -> value; free with g_hash_table_unref. */
+GHashTable *md_store_fields (MdStore *store, gint64 ticket_id, GError **error);
+
+/* ---- key/value settings of the desk (secret-free) ---- */
+char *md_store_meta_get (MdStore *store, const char *key);
+gboolean md_store_meta_set (MdStore *store, const char *key, const char *value, GError **error);
+
+/* ---- imap state: per polled mailbox, the UIDVALIDITY seen and the
+ * highest UID ingested (and moved or flagged) ---- */
+/* Both 0 when the mailbox has no state yet (UIDVALIDITY is never 0). */
+gboolean md_store_imap_state_get (MdStore *store, const char *mailbox, guint32 *uidvalidity_r,
+                                  guint32 *last_uid_r, GError **error);
+gboolean md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 uidvalidity, guint32 last_uid,
+                                  GError **error);
+
+/* For modules that add their own statements (outbox, timers, imap
+ * state) without exposing SQLite in their headers. */
+struct sqlite3;
+struct sqlite3 *md_store_db (MdStore *store);
+/* Converts the connection's last error to MD_ERROR (BUSY -> DB_BUSY, FULL -> DISK_FULL). */
+void md_store_set_error (MdStore *store, GError **error, const char *what);
+
+#endif

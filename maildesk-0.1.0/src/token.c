@@ -1,0 +1,152 @@
+/* token.c - HMAC reply tokens (GHmac) and the classification of
+ * addresses of the desk's domain. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "md.h"
+#include "spool.h"
+#include "token.h"
+
+/* RFC 4648 base32 alphabet, lowercased. */
+static const char base32[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+char *
+md_token_compute (GBytes *secret, gint64 ticket_id)
+{
+	gsize key_len = 0;
+	const guchar *key = g_bytes_get_data (secret, &key_len);
+	g_autoptr (GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA256, key, key_len);
+	char number[32];
+	guint8 digest[32];
+	gsize digest_len = sizeof digest;
+
+	g_snprintf (number, sizeof number, "%" G_GINT64_FORMAT, ticket_id);
+	g_hmac_update (hmac, (const guchar *) number, (gssize) strlen (number));
+	g_hmac_get_digest (hmac, digest, &digest_len);
+
+	/* 10 base32 characters take 50 bits: the first 7 bytes are enough. */
+	char *out = g_malloc (MD_TOKEN_LEN + 1);
+	guint64 bits = 0;
+	for (int i = 0; i < 7; i++)
+		bits = (bits << 8) | digest[i];
+	bits <<= 8;  /* the 56 bits to the top of the word */
+	for (int i = 0; i < MD_TOKEN_LEN; i++)
+		out[i] = base32[(bits >> (64 - 5 * (i + 1))) & 31];
+	out[MD_TOKEN_LEN] = 0;
+	return out;
+}
+
+GBytes *
+md_token_load_secret (const char *data_dir, GError **error)
+{
+	g_autofree char *path = g_build_filename (data_dir, "secret.key", NULL);
+	g_autofree char *data = NULL;
+	gsize len = 0;
+
+	if (g_file_get_contents (path, &data, &len, NULL) && len >= 16)
+		return g_bytes_new_take (g_steal_pointer (&data), len);
+
+	if (g_mkdir_with_parents (data_dir, 0700) < 0) {
+		md_set_errno_error (error, errno, "cannot create", data_dir);
+		return NULL;
+	}
+	guint8 key[32];
+	if (getrandom (key, sizeof key, 0) != (ssize_t) sizeof key) {
+		md_set_errno_error (error, errno, "no random bytes for", path);
+		return NULL;
+	}
+	/* O_EXCL: when two processes race, the loser reads the winner's key. */
+	int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		if (g_file_get_contents (path, &data, &len, NULL) && len >= 16)
+			return g_bytes_new_take (g_steal_pointer (&data), len);
+	}
+	if (fd < 0) {
+		md_set_errno_error (error, errno, "cannot create", path);
+		return NULL;
+	}
+	if (write (fd, key, sizeof key) != (ssize_t) sizeof key || fsync (fd) < 0) {
+		md_set_errno_error (error, errno, "cannot write", path);
+		close (fd);
+		unlink (path);
+		return NULL;
+	}
+	close (fd);
+	return g_bytes_new (key, sizeof key);
+}
+
+char *
+md_ticket_key (const char *prefix, gint64 ticket_id)
+{
+	return g_strdup_printf ("%s-%" G_GINT64_FORMAT, prefix, ticket_id);
+}
+
+static gint64
+parse_number (const char *text, gsize len)
+{
+	if (len == 0 || len > 15)
+		return 0;
+	gint64 n = 0;
+	for (gsize i = 0; i < len; i++) {
+		if (!g_ascii_isdigit (text[i]))
+			return 0;
+		n = n * 10 + (text[i] - '0');
+	}
+	return n;
+}
+
+gint64
+md_ticket_key_parse (const char *prefix, const char *text)
+{
+	gsize plen = strlen (prefix);
+	if (g_ascii_strncasecmp (text, prefix, plen) == 0 && text[plen] == '-')
+		text += plen + 1;
+	return parse_number (text, strlen (text));
+}
+
+char *
+md_address_for_ticket (const MdAddressing *a, gint64 ticket_id)
+{
+	g_autofree char *token = md_token_compute (a->secret, ticket_id);
+	return g_strdup_printf ("%s+%s-%" G_GINT64_FORMAT ".%s@%s", a->intake, a->prefix, ticket_id, token, a->domain);
+}
+
+MdAddressKind
+md_address_classify (const MdAddressing *a, const char *address, gint64 *ticket_id_r)
+{
+	const char *at = strrchr (address, '@');
+	if (!at || g_ascii_strcasecmp (at + 1, a->domain) != 0)
+		return MD_ADDRESS_FOREIGN;
+
+	g_autofree char *local = g_strndup (address, (gsize) (at - address));
+	char *plus = strchr (local, '+');
+	if (plus)
+		*plus = 0;
+	if (g_ascii_strcasecmp (local, a->intake) != 0)
+		return MD_ADDRESS_OTHER_LOCAL;
+	if (!plus)
+		return MD_ADDRESS_INTAKE;
+
+	/* sub-address: PREFIX-N.TOKEN */
+	const char *sub = plus + 1;
+	gsize plen = strlen (a->prefix);
+	if (g_ascii_strncasecmp (sub, a->prefix, plen) != 0 || sub[plen] != '-')
+		return MD_ADDRESS_INTAKE;  /* support+anything: plain intake, as MTAs do */
+	const char *num = sub + plen + 1;
+	const char *dot = strchr (num, '.');
+	gint64 id = parse_number (num, dot ? (gsize) (dot - num) : strlen (num));
+	if (!id)
+		return MD_ADDRESS_BAD_TOKEN;
+	if (ticket_id_r)
+		*ticket_id_r = id;
+	if (!dot)
+		return MD_ADDRESS_BAD_TOKEN;
+	g_autofree char *expected = md_token_compute (a->secret, id);
+	return g_ascii_strcasecmp (dot + 1, expected) == 0 ? MD_ADDRESS_TICKET : MD_ADDRESS_BAD_TOKEN;
+}

@@ -1,0 +1,161 @@
+/* writer.c - the parse pool and the single writer thread. */
+#include "config.h"
+
+#include "md.h"
+#include "writer.h"
+
+#define MAX_BATCH 256
+
+typedef struct {
+	MdIngestJob *job;
+	MdWriterDone done;
+	gpointer user_data;
+	GError *error;       /* set by a failed prepare */
+} Item;
+
+struct _MdWriter {
+	MdDesk *desk;
+	MdStore *store;
+	GThreadPool *parsers;
+	GAsyncQueue *ready;   /* Item*, parsed; a NULL-job item means stop */
+	GThread *thread;
+	void (*commit_hook) (gpointer);
+	gpointer commit_hook_data;
+	GMutex stats_lock;
+	MdWriterStats stats;
+};
+
+static void
+item_finish (Item *item, const GError *error)
+{
+	item->done (item->job, error ? error : item->error, item->user_data);
+	md_ingest_job_free (item->job);
+	g_clear_error (&item->error);
+	g_free (item);
+}
+
+static void
+parse_one (gpointer data, gpointer user_data)
+{
+	Item *item = data;
+	MdWriter *w = user_data;
+	md_ingest_prepare (item->job, &item->error);
+	g_async_queue_push (w->ready, item);
+}
+
+/* One transaction over the batch; a job that fails rolls back to its own
+ * savepoint, so the others still commit. */
+static void
+commit_batch (MdWriter *w, GPtrArray *batch)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
+	gboolean stored = FALSE;
+
+	if (!md_store_begin (w->store, &error)) {
+		for (guint i = 0; i < batch->len; i++)
+			item_finish (batch->pdata[i], error);
+		return;
+	}
+	for (guint i = 0; i < batch->len; i++) {
+		Item *item = batch->pdata[i];
+		GError *local = NULL;
+		if (!item->error && !md_ingest_store (item->job, w->store, &local))
+			item->error = local;
+		stored |= item->error == NULL;
+	}
+	if (!md_store_commit (w->store, &error)) {
+		for (guint i = 0; i < batch->len; i++)
+			item_finish (batch->pdata[i], error);
+		return;
+	}
+	g_mutex_lock (&w->stats_lock);
+	w->stats.commits++;
+	w->stats.jobs += batch->len;
+	w->stats.max_batch = MAX (w->stats.max_batch, batch->len);
+	g_mutex_unlock (&w->stats_lock);
+	for (guint i = 0; i < batch->len; i++)
+		item_finish (batch->pdata[i], NULL);
+	if (stored && w->commit_hook)
+		w->commit_hook (w->commit_hook_data);
+}
+
+static gpointer
+writer_main (gpointer data)
+{
+	MdWriter *w = data;
+	gboolean stopping = FALSE;
+
+	while (!stopping) {
+		g_autoptr (GPtrArray) batch = g_ptr_array_new ();
+		Item *item = g_async_queue_pop (w->ready);
+		do {
+			if (!item->job) {
+				stopping = TRUE;
+				g_free (item);
+				continue;
+			}
+			g_ptr_array_add (batch, item);
+		} while (batch->len < MAX_BATCH && (item = g_async_queue_try_pop (w->ready)));
+		if (batch->len)
+			commit_batch (w, batch);
+	}
+	return NULL;
+}
+
+MdWriter *
+md_writer_start (MdDesk *desk, int parse_threads, GError **error)
+{
+	MdWriter *w = g_new0 (MdWriter, 1);
+	w->desk = desk;
+	w->store = md_desk_open_store (desk, FALSE, error);
+	if (!w->store) {
+		g_free (w);
+		return NULL;
+	}
+	w->ready = g_async_queue_new ();
+	w->parsers = g_thread_pool_new (parse_one, w, MAX (parse_threads, 1), FALSE, NULL);
+	g_mutex_init (&w->stats_lock);
+	w->thread = g_thread_new ("md-writer", writer_main, w);
+	return w;
+}
+
+void
+md_writer_submit (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data)
+{
+	Item *item = g_new0 (Item, 1);
+	item->job = job;
+	item->done = done;
+	item->user_data = user_data;
+	g_thread_pool_push (w->parsers, item, NULL);
+}
+
+void
+md_writer_set_commit_hook (MdWriter *w, void (*hook) (gpointer), gpointer user_data)
+{
+	w->commit_hook = hook;
+	w->commit_hook_data = user_data;
+}
+
+void
+md_writer_get_stats (MdWriter *w, MdWriterStats *stats)
+{
+	g_mutex_lock (&w->stats_lock);
+	*stats = w->stats;
+	g_mutex_unlock (&w->stats_lock);
+}
+
+void
+md_writer_stop (MdWriter *w)
+{
+	if (!w)
+		return;
+	/* Parsing finishes first, so the stop marker queues behind every job. */
+	g_thread_pool_free (w->parsers, FALSE, TRUE);
+	g_async_queue_push (w->ready, g_new0 (Item, 1));
+	g_thread_join (w->thread);
+	g_async_queue_unref (w->ready);
+	md_store_close (w->store);
+	g_mutex_clear (&w->stats_lock);
+	g_free (w);
+}

@@ -1,0 +1,612 @@
+/* test-compose.c - composed mail parses back to what was meant, and
+ * nothing a customer writes can add a header. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <gmime/gmime.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compose.h"
+#include "md.h"
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeMessage, g_object_unref)
+
+#define DESK "support@support.example.com"
+#define TOKEN_ADDRESS "support+SUP-7.abcdefghij@support.example.com"
+
+static MdMailbox customer[] = { { "Bob Customer", "bob@customer.example" } };
+
+static MdOutgoing
+base_outgoing (void)
+{
+	return (MdOutgoing) {
+		.desk_name = "Example Support",
+		.desk_address = DESK,
+		.to = customer,
+		.n_to = 1,
+		.reply_to = TOKEN_ADDRESS,
+		.ticket_key = "SUP-7",
+		.subject = "Printer on fire",
+		.body = "Hello,\nwe are on it.\n",
+		.date = 1780000000,
+		.auto_submitted = MD_AUTO_SUBMITTED_REPLIED,
+	};
+}
+
+/* Composes `o` and parses the bytes back; the raw text in *raw_r. */
+static GMimeMessage *
+compose_and_parse (const MdOutgoing *o, char **raw_r, char **id_r)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *id = NULL;
+	g_autoptr (GBytes) bytes = md_compose_to_bytes (o, &id, &error);
+	g_assert_no_error (error);
+	g_assert_nonnull (bytes);
+	gsize len;
+	const char *data = g_bytes_get_data (bytes, &len);
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer (data, len);
+	GMimeParser *parser = g_mime_parser_new_with_stream (stream);
+	GMimeMessage *msg = g_mime_parser_construct_message (parser, NULL);
+	g_object_unref (parser);
+	g_object_unref (stream);
+	g_assert_nonnull (msg);
+	g_assert_cmpstr (g_mime_message_get_message_id (msg), ==, id);
+	if (raw_r)
+		*raw_r = g_strndup (data, len);
+	if (id_r)
+		*id_r = g_steal_pointer (&id);
+	return msg;
+}
+
+/* The header block of raw bytes, unfolded, one header per element. */
+static GStrv
+raw_headers (const char *raw)
+{
+	const char *end = strstr (raw, "\r\n\r\n");
+	g_assert_nonnull (end);
+	g_autofree char *block = g_strndup (raw, end - raw);
+	g_autoptr (GPtrArray) headers = g_ptr_array_new ();
+	g_auto (GStrv) lines = g_strsplit (block, "\r\n", -1);
+	for (char **l = lines; *l; l++) {
+		g_assert_null (strchr (*l, '\r'));
+		g_assert_null (strchr (*l, '\n'));
+		if ((**l == ' ' || **l == '\t') && headers->len) {
+			char *prev = g_ptr_array_index (headers, headers->len - 1);
+			headers->pdata[headers->len - 1] = g_strconcat (prev, *l, NULL);
+			g_free (prev);
+		} else {
+			g_ptr_array_add (headers, g_strdup (*l));
+		}
+	}
+	g_ptr_array_add (headers, NULL);
+	return (GStrv) g_ptr_array_free (g_steal_pointer (&headers), FALSE);
+}
+
+static const char *
+raw_header (GStrv headers, const char *name)
+{
+	gsize len = strlen (name);
+	const char *found = NULL;
+	for (char **h = headers; *h; h++)
+		if (g_ascii_strncasecmp (*h, name, len) == 0 && (*h)[len] == ':') {
+			g_assert_null (found);  /* each header at most once */
+			found = *h + len + 1;
+		}
+	return found;
+}
+
+static char *
+part_text (GMimeObject *object)
+{
+	GMimeDataWrapper *content = g_mime_part_get_content (GMIME_PART (object));
+	GMimeStream *mem = g_mime_stream_mem_new ();
+	g_mime_data_wrapper_write_to_stream (content, mem);
+	GByteArray *bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+	g_autoptr (GString) text = g_string_new_len ((char *) bytes->data, bytes->len);
+	g_object_unref (mem);
+	g_string_replace (text, "\r\n", "\n", 0);
+	return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+static void
+test_basic_headers (void)
+{
+	MdOutgoing o = base_outgoing ();
+	g_autofree char *raw = NULL, *id = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, &id);
+	g_auto (GStrv) headers = raw_headers (raw);
+
+	g_assert_true (g_str_has_suffix (id, "@support.example.com"));
+	g_assert_cmpstr (raw_header (headers, "From"), ==, " Example Support <" DESK ">");
+	g_assert_cmpstr (raw_header (headers, "To"), ==, " Bob Customer <bob@customer.example>");
+	g_assert_cmpstr (raw_header (headers, "Reply-To"), ==, " Example Support <" TOKEN_ADDRESS ">");
+	g_assert_cmpstr (raw_header (headers, "Subject"), ==, " [SUP-7] Printer on fire");
+	g_assert_cmpstr (raw_header (headers, "Auto-Submitted"), ==, " auto-replied");
+	g_assert_cmpstr (raw_header (headers, MD_LOOP_HEADER), ==, " support.example.com");
+	g_assert_cmpstr (raw_header (headers, "MIME-Version"), ==, " 1.0");
+	g_assert_nonnull (raw_header (headers, "Date"));
+	g_assert_null (raw_header (headers, "In-Reply-To"));
+	g_assert_null (raw_header (headers, "References"));
+	g_assert_null (raw_header (headers, "Cc"));
+
+	GDateTime *date = g_mime_message_get_date (msg);
+	g_assert_cmpint (g_date_time_to_unix (date), ==, 1780000000);
+	g_autofree char *body = part_text (g_mime_message_get_mime_part (msg));
+	g_assert_cmpstr (body, ==, "Hello,\nwe are on it.\n");
+	GMimeContentType *type = g_mime_object_get_content_type (g_mime_message_get_mime_part (msg));
+	g_assert_true (g_mime_content_type_is_type (type, "text", "plain"));
+}
+
+static void
+test_auto_submitted_kinds (void)
+{
+	struct { MdAutoSubmitted kind; const char *value; } cases[] = {
+		{ MD_AUTO_SUBMITTED_NONE, NULL },
+		{ MD_AUTO_SUBMITTED_REPLIED, " auto-replied" },
+		{ MD_AUTO_SUBMITTED_GENERATED, " auto-generated" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		MdOutgoing o = base_outgoing ();
+		o.auto_submitted = cases[i].kind;
+		g_autofree char *raw = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+		g_auto (GStrv) headers = raw_headers (raw);
+		g_assert_cmpstr (raw_header (headers, "Auto-Submitted"), ==, cases[i].value);
+		/* the loop header is on everything, human replies included */
+		g_assert_nonnull (raw_header (headers, MD_LOOP_HEADER));
+	}
+}
+
+static void
+test_agent_reply_from (void)
+{
+	MdOutgoing o = base_outgoing ();
+	o.agent_name = "Jane Doe";
+	o.auto_submitted = MD_AUTO_SUBMITTED_NONE;
+	MdMailbox cc[] = { { NULL, "carol@customer.example" }, { "Dave", "dave@customer.example" } };
+	o.cc = cc;
+	o.n_cc = 2;
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	g_assert_cmpstr (raw_header (headers, "From"), ==, " Jane Doe via Example Support <" DESK ">");
+	g_assert_cmpstr (raw_header (headers, "Cc"), ==, " carol@customer.example, Dave <dave@customer.example>");
+}
+
+static void
+test_non_ascii (void)
+{
+	const char *subjects[] = { "Не працює вхід до адмінки", "ログインできません。至急お願いします" };
+	const char *body = "Добрий день!\nНе можу увійти.\n\nこんにちは、ログインできません。\n"
+	                   "A long line that goes on and on and on and on and on and on and on and on and on and on and on.\n";
+	for (gsize i = 0; i < G_N_ELEMENTS (subjects); i++) {
+		MdOutgoing o = base_outgoing ();
+		o.subject = subjects[i];
+		o.body = body;
+		o.agent_name = "Олена Петренко";
+		MdMailbox to[] = { { "山田 太郎", "taro@example.jp" } };
+		o.to = to;
+		g_autofree char *raw = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+		g_auto (GStrv) headers = raw_headers (raw);
+
+		/* every header is 7-bit; the subject is encoded words */
+		for (char **h = headers; *h; h++)
+			for (const char *c = *h; *c; c++)
+				g_assert_cmpint ((guchar) *c, <, 0x80);
+		g_assert_true (g_str_has_prefix (raw_header (headers, "Subject"), " [SUP-7] =?"));
+		g_autofree char *folded = g_ascii_strdown (raw_header (headers, "Subject"), -1);
+		g_assert_nonnull (strstr (folded, "=?utf-8?q?"));
+
+		g_autofree char *expected = g_strconcat ("[SUP-7] ", subjects[i], NULL);
+		g_assert_cmpstr (g_mime_message_get_subject (msg), ==, expected);
+		InternetAddressList *from = g_mime_message_get_from (msg);
+		InternetAddress *sender = internet_address_list_get_address (from, 0);
+		g_assert_cmpstr (internet_address_get_name (sender), ==, "Олена Петренко via Example Support");
+		InternetAddress *rcpt = internet_address_list_get_address (g_mime_message_get_to (msg), 0);
+		g_assert_cmpstr (internet_address_get_name (rcpt), ==, "山田 太郎");
+
+		GMimeObject *part = g_mime_message_get_mime_part (msg);
+		g_assert_cmpstr (g_mime_object_get_content_type_parameter (part, "charset"), ==, "utf-8");
+		GMimeContentEncoding encoding = g_mime_part_get_content_encoding (GMIME_PART (part));
+		g_assert_true (encoding == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+		               encoding == GMIME_CONTENT_ENCODING_BASE64);
+		g_autofree char *text = part_text (part);
+		g_assert_cmpstr (text, ==, body);
+	}
+}
+
+static void
+test_header_injection (void)
+{
+	const char *evil = "Hi\r\nBcc: evil@x\r\n\r\nbody?";
+	MdOutgoing o = base_outgoing ();
+	o.subject = evil;
+	o.agent_name = evil;
+	o.desk_name = "Desk\nX-Evil: 1";
+	MdMailbox to[] = { { evil, "bob@customer.example" }, { "Nul\0Bcc: evil@x", "eve@customer.example" } };
+	o.to = to;
+	o.n_to = 2;
+	o.in_reply_to = "<a@b>\r\nBcc: evil@x";
+	const char *refs[] = { "<r@x>\nBcc: evil@x", "<ok@x>", NULL };
+	o.references = refs;
+	const char *extra[] = { "Importance", "high\r\nBcc: evil@x", NULL };
+	o.headers = extra;
+
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	g_autoptr (GString) names = g_string_new (NULL);
+	for (char **h = headers; *h; h++) {
+		const char *colon = strchr (*h, ':');
+		g_assert_nonnull (colon);
+		g_string_append_printf (names, "%.*s,", (int) (colon - *h), *h);
+	}
+	g_assert_cmpstr (names->str, ==,
+	                 "Date,From,Reply-To,Subject,To,Message-Id,References,Auto-Submitted,"
+	                 "X-Auto-Response-Suppress,X-Maildesk-Loop,X-Maildesk-Ticket,Importance,"
+	                 "MIME-Version,Content-Type,");
+	g_assert_null (g_mime_object_get_header (GMIME_OBJECT (msg), "Bcc"));
+	g_assert_null (g_mime_object_get_header (GMIME_OBJECT (msg), "X-Evil"));
+	InternetAddressList *bcc = g_mime_message_get_bcc (msg);
+	g_assert_true (bcc == NULL || internet_address_list_length (bcc) == 0);
+	g_assert_cmpstr (g_mime_message_get_subject (msg), ==, "[SUP-7] Hi Bcc: evil@x body?");
+	g_assert_cmpstr (g_mime_object_get_header (GMIME_OBJECT (msg), "Importance"), ==, "high Bcc: evil@x");
+	InternetAddress *from = internet_address_list_get_address (g_mime_message_get_from (msg), 0);
+	g_assert_cmpstr (internet_address_get_name (from), ==, "Hi Bcc: evil@x body? via Desk X-Evil: 1");
+	g_assert_cmpstr (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (from)), ==, DESK);
+	InternetAddressList *to_list = g_mime_message_get_to (msg);
+	g_assert_cmpint (internet_address_list_length (to_list), ==, 2);
+	g_assert_cmpstr (internet_address_get_name (internet_address_list_get_address (to_list, 0)), ==,
+	                 "Hi Bcc: evil@x body?");
+	g_assert_cmpstr (internet_address_get_name (internet_address_list_get_address (to_list, 1)), ==, "Nul");
+	/* broken ids are left out, good ones kept */
+	g_assert_null (raw_header (headers, "In-Reply-To"));
+	g_assert_cmpstr (raw_header (headers, "References"), ==, " <ok@x>");
+}
+
+static void
+test_refused (void)
+{
+	struct { const char *field; const char *value; } cases[] = {
+		{ "to", "bob@customer.example\r\nBcc: evil@x" },
+		{ "to", "Bob <bob@customer.example>" },
+		{ "to", "bob@customer.example, eve@x" },
+		{ "to", "" },
+		{ "reply_to", "support@support.example.com\nBcc: evil@x" },
+		{ "desk_address", "support" },
+		{ "ticket_key", "SUP-7]\r\nBcc: x" },
+		{ "message_id", "not an id" },
+		{ "header", "Bcc" },
+		{ "header", "From" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		MdOutgoing o = base_outgoing ();
+		MdMailbox to[] = { { "Bob", cases[i].value } };
+		const char *extra[] = { cases[i].value, "evil@x", NULL };
+		if (strcmp (cases[i].field, "to") == 0)
+			o.to = to;
+		else if (strcmp (cases[i].field, "reply_to") == 0)
+			o.reply_to = cases[i].value;
+		else if (strcmp (cases[i].field, "desk_address") == 0)
+			o.desk_address = cases[i].value;
+		else if (strcmp (cases[i].field, "ticket_key") == 0)
+			o.ticket_key = cases[i].value;
+		else if (strcmp (cases[i].field, "message_id") == 0)
+			o.message_id = cases[i].value;
+		else
+			o.headers = extra;
+		g_autoptr (GError) error = NULL;
+		g_autoptr (GBytes) bytes = md_compose_to_bytes (&o, NULL, &error);
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		g_assert_null (bytes);
+		g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	}
+	MdOutgoing o = base_outgoing ();
+	o.n_to = 0;
+	g_autoptr (GError) error = NULL;
+	g_assert_null (md_compose_to_bytes (&o, NULL, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+}
+
+static void
+test_address_validation (void)
+{
+	struct { const char *address; gboolean valid; } cases[] = {
+		{ "bob@example.com", TRUE },
+		{ "bob.smith+tag@mail.example.co.uk", TRUE },
+		{ "o'brien@example.com", TRUE },
+		{ "x@localhost", TRUE },
+		{ "support+SUP-7.abcdefghij@support.example.com", TRUE },
+		{ "", FALSE },
+		{ "bob", FALSE },
+		{ "@example.com", FALSE },
+		{ "bob@", FALSE },
+		{ ".bob@example.com", FALSE },
+		{ "bob.@example.com", FALSE },
+		{ "bo..b@example.com", FALSE },
+		{ "bob@exa mple.com", FALSE },
+		{ "bob@-example.com", FALSE },
+		{ "bob@example-.com", FALSE },
+		{ "bob@example..com", FALSE },
+		{ "bob@example.com.", FALSE },
+		{ "bob@[127.0.0.1]", FALSE },
+		{ "\"bob smith\"@example.com", FALSE },
+		{ "bob@exämple.com", FALSE },
+		{ "bob@example.com\r\nBcc: x@y", FALSE },
+		{ "a@b@example.com", FALSE },
+		{ "bob<x>@example.com", FALSE },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("%s", cases[i].address);
+		g_assert_cmpint (md_compose_address_is_valid (cases[i].address), ==, cases[i].valid);
+	}
+	g_autofree char *long_local = g_strnfill (65, 'a');
+	g_autofree char *addr = g_strconcat (long_local, "@example.com", NULL);
+	g_assert_false (md_compose_address_is_valid (addr));
+	g_assert_false (md_compose_address_is_valid (NULL));
+}
+
+static void
+test_tag (void)
+{
+	struct { const char *subject; const char *key; const char *expected; } cases[] = {
+		{ "Printer on fire", "SUP-7", "[SUP-7] Printer on fire" },
+		{ "[SUP-7] Printer on fire", "SUP-7", "[SUP-7] Printer on fire" },
+		{ "Re: [SUP-7] Printer on fire", "SUP-7", "Re: [SUP-7] Printer on fire" },
+		{ "re: [sup-7] printer", "SUP-7", "re: [sup-7] printer" },
+		{ "Printer [SUP-7]", "SUP-7", "Printer [SUP-7]" },
+		{ "Re: Printer on fire", "SUP-7", "Re: [SUP-7] Printer on fire" },
+		{ "RE: Fwd: AW: Printer", "SUP-7", "RE: Fwd: AW: [SUP-7] Printer" },
+		{ "Re:", "SUP-7", "Re: [SUP-7]" },
+		{ "", "SUP-7", "[SUP-7]" },
+		{ "[SUP-77] other", "SUP-7", "[SUP-7] [SUP-77] other" },
+		{ "  spaced \r\n out  ", "SUP-7", "[SUP-7] spaced out" },
+		{ "no tag", NULL, "no tag" },
+		{ "Помилка [SUP-7]", "SUP-7", "Помилка [SUP-7]" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autofree char *tagged = md_compose_tagged_subject (cases[i].subject, cases[i].key);
+		g_assert_cmpstr (tagged, ==, cases[i].expected);
+		/* tagging is idempotent */
+		g_autofree char *again = md_compose_tagged_subject (tagged, cases[i].key);
+		g_assert_cmpstr (again, ==, tagged);
+	}
+	/* a long subject is cut, the tag kept whole */
+	g_autoptr (GString) long_subject = g_string_new (NULL);
+	for (int i = 0; i < 100; i++)
+		g_string_append (long_subject, "довго ");
+	g_autofree char *tagged = md_compose_tagged_subject (long_subject->str, "SUP-123456");
+	g_assert_true (g_str_has_prefix (tagged, "[SUP-123456] довго"));
+	g_assert_cmpint (g_utf8_strlen (tagged, -1), <=, MD_COMPOSE_MAX_SUBJECT);
+	g_assert_true (g_utf8_validate (tagged, -1, NULL));
+
+	/* in a composed message too */
+	MdOutgoing o = base_outgoing ();
+	o.subject = "Re: [SUP-7] Printer on fire";
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, NULL, NULL);
+	g_assert_cmpstr (g_mime_message_get_subject (msg), ==, "Re: [SUP-7] Printer on fire");
+}
+
+static gboolean
+is_msg_id (const char *token)
+{
+	g_autoptr (GRegex) re = g_regex_new ("^<[^<>\\s@]+@[^<>\\s@]+>$", 0, 0, NULL);
+	return g_regex_match (re, token, 0, NULL);
+}
+
+static void
+test_threading (void)
+{
+	MdOutgoing o = base_outgoing ();
+	o.in_reply_to = "parent.123@mail.customer.example";
+	g_autoptr (GPtrArray) refs = g_ptr_array_new_with_free_func (g_free);
+	for (int i = 0; i < 30; i++)
+		g_ptr_array_add (refs, g_strdup_printf ("<ref%02d@customer.example>", i));
+	g_ptr_array_add (refs, g_strdup ("<parent.123@mail.customer.example>"));
+	g_ptr_array_add (refs, NULL);
+	o.references = (const char *const *) refs->pdata;
+
+	g_autofree char *raw = NULL, *id = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, &id);
+	g_auto (GStrv) headers = raw_headers (raw);
+	g_autofree char *in_reply_to = g_strstrip (g_strdup (raw_header (headers, "In-Reply-To")));
+	g_assert_cmpstr (in_reply_to, ==, "<parent.123@mail.customer.example>");
+	g_autofree char *message_id = g_strstrip (g_strdup (raw_header (headers, "Message-Id")));
+	g_assert_true (is_msg_id (message_id));
+
+	g_autofree char *references = g_strstrip (g_strdup (raw_header (headers, "References")));
+	g_auto (GStrv) tokens = g_regex_split_simple ("\\s+", references, 0, 0);
+	g_assert_cmpuint (g_strv_length (tokens), ==, MD_COMPOSE_MAX_REFERENCES);
+	for (char **t = tokens; *t; t++)
+		g_assert_true (is_msg_id (*t));
+	g_assert_cmpstr (tokens[0], ==, "<ref00@customer.example>");  /* the root stays */
+	g_assert_cmpstr (tokens[1], ==, "<ref12@customer.example>");
+	g_assert_cmpstr (tokens[MD_COMPOSE_MAX_REFERENCES - 1], ==, "<parent.123@mail.customer.example>");
+
+	/* GMime reads them back the same */
+	GMimeReferences *parsed = g_mime_references_parse (NULL, g_mime_object_get_header (GMIME_OBJECT (msg), "References"));
+	g_assert_cmpint (g_mime_references_length (parsed), ==, MD_COMPOSE_MAX_REFERENCES);
+	g_assert_cmpstr (g_mime_references_get_message_id (parsed, 0), ==, "ref00@customer.example");
+	g_mime_references_free (parsed);
+
+	/* the parent alone makes References too; a given id is reused */
+	MdOutgoing o2 = base_outgoing ();
+	o2.in_reply_to = "<p@x.example>";
+	o2.message_id = "<fixed.1@support.example.com>";
+	g_autofree char *raw2 = NULL, *id2 = NULL;
+	g_autoptr (GMimeMessage) msg2 = compose_and_parse (&o2, &raw2, &id2);
+	g_auto (GStrv) headers2 = raw_headers (raw2);
+	g_assert_cmpstr (raw_header (headers2, "References"), ==, " <p@x.example>");
+	g_assert_cmpstr (id2, ==, "fixed.1@support.example.com");
+
+	/* fresh ids differ */
+	g_autofree char *id3 = NULL;
+	g_autoptr (GMimeMessage) msg3 = compose_and_parse (&o, NULL, &id3);
+	g_assert_cmpstr (id, !=, id3);
+}
+
+static void
+test_extra_headers (void)
+{
+	MdOutgoing o = base_outgoing ();
+	const char *extra[] = { "importance", "high", "Content-Language", "uk", NULL };
+	o.headers = extra;
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	g_assert_cmpstr (raw_header (headers, "Importance"), ==, " high");
+	g_assert_cmpstr (raw_header (headers, "Content-Language"), ==, " uk");
+}
+
+static char *
+sha256_file (const char *path)
+{
+	g_autofree char *data = NULL;
+	gsize len;
+	g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+	return g_compute_checksum_for_data (G_CHECKSUM_SHA256, (guchar *) data, len);
+}
+
+static char *
+sha256_part (GMimePart *part)
+{
+	GMimeStream *mem = g_mime_stream_mem_new ();
+	g_mime_data_wrapper_write_to_stream (g_mime_part_get_content (part), mem);
+	GByteArray *bytes = g_mime_stream_mem_get_byte_array (GMIME_STREAM_MEM (mem));
+	char *hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, bytes->data, bytes->len);
+	g_object_unref (mem);
+	return hex;
+}
+
+static void
+test_attachments (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-compose-XXXXXX", &error);
+	g_assert_no_error (error);
+
+	/* random binary with every byte value, text with bare CR and LF,
+	 * an empty file */
+	g_autofree char *bin = g_build_filename (dir, "bin", NULL);
+	gsize bin_len = 300 * 1024 + 7;
+	g_autofree guchar *bin_data = g_malloc (bin_len);
+	GRand *rand = g_rand_new_with_seed (42);
+	for (gsize i = 0; i < bin_len; i++)
+		bin_data[i] = g_rand_int (rand) & 0xff;
+	g_rand_free (rand);
+	g_assert_true (g_file_set_contents (bin, (char *) bin_data, bin_len, NULL));
+	g_autofree char *txt = g_build_filename (dir, "txt", NULL);
+	g_assert_true (g_file_set_contents (txt, "line\r\nbare\rcr\nlf\n\nend without newline", -1, NULL));
+	g_autofree char *empty = g_build_filename (dir, "empty", NULL);
+	g_assert_true (g_file_set_contents (empty, "", 0, NULL));
+
+	MdAttachmentFile files[] = {
+		{ "звіт за квартал.bin", "application/octet-stream", bin },
+		{ "../../etc/notes\r\nBcc: x.txt", "text/plain; charset=utf-8", txt },
+		{ "empty.dat", "not a type", empty },
+	};
+	MdOutgoing o = base_outgoing ();
+	o.attachments = files;
+	o.n_attachments = G_N_ELEMENTS (files);
+	g_autofree char *out = g_build_filename (dir, "out.eml", NULL);
+	g_autofree char *id = NULL;
+	g_assert_true (md_compose_write_file (&o, out, &id, &error));
+	g_assert_no_error (error);
+	/* O_EXCL: an existing file is never overwritten */
+	g_assert_false (md_compose_write_file (&o, out, NULL, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_IO);
+	g_clear_error (&error);
+
+	int fd = g_open (out, O_RDONLY, 0);
+	g_assert_cmpint (fd, >=, 0);
+	GMimeStream *stream = g_mime_stream_fs_new (fd);
+	GMimeParser *parser = g_mime_parser_new_with_stream (stream);
+	g_autoptr (GMimeMessage) msg = g_mime_parser_construct_message (parser, NULL);
+	g_object_unref (parser);
+	g_object_unref (stream);
+	g_assert_nonnull (msg);
+	g_assert_cmpstr (g_mime_message_get_message_id (msg), ==, id);
+
+	GMimeObject *top = g_mime_message_get_mime_part (msg);
+	g_assert_true (GMIME_IS_MULTIPART (top));
+	GMimeMultipart *mixed = GMIME_MULTIPART (top);
+	g_assert_cmpint (g_mime_multipart_get_count (mixed), ==, 4);
+	g_autofree char *body = part_text (g_mime_multipart_get_part (mixed, 0));
+	g_assert_cmpstr (body, ==, o.body);
+
+	const char *names[] = { "звіт за квартал.bin", "notes Bcc: x.txt", "empty.dat" };
+	const char *types[] = { "application/octet-stream", "text/plain", "application/octet-stream" };
+	for (gsize i = 0; i < G_N_ELEMENTS (files); i++) {
+		GMimePart *part = GMIME_PART (g_mime_multipart_get_part (mixed, i + 1));
+		g_assert_cmpstr (g_mime_part_get_filename (part), ==, names[i]);
+		g_autofree char *type = g_mime_content_type_get_mime_type (g_mime_object_get_content_type (GMIME_OBJECT (part)));
+		g_assert_cmpstr (type, ==, types[i]);
+		g_assert_true (g_mime_part_is_attachment (part));
+		g_autofree char *want = sha256_file (files[i].path);
+		g_autofree char *got = sha256_part (part);
+		g_assert_cmpstr (got, ==, want);
+	}
+	g_assert_null (g_mime_object_get_header (GMIME_OBJECT (msg), "Bcc"));
+
+	/* a missing file fails the message and leaves no output behind */
+	MdAttachmentFile missing[] = { { "gone.txt", "text/plain", "/nonexistent/gone.txt" } };
+	o.attachments = missing;
+	o.n_attachments = 1;
+	g_autofree char *out2 = g_build_filename (dir, "out2.eml", NULL);
+	g_assert_false (md_compose_write_file (&o, out2, NULL, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_IO);
+	g_assert_false (g_file_test (out2, G_FILE_TEST_EXISTS));
+
+	g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
+	g_assert_cmpint (system (cmd), ==, 0);
+}
+
+static void
+test_write_fd (void)
+{
+	MdOutgoing o = base_outgoing ();
+	o.message_id = "same@support.example.com";
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GBytes) bytes = md_compose_to_bytes (&o, NULL, &error);
+	g_assert_no_error (error);
+
+	int fds[2];
+	g_assert_cmpint (pipe (fds), ==, 0);
+	g_autofree char *id = NULL;
+	g_assert_true (md_compose_write_fd (&o, fds[1], &id, &error));
+	g_assert_no_error (error);
+	close (fds[1]);
+	g_autoptr (GByteArray) read_back = g_byte_array_new ();
+	guchar buf[4096];
+	ssize_t n;
+	while ((n = read (fds[0], buf, sizeof buf)) > 0)
+		g_byte_array_append (read_back, buf, n);
+	close (fds[0]);
+	g_autoptr (GBytes) from_fd = g_byte_array_free_to_bytes (g_steal_pointer (&read_back));
+	g_assert_true (g_bytes_equal (bytes, from_fd));
+	g_assert_cmpstr (id, ==, "same@support.example.com");
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+	g_mime_init ();
+	g_test_add_func ("/compose/basic-headers", test_basic_headers);
+	g_test_add_func ("/compose/auto-submitted", test_auto_submitted_kinds);
+	g_test_add_func ("/compose/agent-reply-from", test_agent_reply_from);
+	g_test_add_func ("/compose/non-ascii", test_non_ascii);
+	g_test_add_func ("/compose/header-injection", test_header_injection);
+	g_test_add_func ("/compose/refused", test_refused);
+	g_test_add_func ("/compose/address-validation", test_address_validation);
+	g_test_add_func ("/compose/tag", test_tag);
+	g_test_add_func ("/compose/threading", test_threading);
+	g_test_add_func ("/compose/extra-headers", test_extra_headers);
+	g_test_add_func ("/compose/attachments", test_attachments);
+	g_test_add_func ("/compose/write-fd", test_write_fd);
+	return g_test_run ();
+}

@@ -1,0 +1,219 @@
+/* test-core.c - reply tokens, desk addresses, threading decisions and
+ * the schema migration. */
+#include "config.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#include "md.h"
+#include "store.h"
+#include "thread.h"
+#include "token.h"
+
+static GBytes *
+test_key (void)
+{
+	guint8 key[32];
+	for (int i = 0; i < 32; i++)
+		key[i] = (guint8) i;
+	return g_bytes_new (key, sizeof key);
+}
+
+/* Expected values computed independently (Python hmac + base64.b32encode). */
+static void
+test_token_vectors (void)
+{
+	g_autoptr (GBytes) key = test_key ();
+	static const struct { gint64 id; const char *token; } vectors[] = {
+		{ 1, "o5q3dtbfej" }, { 123, "47cvhcslcv" }, { 99999, "w2itqltzta" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (vectors); i++) {
+		g_autofree char *t = md_token_compute (key, vectors[i].id);
+		g_assert_cmpstr (t, ==, vectors[i].token);
+	}
+}
+
+static void
+test_address_classify (void)
+{
+	g_autoptr (GBytes) key = test_key ();
+	MdAddressing a = { "support.example.com", "support", "SUP", key };
+	static const struct { const char *addr; MdAddressKind kind; gint64 id; } cases[] = {
+		{ "support@support.example.com", MD_ADDRESS_INTAKE, 0 },
+		{ "SUPPORT@Support.Example.COM", MD_ADDRESS_INTAKE, 0 },
+		{ "support+SUP-123.47cvhcslcv@support.example.com", MD_ADDRESS_TICKET, 123 },
+		{ "support+sup-123.47CVHCSLCV@support.example.com", MD_ADDRESS_TICKET, 123 },
+		{ "support+SUP-123.47cvhcslcx@support.example.com", MD_ADDRESS_BAD_TOKEN, 123 },
+		{ "support+SUP-124.47cvhcslcv@support.example.com", MD_ADDRESS_BAD_TOKEN, 124 },
+		{ "support+SUP-123@support.example.com", MD_ADDRESS_BAD_TOKEN, 123 },
+		{ "support+SUP-x.47cvhcslcv@support.example.com", MD_ADDRESS_BAD_TOKEN, 0 },
+		{ "support+newsletter@support.example.com", MD_ADDRESS_INTAKE, 0 },
+		{ "sales@support.example.com", MD_ADDRESS_OTHER_LOCAL, 0 },
+		{ "support@example.com", MD_ADDRESS_FOREIGN, 0 },
+		{ "no-at-sign", MD_ADDRESS_FOREIGN, 0 },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		gint64 id = 0;
+		g_test_message ("%s", cases[i].addr);
+		g_assert_cmpint (md_address_classify (&a, cases[i].addr, &id), ==, cases[i].kind);
+		g_assert_cmpint (id, ==, cases[i].id);
+	}
+	g_autofree char *addr = md_address_for_ticket (&a, 123);
+	g_assert_cmpstr (addr, ==, "support+SUP-123.47cvhcslcv@support.example.com");
+}
+
+static void
+test_ticket_keys (void)
+{
+	g_assert_cmpint (md_ticket_key_parse ("SUP", "SUP-12"), ==, 12);
+	g_assert_cmpint (md_ticket_key_parse ("SUP", "sup-12"), ==, 12);
+	g_assert_cmpint (md_ticket_key_parse ("SUP", "12"), ==, 12);
+	g_assert_cmpint (md_ticket_key_parse ("SUP", "ABC-12"), ==, 0);
+	g_assert_cmpint (md_ticket_key_parse ("SUP", "12x"), ==, 0);
+	g_assert_cmpint (md_ticket_key_parse ("SUP", ""), ==, 0);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", "Re: [SUP-42] Help"), ==, 42);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", "Re: [sup-42] Help"), ==, 42);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", "[x] [SUP-7]"), ==, 7);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", "[SUP-42 Help"), ==, 0);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", "[SUPPORT-42]"), ==, 0);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", "[SUP-]"), ==, 0);
+	g_assert_cmpint (md_thread_subject_tag ("SUP", NULL), ==, 0);
+}
+
+/* DESIGN 5.4 as a table: how a message was found x who sent it. */
+static void
+test_thread_decide (void)
+{
+	static const struct { MdFoundBy found; MdSenderRole role; MdThreadAction action; } table[] = {
+		{ MD_FOUND_NONE, MD_ROLE_STRANGER, MD_THREAD_NEW_TICKET },
+		{ MD_FOUND_NONE, MD_ROLE_AGENT, MD_THREAD_NEW_TICKET },
+		{ MD_FOUND_TOKEN, MD_ROLE_REQUESTER, MD_THREAD_COMMENT },
+		{ MD_FOUND_TOKEN, MD_ROLE_PARTICIPANT, MD_THREAD_COMMENT },
+		{ MD_FOUND_TOKEN, MD_ROLE_ORG_MEMBER, MD_THREAD_COMMENT },
+		{ MD_FOUND_TOKEN, MD_ROLE_AGENT, MD_THREAD_AGENT_COMMENT },
+		{ MD_FOUND_TOKEN, MD_ROLE_STRANGER, MD_THREAD_UNVERIFIED_SENDER },
+		{ MD_FOUND_REFERENCES, MD_ROLE_REQUESTER, MD_THREAD_COMMENT },
+		{ MD_FOUND_REFERENCES, MD_ROLE_AGENT, MD_THREAD_UNVERIFIED_AGENT },
+		{ MD_FOUND_REFERENCES, MD_ROLE_STRANGER, MD_THREAD_NEW_TICKET },
+		{ MD_FOUND_SUBJECT, MD_ROLE_PARTICIPANT, MD_THREAD_COMMENT },
+		{ MD_FOUND_SUBJECT, MD_ROLE_AGENT, MD_THREAD_UNVERIFIED_AGENT },
+		{ MD_FOUND_SUBJECT, MD_ROLE_STRANGER, MD_THREAD_NEW_TICKET },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (table); i++) {
+		g_test_message ("%s x %s", md_found_by_name (table[i].found), md_role_name (table[i].role));
+		g_assert_cmpstr (md_thread_action_name (md_thread_decide (table[i].found, table[i].role)), ==,
+		                 md_thread_action_name (table[i].action));
+	}
+}
+
+static char *
+temp_db (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-core-XXXXXX", &error);
+	g_assert_no_error (error);
+	return g_build_filename (dir, "maildesk.db", NULL);
+}
+
+static void
+test_schema_migration (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+
+	/* A new database is created at the latest version ... */
+	MdStore *store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (md_store_schema_version (store), ==, MD_STORE_SCHEMA_VERSION);
+	gint64 id = 0;
+	g_assert_true (md_store_person_ensure (store, "a@example.org", "A", &id, &error));
+	md_store_close (store);
+	/* ... reopening migrates nothing and keeps the data ... */
+	store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	g_autoptr (MdPerson) p = md_store_person_find (store, "A@EXAMPLE.ORG", &error);
+	g_assert_nonnull (p);
+	g_assert_cmpint (p->id, ==, id);
+	md_store_close (store);
+
+	/* ... and a database from a newer maildesk is refused, untouched. */
+	sqlite3 *db = NULL;
+	g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_exec (db, "PRAGMA user_version = 999", NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close (db);
+	store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_null (store);
+	g_assert_error (error, MD_ERROR, MD_ERROR_CONFIG);
+}
+
+static void
+test_schema_from_empty_file (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	/* version 0: an empty database, as an old, never-initialized file */
+	sqlite3 *db = NULL;
+	g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+	sqlite3_close (db);
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (md_store_schema_version (store), ==, MD_STORE_SCHEMA_VERSION);
+	/* WAL, as DESIGN 10 asks */
+	sqlite3_stmt *s = NULL;
+	sqlite3_prepare_v2 (md_store_db (store), "PRAGMA journal_mode", -1, &s, NULL);
+	g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
+	g_assert_cmpstr ((const char *) sqlite3_column_text (s, 0), ==, "wal");
+	sqlite3_finalize (s);
+}
+
+static void
+test_store_dedupe_and_threading (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
+	t->subject = g_strdup ("x");
+	t->category = "Bug";
+	t->priority = "P2";
+	t->status = "Waiting for triage";
+	t->created_at = t->updated_at = t->status_changed_at = 1000;
+	g_assert_true (md_store_ticket_insert (store, t, &error));
+	g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+	m->ticket_id = t->id;
+	m->message_id = g_strdup ("abc@example.org");
+	m->created_at = 1000;
+	g_assert_true (md_store_message_insert (store, m, &error));
+	g_assert_true (md_store_mark_seen (store, "<abc@example.org>", m->id, &error));
+	g_assert_cmpint (md_store_seen (store, "<abc@example.org>", &error), ==, m->id);
+	g_assert_cmpint (md_store_seen (store, "<other@example.org>", &error), ==, 0);
+
+	MdFoundBy found;
+	const char *refs[] = { "zzz@example.org", "abc@example.org" };
+	gint64 id = md_thread_find (store, "SUP", 0, NULL, refs, 2, "no tag", &found, &error);
+	g_assert_cmpint (id, ==, t->id);
+	g_assert_cmpint (found, ==, MD_FOUND_REFERENCES);
+	g_autofree char *subject = g_strdup_printf ("Re: [SUP-%" G_GINT64_FORMAT "]", t->id);
+	id = md_thread_find (store, "SUP", 0, "unknown@x", NULL, 0, subject, &found, &error);
+	g_assert_cmpint (found, ==, MD_FOUND_SUBJECT);
+	id = md_thread_find (store, "SUP", 0, NULL, NULL, 0, "Re: [SUP-999]", &found, &error);
+	g_assert_cmpint (id, ==, 0);
+	g_assert_cmpint (found, ==, MD_FOUND_NONE);
+	id = md_thread_find (store, "SUP", t->id, NULL, NULL, 0, "", &found, &error);
+	g_assert_cmpint (found, ==, MD_FOUND_TOKEN);
+	g_assert_no_error (error);
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+	g_test_add_func ("/token/vectors", test_token_vectors);
+	g_test_add_func ("/token/address-classify", test_address_classify);
+	g_test_add_func ("/token/ticket-keys", test_ticket_keys);
+	g_test_add_func ("/thread/decide", test_thread_decide);
+	g_test_add_func ("/thread/store-lookups", test_store_dedupe_and_threading);
+	g_test_add_func ("/store/migration", test_schema_migration);
+	g_test_add_func ("/store/from-empty-file", test_schema_from_empty_file);
+	return g_test_run ();
+}

@@ -1,0 +1,851 @@
+/* test-message.c - message parsing: the shared corpus (mime-tools .ref and
+ * stalwart .json expectations), names, charsets, HTML, uuencode, TNEF,
+ * bounds and flat memory. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "charset.h"
+#include "html.h"
+#include "md.h"
+#include "message.h"
+
+static char *tmp_root;
+static MdSpool *spool;
+
+static char *
+write_temp (const char *data, gssize len)
+{
+	static int counter;
+	char *path = g_strdup_printf ("%s/msg-%d.eml", tmp_root, counter++);
+	g_assert_true (g_file_set_contents (path, data, len, NULL));
+	return path;
+}
+
+static MdMessage *
+parse_text (const char *text)
+{
+	g_autofree char *path = write_temp (text, -1);
+	g_autoptr (GError) error = NULL;
+	MdMessage *msg = md_message_parse_file (path, spool, NULL, &error);
+	g_assert_no_error (error);
+	g_assert_nonnull (msg);
+	g_assert_true (g_utf8_validate (msg->body, -1, NULL));
+	g_assert_true (g_utf8_validate (msg->subject, -1, NULL));
+	return msg;
+}
+
+static gboolean
+has_problem (MdMessage *msg, const char *needle)
+{
+	for (guint i = 0; i < msg->problems->len; i++)
+		if (strstr (msg->problems->pdata[i], needle))
+			return TRUE;
+	return FALSE;
+}
+
+static MdAttachment *
+attachment (MdMessage *msg, guint i)
+{
+	g_assert_cmpuint (i, <, msg->attachments->len);
+	return msg->attachments->pdata[i];
+}
+
+static char *
+stored_bytes (MdAttachment *att, gsize *len)
+{
+	g_autofree char *path = md_spool_path (spool, MD_SPOOL_BLOB, att->sha256);
+	char *data = NULL;
+	g_assert_true (g_file_get_contents (path, &data, len, NULL));
+	return data;
+}
+
+/* ---- corpus ---- */
+
+static void
+collect_files (const char *dir, GPtrArray *out)
+{
+	g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+	const char *name;
+	while (d && (name = g_dir_read_name (d))) {
+		char *path = g_build_filename (dir, name, NULL);
+		if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
+			collect_files (path, out);
+			g_free (path);
+		} else if (g_str_has_suffix (name, ".msg") || g_str_has_suffix (name, ".eml")) {
+			g_ptr_array_add (out, path);
+		} else {
+			g_free (path);
+		}
+	}
+}
+
+static const char *
+corpus (void)
+{
+	const char *dir = g_getenv ("MD_CORPUS");
+	g_assert_nonnull (dir);
+	return dir;
+}
+
+static void
+test_corpus_all_parse (void)
+{
+	g_autofree char *mime = g_build_filename (corpus (), "mime", NULL);
+	g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
+	collect_files (mime, files);
+	g_assert_cmpuint (files->len, >=, 90);
+	for (guint i = 0; i < files->len; i++) {
+		g_autoptr (GError) error = NULL;
+		g_autoptr (MdMessage) msg = md_message_parse_file (files->pdata[i], spool, NULL, &error);
+		g_assert_no_error (error);
+		g_assert_true (g_utf8_validate (msg->body, -1, NULL));
+		for (guint j = 0; j < msg->attachments->len; j++) {
+			MdAttachment *att = attachment (msg, j);
+			g_assert_true (g_utf8_validate (att->filename, -1, NULL));
+			g_assert_null (strchr (att->filename, '/'));
+			g_autofree char *path = md_spool_path (spool, MD_SPOOL_BLOB, att->sha256);
+			g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+		}
+	}
+	g_test_message ("%u corpus messages parsed", files->len);
+}
+
+typedef struct {
+	char *type, *name;      /* name NULL: not compared */
+	gint64 size;            /* -1: not compared */
+} Expected;
+
+static void
+expected_free (gpointer data)
+{
+	Expected *e = data;
+	g_free (e->type);
+	g_free (e->name);
+	g_free (e);
+}
+
+/* The names maildesk stores for a sender's name: the last path component,
+ * characters Windows forbids as '_' (see doc/DEVIATIONS.md). */
+static char *
+expected_name (const char *name)
+{
+	const char *slash = strrchr (name, '/');
+	char *base = g_strdup (slash ? slash + 1 : name);
+	g_strdelimit (base, "<>:\"|?*", '_');
+	return base;
+}
+
+typedef struct {
+	guint expected, matched, extra, excused;
+} Score;
+
+/* Cases where maildesk disagrees with the expectation on purpose; each is
+ * explained in doc/DEVIATIONS.md.  Their misses are reported, not scored. */
+static const char *const deviations[] = {
+	"stalwart/rfc/000",          /* junk in base64: decoded, not kept raw */
+	"stalwart/thirdparty/002",   /* undecodable text part: body, not attachment */
+	"stalwart/malformed/001", "stalwart/malformed/002", "stalwart/malformed/003",
+	"stalwart/malformed/004", "stalwart/malformed/006", "stalwart/malformed/007",
+	"stalwart/malformed/009", "stalwart/malformed/011", "stalwart/malformed/016",
+	                             /* broken boundaries: GMime's tree, text as body */
+	"stalwart/malformed/017",    /* multipart without boundary: no parts */
+	"stalwart/malformed/022",    /* message/rfc822 that is no message */
+	NULL,
+};
+
+/* Matches each expectation with an unused attachment of the same type,
+ * name and size; reports the misses. */
+static void
+score_message (const char *label, GPtrArray *expected, MdMessage *msg, gboolean depth0_only, Score *score)
+{
+	g_autofree gboolean *used = g_new0 (gboolean, msg->attachments->len + 1);
+	guint candidates = 0;
+	for (guint j = 0; j < msg->attachments->len; j++) {
+		MdAttachment *att = attachment (msg, j);
+		if (att->is_body || (depth0_only && att->depth > 0))
+			used[j] = TRUE;
+		else
+			candidates++;
+	}
+	for (guint i = 0; i < expected->len; i++) {
+		Expected *e = expected->pdata[i];
+		gboolean found = FALSE;
+		for (guint j = 0; j < msg->attachments->len && !found; j++) {
+			MdAttachment *att = attachment (msg, j);
+			if (used[j] || strcmp (att->content_type, e->type) != 0)
+				continue;
+			if (e->name && strcmp (att->filename, e->name) != 0)
+				continue;
+			if (e->size >= 0 && att->size != e->size)
+				continue;
+			used[j] = found = TRUE;
+		}
+		gboolean excused = g_strv_contains (deviations, label);
+		if (found)
+			score->matched++;
+		else if (excused)
+			score->excused++;
+		else
+			score->expected++;
+		if (found)
+			score->expected++;
+		if (!found)
+			g_test_message ("%s: no attachment %s %s %" G_GINT64_FORMAT "%s", label, e->type,
+			                e->name ? e->name : "(unnamed)", e->size, excused ? " (deviation)" : "");
+	}
+	if (candidates > expected->len)
+		score->extra += candidates - expected->len;
+}
+
+/* A Perl string literal of a .ref file: \x{41F}, \@, \", \\ */
+static char *
+perl_unquote (const char *s)
+{
+	GString *out = g_string_new (NULL);
+	if (*s == '"')
+		s++;
+	for (; *s && *s != '"'; s++) {
+		if (*s != '\\') {
+			g_string_append_c (out, *s);
+		} else if (s[1] == 'x' && s[2] == '{') {
+			char *end = NULL;
+			gunichar c = (gunichar) g_ascii_strtoull (s + 3, &end, 16);
+			g_string_append_unichar (out, c);
+			s = end;   /* the '}' */
+		} else if (s[1]) {
+			g_string_append_c (out, *++s);
+		}
+	}
+	return g_string_free (out, FALSE);
+}
+
+/* .ref: a Perl hash of hashes, one per line "Key" => value. */
+static GHashTable *
+read_ref (const char *path)
+{
+	g_autofree char *text = NULL;
+	g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+	GHashTable *parts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
+	g_autoptr (GRegex) open_re = g_regex_new ("^\\s*\"(\\w+)\"\\s*=>\\s*\\{", 0, 0, NULL);
+	g_autoptr (GRegex) field_re = g_regex_new ("^\\s*\"(\\w+)\"\\s*=>\\s*(\"(?:[^\"\\\\]|\\\\.)*\"|[0-9]+)", 0, 0, NULL);
+	g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+	GHashTable *current = NULL;
+	for (int i = 0; lines[i]; i++) {
+		g_autoptr (GMatchInfo) m = NULL;
+		if (g_regex_match (open_re, lines[i], 0, &m)) {
+			current = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+			g_hash_table_insert (parts, g_match_info_fetch (m, 1), current);
+			continue;
+		}
+		g_clear_pointer (&m, g_match_info_free);
+		if (current && g_regex_match (field_re, lines[i], 0, &m)) {
+			g_autofree char *value = g_match_info_fetch (m, 2);
+			g_hash_table_insert (current, g_match_info_fetch (m, 1), perl_unquote (value));
+		}
+	}
+	return parts;
+}
+
+/* Which .ref entries are what maildesk calls an attachment: every leaf
+ * except body text (text/plain or text/html, not named, not marked
+ * attachment), nested messages included. */
+static GPtrArray *
+ref_expectations (GHashTable *parts)
+{
+	GPtrArray *expected = g_ptr_array_new_with_free_func (expected_free);
+	GHashTableIter iter;
+	gpointer key, value;
+	g_hash_table_iter_init (&iter, parts);
+	while (g_hash_table_iter_next (&iter, &key, &value)) {
+		GHashTable *part = value;
+		const char *type = g_hash_table_lookup (part, "Type");
+		if (strcmp (key, "Parser") == 0 || !type || g_str_has_prefix (type, "multipart/"))
+			continue;
+		g_autofree char *lower = g_ascii_strdown (type, -1);
+		const char *name = g_hash_table_lookup (part, "Filename");
+		const char *disposition = g_hash_table_lookup (part, "Disposition");
+		const char *size = g_hash_table_lookup (part, "Size");
+		gboolean text = strcmp (lower, "text/plain") == 0 || strcmp (lower, "text/html") == 0 || strcmp (lower, "text") == 0;
+		if (text && !name && !(disposition && strcmp (disposition, "attachment") == 0))
+			continue;
+		Expected *e = g_new0 (Expected, 1);
+		e->type = g_steal_pointer (&lower);
+		e->name = name ? expected_name (name) : NULL;
+		e->size = size && !g_str_has_prefix (e->type, "message/") ? g_ascii_strtoll (size, NULL, 10) : -1;
+		g_ptr_array_add (expected, e);
+	}
+	return expected;
+}
+
+static void
+test_corpus_mime_tools (void)
+{
+	g_autofree char *dir = g_build_filename (corpus (), "mime", "mime-tools", NULL);
+	g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+	g_assert_nonnull (d);
+	Score score = { 0 };
+	guint refs = 0;
+	const char *name;
+	while ((name = g_dir_read_name (d))) {
+		if (!g_str_has_suffix (name, ".ref"))
+			continue;
+		g_autofree char *path = g_build_filename (dir, name, NULL);
+		g_autoptr (GHashTable) parts = read_ref (path);
+		GHashTable *parser = g_hash_table_lookup (parts, "Parser");
+		GHashTable *top = g_hash_table_lookup (parts, "Msg");
+		/* only refs of MIME-tools' default extraction: see DEVIATIONS.md */
+		const char *nested = parser ? g_hash_table_lookup (parser, "ExtractNested") : NULL;
+		if (!parser || (top && g_hash_table_lookup (top, "Fail")) || (nested && strcmp (nested, "1") != 0)) {
+			g_test_message ("mime-tools %s: not compared", name);
+			continue;
+		}
+		const char *message = g_hash_table_lookup (parser, "Message");
+		g_autofree char *base = g_path_get_basename (message);
+		g_autofree char *msg_path = g_build_filename (dir, base, NULL);
+		g_autoptr (GError) error = NULL;
+		g_autoptr (MdMessage) msg = md_message_parse_file (msg_path, spool, NULL, &error);
+		g_assert_no_error (error);
+		g_autoptr (GPtrArray) expected = ref_expectations (parts);
+		score_message (name, expected, msg, FALSE, &score);
+		refs++;
+	}
+	g_test_message ("mime-tools: %u refs, %u of %u expected attachments matched, %u extra",
+	                refs, score.matched, score.expected, score.extra);
+	g_assert_cmpuint (refs, >=, 20);
+	g_assert_cmpuint (score.matched * 100, >=, score.expected * 95);
+}
+
+static const char *
+json_string_at (JsonObject *o, const char *member)
+{
+	JsonNode *n = o ? json_object_get_member (o, member) : NULL;
+	return n && JSON_NODE_HOLDS_VALUE (n) ? json_node_get_string (n) : NULL;
+}
+
+/* The ContentType value of a part's header (content_type or
+ * content_disposition), or NULL. */
+static JsonObject *
+json_header (JsonObject *part, const char *header)
+{
+	JsonArray *headers = json_object_get_array_member (part, "headers");
+	for (guint i = 0; i < json_array_get_length (headers); i++) {
+		JsonObject *h = json_array_get_object_element (headers, i);
+		if (strcmp (json_object_get_string_member (h, "name"), header) != 0)
+			continue;
+		JsonNode *node = json_object_get_member (h, "value");
+		JsonObject *value = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+		if (value && json_object_has_member (value, "ContentType"))
+			return json_object_get_object_member (value, "ContentType");
+	}
+	return NULL;
+}
+
+static const char *
+json_attribute (JsonObject *ct, const char *attribute)
+{
+	JsonNode *attrs = ct ? json_object_get_member (ct, "attributes") : NULL;
+	if (!attrs || !JSON_NODE_HOLDS_ARRAY (attrs))
+		return NULL;
+	JsonArray *a = json_node_get_array (attrs);
+	for (guint i = 0; i < json_array_get_length (a); i++) {
+		JsonObject *kv = json_array_get_object_element (a, i);
+		if (g_ascii_strcasecmp (json_object_get_string_member (kv, "name"), attribute) == 0)
+			return json_object_get_string_member (kv, "value");
+	}
+	return NULL;
+}
+
+static Expected *
+json_expectation (JsonObject *part)
+{
+	Expected *e = g_new0 (Expected, 1);
+	JsonObject *body = json_object_get_object_member (part, "body");
+	JsonObject *ct = json_header (part, "content_type");
+	JsonObject *cd = json_header (part, "content_disposition");
+	const char *type = json_string_at (ct, "c_type"), *subtype = json_string_at (ct, "c_subtype");
+	gboolean is_message = json_object_has_member (body, "Message");
+
+	if (type && subtype) {
+		g_autofree char *mime = g_strdup_printf ("%s/%s", type, subtype);
+		e->type = g_ascii_strdown (mime, -1);
+	} else
+		e->type = g_strdup (is_message ? "message/rfc822" : "text/plain");
+	const char *name = json_attribute (cd, "filename");
+	if (!name)
+		name = json_attribute (ct, "name");
+	e->name = name ? expected_name (name) : NULL;
+	e->size = -1;
+	if (json_object_has_member (body, "Text"))
+		e->size = (gint64) strlen (json_object_get_string_member (body, "Text"));
+	else if (json_object_has_member (body, "Binary"))
+		e->size = json_array_get_length (json_object_get_array_member (body, "Binary"));
+	else if (json_object_has_member (body, "InlineBinary"))
+		e->size = json_array_get_length (json_object_get_array_member (body, "InlineBinary"));
+	return e;
+}
+
+static void
+test_corpus_stalwart (void)
+{
+	static const char *const sets[] = { "rfc", "thirdparty", "malformed", NULL };
+	Score total = { 0 };
+	for (int s = 0; sets[s]; s++) {
+		g_autofree char *dir = g_build_filename (corpus (), "mime", "stalwart", sets[s], NULL);
+		g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+		g_assert_nonnull (d);
+		Score score = { 0 };
+		const char *name;
+		while ((name = g_dir_read_name (d))) {
+			if (!g_str_has_suffix (name, ".json") || g_str_has_suffix (name, ".crlf.json"))
+				continue;
+			g_autofree char *json_path = g_build_filename (dir, name, NULL);
+			g_autofree char *stem = g_strndup (name, strlen (name) - 5);
+			g_autofree char *eml = g_strdup_printf ("%s/%s.eml", dir, stem);
+			g_autoptr (JsonParser) parser = json_parser_new ();
+			g_assert_true (json_parser_load_from_file (parser, json_path, NULL));
+			JsonObject *root = json_node_get_object (json_parser_get_root (parser));
+			JsonArray *parts = json_object_get_array_member (root, "parts");
+			JsonArray *atts = json_object_get_array_member (root, "attachments");
+			g_autoptr (GPtrArray) expected = g_ptr_array_new_with_free_func (expected_free);
+			for (guint i = 0; i < json_array_get_length (atts); i++) {
+				guint index = (guint) json_array_get_int_element (atts, i);
+				g_ptr_array_add (expected, json_expectation (json_array_get_object_element (parts, index)));
+			}
+			g_autoptr (GError) error = NULL;
+			g_autoptr (MdMessage) msg = md_message_parse_file (eml, spool, NULL, &error);
+			g_assert_no_error (error);
+			g_autofree char *label = g_strdup_printf ("stalwart/%s/%s", sets[s], stem);
+			score_message (label, expected, msg, TRUE, &score);
+		}
+		g_test_message ("stalwart/%s: %u of %u expected attachments matched, %u extra, %u not matched by documented deviation",
+		                sets[s], score.matched, score.expected, score.extra, score.excused);
+		total.expected += score.expected;
+		total.matched += score.matched;
+		total.excused += score.excused;
+	}
+	g_test_message ("stalwart: %u of %u matched (%u more by deviation)", total.matched, total.expected, total.excused);
+	g_assert_cmpuint (total.expected, >=, 40);
+	g_assert_cmpuint (total.matched * 100, >=, total.expected * 95);
+}
+
+/* ---- unit cases ---- */
+
+static MdMessage *
+parse_with_attachment_header (const char *disposition)
+{
+	g_autofree char *text = g_strdup_printf (
+		"From: a@example.com\nSubject: names\nMIME-Version: 1.0\n"
+		"Content-Type: multipart/mixed; boundary=XX\n\n"
+		"--XX\nContent-Type: text/plain\n\nhello\n"
+		"--XX\nContent-Type: application/octet-stream\n%s\nContent-Transfer-Encoding: base64\n\naGk=\n"
+		"--XX--\n", disposition);
+	return parse_text (text);
+}
+
+static void
+test_names (void)
+{
+	g_autofree char *long_name = g_strnfill (300, 'x');
+	g_autofree char *long_header = g_strdup_printf ("Content-Disposition: attachment; filename=\"%s.pdf\"", long_name);
+	static const struct { const char *header, *name; } cases[] = {
+		{ "Content-Disposition: attachment;\n filename*0*=UTF-8''%E2%82%AC%20rates;\n filename*1=\".txt\"", "\xe2\x82\xac rates.txt" },
+		{ "Content-Disposition: attachment; filename=\"=?koi8-r?B?89DJ08/LLmRvYw==?=\"", "\xd0\xa1\xd0\xbf\xd0\xb8\xd1\x81\xd0\xbe\xd0\xba.doc" },
+		{ "Content-Disposition: attachment; filename*=koi8-r''%F3%D0%C9%D3%CF%CB.doc", "\xd0\xa1\xd0\xbf\xd0\xb8\xd1\x81\xd0\xbe\xd0\xba.doc" },
+		{ "Content-Disposition: attachment; filename=\"caf\xe9.txt\"", "caf\xc3\xa9.txt" },
+		{ "Content-Disposition: attachment; filename=\"../../etc/passwd\"", "passwd" },
+		{ "Content-Disposition: attachment; filename=\"C:\\\\Users\\\\x\\\\report.doc\"", "report.doc" },
+		{ "Content-Disposition: attachment; filename=\"CON.txt\"", "_CON.txt" },
+		{ "Content-Disposition: attachment; filename=\"com1\"", "_com1" },
+		{ "Content-Disposition: attachment; filename=\"..hidden\"", "hidden" },
+		{ "Content-Disposition: attachment; filename=\"=?UTF-8?Q?a=0D=0Ab=00c.txt?=\"", "ab_c.txt" },  /* GMime makes the NUL a "?" */
+		{ "Content-Disposition: attachment; filename=\"=?UTF-8?B?Li4vZXZpbA0KLnR4dA==?=\"", "evil.txt" },
+		{ "Content-Disposition: attachment; filename=\"a:b?.txt\"", "a_b_.txt" },
+		{ "Content-Disposition: attachment; filename=\"..\"", "part-3.bin" },
+		{ "Content-Disposition: attachment", "part-3.bin" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autoptr (MdMessage) msg = parse_with_attachment_header (cases[i].header);
+		g_assert_cmpuint (msg->attachments->len, ==, 1);
+		g_assert_cmpstr (attachment (msg, 0)->filename, ==, cases[i].name);
+		g_assert_cmpint (attachment (msg, 0)->size, ==, 2);
+	}
+	g_autoptr (MdMessage) msg = parse_with_attachment_header (long_header);
+	const char *name = attachment (msg, 0)->filename;
+	g_assert_cmpuint (strlen (name), <=, 200);
+	g_assert_true (g_str_has_suffix (name, "xx.pdf"));
+}
+
+static void
+test_html (void)
+{
+	static const struct { const char *html, *text; } cases[] = {
+		{ "<p>One</p><p>Two</p>", "One\n\nTwo" },
+		{ "line one<br>line two<br/>three", "line one\nline two\nthree" },
+		{ "<ul><li>a</li><li>b</li></ul>", "- a\n- b" },
+		{ "<ol><li>first<li>second</ol>", "1. first\n2. second" },
+		{ "See <a href=\"https://example.com/x\">the docs</a>.", "See the docs (https://example.com/x)." },
+		{ "<a href=\"https://example.com\">https://example.com</a>", "https://example.com" },
+		{ "<a href=\"mailto:a@example.com\">a@example.com</a>", "a@example.com" },
+		{ "<html><head><title>T</title><style>p{color:red}</style></head><body><script>alert(1)</script>Hi</body></html>", "Hi" },
+		{ "Fish &amp; chips &lt;3 &eacute;t&eacute; &#8364;5 &nbsp;x", "Fish & chips <3 \xc3\xa9t\xc3\xa9 \xe2\x82\xac" "5 \xc2\xa0x" },
+		{ "<div>a   b\n\n c</div><div>d</div>", "a b c\nd" },
+		{ "<table><tr><td>k</td><td>v</td></tr><tr><td>k2</td><td>v2</td></tr></table>", "k\tv\nk2\tv2" },
+		{ "<pre>  keep\n  spaces</pre>", "  keep\n  spaces" },
+		{ "<h1>Title</h1>text<!-- hidden -->", "Title\n\ntext" },
+		{ "<p><img src=x alt=\"logo\"> ok</p>", "logo ok" },
+		{ "unclosed <b>bold <i>tags", "unclosed bold tags" },
+		{ "", "" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autofree char *text = md_html_to_text (cases[i].html, strlen (cases[i].html));
+		g_assert_cmpstr (text, ==, cases[i].text);
+	}
+}
+
+static void
+test_body_choice (void)
+{
+	g_autoptr (MdMessage) alt = parse_text (
+		"From: A <a@example.com>\nContent-Type: multipart/alternative; boundary=B\n\n"
+		"--B\nContent-Type: text/html\n\n<p>html version</p>\n"
+		"--B\nContent-Type: text/plain\n\nplain version\n--B--\n");
+	g_assert_cmpstr (alt->body, ==, "plain version");
+	g_assert_false (alt->body_from_html);
+	g_assert_cmpuint (alt->attachments->len, ==, 0);
+
+	g_autoptr (MdMessage) html = parse_text (
+		"From: A <a@example.com>\nContent-Type: multipart/related; boundary=B\n\n"
+		"--B\nContent-Type: text/html; charset=iso-8859-1\n\n<p>caf\xe9</p><p>bar</p>\n"
+		"--B\nContent-Type: image/png\nContent-ID: <i1>\nContent-Transfer-Encoding: base64\n\naGk=\n--B--\n");
+	g_assert_cmpstr (html->body, ==, "caf\xc3\xa9\n\nbar");
+	g_assert_true (html->body_from_html);
+	g_assert_cmpuint (html->attachments->len, ==, 2);
+	g_assert_cmpstr (attachment (html, 0)->filename, ==, "body.html");
+	g_assert_true (attachment (html, 0)->is_body);
+	g_assert_true (attachment (html, 1)->is_inline);
+	g_assert_cmpstr (attachment (html, 1)->content_type, ==, "image/png");
+
+	g_autoptr (MdMessage) nested = parse_text (
+		"From: A <a@example.com>\nContent-Type: multipart/mixed; boundary=B\n\n"
+		"--B\nContent-Type: text/plain\n\nsee forwarded\n"
+		"--B\nContent-Type: message/rfc822\n\nFrom: b@example.com\nSubject: inner\n"
+		"Content-Type: multipart/mixed; boundary=C\n\n--C\nContent-Type: text/plain\n\ninner body\n"
+		"--C\nContent-Type: application/pdf; name=x.pdf\n\n%PDF\n--C--\n--B--\n");
+	g_assert_cmpstr (nested->body, ==, "see forwarded");
+	g_assert_cmpuint (nested->attachments->len, ==, 2);
+	g_assert_cmpstr (attachment (nested, 0)->filename, ==, "message.eml");
+	g_assert_cmpint (attachment (nested, 0)->depth, ==, 0);
+	g_assert_cmpstr (attachment (nested, 1)->filename, ==, "x.pdf");
+	g_assert_cmpint (attachment (nested, 1)->depth, ==, 1);
+}
+
+static void
+test_uuencode (void)
+{
+	g_autoptr (MdMessage) msg = parse_text (
+		"From: a@example.com\nSubject: uu\n\nHere it is:\n\nbegin 644 hello.txt\n"
+		",:&5L;&\\@=V]R;&0*\n`\nend\n\nbye\n");
+	g_assert_cmpuint (msg->attachments->len, ==, 1);
+	MdAttachment *att = attachment (msg, 0);
+	g_assert_cmpstr (att->filename, ==, "hello.txt");
+	g_assert_cmpstr (att->content_type, ==, "text/plain");
+	gsize len = 0;
+	g_autofree char *bytes = stored_bytes (att, &len);
+	g_assert_cmpmem (bytes, len, "hello world\n", 12);
+	g_assert_null (strstr (msg->body, "begin 644"));
+	g_assert_nonnull (strstr (msg->body, "bye"));
+}
+
+static void
+test_charsets (void)
+{
+	static const struct { const char *bytes; gssize len; const char *charset, *utf8; gboolean fell_back; } cases[] = {
+		{ "caf\xe9", -1, "iso-8859-1", "caf\xc3\xa9", FALSE },
+		{ "caf\xc3\xa9", -1, "iso-8859-1", "caf\xc3\xa9", TRUE },     /* mislabelled UTF-8 */
+		{ "caf\xe9", -1, NULL, "caf\xc3\xa9", TRUE },                /* undeclared 8-bit */
+		{ "caf\xe9", -1, "x-no-such-charset", "caf\xc3\xa9", TRUE },
+		{ "\x80 5", -1, "utf-8", "\xe2\x82\xac 5", TRUE },            /* windows-1252 */
+		{ "a\x81" "b", -1, "us-ascii", "a\xc2\x81" "b", TRUE },       /* undefined in 1252 */
+		{ "\xf3\xd0\xc9\xd3\xcf\xcb", -1, "koi8-r", "\xd0\xa1\xd0\xbf\xd0\xb8\xd1\x81\xd0\xbe\xd0\xba", FALSE },
+		{ "\x1b$B$3$s$K$A$O\x1b(B", -1, "iso-2022-jp", "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf", FALSE },
+		{ "h\0i\0", 4, "utf-16le", "hi", FALSE },
+		{ "h\0i", 3, NULL, "hi", FALSE },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		gsize len = cases[i].len < 0 ? strlen (cases[i].bytes) : (gsize) cases[i].len;
+		gboolean fell_back = !cases[i].fell_back;
+		g_autofree char *out = md_charset_to_utf8 (cases[i].bytes, len, cases[i].charset, &fell_back);
+		g_assert_true (g_utf8_validate (out, -1, NULL));
+		g_assert_cmpstr (out, ==, cases[i].utf8);
+		g_assert_cmpint (fell_back, ==, cases[i].fell_back);
+	}
+	g_autoptr (MdMessage) msg = parse_text (
+		"From: Ren\xe9 <rene@example.com>\nSubject: caf\xe9 =?utf-8?q?=0D=0Anext?=\n"
+		"Content-Type: text/plain; charset=utf-8\n\n\xff\xfe bad\n");
+	g_assert_cmpstr (msg->subject, ==, "caf\xc3\xa9 next");
+	g_assert_cmpstr (msg->from_name, ==, "Ren\xc3\xa9");
+	g_assert_true (has_problem (msg, "8-bit bytes in headers"));
+	g_assert_true (has_problem (msg, "declared charset"));
+}
+
+static void
+test_envelope (void)
+{
+	g_autoptr (MdMessage) msg = parse_text (
+		"From: \"Doe, Jane\" <jane@example.com>\nTo: a@example.com, Group: b@example.com, c@example.com;\n"
+		"Cc: d@example.com\nMessage-ID: <m1@example.com>\nIn-Reply-To: <p1@example.com> (comment)\n"
+		"References: <r1@example.com>\n <p1@example.com>\nDate: Tue, 1 Dec 2026 07:30:00 +0000\n"
+		"Subject: =?utf-8?q?caf=C3=A9?=\nX-Extra: one\nX-extra: two\n\nbody\n");
+	g_assert_cmpstr (msg->from_addr, ==, "jane@example.com");
+	g_assert_cmpstr (msg->from_name, ==, "Doe, Jane");
+	g_assert_cmpuint (msg->to->len, ==, 3);
+	g_assert_cmpstr (msg->to->pdata[2], ==, "c@example.com");
+	g_assert_cmpuint (msg->cc->len, ==, 1);
+	g_assert_cmpstr (msg->message_id, ==, "m1@example.com");
+	g_assert_cmpstr (msg->in_reply_to, ==, "p1@example.com");
+	g_assert_cmpuint (msg->references->len, ==, 2);
+	g_assert_cmpstr (msg->references->pdata[0], ==, "r1@example.com");
+	g_assert_cmpint (msg->date, ==, 1796110200);
+	g_assert_cmpstr (msg->subject, ==, "caf\xc3\xa9");
+	const char *const *extra = md_message_header_values (msg, "x-EXTRA");
+	g_assert_nonnull (extra);
+	g_assert_cmpstr (extra[0], ==, "one");
+	g_assert_cmpstr (extra[1], ==, "two");
+	g_assert_null (extra[2]);
+	g_assert_null (md_message_header_values (msg, "X-Missing"));
+	g_assert_cmpuint (msg->problems->len, ==, 0);
+
+	g_autoptr (MdMessage) junk = parse_text ("no headers at all, just text\n");
+	g_assert_null (junk->from_addr);
+	g_assert_true (has_problem (junk, "not a MIME message"));
+	g_assert_cmpstr (junk->body, ==, "no headers at all, just text\n");
+}
+
+static void
+test_report (void)
+{
+	g_autoptr (MdMessage) dsn = parse_text (
+		"From: MAILER-DAEMON@example.com\nSubject: Undelivered\n"
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=R\n\n"
+		"--R\nContent-Type: text/plain\n\nCould not deliver.\n"
+		"--R\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\n"
+		"Final-Recipient: rfc822; x@example.org\nAction: failed\nStatus: 5.1.1\n"
+		"--R\nContent-Type: text/rfc822-headers\n\nFrom: desk@example.com\nMessage-ID: <orig-1@desk.example.com>\n"
+		"Subject: [SUP-1] hi\n--R--\n");
+	g_assert_true (dsn->is_report);
+	g_assert_cmpstr (dsn->report_original_message_id, ==, "orig-1@desk.example.com");
+	g_assert_cmpstr (dsn->body, ==, "Could not deliver.");
+
+	g_autoptr (MdMessage) plain = parse_text ("From: a@example.com\n\nnot a report\n");
+	g_assert_false (plain->is_report);
+	g_assert_null (plain->report_original_message_id);
+}
+
+/* A minimal TNEF stream (MS-OXTNEF 2.1): signature, key, then attributes
+ * of level, id, length, data and a 16-bit sum of the data. */
+static void
+tnef_attribute (GByteArray *out, guint8 level, guint32 id, const void *data, guint32 len)
+{
+	guint32 le_id = GUINT32_TO_LE (id), le_len = GUINT32_TO_LE (len);
+	guint16 sum = 0;
+	for (guint32 i = 0; i < len; i++)
+		sum = (guint16) (sum + ((const guint8 *) data)[i]);
+	sum = GUINT16_TO_LE (sum);
+	g_byte_array_append (out, &level, 1);
+	g_byte_array_append (out, (const guint8 *) &le_id, 4);
+	g_byte_array_append (out, (const guint8 *) &le_len, 4);
+	g_byte_array_append (out, data, len);
+	g_byte_array_append (out, (const guint8 *) &sum, 2);
+}
+
+static void
+test_tnef (void)
+{
+	g_autoptr (GByteArray) tnef = g_byte_array_new ();
+	guint32 signature = GUINT32_TO_LE (0x223E9F78);
+	guint16 key = GUINT16_TO_LE (1);
+	guint32 version = GUINT32_TO_LE (0x00010000);
+	guint8 rend[14] = { 0 };
+	g_byte_array_append (tnef, (const guint8 *) &signature, 4);
+	g_byte_array_append (tnef, (const guint8 *) &key, 2);
+	tnef_attribute (tnef, 1, 0x00089006, &version, 4);
+	tnef_attribute (tnef, 2, 0x00069002, rend, sizeof rend);
+	tnef_attribute (tnef, 2, 0x00018010, "inner.txt", 10);
+	tnef_attribute (tnef, 2, 0x0006800F, "inner bytes\n", 12);
+	g_autofree char *b64 = g_base64_encode (tnef->data, tnef->len);
+	g_autofree char *text = g_strdup_printf (
+		"From: outlook@example.com\nContent-Type: multipart/mixed; boundary=T\n\n"
+		"--T\nContent-Type: text/plain\n\nsee attached\n"
+		"--T\nContent-Type: application/ms-tnef; name=winmail.dat\nContent-Transfer-Encoding: base64\n\n%s\n--T--\n", b64);
+	g_autoptr (MdMessage) msg = parse_text (text);
+	g_assert_cmpuint (msg->attachments->len, ==, 2);
+	g_assert_cmpstr (attachment (msg, 0)->filename, ==, "winmail.dat");
+	g_assert_cmpint (attachment (msg, 0)->size, ==, tnef->len);
+	MdAttachment *inner = attachment (msg, 1);
+	g_assert_cmpstr (inner->filename, ==, "inner.txt");
+	g_assert_cmpstr (inner->content_type, ==, "text/plain");
+	gsize len = 0;
+	g_autofree char *bytes = stored_bytes (inner, &len);
+	g_assert_cmpmem (bytes, len, "inner bytes\n", 12);
+}
+
+static void
+assert_quick (gint64 start, const char *what)
+{
+	gint64 ms = (g_get_monotonic_time () - start) / 1000;
+	g_test_message ("%s: %" G_GINT64_FORMAT " ms", what, ms);
+	g_assert_cmpint (ms, <, 10000);
+}
+
+static void
+test_bounds (void)
+{
+	GString *many = g_string_new ("From: a@example.com\nContent-Type: multipart/mixed; boundary=M\n\n");
+	for (int i = 0; i < 10000; i++)
+		g_string_append (many, "--M\nContent-Type: application/octet-stream\n\nx\n");
+	g_string_append (many, "--M--\n");
+	gint64 start = g_get_monotonic_time ();
+	g_autoptr (MdMessage) parts = parse_text (many->str);
+	assert_quick (start, "10,000 parts");
+	g_string_free (many, TRUE);
+	MdMessageLimits limits = md_message_limits_default ();
+	g_assert_cmpuint (parts->attachments->len, <, (guint) limits.max_parts);
+	g_assert_true (has_problem (parts, "part limit"));
+
+	GString *deep = g_string_new ("From: a@example.com\n");
+	for (int i = 0; i < 1000; i++)
+		g_string_append_printf (deep, "Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n", i, i);
+	g_string_append (deep, "Content-Type: text/plain\n\ndeep\n");
+	for (int i = 999; i >= 0; i--)
+		g_string_append_printf (deep, "--b%d--\n", i);
+	start = g_get_monotonic_time ();
+	g_autoptr (MdMessage) nested = parse_text (deep->str);
+	assert_quick (start, "1000-deep nesting");
+	g_string_free (deep, TRUE);
+	g_assert_true (has_problem (nested, "depth") || has_problem (nested, "nesting"));
+
+	GString *big = g_string_new ("From: a@example.com\nX-Big: ");
+	for (int i = 0; i < 1024 * 1024 / 64; i++)
+		g_string_append (big, "0123456789012345678901234567890123456789012345678901234567890\n ");
+	g_string_append (big, "end\nSubject: after\n\nbody\n");
+	start = g_get_monotonic_time ();
+	g_autoptr (MdMessage) header = parse_text (big->str);
+	assert_quick (start, "1 MB header");
+	g_string_free (big, TRUE);
+	g_assert_true (has_problem (header, "X-Big longer than"));
+	const char *const *value = md_message_header_values (header, "X-Big");
+	g_assert_cmpuint (strlen (value[0]), <=, limits.max_header_len);
+	g_assert_cmpstr (header->subject, ==, "after");
+}
+
+/* 50 MB message, 38 MB of it one base64 attachment, written in pieces */
+static char *
+write_big_message (gsize *attachment_bytes_r)
+{
+	g_autofree char *path = g_build_filename (tmp_root, "big.eml", NULL);
+	FILE *f = fopen (path, "w");
+	g_assert_nonnull (f);
+	fputs ("From: a@example.com\nSubject: big\nContent-Type: multipart/mixed; boundary=BIG\n\n"
+	       "--BIG\nContent-Type: text/plain\n\nsee attachments\n", f);
+	guint8 raw[57 * 1000];
+	for (gsize i = 0; i < sizeof raw; i++)
+		raw[i] = (guint8) (i * 7 + 3);
+	g_autofree char *line_block = NULL;
+	GString *b64 = g_string_new (NULL);
+	for (gsize off = 0; off < sizeof raw; off += 57) {
+		g_autofree char *line = g_base64_encode (raw + off, 57);
+		g_string_append (b64, line);
+		g_string_append_c (b64, '\n');
+	}
+	fputs ("--BIG\nContent-Type: application/octet-stream; name=big.bin\nContent-Transfer-Encoding: base64\n\n", f);
+	gsize decoded = 0;
+	while (decoded < 28 * 1024 * 1024) {     /* 38 MB of base64 */
+		fwrite (b64->str, 1, b64->len, f);
+		decoded += sizeof raw;
+	}
+	fputs ("--BIG\nContent-Type: text/csv; name=log.csv\n\n", f);
+	for (int i = 0; i < 12 * 1024 * 1024 / 64; i++)
+		fputs ("2026-12-01T07:30:00Z,some,log,line,with,filler,values,0123456\n", f);
+	fputs ("--BIG--\n", f);
+	g_assert_cmpint (fclose (f), ==, 0);
+	g_string_free (b64, TRUE);
+	*attachment_bytes_r = decoded;
+	return g_steal_pointer (&path);
+}
+
+static void
+test_memory (void)
+{
+	gsize expected = 0;
+	g_autofree char *path = write_big_message (&expected);
+	GStatBuf st;
+	g_assert_cmpint (g_stat (path, &st), ==, 0);
+	g_assert_cmpint (st.st_size, >, 50 * 1000 * 1000);
+	int fds[2];
+	g_assert_cmpint (pipe (fds), ==, 0);
+	pid_t pid = fork ();
+	g_assert_cmpint (pid, >=, 0);
+	if (pid == 0) {
+		MdMessage *msg = md_message_parse_file (path, spool, NULL, NULL);
+		long result[2] = { -1, msg && msg->attachments->len == 2 ? (long) attachment (msg, 0)->size : -1 };
+		struct rusage usage;
+		getrusage (RUSAGE_SELF, &usage);
+		result[0] = usage.ru_maxrss;
+		if (write (fds[1], result, sizeof result) != sizeof result)
+			_exit (2);
+		_exit (0);
+	}
+	close (fds[1]);
+	long result[2] = { 0, 0 };
+	g_assert_cmpint (read (fds[0], result, sizeof result), ==, sizeof result);
+	close (fds[0]);
+	int status = 0;
+	waitpid (pid, &status, 0);
+	g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+	g_test_message ("50 MB message: peak RSS %ld KiB", result[0]);
+	g_assert_cmpint (result[1], ==, (long) expected);
+	g_assert_cmpint (result[0], <, 40 * 1024);
+	g_unlink (path);
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+	tmp_root = g_dir_make_tmp ("md-test-message-XXXXXX", NULL);
+	g_autoptr (GError) error = NULL;
+	spool = md_spool_open (tmp_root, &error);
+	g_assert_no_error (error);
+	md_message_init ();
+
+	g_test_add_func ("/message/corpus/all-parse", test_corpus_all_parse);
+	g_test_add_func ("/message/corpus/mime-tools", test_corpus_mime_tools);
+	g_test_add_func ("/message/corpus/stalwart", test_corpus_stalwart);
+	g_test_add_func ("/message/names", test_names);
+	g_test_add_func ("/message/html", test_html);
+	g_test_add_func ("/message/body-choice", test_body_choice);
+	g_test_add_func ("/message/uuencode", test_uuencode);
+	g_test_add_func ("/message/charsets", test_charsets);
+	g_test_add_func ("/message/envelope", test_envelope);
+	g_test_add_func ("/message/report", test_report);
+	g_test_add_func ("/message/tnef", test_tnef);
+	g_test_add_func ("/message/bounds", test_bounds);
+	g_test_add_func ("/message/memory", test_memory);
+	int rc = g_test_run ();
+
+	g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmp_root);
+	if (system (cmd) != 0)
+		rc = 1;
+	md_spool_free (spool);
+	g_free (tmp_root);
+	return rc;
+}

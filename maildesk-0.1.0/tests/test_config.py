@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""check-config reports every problem with file:line (issue 2)."""
+import os
+
+from mdtest import TOP_SRCDIR, Desk, message, run_tests
+
+
+def test_defaults(tap):
+    desk = Desk()
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "the test desk's configuration is valid")
+    tap.ok(b"configuration OK" in p.stdout, "and says so", p.stdout)
+    example = os.path.join(TOP_SRCDIR, "contrib", "maildesk.conf.example")
+    with open(example) as f:
+        text = f.read()
+    text = text.replace("data_dir = ./var", f"data_dir = {desk.dir}/var")
+    text = text.replace("rules = filters/default.rules", f"rules = {TOP_SRCDIR}/filters/default.rules")
+    text = text.replace("templates = templates/", f"templates = {TOP_SRCDIR}/templates/")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    tap.ok(p.returncode == 0, "contrib/maildesk.conf.example is valid", p.stderr)
+    desk.cleanup()
+
+
+def test_every_problem(tap):
+    desk = Desk()
+    conf = f"""[desk]
+data_dir = {desk.dir}/var
+rules = {desk.dir}/bad.rules
+templates = {TOP_SRCDIR}/templates/
+colour = blue
+[lmtp]
+max_message_size = lots
+[sla]
+P1.first_response = 4x
+remind_at = 50%, 150%
+[calendar]
+timezone = Mars/Olympus
+hours = Mon-Fri 25:00-17:00
+[followup]
+reopen_window = banana
+[nonsense]
+"""
+    desk.write_conf(conf)
+    with open(os.path.join(desk.dir, "bad.rules"), "w") as f:
+        f.write("rule broken\n  subject /unclosed(/\n  set priority P9\n")
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 78, "problems exit with EX_CONFIG")
+    path = desk.conf_path
+    for line, what in [(5, "unknown key \"colour\""), (7, "max_message_size"), (9, "P1.first_response"),
+                       (10, "remind_at"), (15, "reopen_window"), (16, "unknown group [nonsense]")]:
+        tap.ok(f"{path}:{line}: " in err and what in err, f"line {line}: {what}", err)
+    tap.ok(f"{desk.dir}/bad.rules:2: " in err, "a bad pattern is reported with the rules file's line", err)
+    tap.ok(f"{desk.dir}/bad.rules:3: " in err, "a bad priority too", err)
+    tap.ok("Mars/Olympus" in err or "timezone" in err, "an unknown zone is reported", err)
+    p = desk.deliver(message())
+    tap.eq(p.returncode, 75, "deliver on a broken configuration says retry later, keeping the mail")
+    desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(test_defaults, test_every_problem)

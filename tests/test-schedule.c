@@ -508,8 +508,8 @@ main (int argc, char **argv)
 		{ "/schedule/waiting/auto-resolve", test_waiting },
 		{ "/schedule/waiting/customer-reply", test_waiting_cancelled },
 		{ "/schedule/run/stale-row", test_stale_row },
-		{ "/schedule/thread/wake", test_thread },
 		{ "/schedule/report/figures", test_report },
+		{ "/schedule/thread/wake", test_thread },
 	};
 	for (gsize i = 0; i < G_N_ELEMENTS (tests); i++)
 		g_test_add (tests[i].path, Fixture, NULL, fixture_setup, tests[i].func, fixture_teardown);

@@ -244,6 +244,15 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 static gboolean
 queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 {
+	/* Automatic mail skips addresses known to bounce. */
+	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		if (p && p->bouncing)
+			g_ptr_array_remove_index (o->rcpts, i - 1);
+	}
+	if (o->rcpts->len == 0)
+		return TRUE;
+
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
 	g_autofree char *subject = NULL, *body = NULL;
@@ -257,15 +266,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	}
 	if (!rendered)
 		return FALSE;
-	/* Automatic mail skips addresses known to bounce. */
-	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
-		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
-		if (p && p->bouncing)
-			g_ptr_array_remove_index (o->rcpts, i - 1);
-	}
-	if (o->rcpts->len == 0)
-		return TRUE;
-
 	g_autofree char *from_name = NULL, *from_email = NULL;
 	md_notify_desk_from (desk, &from_name, &from_email);
 	g_autofree MdMailbox *to = g_new0 (MdMailbox, o->rcpts->len);

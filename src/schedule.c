@@ -57,16 +57,11 @@ typedef struct {
 static sqlite3_stmt *
 prepare (MdStore *store, const char *sql, GError **error)
 {
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2 (md_store_db (store), sql, -1, &s, NULL) != SQLITE_OK) {
-		md_store_set_error (store, error, "prepare timers statement");
-		sqlite3_finalize (s);
-		return NULL;
-	}
-	return s;
+	return md_store_statement (store, sql, error);
 }
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
+/* Statements are the store's cached ones: going out of scope resets them. */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
 
 static gboolean
 run_done (MdStore *store, sqlite3_stmt *s, const char *what, GError **error)

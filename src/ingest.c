@@ -226,8 +226,8 @@ insert_message (MdIngestJob *job, MdStore *store, MdStoredMessage *m, GError **e
 static gboolean
 is_desk_address (MdIngestJob *job, const char *address)
 {
-	return md_address_classify (&job->desk->addressing, address, NULL) != MD_ADDRESS_FOREIGN &&
-	       md_address_classify (&job->desk->addressing, address, NULL) != MD_ADDRESS_OTHER_LOCAL;
+	MdAddressKind kind = md_address_classify (&job->desk->addressing, address, NULL);
+	return kind != MD_ADDRESS_FOREIGN && kind != MD_ADDRESS_OTHER_LOCAL;
 }
 
 static gboolean

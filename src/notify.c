@@ -57,7 +57,9 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 
 	if (header_has (msg, MD_LOOP_HEADER))
 		return "it carries our own loop header";
-	if (auto_submitted && g_ascii_strncasecmp (g_strstrip (g_strdup (auto_submitted)), "no", 2) != 0)
+	while (auto_submitted && g_ascii_isspace (*auto_submitted))
+		auto_submitted++;
+	if (auto_submitted && g_ascii_strncasecmp (auto_submitted, "no", 2) != 0)
 		return "it is auto-submitted (RFC 3834)";
 	if (header_has (msg, "List-Id") || header_has (msg, "List-Unsubscribe"))
 		return "it comes from a mailing list";
@@ -256,6 +258,15 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 static gboolean
 queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 {
+	/* Automatic mail skips addresses known to bounce. */
+	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		if (p && p->bouncing)
+			g_ptr_array_remove_index (o->rcpts, i - 1);
+	}
+	if (o->rcpts->len == 0)
+		return TRUE;
+
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
 	g_autofree char *subject = NULL, *body = NULL;
@@ -269,15 +280,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	}
 	if (!rendered)
 		return FALSE;
-	/* Automatic mail skips addresses known to bounce. */
-	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
-		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
-		if (p && p->bouncing)
-			g_ptr_array_remove_index (o->rcpts, i - 1);
-	}
-	if (o->rcpts->len == 0)
-		return TRUE;
-
 	g_autofree char *from_name = NULL, *from_email = NULL;
 	md_notify_desk_from (desk, &from_name, &from_email);
 	g_autofree MdMailbox *to = g_new0 (MdMailbox, o->rcpts->len);

@@ -62,6 +62,19 @@ stmt (MdStore *store, const char *sql, GError **error)
 	return s;
 }
 
+sqlite3_stmt *
+md_store_statement (MdStore *store, const char *sql, GError **error)
+{
+	return stmt (store, sql, error);
+}
+
+void
+md_store_statement_release (sqlite3_stmt *s)
+{
+	if (s)
+		sqlite3_reset (s);
+}
+
 static void
 bind_text (sqlite3_stmt *s, int i, const char *text)
 {

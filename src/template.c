@@ -53,7 +53,7 @@ static const Variable variables[] = {
 	{ "desk.name", E_ALL, "the desk's name, e.g. \"Example Support\"" },
 	{ "desk.address", E_ALL, "the intake address that opens new tickets" },
 	{ "reply_address", E_ALL, "the ticket's token reply address (the intake address when there is no ticket)" },
-	{ "resolve_link", E_TO_CUSTOMER, "a mailto: link that marks the ticket resolved (empty without a ticket)" },
+	{ "resolve_link", E_ALL, "a mailto: link that marks the ticket resolved (empty without a ticket)" },
 	{ "ticket.key", E_ALL, "the ticket's key, e.g. SUP-123 (empty without a ticket)" },
 	{ "ticket.subject", E_ALL, "the ticket's subject" },
 	{ "ticket.status", E_ALL, "the ticket's current status" },

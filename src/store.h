@@ -108,6 +108,7 @@ typedef struct {
 	const char *requester;  /* with org_id: tickets this person may see */
 	gint64 org_id;
 	int limit;              /* 0 = no limit */
+	gboolean with_due_at;   /* only open tickets with a delivery estimate */
 } MdTicketFilter;
 /* MdTicket* in id order; free with g_ptr_array_unref. */
 GPtrArray *md_store_ticket_list (MdStore *store, const MdTicketFilter *filter, GError **error);

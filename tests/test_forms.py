@@ -158,6 +158,14 @@ def test_access_complete(tap):
     ack = acks(mails)
     tap.ok(ack and "Thu 03 Dec 2026 10:00" in ack[0] and "1-2 working days" in ack[0],
            "the acknowledgement promises the date", ack)
+    report = {r["priority"]: r for r in c.desk.json("sla", "report", env={"MAILDESK_NOW": c.now})}
+    tap.eq([(d["key"], d["due_at"], d["overdue"]) for d in report["P3"]["deliveries"]],
+           [("SUP-1", "2026-12-03T08:00:00Z", False)], "sla report lists the promised delivery", report["P3"])
+    later = {"MAILDESK_NOW": "2026-12-04T09:00:00+02:00"}
+    report = {r["priority"]: r for r in c.desk.json("sla", "report", env=later)}
+    tap.eq(report["P3"]["deliveries_overdue"], 1, "and counts it overdue once the date has passed")
+    text = c.desk.run("sla", "report", env=later, check=True).stdout.decode()
+    tap.ok("SUP-1" in text and "OVERDUE" in text, "in its text form too", text)
     c.close()
 
 

@@ -189,7 +189,8 @@ def simulate(tap):
     report = {r["priority"]: r for r in desk.json("sla", "report", env=env)}
     tap.eq(set(report), {"P1", "P2", "P3", "P4", "ER"}, "the report has every priority")
     tap.eq(set(report["P3"]), {"priority", "open", "due_next_working_day", "breached", "met", "responded",
-                               "median_first_response_business_hours"}, "report JSON fields")
+                               "median_first_response_business_hours", "deliveries", "deliveries_overdue"},
+           "report JSON fields")
     tap.eq({k: report["P1"][k] for k in ("open", "breached", "met", "median_first_response_business_hours")},
            {"open": 1, "breached": 1, "met": 0, "median_first_response_business_hours": 2.0},
            "P1: SUP-3 answered after 2 business hours, too late for 4 hours")

@@ -121,7 +121,7 @@ static gboolean
 insert_rows (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
              const char *const *rcpts, const char *raw_sha256, const char *message_id, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	sqlite3_stmt *s = md_store_stmt (store,
 		"INSERT INTO outbox (ticket_id, kind, mail_from, rcpt_to, message_id, raw_sha256, "
 		"next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)", error);
 	if (!s)
@@ -142,9 +142,12 @@ insert_rows (MdStore *store, gint64 ticket_id, const char *kind, const char *mai
 		bind_text (s, 5, message_id);
 		bind_text (s, 6, raw_sha256);
 		sqlite3_bind_int64 (s, 7, now);
-		if (!step_done (store, s, error))
+		if (!step_done (store, s, error)) {
+			sqlite3_reset (s);
 			return FALSE;
+		}
 	}
+	sqlite3_reset (s);
 	return TRUE;
 }
 
@@ -180,18 +183,19 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 	gsize len = 0;
 	const guchar *data = g_bytes_get_data (raw, &len);
 	g_autofree char *sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
-	sqlite3_stmt *s = prepare (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)", error);
+	sqlite3_stmt *s = md_store_stmt (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)",
+	                                 error);
 
 	if (!s)
 		return FALSE;
 	bind_text (s, 1, sha);
 	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_TRANSIENT);
 	int rc = sqlite3_step (s);
-	sqlite3_finalize (s);
-	if (rc != SQLITE_DONE) {
+	if (rc != SQLITE_DONE)
 		md_store_set_error (store, error, "queue message");
+	sqlite3_reset (s);
+	if (rc != SQLITE_DONE)
 		return FALSE;
-	}
 	return md_outbox_enqueue (store, ticket_id, kind, mail_from, rcpts, sha, message_id, error);
 }
 
@@ -223,14 +227,16 @@ ensure_spooled (MdDesk *desk, MdStore *store, const char *sha, const char *path,
 guint
 md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	sqlite3_stmt *s = md_store_stmt (store,
 		"SELECT count(*) FROM outbox WHERE rcpt_to = ?1 AND kind = ?2 AND created_at >= ?3", NULL);
 	if (!s)
 		return 0;
 	bind_text (s, 1, rcpt);
 	bind_text (s, 2, kind);
 	sqlite3_bind_int64 (s, 3, since);
-	return sqlite3_step (s) == SQLITE_ROW ? (guint) sqlite3_column_int64 (s, 0) : 0;
+	guint n = sqlite3_step (s) == SQLITE_ROW ? (guint) sqlite3_column_int64 (s, 0) : 0;
+	sqlite3_reset (s);  /* a cached statement must not hold its read open */
+	return n;
 }
 
 /* ---- listing ---- */

@@ -62,6 +62,12 @@ stmt (MdStore *store, const char *sql, GError **error)
 	return s;
 }
 
+sqlite3_stmt *
+md_store_stmt (MdStore *store, const char *sql, GError **error)
+{
+	return stmt (store, sql, error);
+}
+
 static void
 bind_text (sqlite3_stmt *s, int i, const char *text)
 {

@@ -189,6 +189,12 @@ gboolean md_store_meta_set (MdStore *store, const char *key, const char *value, 
  * state) without exposing SQLite in their headers. */
 struct sqlite3;
 struct sqlite3 *md_store_db (MdStore *store);
+/* The store's cached statement for SQL, which must be a string literal
+ * (its address is the cache key), reset and without bindings.  Owned by
+ * the store: reset it after use, never finalize it.  For statements run
+ * once per message, where preparing each time costs more than running. */
+struct sqlite3_stmt;
+struct sqlite3_stmt *md_store_stmt (MdStore *store, const char *sql, GError **error);
 /* Converts the connection's last error to MD_ERROR (BUSY -> DB_BUSY, FULL -> DISK_FULL). */
 void md_store_set_error (MdStore *store, GError **error, const char *what);
 

@@ -220,7 +220,13 @@ transaction_free (MdLmtpTransaction **txp)
 			g_clear_error (&tx->results[i]);
 		g_free (tx->results);
 	}
-	g_strfreev (tx->info);
+	if (tx->info) {
+		/* not g_strfreev: a failed recipient's entry is NULL, and the
+		 * entries after it would leak */
+		for (guint i = 0; i < transaction_n_rcpts (tx); i++)
+			g_free (tx->info[i]);
+		g_free (tx->info);
+	}
 	g_ptr_array_unref (tx->rcpts);
 	g_free (tx->sender);
 	g_free (tx->sha256);
@@ -1005,8 +1011,9 @@ static void
 session_process (MdLmtpSession *s)
 {
 	while (session_can_process (s)) {
-		const char *p = (const char *) s->in->data + s->in_pos;
 		gsize avail = s->in->len - s->in_pos;
+		/* an empty GByteArray may have a NULL data: no offset on it */
+		const char *p = avail ? (const char *) s->in->data + s->in_pos : "";
 		gsize used;
 
 		if (s->state == STATE_DATA)

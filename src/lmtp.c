@@ -566,6 +566,18 @@ md_lmtp_server_new (const MdLmtpConfig *cfg, MdSpool *spool, const MdLmtpCallbac
 	return s;
 }
 
+/* How long md_lmtp_server_free waits for writes under way. */
+#define SHUTDOWN_FLUSH_USEC (200 * 1000)
+
+static gboolean
+any_writing (MdLmtpServer *s)
+{
+	for (GList *l = s->connections; l; l = l->next)
+		if (((MdLmtpConn *) l->data)->writing)
+			return TRUE;
+	return FALSE;
+}
+
 void
 md_lmtp_server_free (MdLmtpServer *s)
 {
@@ -575,10 +587,21 @@ md_lmtp_server_free (MdLmtpServer *s)
 	md_lmtp_server_stop_accepting (s);
 	g_signal_handlers_disconnect_by_data (s->service, s);
 	g_clear_object (&s->service);
+	/* Queue the goodbye everywhere, then give writes already under way
+	 * (their completion may not have been dispatched yet) a short,
+	 * bounded chance to finish, so the 421 follows them in order; a
+	 * connection that has flushed its 421 closes itself. */
+	for (GList *l = s->connections; l; l = l->next)
+		md_lmtp_session_shutdown (((MdLmtpConn *) l->data)->session);
+	gint64 deadline = g_get_monotonic_time () + SHUTDOWN_FLUSH_USEC;
+	while (any_writing (s) && g_get_monotonic_time () < deadline)
+		if (!g_main_context_iteration (s->context, FALSE))
+			g_usleep (1000);
 	while (s->connections) {
 		MdLmtpConn *c = s->connections->data;
 		/* One try to say goodbye, without waiting on a slow reader. */
-		md_lmtp_session_shutdown (c->session);
+		if (!md_lmtp_session_closing (c->session))
+			md_lmtp_session_shutdown (c->session);
 		GString *out = md_lmtp_session_output (c->session);
 		if (!c->writing && out->len > 0)
 			g_socket_send_with_blocking (g_socket_connection_get_socket (c->conn), out->str, out->len, FALSE,

@@ -20,7 +20,8 @@ typedef struct {
 	MdTestRecorder *r;
 	MdLmtpTransaction *tx;
 	GError **errors;
-	char **info;
+	char **info;             /* n entries; NULL for a failed recipient */
+	guint n;
 	GThread *caller;
 } MdTestAnswer;
 
@@ -70,7 +71,9 @@ answer (gpointer data)
 		a->r->cross_thread++;
 	g_mutex_unlock (&a->r->lock);
 	md_lmtp_transaction_done (a->tx, a->errors, (const char *const *) a->info);
-	g_strfreev (a->info);
+	for (guint i = 0; i < a->n; i++)
+		g_free (a->info[i]);
+	g_free (a->info);
 	g_free (a);
 	return NULL;
 }
@@ -95,6 +98,7 @@ deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char *co
 	a->caller = g_thread_self ();
 	a->errors = g_new0 (GError *, n);
 	a->info = g_new0 (char *, n + 1);
+	a->n = n;
 	g_mutex_lock (&r->lock);
 	g_ptr_array_add (r->deliveries, d);
 	for (guint i = 0; i < n; i++) {

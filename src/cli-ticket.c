@@ -10,7 +10,11 @@
 #include "catalog.h"
 #include "cli.h"
 #include "md.h"
+#include "thread.h"
 #include "token.h"
+#include "workflow.h"
+
+#include <unistd.h>
 
 static void
 add_time (JsonBuilder *b, const char *name, gint64 t)
@@ -319,12 +323,158 @@ ticket_show (MdDesk *desk, int argc, char **argv)
 	return MD_EX_OK;
 }
 
+/* Who acts from the command line: --as, else $MAILDESK_AGENT, else the
+ * system.  Given an address, it must be an agent's. */
+static gboolean
+cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **email_r)
+{
+	const char *who = as ? as : g_getenv ("MAILDESK_AGENT");
+	if (!who || !*who) {
+		*actor = (MdActor) { MD_ACTOR_SYSTEM, NULL, NULL };
+		return TRUE;
+	}
+	*email_r = g_ascii_strdown (who, -1);
+	if (!md_is_agent (store, *email_r, (const char *const *) desk->conf->agents)) {
+		fprintf (stderr, "maildesk: %s is not an agent (maildesk agent add %s)\n", *email_r, *email_r);
+		return FALSE;
+	}
+	g_autoptr (MdPerson) p = md_store_person_find (store, *email_r, NULL);
+	*actor = (MdActor) { MD_ACTOR_AGENT, *email_r, p ? p->name : NULL };
+	return TRUE;
+}
+
+static int
+finish (MdStore *store, GError *error)
+{
+	if (!error && md_store_commit (store, &error))
+		return MD_EX_OK;
+	md_store_rollback (store);
+	md_cli_error (error);
+	int rc = g_error_matches (error, MD_ERROR, MD_ERROR_INVALID) || g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND)
+	         ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
+	g_error_free (error);
+	return rc;
+}
+
+static int
+ticket_set (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *as = NULL, *email = NULL;
+	GOptionEntry entries[] = {
+		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "act as this agent (default $MAILDESK_AGENT)", "EMAIL" },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket set", "ID key=value...", "Change fields of a ticket.", entries, &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc < 3) {
+		fprintf (stderr, "Usage: maildesk ticket set ID key=value... (status, priority, category, assignee, visibility)\n");
+		return MD_EX_USAGE;
+	}
+	gint64 id = parse_id (desk, argv[1]);
+	if (!id)
+		return MD_EX_USAGE;
+	GError *error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	MdActor actor;
+	if (!store) {
+		md_cli_error (error);
+		g_error_free (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (!cli_actor (desk, store, as, &actor, &email))
+		return MD_EX_USAGE;
+	if (!md_store_begin (store, &error))
+		return finish (store, error);
+	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
+	for (int i = 2; t && !error && i < argc; i++) {
+		const char *eq = strchr (argv[i], '=');
+		if (!eq) {
+			g_set_error (&error, MD_ERROR, MD_ERROR_INVALID, "\"%s\" is not key=value", argv[i]);
+			break;
+		}
+		g_autofree char *key = g_strndup (argv[i], (gsize) (eq - argv[i]));
+		md_workflow_set_field (desk, store, t, g_strstrip (key), eq + 1, &actor, &error);
+	}
+	return finish (store, error);
+}
+
+static int
+ticket_reply (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *as = NULL, *email = NULL;
+	gboolean internal = FALSE;
+	GOptionEntry entries[] = {
+		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "reply as this agent (default $MAILDESK_AGENT)", "EMAIL" },
+		{ "internal", 0, 0, G_OPTION_ARG_NONE, &internal, "an internal note, not sent to the customer", NULL },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket reply", "ID", "Reply as an agent; the text is read from standard input.", entries,
+	                   &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc != 2)
+		return MD_EX_USAGE;
+	gint64 id = parse_id (desk, argv[1]);
+	if (!id)
+		return MD_EX_USAGE;
+	g_autoptr (GString) text = g_string_new (NULL);
+	char buf[8192];
+	ssize_t n;
+	while ((n = read (STDIN_FILENO, buf, sizeof buf)) > 0 && text->len < 1024 * 1024)
+		g_string_append_len (text, buf, n);
+	if (!g_utf8_validate (text->str, (gssize) text->len, NULL)) {
+		fprintf (stderr, "maildesk: the reply is not UTF-8 text\n");
+		return MD_EX_DATAERR;
+	}
+	GError *error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	MdActor actor;
+	if (!store) {
+		md_cli_error (error);
+		g_error_free (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (!cli_actor (desk, store, as, &actor, &email))
+		return MD_EX_USAGE;
+	if (!actor.email) {
+		fprintf (stderr, "maildesk: say which agent replies: --as EMAIL or MAILDESK_AGENT\n");
+		return MD_EX_USAGE;
+	}
+	if (!md_store_begin (store, &error))
+		return finish (store, error);
+	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
+	g_autoptr (GPtrArray) commands = md_commands_parse (text->str);
+	for (guint i = 0; i < commands->len; i++)
+		internal |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
+	if (t) {
+		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+		m->ticket_id = t->id;
+		m->from_addr = g_strdup (actor.email);
+		m->from_name = g_strdup (actor.name);
+		m->subject = g_strdup (t->subject);
+		m->body = g_strdup (text->str);
+		m->full_text = g_strdup (text->str);
+		m->internal = internal;
+		m->flag = g_strdup ("from the command line");
+		m->created_at = md_now ();
+		t->updated_at = m->created_at;
+		if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
+			md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
+	}
+	return finish (store, error);
+}
+
 int
 md_cmd_ticket (int argc, char **argv)
 {
-	if (argc < 2 || (strcmp (argv[1], "list") && strcmp (argv[1], "show"))) {
+	static const char *const verbs[] = { "list", "show", "set", "reply" };
+	gboolean known = FALSE;
+	for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS (verbs); i++)
+		known |= strcmp (argv[1], verbs[i]) == 0;
+	if (!known) {
 		fprintf (stderr, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
-		                 "       maildesk ticket show ID [--json] [--full]\n");
+		                 "       maildesk ticket show ID [--json] [--full]\n"
+		                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
+		                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
 		return MD_EX_USAGE;
 	}
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
@@ -332,5 +482,9 @@ md_cmd_ticket (int argc, char **argv)
 		return MD_EX_CONFIG;
 	if (strcmp (argv[1], "list") == 0)
 		return ticket_list (desk, argc - 1, argv + 1);
+	if (strcmp (argv[1], "set") == 0)
+		return ticket_set (desk, argc - 1, argv + 1);
+	if (strcmp (argv[1], "reply") == 0)
+		return ticket_reply (desk, argc - 1, argv + 1);
 	return ticket_show (desk, argc - 1, argv + 1);
 }

@@ -31,5 +31,7 @@ int md_cmd_org (int argc, char **argv);
 int md_cmd_classify (int argc, char **argv);
 int md_cmd_check_config (int argc, char **argv);
 int md_cmd_serve (int argc, char **argv);
+int md_cmd_outbox (int argc, char **argv);
+int md_cmd_fetch (int argc, char **argv);
 
 #endif

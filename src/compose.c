@@ -351,9 +351,16 @@ text_body (const char *body)
 {
 	GMimeTextPart *text = g_mime_text_part_new_with_subtype ("plain");
 	g_autofree char *valid = g_utf8_make_valid (body ? body : "", -1);
-	g_mime_text_part_set_text (text, valid);
-	g_mime_text_part_set_charset (text, "utf-8");
+	/* Not g_mime_text_part_set_text: it converts to the narrowest charset
+	 * that fits (Latin-1 for "·"), and labelling that utf-8 afterwards
+	 * would be mojibake.  The bytes stay UTF-8, and say so. */
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer (valid, strlen (valid));
+	GMimeDataWrapper *content = g_mime_data_wrapper_new_with_stream (stream, GMIME_CONTENT_ENCODING_DEFAULT);
 	GMimePart *part = GMIME_PART (text);
+	g_mime_part_set_content (part, content);
+	g_object_unref (content);
+	g_object_unref (stream);
+	g_mime_text_part_set_charset (text, "utf-8");
 	g_mime_part_set_content_encoding (part, g_mime_part_get_best_content_encoding (
 		part, GMIME_ENCODING_CONSTRAINT_7BIT));
 	return GMIME_OBJECT (text);

@@ -9,7 +9,10 @@
 #include "md.h"
 #include "message.h"
 #include "rules.h"
+#include "notify.h"
+#include "schedule.h"
 #include "trim.h"
+#include "workflow.h"
 
 struct _MdIngestJob {
 	MdDesk *desk;
@@ -254,7 +257,7 @@ join_tags (GPtrArray *tags)
 }
 
 static gboolean
-create_ticket (MdIngestJob *job, MdStore *store, GError **error)
+create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **error)
 {
 	MdMessage *msg = job->msg;
 	MdClassification *cls = &job->cls;
@@ -282,6 +285,8 @@ create_ticket (MdIngestJob *job, MdStore *store, GError **error)
 		return FALSE;
 	t->created_at = t->updated_at = t->status_changed_at = now;
 	t->tags = join_tags (cls->tags);
+	t->linked_ticket_id = linked_to;
+	g_autofree char *linked_key = linked_to ? md_ticket_key (job->desk->conf->ticket_prefix, linked_to) : NULL;
 	t->flag = cls->quarantine ? g_strdup ("quarantined by rules") : problems_flag (msg);
 	if (!md_store_ticket_insert (store, t, error))
 		return FALSE;
@@ -293,16 +298,50 @@ create_ticket (MdIngestJob *job, MdStore *store, GError **error)
 	    !md_store_history_add (store, t->id, now, "rules", "category", NULL, t->category, error) ||
 	    !md_store_history_add (store, t->id, now, "rules", "priority", NULL, t->priority, error))
 		return FALSE;
+	if (linked_to && !md_store_history_add (store, t->id, now, actor, "linked_ticket", NULL, linked_key, error))
+		return FALSE;
 	job->result.ticket_id = t->id;
 	job->result.new_ticket = TRUE;
-	return TRUE;
+
+	t->first_response_due = md_workflow_first_response_due (job->desk, t->priority, t->created_at);
+	g_autoptr (MdTicket) full = NULL;
+	if (!md_store_ticket_update (store, t, error) || !(full = md_store_ticket_get (store, t->id, error)) ||
+	    !md_schedule_ticket (job->desk, store, full, error))
+		return FALSE;
+	if (cls->quarantine)
+		return TRUE;  /* held for a human: nobody is mailed */
+	MdPersonRef author = { job->sender_addr, msg->from_name };
+	return md_notify_ack (job->desk, store, full, msg, job->sender, error) &&
+	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
+}
+
+static gboolean
+agent_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
+               GError **error)
+{
+	/* The agent's name as the desk knows it, not as the mail claims. */
+	g_autoptr (MdPerson) p = md_store_person_find (store, job->sender_addr, NULL);
+	MdActor actor = { MD_ACTOR_AGENT, job->sender_addr, p && p->name ? p->name : job->msg->from_name };
+	return md_workflow_agent_reply (job->desk, store, t, &actor, m->body, m->internal, commands, job->msg, error);
+}
+
+static gboolean
+customer_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdStoredMessage *m, GPtrArray *commands,
+                  GError **error)
+{
+	MdActor actor = { MD_ACTOR_CUSTOMER, job->sender_addr, job->msg->from_name };
+	return md_workflow_customer_reply (job->desk, store, t, &actor, m->body, commands, job->msg, error);
 }
 
 static gboolean
 add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction action, GError **error)
 {
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, t->id, TRUE);
+	g_autoptr (GPtrArray) commands = md_commands_parse (m->body);
+	gboolean internal_cmd = FALSE;
 
+	for (guint i = 0; i < commands->len; i++)
+		internal_cmd |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
 	if (action == MD_THREAD_UNVERIFIED_SENDER || action == MD_THREAD_UNVERIFIED_AGENT) {
 		const char *why = action == MD_THREAD_UNVERIFIED_SENDER ? "unverified sender" : "unverified agent";
 		m->internal = TRUE;
@@ -313,14 +352,28 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 		} else {
 			m->flag = g_strdup (why);
 		}
+	} else if (action == MD_THREAD_AGENT_COMMENT && internal_cmd) {
+		m->internal = TRUE;
 	}
 	if (!insert_message (job, store, m, error))
 		return FALSE;
-	if (m->internal)
-		return TRUE;  /* a note changes nothing on the ticket */
-	t->updated_at = md_now ();
 	job->result.ticket_id = t->id;
-	return md_store_ticket_update (store, t, error);
+
+	if (action == MD_THREAD_UNVERIFIED_SENDER)
+		return TRUE;  /* kept for a human; changes nothing, tells no one */
+	if (action == MD_THREAD_UNVERIFIED_AGENT) {
+		MdPersonRef agent = { job->sender_addr, job->msg->from_name };
+		if (commands->len && !md_store_history_add (store, t->id, md_now (), job->sender_addr, "command refused",
+		                                             "(unverified agent)", "mail did not reach the token address", error))
+			return FALSE;
+		return md_notify_unverified_agent (job->desk, store, t, &agent, job->msg, error);
+	}
+	t->updated_at = md_now ();
+	if (!md_store_ticket_update (store, t, error))
+		return FALSE;
+	if (action == MD_THREAD_AGENT_COMMENT)
+		return agent_comment (job, store, t, m, commands, error);
+	return customer_comment (job, store, t, m, commands, error);
 }
 
 /* A delivery report: an internal note on the ticket of the bounced
@@ -336,12 +389,28 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 		if (!t)
 			ticket_id = 0;
 	}
+	/* Stop automatic mail to an address that bounces for good. */
+	GPtrArray *failed = job->msg->report_failed_recipients;
+	for (guint i = 0; failed && i < failed->len; i++)
+		if (!md_store_set_bouncing (store, failed->pdata[i], TRUE, error))
+			return FALSE;
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
 	g_free (m->flag);
 	m->flag = g_strdup ("bounce");
 	m->internal = TRUE;
 	job->result.ticket_id = ticket_id;
 	return insert_message (job, store, m, error);
+}
+
+/* DESIGN 1: a reply after the reopen window opens a new ticket that
+ * links the old one. */
+static gboolean
+reopen_window_passed (MdDesk *desk, const MdTicket *t)
+{
+	if (g_strcmp0 (t->status, MD_STATUS_RESOLVED) != 0 || !t->resolved_at)
+		return FALSE;
+	gint64 until = md_calendar_add (desk->calendar, t->resolved_at, &desk->reopen_window);
+	return until > 0 && md_now () > until;
 }
 
 static gboolean
@@ -353,6 +422,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 
 	if (msg->is_report)
 		return store_bounce (job, store, error);
+	/* Mail from an address proves it receives mail again. */
+	if (job->sender_addr && !md_store_set_bouncing (store, job->sender_addr, FALSE, error))
+		return FALSE;
 
 	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
 	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,
@@ -371,7 +443,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 	job->result.action = action;
 
 	if (action == MD_THREAD_NEW_TICKET)
-		return create_ticket (job, store, error);
+		return create_ticket (job, store, 0, error);
+	if (action == MD_THREAD_COMMENT && reopen_window_passed (job->desk, t))
+		return create_ticket (job, store, t->id, error);
 	return add_comment (job, store, t, action, error);
 }
 

@@ -215,18 +215,12 @@ transaction_free (MdLmtpTransaction **txp)
 	if (tx->pending)
 		g_string_free (tx->pending, TRUE);
 	g_clear_error (&tx->error);
-	if (tx->results) {
-		for (guint i = 0; i < transaction_n_rcpts (tx); i++)
-			g_clear_error (&tx->results[i]);
-		g_free (tx->results);
-	}
-	if (tx->info) {
-		/* not g_strfreev: a failed recipient's entry is NULL, and the
-		 * entries after it would leak */
-		for (guint i = 0; i < transaction_n_rcpts (tx); i++)
-			g_free (tx->info[i]);
-		g_free (tx->info);
-	}
+	for (guint i = 0; tx->results && i < transaction_n_rcpts (tx); i++)
+		g_clear_error (&tx->results[i]);
+	g_free (tx->results);
+	for (guint i = 0; tx->info && i < transaction_n_rcpts (tx); i++)
+		g_free (tx->info[i]);  /* NULL entries inside: not a strv */
+	g_free (tx->info);
 	g_ptr_array_unref (tx->rcpts);
 	g_free (tx->sender);
 	g_free (tx->sha256);
@@ -446,7 +440,7 @@ md_lmtp_transaction_done (MdLmtpTransaction *tx, GError **errors, const char *co
 
 	tx->results = errors ? errors : g_new0 (GError *, n);
 	if (info) {
-		tx->info = g_new0 (char *, n + 1);
+		tx->info = g_new0 (char *, n);
 		for (guint i = 0; i < n; i++)
 			tx->info[i] = g_strdup (info[i]);
 	}
@@ -1012,7 +1006,6 @@ session_process (MdLmtpSession *s)
 {
 	while (session_can_process (s)) {
 		gsize avail = s->in->len - s->in_pos;
-		/* an empty GByteArray may have a NULL data: no offset on it */
 		const char *p = avail ? (const char *) s->in->data + s->in_pos : "";
 		gsize used;
 

@@ -23,7 +23,6 @@ struct _MdLmtpServer {
 	GList *connections;          /* MdLmtpConn*, owned by lmtp.c */
 	guint n_connections;
 	guint active_transactions;
-	gboolean closed;             /* md_lmtp_server_free called */
 };
 
 MdLmtpServer *md_lmtp_server_ref (MdLmtpServer *s);

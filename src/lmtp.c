@@ -3,9 +3,10 @@
  * per client moving bytes between its socket and its session
  * (lmtp-session.c), the idle timer and the connection limit.
  *
- * Flow control: a connection reads only while its session has room
- * (none while a delivery is pending, so pipelined commands wait in the
- * socket), and writes whatever replies the session has queued.
+ * Non-blocking I/O on pollable streams: a connection reads only while
+ * its session has room (none while a delivery is pending, so pipelined
+ * commands wait in the socket), writes replies as soon as they exist, and
+ * lets the session go on only while the kernel takes its output.
  */
 #include "config.h"
 
@@ -24,17 +25,18 @@
 #define MIN_LINE_LENGTH 64
 
 typedef struct {
-	gint ref;                 /* the server's list and each pending operation */
+	gint ref;                 /* the server's list, and a callback running */
 	MdLmtpServer *server;
 	GSocketConnection *conn;
-	GCancellable *cancel;
+	GPollableInputStream *in;
+	GPollableOutputStream *out;
 	MdLmtpSession *session;
-	GSource *timer;
-	gboolean reading;
-	gboolean writing;
+	GSource *timer;           /* idle timeout */
+	GSource *readable;        /* while the session has room */
+	GSource *writable;        /* while the kernel refuses our output */
+	GString *unsent;          /* replies the kernel has not taken yet */
 	gboolean closed;
 	const char *close_reason;
-	GBytes *sending;
 	guint8 buf[READ_CHUNK];
 } MdLmtpConn;
 
@@ -74,10 +76,18 @@ conn_unref (MdLmtpConn *c)
 	if (--c->ref > 0)
 		return;
 	g_assert (c->closed);
-	g_clear_pointer (&c->sending, g_bytes_unref);
-	g_object_unref (c->cancel);
+	g_string_free (c->unsent, TRUE);
 	g_object_unref (c->conn);
 	g_free (c);
+}
+
+static void
+drop_source (GSource **source)
+{
+	if (*source) {
+		g_source_destroy (*source);
+		g_clear_pointer (source, g_source_unref);
+	}
 }
 
 static void
@@ -86,9 +96,9 @@ conn_close (MdLmtpConn *c, const char *reason)
 	if (c->closed)
 		return;
 	c->closed = TRUE;
-	g_cancellable_cancel (c->cancel);
-	g_source_destroy (c->timer);
-	g_clear_pointer (&c->timer, g_source_unref);
+	drop_source (&c->timer);
+	drop_source (&c->readable);
+	drop_source (&c->writable);
 	c->server->connections = g_list_remove (c->server->connections, c);
 	c->server->n_connections--;
 	md_lmtp_session_free (&c->session, c->close_reason ? c->close_reason : reason);
@@ -108,15 +118,15 @@ conn_arm_timer (MdLmtpConn *c)
 		                         + (gint64) c->server->cfg.idle_timeout_ms * 1000);
 }
 
-static void
-on_read (GObject *source, GAsyncResult *result, gpointer data)
+static gboolean
+on_readable (GObject *stream, gpointer data)
 {
-	MdLmtpConn *c = data;
+	MdLmtpConn *c = conn_ref (data);
 	g_autoptr (GError) error = NULL;
-	gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
+	gsize room = MIN (md_lmtp_session_input_room (c->session), sizeof c->buf);
+	gssize n = room ? g_pollable_input_stream_read_nonblocking (c->in, c->buf, room, NULL, &error) : 0;
 
-	c->reading = FALSE;
-	if (c->closed)
+	if (room == 0 || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
 		;
 	else if (n < 0)
 		conn_close (c, "error");
@@ -128,81 +138,97 @@ on_read (GObject *source, GAsyncResult *result, gpointer data)
 		conn_pump (c);
 	}
 	conn_unref (c);
+	return G_SOURCE_CONTINUE;
 }
 
-static void
-on_written (GObject *source, GAsyncResult *result, gpointer data)
+static gboolean
+on_writable (GObject *stream, gpointer data)
 {
-	MdLmtpConn *c = data;
-	g_autoptr (GError) error = NULL;
-	gboolean ok = g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error);
+	MdLmtpConn *c = conn_ref (data);
 
-	c->writing = FALSE;
-	g_clear_pointer (&c->sending, g_bytes_unref);
-	if (c->closed)
-		;
-	else if (!ok)
-		conn_close (c, "error");
-	else {
-		md_lmtp_session_input (c->session, NULL, 0);  /* output had backed up */
-		conn_arm_timer (c);
-		conn_pump (c);
-	}
+	drop_source (&c->writable);
+	conn_arm_timer (c);
+	conn_pump (c);
 	conn_unref (c);
+	return G_SOURCE_REMOVE;
 }
 
-/* Sends what the session has queued, reads when it has room, closes
- * when it is done. */
+/* Hands the unsent replies to the kernel without blocking; FALSE if the
+ * connection broke (and is closed). */
+static gboolean
+conn_write (MdLmtpConn *c)
+{
+	while (c->unsent->len > 0 && !c->writable) {
+		g_autoptr (GError) error = NULL;
+		gssize n = g_pollable_output_stream_write_nonblocking (c->out, c->unsent->str, c->unsent->len, NULL,
+		                                                       &error);
+		if (n > 0) {
+			g_string_erase (c->unsent, 0, n);
+		} else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+			c->writable = g_pollable_output_stream_create_source (c->out, NULL);
+			g_source_set_callback (c->writable, (GSourceFunc) (void (*) (void)) on_writable, c, NULL);
+			g_source_attach (c->writable, c->server->context);
+		} else {
+			conn_close (c, "error");
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* Sends what the session has to say, lets it go on while the kernel takes
+ * the output, reads while it has room, closes once it is done. */
 static void
 conn_pump (MdLmtpConn *c)
 {
+	while (!c->closed) {
+		GString *out = md_lmtp_session_output (c->session);
+		g_string_append_len (c->unsent, out->str, (gssize) out->len);
+		g_string_truncate (out, 0);
+		if (!conn_write (c) || c->unsent->len > 0)
+			break;  /* closed, or on_writable will be back */
+		if (md_lmtp_session_closing (c->session)) {
+			conn_close (c, "quit");
+			break;
+		}
+		md_lmtp_session_input (c->session, NULL, 0);  /* in case output had backed up */
+		if (md_lmtp_session_output (c->session)->len == 0)
+			break;
+	}
 	if (c->closed)
 		return;
-	GString *out = md_lmtp_session_output (c->session);
-	if (!c->writing && out->len > 0) {
-		gsize len = out->len;
-		c->sending = g_bytes_new_take (g_string_free (g_string_new_len (out->str, (gssize) len), FALSE), len);
-		g_string_truncate (out, 0);
-		c->writing = TRUE;
-		gsize size;
-		const void *bytes = g_bytes_get_data (c->sending, &size);
-		g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (c->conn)), bytes, size,
-		                                 G_PRIORITY_DEFAULT, c->cancel, on_written, conn_ref (c));
-	}
-	if (md_lmtp_session_closing (c->session)) {
-		if (!c->writing)
-			conn_close (c, "quit");
-		return;
-	}
-	gsize room = MIN (md_lmtp_session_input_room (c->session), sizeof c->buf);
-	if (!c->reading && room > 0) {
-		c->reading = TRUE;
-		g_input_stream_read_async (g_io_stream_get_input_stream (G_IO_STREAM (c->conn)), c->buf, room,
-		                           G_PRIORITY_DEFAULT, c->cancel, on_read, conn_ref (c));
-	}
+	gboolean want_input = md_lmtp_session_input_room (c->session) > 0;
+	if (want_input && !c->readable) {
+		c->readable = g_pollable_input_stream_create_source (c->in, NULL);
+		g_source_set_callback (c->readable, (GSourceFunc) (void (*) (void)) on_readable, c, NULL);
+		g_source_attach (c->readable, c->server->context);
+	} else if (!want_input)
+		drop_source (&c->readable);
 }
 
 static void
 conn_wake (gpointer owner)
 {
-	MdLmtpConn *c = owner;
+	MdLmtpConn *c = conn_ref (owner);
 	conn_arm_timer (c);
 	conn_pump (c);
+	conn_unref (c);
 }
 
 static gboolean
 on_idle_timeout (gpointer data)
 {
-	MdLmtpConn *c = data;
+	MdLmtpConn *c = conn_ref (data);
 
-	if (c->closed || md_lmtp_session_waiting (c->session))
-		return G_SOURCE_CONTINUE;
-	c->close_reason = "timeout";
-	md_lmtp_session_timeout (c->session);
-	if (c->writing)  /* a client that does not read its replies gets no 421 */
-		conn_close (c, "timeout");
-	else
-		conn_pump (c);
+	if (!c->closed && !md_lmtp_session_waiting (c->session)) {
+		c->close_reason = "timeout";
+		md_lmtp_session_timeout (c->session);
+		if (c->unsent->len > 0)  /* a client that does not read its replies gets no 421 */
+			conn_close (c, "timeout");
+		else
+			conn_pump (c);
+	}
+	conn_unref (c);
 	return G_SOURCE_CONTINUE;
 }
 
@@ -263,7 +289,9 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
 	c->ref = 1;
 	c->server = s;
 	c->conn = g_object_ref (conn);
-	c->cancel = g_cancellable_new ();
+	c->in = G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (G_IO_STREAM (conn)));
+	c->out = G_POLLABLE_OUTPUT_STREAM (g_io_stream_get_output_stream (G_IO_STREAM (conn)));
+	c->unsent = g_string_new (NULL);
 	c->session = md_lmtp_session_new (s, peer, conn_wake, c);
 	c->timer = g_source_new (&timer_funcs, sizeof (GSource));
 	g_source_set_callback (c->timer, on_idle_timeout, c, NULL);
@@ -271,7 +299,7 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
 	s->connections = g_list_prepend (s->connections, c);
 	s->n_connections++;
 	conn_arm_timer (c);
-	conn_pump (c);
+	conn_wake (c);
 	return TRUE;
 }
 
@@ -566,47 +594,24 @@ md_lmtp_server_new (const MdLmtpConfig *cfg, MdSpool *spool, const MdLmtpCallbac
 	return s;
 }
 
-/* How long md_lmtp_server_free waits for writes under way. */
-#define SHUTDOWN_FLUSH_USEC (200 * 1000)
-
-static gboolean
-any_writing (MdLmtpServer *s)
-{
-	for (GList *l = s->connections; l; l = l->next)
-		if (((MdLmtpConn *) l->data)->writing)
-			return TRUE;
-	return FALSE;
-}
-
 void
 md_lmtp_server_free (MdLmtpServer *s)
 {
 	if (!s)
 		return;
-	s->closed = TRUE;
 	md_lmtp_server_stop_accepting (s);
 	g_signal_handlers_disconnect_by_data (s->service, s);
 	g_clear_object (&s->service);
-	/* Queue the goodbye everywhere, then give writes already under way
-	 * (their completion may not have been dispatched yet) a short,
-	 * bounded chance to finish, so the 421 follows them in order; a
-	 * connection that has flushed its 421 closes itself. */
-	for (GList *l = s->connections; l; l = l->next)
-		md_lmtp_session_shutdown (((MdLmtpConn *) l->data)->session);
-	gint64 deadline = g_get_monotonic_time () + SHUTDOWN_FLUSH_USEC;
-	while (any_writing (s) && g_get_monotonic_time () < deadline)
-		if (!g_main_context_iteration (s->context, FALSE))
-			g_usleep (1000);
 	while (s->connections) {
-		MdLmtpConn *c = s->connections->data;
+		MdLmtpConn *c = conn_ref (s->connections->data);
 		/* One try to say goodbye, without waiting on a slow reader. */
-		if (!md_lmtp_session_closing (c->session))
+		c->close_reason = "shutdown";
+		if (c->unsent->len == 0) {
 			md_lmtp_session_shutdown (c->session);
-		GString *out = md_lmtp_session_output (c->session);
-		if (!c->writing && out->len > 0)
-			g_socket_send_with_blocking (g_socket_connection_get_socket (c->conn), out->str, out->len, FALSE,
-			                             NULL, NULL);
+			conn_pump (c);
+		}
 		conn_close (c, "shutdown");
+		conn_unref (c);
 	}
 	md_lmtp_server_unref (s);
 }

@@ -57,9 +57,11 @@ const char *md_lmtp_transaction_id (const MdLmtpTransaction *tx);
 MdLmtpServer *md_lmtp_server_new (const MdLmtpConfig *cfg, MdSpool *spool, const MdLmtpCallbacks *cb,
                                   gpointer app, GError **error);
 /* Adds listeners: "host:port", "[v6]:port", "unix:/path", comma-separated.
- * Port 0 picks a free port.  A stale Unix socket file is replaced; a live
- * one or any other file is an error.  All or nothing: on error no
- * listener of this spec is left open. */
+ * Port 0 picks a free port; "*:port" is every address.  Unix sockets get
+ * cfg->unix_mode (created 0600 first, under a umask set for the bind).  A
+ * stale Unix socket file is replaced; a live one or any other file is an
+ * error (MD_ERROR_CONFIG).  Every address is bound before any is served:
+ * on error none of this spec is left open. */
 gboolean md_lmtp_server_listen (MdLmtpServer *s, const char *listen_spec, GError **error);
 /* The bound addresses in listen syntax ("127.0.0.1:41873"), NULL-terminated;
  * owned by the server, valid until the next listen or stop. */
@@ -71,7 +73,9 @@ guint md_lmtp_server_active_transactions (MdLmtpServer *s);
 guint md_lmtp_server_connections (MdLmtpServer *s);
 /* Stops accepting, tells every client 421 4.3.2 and closes it.  Replies of
  * transactions still in the application are dropped (the MTA retries);
- * the application may still call md_lmtp_transaction_done for them. */
+ * the application may still call md_lmtp_transaction_done for them.  A
+ * spool commit still running uses spool: wait for active_transactions()
+ * to reach 0 first when the spool is to be freed too. */
 void md_lmtp_server_free (MdLmtpServer *s);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdLmtpServer, md_lmtp_server_free)

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,10 +22,12 @@ typedef struct {
 static const Command commands[] = {
 	{ "serve", md_cmd_serve, "run the daemon" },
 	{ "deliver", md_cmd_deliver, "ingest one message from standard input" },
+	{ "fetch", md_cmd_fetch, "poll the IMAP mailboxes once and exit" },
 	{ "ticket", md_cmd_ticket, "list, show, set or reply to tickets" },
 	{ "agent", md_cmd_agent, "add agents" },
 	{ "org", md_cmd_org, "add organizations and members" },
 	{ "classify", md_cmd_classify, "classify a message from standard input; stores nothing" },
+	{ "outbox", md_cmd_outbox, "send due mail now, or list outgoing mail" },
 	{ "check-config", md_cmd_check_config, "validate configuration, rules and templates" },
 };
 
@@ -41,6 +44,8 @@ int
 main (int argc, char **argv)
 {
 	setlocale (LC_ALL, "");
+	/* A peer closing its socket is an error to handle, not a reason to die. */
+	signal (SIGPIPE, SIG_IGN);
 	md_message_init ();
 
 	/* Global options come before the command name. */

@@ -879,25 +879,58 @@ message_id_of_headers (GByteArray *headers)
 	return id;
 }
 
+/* RFC 3464: per-recipient blocks of "Final-Recipient: rfc822; addr" and
+ * "Action: failed"; the addresses that failed for good. */
+static void
+collect_failed_recipients (MdMessage *msg, GByteArray *status)
+{
+	g_autofree char *text = g_strndup ((const char *) status->data, status->len);
+	g_auto (GStrv) blocks = g_regex_split_simple ("\r?\n\\s*\r?\n", text, 0, 0);
+	for (int b = 0; blocks[b] && msg->report_failed_recipients->len < 100; b++) {
+		g_autofree char *recipient = NULL;
+		gboolean failed = FALSE;
+		g_auto (GStrv) lines = g_strsplit (blocks[b], "\n", 64);
+		for (int i = 0; lines[i]; i++) {
+			char *line = g_strstrip (lines[i]);
+			if (g_ascii_strncasecmp (line, "Final-Recipient:", 16) == 0) {
+				const char *semi = strchr (line, ';');
+				g_free (recipient);
+				recipient = g_ascii_strdown (g_strstrip (g_strdup (semi ? semi + 1 : line + 16)), -1);
+			} else if (g_ascii_strncasecmp (line, "Action:", 7) == 0) {
+				failed = g_ascii_strncasecmp (g_strstrip (line + 7), "failed", 6) == 0;
+			}
+		}
+		if (recipient && failed && strchr (recipient, '@') && !strpbrk (recipient, " <>\"\r\n"))
+			g_ptr_array_add (msg->report_failed_recipients, g_steal_pointer (&recipient));
+	}
+}
+
 static void
 find_report_original (MdMessage *msg, GMimeObject *report)
 {
 	if (!GMIME_IS_MULTIPART (report))
 		return;
 	GMimeMultipart *mp = GMIME_MULTIPART (report);
-	for (int i = 1; i < g_mime_multipart_get_count (mp) && !msg->report_original_message_id; i++) {
+	for (int i = 1; i < g_mime_multipart_get_count (mp) && i < 8; i++) {
 		GMimeObject *part = g_mime_multipart_get_part (mp, i);
 		if (GMIME_IS_MESSAGE_PART (part)) {
 			GMimeMessage *inner = g_mime_message_part_get_message (GMIME_MESSAGE_PART (part));
 			const char *id = inner ? g_mime_message_get_message_id (inner) : NULL;
-			if (id && *id)
+			if (id && *id && !msg->report_original_message_id)
 				msg->report_original_message_id = header_text (id, 998);
+		} else if (has_type (part, "message", "delivery-status")) {
+			g_autoptr (GByteArray) bytes = g_byte_array_new ();
+			MdMessageSink *sink = sink_new (NULL, bytes, MAX_REPORT_HEADERS);
+			write_content (part, sink);
+			g_object_unref (sink);
+			collect_failed_recipients (msg, bytes);
 		} else if (has_type (part, "text", "rfc822-headers")) {
 			g_autoptr (GByteArray) bytes = g_byte_array_new ();
 			MdMessageSink *sink = sink_new (NULL, bytes, MAX_REPORT_HEADERS);
 			write_content (part, sink);
 			g_object_unref (sink);
-			msg->report_original_message_id = message_id_of_headers (bytes);
+			if (!msg->report_original_message_id)
+				msg->report_original_message_id = message_id_of_headers (bytes);
 		}
 	}
 }
@@ -981,6 +1014,7 @@ message_new (void)
 	msg->attachments = g_ptr_array_new_with_free_func (attachment_free);
 	msg->headers = g_ptr_array_new ();
 	msg->problems = g_ptr_array_new_with_free_func (g_free);
+	msg->report_failed_recipients = g_ptr_array_new_with_free_func (g_free);
 	return msg;
 }
 
@@ -1122,6 +1156,8 @@ md_message_free (MdMessage *msg)
 	}
 	g_ptr_array_unref (msg->headers);
 	g_free (msg->report_original_message_id);
+	if (msg->report_failed_recipients)
+		g_ptr_array_unref (msg->report_failed_recipients);
 	g_ptr_array_unref (msg->problems);
 	if (msg->header_index)
 		g_hash_table_unref (msg->header_index);

@@ -46,6 +46,8 @@ typedef struct {
 	gboolean is_report;       /* multipart/report (a DSN or MDN) */
 	char *report_original_message_id; /* the bounced message's Message-ID,
 	                                   * from its returned headers */
+	GPtrArray *report_failed_recipients; /* char*: for a DSN, the addresses
+	                                   * whose delivery failed for good */
 	GPtrArray *problems;      /* char*: what was malformed or cut off;
 	                           * non-empty = flag for a human */
 	GHashTable *header_index; /* private, see md_message_header_values */

@@ -257,6 +257,12 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	}
 	if (!rendered)
 		return FALSE;
+	/* Automatic mail skips addresses known to bounce. */
+	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		if (p && p->bouncing)
+			g_ptr_array_remove_index (o->rcpts, i - 1);
+	}
 	if (o->rcpts->len == 0)
 		return TRUE;
 

@@ -80,6 +80,9 @@ static const char *const md_schema_migrations[] = {
 	"  last_error TEXT, created_at INTEGER NOT NULL, sent_at INTEGER);\n"
 	"CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'queued';\n"
 	"CREATE INDEX outbox_rcpt ON outbox(rcpt_to, kind, created_at);\n"
+	/* Small composed messages live here until sent: the commit that
+	 * queues them makes them durable, with no fsync of their own. */
+	"CREATE TABLE outbox_blobs (sha256 TEXT PRIMARY KEY, raw BLOB NOT NULL);\n"
 	"CREATE TABLE timers (\n"
 	"  id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL REFERENCES tickets(id),\n"
 	"  kind TEXT NOT NULL, due_at INTEGER NOT NULL, arg TEXT NOT NULL DEFAULT '',\n"

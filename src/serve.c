@@ -10,9 +10,11 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "imap.h"
 #include "ingest.h"
 #include "lmtp.h"
 #include "md.h"
+#include "outbox.h"
 #include "writer.h"
 
 #define DRAIN_TIMEOUT_US (15 * G_USEC_PER_SEC)
@@ -21,6 +23,8 @@ typedef struct {
 	MdDesk *desk;
 	MdWriter *writer;
 	MdLmtpServer *lmtp;
+	MdOutboxSender *sender;
+	MdImapPoller *imap;
 	GMainLoop *loop;
 	gint64 drain_deadline;
 } Daemon;
@@ -73,6 +77,12 @@ app_deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char
 }
 
 static const MdLmtpCallbacks lmtp_callbacks = { app_check_recipient, app_deliver };
+
+static void
+wake_sender (gpointer sender)
+{
+	md_outbox_sender_wake (sender);
+}
 
 /* ---- signals ---- */
 
@@ -155,11 +165,30 @@ md_cmd_serve (int argc, char **argv)
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;
 	}
+	d.sender = md_outbox_sender_start (desk, &error);
+	if (!d.sender) {
+		md_cli_error (error);
+		md_writer_stop (d.writer);
+		return MD_EX_CONFIG;
+	}
+	/* Mail queued by an ingest goes out as soon as its commit is done. */
+	md_writer_set_commit_hook (d.writer, wake_sender, d.sender);
 	d.loop = g_main_loop_new (NULL, FALSE);
 	d.lmtp = start_lmtp (&d, &error);
 	if (!d.lmtp) {
 		md_cli_error (error);
 		md_writer_stop (d.writer);
+		md_outbox_sender_stop (d.sender);
+		g_main_loop_unref (d.loop);
+		return MD_EX_CONFIG;
+	}
+	/* IMAP pollers after the listeners: the engine sets the umask while it binds. */
+	d.imap = md_imap_start (desk, &error);
+	if (!d.imap) {
+		md_cli_error (error);
+		md_writer_stop (d.writer);
+		md_lmtp_server_free (d.lmtp);
+		md_outbox_sender_stop (d.sender);
 		g_main_loop_unref (d.loop);
 		return MD_EX_CONFIG;
 	}
@@ -173,9 +202,11 @@ md_cmd_serve (int argc, char **argv)
 	g_source_remove (term);
 	g_source_remove (intr);
 	g_source_remove (hup);
+	md_imap_stop (d.imap);
 	/* The writer first: answers still queued reach their sessions. */
 	md_writer_stop (d.writer);
 	md_lmtp_server_free (d.lmtp);
+	md_outbox_sender_stop (d.sender);
 	g_main_loop_unref (d.loop);
 	g_message ("serve: stopped");
 	return MD_EX_OK;

@@ -132,9 +132,13 @@ migrate (MdStore *store, GError **error)
 		return FALSE;
 	}
 	for (; version < latest; version++) {
-		g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", version + 1);
 		if (!md_store_begin (store, error))
 			return FALSE;
+		/* another process may have migrated while we waited for the lock */
+		version = md_store_schema_version (store);
+		if (version >= latest)
+			return md_store_commit (store, error);
+		g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", version + 1);
 		if (!exec (store, md_schema_migrations[version], error) || !exec (store, bump, error)) {
 			md_store_rollback (store);
 			return FALSE;
@@ -344,7 +348,7 @@ md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 
 gboolean
 md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error)
 {
-	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1", error);
+	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1 AND bouncing <> ?2", error);
 	if (!s)
 		return FALSE;
 	bind_text (s, 1, email);
@@ -835,9 +839,10 @@ md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError 
 	sqlite3_stmt *s = stmt (store,
 	                        "SELECT message_id FROM ("
 	                        "  SELECT id, message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL "
-	                        "  AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL) "
+	                        "  AND NOT internal AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 "
+	                        "  AND message_id IS NOT NULL AND NOT internal) "
 	                        "  UNION SELECT * FROM (SELECT id, message_id FROM messages WHERE ticket_id = ?1 "
-	                        "    AND message_id IS NOT NULL ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
+	                        "    AND message_id IS NOT NULL AND NOT internal ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, ticket_id);
@@ -991,4 +996,38 @@ md_store_meta_set (MdStore *store, const char *key, const char *value, GError **
 	bind_text (s, 1, key);
 	bind_text (s, 2, value);
 	return step_done (store, s, "set meta", error);
+}
+
+/* ---- imap state ---- */
+
+gboolean
+md_store_imap_state_get (MdStore *store, const char *mailbox, guint32 *uidvalidity_r, guint32 *last_uid_r,
+                         GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox = ?", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, mailbox);
+	int rc = sqlite3_step (s);
+	*uidvalidity_r = rc == SQLITE_ROW ? (guint32) sqlite3_column_int64 (s, 0) : 0;
+	*last_uid_r = rc == SQLITE_ROW ? (guint32) sqlite3_column_int64 (s, 1) : 0;
+	sqlite3_reset (s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "read imap state");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean
+md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 uidvalidity, guint32 last_uid, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "INSERT OR REPLACE INTO imap_state (mailbox, uidvalidity, last_uid)"
+	                               " VALUES (?1, ?2, ?3)", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, mailbox);
+	sqlite3_bind_int64 (s, 2, uidvalidity);
+	sqlite3_bind_int64 (s, 3, last_uid);
+	return step_done (store, s, "write imap state", error);
 }

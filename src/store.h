@@ -185,6 +185,14 @@ GHashTable *md_store_fields (MdStore *store, gint64 ticket_id, GError **error);
 char *md_store_meta_get (MdStore *store, const char *key);
 gboolean md_store_meta_set (MdStore *store, const char *key, const char *value, GError **error);
 
+/* ---- imap state: per polled mailbox, the UIDVALIDITY seen and the
+ * highest UID ingested (and moved or flagged) ---- */
+/* Both 0 when the mailbox has no state yet (UIDVALIDITY is never 0). */
+gboolean md_store_imap_state_get (MdStore *store, const char *mailbox, guint32 *uidvalidity_r,
+                                  guint32 *last_uid_r, GError **error);
+gboolean md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 uidvalidity, guint32 last_uid,
+                                  GError **error);
+
 /* For modules that add their own statements (outbox, timers, imap
  * state) without exposing SQLite in their headers. */
 struct sqlite3;

@@ -51,6 +51,24 @@ gboolean md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *tic
 /* first_response_due for a ticket created (or re-prioritized) at T. */
 gint64 md_workflow_first_response_due (MdDesk *desk, const char *priority, gint64 t);
 
+/* ---- replies ---- */
+
+/* What a verified agent's reply does (DESIGN 1, 7): unless INTERNAL or
+ * empty, the text (less its command lines) goes to the customer side,
+ * counts as the first response, and moves Waiting for triage to Request
+ * acknowledged, Request acknowledged or Reopened to In progress; then
+ * its COMMANDS run.  MSG (may be NULL) is the mail it came in, for
+ * threading and attachments. */
+gboolean md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
+                                  const char *text, gboolean internal, GPtrArray *commands, const MdMessage *msg,
+                                  GError **error);
+
+/* What a customer's reply does: Waiting for customer becomes In
+ * progress, Resolved becomes Reopened (with a notice), the text goes to
+ * the agents; then its COMMANDS run. */
+gboolean md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
+                                     const char *text, GPtrArray *commands, const MdMessage *msg, GError **error);
+
 /* ---- commands by mail (DESIGN 7) ---- */
 
 typedef struct {
@@ -63,6 +81,9 @@ void md_command_free (MdCommand *c);
 /* The command lines at the top of TEXT (before the first line that is
  * not blank and not a command).  MdCommand*; free with g_ptr_array_unref. */
 GPtrArray *md_commands_parse (const char *text);
+
+/* TEXT without its leading command lines.  Free with g_free. */
+char *md_commands_strip (const char *text);
 
 /* Runs COMMANDS on TICKET for ACTOR; every one that fails or is not
  * allowed is answered by mail with the reason (never ignored).  FALSE

@@ -19,9 +19,9 @@ struct _MdTestRecorder {
 typedef struct {
 	MdTestRecorder *r;
 	MdLmtpTransaction *tx;
-	GError **errors;
-	char **info;             /* n entries; NULL for a failed recipient */
 	guint n;
+	GError **errors;
+	char **info;  /* n entries, NULL ones among them */
 	GThread *caller;
 } MdTestAnswer;
 
@@ -96,9 +96,9 @@ deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char *co
 	a->r = r;
 	a->tx = tx;
 	a->caller = g_thread_self ();
-	a->errors = g_new0 (GError *, n);
-	a->info = g_new0 (char *, n + 1);
 	a->n = n;
+	a->errors = g_new0 (GError *, n);
+	a->info = g_new0 (char *, n);
 	g_mutex_lock (&r->lock);
 	g_ptr_array_add (r->deliveries, d);
 	for (guint i = 0; i < n; i++) {

@@ -32,6 +32,53 @@ typedef struct {
 	MdLmtpServer *server;
 } Fixture;
 
+/* ---- the log: message and warning lines are kept for the tests to read ---- */
+
+static GMutex log_lock;
+static GPtrArray *log_lines;  /* char* */
+
+static GLogWriterOutput
+capture_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+{
+	for (gsize i = 0; i < n_fields && (level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_WARNING)); i++) {
+		if (g_str_equal (fields[i].key, "MESSAGE")) {
+			g_mutex_lock (&log_lock);
+			g_ptr_array_add (log_lines, g_strdup (fields[i].value));
+			g_mutex_unlock (&log_lock);
+		}
+	}
+	return g_log_writer_default (level, fields, n_fields, data);
+}
+
+static guint
+logged_count (const char *needle)
+{
+	guint n = 0;
+	g_mutex_lock (&log_lock);
+	for (guint i = 0; i < log_lines->len; i++)
+		n += strstr (log_lines->pdata[i], needle) != NULL;
+	g_mutex_unlock (&log_lock);
+	return n;
+}
+
+/* The one logged line containing needle, with its session id cut off. */
+static char *
+logged (const char *needle)
+{
+	char *found = NULL;
+	g_mutex_lock (&log_lock);
+	for (guint i = 0; i < log_lines->len; i++) {
+		const char *line = log_lines->pdata[i];
+		if (strstr (line, needle)) {
+			g_assert_null (found);
+			g_assert_true (strlen (line) > 17 && line[16] == ' ');
+			found = g_strdup (line + 17);
+		}
+	}
+	g_mutex_unlock (&log_lock);
+	return found;
+}
+
 /* ---- the server side ---- */
 
 static MdLmtpConfig
@@ -336,6 +383,9 @@ test_pipelined_mixed_results (void)
 	g_assert_cmpuint (md_test_recorder_cross_thread_answers (f.rec), ==, 1);
 	g_autofree char *content = spooled (&f, 0);
 	g_assert_cmpstr (content, ==, "Subject: hi\r\n\r\nbody\r\n");
+	g_autofree char *line = logged ("lmtp delivered from=<alice@example.org>");
+	g_assert_cmpstr (line, ==, "lmtp delivered from=<alice@example.org> rcpts=5 size=21 "
+	                 "result=250:SUP-1,451:4.3.0,452:4.3.1,550:5.7.1,250:SUP-2");
 	fixture_stop (&f);
 }
 
@@ -409,6 +459,33 @@ test_line_limit_boundary (void)
 	g_autofree char *content = spooled (&f, 0);
 	g_autofree char *want = g_strdup_printf ("%s\r\n.%s\r\n", x998, x997);
 	g_assert_cmpstr (content, ==, want);
+	fixture_stop (&f);
+}
+
+/* The spool cannot take the body (its tmp/ is gone): DATA and BDAT are
+ * answered 451 4.3.0 and the MTA keeps the message. */
+static void
+test_spool_failure (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, 0, "127.0.0.1:0");
+	g_autofree char *tmp = g_build_filename (f.dir, "spool", "tmp", NULL);
+	g_assert_cmpint (g_rmdir (tmp), ==, 0);
+	g_assert_true (g_file_set_contents (tmp, "", 0, NULL));
+	guint warnings = logged_count ("lmtp spool error: cannot create");
+	const Step steps[] = {
+		{ NULL, "220" },
+		{ "LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<ok@desk.test>\r\nRCPT TO:<ok2@desk.test>\r\n", "250|250|250|250" },
+		{ "DATA\r\n", "451 4.3.0" },
+		{ "BDAT 3 LAST\r\nabc", "451 4.3.0 <ok@desk.test>|451 4.3.0 <ok2@desk.test>" },
+		{ "NOOP\r\n", "250" },
+		{ 0 },
+	};
+	converse (fixture_address (&f), steps);
+	g_assert_cmpuint (logged_count ("lmtp spool error: cannot create"), ==, warnings + 2);
+	g_assert_cmpuint (md_test_recorder_count (f.rec), ==, 0);
+	g_unlink (tmp);
 	fixture_stop (&f);
 }
 
@@ -794,7 +871,10 @@ test_shutdown (void)
 int
 main (int argc, char **argv)
 {
+	log_lines = g_ptr_array_new_with_free_func (g_free);
+	g_log_set_writer_func (capture_writer, NULL, NULL);
 	g_test_init (&argc, &argv, NULL);
+	/* Warnings are the engine's report of trouble a test causes on purpose. */
 	g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL);
 	g_test_add_func ("/lmtp/greeting-and-lhlo", test_greeting_and_lhlo);
 	g_test_add_func ("/lmtp/pipelined-mixed-results", test_pipelined_mixed_results);
@@ -805,6 +885,7 @@ main (int argc, char **argv)
 		g_test_add_data_func (path, &error_cases[i], test_error_codes);
 	}
 	g_test_add_func ("/lmtp/bdat-chunks", test_bdat_chunks);
+	g_test_add_func ("/lmtp/spool-failure", test_spool_failure);
 	g_test_add_func ("/lmtp/too-many-recipients", test_too_many_recipients);
 	g_test_add_func ("/lmtp/idle-timeout", test_idle_timeout);
 	g_test_add_func ("/lmtp/too-many-connections", test_too_many_connections);

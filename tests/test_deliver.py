@@ -29,8 +29,8 @@ def test_new_ticket(tap):
     tap.eq(t["created_at"], "2026-12-01T07:30:00Z", "MAILDESK_NOW sets the clock, shown in UTC")
     tap.eq(t["organization"], None, "no organization is null")
     s = desk.show("SUP-1")
-    tap.eq(len(s["messages"]), 1, "show has the message")
-    m = s["messages"][0]
+    tap.eq(len(incoming(s)), 1, "show has the message")
+    m = incoming(s)[0]
     tap.eq((m["direction"], m["from"], m["from_name"], m["internal"]),
            ("in", "alice@customer.example", "Alice Customer", False), "message fields")
     tap.ok("it does not work" in m["body"], "body text kept", m["body"])
@@ -65,10 +65,11 @@ def test_threading(tap):
                     headers=["In-Reply-To: <orig@customer.example>", "References: <orig@customer.example>"])
     tap.eq(desk.deliver(reply).stdout.decode().strip(), "SUP-1", "a reply by In-Reply-To joins its ticket")
     s = desk.show(1)
-    tap.eq(len(s["messages"]), 2, "the reply is a comment")
-    tap.ok("Still failing." in s["messages"][1]["body"] and "> Export fails" not in s["messages"][1]["body"],
-           "the comment body is trimmed", s["messages"][1]["body"])
-    tap.ok("> Export fails" in s["messages"][1]["full_text"], "the untrimmed text is kept")
+    tap.eq(len(incoming(s)), 2, "the reply is a comment")
+    reply_msg = incoming(s)[1]
+    tap.ok("Still failing." in reply_msg["body"] and "> Export fails" not in reply_msg["body"],
+           "the comment body is trimmed", reply_msg["body"])
+    tap.ok("> Export fails" in reply_msg["full_text"], "the untrimmed text is kept")
 
     by_tag = message(subject="Re: [SUP-1] more", msgid="r2@customer.example", body="One more thing.")
     tap.eq(desk.deliver(by_tag).stdout.decode().strip(), "SUP-1", "the requester's subject tag threads")
@@ -82,24 +83,29 @@ def test_threading(tap):
     via_token = message(subject="Re: [SUP-1]", sender="mallory@evil.example", to=tokaddr,
                         msgid="s2@evil.example", body="hello via token")
     desk.deliver(via_token, "--recipient", tokaddr)
-    last = desk.show(1)["messages"][-1]
+    last = incoming(desk.show(1))[-1]
     tap.eq((last["internal"], last["flag"]), (True, "unverified sender"),
            "a stranger at the token address becomes an unverified internal note")
 
     forged = message(subject="Re: [SUP-1] Export fails", sender="jane@support.example.com",
                      msgid="f1@evil.example", body="#resolve\nClosing.")
     desk.deliver(forged)
-    last = desk.show(1)["messages"][-1]
+    last = incoming(desk.show(1))[-1]
     tap.eq((last["internal"], last["flag"]), (True, "unverified agent"),
            "an agent address without the token is an unverified agent note")
 
     agent = message(subject="Re: [SUP-1] Export fails", sender="jane@support.example.com", to=tokaddr,
                     msgid="a1@support.example.com", body="We are on it.")
     desk.deliver(agent, "--recipient", tokaddr)
-    last = desk.show(1)["messages"][-1]
+    last = incoming(desk.show(1))[-1]
     tap.eq((last["internal"], last["flag"], last["from"]), (False, None, "jane@support.example.com"),
            "an agent at the token address is a public comment")
     desk.cleanup()
+
+
+def incoming(show):
+    """The messages a ticket received (the desk's own mail is recorded too)."""
+    return [m for m in show["messages"] if m["direction"] == "in"]
 
 
 def token_address(desk, ticket_id):
@@ -223,7 +229,7 @@ def test_corpus(tap):
         expect = path[:-4] + ".json"
         if key.startswith("SUP-") and os.path.exists(expect):
             want = len(json.load(open(expect))["attachments"])
-            msg = desk.show(key)["messages"][-1]
+            msg = incoming(desk.show(key))[-1]
             got = len([a for a in msg["attachments"] if a["depth"] == 0])
             if got < want and os.path.relpath(path, CORPUS) not in DOCUMENTED_DEVIATIONS:
                 count_mismatch.append(f"{os.path.relpath(path, CORPUS)}: {got} attachments, corpus says {want}")

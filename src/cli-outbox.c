@@ -1,0 +1,142 @@
+/* cli-outbox.c - `maildesk outbox flush|list`: sending what is due now,
+ * and showing every row of the outbox with its state and last error
+ * (JSON names are stable: add, never rename). */
+#include "config.h"
+
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "md.h"
+#include "outbox.h"
+#include "token.h"
+
+static void
+add_string (JsonBuilder *b, const char *name, const char *value)
+{
+	json_builder_set_member_name (b, name);
+	if (value)
+		json_builder_add_string_value (b, value);
+	else
+		json_builder_add_null_value (b);
+}
+
+static void
+add_time (JsonBuilder *b, const char *name, gint64 t)
+{
+	g_autofree char *iso = t ? md_time_iso_utc (t) : NULL;
+	add_string (b, name, iso);
+}
+
+static void
+print_json (const MdDesk *desk, GPtrArray *list)
+{
+	g_autoptr (JsonBuilder) b = json_builder_new ();
+	json_builder_begin_array (b);
+	for (guint i = 0; i < list->len; i++) {
+		const MdOutboxEntry *e = list->pdata[i];
+		g_autofree char *key = e->ticket_id ? md_ticket_key (desk->conf->ticket_prefix, e->ticket_id) : NULL;
+		json_builder_begin_object (b);
+		json_builder_set_member_name (b, "id");
+		json_builder_add_int_value (b, e->id);
+		add_string (b, "ticket", key);
+		add_string (b, "kind", e->kind);
+		add_string (b, "from", e->mail_from);
+		add_string (b, "to", e->rcpt_to);
+		add_string (b, "state", e->state);
+		json_builder_set_member_name (b, "attempts");
+		json_builder_add_int_value (b, e->attempts);
+		add_time (b, "next_attempt_at", strcmp (e->state, "queued") ? 0 : e->next_attempt_at);
+		add_string (b, "last_error", e->last_error);
+		add_time (b, "created_at", e->created_at);
+		add_time (b, "sent_at", e->sent_at);
+		add_string (b, "message_id", e->message_id);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
+	g_autoptr (JsonNode) root = json_builder_get_root (b);
+	json_generator_set_root (gen, root);
+	json_generator_set_pretty (gen, TRUE);
+	g_autofree char *text = json_generator_to_data (gen, NULL);
+	printf ("%s\n", text);
+}
+
+static void
+print_text (GPtrArray *list)
+{
+	printf ("%-6s %-7s %-14s %-32s %8s  %-20s  %s\n", "ID", "STATE", "KIND", "TO", "ATTEMPTS", "NEXT ATTEMPT",
+	        "LAST ERROR");
+	for (guint i = 0; i < list->len; i++) {
+		const MdOutboxEntry *e = list->pdata[i];
+		g_autofree char *next = strcmp (e->state, "queued") ? g_strdup ("-") : md_time_iso_utc (e->next_attempt_at);
+		printf ("%-6" G_GINT64_FORMAT " %-7s %-14s %-32s %8d  %-20s  %s\n", e->id, e->state, e->kind, e->rcpt_to,
+		        e->attempts, next, e->last_error ? e->last_error : "-");
+	}
+}
+
+static int
+outbox_list (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *state = NULL;
+	gboolean json = FALSE;
+	GOptionEntry entries[] = {
+		{ "state", 0, 0, G_OPTION_ARG_STRING, &state, "only rows in this state", "queued|sent|failed" },
+		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
+		{ NULL },
+	};
+	if (!md_cli_parse ("outbox list", NULL, "List outgoing mail.", entries, &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc != 1 || (state && !g_strv_contains ((const char *const[]) { "queued", "sent", "failed", NULL }, state))) {
+		fprintf (stderr, "Usage: maildesk outbox list [--state queued|sent|failed] [--json]\n");
+		return MD_EX_USAGE;
+	}
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	g_autoptr (GPtrArray) list = store ? md_outbox_list (store, state, &error) : NULL;
+	if (!list) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (json)
+		print_json (desk, list);
+	else
+		print_text (list);
+	return MD_EX_OK;
+}
+
+static int
+outbox_flush (MdDesk *desk, int argc, char **argv)
+{
+	if (!md_cli_parse ("outbox flush", NULL, "Send every message that is due now, once.", NULL, &argc, &argv))
+		return MD_EX_USAGE;
+	if (argc != 1) {
+		fprintf (stderr, "Usage: maildesk outbox flush\n");
+		return MD_EX_USAGE;
+	}
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	MdOutboxStats stats = { 0 };
+	if (!store || !md_outbox_flush (desk, store, md_now (), &stats, &error)) {
+		md_cli_error (error);
+		return g_error_matches (error, MD_ERROR, MD_ERROR_CONFIG) ? MD_EX_CONFIG : MD_EX_TEMPFAIL;
+	}
+	printf ("sent %u, deferred %u, failed %u\n", stats.sent, stats.deferred, stats.failed);
+	return stats.deferred ? MD_EX_TEMPFAIL : MD_EX_OK;
+}
+
+int
+md_cmd_outbox (int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "";
+	int (*run) (MdDesk *, int, char **) = !strcmp (sub, "list") ? outbox_list : !strcmp (sub, "flush") ? outbox_flush : NULL;
+	if (!run) {
+		fprintf (stderr, "Usage: maildesk outbox flush | list [--state S] [--json]\n");
+		return MD_EX_USAGE;
+	}
+	g_autoptr (MdDesk) desk = md_cli_open_desk ();
+	if (!desk)
+		return MD_EX_CONFIG;
+	return run (desk, argc - 1, argv + 1);
+}

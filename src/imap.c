@@ -1,0 +1,1003 @@
+/* imap.c - IMAP ingest with libetpan: connecting (TLS, STARTTLS) and
+ * verifying the server's certificate ourselves, finding new mail by UID,
+ * spooling and ingesting it, then moving or flagging it; and the threads
+ * that keep doing so for `serve`.
+ *
+ * Exactly once: a message is moved (or flagged \Seen) only after its
+ * ingest committed, and the mailbox's last UID advances only after the
+ * move.  A crash in between fetches the message again next time; ingest
+ * dedupes it (Message-ID, else raw hash) and it is moved then.  A new
+ * UIDVALIDITY restarts from UID 0 for the same reason.
+ *
+ * libetpan does not verify certificates (NOTES.md): after the handshake
+ * and before LOGIN we check the peer's chain against the system store or
+ * ca_file, and the host name, with GnuTLS. */
+#include "config.h"
+
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <libetpan/libetpan.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "imap.h"
+#include "ingest.h"
+#include "md.h"
+
+#define NETWORK_TIMEOUT_S   60      /* every read, write and connect */
+#define IDLE_MAX_S          (25 * 60)   /* re-IDLE before servers' 29 min cut-off */
+#define IDLE_SLICE_S        60
+#define BACKOFF_MIN_S       1
+#define BACKOFF_MAX_S       300
+#define BATCH_MAX           500     /* messages listed per UID FETCH */
+#define PASSWORD_MAX        4096
+#define CHAIN_MAX           16
+
+typedef struct {
+	guint32 uid;
+	guint32 size;
+	gboolean deleted;
+} Pending;
+
+typedef struct {
+	MdDesk *desk;
+	const MdImapConf *conf;
+	char *label;            /* "imap.NAME", prefix of every log line and error */
+	char *host;
+	guint16 port;
+	gboolean tls;           /* imaps:// */
+	char *mailbox;
+	char *state_key;        /* imap_state row: imap://user@host:port/mailbox */
+	guint poll_interval_s;
+
+	mailimap *imap;
+	MdStore *store;
+	gboolean has_idle, has_move, has_uidplus;
+
+	/* shared with md_imap_stop */
+	GThread *thread;
+	GMutex lock;
+	GCond wake;
+	gboolean stop;
+	int fd;                 /* the connected socket, -1 when none */
+} Mailbox;
+
+struct _MdImapPoller {
+	GPtrArray *mailboxes;   /* Mailbox* */
+};
+
+/* ---- configuration ---- */
+
+static gboolean
+parse_interval (const char *text, guint *seconds_r)
+{
+	char *end = NULL;
+	guint64 n;
+
+	if (!text || !g_ascii_isdigit (*text))
+		return FALSE;
+	n = g_ascii_strtoull (text, &end, 10);
+	guint64 unit = 1;
+	if (!strcmp (end, "") || !strcmp (end, "s"))
+		unit = 1;
+	else if (!strcmp (end, "m"))
+		unit = 60;
+	else if (!strcmp (end, "h"))
+		unit = 3600;
+	else
+		return FALSE;
+	if (n == 0 || n > 24 * 3600 / unit)
+		return FALSE;
+	*seconds_r = (guint) (n * unit);
+	return TRUE;
+}
+
+static void
+mailbox_free (Mailbox *mb)
+{
+	if (!mb)
+		return;
+	g_free (mb->label);
+	g_free (mb->host);
+	g_free (mb->mailbox);
+	g_free (mb->state_key);
+	g_mutex_clear (&mb->lock);
+	g_cond_clear (&mb->wake);
+	g_free (mb);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Mailbox, mailbox_free)
+
+static Mailbox *
+mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
+{
+	g_autoptr (Mailbox) mb = g_new0 (Mailbox, 1);
+	g_autoptr (GError) uri_error = NULL;
+
+	mb->desk = desk;
+	mb->conf = conf;
+	mb->fd = -1;
+	g_mutex_init (&mb->lock);
+	g_cond_init (&mb->wake);
+	mb->label = g_strdup_printf ("imap.%s", conf->name);
+
+	g_autoptr (GUri) uri = conf->url ? g_uri_parse (conf->url, G_URI_FLAGS_NONE, &uri_error) : NULL;
+	if (!uri) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: bad url: %s", mb->label,
+		             uri_error ? uri_error->message : "missing");
+		return NULL;
+	}
+	mb->tls = !g_ascii_strcasecmp (g_uri_get_scheme (uri), "imaps");
+	if (!mb->tls && g_ascii_strcasecmp (g_uri_get_scheme (uri), "imap")) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: url must start with imap:// or imaps://", mb->label);
+		return NULL;
+	}
+	if (!g_uri_get_host (uri) || !*g_uri_get_host (uri)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: url names no host", mb->label);
+		return NULL;
+	}
+	mb->host = g_strdup (g_uri_get_host (uri));
+	int port = g_uri_get_port (uri);
+	mb->port = port > 0 ? (guint16) port : (mb->tls ? 993 : 143);
+	const char *path = g_uri_get_path (uri);
+	while (*path == '/')
+		path++;
+	mb->mailbox = g_strdup (*path ? path : "INBOX");
+	if (!conf->user || !conf->password_file) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: needs a user and a password_file", mb->label);
+		return NULL;
+	}
+	mb->state_key = g_strdup_printf ("imap%s://%s@%s:%u/%s", mb->tls ? "s" : "", conf->user, mb->host,
+	                                 mb->port, mb->mailbox);
+	if (!parse_interval (conf->poll_interval ? conf->poll_interval : "60s", &mb->poll_interval_s)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+		             "%s: poll_interval must be a number of seconds, or end in s, m or h (got \"%s\")",
+		             mb->label, conf->poll_interval);
+		return NULL;
+	}
+	return g_steal_pointer (&mb);
+}
+
+/* The password file's first line; never logged. Free with g_free. */
+static char *
+read_password (Mailbox *mb, GError **error)
+{
+	g_autofree char *text = NULL;
+	gsize len = 0;
+	g_autoptr (GError) file_error = NULL;
+
+	if (!g_file_get_contents (mb->conf->password_file, &text, &len, &file_error)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: cannot read password_file: %s", mb->label,
+		             file_error->message);
+		return NULL;
+	}
+	if (len > PASSWORD_MAX || memchr (text, '\0', len)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: password_file %s is not a password", mb->label,
+		             mb->conf->password_file);
+		return NULL;
+	}
+	text[strcspn (text, "\r\n")] = '\0';
+	if (!*text) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: password_file %s is empty", mb->label,
+		             mb->conf->password_file);
+		return NULL;
+	}
+	return g_steal_pointer (&text);
+}
+
+static void
+password_free (char *password)
+{
+	if (password) {
+		memset (password, 0, strlen (password));
+		g_free (password);
+	}
+}
+
+/* ---- stopping ---- */
+
+static gboolean
+mailbox_stopping (Mailbox *mb)
+{
+	g_mutex_lock (&mb->lock);
+	gboolean stop = mb->stop;
+	g_mutex_unlock (&mb->lock);
+	return stop;
+}
+
+/* Sleeps up to SECONDS; TRUE unless told to stop. */
+static gboolean
+mailbox_sleep (Mailbox *mb, guint seconds)
+{
+	gint64 until = g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
+	g_mutex_lock (&mb->lock);
+	while (!mb->stop && g_cond_wait_until (&mb->wake, &mb->lock, until))
+		;
+	gboolean go_on = !mb->stop;
+	g_mutex_unlock (&mb->lock);
+	return go_on;
+}
+
+static void
+publish_fd (Mailbox *mb, int fd)
+{
+	g_mutex_lock (&mb->lock);
+	mb->fd = fd;
+	if (mb->stop && fd >= 0)
+		shutdown (fd, SHUT_RDWR);
+	g_mutex_unlock (&mb->lock);
+}
+
+/* ---- errors ---- */
+
+static const char *
+etpan_error_text (int r)
+{
+	switch (r) {
+	case MAILIMAP_ERROR_STREAM:
+		return "connection lost or timed out";
+	case MAILIMAP_ERROR_CONNECTION_REFUSED:
+		return "cannot connect";
+	case MAILIMAP_ERROR_SSL:
+		return "TLS handshake failed";
+	case MAILIMAP_ERROR_PARSE:
+		return "unparsable server response";
+	case MAILIMAP_ERROR_MEMORY:
+		return "out of memory";
+	case MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION:
+		return "server refuses connections";
+	default:
+		return "refused by the server";
+	}
+}
+
+/* Sets an MD_ERROR_IO (temporary) error for a failed libetpan call R,
+ * with what the server said, and returns FALSE. */
+static gboolean
+imap_failed (Mailbox *mb, int r, const char *what, GError **error)
+{
+	const char *said = mb->imap ? mb->imap->imap_response : NULL;
+	g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: %s: %s%s%s", mb->label, what, etpan_error_text (r),
+	             said && *said ? ": " : "", said && *said ? said : "");
+	return FALSE;
+}
+
+static gboolean
+imap_ok (int r)
+{
+	return r == MAILIMAP_NO_ERROR || r == MAILIMAP_NO_ERROR_AUTHENTICATED ||
+	       r == MAILIMAP_NO_ERROR_NON_AUTHENTICATED;
+}
+
+/* ---- TLS ---- */
+
+static void
+set_server_name (struct mailstream_ssl_context *ctx, void *data)
+{
+	Mailbox *mb = data;
+	/* SNI carries host names only (RFC 6066, 3) */
+	if (!g_hostname_is_ip_address (mb->host))
+		mailstream_ssl_set_server_name (ctx, mb->host);
+}
+
+static void
+crts_free (gnutls_x509_crt_t *crts, guint n)
+{
+	for (guint i = 0; i < n; i++)
+		gnutls_x509_crt_deinit (crts[i]);
+}
+
+/* Imports the peer's chain (leaf first) into CRTS; the count, 0 on failure. */
+static guint
+peer_chain (Mailbox *mb, gnutls_x509_crt_t *crts)
+{
+	carray *chain = mailstream_get_certificate_chain (mb->imap->imap_stream);
+	guint n = 0;
+
+	for (unsigned i = 0; chain && i < carray_count (chain) && n < CHAIN_MAX; i++) {
+		MMAPString *der = carray_get (chain, i);
+		gnutls_datum_t datum = { (unsigned char *) der->str, (unsigned) der->len };
+		if (gnutls_x509_crt_init (&crts[n]) < 0)
+			break;
+		if (gnutls_x509_crt_import (crts[n], &datum, GNUTLS_X509_FMT_DER) < 0) {
+			gnutls_x509_crt_deinit (crts[n]);
+			break;
+		}
+		n++;
+	}
+	if (chain)
+		mailstream_certificate_chain_free (chain);
+	return n;
+}
+
+static gboolean
+load_trust (Mailbox *mb, gnutls_x509_trust_list_t trust, GError **error)
+{
+	int r;
+	if (mb->conf->ca_file) {
+		r = gnutls_x509_trust_list_add_trust_file (trust, mb->conf->ca_file, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
+		if (r <= 0) {
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: ca_file %s holds no usable certificate%s%s",
+			             mb->label, mb->conf->ca_file, r < 0 ? ": " : "", r < 0 ? gnutls_strerror (r) : "");
+			return FALSE;
+		}
+	} else {
+		r = gnutls_x509_trust_list_add_system_trust (trust, 0, 0);
+		if (r <= 0) {
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+			             "%s: no system CA certificates to verify %s against (set ca_file)", mb->label,
+			             mb->host);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* Verifies the server's certificate chain and host name: MD_ERROR_DENIED
+ * naming what failed. */
+static gboolean
+verify_peer (Mailbox *mb, GError **error)
+{
+	if (!mb->conf->tls_verify) {
+		g_warning ("%s: tls_verify = false: NOT verifying the certificate of %s; whoever sits on the path "
+		           "can read the password and the mail", mb->label, mb->host);
+		return TRUE;
+	}
+	gnutls_x509_crt_t crts[CHAIN_MAX];
+	guint n = peer_chain (mb, crts);
+	if (n == 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "%s: %s sent no usable TLS certificate", mb->label,
+		             mb->host);
+		return FALSE;
+	}
+	gnutls_x509_trust_list_t trust = NULL;
+	gboolean ok = FALSE;
+	unsigned status = 0;
+	int r;
+
+	if (gnutls_x509_trust_list_init (&trust, 0) < 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "%s: cannot set up certificate checks", mb->label);
+		goto out;
+	}
+	if (!load_trust (mb, trust, error))
+		goto out;
+	r = gnutls_x509_trust_list_verify_crt (trust, crts, n, 0, &status, NULL);
+	if (r < 0 || status != 0) {
+		gnutls_datum_t text = { NULL, 0 };
+		if (r >= 0)
+			gnutls_certificate_verification_status_print (status, GNUTLS_CRT_X509, &text, 0);
+		g_autofree char *why = g_strdup (r < 0 ? gnutls_strerror (r) : text.data ? (char *) text.data : "not trusted");
+		gnutls_free (text.data);
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "%s: certificate verification failed for %s: %s%s",
+		             mb->label, mb->host, g_strstrip (why), mb->conf->ca_file ? "" : " (a private CA needs ca_file)");
+		goto out;
+	}
+	if (!gnutls_x509_crt_check_hostname (crts[0], mb->host)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
+		             "%s: certificate verification failed: the certificate of %s is not for that host name",
+		             mb->label, mb->host);
+		goto out;
+	}
+	ok = TRUE;
+out:
+	if (trust)
+		gnutls_x509_trust_list_deinit (trust, 1);
+	crts_free (crts, n);
+	return ok;
+}
+
+/* ---- the session ---- */
+
+static gboolean
+refresh_capabilities (Mailbox *mb, GError **error)
+{
+	struct mailimap_capability_data *caps = NULL;
+	int r = mailimap_capability (mb->imap, &caps);
+	if (!imap_ok (r))
+		return imap_failed (mb, r, "CAPABILITY", error);
+	mailimap_capability_data_free (caps);
+	return TRUE;
+}
+
+static gboolean
+open_connection (Mailbox *mb, GError **error)
+{
+	int r;
+
+	mb->imap = mailimap_new (0, NULL);
+	if (!mb->imap) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "%s: out of memory", mb->label);
+		return FALSE;
+	}
+	mailimap_set_timeout (mb->imap, NETWORK_TIMEOUT_S);
+	if (mb->tls)
+		r = mailimap_ssl_connect_with_callback (mb->imap, mb->host, mb->port, set_server_name, mb);
+	else
+		r = mailimap_socket_connect (mb->imap, mb->host, mb->port);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("connect to %s port %u", mb->host, mb->port);
+		return imap_failed (mb, r, what, error);
+	}
+	publish_fd (mb, mailstream_low_get_fd (mailstream_get_low (mb->imap->imap_stream)));
+	if (!refresh_capabilities (mb, error))
+		return FALSE;
+	if (!mb->tls) {
+		if (mailimap_has_extension (mb->imap, "STARTTLS")) {
+			r = mailimap_socket_starttls_with_callback (mb->imap, set_server_name, mb);
+			if (!imap_ok (r))
+				return imap_failed (mb, r, "STARTTLS", error);
+			if (!refresh_capabilities (mb, error))
+				return FALSE;
+		} else if (!mb->conf->allow_plaintext) {
+			g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
+			             "%s: %s offers no STARTTLS; not sending the password in clear "
+			             "(allow_plaintext = true permits it)", mb->label, mb->host);
+			return FALSE;
+		} else {
+			g_warning ("%s: allow_plaintext = true: logging in to %s without TLS", mb->label, mb->host);
+			return TRUE;
+		}
+	}
+	return verify_peer (mb, error);
+}
+
+static gboolean
+log_in (Mailbox *mb, GError **error)
+{
+	char *password = read_password (mb, error);
+	int r;
+
+	if (!password)
+		return FALSE;
+	if (mb->conf->auth && !g_ascii_strcasecmp (mb->conf->auth, "plain"))
+		r = mailimap_authenticate (mb->imap, "PLAIN", mb->host, NULL, NULL, mb->conf->user, mb->conf->user,
+		                           password, NULL);
+	else
+		r = mailimap_login (mb->imap, mb->conf->user, password);
+	password_free (password);
+	if (r == MAILIMAP_ERROR_LOGIN || r == MAILIMAP_ERROR_SASL) {
+		const char *said = mb->imap->imap_response;
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "%s: login as %s refused by %s%s%s", mb->label,
+		             mb->conf->user, mb->host, said && *said ? ": " : "", said && *said ? said : "");
+		return FALSE;
+	}
+	if (!imap_ok (r))
+		return imap_failed (mb, r, "login", error);
+	return refresh_capabilities (mb, error);
+}
+
+static gboolean
+select_mailbox (Mailbox *mb, GError **error)
+{
+	int r = mailimap_select (mb->imap, mb->mailbox);
+	if (r == MAILIMAP_ERROR_SELECT) {
+		const char *said = mb->imap->imap_response;
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: cannot select mailbox %s%s%s", mb->label,
+		             mb->mailbox, said && *said ? ": " : "", said && *said ? said : "");
+		return FALSE;
+	}
+	if (!imap_ok (r))
+		return imap_failed (mb, r, "SELECT", error);
+	/* The folders we file into; "already exists" is the usual answer. */
+	const char *folders[] = { mb->conf->processed_folder, mb->conf->failed_folder };
+	for (gsize i = 0; i < G_N_ELEMENTS (folders); i++)
+		if (folders[i] && *folders[i])
+			mailimap_create (mb->imap, folders[i]);
+	return TRUE;
+}
+
+/* LOGOUT only on a healthy connection: on a broken one it would wait
+ * for the network timeout. */
+static void
+mailbox_disconnect (Mailbox *mb, gboolean log_out)
+{
+	if (mb->imap) {
+		if (log_out && mb->imap->imap_stream && !mailbox_stopping (mb))
+			mailimap_logout (mb->imap);
+		publish_fd (mb, -1);
+		mailimap_free (mb->imap);
+		mb->imap = NULL;
+	}
+	g_clear_pointer (&mb->store, md_store_close);
+}
+
+static gboolean
+mailbox_connect (Mailbox *mb, GError **error)
+{
+	if (!open_connection (mb, error) || !log_in (mb, error) || !select_mailbox (mb, error))
+		return FALSE;
+	mb->has_idle = mailimap_has_idle (mb->imap);
+	mb->has_move = mailimap_has_extension (mb->imap, "MOVE");
+	mb->has_uidplus = mailimap_has_extension (mb->imap, "UIDPLUS");
+	if (!mb->store && !(mb->store = md_desk_open_store (mb->desk, FALSE, error)))
+		return FALSE;
+	return TRUE;
+}
+
+/* ---- finding new mail ---- */
+
+static gboolean
+flags_have_deleted (struct mailimap_msg_att_dynamic *dyn)
+{
+	for (clistiter *it = dyn && dyn->att_list ? clist_begin (dyn->att_list) : NULL; it; it = clist_next (it)) {
+		struct mailimap_flag_fetch *f = clist_content (it);
+		if (f->fl_type == MAILIMAP_FLAG_FETCH_OTHER && f->fl_flag && f->fl_flag->fl_type == MAILIMAP_FLAG_DELETED)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static gint
+pending_cmp (gconstpointer a, gconstpointer b)
+{
+	guint32 ua = ((const Pending *) a)->uid, ub = ((const Pending *) b)->uid;
+	return ua < ub ? -1 : ua > ub;
+}
+
+/* The messages above LAST_UID, lowest first, at most BATCH_MAX. */
+static GArray *
+list_new (Mailbox *mb, guint32 last_uid, GError **error)
+{
+	struct mailimap_set *set = mailimap_set_new_interval (last_uid + 1, 0);  /* last+1:* */
+	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
+	clist *result = NULL;
+
+	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
+	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_rfc822_size ());
+	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_flags ());
+	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
+	mailimap_fetch_type_free (type);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		imap_failed (mb, r, "UID FETCH of new messages", error);
+		return NULL;
+	}
+
+	GArray *pending = g_array_new (FALSE, TRUE, sizeof (Pending));
+	for (clistiter *it = clist_begin (result); it; it = clist_next (it)) {
+		struct mailimap_msg_att *att = clist_content (it);
+		Pending p = { 0 };
+		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
+			struct mailimap_msg_att_item *item = clist_content (i);
+			if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
+				p.deleted = flags_have_deleted (item->att_data.att_dyn);
+			} else if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC) {
+				struct mailimap_msg_att_static *st = item->att_data.att_static;
+				if (st->att_type == MAILIMAP_MSG_ATT_UID)
+					p.uid = st->att_data.att_uid;
+				else if (st->att_type == MAILIMAP_MSG_ATT_RFC822_SIZE)
+					p.size = st->att_data.att_rfc822_size;
+			}
+		}
+		/* "n:*" names the last message even when its UID is below n */
+		if (p.uid > last_uid)
+			g_array_append_val (pending, p);
+	}
+	mailimap_fetch_list_free (result);
+	g_array_sort (pending, pending_cmp);
+	if (pending->len > BATCH_MAX)
+		g_array_set_size (pending, BATCH_MAX);
+	return pending;
+}
+
+/* ---- one message ---- */
+
+/* Fetches UID with BODY.PEEK[] and spools it.  libetpan hands over the
+ * literal in memory; its size was checked against max_message_size
+ * (RFC822.SIZE) before, and the spool writer bounds it again. */
+static gboolean
+fetch_to_spool (Mailbox *mb, guint32 uid, char **sha_r, gint64 *size_r, GError **error)
+{
+	struct mailimap_set *set = mailimap_set_new_single (uid);
+	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
+	clist *result = NULL;
+
+	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
+	mailimap_fetch_type_new_fetch_att_list_add (type,
+	                                           mailimap_fetch_att_new_body_peek_section (mailimap_section_new (NULL)));
+	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
+	mailimap_fetch_type_free (type);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]", uid);
+		return imap_failed (mb, r, what, error);
+	}
+
+	const char *body = NULL;
+	size_t body_len = 0;
+	for (clistiter *it = clist_begin (result); it && !body; it = clist_next (it)) {
+		struct mailimap_msg_att *att = clist_content (it);
+		guint32 got_uid = 0;
+		const char *got_body = NULL;
+		size_t got_len = 0;
+		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
+			struct mailimap_msg_att_item *item = clist_content (i);
+			if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC)
+				continue;
+			struct mailimap_msg_att_static *st = item->att_data.att_static;
+			if (st->att_type == MAILIMAP_MSG_ATT_UID)
+				got_uid = st->att_data.att_uid;
+			else if (st->att_type == MAILIMAP_MSG_ATT_BODY_SECTION && st->att_data.att_body_section) {
+				got_body = st->att_data.att_body_section->sec_body_part;
+				got_len = st->att_data.att_body_section->sec_length;
+			}
+		}
+		/* unsolicited FETCH responses for other messages may come along */
+		if (got_uid == uid && got_body) {
+			body = got_body;
+			body_len = got_len;
+		}
+	}
+
+	gboolean ok = FALSE;
+	if (!body) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the server returned no body for UID %u", mb->label, uid);
+	} else if (body_len == 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_EMPTY, "empty message refused");
+	} else {
+		MdSpoolWriter *w = md_spool_writer_new (mb->desk->spool, MD_SPOOL_RAW, mb->desk->conf->max_message_size,
+		                                        error);
+		if (w && md_spool_writer_write (w, body, body_len, error)) {
+			*size_r = md_spool_writer_size (w);
+			ok = md_spool_writer_commit (w, sha_r, error);
+		} else {
+			md_spool_writer_abort (w);
+		}
+	}
+	mailimap_fetch_list_free (result);
+	return ok;
+}
+
+static struct mailimap_set *
+uid_set (guint32 uid)
+{
+	return mailimap_set_new_single (uid);
+}
+
+static gboolean
+add_flag (Mailbox *mb, guint32 uid, struct mailimap_flag *flag, GError **error)
+{
+	struct mailimap_set *set = uid_set (uid);
+	struct mailimap_flag_list *flags = mailimap_flag_list_new_empty ();
+	mailimap_flag_list_add (flags, flag);
+	struct mailimap_store_att_flags *store = mailimap_store_att_flags_new_add_flags_silent (flags);
+	int r = mailimap_uid_store (mb->imap, set, store);
+	mailimap_store_att_flags_free (store);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID STORE %u +FLAGS", uid);
+		return imap_failed (mb, r, what, error);
+	}
+	return TRUE;
+}
+
+/* MOVE when the server has it, else COPY + \Deleted + UID EXPUNGE. */
+static gboolean
+move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
+{
+	struct mailimap_set *set = uid_set (uid);
+	g_autofree char *what = NULL;
+	int r;
+
+	if (mb->has_move) {
+		r = mailimap_uid_move (mb->imap, set, folder);
+		mailimap_set_free (set);
+		if (!imap_ok (r))
+			return imap_failed (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
+		return TRUE;
+	}
+	r = mailimap_uid_copy (mb->imap, set, folder);
+	if (!imap_ok (r)) {
+		mailimap_set_free (set);
+		return imap_failed (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);
+	}
+	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error)) {
+		mailimap_set_free (set);
+		return FALSE;
+	}
+	/* Without UIDPLUS a plain EXPUNGE would also remove what others
+	 * flagged \Deleted; leave ours flagged (it is skipped from now on). */
+	r = mb->has_uidplus ? mailimap_uid_expunge (mb->imap, set) : MAILIMAP_NO_ERROR;
+	mailimap_set_free (set);
+	if (!imap_ok (r))
+		return imap_failed (mb, r, (what = g_strdup_printf ("UID EXPUNGE %u", uid)), error);
+	return TRUE;
+}
+
+/* Ingested: to processed_folder, or \Seen where it is. */
+static gboolean
+file_processed (Mailbox *mb, guint32 uid, GError **error)
+{
+	const char *folder = mb->conf->processed_folder;
+	if (folder && *folder)
+		return move_to (mb, uid, folder, error);
+	return add_flag (mb, uid, mailimap_flag_new_seen (), error);
+}
+
+/* Refused: to failed_folder, or \Flagged where it is; never deleted. */
+static gboolean
+file_failed (Mailbox *mb, guint32 uid, GError **error)
+{
+	const char *folder = mb->conf->failed_folder;
+	if (folder && *folder)
+		return move_to (mb, uid, folder, error);
+	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
+}
+
+/* Test-only fault hook: MAILDESK_IMAP_CRASH_AFTER_COMMIT=1 makes the
+ * process die right after an ingest commits and before the message is
+ * moved, so the tests can prove a rerun makes no duplicate. */
+static void
+crash_after_commit_hook (void)
+{
+	const char *v = g_getenv ("MAILDESK_IMAP_CRASH_AFTER_COMMIT");
+	if (v && !strcmp (v, "1"))
+		_exit (MD_EX_SOFTWARE);
+}
+
+/* Ingests one message and files it.  FALSE on trouble that must stop
+ * the batch (temporary ingest failures, IMAP errors). */
+static gboolean
+handle_message (Mailbox *mb, const Pending *p, GError **error)
+{
+	g_autoptr (GError) refusal = NULL;
+	g_autofree char *sha = NULL;
+	gint64 size = 0;
+	gint64 max = mb->desk->conf->max_message_size;
+
+	if (p->deleted)
+		return TRUE;  /* being removed (ours, after a crash before EXPUNGE, or a user's) */
+	if (max > 0 && (gint64) p->size > max) {
+		g_set_error (&refusal, MD_ERROR, MD_ERROR_TOO_BIG, "message of %u bytes is over max_message_size (%"
+		             G_GINT64_FORMAT ")", p->size, max);
+	} else if (fetch_to_spool (mb, p->uid, &sha, &size, &refusal)) {
+		MdIngestResult result = { 0 };
+		MdEnvelope env = { NULL, NULL };
+		if (md_ingest_one (mb->desk, mb->store, sha, size, &env, &result, &refusal)) {
+			crash_after_commit_hook ();
+			g_message ("%s: uid %u: %s", mb->label, p->uid,
+			           result.duplicate ? "duplicate, already ingested" :
+			           result.key ? result.key : "stored");
+			g_free (result.key);
+			return file_processed (mb, p->uid, error);
+		}
+	}
+	if (md_error_is_temporary (refusal)) {
+		g_propagate_error (error, g_steal_pointer (&refusal));
+		return FALSE;
+	}
+	const char *folder = mb->conf->failed_folder;
+	g_warning ("%s: uid %u refused: %s; %s %s", mb->label, p->uid, refusal->message,
+	           folder && *folder ? "moving it to" : "flagging it", folder && *folder ? folder : "\\Flagged");
+	return file_failed (mb, p->uid, error);
+}
+
+/* Ingests everything new in the selected mailbox. */
+static gboolean
+fetch_new (Mailbox *mb, GError **error)
+{
+	guint32 uidvalidity = mb->imap->imap_selection_info ? mb->imap->imap_selection_info->sel_uidvalidity : 0;
+	guint32 stored_validity = 0, last_uid = 0;
+
+	if (!md_store_imap_state_get (mb->store, mb->state_key, &stored_validity, &last_uid, error))
+		return FALSE;
+	if (stored_validity != uidvalidity) {
+		if (stored_validity)
+			g_message ("%s: UIDVALIDITY changed from %u to %u: scanning %s again from the start", mb->label,
+			           stored_validity, uidvalidity, mb->mailbox);
+		last_uid = 0;
+		if (!md_store_imap_state_set (mb->store, mb->state_key, uidvalidity, 0, error))
+			return FALSE;
+	}
+	for (;;) {
+		g_autoptr (GArray) pending = list_new (mb, last_uid, error);
+		if (!pending)
+			return FALSE;
+		if (pending->len == 0)
+			return TRUE;
+		for (guint i = 0; i < pending->len; i++) {
+			const Pending *p = &g_array_index (pending, Pending, i);
+			if (mailbox_stopping (mb))
+				return TRUE;
+			if (!handle_message (mb, p, error))
+				return FALSE;
+			last_uid = p->uid;
+			if (!md_store_imap_state_set (mb->store, mb->state_key, uidvalidity, last_uid, error))
+				return FALSE;
+		}
+	}
+}
+
+/* ---- waiting for mail ---- */
+
+/* IDLE until the server says something, IDLE_MAX_S pass, or we stop. */
+static gboolean
+idle_wait (Mailbox *mb, GError **error)
+{
+	int r = mailimap_idle (mb->imap);
+	if (!imap_ok (r))
+		return imap_failed (mb, r, "IDLE", error);
+	if (mailstream_setup_idle (mb->imap->imap_stream) < 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "%s: cannot wait for IDLE", mb->label);
+		return FALSE;
+	}
+	gint64 deadline = g_get_monotonic_time () + (gint64) IDLE_MAX_S * G_USEC_PER_SEC;
+	gboolean broken = FALSE;
+	/* data may already sit in libetpan's buffer, where poll() cannot see it */
+	while (mb->imap->imap_stream->read_buffer_len == 0 && !mailbox_stopping (mb) &&
+	       g_get_monotonic_time () < deadline) {
+		r = mailstream_wait_idle (mb->imap->imap_stream, IDLE_SLICE_S);
+		if (r == MAILSTREAM_IDLE_HASDATA || r == MAILSTREAM_IDLE_INTERRUPTED)
+			break;
+		if (r == MAILSTREAM_IDLE_ERROR || r == MAILSTREAM_IDLE_CANCELLED) {
+			broken = TRUE;
+			break;
+		}
+	}
+	mailstream_unsetup_idle (mb->imap->imap_stream);
+	if (broken) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: connection lost while idling", mb->label);
+		return FALSE;
+	}
+	r = mailimap_idle_done (mb->imap);
+	if (!imap_ok (r))
+		return imap_failed (mb, r, "IDLE DONE", error);
+	return TRUE;
+}
+
+/* ---- fetch once ---- */
+
+static gboolean
+mailbox_fetch_once (Mailbox *mb, GError **error)
+{
+	gboolean ok = mailbox_connect (mb, error) && fetch_new (mb, error);
+	mailbox_disconnect (mb, ok);
+	return ok;
+}
+
+static void
+imap_global_init (void)
+{
+	static gsize done = 0;
+	if (g_once_init_enter (&done)) {
+		mailstream_network_delay.tv_sec = NETWORK_TIMEOUT_S;
+		mailstream_network_delay.tv_usec = 0;
+		/* a server closing on us must be an error from write(), not death */
+		signal (SIGPIPE, SIG_IGN);
+		g_once_init_leave (&done, 1);
+	}
+}
+
+static gboolean
+needs_human (const GError *e)
+{
+	return e->domain == MD_ERROR && (e->code == MD_ERROR_CONFIG || e->code == MD_ERROR_DENIED);
+}
+
+gboolean
+md_imap_fetch_once (MdDesk *desk, const char *name, GError **error)
+{
+	g_autoptr (GString) failures = g_string_new (NULL);
+	int code = -1;
+	gboolean found = FALSE;
+
+	imap_global_init ();
+	for (guint i = 0; i < desk->conf->imap->len; i++) {
+		const MdImapConf *conf = desk->conf->imap->pdata[i];
+		g_autoptr (GError) e = NULL;
+		if (name && strcmp (name, conf->name))
+			continue;
+		found = TRUE;
+		g_autoptr (Mailbox) mb = mailbox_new (desk, conf, &e);
+		if (mb && mailbox_fetch_once (mb, &e))
+			continue;
+		g_string_append_printf (failures, "%s%s", failures->len ? "\n" : "", e->message);
+		if (code < 0 || needs_human (e))
+			code = needs_human (e) ? MD_ERROR_CONFIG : e->code;
+	}
+	if (name && !found) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "no [imap.%s] section in the configuration", name);
+		return FALSE;
+	}
+	if (code >= 0) {
+		g_set_error_literal (error, MD_ERROR, code, failures->str);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* ---- the poller threads ---- */
+
+/* One connection's life: connect, then ingest and wait (IDLE) until an
+ * error or stop; without IDLE, one pass.  TRUE when a pass completed. */
+static gboolean
+mailbox_session (Mailbox *mb, gboolean *served_r, GError **error)
+{
+	if (!mailbox_connect (mb, error))
+		return FALSE;
+	for (;;) {
+		if (!fetch_new (mb, error))
+			return FALSE;
+		*served_r = TRUE;
+		if (!mb->has_idle || mailbox_stopping (mb))
+			return TRUE;
+		if (!idle_wait (mb, error))
+			return FALSE;
+	}
+}
+
+static gpointer
+mailbox_thread (gpointer data)
+{
+	Mailbox *mb = data;
+	guint backoff = 0;
+
+	while (!mailbox_stopping (mb)) {
+		g_autoptr (GError) error = NULL;
+		gboolean served = FALSE;
+		gboolean ok = mailbox_session (mb, &served, &error);
+		gboolean idled = mb->has_idle;
+		mailbox_disconnect (mb, ok);
+		if (mailbox_stopping (mb))
+			break;
+		if (ok) {
+			backoff = 0;
+			if (!idled && !mailbox_sleep (mb, mb->poll_interval_s))
+				break;
+			continue;
+		}
+		backoff = served ? BACKOFF_MIN_S : MIN (MAX (backoff * 2, BACKOFF_MIN_S), BACKOFF_MAX_S);
+		g_warning ("%s; retrying in %us", error->message, backoff);
+		if (!mailbox_sleep (mb, backoff))
+			break;
+	}
+	return NULL;
+}
+
+MdImapPoller *
+md_imap_start (MdDesk *desk, GError **error)
+{
+	MdImapPoller *poller = g_new0 (MdImapPoller, 1);
+	poller->mailboxes = g_ptr_array_new_with_free_func ((GDestroyNotify) mailbox_free);
+
+	imap_global_init ();
+	for (guint i = 0; i < desk->conf->imap->len; i++) {
+		Mailbox *mb = mailbox_new (desk, desk->conf->imap->pdata[i], error);
+		if (!mb) {
+			md_imap_stop (poller);
+			return NULL;
+		}
+		g_ptr_array_add (poller->mailboxes, mb);
+	}
+	for (guint i = 0; i < poller->mailboxes->len; i++) {
+		Mailbox *mb = poller->mailboxes->pdata[i];
+		mb->thread = g_thread_new (mb->label, mailbox_thread, mb);
+		g_message ("%s: polling %s on %s", mb->label, mb->mailbox, mb->host);
+	}
+	return poller;
+}
+
+void
+md_imap_stop (MdImapPoller *poller)
+{
+	if (!poller)
+		return;
+	for (guint i = 0; i < poller->mailboxes->len; i++) {
+		Mailbox *mb = poller->mailboxes->pdata[i];
+		g_mutex_lock (&mb->lock);
+		mb->stop = TRUE;
+		if (mb->fd >= 0)
+			shutdown (mb->fd, SHUT_RDWR);  /* wakes reads blocked in libetpan */
+		g_cond_broadcast (&mb->wake);
+		g_mutex_unlock (&mb->lock);
+	}
+	for (guint i = 0; i < poller->mailboxes->len; i++) {
+		Mailbox *mb = poller->mailboxes->pdata[i];
+		if (mb->thread)
+			g_thread_join (mb->thread);
+	}
+	g_ptr_array_free (poller->mailboxes, TRUE);
+	g_free (poller);
+}

@@ -1,0 +1,573 @@
+/* outbox.c - the outbox table and its sender: queueing one row per
+ * recipient, claiming due rows, sending each through smtp.c, recording
+ * the outcome, and the background thread of `serve`.
+ *
+ * Every write here is one short statement (or one savepoint for a
+ * queueing), so the sender never holds the database while it talks to
+ * the SMTP server and never blocks ingest for longer than a row update. */
+#include "config.h"
+
+#include <sqlite3.h>
+#include <string.h>
+
+#include "md.h"
+#include "outbox.h"
+#include "smtp.h"
+
+/* A claimed row is not due again for this long: longer than the longest
+ * transfer smtp.c allows, so only a crashed sender's rows come back. */
+#define CLAIM_SECONDS (65 * 60)
+#define BACKOFF_FIRST 60
+#define BACKOFF_MAX 3600
+#define BATCH 64
+#define SENDER_POLL_SECONDS 30
+#define ADDRESS_MAX 320
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
+
+static sqlite3_stmt *
+prepare (MdStore *store, const char *sql, GError **error)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2 (md_store_db (store), sql, -1, &s, NULL) != SQLITE_OK) {
+		md_store_set_error (store, error, "outbox");
+		return NULL;
+	}
+	return s;
+}
+
+static void
+bind_text (sqlite3_stmt *s, int i, const char *text)
+{
+	if (text)
+		sqlite3_bind_text (s, i, text, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null (s, i);
+}
+
+static char *
+col_text (sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text (s, i);
+	return t ? g_strdup ((const char *) t) : NULL;
+}
+
+static gboolean
+step_done (MdStore *store, sqlite3_stmt *s, GError **error)
+{
+	if (sqlite3_step (s) != SQLITE_DONE) {
+		md_store_set_error (store, error, "outbox");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* ---- queueing ---- */
+
+/* An envelope address goes on an SMTP command line as <ADDR>: nothing
+ * that could end the line or the brackets (RFC 5321 4.1.2). */
+static gboolean
+envelope_address_ok (const char *a, gboolean may_be_empty)
+{
+	if (!a || !*a)
+		return may_be_empty && a;
+	if (strlen (a) > ADDRESS_MAX || !strchr (a, '@'))
+		return FALSE;
+	for (const unsigned char *p = (const unsigned char *) a; *p; p++)
+		if (*p <= ' ' || *p == 0x7f || *p == '<' || *p == '>')
+			return FALSE;
+	return TRUE;
+}
+
+static gboolean
+is_sha256_hex (const char *s)
+{
+	if (!s || strlen (s) != 64)
+		return FALSE;
+	for (; *s; s++)
+		if (!g_ascii_isxdigit (*s) || g_ascii_isupper (*s))
+			return FALSE;
+	return TRUE;
+}
+
+static gboolean
+validate (const char *kind, const char *mail_from, const char *const *rcpts, const char *raw_sha256,
+          const char *message_id, GError **error)
+{
+	const char *bad = NULL;
+	if (!kind || !*kind)
+		bad = "empty kind";
+	else if (!envelope_address_ok (mail_from, TRUE))
+		bad = "bad sender address";
+	else if (!is_sha256_hex (raw_sha256))
+		bad = "bad spool hash";
+	else if (!message_id || !*message_id || strpbrk (message_id, "\r\n"))
+		bad = "bad Message-ID";
+	else if (!rcpts || !rcpts[0])
+		bad = "no recipients";
+	else if (g_strv_length ((char **) rcpts) > MD_OUTBOX_MAX_RCPTS)
+		bad = "too many recipients";
+	for (guint i = 0; !bad && rcpts[i]; i++)
+		if (!envelope_address_ok (rcpts[i], FALSE))
+			bad = "bad recipient address";
+	if (bad) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "outbox: %s", bad);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean
+insert_rows (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
+             const char *const *rcpts, const char *raw_sha256, const char *message_id, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"INSERT INTO outbox (ticket_id, kind, mail_from, rcpt_to, message_id, raw_sha256, "
+		"next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)", error);
+	if (!s)
+		return FALSE;
+	g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	gint64 now = md_now ();
+	for (guint i = 0; rcpts[i]; i++) {
+		if (!g_hash_table_add (seen, g_ascii_strdown (rcpts[i], -1)))
+			continue;
+		sqlite3_reset (s);
+		if (ticket_id)
+			sqlite3_bind_int64 (s, 1, ticket_id);
+		else
+			sqlite3_bind_null (s, 1);
+		bind_text (s, 2, kind);
+		bind_text (s, 3, mail_from);
+		bind_text (s, 4, rcpts[i]);
+		bind_text (s, 5, message_id);
+		bind_text (s, 6, raw_sha256);
+		sqlite3_bind_int64 (s, 7, now);
+		if (!step_done (store, s, error))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean
+md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
+                   const char *const *rcpts, const char *raw_sha256, const char *message_id, GError **error)
+{
+	sqlite3 *db = md_store_db (store);
+
+	if (!validate (kind, mail_from, rcpts, raw_sha256, message_id, error))
+		return FALSE;
+	/* all recipients or none, with or without the caller's transaction */
+	if (sqlite3_exec (db, "SAVEPOINT outbox_enqueue", NULL, NULL, NULL) != SQLITE_OK) {
+		md_store_set_error (store, error, "outbox savepoint");
+		return FALSE;
+	}
+	if (!insert_rows (store, ticket_id, kind, mail_from, rcpts, raw_sha256, message_id, error)) {
+		sqlite3_exec (db, "ROLLBACK TO outbox_enqueue", NULL, NULL, NULL);
+		sqlite3_exec (db, "RELEASE outbox_enqueue", NULL, NULL, NULL);
+		return FALSE;
+	}
+	if (sqlite3_exec (db, "RELEASE outbox_enqueue", NULL, NULL, NULL) != SQLITE_OK) {
+		md_store_set_error (store, error, "outbox release");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean
+md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
+                         const char *const *rcpts, GBytes *raw, const char *message_id, GError **error)
+{
+	gsize len = 0;
+	const guchar *data = g_bytes_get_data (raw, &len);
+	g_autofree char *sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+	sqlite3_stmt *s = prepare (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)", error);
+
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, sha);
+	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_TRANSIENT);
+	int rc = sqlite3_step (s);
+	sqlite3_finalize (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "queue message");
+		return FALSE;
+	}
+	return md_outbox_enqueue (store, ticket_id, kind, mail_from, rcpts, sha, message_id, error);
+}
+
+/* A message queued with its bytes in the database is written to the
+ * spool before its first send (not fsync'd: the database keeps it). */
+static gboolean
+ensure_spooled (MdDesk *desk, MdStore *store, const char *sha, const char *path, GError **error)
+{
+	if (g_file_test (path, G_FILE_TEST_EXISTS))
+		return TRUE;
+	sqlite3_stmt *s = prepare (store, "SELECT raw FROM outbox_blobs WHERE sha256 = ?", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, sha);
+	gboolean ok = FALSE;
+	if (sqlite3_step (s) == SQLITE_ROW) {
+		MdSpoolWriter *w = md_spool_writer_new (desk->spool, MD_SPOOL_RAW, 0, error);
+		g_autofree char *written = NULL;
+		ok = w && md_spool_writer_write (w, sqlite3_column_blob (s, 0), (gsize) sqlite3_column_bytes (s, 0), error) &&
+		     md_spool_writer_commit (g_steal_pointer (&w), &written, error);
+		md_spool_writer_abort (w);
+	} else {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open queued message %s: in neither the spool nor the database", sha);
+	}
+	sqlite3_finalize (s);
+	return ok;
+}
+
+guint
+md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"SELECT count(*) FROM outbox WHERE rcpt_to = ?1 AND kind = ?2 AND created_at >= ?3", NULL);
+	if (!s)
+		return 0;
+	bind_text (s, 1, rcpt);
+	bind_text (s, 2, kind);
+	sqlite3_bind_int64 (s, 3, since);
+	return sqlite3_step (s) == SQLITE_ROW ? (guint) sqlite3_column_int64 (s, 0) : 0;
+}
+
+/* ---- listing ---- */
+
+void
+md_outbox_entry_free (MdOutboxEntry *e)
+{
+	if (!e)
+		return;
+	g_free (e->kind);
+	g_free (e->mail_from);
+	g_free (e->rcpt_to);
+	g_free (e->message_id);
+	g_free (e->raw_sha256);
+	g_free (e->state);
+	g_free (e->last_error);
+	g_free (e);
+}
+
+static MdOutboxEntry *
+entry_from_row (sqlite3_stmt *s)
+{
+	MdOutboxEntry *e = g_new0 (MdOutboxEntry, 1);
+	e->id = sqlite3_column_int64 (s, 0);
+	e->ticket_id = sqlite3_column_int64 (s, 1);
+	e->kind = col_text (s, 2);
+	e->mail_from = col_text (s, 3);
+	e->rcpt_to = col_text (s, 4);
+	e->message_id = col_text (s, 5);
+	e->raw_sha256 = col_text (s, 6);
+	e->state = col_text (s, 7);
+	e->attempts = sqlite3_column_int (s, 8);
+	e->next_attempt_at = sqlite3_column_int64 (s, 9);
+	e->last_error = col_text (s, 10);
+	e->created_at = sqlite3_column_int64 (s, 11);
+	e->sent_at = sqlite3_column_int64 (s, 12);
+	return e;
+}
+
+#define ENTRY_COLUMNS "id, ticket_id, kind, mail_from, rcpt_to, message_id, raw_sha256, state, " \
+	"attempts, next_attempt_at, last_error, created_at, sent_at"
+
+GPtrArray *
+md_outbox_list (MdStore *store, const char *state, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"SELECT " ENTRY_COLUMNS " FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id", error);
+	if (!s)
+		return NULL;
+	bind_text (s, 1, state);
+	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
+		g_ptr_array_add (list, entry_from_row (s));
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "outbox list");
+		return NULL;
+	}
+	return g_steal_pointer (&list);
+}
+
+/* ---- sending ---- */
+
+/* Due rows after AFTER_ID, oldest first. */
+static GPtrArray *
+due_batch (MdStore *store, gint64 now, gint64 after_id, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"SELECT " ENTRY_COLUMNS " FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1 "
+		"AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (BATCH), error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, now);
+	sqlite3_bind_int64 (s, 2, after_id);
+	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
+		g_ptr_array_add (list, entry_from_row (s));
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "outbox due");
+		return NULL;
+	}
+	return g_steal_pointer (&list);
+}
+
+/* Takes the row for this sender: another flusher now sees it not due. */
+static gboolean
+claim (MdStore *store, gint64 id, gint64 now, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2 AND state = 'queued' AND next_attempt_at <= ?3",
+		error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, now + CLAIM_SECONDS);
+	sqlite3_bind_int64 (s, 2, id);
+	sqlite3_bind_int64 (s, 3, now);
+	return step_done (store, s, error) && sqlite3_changes (md_store_db (store)) == 1;
+}
+
+static void
+unclaim (MdStore *store, const MdOutboxEntry *e)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store, "UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2", NULL);
+	if (!s)
+		return;
+	sqlite3_bind_int64 (s, 1, e->next_attempt_at);
+	sqlite3_bind_int64 (s, 2, e->id);
+	sqlite3_step (s);
+}
+
+static gint64
+backoff (int attempts)
+{
+	int doublings = CLAMP (attempts - 1, 0, 16);
+	return MIN ((gint64) BACKOFF_FIRST << doublings, BACKOFF_MAX);
+}
+
+/* Writes the outcome of one attempt and counts it. */
+static gboolean
+record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const char *reply, gint64 now,
+        MdOutboxStats *stats, GError **error)
+{
+	int attempts = e->attempts + 1;
+	g_autofree char *gave_up = NULL;
+	g_autoptr (sqlite3_stmt) s = NULL;
+
+	if (outcome != MD_SMTP_SENT && outcome != MD_SMTP_PERMANENT && now - e->created_at >= MD_OUTBOX_GIVE_UP_AFTER) {
+		gave_up = g_strdup_printf ("gave up after %d attempts over %" G_GINT64_FORMAT " hours: %s", attempts,
+		                           (now - e->created_at) / 3600, reply);
+		reply = gave_up;
+		outcome = MD_SMTP_PERMANENT;
+	}
+	switch (outcome) {
+	case MD_SMTP_SENT:
+		s = prepare (store, "UPDATE outbox SET state = 'sent', attempts = ?1, sent_at = ?2, last_error = NULL "
+		             "WHERE id = ?3", error);
+		break;
+	case MD_SMTP_PERMANENT:
+		s = prepare (store, "UPDATE outbox SET state = 'failed', attempts = ?1, next_attempt_at = ?2, "
+		             "last_error = ?4 WHERE id = ?3", error);
+		break;
+	case MD_SMTP_TEMPORARY:
+	case MD_SMTP_UNREACHABLE:
+		s = prepare (store, "UPDATE outbox SET attempts = ?1, next_attempt_at = ?2, last_error = ?4 "
+		             "WHERE id = ?3", error);
+		break;
+	}
+	if (!s)
+		return FALSE;
+	gint64 when = (outcome == MD_SMTP_TEMPORARY || outcome == MD_SMTP_UNREACHABLE) ? now + backoff (attempts) : now;
+	sqlite3_bind_int (s, 1, attempts);
+	sqlite3_bind_int64 (s, 2, when);
+	sqlite3_bind_int64 (s, 3, e->id);
+	if (outcome != MD_SMTP_SENT)
+		bind_text (s, 4, reply);
+	if (!step_done (store, s, error))
+		return FALSE;
+
+	const char *event = outcome == MD_SMTP_SENT ? "sent" : outcome == MD_SMTP_PERMANENT ? "failed" : "deferred";
+	g_info ("outbox %s id=%" G_GINT64_FORMAT " to=%s attempts=%d reply=\"%s\"", event, e->id, e->rcpt_to,
+	        attempts, reply);
+	if (outcome == MD_SMTP_SENT)
+		stats->sent++;
+	else if (outcome == MD_SMTP_PERMANENT)
+		stats->failed++;
+	else
+		stats->deferred++;
+	return TRUE;
+}
+
+static gboolean
+flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, const gint *cancel,
+                       GError **error)
+{
+	g_autoptr (MdSmtp) smtp = NULL;
+	g_autofree char *unreachable = NULL;  /* set once the server could not be reached */
+	gint64 after_id = 0;
+
+	memset (stats, 0, sizeof *stats);
+	for (;;) {
+		g_autoptr (GPtrArray) batch = due_batch (store, now, after_id, error);
+		if (!batch)
+			return FALSE;
+		if (batch->len == 0)
+			return TRUE;
+		for (guint i = 0; i < batch->len; i++) {
+			MdOutboxEntry *e = batch->pdata[i];
+			after_id = e->id;
+			if (cancel && g_atomic_int_get (cancel))
+				return TRUE;
+			if (!claim (store, e->id, now, error)) {
+				if (error && *error)
+					return FALSE;
+				continue;  /* another sender has it */
+			}
+			if (!smtp && !unreachable) {
+				smtp = md_smtp_new (desk->conf, error);
+				if (!smtp)
+					return FALSE;
+				md_smtp_set_cancel (smtp, cancel);
+			}
+			g_autofree char *reply = NULL;
+			MdSmtpOutcome outcome = MD_SMTP_UNREACHABLE;
+			if (unreachable) {
+				/* one unreachable server is not worth a connect timeout per row */
+				reply = g_strdup (unreachable);
+			} else {
+				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
+				g_autoptr (GError) spool_error = NULL;
+				if (ensure_spooled (desk, store, e->raw_sha256, path, &spool_error))
+					outcome = md_smtp_send (smtp, e->mail_from, e->rcpt_to, path, &reply);
+				else
+					reply = g_strdup (spool_error->message);
+				if (outcome == MD_SMTP_UNREACHABLE)
+					unreachable = g_strdup (reply);
+			}
+			if (cancel && g_atomic_int_get (cancel) && outcome != MD_SMTP_SENT) {
+				/* interrupted, not failed: due again as before */
+				unclaim (store, e);
+				return TRUE;
+			}
+			if (!record (store, e, outcome, reply, now, stats, error))
+				return FALSE;
+		}
+	}
+}
+
+gboolean
+md_outbox_flush (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, GError **error)
+{
+	return flush_until_cancelled (desk, store, now, stats, NULL, error);
+}
+
+/* ---- the background sender ---- */
+
+struct _MdOutboxSender {
+	MdDesk *desk;
+	GThread *thread;
+	GMutex lock;
+	GCond cond;
+	gboolean woken;
+	gint stopping;  /* atomic; also aborts a send in progress */
+};
+
+/* The earliest next_attempt_at of a queued row, or 0. */
+static gint64
+next_due (MdStore *store)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'", NULL);
+	return s && sqlite3_step (s) == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
+}
+
+static void
+sender_round (MdOutboxSender *o, MdStore *store)
+{
+	g_autoptr (GError) error = NULL;
+	MdOutboxStats stats;
+	if (!flush_until_cancelled (o->desk, store, md_now (), &stats, &o->stopping, &error))
+		g_warning ("outbox flush-failed error=\"%s\"", error->message);
+	else if (stats.sent || stats.deferred || stats.failed)
+		g_message ("outbox flushed sent=%u deferred=%u failed=%u", stats.sent, stats.deferred, stats.failed);
+}
+
+/* Until woken or stopping, at most SECONDS. */
+static void
+sender_sleep (MdOutboxSender *o, gint64 seconds)
+{
+	gint64 end = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+	g_mutex_lock (&o->lock);
+	while (!o->woken && !g_atomic_int_get (&o->stopping))
+		if (!g_cond_wait_until (&o->cond, &o->lock, end))
+			break;
+	o->woken = FALSE;
+	g_mutex_unlock (&o->lock);
+}
+
+static gpointer
+sender_main (gpointer data)
+{
+	MdOutboxSender *o = data;
+	g_autoptr (MdStore) store = NULL;
+
+	while (!g_atomic_int_get (&o->stopping)) {
+		if (!store) {
+			g_autoptr (GError) error = NULL;
+			store = md_desk_open_store (o->desk, FALSE, &error);
+			if (!store) {
+				g_warning ("outbox store-failed error=\"%s\"", error->message);
+				sender_sleep (o, SENDER_POLL_SECONDS);
+				continue;
+			}
+		}
+		sender_round (o, store);
+		gint64 due = next_due (store);
+		gint64 wait = due ? CLAMP (due - md_now (), 1, SENDER_POLL_SECONDS) : SENDER_POLL_SECONDS;
+		sender_sleep (o, wait);
+	}
+	return NULL;
+}
+
+MdOutboxSender *
+md_outbox_sender_start (MdDesk *desk, GError **error)
+{
+	/* fail now, not in the thread, on a bad [smtp] section */
+	g_autoptr (MdSmtp) probe = md_smtp_new (desk->conf, error);
+	if (!probe)
+		return NULL;
+	MdOutboxSender *o = g_new0 (MdOutboxSender, 1);
+	o->desk = desk;
+	g_mutex_init (&o->lock);
+	g_cond_init (&o->cond);
+	o->thread = g_thread_new ("outbox", sender_main, o);
+	return o;
+}
+
+void
+md_outbox_sender_wake (MdOutboxSender *sender)
+{
+	g_mutex_lock (&sender->lock);
+	sender->woken = TRUE;
+	g_cond_signal (&sender->cond);
+	g_mutex_unlock (&sender->lock);
+}
+
+void
+md_outbox_sender_stop (MdOutboxSender *sender)
+{
+	if (!sender)
+		return;
+	g_mutex_lock (&sender->lock);
+	g_atomic_int_set (&sender->stopping, 1);
+	g_cond_signal (&sender->cond);
+	g_mutex_unlock (&sender->lock);
+	g_thread_join (sender->thread);
+	g_mutex_clear (&sender->lock);
+	g_cond_clear (&sender->cond);
+	g_free (sender);
+}

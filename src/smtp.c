@@ -1,0 +1,375 @@
+/* smtp.c - the SMTP client of the outbox: libcurl's SMTP engine driven
+ * for one recipient at a time, the message streamed from the spool, and
+ * the one place that decides whether a failure is temporary or permanent.
+ *
+ * curl tells a caller little about *which* reply failed a transfer, so
+ * the protocol is watched through the debug callback: the verb of every
+ * command sent (only the verb, so AUTH secrets are never kept) and the
+ * latest reply of 400 or above with the command it answered.  A 5xx is
+ * permanent only when it answers MAIL, RCPT or DATA; a 5xx to EHLO,
+ * AUTH or STARTTLS is the desk's configuration or the relay's trouble,
+ * and the mail is kept and retried. */
+#include "config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "md.h"
+#include "smtp.h"
+
+#define CONNECT_TIMEOUT_S 10
+/* Whole transfer: 5 minutes plus 1 s per 32 KiB, at most an hour (the
+ * outbox's claim on a row outlasts this). */
+#define TRANSFER_BASE_S 300
+#define TRANSFER_BYTES_PER_S 32768
+#define TRANSFER_MAX_S 3600
+#define REPLY_MAX 1000
+
+struct _MdSmtp {
+	CURL *curl;
+	char *url;
+	char *user;
+	char *password;
+	char *ca_file;
+	const gint *cancel;
+	char errbuf[CURL_ERROR_SIZE];
+
+	/* protocol watch of the current transfer */
+	char last_verb[16];
+	gboolean in_auth;   /* between AUTH and its final reply: lines sent are secrets */
+	GString *reply;     /* reply being read, lines joined by a space */
+	int reply_code;
+	char *failed_reply; /* latest complete reply >= 400 */
+	char failed_verb[16];
+	char *final_reply;  /* last complete reply */
+};
+
+typedef struct {
+	FILE *file;
+	gboolean last_was_cr;
+	char in[16384];
+	int errsv;
+} Upload;
+
+const char *
+md_smtp_outcome_name (MdSmtpOutcome outcome)
+{
+	switch (outcome) {
+	case MD_SMTP_SENT:
+		return "sent";
+	case MD_SMTP_TEMPORARY:
+		return "temporary";
+	case MD_SMTP_PERMANENT:
+		return "permanent";
+	case MD_SMTP_UNREACHABLE:
+		return "unreachable";
+	}
+	return "unknown";
+}
+
+static gsize
+curl_init_once (void)
+{
+	static gsize done = 0;
+	if (g_once_init_enter (&done))
+		g_once_init_leave (&done, curl_global_init (CURL_GLOBAL_DEFAULT) == CURLE_OK ? 1 : 2);
+	return done;
+}
+
+static char *
+read_password (const char *path, GError **error)
+{
+	g_autoptr (GError) local = NULL;
+	char *text = NULL;
+	gsize len = 0;
+	if (!g_file_get_contents (path, &text, &len, &local)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] password_file: %s", local->message);
+		return NULL;
+	}
+	/* the first line is the password; a trailing newline is not part of it */
+	text[strcspn (text, "\r\n")] = '\0';
+	return text;
+}
+
+static void
+finish_reply (MdSmtp *s)
+{
+	char *text = g_strndup (s->reply->str, REPLY_MAX);
+	/* the latest refusal: an EHLO refused and followed by a good HELO
+	 * is not what failed the message */
+	if (s->reply_code >= 400) {
+		g_free (s->failed_reply);
+		s->failed_reply = g_strdup (text);
+		g_strlcpy (s->failed_verb, s->last_verb, sizeof s->failed_verb);
+	}
+	g_free (s->final_reply);
+	s->final_reply = text;
+	if (s->reply_code != 334)  /* RFC 4954: 334 asks for more */
+		s->in_auth = FALSE;
+	g_string_truncate (s->reply, 0);
+	s->reply_code = 0;
+}
+
+/* One reply line "250-text" or "250 text" (RFC 5321 4.2.1). */
+static void
+watch_reply_line (MdSmtp *s, const char *line, gsize len)
+{
+	while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	if (len < 3 || !g_ascii_isdigit (line[0]) || !g_ascii_isdigit (line[1]) || !g_ascii_isdigit (line[2]))
+		return;
+	s->reply_code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (s->reply->len)
+		g_string_append_c (s->reply, ' ');
+	if (s->reply->len < REPLY_MAX)
+		g_string_append_len (s->reply, s->reply->len ? line + MIN (len, 4) : line,
+		                     s->reply->len ? len - MIN (len, 4) : len);
+	if (len == 3 || line[3] == ' ')
+		finish_reply (s);
+}
+
+/* Remembers the verb of a command sent.  Only known verbs count: an
+ * AUTH continuation line is credentials in base64 and is never kept,
+ * not even in part. */
+static void
+watch_command (MdSmtp *s, const char *line, gsize len)
+{
+	if (s->in_auth)
+		return;
+	static const char *const verbs[] = { "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
+	                                     "RSET", "NOOP", "QUIT" };
+	for (gsize i = 0; i < G_N_ELEMENTS (verbs); i++) {
+		gsize n = strlen (verbs[i]);
+		if (len >= n && !g_ascii_strncasecmp (line, verbs[i], n) &&
+		    (len == n || line[n] == ' ' || line[n] == '\r' || line[n] == '\n')) {
+			g_strlcpy (s->last_verb, verbs[i], sizeof s->last_verb);
+			s->in_auth = !strcmp (verbs[i], "AUTH");
+			return;
+		}
+	}
+}
+
+static int
+on_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *user)
+{
+	MdSmtp *s = user;
+	(void) curl;
+	if (type == CURLINFO_HEADER_IN) {
+		const char *p = data, *end = data + size;
+		while (p < end) {
+			const char *nl = memchr (p, '\n', end - p);
+			const char *stop = nl ? nl + 1 : end;
+			watch_reply_line (s, p, stop - p);
+			p = stop;
+		}
+	} else if (type == CURLINFO_HEADER_OUT) {
+		watch_command (s, data, size);
+	}
+	return 0;
+}
+
+static int
+on_progress (void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	MdSmtp *s = user;
+	(void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+	return s->cancel && g_atomic_int_get (s->cancel) ? 1 : 0;
+}
+
+/* Streams the file, turning a bare LF into CRLF; curl adds the dot
+ * stuffing and the final ".".  curl's upload buffer is at least 16 KiB,
+ * so half of it always holds a byte. */
+static size_t
+on_read (char *buf, size_t size, size_t nitems, void *user)
+{
+	Upload *u = user;
+	size_t out = 0;
+	size_t n = fread (u->in, 1, MIN (sizeof u->in, size * nitems / 2), u->file);
+
+	if (n == 0 && ferror (u->file)) {
+		u->errsv = errno ? errno : EIO;
+		return CURL_READFUNC_ABORT;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = u->in[i];
+		if (c == '\n' && !u->last_was_cr)
+			buf[out++] = '\r';
+		buf[out++] = c;
+		u->last_was_cr = c == '\r';
+	}
+	return out;
+}
+
+MdSmtp *
+md_smtp_new (const MdConf *conf, GError **error)
+{
+	if (curl_init_once () != 1) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "libcurl failed to initialise");
+		return NULL;
+	}
+	const char *url = conf->smtp_url ? conf->smtp_url : "";
+	if (!g_str_has_prefix (url, "smtp://") && !g_str_has_prefix (url, "smtps://")) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] url \"%s\" is not smtp:// or smtps://", url);
+		return NULL;
+	}
+	g_autoptr (MdSmtp) s = g_new0 (MdSmtp, 1);
+	s->url = g_strdup (url);
+	s->user = g_strdup (conf->smtp_user);
+	s->ca_file = g_strdup (conf->smtp_ca_file);
+	s->reply = g_string_new (NULL);
+	if (s->user && *s->user) {
+		if (!conf->smtp_password_file) {
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] user is set but password_file is not");
+			return NULL;
+		}
+		s->password = read_password (conf->smtp_password_file, error);
+		if (!s->password)
+			return NULL;
+	}
+	s->curl = curl_easy_init ();
+	if (!s->curl) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "libcurl: cannot create a handle");
+		return NULL;
+	}
+	return g_steal_pointer (&s);
+}
+
+void
+md_smtp_free (MdSmtp *smtp)
+{
+	if (!smtp)
+		return;
+	if (smtp->curl)
+		curl_easy_cleanup (smtp->curl);
+	if (smtp->password) {
+		memset (smtp->password, 0, strlen (smtp->password));
+		g_free (smtp->password);
+	}
+	g_free (smtp->url);
+	g_free (smtp->user);
+	g_free (smtp->ca_file);
+	if (smtp->reply)
+		g_string_free (smtp->reply, TRUE);
+	g_free (smtp->failed_reply);
+	g_free (smtp->final_reply);
+	g_free (smtp);
+}
+
+void
+md_smtp_set_cancel (MdSmtp *smtp, const gint *cancel)
+{
+	smtp->cancel = cancel;
+}
+
+static void
+watch_reset (MdSmtp *s)
+{
+	s->last_verb[0] = '\0';
+	s->in_auth = FALSE;
+	s->failed_verb[0] = '\0';
+	g_string_truncate (s->reply, 0);
+	s->reply_code = 0;
+	g_clear_pointer (&s->failed_reply, g_free);
+	g_clear_pointer (&s->final_reply, g_free);
+	s->errbuf[0] = '\0';
+}
+
+static void
+set_options (MdSmtp *s, const char *from, struct curl_slist *rcpts, Upload *u, gint64 size)
+{
+	CURL *c = s->curl;
+	gint64 timeout = MIN (TRANSFER_BASE_S + size / TRANSFER_BYTES_PER_S, TRANSFER_MAX_S);
+
+	curl_easy_reset (c);
+	curl_easy_setopt (c, CURLOPT_URL, s->url);
+	curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+	/* STARTTLS when offered; with credentials, TLS or nothing */
+	curl_easy_setopt (c, CURLOPT_USE_SSL, (long) (s->password ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+	if (s->ca_file)
+		curl_easy_setopt (c, CURLOPT_CAINFO, s->ca_file);
+	if (s->password) {
+		curl_easy_setopt (c, CURLOPT_USERNAME, s->user);
+		curl_easy_setopt (c, CURLOPT_PASSWORD, s->password);
+	}
+	curl_easy_setopt (c, CURLOPT_CONNECTTIMEOUT, (long) CONNECT_TIMEOUT_S);
+	curl_easy_setopt (c, CURLOPT_TIMEOUT, (long) timeout);
+	curl_easy_setopt (c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt (c, CURLOPT_ERRORBUFFER, s->errbuf);
+	curl_easy_setopt (c, CURLOPT_VERBOSE, 1L);
+	curl_easy_setopt (c, CURLOPT_DEBUGFUNCTION, on_debug);
+	curl_easy_setopt (c, CURLOPT_DEBUGDATA, s);
+	curl_easy_setopt (c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt (c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt (c, CURLOPT_XFERINFODATA, s);
+	curl_easy_setopt (c, CURLOPT_MAIL_FROM, from);
+	curl_easy_setopt (c, CURLOPT_MAIL_RCPT, rcpts);
+	curl_easy_setopt (c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt (c, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt (c, CURLOPT_READDATA, u);
+}
+
+static MdSmtpOutcome
+classify (MdSmtp *s, CURLcode rc, const Upload *u, const char *path, char **reply_r)
+{
+	if (rc == CURLE_OK) {
+		*reply_r = g_strdup (s->final_reply ? s->final_reply : "accepted");
+		return MD_SMTP_SENT;
+	}
+	if (rc == CURLE_ABORTED_BY_CALLBACK) {
+		*reply_r = g_strdup ("interrupted: maildesk is stopping");
+		return MD_SMTP_TEMPORARY;
+	}
+	if (u->errsv) {
+		*reply_r = g_strdup_printf ("cannot read %s: %s", path, g_strerror (u->errsv));
+		return MD_SMTP_TEMPORARY;
+	}
+	gboolean at_message = !strcmp (s->last_verb, "MAIL") || !strcmp (s->last_verb, "RCPT") ||
+	                      !strcmp (s->last_verb, "DATA");
+	if (s->failed_reply) {
+		gboolean answers_message = !strcmp (s->failed_verb, "MAIL") || !strcmp (s->failed_verb, "RCPT") ||
+		                           !strcmp (s->failed_verb, "DATA");
+		if (answers_message) {
+			*reply_r = g_strdup (s->failed_reply);
+			return s->failed_reply[0] == '5' ? MD_SMTP_PERMANENT : MD_SMTP_TEMPORARY;
+		}
+		*reply_r = g_strdup_printf ("%s refused: %s", s->failed_verb[0] ? s->failed_verb : "greeting",
+		                            s->failed_reply);
+		return MD_SMTP_UNREACHABLE;
+	}
+	*reply_r = g_strdup_printf ("%s: %s", s->url, s->errbuf[0] ? s->errbuf : curl_easy_strerror (rc));
+	g_strchomp (*reply_r);
+	return at_message ? MD_SMTP_TEMPORARY : MD_SMTP_UNREACHABLE;
+}
+
+MdSmtpOutcome
+md_smtp_send (MdSmtp *smtp, const char *mail_from, const char *rcpt, const char *path, char **reply_r)
+{
+	Upload u = { 0 };
+	struct stat st;
+
+	*reply_r = NULL;
+	u.file = fopen (path, "rb");
+	if (!u.file || fstat (fileno (u.file), &st) < 0) {
+		*reply_r = g_strdup_printf ("cannot open %s: %s", path, g_strerror (errno));
+		if (u.file)
+			fclose (u.file);
+		return MD_SMTP_TEMPORARY;
+	}
+	g_autofree char *from = g_strdup_printf ("<%s>", mail_from ? mail_from : "");
+	g_autofree char *to = g_strdup_printf ("<%s>", rcpt);
+	struct curl_slist *rcpts = curl_slist_append (NULL, to);
+
+	watch_reset (smtp);
+	set_options (smtp, from, rcpts, &u, st.st_size);
+	CURLcode rc = curl_easy_perform (smtp->curl);
+	MdSmtpOutcome outcome = classify (smtp, rc, &u, path, reply_r);
+	/* the handle keeps pointers to these until the next reset */
+	curl_easy_setopt (smtp->curl, CURLOPT_MAIL_RCPT, NULL);
+	curl_easy_setopt (smtp->curl, CURLOPT_READDATA, NULL);
+	curl_slist_free_all (rcpts);
+	fclose (u.file);
+	return outcome;
+}

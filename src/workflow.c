@@ -1,0 +1,400 @@
+/* workflow.c - the status machine of DESIGN 1, field changes and the
+ * commands of DESIGN 7.  History, notifications and timers follow every
+ * change here and nowhere else. */
+#include "config.h"
+
+#include <string.h>
+
+#include "catalog.h"
+#include "md.h"
+#include "schedule.h"
+#include "store.h"
+#include "thread.h"
+#include "token.h"
+#include "workflow.h"
+
+#define MAX_COMMANDS 20
+
+static const char *
+actor_label (const MdActor *actor)
+{
+	return actor && actor->email ? actor->email : "system";
+}
+
+gboolean
+md_workflow_may_set_status (const char *from, const char *to, MdActorKind actor, const char **reason_r)
+{
+	const char *reason = NULL;
+
+	if (g_strcmp0 (from, to) == 0)
+		reason = "the ticket already has that status";
+	else if (actor == MD_ACTOR_CUSTOMER && g_strcmp0 (to, MD_STATUS_RESOLVED) != 0)
+		reason = "customers can only mark a ticket resolved";
+	else if (g_strcmp0 (to, MD_STATUS_TRIAGE) == 0)
+		reason = "only a new ticket waits for triage";
+	else if (g_strcmp0 (to, MD_STATUS_ACKNOWLEDGED) == 0 && g_strcmp0 (from, MD_STATUS_TRIAGE) != 0)
+		reason = "only a ticket waiting for triage can be acknowledged";
+	else if (g_strcmp0 (from, MD_STATUS_RESOLVED) == 0 && g_strcmp0 (to, MD_STATUS_REOPENED) != 0)
+		reason = "the ticket is resolved; reopen it first (#status reopened)";
+	else if (g_strcmp0 (to, MD_STATUS_REOPENED) == 0 && g_strcmp0 (from, MD_STATUS_RESOLVED) != 0)
+		reason = "only a resolved ticket can be reopened";
+	if (reason_r)
+		*reason_r = reason;
+	return reason == NULL;
+}
+
+gint64
+md_workflow_first_response_due (MdDesk *desk, const char *priority, gint64 t)
+{
+	for (int i = 0; md_priorities[i]; i++) {
+		if (g_strcmp0 (md_priorities[i], priority) != 0)
+			continue;
+		if (!desk->has_first_response[i])
+			return 0;
+		gint64 due = md_calendar_add (desk->calendar, t, &desk->first_response[i]);
+		return due > 0 ? due : 0;
+	}
+	return 0;
+}
+
+static gboolean
+record (MdStore *store, MdTicket *t, const MdActor *actor, const char *field, const char *old_value,
+        const char *new_value, GError **error)
+{
+	t->updated_at = md_now ();
+	return md_store_history_add (store, t->id, t->updated_at, actor_label (actor), field, old_value, new_value,
+	                             error);
+}
+
+gboolean
+md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *status, const MdActor *actor,
+                        const char *comment, gboolean notify, GError **error)
+{
+	const char *old = t->status;
+	gint64 now = md_now ();
+
+	t->status = status;
+	t->status_changed_at = now;
+	if (g_strcmp0 (status, MD_STATUS_RESOLVED) == 0)
+		t->resolved_at = now;
+	else if (g_strcmp0 (old, MD_STATUS_RESOLVED) == 0)
+		t->resolved_at = 0;
+	if (!record (store, t, actor, "status", old, status, error) || !md_store_ticket_update (store, t, error) ||
+	    !md_schedule_ticket (desk, store, t, error))
+		return FALSE;
+	if (!notify)
+		return TRUE;
+	MdPersonRef who = { actor ? actor->email : NULL, actor ? actor->name : NULL };
+	return md_notify_status_change (desk, store, t, old, actor && actor->email ? &who : NULL, comment, error);
+}
+
+gboolean
+md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
+{
+	if (t->first_response_at)
+		return TRUE;
+	t->first_response_at = md_now ();
+	g_autofree char *at = md_time_iso_utc (t->first_response_at);
+	return record (store, t, actor, "first_response", NULL, at, error) && md_store_ticket_update (store, t, error) &&
+	       md_schedule_ticket (desk, store, t, error);
+}
+
+/* A value a person gave that cannot be used: answered by mail. */
+#define invalid(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_INVALID, __VA_ARGS__), FALSE)
+
+static gboolean
+looks_like_address (const char *s)
+{
+	const char *at = strchr (s, '@');
+	return at && at != s && at[1] && !strchr (at + 1, '@') && !strpbrk (s, " \t\r\n<>,;\"");
+}
+
+gboolean
+md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *field, const char *value,
+                       const MdActor *actor, GError **error)
+{
+	if (g_strcmp0 (field, "priority") == 0) {
+		const char *p = md_priority_normalize (value);
+		if (!p)
+			return invalid (error, "\"%s\" is not a priority (P1, P2, P3, P4 or ER)", value);
+		if (p == t->priority)
+			return TRUE;
+		const char *old = t->priority;
+		t->priority = p;
+		t->first_response_due = md_workflow_first_response_due (desk, p, t->created_at);
+		return record (store, t, actor, "priority", old, p, error) && md_store_ticket_update (store, t, error) &&
+		       md_schedule_ticket (desk, store, t, error);
+	}
+	if (g_strcmp0 (field, "category") == 0) {
+		const char *c = md_category_normalize (value);
+		if (!c)
+			return invalid (error, "\"%s\" is not a category (Technical Request, Bug, Data Migration, "
+			                       "New Environment Request, Access Request, Security Issue/Incident, "
+			                       "Consulting Business Request)", value);
+		if (c == t->category)
+			return TRUE;
+		const char *old = t->category;
+		t->category = c;
+		return record (store, t, actor, "category", old, c, error) && md_store_ticket_update (store, t, error);
+	}
+	if (g_strcmp0 (field, "assignee") == 0) {
+		g_autofree char *email = g_ascii_strdown (g_ascii_strcasecmp (value, "me") == 0 && actor && actor->email
+		                                          ? actor->email : value, -1);
+		if (!looks_like_address (email))
+			return invalid (error, "\"%s\" is not an email address (or \"me\")", value);
+		if (!md_is_agent (store, email, (const char *const *) desk->conf->agents))
+			return invalid (error, "%s is not an agent of this desk", email);
+		gint64 id = 0;
+		if (!md_store_person_ensure (store, email, NULL, &id, error))
+			return FALSE;
+		g_autofree char *old = g_strdup (t->assignee);
+		t->assignee_id = id;
+		g_free (t->assignee);
+		t->assignee = g_strdup (email);
+		return record (store, t, actor, "assignee", old, email, error) && md_store_ticket_update (store, t, error) &&
+		       md_schedule_ticket (desk, store, t, error);
+	}
+	if (g_strcmp0 (field, "visibility") == 0) {
+		const char *v = md_visibility_normalize (value);
+		if (!v)
+			return invalid (error, "\"%s\" is not a visibility (private or shared)", value);
+		gboolean shared = g_strcmp0 (v, "shared") == 0;
+		if (shared && !t->organization_id)
+			return invalid (error, "%s", "the requester belongs to no organization to share it with");
+		if (shared == t->shared)
+			return TRUE;
+		t->shared = shared;
+		return record (store, t, actor, "visibility", shared ? "private" : "shared", v, error) &&
+		       md_store_ticket_update (store, t, error);
+	}
+	if (g_strcmp0 (field, "status") == 0) {
+		const char *s = md_status_normalize (value);
+		const char *reason = NULL;
+		if (!s)
+			return invalid (error, "\"%s\" is not a status (Waiting for triage, Request acknowledged, In "
+			                       "progress, Waiting for customer, Resolved, Reopened)", value);
+		if (!md_workflow_may_set_status (t->status, s, actor ? actor->kind : MD_ACTOR_SYSTEM, &reason))
+			return invalid (error, "%s", reason);
+		if (g_strcmp0 (s, MD_STATUS_ACKNOWLEDGED) == 0 && !md_workflow_first_response (desk, store, t, actor, error))
+			return FALSE;
+		return md_workflow_set_status (desk, store, t, s, actor, NULL, TRUE, error);
+	}
+	return invalid (error, "\"%s\" is not a field (status, priority, category, assignee, visibility)", field);
+}
+
+/* ---- replies ---- */
+
+gboolean
+md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
+                         gboolean internal, GPtrArray *commands, const MdMessage *msg, GError **error)
+{
+	g_autofree char *comment = md_commands_strip (text);
+
+	if (*g_strstrip (comment) && !internal) {
+		MdPersonRef agent = { actor->email, actor->name };
+		if (!md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) ||
+		    !md_workflow_first_response (desk, store, t, actor, error))
+			return FALSE;
+		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
+		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
+		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
+		                   : NULL;
+		/* The reply itself tells the customer; no separate status mail. */
+		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error))
+			return FALSE;
+	}
+	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
+}
+
+gboolean
+md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
+                            GPtrArray *commands, const MdMessage *msg, GError **error)
+{
+	g_autofree char *comment = md_commands_strip (text);
+	const char *next = g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
+	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
+
+	if (*g_strstrip (comment)) {
+		gboolean reopened = g_strcmp0 (next, MD_STATUS_REOPENED) == 0;
+		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, reopened, error))
+			return FALSE;
+		MdPersonRef author = { actor->email, actor->name };
+		if (!md_notify_customer_reply (desk, store, t, &author, comment, msg, error))
+			return FALSE;
+	}
+	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
+}
+
+/* ---- commands ---- */
+
+void
+md_command_free (MdCommand *c)
+{
+	if (!c)
+		return;
+	g_free (c->line);
+	g_free (c->name);
+	g_free (c->arg);
+	g_free (c);
+}
+
+GPtrArray *
+md_commands_parse (const char *text)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) md_command_free);
+	const char *p = text ? text : "";
+
+	while (*p && out->len < MAX_COMMANDS) {
+		const char *eol = strchr (p, '\n');
+		gsize len = eol ? (gsize) (eol - p) : strlen (p);
+		g_autofree char *line = g_strstrip (g_strndup (p, MIN (len, 1000)));
+		p = eol ? eol + 1 : p + len;
+		if (!*line)
+			continue;
+		if (line[0] != '#' || !g_ascii_isalpha (line[1]))
+			break;
+		MdCommand *c = g_new0 (MdCommand, 1);
+		const char *sp = line + 1;
+		while (*sp && !g_ascii_isspace (*sp))
+			sp++;
+		c->line = g_strdup (line);
+		c->name = g_ascii_strdown (line + 1, sp - line - 1);
+		c->arg = g_strstrip (g_strdup (sp));
+		g_ptr_array_add (out, c);
+	}
+	return out;
+}
+
+char *
+md_commands_strip (const char *text)
+{
+	const char *p = text ? text : "";
+	int taken = 0;
+	while (*p && taken < MAX_COMMANDS) {
+		const char *eol = strchr (p, '\n');
+		const char *q = p;
+		while (*q == ' ' || *q == '\t' || *q == '\r')
+			q++;
+		if (*q == '#' && g_ascii_isalpha (q[1]))
+			taken++;
+		else if (*q != '\n' && *q)
+			break;
+		p = eol ? eol + 1 : q + strlen (q);
+	}
+	return g_strdup (p);
+}
+
+static char *
+list_text (MdDesk *desk, MdStore *store, const char *email)
+{
+	MdTicketFilter f = { .requester = email, .org_id = md_store_org_of (store, email, NULL), .limit = 200 };
+	g_autoptr (GPtrArray) list = md_store_ticket_list (store, &f, NULL);
+	GString *s = g_string_new (NULL);
+	for (guint i = 0; list && i < list->len; i++) {
+		MdTicket *t = list->pdata[i];
+		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
+		g_autofree char *updated = md_time_iso_utc (t->updated_at);
+		g_autofree char *addr = md_address_for_ticket (&desk->addressing, t->id);
+		gboolean mine = t->requester && g_ascii_strcasecmp (t->requester, email) == 0;
+		g_string_append_printf (s, "[%s] %s\n    Status: %s · Last update: %s%s\n    Resolve: mailto:%s?body=%%23resolve\n\n",
+		                        key, t->subject, t->status, updated, mine ? "" : " · shared with your organization", addr);
+	}
+	if (!s->len)
+		g_string_append (s, "You have no tickets.\n");
+	return g_string_free (s, FALSE);
+}
+
+typedef enum { WHO_AGENT = 1, WHO_CUSTOMER = 2 } Who;
+
+/* Runs one command; FALSE with MD_ERROR_INVALID/DENIED is answered by
+ * mail, other errors abort. */
+static gboolean
+run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, const MdMessage *msg,
+         GError **error)
+{
+	static const struct { const char *name; Who who; } table[] = {
+		{ "ack", WHO_AGENT }, { "status", WHO_AGENT }, { "priority", WHO_AGENT }, { "category", WHO_AGENT },
+		{ "assign", WHO_AGENT }, { "waiting", WHO_AGENT }, { "resolve", WHO_AGENT | WHO_CUSTOMER },
+		{ "internal", WHO_AGENT }, { "share", WHO_CUSTOMER }, { "private", WHO_CUSTOMER },
+		{ "list", WHO_AGENT | WHO_CUSTOMER },
+	};
+	Who who = actor->kind == MD_ACTOR_AGENT ? WHO_AGENT : WHO_CUSTOMER;
+	gsize i;
+	for (i = 0; i < G_N_ELEMENTS (table) && strcmp (table[i].name, c->name) != 0; i++)
+		;
+	if (i == G_N_ELEMENTS (table)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "unknown command #%s; commands are #ack, #status, "
+		             "#priority, #category, #assign, #waiting, #resolve, #internal, #share, #private and #list", c->name);
+		return FALSE;
+	}
+	if (!(table[i].who & who)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "only %s may use #%s",
+		             who == WHO_AGENT ? "the customer" : "agents", c->name);
+		return FALSE;
+	}
+	const char *name = c->name;
+	if (strcmp (name, "list") == 0) {
+		g_autofree char *text = list_text (desk, store, actor->email);
+		MdPersonRef to = { actor->email, actor->name };
+		return md_notify_list (desk, store, t, &to, text, msg, error);
+	}
+	if (strcmp (name, "internal") == 0)
+		return TRUE;  /* handled by the caller: the message stays internal */
+	if (!md_status_is_open (t->status) && strcmp (name, "status") != 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "ticket is resolved; #%s was not applied "
+		             "(an agent can reopen it with #status reopened)", name);
+		return FALSE;
+	}
+	if (strcmp (name, "ack") == 0) {
+		if (!md_workflow_first_response (desk, store, t, actor, error))
+			return FALSE;
+		if (g_strcmp0 (t->status, MD_STATUS_TRIAGE) != 0)
+			return TRUE;
+		return md_workflow_set_status (desk, store, t, MD_STATUS_ACKNOWLEDGED, actor, NULL, TRUE, error);
+	}
+	if (strcmp (name, "status") == 0)
+		return md_workflow_set_field (desk, store, t, "status", c->arg, actor, error);
+	if (strcmp (name, "priority") == 0 || strcmp (name, "category") == 0)
+		return md_workflow_set_field (desk, store, t, name, c->arg, actor, error);
+	if (strcmp (name, "assign") == 0)
+		return md_workflow_set_field (desk, store, t, "assignee", *c->arg ? c->arg : "me", actor, error);
+	if (strcmp (name, "share") == 0 || strcmp (name, "private") == 0) {
+		if (!t->requester || g_ascii_strcasecmp (t->requester, actor->email) != 0) {
+			g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "only the requester may #%s a ticket", name);
+			return FALSE;
+		}
+		return md_workflow_set_field (desk, store, t, "visibility", strcmp (name, "share") == 0 ? "shared" : "private",
+		                              actor, error);
+	}
+	const char *target = strcmp (name, "waiting") == 0 ? MD_STATUS_WAITING : MD_STATUS_RESOLVED;
+	const char *reason = NULL;
+	if (!md_workflow_may_set_status (t->status, target, actor->kind, &reason)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "%s", reason);
+		return FALSE;
+	}
+	return md_workflow_set_status (desk, store, t, target, actor, NULL, TRUE, error);
+}
+
+gboolean
+md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
+                          const MdMessage *msg, GError **error)
+{
+	for (guint i = 0; commands && i < commands->len; i++) {
+		MdCommand *c = commands->pdata[i];
+		GError *local = NULL;
+		if (run_one (desk, store, t, c, actor, msg, &local))
+			continue;
+		if (local->domain != MD_ERROR || (local->code != MD_ERROR_INVALID && local->code != MD_ERROR_DENIED)) {
+			g_propagate_error (error, local);
+			return FALSE;
+		}
+		MdPersonRef to = { actor->email, actor->name };
+		gboolean ok = md_store_history_add (store, t->id, md_now (), actor_label (actor), "command refused",
+		                                    c->line, local->message, error) &&
+		              md_notify_command_error (desk, store, t, &to, c->line, local->message, msg, error);
+		g_error_free (local);
+		if (!ok)
+			return FALSE;
+	}
+	return TRUE;
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""smtp_catcher - a real SMTP server on loopback for maildesk's tests.
+
+Debian's aiosmtpd answers the protocol; every accepted message is written
+to DIR/NNNN.eml (the bytes received, dot-unstuffed) with DIR/NNNN.json
+(envelope sender, recipients, whether TLS and AUTH were used), each
+written to a temporary name and renamed, so a file seen is complete.
+
+Replies can be scripted through a control file read at every command,
+one rule a line:  STAGE ADDRESS REPLY   e.g.
+    RCPT bob@example.org 451 4.3.0 Try again later
+    DATA carol@example.org 554 5.6.0 Message rejected
+STAGE is MAIL (ADDRESS is the sender), RCPT or DATA (ADDRESS a recipient).
+
+    smtp_catcher.py --dir DIR --port N [--control FILE]
+                    [--cert C --key K (--starttls | --smtps)]
+                    [--auth-user U --auth-password P]
+
+Prints "ready" once it listens; stops on SIGTERM or SIGINT.
+"""
+import argparse
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+
+try:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+except ImportError:
+    # A Python without Debian's dist-packages (pyenv, venv): use the system one.
+    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3", *sys.argv])
+    raise
+
+
+def control_reply(path, stage, address):
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        for line in f:
+            parts = line.split(None, 2)
+            if len(parts) == 3 and parts[0] == stage and parts[1].lower() == (address or "").lower():
+                return parts[2].strip()
+    return None
+
+
+class Catcher:
+    def __init__(self, directory, control):
+        self.dir = directory
+        self.control = control
+        self.count = len([n for n in os.listdir(directory) if n.endswith(".eml")])
+        self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = control_reply(self.control, "MAIL", address)
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = control_reply(self.control, "RCPT", address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            reply = control_reply(self.control, "DATA", rcpt)
+            if reply:
+                return reply
+        with self.lock:
+            self.count += 1
+            base = os.path.join(self.dir, f"{self.count:04d}")
+        meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+                "tls": server.transport.get_extra_info("ssl_object") is not None, "auth": session.authenticated,
+                "login": (session.auth_data.login.decode()
+                          if isinstance(session.auth_data, LoginPassword) else None)}
+        for suffix, data in ((".json", json.dumps(meta).encode()), (".eml", envelope.original_content)):
+            with open(base + suffix + ".tmp", "wb") as f:
+                f.write(data)
+            os.rename(base + suffix + ".tmp", base + suffix)
+        return f"250 2.0.0 Ok: queued as {self.count:04d}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--control")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--starttls", action="store_true")
+    ap.add_argument("--smtps", action="store_true")
+    ap.add_argument("--auth-user")
+    ap.add_argument("--auth-password")
+    args = ap.parse_args()
+
+    os.makedirs(args.dir, exist_ok=True)
+    kwargs = {"data_size_limit": 0}
+    tls = None
+    if args.cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
+    if args.starttls:
+        kwargs.update(tls_context=tls, require_starttls=True)
+    if args.auth_user:
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == args.auth_user
+                  and auth_data.password.decode() == args.auth_password)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+        kwargs.update(authenticator=authenticate, auth_required=True)
+    controller = Controller(Catcher(args.dir, args.control), hostname="127.0.0.1", port=args.port,
+                            ssl_context=tls if args.smtps else None, **kwargs)
+    controller.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("ready", flush=True)
+    stop.wait()
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()

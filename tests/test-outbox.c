@@ -1,0 +1,602 @@
+/* test-outbox.c - the outbox against a real SMTP server on loopback
+ * (tests/smtp_catcher.py, Debian's aiosmtpd): what is queued arrives
+ * byte for byte and exactly once; outages and 4xx back off; 5xx fails
+ * with the server's words; the sender thread wakes and stops in time. */
+#include "config.h"
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "md.h"
+#include "outbox.h"
+#include "smtp.h"
+
+#define T0 1796112000 /* 2026-12-01T08:00:00Z */
+#define FROM "support@support.example.com"
+
+typedef struct {
+	char *dir;
+	char *caught;
+	char *control;
+	guint16 port;
+	GSubprocess *catcher;
+	MdDesk *desk;
+	MdStore *store;
+} Fixture;
+
+static const char *
+top_srcdir (void)
+{
+	const char *d = g_getenv ("MD_TOP_SRCDIR");
+	return d ? d : ".";
+}
+
+/* A loopback port that nothing listens on right now. */
+static guint16
+free_port (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GSocket) sock = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &error);
+	g_assert_no_error (error);
+	g_autoptr (GInetAddress) lo = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+	g_autoptr (GSocketAddress) any = g_inet_socket_address_new (lo, 0);
+	g_assert_true (g_socket_bind (sock, any, FALSE, &error));
+	g_autoptr (GSocketAddress) bound = g_socket_get_local_address (sock, &error);
+	g_assert_no_error (error);
+	return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+static void
+catcher_start (Fixture *fx)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *script = g_build_filename (top_srcdir (), "tests", "smtp_catcher.py", NULL);
+	g_autofree char *port = g_strdup_printf ("%u", fx->port);
+	fx->catcher = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error, "python3", script, "--dir", fx->caught,
+	                                "--port", port, "--control", fx->control, NULL);
+	g_assert_no_error (error);
+	g_autoptr (GDataInputStream) out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (fx->catcher));
+	g_autofree char *line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+	g_assert_no_error (error);
+	g_assert_cmpstr (line, ==, "ready");
+}
+
+static void
+catcher_stop (Fixture *fx)
+{
+	if (!fx->catcher)
+		return;
+	g_subprocess_send_signal (fx->catcher, SIGTERM);
+	g_subprocess_wait (fx->catcher, NULL, NULL);
+	g_clear_object (&fx->catcher);
+}
+
+static void
+set_smtp_url (Fixture *fx, guint16 port)
+{
+	g_free (fx->desk->conf->smtp_url);
+	fx->desk->conf->smtp_url = g_strdup_printf ("smtp://127.0.0.1:%u", port);
+}
+
+static void
+fixture_setup (Fixture *fx, gconstpointer start_catcher)
+{
+	g_autoptr (GError) error = NULL;
+	fx->dir = g_dir_make_tmp ("md-outbox-XXXXXX", &error);
+	g_assert_no_error (error);
+	fx->caught = g_build_filename (fx->dir, "caught", NULL);
+	fx->control = g_build_filename (fx->dir, "control", NULL);
+	fx->port = free_port ();
+
+	MdConf *conf = md_conf_new_defaults ();
+	g_free (conf->data_dir);
+	conf->data_dir = g_build_filename (fx->dir, "var", NULL);
+	g_free (conf->rules);
+	conf->rules = g_build_filename (top_srcdir (), "filters", "default.rules", NULL);
+	g_mkdir_with_parents (conf->data_dir, 0700);
+	fx->desk = md_desk_open (conf, &error);
+	g_assert_no_error (error);
+	set_smtp_url (fx, fx->port);
+	fx->store = md_desk_open_store (fx->desk, FALSE, &error);
+	g_assert_no_error (error);
+	if (start_catcher)
+		catcher_start (fx);
+}
+
+static void
+remove_tree (const char *path)
+{
+	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+	const char *name;
+	while (dir && (name = g_dir_read_name (dir))) {
+		g_autofree char *child = g_build_filename (path, name, NULL);
+		if (g_file_test (child, G_FILE_TEST_IS_DIR))
+			remove_tree (child);
+		else
+			g_unlink (child);
+	}
+	g_rmdir (path);
+}
+
+static void
+fixture_teardown (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	catcher_stop (fx);
+	md_store_close (fx->store);
+	md_desk_free (fx->desk);
+	remove_tree (fx->dir);
+	g_free (fx->dir);
+	g_free (fx->caught);
+	g_free (fx->control);
+}
+
+static void
+set_control (Fixture *fx, const char *rules)
+{
+	g_assert_true (g_file_set_contents (fx->control, rules, -1, NULL));
+}
+
+static char *
+spool (Fixture *fx, const char *bytes)
+{
+	g_autoptr (GError) error = NULL;
+	MdSpoolWriter *w = md_spool_writer_new (fx->desk->spool, MD_SPOOL_RAW, 0, &error);
+	g_assert_no_error (error);
+	g_assert_true (md_spool_writer_write (w, bytes, strlen (bytes), &error));
+	char *hex = NULL;
+	g_assert_true (md_spool_writer_commit (w, &hex, &error));
+	return hex;
+}
+
+static void
+enqueue (Fixture *fx, const char *sha, const char *const *rcpts)
+{
+	g_autoptr (GError) error = NULL;
+	g_assert_true (md_outbox_enqueue (fx->store, 0, "ack", FROM, rcpts, sha, "m1@support.example.com", &error));
+	g_assert_no_error (error);
+}
+
+static MdOutboxStats
+flush (Fixture *fx, gint64 now)
+{
+	g_autoptr (GError) error = NULL;
+	MdOutboxStats stats;
+	g_assert_true (md_outbox_flush (fx->desk, fx->store, now, &stats, &error));
+	g_assert_no_error (error);
+	return stats;
+}
+
+static MdOutboxEntry *
+row (Fixture *fx, gint64 id)
+{
+	g_autoptr (GPtrArray) all = md_outbox_list (fx->store, NULL, NULL);
+	g_assert_nonnull (all);
+	for (guint i = 0; i < all->len; i++) {
+		MdOutboxEntry *e = all->pdata[i];
+		if (e->id == id)
+			return g_ptr_array_steal_index (all, i);
+	}
+	g_assert_not_reached ();
+}
+
+static guint
+caught_count (Fixture *fx)
+{
+	g_autoptr (GDir) dir = g_dir_open (fx->caught, 0, NULL);
+	guint n = 0;
+	const char *name;
+	while (dir && (name = g_dir_read_name (dir)))
+		n += g_str_has_suffix (name, ".eml");
+	return n;
+}
+
+static char *
+caught_file (Fixture *fx, guint n, const char *suffix)
+{
+	g_autofree char *name = g_strdup_printf ("%04u%s", n, suffix);
+	g_autofree char *path = g_build_filename (fx->caught, name, NULL);
+	char *text = NULL;
+	g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+	return text;
+}
+
+#define MESSAGE "From: Support <support@support.example.com>\r\n" \
+	"To: alice@customer.example\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n" \
+	"Message-ID: <m1@support.example.com>\r\n\r\n" \
+	"Hello,\r\n.a line that starts with a dot\r\n.\r\nGr\xc3\xbc\xc3\x9f" "e\r\n"
+
+static void
+test_enqueue_rows (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *rcpts[] = { "alice@customer.example", "bob@customer.example", "Alice@Customer.example", NULL };
+	g_assert_true (md_outbox_enqueue (fx->store, 0, "ack", FROM, rcpts, sha, "m1@support.example.com", &error));
+	g_autoptr (GPtrArray) all = md_outbox_list (fx->store, NULL, &error);
+	g_assert_cmpuint (all->len, ==, 2);
+	MdOutboxEntry *a = all->pdata[0], *b = all->pdata[1];
+	g_assert_cmpstr (a->rcpt_to, ==, "alice@customer.example");
+	g_assert_cmpstr (b->rcpt_to, ==, "bob@customer.example");
+	g_assert_cmpstr (a->state, ==, "queued");
+	g_assert_cmpstr (a->mail_from, ==, FROM);
+	g_assert_cmpstr (a->raw_sha256, ==, sha);
+	g_assert_cmpstr (a->message_id, ==, "m1@support.example.com");
+	g_assert_cmpint (a->created_at, ==, T0);
+	g_assert_cmpint (a->next_attempt_at, ==, T0);
+	g_assert_cmpint (a->attempts, ==, 0);
+	g_assert_cmpint (a->ticket_id, ==, 0);
+
+	/* the caller's transaction decides: rolled back, nothing is queued */
+	const char *carol[] = { "carol@customer.example", NULL };
+	g_assert_true (md_store_begin (fx->store, &error));
+	g_assert_true (md_outbox_enqueue (fx->store, 0, "ack", FROM, carol, sha, "m2@support.example.com", &error));
+	md_store_rollback (fx->store);
+	g_autoptr (GPtrArray) after = md_outbox_list (fx->store, NULL, &error);
+	g_assert_cmpuint (after->len, ==, 2);
+}
+
+static void
+test_enqueue_bytes (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GBytes) raw = g_bytes_new_static (MESSAGE, strlen (MESSAGE));
+	const char *alice[] = { "alice@customer.example", NULL };
+	g_assert_true (md_outbox_enqueue_bytes (fx->store, 0, "ack", FROM, alice, raw, "m1@support.example.com",
+	                                        &error));
+	g_assert_no_error (error);
+	/* The bytes wait in the database, not in the spool: no fsync of their own. */
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_autofree char *path = md_spool_path (fx->desk->spool, MD_SPOOL_RAW, e->raw_sha256);
+	g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+	MdOutboxStats st = flush (fx, T0);
+	g_assert_cmpuint (st.sent, ==, 1);
+	g_autofree char *got = caught_file (fx, 1, ".eml");
+	g_assert_cmpstr (got, ==, MESSAGE);
+}
+
+static void
+test_enqueue_refuses (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *good[] = { "alice@customer.example", NULL };
+	const char *none[] = { NULL };
+	const char *crlf[] = { "alice@customer.example\r\nRCPT TO:<x@evil.example>", NULL };
+	const char *space[] = { "alice @customer.example", NULL };
+	const char *angle[] = { "<alice@customer.example>", NULL };
+	const char *empty[] = { "", NULL };
+	const char *no_at[] = { "alice", NULL };
+	struct {
+		const char *what, *kind, *from, *const *rcpts, *sha, *msgid;
+	} cases[] = {
+		{ "no recipients", "ack", FROM, none, sha, "m@x" },
+		{ "CRLF in a recipient", "ack", FROM, crlf, sha, "m@x" },
+		{ "space in a recipient", "ack", FROM, space, sha, "m@x" },
+		{ "brackets in a recipient", "ack", FROM, angle, sha, "m@x" },
+		{ "empty recipient", "ack", FROM, empty, sha, "m@x" },
+		{ "recipient without a domain", "ack", FROM, no_at, sha, "m@x" },
+		{ "CRLF in the sender", "ack", "a@b\r\nDATA", good, sha, "m@x" },
+		{ "not a spool hash", "ack", FROM, good, "../../etc/passwd", "m@x" },
+		{ "upper-case hash", "ack", FROM, good, "ABCDEF", "m@x" },
+		{ "newline in the Message-ID", "ack", FROM, good, sha, "m@x\nBcc: y" },
+		{ "no kind", "", FROM, good, sha, "m@x" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autoptr (GError) error = NULL;
+		g_test_message ("%s", cases[i].what);
+		g_assert_false (md_outbox_enqueue (fx->store, 0, cases[i].kind, cases[i].from, cases[i].rcpts,
+		                                   cases[i].sha, cases[i].msgid, &error));
+		g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	}
+	g_autoptr (GPtrArray) all = md_outbox_list (fx->store, NULL, NULL);
+	g_assert_cmpuint (all->len, ==, 0);
+}
+
+static void
+test_count_recent (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *alice[] = { "alice@customer.example", NULL };
+	const char *bob[] = { "bob@customer.example", NULL };
+	const char *times[] = { "2026-12-01T06:00:00Z", "2026-12-01T07:30:00Z", "2026-12-01T07:45:00Z" };
+	for (gsize i = 0; i < G_N_ELEMENTS (times); i++) {
+		g_setenv ("MAILDESK_NOW", times[i], TRUE);
+		enqueue (fx, sha, alice);
+	}
+	enqueue (fx, sha, bob);
+	g_assert_true (md_outbox_enqueue (fx->store, 0, "status", FROM, alice, sha, "m3@x", NULL));
+	g_assert_cmpuint (md_outbox_count_recent (fx->store, "alice@customer.example", "ack", T0 - 3600), ==, 2);
+	g_assert_cmpuint (md_outbox_count_recent (fx->store, "alice@customer.example", "ack", 0), ==, 3);
+	g_assert_cmpuint (md_outbox_count_recent (fx->store, "bob@customer.example", "ack", 0), ==, 1);
+	g_assert_cmpuint (md_outbox_count_recent (fx->store, "carol@customer.example", "ack", 0), ==, 0);
+	g_setenv ("MAILDESK_NOW", "2026-12-01T08:00:00Z", TRUE);
+}
+
+static void
+test_delivered_exactly (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	g_autofree char *lf_sha = spool (fx, "Subject: bare LF\n\nline one\nline two\n");
+	const char *alice[] = { "alice@customer.example", NULL };
+	enqueue (fx, sha, alice);
+	g_assert_true (md_outbox_enqueue (fx->store, 0, "ack", "", alice, lf_sha, "m2@x", NULL));
+
+	MdOutboxStats st = flush (fx, T0 + 5);
+	g_assert_cmpuint (st.sent, ==, 2);
+	g_assert_cmpuint (st.deferred + st.failed, ==, 0);
+	g_assert_cmpuint (caught_count (fx), ==, 2);
+	g_autofree char *got = caught_file (fx, 1, ".eml");
+	g_assert_cmpstr (got, ==, MESSAGE);
+	g_autofree char *envelope = caught_file (fx, 1, ".json");
+	g_assert_nonnull (strstr (envelope, "\"mail_from\": \"" FROM "\""));
+	g_assert_nonnull (strstr (envelope, "\"rcpt_tos\": [\"alice@customer.example\"]"));
+	g_autofree char *crlf = caught_file (fx, 2, ".eml");
+	g_assert_cmpstr (crlf, ==, "Subject: bare LF\r\n\r\nline one\r\nline two\r\n");
+	g_autofree char *null_sender = caught_file (fx, 2, ".json");
+	g_assert_nonnull (strstr (null_sender, "\"mail_from\": \"<>\""));
+
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_assert_cmpstr (e->state, ==, "sent");
+	g_assert_cmpint (e->sent_at, ==, T0 + 5);
+	g_assert_cmpint (e->attempts, ==, 1);
+	g_assert_null (e->last_error);
+
+	/* flushing again sends nothing twice */
+	st = flush (fx, T0 + 100000);
+	g_assert_cmpuint (st.sent + st.deferred + st.failed, ==, 0);
+	g_assert_cmpuint (caught_count (fx), ==, 2);
+}
+
+static void
+test_outage (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *both[] = { "alice@customer.example", "bob@customer.example", NULL };
+	enqueue (fx, sha, both);
+
+	MdOutboxStats st = flush (fx, T0);
+	g_assert_cmpuint (st.deferred, ==, 2);
+	for (gint64 id = 1; id <= 2; id++) {
+		g_autoptr (MdOutboxEntry) e = row (fx, id);
+		g_assert_cmpstr (e->state, ==, "queued");
+		g_assert_cmpint (e->attempts, ==, 1);
+		g_assert_cmpint (e->next_attempt_at, ==, T0 + 60);
+		g_assert_nonnull (e->last_error);
+		g_assert_true (strstr (e->last_error, "onnect") != NULL);
+	}
+
+	catcher_start (fx);
+	st = flush (fx, T0 + 30);
+	g_assert_cmpuint (st.sent + st.deferred, ==, 0);  /* not due yet */
+	st = flush (fx, T0 + 60);
+	g_assert_cmpuint (st.sent, ==, 2);
+	g_assert_cmpuint (caught_count (fx), ==, 2);
+	st = flush (fx, T0 + 7200);
+	g_assert_cmpuint (st.sent, ==, 0);
+	g_assert_cmpuint (caught_count (fx), ==, 2);
+	g_autofree char *first = caught_file (fx, 1, ".eml");
+	g_assert_cmpstr (first, ==, MESSAGE);
+}
+
+static void
+test_backoff_4xx (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *alice[] = { "alice@customer.example", NULL };
+	enqueue (fx, sha, alice);
+	set_control (fx, "RCPT alice@customer.example 451 4.7.1 Greylisted, come back later\n");
+
+	gint64 now = T0;
+	gint64 expected_delay[] = { 60, 120, 240, 480 };
+	for (gsize i = 0; i < G_N_ELEMENTS (expected_delay); i++) {
+		MdOutboxStats st = flush (fx, now);
+		g_assert_cmpuint (st.deferred, ==, 1);
+		g_autoptr (MdOutboxEntry) e = row (fx, 1);
+		g_assert_cmpstr (e->state, ==, "queued");
+		g_assert_cmpint (e->attempts, ==, (int) i + 1);
+		g_assert_cmpint (e->next_attempt_at, ==, now + expected_delay[i]);
+		g_assert_cmpstr (e->last_error, ==, "451 4.7.1 Greylisted, come back later");
+		st = flush (fx, e->next_attempt_at - 1);
+		g_assert_cmpuint (st.deferred + st.sent, ==, 0);
+		now = e->next_attempt_at;
+	}
+	set_control (fx, "");
+	MdOutboxStats st = flush (fx, now);
+	g_assert_cmpuint (st.sent, ==, 1);
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_assert_cmpstr (e->state, ==, "sent");
+	g_assert_cmpint (e->attempts, ==, 5);
+	g_assert_null (e->last_error);
+	g_assert_cmpuint (caught_count (fx), ==, 1);
+}
+
+static void
+test_backoff_caps_and_gives_up (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *alice[] = { "alice@customer.example", NULL };
+	enqueue (fx, sha, alice);
+	set_control (fx, "RCPT alice@customer.example 452 4.2.2 Mailbox full\n");
+	gint64 now = T0;
+	for (int i = 0; i < 9; i++) {
+		flush (fx, now);
+		g_autoptr (MdOutboxEntry) e = row (fx, 1);
+		now = e->next_attempt_at;
+	}
+	g_autoptr (MdOutboxEntry) capped = row (fx, 1);
+	gint64 last = capped->next_attempt_at;
+	flush (fx, last);
+	g_autoptr (MdOutboxEntry) next = row (fx, 1);
+	g_assert_cmpint (next->next_attempt_at - last, ==, 3600);
+
+	MdOutboxStats st = flush (fx, T0 + MD_OUTBOX_GIVE_UP_AFTER);
+	g_assert_cmpuint (st.failed, ==, 1);
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_assert_cmpstr (e->state, ==, "failed");
+	g_assert_true (g_str_has_prefix (e->last_error, "gave up after 11 attempts over 120 hours: 452 4.2.2 Mailbox full"));
+}
+
+static void
+test_permanent_5xx (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *three[] = { "alice@customer.example", "nobody@customer.example", "carol@customer.example", NULL };
+	enqueue (fx, sha, three);
+	set_control (fx, "RCPT nobody@customer.example 550 5.1.1 <nobody@customer.example>: Recipient address rejected\n"
+	                 "DATA carol@customer.example 554 5.7.1 Message refused by policy\n");
+	MdOutboxStats st = flush (fx, T0);
+	g_assert_cmpuint (st.sent, ==, 1);
+	g_assert_cmpuint (st.failed, ==, 2);
+	g_autoptr (MdOutboxEntry) alice = row (fx, 1);
+	g_autoptr (MdOutboxEntry) nobody = row (fx, 2);
+	g_autoptr (MdOutboxEntry) carol = row (fx, 3);
+	g_assert_cmpstr (alice->state, ==, "sent");
+	g_assert_cmpstr (nobody->state, ==, "failed");
+	g_assert_cmpstr (nobody->last_error, ==, "550 5.1.1 <nobody@customer.example>: Recipient address rejected");
+	g_assert_cmpstr (carol->state, ==, "failed");
+	g_assert_cmpstr (carol->last_error, ==, "554 5.7.1 Message refused by policy");
+	g_assert_cmpint (carol->sent_at, ==, 0);
+	st = flush (fx, T0 + 100000);
+	g_assert_cmpuint (st.sent + st.failed + st.deferred, ==, 0);
+	g_assert_cmpuint (caught_count (fx), ==, 1);
+}
+
+static void
+test_missing_spool_file (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	const char *alice[] = { "alice@customer.example", NULL };
+	enqueue (fx, "0000000000000000000000000000000000000000000000000000000000000000", alice);
+	MdOutboxStats st = flush (fx, T0);
+	g_assert_cmpuint (st.deferred, ==, 1);
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_assert_true (g_str_has_prefix (e->last_error, "cannot open "));
+	g_assert_cmpuint (caught_count (fx), ==, 0);
+}
+
+static gboolean
+wait_for (Fixture *fx, guint caught, int seconds)
+{
+	for (int i = 0; i < seconds * 20; i++) {
+		if (caught_count (fx) >= caught)
+			return TRUE;
+		g_usleep (G_USEC_PER_SEC / 20);
+	}
+	return FALSE;
+}
+
+static void
+test_sender_thread (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *alice[] = { "alice@customer.example", NULL };
+	const char *bob[] = { "bob@customer.example", NULL };
+	enqueue (fx, sha, alice);
+	MdOutboxSender *sender = md_outbox_sender_start (fx->desk, &error);
+	g_assert_no_error (error);
+	g_assert_true (wait_for (fx, 1, 10));  /* what was due at start */
+
+	/* queued later and woken: sent well before the 30 s poll */
+	g_usleep (G_USEC_PER_SEC / 2);
+	enqueue (fx, sha, bob);
+	gint64 woken = g_get_monotonic_time ();
+	md_outbox_sender_wake (sender);
+	g_assert_true (wait_for (fx, 2, 10));
+	g_assert_cmpint (g_get_monotonic_time () - woken, <, 5 * G_USEC_PER_SEC);
+	md_outbox_sender_stop (sender);
+	g_autoptr (MdOutboxEntry) e = row (fx, 2);
+	g_assert_cmpstr (e->state, ==, "sent");
+	g_assert_cmpuint (caught_count (fx), ==, 2);
+}
+
+/* A server that takes the connection and never says a word: stopping
+ * must not wait for curl's timeouts, and the row stays due. */
+static void
+test_sender_stop_is_bounded (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GSocket) mute = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &error);
+	g_autoptr (GInetAddress) lo = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+	g_autoptr (GSocketAddress) addr = g_inet_socket_address_new (lo, 0);
+	g_assert_true (g_socket_bind (mute, addr, FALSE, &error));
+	g_assert_true (g_socket_listen (mute, &error));
+	g_autoptr (GSocketAddress) bound = g_socket_get_local_address (mute, &error);
+	set_smtp_url (fx, g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+
+	g_autofree char *sha = spool (fx, MESSAGE);
+	const char *alice[] = { "alice@customer.example", NULL };
+	enqueue (fx, sha, alice);
+	MdOutboxSender *sender = md_outbox_sender_start (fx->desk, &error);
+	g_assert_no_error (error);
+	g_usleep (G_USEC_PER_SEC);
+	gint64 start = g_get_monotonic_time ();
+	md_outbox_sender_stop (sender);
+	g_assert_cmpint (g_get_monotonic_time () - start, <, 3 * G_USEC_PER_SEC);
+	g_autoptr (MdOutboxEntry) e = row (fx, 1);
+	g_assert_cmpstr (e->state, ==, "queued");
+	g_assert_cmpint (e->attempts, ==, 0);
+	g_assert_cmpint (e->next_attempt_at, ==, T0);
+}
+
+static void
+test_smtp_config_refused (void)
+{
+	g_autoptr (MdConf) conf = md_conf_new_defaults ();
+	struct {
+		const char *url, *user, *password_file;
+	} cases[] = {
+		{ "http://127.0.0.1/", NULL, NULL },
+		{ "127.0.0.1:25", NULL, NULL },
+		{ "smtp://127.0.0.1:25", "desk", NULL },
+		{ "smtp://127.0.0.1:25", "desk", "/nonexistent/password" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autoptr (GError) error = NULL;
+		g_free (conf->smtp_url);
+		conf->smtp_url = g_strdup (cases[i].url);
+		g_free (conf->smtp_user);
+		conf->smtp_user = g_strdup (cases[i].user);
+		g_free (conf->smtp_password_file);
+		conf->smtp_password_file = g_strdup (cases[i].password_file);
+		g_autoptr (MdSmtp) smtp = md_smtp_new (conf, &error);
+		g_assert_null (smtp);
+		g_assert_error (error, MD_ERROR, MD_ERROR_CONFIG);
+	}
+}
+
+int
+main (int argc, char **argv)
+{
+	g_test_init (&argc, &argv, NULL);
+	g_setenv ("MAILDESK_NOW", "2026-12-01T08:00:00Z", TRUE);  /* T0 */
+	static const int up = 1;
+#define ADD(path, fn, catcher) \
+	g_test_add ("/outbox/" path, Fixture, catcher, fixture_setup, fn, fixture_teardown)
+	ADD ("enqueue-rows", test_enqueue_rows, NULL);
+	ADD ("enqueue-bytes", test_enqueue_bytes, &up);
+	ADD ("enqueue-refuses", test_enqueue_refuses, NULL);
+	ADD ("count-recent", test_count_recent, NULL);
+	ADD ("delivered-exactly", test_delivered_exactly, &up);
+	ADD ("outage", test_outage, NULL);
+	ADD ("backoff-4xx", test_backoff_4xx, &up);
+	ADD ("backoff-caps-and-gives-up", test_backoff_caps_and_gives_up, &up);
+	ADD ("permanent-5xx", test_permanent_5xx, &up);
+	ADD ("missing-spool-file", test_missing_spool_file, &up);
+	ADD ("sender-thread", test_sender_thread, &up);
+	ADD ("sender-stop-is-bounded", test_sender_stop_is_bounded, NULL);
+	g_test_add_func ("/smtp/config-refused", test_smtp_config_refused);
+	return g_test_run ();
+}

@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""End to end: IMAP ingest against a real Dovecot (issue 7).
+
+One private Dovecot serves every case (its own config, loopback ports
+picked at run time, a passwd-file user per case so mailboxes never mix,
+a self-signed certificate for localhost and 127.0.0.1).  The INBOX is
+filled with imaplib APPEND and checked with imaplib after maildesk ran.
+"""
+import imaplib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+from mdtest import Desk, message, run_tests
+
+BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
+POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
+PASSWORD = "s3cret pass"
+USERS = ["poll", "move", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove"]
+
+
+def eq(tap, got, want, name, detail=None):
+    """tap.eq with what maildesk said when it fails."""
+    if isinstance(detail, bytes):
+        detail = detail.decode(errors="replace")
+    return tap.ok(got == want, name, f"got:  {got!r}\nwant: {want!r}" + (f"\n{detail}" if detail else ""))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+class Dovecot:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="maildesk-dovecot-")
+        os.chmod(self.dir, 0o755)
+        d = self.dir
+        for sub in ("run", "state", "home"):
+            os.mkdir(os.path.join(d, sub))
+        dv = pwd.getpwnam("dovecot")
+        os.chown(os.path.join(d, "home"), dv.pw_uid, dv.pw_gid)
+        with open(os.path.join(d, "passwd"), "w") as f:
+            for u in USERS:
+                f.write(f"{u}:{PASSWORD}\n")
+        self.cert = os.path.join(d, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-keyout", os.path.join(d, "key.pem"), "-out", self.cert, "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        self.imap_port, self.imaps_port = free_port(), free_port()
+        self.conf = os.path.join(d, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"""base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+listen = 127.0.0.1, 127.0.0.2, 127.0.0.3
+protocols = imap
+ssl = yes
+ssl_cert = <{d}/cert.pem
+ssl_key = <{d}/key.pem
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={d}/home/%u
+}}
+mail_location = maildir:~/Maildir
+first_valid_uid = 1
+# Through 127.0.0.2 the server has no MOVE: the COPY + \\Deleted +
+# UID EXPUNGE path.
+local 127.0.0.2 {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 IDLE UIDPLUS
+  }}
+}}
+# Through 127.0.0.3 (not in the certificate) it has no IDLE: polling.
+local 127.0.0.3 {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 UIDPLUS MOVE
+  }}
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
+""")
+        # It daemonizes and its children inherit stdout: a file, never a pipe.
+        with open(os.path.join(d, "dovecot.out"), "w") as out:
+            subprocess.run(["dovecot", "-c", self.conf], stdout=out, stderr=out, check=True, timeout=30)
+        if not wait_for(self._listening, 15):
+            raise RuntimeError("dovecot did not start: " + self.log())
+
+    def _listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.imaps_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def log(self):
+        text = ""
+        for name in ("dovecot.out", "dovecot.log"):
+            try:
+                with open(os.path.join(self.dir, name)) as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text[-3000:]
+
+    def stop(self):
+        subprocess.run(["doveadm", "-c", self.conf, "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self, user, host="127.0.0.1"):
+        ctx = ssl.create_default_context(cafile=self.cert)
+        ctx.check_hostname = host != "127.0.0.3"  # the address the certificate does not name
+        m = imaplib.IMAP4_SSL(host, self.imaps_port, ssl_context=ctx, timeout=10)
+        m.login(user, PASSWORD)
+        return m
+
+    def append(self, user, *messages, mailbox="INBOX"):
+        m = self.client(user)
+        for msg in messages:
+            typ, data = m.append(mailbox, None, None, msg)
+            assert typ == "OK", data
+        m.logout()
+
+    def folder(self, user, mailbox):
+        """{uid: set of flags} of a mailbox, or None when it does not exist."""
+        m = self.client(user)
+        try:
+            typ, _ = m.select(mailbox, readonly=True)
+            if typ != "OK":
+                return None
+            typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
+            out = {}
+            for line in data:
+                if isinstance(line, bytes):
+                    mo = re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", line) or \
+                        re.search(rb"FLAGS \(([^)]*)\) UID (\d+)", line)
+                    if mo and mo.re.pattern.startswith(rb"UID"):
+                        out[int(mo.group(1))] = set(mo.group(2).decode().split())
+                    elif mo:
+                        out[int(mo.group(2))] = set(mo.group(1).decode().split())
+            return out
+        finally:
+            m.logout()
+
+    def uidvalidity(self, user, mailbox):
+        m = self.client(user)
+        typ, data = m.status(mailbox, "(UIDVALIDITY)")
+        m.logout()
+        return int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))
+
+    def command(self, user, *cmd):
+        m = self.client(user)
+        typ, data = getattr(m, cmd[0])(*cmd[1:])
+        m.logout()
+        return typ
+
+
+DV = None
+
+
+def imap_desk(user, url=None, extra="", lmtp="", password=PASSWORD, ca=True, name="support"):
+    """A desk polling USER's mailbox."""
+    desk = Desk(extra_conf=lmtp)
+    pw = os.path.join(desk.dir, "imap.secret")
+    with open(pw, "w") as f:
+        f.write(password + "\n")
+    url = url or f"imaps://127.0.0.1:{DV.imaps_port}/INBOX"
+    with open(desk.conf_path, "a") as f:
+        f.write(f"""
+[imap.{name}]
+url = {url}
+user = {user}
+password_file = {pw}
+{"ca_file = " + DV.cert if ca else ""}
+{extra}
+""")
+    return desk
+
+
+def fetch(desk, *args, env=None):
+    return desk.run("fetch", *args, env=env, timeout=60)
+
+
+def subjects(desk):
+    return sorted(t["subject"] for t in desk.tickets())
+
+
+def msgs(*specs):
+    return [message(subject=s, msgid=f"{s.replace(' ', '-')}@customer.example") for s in specs]
+
+
+def test_ingest_and_move(tap):
+    desk = imap_desk("move", extra="processed_folder = Processed\nfailed_folder = Failed")
+    DV.append("move", *msgs("first", "second", "third"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch exits 0", p.stderr)
+    eq(tap, subjects(desk), ["first", "second", "third"], "every message in the INBOX became a ticket")
+    eq(tap, DV.folder("move", "INBOX"), {}, "the INBOX is empty afterwards")
+    eq(tap, len(DV.folder("move", "Processed") or {}), 3, "the messages were moved to Processed")
+    DV.append("move", *msgs("fourth"))
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["first", "fourth", "second", "third"]),
+           "a second fetch takes only the new message")
+    eq(tap, DV.folder("move", "Failed"), {}, "nothing went to Failed")
+    desk.cleanup()
+
+
+def test_move_without_move(tap):
+    desk = imap_desk("nomove", url=f"imaps://127.0.0.2:{DV.imaps_port}/INBOX", extra="processed_folder = Processed")
+    m = DV.client("nomove", host="127.0.0.2")
+    caps = m.capability()[1][0].split()
+    m.logout()
+    tap.ok(b"MOVE" not in caps and b"UIDPLUS" in caps, "through 127.0.0.2 the server has UIDPLUS but no MOVE", caps)
+    DV.append("nomove", *msgs("copied", "copied too"))
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["copied", "copied too"]), "a server without MOVE", p.stderr)
+    eq(tap, (DV.folder("nomove", "INBOX"), len(DV.folder("nomove", "Processed") or {})), ({}, 2),
+       "gets COPY, \\Deleted and UID EXPUNGE: the messages end in Processed only")
+    desk.cleanup()
+
+
+def test_refused_to_failed(tap):
+    desk = imap_desk("fail", lmtp="[lmtp]\nmax_message_size = 2k\n",
+                     extra="processed_folder = Processed\nfailed_folder = Failed")
+    big = message(subject="huge", msgid="huge@customer.example", body="x" * 5000)
+    DV.append("fail", *msgs("small"), big, *msgs("after"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch exits 0 when a message is refused", p.stderr)
+    eq(tap, subjects(desk), ["after", "small"], "the oversized message made no ticket; the others did")
+    eq(tap, len(DV.folder("fail", "Failed") or {}), 1, "the refused message is in Failed (not deleted)")
+    eq(tap, len(DV.folder("fail", "Processed") or {}), 2, "the accepted ones are in Processed")
+    tap.ok(b"over max_message_size" in p.stderr, "the refusal is logged with its reason", p.stderr)
+    desk.cleanup()
+
+
+def test_seen_without_folder(tap):
+    desk = imap_desk("seen", extra="auth = plain")  # AUTHENTICATE PLAIN instead of LOGIN
+    DV.append("seen", *msgs("one", "two"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch without processed_folder exits 0", p.stderr)
+    inbox = DV.folder("seen", "INBOX")
+    eq(tap, len(inbox), 2, "the messages stay in the INBOX")
+    tap.ok(all("\\Seen" in f for f in inbox.values()), "and are flagged \\Seen", inbox)
+    DV.append("seen", *msgs("three"))
+    p = fetch(desk)
+    eq(tap, subjects(desk), ["one", "three", "two"], "the next fetch takes only the new one (last UID kept)")
+    tap.ok(b"duplicate" not in p.stderr, "without re-reading the old ones", p.stderr)
+    desk.cleanup()
+
+
+def test_crash_between_commit_and_move(tap):
+    desk = imap_desk("crash", extra="processed_folder = Processed")
+    DV.append("crash", *msgs("alpha", "beta"))
+    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER_COMMIT": "1"})
+    eq(tap, p.returncode, 70, "the fault hook kills maildesk right after the first commit", p.stderr)
+    eq(tap, subjects(desk), ["alpha"], "the first message was committed")
+    eq(tap, len(DV.folder("crash", "INBOX")), 2, "and not moved")
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "the rerun exits 0", p.stderr)
+    eq(tap, subjects(desk), ["alpha", "beta"], "the rerun makes no duplicate ticket")
+    tap.ok(b"duplicate" in p.stderr, "the re-fetched message is recognised as a duplicate", p.stderr)
+    eq(tap, (DV.folder("crash", "INBOX"), len(DV.folder("crash", "Processed") or {})), ({}, 2),
+           "both end in Processed")
+    desk.cleanup()
+
+
+def test_uidvalidity_change(tap):
+    desk = imap_desk("uidv", url=f"imaps://localhost:{DV.imaps_port}/Support")
+    DV.command("uidv", "create", "Support")
+    DV.append("uidv", *msgs("u-one", "u-two"), mailbox="Support")
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["u-one", "u-two"]), "first scan of the Support mailbox", p.stderr)
+    before = DV.uidvalidity("uidv", "Support")
+    DV.command("uidv", "delete", "Support")
+    time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock
+    DV.command("uidv", "create", "Support")
+    # The new message gets UID 1, below the old last UID: only a reset finds it.
+    DV.append("uidv", *msgs("u-new", "u-one", "u-two"), mailbox="Support")
+    tap.ok(DV.uidvalidity("uidv", "Support") != before, "recreating the mailbox changed UIDVALIDITY")
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch after the change exits 0", p.stderr)
+    eq(tap, subjects(desk), ["u-new", "u-one", "u-two"], "re-scan from UID 1: the new message, no duplicates")
+    tap.ok(b"UIDVALIDITY changed" in p.stderr, "the change is logged", p.stderr)
+    desk.cleanup()
+
+
+def test_idle(tap):
+    desk = imap_desk("idle", extra="processed_folder = Processed")
+    with open(desk.conf_path, "a") as f:  # a broken mailbox must not hold up the good one
+        f.write(f"""
+[imap.broken]
+url = imaps://127.0.0.1:{DV.imaps_port}/INBOX
+user = badpw
+password_file = {desk.dir}/missing.secret
+ca_file = {DV.cert}
+""")
+    log = open(os.path.join(desk.dir, "poller.log"), "w+")
+    proc = subprocess.Popen([POLLER, desk.conf_path], stdout=subprocess.PIPE, stderr=log)
+    try:
+        eq(tap, proc.stdout.readline().strip(), b"ready", "the poller threads start")
+        DV.append("idle", *msgs("warm-up"))
+        tap.ok(wait_for(lambda: subjects(desk) == ["warm-up"], 15), "the first message is ingested")
+        wait_for(lambda: DV.folder("idle", "INBOX") == {}, 5)
+        time.sleep(0.5)  # back in IDLE
+        t0 = time.monotonic()
+        DV.append("idle", *msgs("pushed"))
+        got = wait_for(lambda: "pushed" in subjects(desk), 10, step=0.02)
+        took = time.monotonic() - t0
+        tap.ok(got and took < 1.0, f"IDLE delivers a new message within a second (took {took:.2f}s)")
+        kicked = subprocess.run(["doveadm", "-c", DV.conf, "kick", "idle"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=30)
+        eq(tap, kicked.returncode, 0, "the server drops the connection (doveadm kick)", kicked.stdout)
+        DV.append("idle", *msgs("after-kick"))
+        tap.ok(wait_for(lambda: "after-kick" in subjects(desk), 15),
+               "the poller reconnects after losing its connection and delivers")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=10)
+            eq(tap, (proc.returncode, out.strip()), (0, b"stopped"), "md_imap_stop joins the threads promptly")
+        except subprocess.TimeoutExpired:
+            tap.ok(False, "md_imap_stop joins the threads promptly")
+        log.seek(0)
+        text = log.read()
+        tap.ok("imap.broken: cannot read password_file" in text and "retrying in" in text,
+               "the broken mailbox logs its trouble and retries", text[-2000:])
+        tap.ok(re.search(r"imap\.support: .*(connection lost|IDLE).*retrying in 1s", text),
+               "the lost connection is logged in one line with the back-off", text[-2000:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    desk.cleanup()
+
+
+def test_poll_without_idle(tap):
+    desk = imap_desk("poll", url=f"imaps://127.0.0.3:{DV.imaps_port}/INBOX", ca=False,
+                     extra="tls_verify = false\npoll_interval = 1s\nprocessed_folder = Processed")
+    m = DV.client("poll", host="127.0.0.3")
+    caps = m.capability()[1][0].split()
+    m.logout()
+    tap.ok(b"IDLE" not in caps, "through 127.0.0.3 the server has no IDLE", caps)
+    log = open(os.path.join(desk.dir, "poller.log"), "w+")
+    proc = subprocess.Popen([POLLER, desk.conf_path], stdout=subprocess.PIPE, stderr=log)
+    try:
+        eq(tap, proc.stdout.readline().strip(), b"ready", "the poller starts on a server without IDLE")
+        DV.append("poll", *msgs("polled"))
+        tap.ok(wait_for(lambda: subjects(desk) == ["polled"], 10), "poll_interval = 1s picks the message up")
+        DV.append("poll", *msgs("polled again"))
+        tap.ok(wait_for(lambda: subjects(desk) == ["polled", "polled again"], 10), "and the next one")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        eq(tap, (proc.returncode, out.strip()), (0, b"stopped"), "stop interrupts the poll sleep")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    desk.cleanup()
+
+
+def test_login_errors(tap):
+    desk = imap_desk("badpw", password="wrong")
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "a wrong password exits 78 (EX_CONFIG)")
+    tap.ok(b"login as badpw refused" in p.stderr, "and says the login was refused", p.stderr)
+    tap.ok(b"wrong" not in p.stderr, "without echoing the password", p.stderr)
+    desk.cleanup()
+    desk = imap_desk("badpw", url=f"imaps://127.0.0.1:{free_port()}/INBOX")
+    p = fetch(desk)
+    eq(tap, p.returncode, 75, "no server listening exits 75 (EX_TEMPFAIL)", p.stderr)
+    tap.ok(b"cannot connect" in p.stderr, "and says it cannot connect", p.stderr)
+    desk.cleanup()
+    desk = imap_desk("badpw")
+    os.unlink(os.path.join(desk.dir, "imap.secret"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "a missing password file exits 78")
+    tap.ok(b"cannot read password_file" in p.stderr, "and names the problem", p.stderr)
+    desk.cleanup()
+
+
+def test_tls_verification(tap):
+    DV.append("tls", *msgs("over-tls"))
+    desk = imap_desk("tls", ca=False)
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "an untrusted certificate exits 78")
+    tap.ok(b"certificate verification failed" in p.stderr and b"issuer is unknown" in p.stderr,
+           "and names the verification failure", p.stderr)
+    eq(tap, DV.folder("tls", "INBOX") and desk.tickets(), [], "nothing was fetched (no LOGIN was sent)")
+    desk.cleanup()
+
+    desk = imap_desk("tls", url=f"imaps://127.0.0.3:{DV.imaps_port}/INBOX")
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "a certificate for another host name exits 78")
+    tap.ok(b"not for that host name" in p.stderr, "and says so", p.stderr)
+    desk.cleanup()
+
+    desk = imap_desk("tls", ca=False, extra="tls_verify = false")
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["over-tls"]), "tls_verify = false connects anyway", p.stderr)
+    tap.ok(b"NOT verifying" in p.stderr, "and says so loudly", p.stderr)
+    desk.cleanup()
+
+
+def test_starttls(tap):
+    DV.append("starttls", *msgs("via-starttls"))
+    desk = imap_desk("starttls", url=f"imap://localhost:{DV.imap_port}/INBOX")
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["via-starttls"]), "imap:// upgrades with STARTTLS and verifies",
+           p.stderr)
+    desk.cleanup()
+    desk = imap_desk("starttls", url=f"imap://localhost:{DV.imap_port}/INBOX", ca=False)
+    p = fetch(desk)
+    tap.ok(p.returncode == 78 and b"certificate verification failed" in p.stderr,
+           "the certificate is verified after STARTTLS too", p.stderr)
+    desk.cleanup()
+
+
+def test_fetch_by_name(tap):
+    desk = imap_desk("names", name="good", extra="processed_folder = Processed")
+    with open(desk.conf_path, "a") as f:
+        f.write(f"""
+[imap.bad]
+url = imaps://127.0.0.1:{DV.imaps_port}/INBOX
+user = names
+password_file = {desk.dir}/missing.secret
+""")
+    DV.append("names", *msgs("named"))
+    p = fetch(desk, "good")
+    eq(tap, (p.returncode, subjects(desk)), (0, ["named"]), "fetch NAME polls only that mailbox", p.stderr)
+    DV.append("names", *msgs("all"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "fetch of all exits 78 when one mailbox is misconfigured")
+    eq(tap, subjects(desk), ["all", "named"], "but the good mailbox was still fetched")
+    tap.ok(b"imap.bad" in p.stderr, "the error names the bad mailbox", p.stderr)
+    p = fetch(desk, "nosuch")
+    eq(tap, p.returncode, 78, "an unknown NAME exits 78")
+    desk.cleanup()
+
+
+def main():
+    global DV
+    DV = Dovecot()
+    try:
+        run_tests(test_ingest_and_move, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
+                  test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
+                  test_tls_verification, test_starttls, test_fetch_by_name)
+    finally:
+        DV.stop()
+
+
+if __name__ == "__main__":
+    main()

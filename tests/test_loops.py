@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Loop and storm safety (issue 4, RFC 3834): two desks pointed at each
+other, an auto-responder, the acknowledgement rate limit, and bounces."""
+import email
+import email.policy
+
+from mdtest import Catcher, Desk, message, run_tests
+
+NOW = "2026-12-01T10:00:00+02:00"
+
+
+class Wired:
+    """A desk whose outgoing mail lands in its own SMTP catcher."""
+
+    def __init__(self, domain):
+        self.catcher = Catcher().start()
+        self.desk = Desk(domain=domain, extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{self.catcher.port}\n")
+        self.taken = 0
+
+    def outgoing(self):
+        self.desk.run("outbox", "flush", env={"MAILDESK_NOW": NOW})
+        got = self.catcher.messages()
+        fresh = got[self.taken:]
+        self.taken = len(got)
+        return fresh
+
+    def close(self):
+        self.catcher.stop()
+        self.desk.cleanup()
+
+
+def test_two_desks(tap):
+    a, b = Wired("a.example"), Wired("b.example")
+    # B's desk writes to A, as if an agent of B had opened a ticket at A.
+    first = message(subject="Your service is down", sender="support@b.example", to="support@a.example")
+    a.desk.deliver(first, "--recipient", "support@a.example", env={"MAILDESK_NOW": NOW})
+    total, rounds = 0, 0
+    for rounds in range(1, 11):
+        moved = 0
+        for src, dst in ((a, b), (b, a)):
+            for env, raw in src.outgoing():
+                for rcpt in env["rcpt_tos"]:
+                    if rcpt.endswith("@" + dst.desk.domain):
+                        dst.desk.deliver(raw, "--recipient", rcpt, "--sender", env["mail_from"],
+                                         env={"MAILDESK_NOW": NOW})
+                        moved += 1
+        total += moved
+        if moved == 0:
+            break
+    tap.ok(moved == 0, f"the exchange stops by itself (after {rounds} rounds)")
+    tap.ok(total <= 2, f"after a small number of messages ({total})")
+    a.close()
+    b.close()
+
+
+def test_auto_responder(tap):
+    a = Wired("a.example")
+    a.desk.deliver(message(subject="Help", msgid="h1@customer.example"), env={"MAILDESK_NOW": NOW})
+    acks = a.outgoing()
+    tap.eq(len(acks), 1, "one acknowledgement")
+    ack = email.message_from_bytes(acks[0][1], policy=email.policy.default)
+    vacation = message(subject="Out of office: " + ack["Subject"], to=acks[0][0]["mail_from"],
+                       headers=["Auto-Submitted: auto-replied", f"In-Reply-To: {ack['Message-ID']}"],
+                       body="I am on holiday until Monday.")
+    a.desk.deliver(vacation, "--recipient", acks[0][0]["mail_from"], env={"MAILDESK_NOW": NOW})
+    again = [m for m in a.outgoing() if "alice@customer.example" in m[0]["rcpt_tos"]]
+    tap.eq(again, [], "nothing automatic answers an auto-reply")
+    for hdr in ("Precedence: bulk", "List-Id: <news.example.org>", "X-Maildesk-Loop: other.example"):
+        a.desk.deliver(message(subject="newsletter", headers=[hdr]), env={"MAILDESK_NOW": NOW})
+    a.desk.deliver(message(subject="bounce", sender="MAILER-DAEMON@mx.example"), env={"MAILDESK_NOW": NOW})
+    a.desk.deliver(message(subject="noreply", sender="no-reply@shop.example"), env={"MAILDESK_NOW": NOW})
+    to_senders = [m for m in a.outgoing() if not any(r.endswith("@a.example") for r in m[0]["rcpt_tos"])]
+    tap.eq(to_senders, [], "nor list mail, bulk mail, our loop header, MAILER-DAEMON or no-reply senders")
+    a.close()
+
+
+def test_rate_limit(tap):
+    a = Wired("a.example")
+    for i in range(8):
+        a.desk.deliver(message(subject=f"ticket {i}"), env={"MAILDESK_NOW": NOW})
+    acks = [m for m in a.outgoing() if m[0]["rcpt_tos"] == ["alice@customer.example"]]
+    tap.eq(len(acks), 5, "acknowledgements to one sender are limited to 5 an hour")
+    tap.eq(len(a.desk.tickets()), 8, "while every ticket is still opened")
+    a.desk.deliver(message(subject="later"), env={"MAILDESK_NOW": "2026-12-01T11:30:00+02:00"})
+    a.desk.run("outbox", "flush", env={"MAILDESK_NOW": "2026-12-01T11:30:00+02:00"})
+    tap.eq(len([m for m in a.catcher.messages() if m[0]["rcpt_tos"] == ["alice@customer.example"]]), 6,
+           "an hour later they flow again")
+    a.close()
+
+
+def dsn(original_id, failed, envelope_to):
+    return (f"From: MAILER-DAEMON@mx.customer.example\r\nTo: {envelope_to}\r\nSubject: Undelivered Mail\r\n"
+            f"Message-ID: <dsn1@mx.customer.example>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/report; report-type=delivery-status; boundary=\"R\"\r\n\r\n"
+            f"--R\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+            f"--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.example\r\n\r\n"
+            f"Final-Recipient: rfc822; {failed}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+            f"--R\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {original_id}\r\n"
+            f"Subject: whatever\r\n\r\n--R--\r\n").encode()
+
+
+def test_bounce(tap):
+    a = Wired("a.example")
+    a.desk.deliver(message(subject="Help", sender="gone@customer.example"), env={"MAILDESK_NOW": NOW})
+    env, raw = a.outgoing()[0]
+    ack = email.message_from_bytes(raw, policy=email.policy.default)
+    report = dsn(ack["Message-ID"], "gone@customer.example", env["mail_from"])
+    p = a.desk.deliver(report, "--recipient", env["mail_from"], "--sender", "", env={"MAILDESK_NOW": NOW})
+    tap.eq(p.returncode, 0, "the DSN is accepted")
+    tap.eq(len(a.desk.tickets()), 1, "and opens no ticket")
+    notes = [m for m in a.desk.show(1)["messages"] if m["flag"] == "bounce"]
+    tap.ok(notes and notes[0]["internal"], "it is an internal note on the ticket of the bounced mail")
+    a.desk.deliver(message(subject="Another", sender="gone@customer.example"), env={"MAILDESK_NOW": NOW})
+    tap.eq(len(a.desk.tickets()), 2, "a later message still opens a ticket")
+    a.desk.deliver(dsn("<unknown@x>", "gone@customer.example", "support@a.example"), env={"MAILDESK_NOW": NOW})
+    tap.eq(len(a.desk.tickets()), 2, "a DSN for mail we do not know opens no ticket either")
+    a.close()
+
+
+def test_bouncing_address(tap):
+    a = Wired("a.example")
+    a.desk.deliver(message(subject="Help", sender="gone@customer.example"), env={"MAILDESK_NOW": NOW})
+    env, raw = a.outgoing()[0]
+    ack = email.message_from_bytes(raw, policy=email.policy.default)
+    a.desk.deliver(dsn(ack["Message-ID"], "gone@customer.example", env["mail_from"]), "--recipient",
+                   env["mail_from"], env={"MAILDESK_NOW": NOW})
+    tok = env["mail_from"]
+    a.desk.run("agent", "add", "jane@a.example", check=True)
+    a.desk.run("ticket", "set", "1", "status=Resolved", "--as", "jane@a.example", env={"MAILDESK_NOW": NOW}, check=True)
+    acks = [m for m in a.outgoing() if "gone@customer.example" in m[0]["rcpt_tos"]]
+    tap.ok(tok.startswith("support+SUP-1."), "the desk's mail goes out from the ticket's own address (VERP)", tok)
+    tap.eq(len(acks), 0, "automatic mail stops to an address that bounced", acks)
+    a.close()
+
+
+if __name__ == "__main__":
+    run_tests(test_two_desks, test_auto_responder, test_rate_limit, test_bounce, test_bouncing_address)

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""End to end: `maildesk outbox flush|list` against a real SMTP server on
+loopback (tests/smtp_catcher.py): plain, STARTTLS with a private CA and
+AUTH, SMTPS; outages, 4xx and 5xx; the JSON of `outbox list` (issue 4).
+
+Nothing in the product queues mail yet, so the rows are seeded the way
+md_outbox_enqueue writes them: the raw message in the spool under its
+SHA-256, one outbox row per recipient (tests/test-outbox.c covers
+md_outbox_enqueue itself)."""
+import hashlib
+import os
+import sqlite3
+
+from mdtest import Catcher, Desk, message, run_tests, self_signed_cert
+
+NOW = "2026-12-01T08:00:00Z"
+T0 = 1796112000
+LIST_FIELDS = {"id", "ticket", "kind", "from", "to", "state", "attempts", "next_attempt_at", "last_error",
+               "created_at", "sent_at", "message_id"}
+RAW = (b"From: Test Support <support@support.example.com>\r\nTo: alice@customer.example\r\n"
+       b"Subject: [SUP-1] We got your message\r\nMessage-ID: <ack1@support.example.com>\r\n"
+       b"Auto-Submitted: auto-replied\r\n\r\nHello,\r\n.leading dot\r\nwe are on it.\r\n")
+
+
+def smtp_desk(catcher, extra=""):
+    scheme = "smtps" if "--smtps" in catcher.options else "smtp"
+    return Desk(extra_conf=f"[smtp]\nurl = {scheme}://127.0.0.1:{catcher.port}\n"
+                           f"from = support@support.example.com\n{extra}")
+
+
+def seed(desk, rcpts, raw=RAW, ticket=None, kind="ack", msgid="ack1@support.example.com"):
+    """Queues RAW for RCPTS as md_outbox_enqueue does."""
+    desk.run("outbox", "list", check=True)  # creates the database
+    sha = hashlib.sha256(raw).hexdigest()
+    d = os.path.join(desk.dir, "var", "spool", "raw", sha[:2])
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, sha), "wb") as f:
+        f.write(raw)
+    db = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"))
+    with db:
+        for r in rcpts:
+            db.execute("INSERT INTO outbox (ticket_id, kind, mail_from, rcpt_to, message_id, raw_sha256, "
+                       "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (ticket, kind, "support@support.example.com", r, msgid, sha, T0, T0))
+    db.close()
+
+
+def iso(seconds):
+    import datetime
+    return datetime.datetime.fromtimestamp(T0 + seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def flush(desk, seconds=0):
+    return desk.run("outbox", "flush", env={"MAILDESK_NOW": iso(seconds)})
+
+
+def test_list_and_flush(tap):
+    catcher = Catcher().start()
+    desk = smtp_desk(catcher)
+    # auto-submitted, so that the desk itself queues no acknowledgement
+    desk.deliver(message(subject="Printer on fire", headers=["Auto-Submitted: auto-generated"]),
+                 env={"MAILDESK_NOW": NOW})
+    seed(desk, ["alice@customer.example"], ticket=1)
+    seed(desk, ["agents@support.example.com"], kind="customer-reply")
+    rows = desk.json("outbox", "list")
+    tap.eq(len(rows), 2, "list shows both rows")
+    tap.eq(set(rows[0]), LIST_FIELDS, "list JSON fields")
+    tap.eq((rows[0]["id"], rows[0]["ticket"], rows[0]["kind"], rows[0]["to"], rows[0]["state"]),
+           (1, "SUP-1", "ack", "alice@customer.example", "queued"), "a queued row")
+    tap.eq((rows[0]["attempts"], rows[0]["next_attempt_at"], rows[0]["created_at"], rows[0]["sent_at"],
+            rows[0]["last_error"], rows[0]["message_id"]),
+           (0, NOW, NOW, None, None, "ack1@support.example.com"), "times in ISO 8601 UTC, unset ones null")
+    tap.eq(rows[1]["ticket"], None, "a row without a ticket has ticket null")
+
+    p = flush(desk, 5)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 2, deferred 0, failed 0"), "flush sends both")
+    got = catcher.messages()
+    tap.eq(len(got), 2, "the server received two messages")
+    tap.eq(got[0][1], RAW, "delivered byte for byte")
+    tap.eq((got[0][0]["mail_from"], got[0][0]["rcpt_tos"]),
+           ("support@support.example.com", ["alice@customer.example"]), "envelope")
+    rows = desk.json("outbox", "list")
+    tap.eq([(r["state"], r["attempts"], r["sent_at"], r["next_attempt_at"]) for r in rows],
+           [("sent", 1, iso(5), None)] * 2, "rows marked sent with sent_at")
+    p = flush(desk, 99999)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 0, deferred 0, failed 0"), "a second flush sends nothing")
+    tap.eq(len(catcher.messages()), 2, "nothing arrived twice")
+    text = desk.run("outbox", "list", check=True).stdout.decode()
+    tap.ok("alice@customer.example" in text and "sent" in text, "the text list shows the rows", text)
+    tap.eq(len(desk.json("outbox", "list", "--state", "queued")), 0, "--state filters")
+    catcher.cleanup()
+    desk.cleanup()
+
+
+def test_outage_and_failures(tap):
+    catcher = Catcher()  # not started yet: the port is closed
+    desk = smtp_desk(catcher)
+    seed(desk, ["alice@customer.example", "bob@customer.example"])
+    p = flush(desk)
+    tap.eq(p.returncode, 75, "flush exits 75 while the server is down")
+    rows = desk.json("outbox", "list")
+    tap.eq([(r["state"], r["attempts"], r["next_attempt_at"]) for r in rows], [("queued", 1, iso(60))] * 2,
+           "mail stays queued, retried in a minute")
+    tap.ok(all("onnect" in (r["last_error"] or "") for r in rows), "the connection error is recorded",
+           [r["last_error"] for r in rows])
+    text = desk.run("outbox", "list").stdout.decode()
+    tap.ok(rows[0]["last_error"] in text, "the text list shows the error", text)
+
+    catcher.start()
+    catcher.reply("RCPT bob@customer.example 550 5.1.1 <bob@customer.example>: Recipient address rejected\n")
+    p = flush(desk, 60)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 1, deferred 0, failed 1"),
+           "back up: one delivered, one refused for good (exit 0: nothing left to retry)")
+    rows = desk.json("outbox", "list")
+    tap.eq((rows[1]["state"], rows[1]["last_error"]),
+           ("failed", "550 5.1.1 <bob@customer.example>: Recipient address rejected"), "5xx recorded with the reply")
+    tap.eq(len(catcher.messages()), 1, "delivered exactly once")
+
+    seed(desk, ["carol@customer.example"], msgid="ack2@support.example.com")
+    catcher.reply("RCPT carol@customer.example 421 4.3.2 System shutting down\n")
+    p = flush(desk, 100)
+    tap.eq(p.returncode, 75, "4xx: exit 75")
+    carol = desk.json("outbox", "list")[2]
+    tap.eq((carol["state"], carol["last_error"]), ("queued", "421 4.3.2 System shutting down"), "4xx recorded")
+    catcher.cleanup()
+    desk.cleanup()
+
+
+def tls_catcher(tmp, *options):
+    cert, key = self_signed_cert(tmp)
+    return Catcher(options=["--cert", cert, "--key", key, *options]), cert
+
+
+def test_starttls_auth(tap):
+    desk0 = Desk()
+    catcher, cert = tls_catcher(desk0.dir, "--starttls", "--auth-user", "desk", "--auth-password", "s3cret pass")
+    catcher.start()
+    secret = os.path.join(desk0.dir, "smtp-password")
+    with open(secret, "w") as f:
+        f.write("s3cret pass\n")
+    desk = smtp_desk(catcher, f"user = desk\npassword_file = {secret}\nca_file = {cert}\n")
+    seed(desk, ["alice@customer.example"])
+    p = flush(desk)
+    tap.ok(p.returncode == 0, "STARTTLS + AUTH with the private CA delivers", p.stderr.decode() + p.stdout.decode())
+    got = catcher.messages()
+    tap.eq([(m[0]["tls"], m[0]["login"]) for m in got], [(True, "desk")], "the server saw TLS and the login")
+    tap.eq(got[0][1] if got else None, RAW, "byte for byte over TLS")
+
+    untrusted = smtp_desk(catcher, f"user = desk\npassword_file = {secret}\n")
+    seed(untrusted, ["alice@customer.example"])
+    p = flush(untrusted)
+    err = untrusted.json("outbox", "list")[0]["last_error"] or ""
+    tap.eq(p.returncode, 75, "an untrusted certificate is a temporary failure")
+    tap.ok("certificate" in err.lower() or "ssl" in err.lower() or "tls" in err.lower(),
+           "the TLS error is recorded", err)
+
+    with open(secret, "w") as f:
+        f.write("wrong\n")
+    wrong = smtp_desk(catcher, f"user = desk\npassword_file = {secret}\nca_file = {cert}\n")
+    seed(wrong, ["alice@customer.example"])
+    p = flush(wrong)
+    row = wrong.json("outbox", "list")[0]
+    tap.eq((p.returncode, row["state"]), (75, "queued"), "a refused login keeps the mail queued")
+    tap.ok((row["last_error"] or "").startswith("AUTH refused: 535"), "the server's AUTH reply is recorded",
+           row["last_error"])
+    tap.ok("wrong" not in (row["last_error"] or "") and "AGRl" not in (row["last_error"] or ""),
+           "the password is not, not even in base64", row["last_error"])
+    tap.eq(len(catcher.messages()), 1, "nothing else arrived")
+    for d in (desk, untrusted, wrong, desk0):
+        d.cleanup()
+    catcher.cleanup()
+
+
+def test_smtps(tap):
+    desk0 = Desk()
+    catcher, cert = tls_catcher(desk0.dir, "--smtps")
+    catcher.start()
+    desk = smtp_desk(catcher, f"ca_file = {cert}\n")
+    seed(desk, ["alice@customer.example"])
+    p = flush(desk)
+    tap.ok(p.returncode == 0, "SMTPS delivers", p.stderr.decode() + str(desk.json("outbox", "list")))
+    got = catcher.messages()
+    tap.eq([m[0]["tls"] for m in got], [True], "over TLS from the first byte")
+    desk.cleanup()
+    desk0.cleanup()
+    catcher.cleanup()
+
+
+run_tests(test_list_and_flush, test_outage_and_failures, test_starttls_auth, test_smtps)

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""`maildesk serve` as an LMTP server (issue 3), against real clients:
+raw LMTP and swaks, per-recipient replies, error codes, signals, and the
+desk's mail reaching a real SMTP server."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from mdtest import Catcher, Desk, Lmtp, Server, free_port, message, run_tests, wait_port
+
+NOW = "2026-12-01T10:00:00+02:00"
+
+
+def serve_desk(port, catcher=None, extra=""):
+    smtp = f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n" if catcher else ""
+    return Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\nmax_message_size = 64k\nmax_recipients = 5\n"
+                           f"{smtp}{extra}")
+
+
+def token_address(desk, ticket_id):
+    import base64
+    import hashlib
+    import hmac
+    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
+        key = f.read()
+    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
+    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
+
+
+def test_conversation(tap):
+    port = free_port()
+    desk = serve_desk(port)
+    server = Server(desk, env={"MAILDESK_NOW": NOW}).start(port)
+    c = Lmtp(port)
+    tap.eq(c.greeting[0], 220, "greeting")
+    code, text = c.cmd("LHLO client.example")
+    tap.ok(code == 250 and all(k in text for k in ("PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "SIZE 65536")),
+           "LHLO lists the capabilities", text)
+    tap.eq(c.cmd("HELO client.example")[0], 500, "HELO is refused: LMTP needs LHLO")
+    rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"],
+                           message(subject="Checkout broken", msgid="lmtp1@customer.example"))
+    tap.eq(rcpt[0][0], 250, "the intake address is accepted at RCPT")
+    tap.ok(data and data[0][0] == 250 and "2.0.0" in data[0][1] and "SUP-1" in data[0][1],
+           "250 2.0.0 with the ticket key after the final dot", data)
+    tickets = desk.tickets()
+    tap.eq(len(tickets), 1, "the ticket exists once 250 was sent")
+
+    tok = token_address(desk, 1)
+    rcpts = ["support@support.example.com", tok, "support+SUP-1.aaaaaaaaaa@support.example.com",
+             "sales@support.example.com", "support@elsewhere.example"]
+    rcpt, data = c.deliver("alice@customer.example", rcpts,
+                           message(subject="Re: [SUP-1] Checkout broken", msgid="lmtp2@customer.example"))
+    codes = [r[0] for r in rcpt]
+    tap.eq(codes, [250, 250, 550, 550, 550], "RCPT: intake and token accepted, the rest refused")
+    tap.ok("5.7.1" in rcpt[2][1] and "5.1.1" in rcpt[3][1] and "5.1.2" in rcpt[4][1],
+           "bad token 5.7.1, unknown user 5.1.1, wrong domain 5.1.2", rcpt)
+    tap.eq([d[0] for d in data], [250, 250], "one reply per accepted recipient, in RCPT order")
+    tap.eq(len([m for m in desk.show(1)["messages"] if m["direction"] == "in"]), 2,
+           "a message to two of our addresses is stored once")
+
+    c.cmd("RSET")
+    c.cmd("MAIL FROM:<a@b.example>")
+    for i in range(5):
+        c.cmd(f"RCPT TO:<support@support.example.com>")
+    tap.ok(c.cmd("RCPT TO:<support@support.example.com>")[1].startswith("452 4.5.3"), "too many recipients: 452 4.5.3")
+    c.cmd("RSET")
+    tap.ok(c.cmd("MAIL FROM:<a@b.example> SIZE=1000000000")[1].startswith("552 5.3.4"),
+           "a declared SIZE over the limit: 552 5.3.4")
+    c.cmd("MAIL FROM:<a@b.example>")
+    c.cmd("RCPT TO:<support@support.example.com>")
+    big = message(subject="big", body="x" * 70 + "\n" * 1000 + ("y" * 70 + "\n") * 1000)
+    data = c.send_data(big, 1)
+    tap.ok(data[0][1].startswith("552 5.3.4"), "a message over max_message_size: 552 5.3.4", data)
+    tap.eq(c.cmd("VRFY support")[0] in (252, 502), True, "VRFY answered 252 or 502")
+    tap.ok(c.cmd("NOOP")[1].startswith("250 2.0.0"), "NOOP 250 2.0.0")
+    c.close()
+
+    rc = server.stop()
+    tap.eq(rc, 0, "SIGTERM exits 0")
+    log = server.read_log()
+    tap.ok("delivered" in log and "SUP-1" in log, "one log line per delivered message with the ticket key", log[-2000:])
+    desk.cleanup()
+
+
+def test_swaks(tap):
+    if not shutil.which("swaks"):
+        tap.ok(False, "swaks is installed (contrib/install-deps.sh --test)")
+        return
+    port = free_port()
+    desk = serve_desk(port)
+    server = Server(desk).start(port)
+    p = subprocess.run(["swaks", "--protocol", "LMTP", "--server", f"127.0.0.1:{port}", "--pipeline",
+                        "--from", "bob@customer.example", "--to", "support@support.example.com",
+                        "--header", "Subject: swaks says hello", "--body", "Hello from swaks"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    tap.eq(p.returncode, 0, "swaks --protocol LMTP --pipeline delivers", p.stdout.decode()[-1500:])
+    t = desk.tickets()
+    tap.ok(len(t) == 1 and t[0]["subject"] == "swaks says hello", "and the ticket is there", t)
+    server.stop()
+    desk.cleanup()
+
+
+def test_reload(tap):
+    port = free_port()
+    rules = None
+    desk = serve_desk(port)
+    rules = os.path.join(desk.dir, "my.rules")
+    with open(rules, "w") as f:
+        f.write('rule billing\n  subject /invoice/i\n  set category "Consulting Business Request"\n')
+    with open(desk.conf_path, "a") as f:
+        pass
+    text = open(desk.conf_path).read().replace("rules = ", "rules = " + rules + "\n#", 1)
+    desk.write_conf(text)
+    server = Server(desk).start(port)
+    c = Lmtp(port)
+    c.cmd("LHLO x")
+    c.deliver("a@customer.example", ["support@support.example.com"], message(subject="invoice 1"))
+    with open(rules, "w") as f:
+        f.write('rule billing\n  subject /invoice/i\n  set category "Bug"\n')
+    server.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    c.deliver("a@customer.example", ["support@support.example.com"], message(subject="invoice 2"))
+    with open(rules, "w") as f:
+        f.write('rule broken\n  subject /(/\n')
+    server.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    rcpt, data = c.deliver("a@customer.example", ["support@support.example.com"], message(subject="invoice 3"))
+    tap.eq([d[0] for d in data], [250], "the session survived both reloads")
+    with open(rules, "w") as f:
+        f.write('rule billing\n  subject /invoice/i\n  set category "Bug"\n')
+    cats = [t["category"] for t in desk.tickets()]
+    tap.eq(cats, ["Consulting Business Request", "Bug", "Bug"],
+           "SIGHUP loads new rules; a broken file keeps the old set")
+    tap.ok("reload failed" in server.read_log(), "and says why in the log")
+    c.close()
+    server.stop()
+    desk.cleanup()
+
+
+def test_mail_goes_out(tap):
+    catcher = Catcher().start()
+    port = free_port()
+    desk = serve_desk(port, catcher)
+    server = Server(desk).start(port)
+    c = Lmtp(port)
+    c.cmd("LHLO x")
+    c.deliver("alice@customer.example", ["support@support.example.com"],
+              message(subject="Where is my order?", msgid="order1@customer.example"))
+    deadline = time.time() + 20
+    while time.time() < deadline and not catcher.messages():
+        time.sleep(0.1)
+    got = catcher.messages()
+    tap.eq(len(got), 1, "the acknowledgement reaches the SMTP server without any flush command")
+    if got:
+        env, raw = got[0]
+        tap.eq(env["rcpt_tos"], ["alice@customer.example"], "to the requester")
+        text = raw.decode(errors="replace")
+        tap.ok("Subject: [SUP-1]" in text or "[SUP-1]" in text.split("\r\n\r\n")[0], "tagged subject", text[:800])
+        tap.ok("In-Reply-To: <order1@customer.example>" in text, "threaded under the customer's message")
+        tap.ok("Auto-Submitted: auto-replied" in text, "marked auto-replied (RFC 3834)")
+        reply_to = [l for l in text.split("\r\n") if l.startswith("Reply-To:")]
+        tap.ok(reply_to and f"<{token_address(desk, 1)}>" in reply_to[0], "Reply-To is the ticket's token address",
+               reply_to)
+    c.close()
+    server.stop()
+    catcher.stop()
+    desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(test_conversation, test_swaks, test_reload, test_mail_goes_out)

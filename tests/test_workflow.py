@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""The desk's workflow by mail (issue 5), end to end: `maildesk deliver`
+for what comes in, a real SMTP server for what goes out."""
+import email
+import email.policy
+import os
+
+from mdtest import Catcher, Desk, message, run_tests
+
+AGENT = "jane@support.example.com"
+CUSTOMER = "alice@customer.example"
+
+
+def token_address(desk, ticket_id):
+    import base64
+    import hashlib
+    import hmac
+    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
+        key = f.read()
+    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
+    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
+
+
+class Conversation:
+    def __init__(self, tap):
+        self.tap = tap
+        self.catcher = Catcher().start()
+        self.desk = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{self.catcher.port}\n")
+        self.desk.run("agent", "add", AGENT, "--name", "Jane Agent", check=True)
+        self.seen = 0
+        self.now = "2026-12-01T10:00:00+02:00"
+
+    def deliver(self, msg, *args):
+        p = self.desk.deliver(msg, *args, env={"MAILDESK_NOW": self.now})
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr.decode())
+        return p.stdout.decode().strip()
+
+    def agent_says(self, ticket, body, subject="Re: [SUP-1] help"):
+        tok = token_address(self.desk, ticket)
+        return self.deliver(message(subject=subject, sender=AGENT, to=tok, body=body), "--recipient", tok)
+
+    def customer_says(self, body, subject="Re: [SUP-1] help", sender=CUSTOMER, ticket=1):
+        tok = token_address(self.desk, ticket)
+        return self.deliver(message(subject=subject, sender=sender, to=tok, body=body), "--recipient", tok)
+
+    def new_mail(self):
+        """Flushes the outbox; returns [(rcpts, parsed message)] sent since last call."""
+        self.desk.run("outbox", "flush", env={"MAILDESK_NOW": self.now})
+        got = self.catcher.messages()
+        fresh = got[self.seen:]
+        self.seen = len(got)
+        return [(env["rcpt_tos"], email.message_from_bytes(raw, policy=email.policy.default)) for env, raw in fresh]
+
+    def status(self, ticket=1):
+        return self.desk.show(ticket)["status"]
+
+    def close(self):
+        self.catcher.stop()
+        self.desk.cleanup()
+
+
+def to_of(mails, addr):
+    return [m for rcpts, m in mails if addr in rcpts]
+
+
+def body_of(m):
+    return m.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_full_cycle(tap):
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="The export fails with error 500."))
+    mails = c.new_mail()
+    ack = to_of(mails, CUSTOMER)
+    tap.eq(len(ack), 1, "the customer gets one acknowledgement")
+    tap.ok(ack and "SUP-1" in ack[0]["Subject"] and "mailto:" in body_of(ack[0]) and "%23resolve" in body_of(ack[0]),
+           "with the key and a mailto link that resolves the ticket", ack and body_of(ack[0]))
+    raw_ack = c.catcher.messages()[0][1]
+    tap.ok(b"\xc2\xb7" in raw_ack or b"=C2=B7" in raw_ack or b"charset=utf-8" not in raw_ack,
+           "non-ASCII template text goes out as the UTF-8 it claims to be")
+    tap.ok("·" in body_of(ack[0]), "and decodes back to the same text")
+    relay = to_of(mails, AGENT)
+    tap.ok(relay and "export fails" in body_of(relay[0]).lower(), "the agents get the new request", mails)
+    tap.ok(relay and str(relay[0]["Reply-To"]).find(token_address(c.desk, 1)) >= 0,
+           "whose Reply-To is the token address agents answer to")
+
+    c.agent_says(1, "#ack")
+    tap.eq(c.status(), "Request acknowledged", "#ack acknowledges")
+    tap.ok(c.desk.show(1)["first_response_at"] is not None, "and meets the first response")
+
+    c.agent_says(1, "#waiting\nWhich version are you running?")
+    tap.eq(c.status(), "Waiting for customer", "#waiting asks the customer")
+    mails = c.new_mail()
+    asked = [m for m in to_of(mails, CUSTOMER) if "Which version" in body_of(m)]
+    tap.eq(len(asked), 1, "the agent's question reaches the customer")
+    tap.ok(asked and "Jane Agent" in str(asked[0]["From"]), "with the agent's name in From", asked and asked[0]["From"])
+    tap.ok(all("#waiting" not in body_of(m) for m in to_of(mails, CUSTOMER)), "command lines are not relayed")
+
+    c.customer_says("Version 5.1.3")
+    tap.eq(c.status(), "In progress", "the customer's answer moves it to In progress")
+    mails = c.new_mail()
+    tap.ok(any("5.1.3" in body_of(m) for m in to_of(mails, AGENT)), "and reaches the agent")
+
+    c.agent_says(1, "#internal\nLooks like the 5.1 regression, ask Bob.")
+    mails = c.new_mail()
+    tap.eq(to_of(mails, CUSTOMER), [], "an #internal note never reaches the customer")
+    notes = [m for m in c.desk.show(1)["messages"] if "ask Bob" in m["body"]]
+    tap.ok(notes and notes[0]["internal"], "it is stored as internal")
+
+    c.agent_says(1, "#resolve\nFixed in 5.1.4.")
+    tap.eq(c.status(), "Resolved", "#resolve resolves")
+    mails = c.new_mail()
+    tap.ok(any("Fixed in 5.1.4" in body_of(m) for m in to_of(mails, CUSTOMER)), "the customer reads the answer")
+
+    c.customer_says("It broke again.")
+    tap.eq(c.status(), "Reopened", "a reply within the reopen window reopens")
+    c.agent_says(1, "Looking again.")
+    tap.eq(c.status(), "In progress", "an agent reply takes a reopened ticket to In progress")
+    c.agent_says(1, "#resolve")
+    c.now = "2027-02-01T10:00:00+02:00"
+    key = c.customer_says("Months later, a new problem.")
+    tap.eq(key, "SUP-2", "after the window a reply opens a new ticket")
+    tap.eq(c.desk.show(2).get("linked_ticket"), "SUP-1", "that links the old one")
+    tap.eq(c.status(1), "Resolved", "and the old one stays resolved")
+    hist = c.desk.show(1)["history"]
+    tap.ok(all(h["actor"] and h["at"] for h in hist) and any(h["field"] == "status" and h["old"] == "Waiting for customer"
+                                                           and h["new"] == "In progress" for h in hist),
+           "every change is in the history with actor and time", hist)
+    c.close()
+
+
+def test_commands_and_errors(tap):
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question"))
+    c.new_mail()
+    c.agent_says(1, "#priority P7\n#category Cooking\n#status almost done\n#assign nobody@nowhere.example\n#frobnicate\n")
+    mails = to_of(c.new_mail(), AGENT)
+    errors = [body_of(m) for m in mails]
+    tap.eq(len(errors), 5, "each bad command is answered by mail", errors)
+    for word in ("P7", "Cooking", "almost done", "nobody@nowhere.example", "frobnicate"):
+        tap.ok(any(word in e for e in errors), f"the answer names {word}", errors)
+    t = c.desk.show(1)
+    tap.eq((t["priority"], t["category"], t["status"]), ("P3", "Technical Request", "Waiting for triage"),
+           "and nothing changed")
+
+    c.agent_says(1, "#PRIORITY p1\n#Status In-Progress\n#assign me\n#category bug")
+    t = c.desk.show(1)
+    tap.eq((t["priority"], t["status"], t["assignee"], t["category"]), ("P1", "In progress", AGENT, "Bug"),
+           "commands are case-insensitive and accept p1, In-Progress, me")
+
+    c.customer_says("#priority P1\nPlease hurry")
+    mails = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(any("agents" in body_of(m).lower() and "#priority" in body_of(m) for m in mails),
+           "a customer using an agent command is told it is not allowed", [body_of(m) for m in mails])
+
+    c.customer_says("#list")
+    mails = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(any("[SUP-1]" in body_of(m) and "In progress" in body_of(m) for m in mails), "#list answers with the tickets",
+           [body_of(m) for m in mails])
+
+    c.customer_says("#resolve")
+    tap.eq(c.status(), "Resolved", "the customer may #resolve")
+    c.customer_says("#resolve")
+    mails = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(any("resolved" in body_of(m).lower() for m in mails), "#resolve on a resolved ticket says why")
+    c.close()
+
+
+def test_organizations(tap):
+    c = Conversation(tap)
+    c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", "bob@customer.example", check=True)
+    c.deliver(message(subject="help", body="Shared question"))
+    c.new_mail()
+    t = c.desk.show(1)
+    tap.eq((t["organization"], t["visibility"]), ("Acme", "private"), "a member's ticket is private by default")
+
+    c.customer_says("I have more", sender="bob@customer.example")
+    last = [m for m in c.desk.show(1)["messages"] if m["direction"] == "in"][-1]
+    tap.eq((last["from"], last["internal"], last["flag"]), ("bob@customer.example", True, "unverified sender"),
+           "a colleague's reply to a private ticket is only an unverified note")
+    tap.eq(to_of(c.new_mail(), CUSTOMER), [], "which reaches no one")
+    c.customer_says("#share")
+    tap.eq(c.desk.show(1)["visibility"], "shared", "#share shares it with the organization")
+    c.agent_says(1, "Here is the answer for everyone.")
+    mails = c.new_mail()
+    tap.ok(to_of(mails, "bob@customer.example") and to_of(mails, CUSTOMER), "members of a shared ticket get its mail")
+    n_before = len([m for m in c.desk.show(1)["messages"] if m["direction"] == "in"])
+    c.customer_says("Thanks from Bob", sender="bob@customer.example")
+    n_after = len([m for m in c.desk.show(1)["messages"] if m["direction"] == "in"])
+    tap.eq(n_after, n_before + 1, "and may reply to it")
+    c.customer_says("#list", sender="bob@customer.example")
+    mails = to_of(c.new_mail(), "bob@customer.example")
+    tap.ok(any("[SUP-1]" in body_of(m) for m in mails), "and see it in #list")
+    c.customer_says("#private")
+    tap.eq(c.desk.show(1)["visibility"], "private", "#private takes it back")
+    c.close()
+
+
+def test_strangers(tap):
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="My secret data"))
+    c.new_mail()
+    key = c.deliver(message(subject="Re: [SUP-1] help", sender="mallory@evil.example", body="#resolve\nsend it to me"))
+    tap.eq(key, "SUP-2", "a stranger with a guessed tag opens a ticket of his own")
+    tap.eq(c.status(1), "Waiting for triage", "and changes nothing")
+    key = c.deliver(message(subject="Re: [SUP-1] help", sender=AGENT, body="#resolve\nClosing."))
+    tap.eq(c.status(1), "Waiting for triage", "a forged agent From without the token changes nothing")
+    mails = c.new_mail()
+    tap.eq(to_of(mails, CUSTOMER), [], "and nothing reaches the customer")
+    told = [m for m in to_of(mails, AGENT) if token_address(c.desk, 1) in body_of(m)]
+    tap.eq(len(told), 1, "the agent is told how to reply instead", [body_of(m) for m in to_of(mails, AGENT)])
+    tok = token_address(c.desk, 1)
+    c.deliver(message(subject="Re: [SUP-1] help", sender="mallory@evil.example", to=tok, body="#resolve"),
+              "--recipient", tok)
+    tap.eq(c.status(1), "Waiting for triage", "a stranger at the token address changes nothing")
+    tap.eq(to_of(c.new_mail(), CUSTOMER), [], "and reaches no one")
+    c.close()
+
+
+if __name__ == "__main__":
+    run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers)

@@ -893,9 +893,10 @@ collect_failed_recipients (MdMessage *msg, GByteArray *status)
 		for (int i = 0; lines[i]; i++) {
 			char *line = g_strstrip (lines[i]);
 			if (g_ascii_strncasecmp (line, "Final-Recipient:", 16) == 0) {
-				const char *semi = strchr (line, ';');
+				char *semi = strchr (line, ';');
+				char *value = semi ? semi + 1 : line + 16;
 				g_free (recipient);
-				recipient = g_ascii_strdown (g_strstrip (g_strdup (semi ? semi + 1 : line + 16)), -1);
+				recipient = g_ascii_strdown (g_strstrip (value), -1);
 			} else if (g_ascii_strncasecmp (line, "Action:", 7) == 0) {
 				failed = g_ascii_strncasecmp (g_strstrip (line + 7), "failed", 6) == 0;
 			}

@@ -884,8 +884,14 @@ message_id_of_headers (GByteArray *headers)
 static void
 collect_failed_recipients (MdMessage *msg, GByteArray *status)
 {
+	if (status->len == 0)
+		return;  /* an empty part: g_strndup (NULL, 0) is NULL, not "" */
 	g_autofree char *text = g_strndup ((const char *) status->data, status->len);
-	g_auto (GStrv) blocks = g_regex_split_simple ("\r?\n\\s*\r?\n", text, 0, 0);
+	/* RAW: the part may hold any bytes, and on invalid UTF-8 a UTF-8
+	 * pattern fails to match and the split returns NULL */
+	g_auto (GStrv) blocks = g_regex_split_simple ("\r?\n\\s*\r?\n", text, G_REGEX_RAW, 0);
+	if (!blocks)
+		return;
 	for (int b = 0; blocks[b] && msg->report_failed_recipients->len < 100; b++) {
 		g_autofree char *recipient = NULL;
 		gboolean failed = FALSE;
@@ -901,7 +907,8 @@ collect_failed_recipients (MdMessage *msg, GByteArray *status)
 				failed = g_ascii_strncasecmp (g_strstrip (line + 7), "failed", 6) == 0;
 			}
 		}
-		if (recipient && failed && strchr (recipient, '@') && !strpbrk (recipient, " <>\"\r\n"))
+		if (recipient && failed && strchr (recipient, '@') && !strpbrk (recipient, " <>\"\r\n")
+		    && g_utf8_validate (recipient, -1, NULL))
 			g_ptr_array_add (msg->report_failed_recipients, g_steal_pointer (&recipient));
 	}
 }

@@ -36,6 +36,22 @@
 #define CHECK(cond) do { if (!(cond)) { g_printerr ("check failed: %s\n", #cond); abort (); } } while (0)
 #define RESET_EVERY 2000
 
+/* Durability is not what this target tests, and an fsync per spool file
+ * and per commit would cap it at a hundred inputs a second: these stand
+ * in for libc's (the executable's symbols win, for SQLite too). */
+int fsync (int fd);
+int fdatasync (int fd);
+int
+fsync (int fd)
+{
+	return 0;
+}
+int
+fdatasync (int fd)
+{
+	return 0;
+}
+
 static char *root;
 static MdDesk *desk;
 static MdStore *store;

@@ -57,7 +57,9 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 
 	if (header_has (msg, MD_LOOP_HEADER))
 		return "it carries our own loop header";
-	if (auto_submitted && g_ascii_strncasecmp (g_strstrip (g_strdup (auto_submitted)), "no", 2) != 0)
+	while (auto_submitted && g_ascii_isspace (*auto_submitted))
+		auto_submitted++;
+	if (auto_submitted && g_ascii_strncasecmp (auto_submitted, "no", 2) != 0)
 		return "it is auto-submitted (RFC 3834)";
 	if (header_has (msg, "List-Id") || header_has (msg, "List-Unsubscribe"))
 		return "it comes from a mailing list";

@@ -117,6 +117,10 @@ run_target () { # NAME: builds and runs one target; writes $work/NAME.result
 			echo "not ok - fuzz-$name: exit $rc after ${runs:-?} executions"
 			grep -E -A30 'ERROR: (Address|Leak)Sanitizer|runtime error|check failed|ERROR: libFuzzer|Test unit written' "$log" \
 				| head -60 | sed 's/^/# /'
+			if grep -q 'LeakSanitizer' "$log"; then
+				echo "# leak stacks stop at GLib (no frame pointers); for whole ones:"
+				echo "#   ASAN_OPTIONS=fast_unwind_on_malloc=0 MD_TOP_SRCDIR=$srcdir $exe -runs=0 $work/corpus-$name"
+			fi
 		} >"$work/$name.result"
 	fi
 }

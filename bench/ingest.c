@@ -154,8 +154,10 @@ main (int argc, char **argv)
 	g_free (conf->data_dir);
 	conf->data_dir = g_build_filename (dir, "var", NULL);
 	g_free (conf->rules);
-	conf->rules = g_build_filename (g_getenv ("MD_TOP_SRCDIR") ? g_getenv ("MD_TOP_SRCDIR") : ".",
-	                                "filters/default.rules", NULL);
+	const char *top = g_getenv ("MD_TOP_SRCDIR") ? g_getenv ("MD_TOP_SRCDIR") : ".";
+	conf->rules = g_build_filename (top, "filters/default.rules", NULL);
+	g_free (conf->templates);
+	conf->templates = g_build_filename (top, "templates", NULL);
 
 	md_message_init ();
 	g_autoptr (MdDesk) desk = md_desk_open (conf, &error);

@@ -13,23 +13,6 @@
 #include "token.h"
 
 static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-	json_builder_set_member_name (b, name);
-	if (value)
-		json_builder_add_string_value (b, value);
-	else
-		json_builder_add_null_value (b);
-}
-
-static void
-add_time (JsonBuilder *b, const char *name, gint64 t)
-{
-	g_autofree char *iso = t ? md_time_iso_utc (t) : NULL;
-	add_string (b, name, iso);
-}
-
-static void
 print_json (const MdDesk *desk, GPtrArray *list)
 {
 	g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -40,27 +23,22 @@ print_json (const MdDesk *desk, GPtrArray *list)
 		json_builder_begin_object (b);
 		json_builder_set_member_name (b, "id");
 		json_builder_add_int_value (b, e->id);
-		add_string (b, "ticket", key);
-		add_string (b, "kind", e->kind);
-		add_string (b, "from", e->mail_from);
-		add_string (b, "to", e->rcpt_to);
-		add_string (b, "state", e->state);
+		md_json_add_string (b, "ticket", key);
+		md_json_add_string (b, "kind", e->kind);
+		md_json_add_string (b, "from", e->mail_from);
+		md_json_add_string (b, "to", e->rcpt_to);
+		md_json_add_string (b, "state", e->state);
 		json_builder_set_member_name (b, "attempts");
 		json_builder_add_int_value (b, e->attempts);
-		add_time (b, "next_attempt_at", strcmp (e->state, "queued") ? 0 : e->next_attempt_at);
-		add_string (b, "last_error", e->last_error);
-		add_time (b, "created_at", e->created_at);
-		add_time (b, "sent_at", e->sent_at);
-		add_string (b, "message_id", e->message_id);
+		md_json_add_time (b, "next_attempt_at", strcmp (e->state, "queued") ? 0 : e->next_attempt_at);
+		md_json_add_string (b, "last_error", e->last_error);
+		md_json_add_time (b, "created_at", e->created_at);
+		md_json_add_time (b, "sent_at", e->sent_at);
+		md_json_add_string (b, "message_id", e->message_id);
 		json_builder_end_object (b);
 	}
 	json_builder_end_array (b);
-	g_autoptr (JsonGenerator) gen = json_generator_new ();
-	g_autoptr (JsonNode) root = json_builder_get_root (b);
-	json_generator_set_root (gen, root);
-	json_generator_set_pretty (gen, TRUE);
-	g_autofree char *text = json_generator_to_data (gen, NULL);
-	printf ("%s\n", text);
+	md_json_print (b);
 }
 
 static void

@@ -17,50 +17,28 @@
 #include <unistd.h>
 
 static void
-add_time (JsonBuilder *b, const char *name, gint64 t)
-{
-	json_builder_set_member_name (b, name);
-	if (t) {
-		g_autofree char *iso = md_time_iso_utc (t);
-		json_builder_add_string_value (b, iso);
-	} else {
-		json_builder_add_null_value (b);
-	}
-}
-
-static void
-add_string (JsonBuilder *b, const char *name, const char *value)
-{
-	json_builder_set_member_name (b, name);
-	if (value)
-		json_builder_add_string_value (b, value);
-	else
-		json_builder_add_null_value (b);
-}
-
-static void
 add_ticket_members (JsonBuilder *b, const MdDesk *desk, const MdTicket *t)
 {
 	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
 
 	json_builder_set_member_name (b, "id");
 	json_builder_add_int_value (b, t->id);
-	add_string (b, "key", key);
-	add_string (b, "subject", t->subject);
-	add_string (b, "category", t->category);
-	add_string (b, "priority", t->priority);
-	add_string (b, "status", t->status);
-	add_string (b, "requester", t->requester);
-	add_string (b, "organization", t->organization);
-	add_string (b, "visibility", t->shared ? "shared" : "private");
-	add_string (b, "assignee", t->assignee);
-	add_time (b, "created_at", t->created_at);
-	add_time (b, "updated_at", t->updated_at);
-	add_time (b, "first_response_due", t->first_response_due);
-	add_time (b, "first_response_at", t->first_response_at);
-	add_time (b, "resolved_at", t->resolved_at);
-	add_time (b, "due_at", t->due_at);
-	add_string (b, "flag", t->flag);
+	md_json_add_string (b, "key", key);
+	md_json_add_string (b, "subject", t->subject);
+	md_json_add_string (b, "category", t->category);
+	md_json_add_string (b, "priority", t->priority);
+	md_json_add_string (b, "status", t->status);
+	md_json_add_string (b, "requester", t->requester);
+	md_json_add_string (b, "organization", t->organization);
+	md_json_add_string (b, "visibility", t->shared ? "shared" : "private");
+	md_json_add_string (b, "assignee", t->assignee);
+	md_json_add_time (b, "created_at", t->created_at);
+	md_json_add_time (b, "updated_at", t->updated_at);
+	md_json_add_time (b, "first_response_due", t->first_response_due);
+	md_json_add_time (b, "first_response_at", t->first_response_at);
+	md_json_add_time (b, "resolved_at", t->resolved_at);
+	md_json_add_time (b, "due_at", t->due_at);
+	md_json_add_string (b, "flag", t->flag);
 	json_builder_set_member_name (b, "tags");
 	json_builder_begin_array (b);
 	g_auto (GStrv) tags = t->tags ? g_strsplit (t->tags, ",", -1) : NULL;
@@ -86,27 +64,27 @@ add_messages (JsonBuilder *b, GPtrArray *messages)
 		json_builder_begin_object (b);
 		json_builder_set_member_name (b, "id");
 		json_builder_add_int_value (b, m->id);
-		add_string (b, "direction", m->outgoing ? "out" : "in");
-		add_string (b, "from", m->from_addr);
-		add_string (b, "from_name", m->from_name);
+		md_json_add_string (b, "direction", m->outgoing ? "out" : "in");
+		md_json_add_string (b, "from", m->from_addr);
+		md_json_add_string (b, "from_name", m->from_name);
 		json_builder_set_member_name (b, "internal");
 		json_builder_add_boolean_value (b, m->internal);
-		add_string (b, "flag", m->flag);
-		add_string (b, "subject", m->subject);
-		add_string (b, "message_id", m->message_id);
-		add_string (b, "body", m->body);
-		add_string (b, "full_text", m->full_text);
-		add_time (b, "created_at", m->created_at);
+		md_json_add_string (b, "flag", m->flag);
+		md_json_add_string (b, "subject", m->subject);
+		md_json_add_string (b, "message_id", m->message_id);
+		md_json_add_string (b, "body", m->body);
+		md_json_add_string (b, "full_text", m->full_text);
+		md_json_add_time (b, "created_at", m->created_at);
 		json_builder_set_member_name (b, "attachments");
 		json_builder_begin_array (b);
 		for (guint k = 0; m->attachments && k < m->attachments->len; k++) {
 			MdStoredAttachment *a = m->attachments->pdata[k];
 			json_builder_begin_object (b);
-			add_string (b, "filename", a->filename);
-			add_string (b, "content_type", a->content_type);
+			md_json_add_string (b, "filename", a->filename);
+			md_json_add_string (b, "content_type", a->content_type);
 			json_builder_set_member_name (b, "size");
 			json_builder_add_int_value (b, a->size);
-			add_string (b, "sha256", a->sha256);
+			md_json_add_string (b, "sha256", a->sha256);
 			json_builder_set_member_name (b, "depth");
 			json_builder_add_int_value (b, a->depth);
 			json_builder_end_object (b);
@@ -125,11 +103,11 @@ add_history (JsonBuilder *b, GPtrArray *history)
 	for (guint i = 0; i < history->len; i++) {
 		MdHistoryEntry *h = history->pdata[i];
 		json_builder_begin_object (b);
-		add_time (b, "at", h->at);
-		add_string (b, "actor", h->actor);
-		add_string (b, "field", h->field);
-		add_string (b, "old", h->old_value);
-		add_string (b, "new", h->new_value);
+		md_json_add_time (b, "at", h->at);
+		md_json_add_string (b, "actor", h->actor);
+		md_json_add_string (b, "field", h->field);
+		md_json_add_string (b, "old", h->old_value);
+		md_json_add_string (b, "new", h->new_value);
 		json_builder_end_object (b);
 	}
 	json_builder_end_array (b);
@@ -142,27 +120,8 @@ add_fields (JsonBuilder *b, GHashTable *fields)
 	json_builder_set_member_name (b, "fields");
 	json_builder_begin_object (b);
 	for (GList *l = names; l; l = l->next)
-		add_string (b, l->data, g_hash_table_lookup (fields, l->data));
+		md_json_add_string (b, l->data, g_hash_table_lookup (fields, l->data));
 	json_builder_end_object (b);
-}
-
-static void
-print_json (JsonBuilder *b)
-{
-	g_autoptr (JsonNode) root = json_builder_get_root (b);
-	g_autoptr (JsonGenerator) gen = json_generator_new ();
-	json_generator_set_pretty (gen, TRUE);
-	json_generator_set_root (gen, root);
-	g_autofree char *text = json_generator_to_data (gen, NULL);
-	/* json-glib 1.6 leaves U+001F unescaped; a raw control byte can only
-	 * stand inside a string, so escaping it here is always right. */
-	for (const char *p = text; *p; p++) {
-		if (*p == 0x1f)
-			fputs ("\\u001f", stdout);
-		else
-			putchar (*p);
-	}
-	putchar ('\n');
 }
 
 static gint64
@@ -221,7 +180,7 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 			json_builder_end_object (b);
 		}
 		json_builder_end_array (b);
-		print_json (b);
+		md_json_print (b);
 		return MD_EX_OK;
 	}
 	for (guint i = 0; i < list->len; i++) {
@@ -319,7 +278,7 @@ ticket_show (MdDesk *desk, int argc, char **argv)
 	add_history (b, history);
 	add_fields (b, fields);
 	json_builder_end_object (b);
-	print_json (b);
+	md_json_print (b);
 	return MD_EX_OK;
 }
 

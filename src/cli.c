@@ -2,6 +2,7 @@
  * the desk, option parsing, and printing errors once. */
 #include "config.h"
 
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -58,4 +59,40 @@ md_cli_parse (const char *name, const char *params, const char *summary, GOption
 		return FALSE;
 	}
 	return TRUE;
+}
+
+void
+md_json_add_string (JsonBuilder *b, const char *name, const char *value)
+{
+	json_builder_set_member_name (b, name);
+	if (value)
+		json_builder_add_string_value (b, value);
+	else
+		json_builder_add_null_value (b);
+}
+
+void
+md_json_add_time (JsonBuilder *b, const char *name, gint64 t)
+{
+	g_autofree char *iso = t ? md_time_iso_utc (t) : NULL;
+	md_json_add_string (b, name, iso);
+}
+
+void
+md_json_print (JsonBuilder *b)
+{
+	g_autoptr (JsonNode) root = json_builder_get_root (b);
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
+	json_generator_set_pretty (gen, TRUE);
+	json_generator_set_root (gen, root);
+	g_autofree char *text = json_generator_to_data (gen, NULL);
+	/* json-glib 1.6 leaves U+001F unescaped; a raw control byte can only
+	 * stand inside a string, so escaping it here is always right. */
+	for (const char *p = text; *p; p++) {
+		if (*p == 0x1f)
+			fputs ("\\u001f", stdout);
+		else
+			putchar (*p);
+	}
+	putchar ('\n');
 }

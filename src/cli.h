@@ -24,6 +24,13 @@ gboolean md_cli_parse (const char *name, const char *params, const char *summary
 /* Prints an error once, as "maildesk: message". */
 void md_cli_error (const GError *error);
 
+/* JSON output (json-glib): a string member or null; a time member as
+ * ISO 8601 UTC, null when 0; the document printed pretty on stdout. */
+typedef struct _JsonBuilder JsonBuilder;
+void md_json_add_string (JsonBuilder *b, const char *name, const char *value);
+void md_json_add_time (JsonBuilder *b, const char *name, gint64 t);
+void md_json_print (JsonBuilder *b);
+
 int md_cmd_deliver (int argc, char **argv);
 int md_cmd_ticket (int argc, char **argv);
 int md_cmd_agent (int argc, char **argv);
@@ -33,5 +40,7 @@ int md_cmd_check_config (int argc, char **argv);
 int md_cmd_serve (int argc, char **argv);
 int md_cmd_outbox (int argc, char **argv);
 int md_cmd_fetch (int argc, char **argv);
+int md_cmd_tick (int argc, char **argv);
+int md_cmd_sla (int argc, char **argv);
 
 #endif

@@ -59,6 +59,22 @@ parse_rate (const char *text, int *count_r, gint64 *period_r)
 	return TRUE;
 }
 
+/* The forms file: none when `forms` is empty, or when it is the default
+ * and missing (a desk configured before forms existed); any other
+ * missing file is an error. */
+static char *
+forms_path (MdConf *conf)
+{
+	if (!conf->forms || !*conf->forms)
+		return NULL;
+	char *path = md_desk_resolve_path (conf->forms, "filters/forms.conf");
+	if (strcmp (conf->forms, "filters/forms.conf") == 0 && !g_file_test (path, G_FILE_TEST_EXISTS)) {
+		g_free (path);
+		return NULL;
+	}
+	return path;
+}
+
 /* Fills desk (which may be a scratch one) and collects every problem. */
 static void
 load_parts (MdDesk *desk, GString *problems)
@@ -74,6 +90,10 @@ load_parts (MdDesk *desk, GString *problems)
 	g_clear_error (&error);
 	desk->templates = md_template_set_load (desk->templates_path, &error);
 	if (!desk->templates)
+		add_problem (problems, error->message);
+	g_clear_error (&error);
+	desk->forms_path = forms_path (conf);
+	if (desk->forms_path && !(desk->forms = md_forms_load_file (desk->forms_path, &error)))
 		add_problem (problems, error->message);
 	g_clear_error (&error);
 	desk->calendar = md_calendar_new (conf->timezone, conf->hours, conf->holidays, &error);
@@ -127,7 +147,9 @@ md_desk_check (MdConf *conf, GError **error)
 	if (scratch.rules)
 		md_rules_free (scratch.rules);
 	md_template_set_free (scratch.templates);
+	md_forms_unref (scratch.forms);
 	md_calendar_free (scratch.calendar);
+	g_free (scratch.forms_path);
 	g_free (scratch.rules_path);
 	g_free (scratch.templates_path);
 	if (problems->len) {
@@ -177,6 +199,8 @@ md_desk_free (MdDesk *desk)
 		md_rules_free (desk->rules);
 	g_rw_lock_clear (&desk->rules_lock);
 	md_template_set_free (desk->templates);
+	md_forms_unref (desk->forms);
+	g_free (desk->forms_path);
 	md_calendar_free (desk->calendar);
 	md_spool_free (desk->spool);
 	if (desk->secret)
@@ -212,14 +236,24 @@ md_desk_matches_recipient (MdDesk *desk, const char *address)
 	return match;
 }
 
+MdForms *
+md_desk_forms (MdDesk *desk)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	MdForms *forms = desk->forms ? md_forms_ref (desk->forms) : NULL;
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+	return forms;
+}
+
 gboolean
 md_desk_reload (MdDesk *desk, GError **error)
 {
 	GError *local = NULL;
 	MdRules *fresh = md_rules_load_file (desk->rules_path, &local);
-	MdTemplateSet *fresh_templates = md_template_set_load (desk->templates_path, fresh ? &local : NULL);
+	MdTemplateSet *fresh_templates = fresh ? md_template_set_load (desk->templates_path, &local) : NULL;
+	MdForms *fresh_forms = fresh_templates && desk->forms_path ? md_forms_load_file (desk->forms_path, &local) : NULL;
 
-	if (!fresh || !fresh_templates) {
+	if (!fresh || !fresh_templates || (desk->forms_path && !fresh_forms)) {
 		if (fresh)
 			md_rules_free (fresh);
 		md_template_set_free (fresh_templates);
@@ -229,10 +263,13 @@ md_desk_reload (MdDesk *desk, GError **error)
 	g_rw_lock_writer_lock (&desk->rules_lock);
 	MdRules *old = desk->rules;
 	MdTemplateSet *old_templates = desk->templates;
+	MdForms *old_forms = desk->forms;
 	desk->rules = fresh;
 	desk->templates = fresh_templates;
+	desk->forms = fresh_forms;
 	g_rw_lock_writer_unlock (&desk->rules_lock);
 	md_rules_free (old);
 	md_template_set_free (old_templates);
+	md_forms_unref (old_forms);
 	return TRUE;
 }

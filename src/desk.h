@@ -8,6 +8,7 @@
 
 #include "calendar.h"
 #include "conf.h"
+#include "forms.h"
 #include "message.h"
 #include "rules.h"
 #include "spool.h"
@@ -29,6 +30,8 @@ typedef struct {
 	char *desk_address;   /* intake@domain */
 
 	MdTemplateSet *templates;
+	MdForms *forms;         /* NULL when the desk has none; under rules_lock */
+	char *forms_path;       /* NULL when none */
 	MdCalendar *calendar;
 	/* [sla] and [followup], parsed */
 	MdDuration first_response[5];     /* indexed like md_priorities */
@@ -42,7 +45,7 @@ typedef struct {
 } MdDesk;
 
 /* Everything md_desk_open checks, without opening anything: rules,
- * templates, calendar, durations.  Every problem is reported, each as
+ * templates, forms, calendar, durations.  Every problem is reported, each as
  * "file:line: message" (MD_ERROR_CONFIG). */
 gboolean md_desk_check (MdConf *conf, GError **error);
 
@@ -55,7 +58,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDesk, md_desk_free)
 /* Classifies with the current rules, safe against a concurrent reload. */
 void md_desk_classify (MdDesk *desk, const MdRuleInput *input, MdClassification *out);
 gboolean md_desk_matches_recipient (MdDesk *desk, const char *address);
-/* Loads the rules again; on any error the old set stays in force. */
+/* A reference to the current intake forms, or NULL when the desk has
+ * none.  Release with md_forms_unref. */
+MdForms *md_desk_forms (MdDesk *desk);
+/* Loads the rules, templates and forms again; on any error the old ones
+ * stay in force. */
 gboolean md_desk_reload (MdDesk *desk, GError **error);
 
 /* A connection to the desk's database; busy waits are bounded. */

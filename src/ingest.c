@@ -6,6 +6,7 @@
 
 #include "catalog.h"
 #include "ingest.h"
+#include "intake.h"
 #include "md.h"
 #include "message.h"
 #include "rules.h"
@@ -225,8 +226,8 @@ insert_message (MdIngestJob *job, MdStore *store, MdStoredMessage *m, GError **e
 static gboolean
 is_desk_address (MdIngestJob *job, const char *address)
 {
-	return md_address_classify (&job->desk->addressing, address, NULL) != MD_ADDRESS_FOREIGN &&
-	       md_address_classify (&job->desk->addressing, address, NULL) != MD_ADDRESS_OTHER_LOCAL;
+	MdAddressKind kind = md_address_classify (&job->desk->addressing, address, NULL);
+	return kind != MD_ADDRESS_FOREIGN && kind != MD_ADDRESS_OTHER_LOCAL;
 }
 
 static gboolean
@@ -308,10 +309,14 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	if (!md_store_ticket_update (store, t, error) || !(full = md_store_ticket_get (store, t->id, error)) ||
 	    !md_schedule_ticket (job->desk, store, full, error))
 		return FALSE;
+	g_autoptr (MdIntake) intake = md_intake_new_ticket (job->desk, store, full, msg, error);
+	if (!intake)
+		return FALSE;
 	if (cls->quarantine)
 		return TRUE;  /* held for a human: nobody is mailed */
 	MdPersonRef author = { job->sender_addr, msg->from_name };
-	return md_notify_ack (job->desk, store, full, msg, job->sender, error) &&
+	return md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), error) &&
+	       md_intake_ask (job->desk, store, full, intake, msg, error) &&
 	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
 }
 
@@ -371,8 +376,12 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 	t->updated_at = md_now ();
 	if (!md_store_ticket_update (store, t, error))
 		return FALSE;
-	if (action == MD_THREAD_AGENT_COMMENT)
+	if (action == MD_THREAD_AGENT_COMMENT) {
+		/* Whom a verified agent copies becomes a participant. */
+		if (!m->internal && !add_participants (job, store, t->id, error))
+			return FALSE;
 		return agent_comment (job, store, t, m, commands, error);
+	}
 	return customer_comment (job, store, t, m, commands, error);
 }
 

@@ -29,6 +29,8 @@ static const Command commands[] = {
 	{ "org", md_cmd_org, "add organizations and members" },
 	{ "classify", md_cmd_classify, "classify a message from standard input; stores nothing" },
 	{ "outbox", md_cmd_outbox, "send due mail now, or list outgoing mail" },
+	{ "tick", md_cmd_tick, "run due scheduler work once (SLA reminders, follow-ups, auto-resolve)" },
+	{ "sla", md_cmd_sla, "first-response figures per priority (sla report)" },
 	{ "check-config", md_cmd_check_config, "validate configuration, rules and templates" },
 };
 

@@ -667,6 +667,150 @@ finish_body (Walk *w)
 	msg->body_from_html = TRUE;
 }
 
+/* ---- GMime 3.2.13's adjacent encoded-words ---- */
+
+/* GMime decodes a run of adjacent base64 encoded-words of one charset as
+ * one base64 stream, so a padded word ends the text:
+ * "=?UTF-8?B?YWI=?= =?UTF-8?B?Yw==?=" reads as "ab".  Thunderbird and
+ * others split long non-ASCII subjects, names and file names into just
+ * such runs.  Each run that would be misread is rewritten into a single
+ * encoded-word of the concatenated bytes (RFC 2047 6.2: the white space
+ * between adjacent encoded-words is not displayed, and a character may
+ * span two words), and GMime then decodes it right. */
+
+typedef struct {
+	gsize start, end;        /* the word in the raw value */
+	char *charset;
+	gboolean base64;
+	char *text;
+} EncodedWord;
+
+static void
+encoded_word_clear (gpointer data)
+{
+	EncodedWord *w = data;
+	g_free (w->charset);
+	g_free (w->text);
+}
+
+static void
+decode_word (const EncodedWord *w, GByteArray *out)
+{
+	gsize len = strlen (w->text);
+	if (w->base64) {
+		g_autofree guchar *bytes = g_malloc (len * 3 / 4 + 3);
+		int state = 0;
+		guint save = 0;
+		gsize n = g_base64_decode_step (w->text, len, bytes, &state, &save);
+		g_byte_array_append (out, bytes, (guint) n);
+		return;
+	}
+	for (const char *p = w->text; *p; p++) {
+		guint8 c = (guint8) *p;
+		if (c == '_')
+			c = ' ';
+		else if (c == '=' && g_ascii_isxdigit (p[1]) && g_ascii_isxdigit (p[2])) {
+			c = (guint8) (g_ascii_xdigit_value (p[1]) * 16 + g_ascii_xdigit_value (p[2]));
+			p += 2;
+		}
+		g_byte_array_append (out, &c, 1);
+	}
+}
+
+/* Words [first, last) share a charset and only white space separates
+ * them; GMime misreads them when a base64 word but the last is padded. */
+static gboolean
+run_is_misread (GArray *words, guint first, guint last)
+{
+	for (guint i = first; i + 1 < last; i++) {
+		EncodedWord *w = &g_array_index (words, EncodedWord, i);
+		if (w->base64 && g_str_has_suffix (w->text, "="))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static gboolean
+only_space_between (const char *raw, gsize from, gsize to)
+{
+	for (gsize i = from; i < to; i++)
+		if (!g_ascii_isspace (raw[i]))
+			return FALSE;
+	return TRUE;
+}
+
+/* RAW with every misread run merged into one word; NULL when there is
+ * none (free with g_free). */
+static char *
+merge_encoded_words (const char *raw)
+{
+	static GRegex *word_re;
+	if (g_once_init_enter (&word_re))
+		g_once_init_leave (&word_re, g_regex_new ("=\\?([^?*\\s]+)(?:\\*[^?\\s]*)?\\?([bBqQ])\\?([^?\\s]*)\\?=",
+		                                          G_REGEX_OPTIMIZE, 0, NULL));
+	g_autoptr (GArray) words = g_array_new (FALSE, TRUE, sizeof (EncodedWord));
+	g_array_set_clear_func (words, encoded_word_clear);
+	g_autoptr (GMatchInfo) m = NULL;
+	g_regex_match (word_re, raw, 0, &m);
+	for (; g_match_info_matches (m); g_match_info_next (m, NULL)) {
+		EncodedWord w = { 0 };
+		int start = 0, end = 0;
+		g_match_info_fetch_pos (m, 0, &start, &end);
+		w.start = (gsize) start;
+		w.end = (gsize) end;
+		w.charset = g_match_info_fetch (m, 1);
+		g_autofree char *encoding = g_match_info_fetch (m, 2);
+		w.base64 = g_ascii_tolower (*encoding) == 'b';
+		w.text = g_match_info_fetch (m, 3);
+		g_array_append_val (words, w);
+	}
+	GString *out = NULL;
+	gsize copied = 0;
+	for (guint first = 0, last; first < words->len; first = last) {
+		EncodedWord *head = &g_array_index (words, EncodedWord, first);
+		for (last = first + 1; last < words->len; last++) {
+			EncodedWord *prev = &g_array_index (words, EncodedWord, last - 1);
+			EncodedWord *next = &g_array_index (words, EncodedWord, last);
+			if (g_ascii_strcasecmp (next->charset, head->charset) != 0 ||
+			    !only_space_between (raw, prev->end, next->start))
+				break;
+		}
+		if (!run_is_misread (words, first, last))
+			continue;
+		g_autoptr (GByteArray) bytes = g_byte_array_new ();
+		for (guint i = first; i < last; i++)
+			decode_word (&g_array_index (words, EncodedWord, i), bytes);
+		g_autofree char *b64 = g_base64_encode (bytes->data, bytes->len);
+		if (!out)
+			out = g_string_new (NULL);
+		g_string_append_len (out, raw + copied, (gssize) (head->start - copied));
+		g_string_append_printf (out, "=?%s?B?%s?=", head->charset, b64);
+		copied = g_array_index (words, EncodedWord, last - 1).end;
+	}
+	if (!out)
+		return NULL;
+	g_string_append (out, raw + copied);
+	return g_string_free (out, FALSE);
+}
+
+/* Rewrites the misread runs in obj's own headers; GMime re-parses a
+ * header (subject, addresses, parameters) when its raw value is set. */
+static void
+repair_encoded_words (GMimeObject *obj)
+{
+	GMimeHeaderList *list = g_mime_object_get_header_list (obj);
+	int count = list ? g_mime_header_list_get_count (list) : 0;
+	for (int i = 0; i < count; i++) {
+		GMimeHeader *header = g_mime_header_list_get_header_at (list, i);
+		const char *raw = g_mime_header_get_raw_value (header);
+		if (!raw || !strstr (raw, "?="))
+			continue;
+		g_autofree char *merged = merge_encoded_words (raw);
+		if (merged)
+			g_mime_header_set_raw_value (header, merged);
+	}
+}
+
 /* ---- the tree ---- */
 
 static void walk (Walk *w, GMimeObject *obj, int depth, int mime_depth, gboolean collect);
@@ -731,6 +875,7 @@ walk (Walk *w, GMimeObject *obj, int depth, int mime_depth, gboolean collect)
 		w->parts_noted = TRUE;
 		return;
 	}
+	repair_encoded_words (obj);
 	if (GMIME_IS_MULTIPART (obj)) {
 		walk_multipart (w, obj, depth, mime_depth, collect);
 	} else if (GMIME_IS_MESSAGE_PART (obj)) {
@@ -1203,6 +1348,7 @@ md_message_parse_file (const char *path, MdSpool *spool, const MdMessageLimits *
 	if (!gm) {
 		ok = read_as_text (msg, fd, w.lim.max_text_len, &w.error);
 	} else {
+		repair_encoded_words (GMIME_OBJECT (gm));
 		fill_envelope (&w, gm);
 		GMimeObject *top = g_mime_message_get_mime_part (gm);
 		walk (&w, top, 0, 1, TRUE);

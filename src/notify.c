@@ -99,8 +99,8 @@ md_notify_desk_from (MdDesk *desk, char **name_r, char **email_r)
 	}
 }
 
-static char *
-format_local_time (MdDesk *desk, gint64 t)
+char *
+md_notify_local_time (MdDesk *desk, gint64 t)
 {
 	if (!t)
 		return g_strdup ("");
@@ -152,7 +152,7 @@ ticket_vars (MdDesk *desk, const MdTicket *t)
 	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
 	g_autofree char *reply = md_address_for_ticket (&desk->addressing, t->id);
 	g_autofree char *link = resolve_link (reply, key);
-	g_autofree char *due = format_local_time (desk, t->first_response_due);
+	g_autofree char *due = md_notify_local_time (desk, t->first_response_due);
 	g_autofree char *response_time = md_notify_response_time (desk, t->priority);
 	set (vars, "reply_address", reply);
 	set (vars, "resolve_link", link);
@@ -168,6 +168,18 @@ ticket_vars (MdDesk *desk, const MdTicket *t)
 	set (vars, "due", due);
 	set (vars, "response_time", response_time);
 	return vars;
+}
+
+static void
+add_vars (GHashTable *vars, GHashTable *extra)
+{
+	GHashTableIter it;
+	gpointer k, v;
+	if (!extra)
+		return;
+	g_hash_table_iter_init (&it, extra);
+	while (g_hash_table_iter_next (&it, &k, &v))
+		set (vars, k, v);
 }
 
 /* ---- recipients ---- */
@@ -253,6 +265,15 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 static gboolean
 queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 {
+	/* Automatic mail skips addresses known to bounce. */
+	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		if (p && p->bouncing)
+			g_ptr_array_remove_index (o->rcpts, i - 1);
+	}
+	if (o->rcpts->len == 0)
+		return TRUE;
+
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
 	g_autofree char *subject = NULL, *body = NULL;
@@ -266,15 +287,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	}
 	if (!rendered)
 		return FALSE;
-	/* Automatic mail skips addresses known to bounce. */
-	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
-		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
-		if (p && p->bouncing)
-			g_ptr_array_remove_index (o->rcpts, i - 1);
-	}
-	if (o->rcpts->len == 0)
-		return TRUE;
-
 	g_autofree char *from_name = NULL, *from_email = NULL;
 	md_notify_desk_from (desk, &from_name, &from_email);
 	g_autofree MdMailbox *to = g_new0 (MdMailbox, o->rcpts->len);
@@ -352,7 +364,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 
 gboolean
 md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
-               const char *envelope_sender, GError **error)
+               const char *envelope_sender, GHashTable *extra, GError **error)
 {
 	const char *why = md_notify_suppress_reason (msg, envelope_sender);
 	if (why || !ticket->requester) {
@@ -369,6 +381,7 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 		return TRUE;
 	}
 	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, ticket->requester, NULL);
 	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .rcpts = rcpts,
@@ -494,13 +507,7 @@ md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const cha
                  const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, GError **error)
 {
 	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
-	GHashTableIter it;
-	gpointer k, v;
-	if (extra) {
-		g_hash_table_iter_init (&it, extra);
-		while (g_hash_table_iter_next (&it, &k, &v))
-			set (vars, k, v);
-	}
+	add_vars (vars, extra);
 	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
 	for (int i = 0; rcpts && rcpts[i]; i++)
 		add_rcpt (list, rcpts[i], NULL);

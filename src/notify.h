@@ -24,9 +24,10 @@ typedef struct {
 } MdPersonRef;
 
 /* The acknowledgement of a new ticket, to its requester, answering MSG;
- * skipped (returning TRUE) when the rate limit or loop safety says so. */
+ * skipped (returning TRUE) when the rate limit or loop safety says so.
+ * EXTRA (may be NULL) adds variables (intake's delivery and notice). */
 gboolean md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
-                        const char *envelope_sender, GError **error);
+                        const char *envelope_sender, GHashTable *extra, GError **error);
 
 /* An agent's public reply relayed to the customer side (requester,
  * participants, and for a shared ticket its organization's members),
@@ -61,6 +62,10 @@ gboolean md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 gboolean md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event,
                           GHashTable *vars, const char *const *rcpts, const char *in_reply_to,
                           gboolean auto_generated, GError **error);
+
+/* T as the desk's templates show times: "Thu 03 Dec 2026 10:00 EET" in
+ * the calendar's zone; "" for 0.  Free with g_free. */
+char *md_notify_local_time (MdDesk *desk, gint64 t);
 
 /* The promised first response for a priority, "4 hours"; "" when none.
  * Free with g_free. */

@@ -23,17 +23,13 @@
 #define SENDER_POLL_SECONDS 30
 #define ADDRESS_MAX 320
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
+/* Statements are the store's cached ones: going out of scope resets them. */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
 
 static sqlite3_stmt *
 prepare (MdStore *store, const char *sql, GError **error)
 {
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2 (md_store_db (store), sql, -1, &s, NULL) != SQLITE_OK) {
-		md_store_set_error (store, error, "outbox");
-		return NULL;
-	}
-	return s;
+	return md_store_statement (store, sql, error);
 }
 
 static void
@@ -187,7 +183,7 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 	bind_text (s, 1, sha);
 	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_TRANSIENT);
 	int rc = sqlite3_step (s);
-	sqlite3_finalize (s);
+	md_store_statement_release (s);
 	if (rc != SQLITE_DONE) {
 		md_store_set_error (store, error, "queue message");
 		return FALSE;
@@ -216,7 +212,7 @@ ensure_spooled (MdDesk *desk, MdStore *store, const char *sha, const char *path,
 	} else {
 		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open queued message %s: in neither the spool nor the database", sha);
 	}
-	sqlite3_finalize (s);
+	md_store_statement_release (s);
 	return ok;
 }
 

@@ -15,11 +15,48 @@
  * the caller's transaction. */
 gboolean md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
 
-/* Runs every timer due at NOW, each in its own transaction, each at
- * most once.  *ran_r counts them. */
+/* Runs every timer due at NOW, each at most once: a timer is marked done
+ * in the transaction that queues its mail.  Timers are grouped 64 to a
+ * transaction (one fsync each group), each in a savepoint of its own so
+ * one that fails for good is recorded and skipped without undoing the
+ * others; a temporary failure (database busy) stops the run and rolls
+ * back its group, to be retried.  *ran_r counts them. */
 gboolean md_schedule_run_due (MdDesk *desk, MdStore *store, gint64 now, guint *ran_r, GError **error);
 
 /* The next due time of any pending timer, or 0 when none. */
 gint64 md_schedule_next_due (MdStore *store, GError **error);
+
+/* The figures of `maildesk sla report` for one priority. */
+typedef struct {
+	const char *priority;       /* static, from md_priorities */
+	guint open;                 /* not resolved */
+	guint due_next_working_day; /* open, no first response, due from now until now + 1bd */
+	guint breached;             /* responded late, or no response by now (or by the resolution) */
+	guint met;                  /* responded by the deadline */
+	guint responded;            /* with a first response, whatever the deadline */
+	double median_response_bh;  /* business hours from creation to first response; < 0 when none */
+} MdSlaFigures;
+
+/* One MdSlaFigures per priority, in md_priorities order, at NOW.  Reads
+ * every ticket once: a report, not a hot path. */
+gboolean md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures out[5], GError **error);
+
+/* serve's scheduler: a thread with its own connection that runs what is
+ * due, then sleeps until the next due time, a wake-up, or at most 60 s
+ * (timers armed by other processes cannot wake it), and repeats. */
+typedef struct _MdScheduler MdScheduler;
+
+/* DESK must outlive the scheduler.  Free with md_scheduler_stop. */
+MdScheduler *md_scheduler_start (MdDesk *desk, GError **error);
+/* Timers changed: look again now.  Cheap; any thread; NULL is fine. */
+void md_scheduler_wake (MdScheduler *scheduler);
+/* FUNC (DATA) is called from the scheduler's thread after a pass that
+ * ran timers (and so may have queued mail), e.g. to wake the outbox
+ * sender. */
+void md_scheduler_set_on_queued (MdScheduler *scheduler, void (*func) (gpointer data), gpointer data);
+/* Finishes the pass in progress, joins the thread and frees the
+ * scheduler.  NULL is fine. */
+void md_scheduler_stop (MdScheduler *scheduler);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdScheduler, md_scheduler_stop)
 
 #endif

@@ -15,6 +15,7 @@
 #include "lmtp.h"
 #include "md.h"
 #include "outbox.h"
+#include "schedule.h"
 #include "writer.h"
 
 #define DRAIN_TIMEOUT_US (15 * G_USEC_PER_SEC)
@@ -25,6 +26,7 @@ typedef struct {
 	MdLmtpServer *lmtp;
 	MdOutboxSender *sender;
 	MdImapPoller *imap;
+	MdScheduler *scheduler;
 	GMainLoop *loop;
 	gint64 drain_deadline;
 } Daemon;
@@ -82,6 +84,16 @@ static void
 wake_sender (gpointer sender)
 {
 	md_outbox_sender_wake (sender);
+}
+
+/* After an ingest commit: its mail goes out, and timers it armed count. */
+static void
+after_commit (gpointer data)
+{
+	Daemon *d = data;
+	md_outbox_sender_wake (d->sender);
+	if (d->scheduler)
+		md_scheduler_wake (d->scheduler);
 }
 
 /* ---- signals ---- */
@@ -149,6 +161,41 @@ start_lmtp (Daemon *d, GError **error)
 	return g_steal_pointer (&s);
 }
 
+/* Starts every part, in an order where each one's consumers exist;
+ * FALSE (with the error) leaves the started ones for daemon_stop. */
+static gboolean
+daemon_start (Daemon *d, GError **error)
+{
+	d->loop = g_main_loop_new (NULL, FALSE);
+	if (!(d->writer = md_writer_start (d->desk, 2, error)) ||
+	    !(d->sender = md_outbox_sender_start (d->desk, error)))
+		return FALSE;
+	/* Mail queued by an ingest goes out as soon as its commit is done. */
+	md_writer_set_commit_hook (d->writer, after_commit, d);
+	if (!(d->lmtp = start_lmtp (d, error)))
+		return FALSE;
+	/* IMAP pollers after the listeners: the engine sets the umask while it binds. */
+	if (!(d->imap = md_imap_start (d->desk, error)) || !(d->scheduler = md_scheduler_start (d->desk, error)))
+		return FALSE;
+	md_scheduler_set_on_queued (d->scheduler, wake_sender, d->sender);
+	return TRUE;
+}
+
+/* Stops whatever runs, producers before consumers; NULL parts are fine. */
+static void
+daemon_stop (Daemon *d)
+{
+	md_imap_stop (d->imap);
+	if (d->scheduler)
+		md_scheduler_stop (d->scheduler);
+	/* The writer before the sessions: answers still queued reach them. */
+	md_writer_stop (d->writer);
+	if (d->lmtp)
+		md_lmtp_server_free (d->lmtp);
+	md_outbox_sender_stop (d->sender);
+	g_main_loop_unref (d->loop);
+}
+
 int
 md_cmd_serve (int argc, char **argv)
 {
@@ -160,37 +207,11 @@ md_cmd_serve (int argc, char **argv)
 	g_autoptr (GError) error = NULL;
 	Daemon d = { .desk = desk };
 
-	d.writer = md_writer_start (desk, 2, &error);
-	if (!d.writer) {
+	if (!daemon_start (&d, &error)) {
 		md_cli_error (error);
-		return MD_EX_TEMPFAIL;
-	}
-	d.sender = md_outbox_sender_start (desk, &error);
-	if (!d.sender) {
-		md_cli_error (error);
-		md_writer_stop (d.writer);
-		return MD_EX_CONFIG;
-	}
-	/* Mail queued by an ingest goes out as soon as its commit is done. */
-	md_writer_set_commit_hook (d.writer, wake_sender, d.sender);
-	d.loop = g_main_loop_new (NULL, FALSE);
-	d.lmtp = start_lmtp (&d, &error);
-	if (!d.lmtp) {
-		md_cli_error (error);
-		md_writer_stop (d.writer);
-		md_outbox_sender_stop (d.sender);
-		g_main_loop_unref (d.loop);
-		return MD_EX_CONFIG;
-	}
-	/* IMAP pollers after the listeners: the engine sets the umask while it binds. */
-	d.imap = md_imap_start (desk, &error);
-	if (!d.imap) {
-		md_cli_error (error);
-		md_writer_stop (d.writer);
-		md_lmtp_server_free (d.lmtp);
-		md_outbox_sender_stop (d.sender);
-		g_main_loop_unref (d.loop);
-		return MD_EX_CONFIG;
+		daemon_stop (&d);
+		return md_error_is_temporary (error) && !g_error_matches (error, MD_ERROR, MD_ERROR_CONFIG)
+		       ? MD_EX_TEMPFAIL : MD_EX_CONFIG;
 	}
 	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
 	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
@@ -202,12 +223,7 @@ md_cmd_serve (int argc, char **argv)
 	g_source_remove (term);
 	g_source_remove (intr);
 	g_source_remove (hup);
-	md_imap_stop (d.imap);
-	/* The writer first: answers still queued reach their sessions. */
-	md_writer_stop (d.writer);
-	md_lmtp_server_free (d.lmtp);
-	md_outbox_sender_stop (d.sender);
-	g_main_loop_unref (d.loop);
+	daemon_stop (&d);
 	g_message ("serve: stopped");
 	return MD_EX_OK;
 }

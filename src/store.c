@@ -62,6 +62,19 @@ stmt (MdStore *store, const char *sql, GError **error)
 	return s;
 }
 
+sqlite3_stmt *
+md_store_statement (MdStore *store, const char *sql, GError **error)
+{
+	return stmt (store, sql, error);
+}
+
+void
+md_store_statement_release (sqlite3_stmt *s)
+{
+	if (s)
+		sqlite3_reset (s);
+}
+
 static void
 bind_text (sqlite3_stmt *s, int i, const char *text)
 {
@@ -636,6 +649,7 @@ md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 	                        "AND (?4 IS NULL OR r.email = ?4 OR (t.shared AND t.organization_id = ?5) "
 	                        "     OR t.id IN (SELECT pa.ticket_id FROM participants pa JOIN people pp "
 	                        "                 ON pp.id = pa.person_id WHERE pp.email = ?4)) "
+	                        "AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) "
 	                        "ORDER BY t.id LIMIT ?6", error);
 	if (!s)
 		return NULL;
@@ -645,6 +659,8 @@ md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 	bind_text (s, 4, f ? f->requester : NULL);
 	sqlite3_bind_int64 (s, 5, f ? f->org_id : 0);
 	sqlite3_bind_int64 (s, 6, f && f->limit > 0 ? f->limit : -1);
+	sqlite3_bind_int (s, 7, f && f->with_due_at);
+	bind_text (s, 8, MD_STATUS_RESOLVED);
 	GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_ticket_free);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)

@@ -108,6 +108,7 @@ typedef struct {
 	const char *requester;  /* with org_id: tickets this person may see */
 	gint64 org_id;
 	int limit;              /* 0 = no limit */
+	gboolean with_due_at;   /* only open tickets with a delivery estimate */
 } MdTicketFilter;
 /* MdTicket* in id order; free with g_ptr_array_unref. */
 GPtrArray *md_store_ticket_list (MdStore *store, const MdTicketFilter *filter, GError **error);
@@ -196,7 +197,13 @@ gboolean md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 u
 /* For modules that add their own statements (outbox, timers, imap
  * state) without exposing SQLite in their headers. */
 struct sqlite3;
+struct sqlite3_stmt;
 struct sqlite3 *md_store_db (MdStore *store);
+/* The store's cached statement for SQL (a string literal: the cache is
+ * keyed by its address), reset and unbound.  Owned by the store: reset
+ * it when done (md_store_statement_release), never finalize it. */
+struct sqlite3_stmt *md_store_statement (MdStore *store, const char *sql, GError **error);
+void md_store_statement_release (struct sqlite3_stmt *s);
 /* Converts the connection's last error to MD_ERROR (BUSY -> DB_BUSY, FULL -> DISK_FULL). */
 void md_store_set_error (MdStore *store, GError **error, const char *what);
 

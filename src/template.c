@@ -53,7 +53,7 @@ static const Variable variables[] = {
 	{ "desk.name", E_ALL, "the desk's name, e.g. \"Example Support\"" },
 	{ "desk.address", E_ALL, "the intake address that opens new tickets" },
 	{ "reply_address", E_ALL, "the ticket's token reply address (the intake address when there is no ticket)" },
-	{ "resolve_link", E_TO_CUSTOMER, "a mailto: link that marks the ticket resolved (empty without a ticket)" },
+	{ "resolve_link", E_ALL, "a mailto: link that marks the ticket resolved (empty without a ticket)" },
 	{ "ticket.key", E_ALL, "the ticket's key, e.g. SUP-123 (empty without a ticket)" },
 	{ "ticket.subject", E_ALL, "the ticket's subject" },
 	{ "ticket.status", E_ALL, "the ticket's current status" },
@@ -79,7 +79,10 @@ static const Variable variables[] = {
 	{ "command", E_COMMAND_ERROR, "the command line that failed, e.g. \"#priority P7\"" },
 	{ "error", E_COMMAND_ERROR, "why it failed, one sentence" },
 	{ "tickets", E_LIST, "the requester's tickets, preformatted, one block per ticket" },
-	{ "missing", E_FIELDS, "the missing intake fields, preformatted, one per line" },
+	{ "missing", E_FIELDS, "the missing or invalid intake fields, preformatted, one per line, with what is wrong" },
+	{ "form", E_FIELDS, "the same fields as `Label: ` lines for the customer to fill in" },
+	{ "notice", E_ACK | E_FIELDS, "why a go-live notice is short, one paragraph; empty when it is not" },
+	{ "delivery", E_ACK, "the promised delivery of a deployment task and its estimate, e.g. \"Thu 03 Dec 2026 17:00 EET (2-3 working days)\"; empty when none" },
 	{ "reopen_window", E_STATUS | E_AUTO_RESOLVE, "how long a reply reopens a resolved ticket, e.g. \"30 days\"" },
 };
 

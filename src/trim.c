@@ -21,7 +21,7 @@
  *
  * The rules are written to agree with the reply corpora in
  * ../shared/corpus/replies (see tests/test-trim.c and
- * doc/DEVIATIONS-trim.md for where we differ).  Patterns are PCRE2,
+ * doc/VIOLATIONS.md for where we differ).  Patterns are PCRE2,
  * compiled once and shared read-only between threads; every input is
  * bounded (bytes, lines, length of a candidate attribution) and every
  * match runs under a match limit. */

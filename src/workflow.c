@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "intake.h"
 #include "md.h"
 #include "schedule.h"
 #include "store.h"
@@ -211,7 +212,13 @@ md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
                             GPtrArray *commands, const MdMessage *msg, GError **error)
 {
 	g_autofree char *comment = md_commands_strip (text);
-	const char *next = g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
+	gboolean held = FALSE;
+	/* Intake forms first: a reply that answers their question may put
+	 * the ticket back where it was, or keep it waiting for the rest. */
+	if (!md_intake_customer_reply (desk, store, t, actor, comment, msg, &held, error))
+		return FALSE;
+	const char *next = held ? NULL
+	                   : g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
 	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
 
 	if (*g_strstrip (comment)) {

@@ -63,9 +63,11 @@ gboolean md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *ticket
                                   const char *text, gboolean internal, GPtrArray *commands, const MdMessage *msg,
                                   GError **error);
 
-/* What a customer's reply does: Waiting for customer becomes In
- * progress, Resolved becomes Reopened (with a notice), the text goes to
- * the agents; then its COMMANDS run. */
+/* What a customer's reply does: the intake fields it supplies are
+ * collected (md_intake_customer_reply, which may return a ticket that
+ * waited for them to its earlier status, or keep it waiting); otherwise
+ * Waiting for customer becomes In progress, Resolved becomes Reopened
+ * (with a notice); the text goes to the agents; then its COMMANDS run. */
 gboolean md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
                                      const char *text, GPtrArray *commands, const MdMessage *msg, GError **error);
 

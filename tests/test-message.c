@@ -11,9 +11,8 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
-#include <json-glib/json-glib.h>
-
 #include "charset.h"
+#include "corpus.h"
 #include "html.h"
 #include "md.h"
 #include "message.h"
@@ -135,322 +134,75 @@ test_corpus_all_parse (void)
 	g_test_message ("%u corpus messages parsed", files->len);
 }
 
-typedef struct {
-	char *type, *name;      /* name NULL: not compared */
-	gint64 size;            /* -1: not compared */
-} Expected;
-
-static void
-expected_free (gpointer data)
+static MdCorpusActual *
+actual_attachments (MdMessage *msg)
 {
-	Expected *e = data;
-	g_free (e->type);
-	g_free (e->name);
-	g_free (e);
-}
-
-/* The names maildesk stores for a sender's name: the last path component,
- * characters Windows forbids as '_' (see doc/DEVIATIONS.md). */
-static char *
-expected_name (const char *name)
-{
-	const char *slash = strrchr (name, '/');
-	char *base = g_strdup (slash ? slash + 1 : name);
-	g_strdelimit (base, "<>:\"|?*", '_');
-	return base;
-}
-
-typedef struct {
-	guint expected, matched, extra, excused;
-} Score;
-
-/* Cases where maildesk disagrees with the expectation on purpose; each is
- * explained in doc/DEVIATIONS.md.  Their misses are reported, not scored. */
-static const char *const deviations[] = {
-	"stalwart/rfc/000",          /* junk in base64: decoded, not kept raw */
-	"stalwart/thirdparty/002",   /* undecodable text part: body, not attachment */
-	"stalwart/malformed/001", "stalwart/malformed/002", "stalwart/malformed/003",
-	"stalwart/malformed/004", "stalwart/malformed/006", "stalwart/malformed/007",
-	"stalwart/malformed/009", "stalwart/malformed/011", "stalwart/malformed/016",
-	                             /* broken boundaries: GMime's tree, text as body */
-	"stalwart/malformed/017",    /* multipart without boundary: no parts */
-	"stalwart/malformed/022",    /* message/rfc822 that is no message */
-	NULL,
-};
-
-/* Matches each expectation with an unused attachment of the same type,
- * name and size; reports the misses. */
-static void
-score_message (const char *label, GPtrArray *expected, MdMessage *msg, gboolean depth0_only, Score *score)
-{
-	g_autofree gboolean *used = g_new0 (gboolean, msg->attachments->len + 1);
-	guint candidates = 0;
+	MdCorpusActual *actual = g_new0 (MdCorpusActual, msg->attachments->len + 1);
 	for (guint j = 0; j < msg->attachments->len; j++) {
 		MdAttachment *att = attachment (msg, j);
-		if (att->is_body || (depth0_only && att->depth > 0))
-			used[j] = TRUE;
-		else
-			candidates++;
+		actual[j] = (MdCorpusActual) { att->filename, att->content_type, att->size, att->depth, att->is_body };
 	}
-	for (guint i = 0; i < expected->len; i++) {
-		Expected *e = expected->pdata[i];
-		gboolean found = FALSE;
-		for (guint j = 0; j < msg->attachments->len && !found; j++) {
-			MdAttachment *att = attachment (msg, j);
-			if (used[j] || strcmp (att->content_type, e->type) != 0)
-				continue;
-			if (e->name && strcmp (att->filename, e->name) != 0)
-				continue;
-			if (e->size >= 0 && att->size != e->size)
-				continue;
-			used[j] = found = TRUE;
-		}
-		gboolean excused = g_strv_contains (deviations, label);
-		if (found)
-			score->matched++;
-		else if (excused)
-			score->excused++;
-		else
-			score->expected++;
-		if (found)
-			score->expected++;
-		if (!found)
-			g_test_message ("%s: no attachment %s %s %" G_GINT64_FORMAT "%s", label, e->type,
-			                e->name ? e->name : "(unnamed)", e->size, excused ? " (deviation)" : "");
-	}
-	if (candidates > expected->len)
-		score->extra += candidates - expected->len;
+	return actual;
 }
 
-/* A Perl string literal of a .ref file: \x{41F}, \@, \", \\ */
-static char *
-perl_unquote (const char *s)
+/* Scores every compared expectation file of a set; returns how many. */
+static guint
+score_set (const char *set, const char *dir, const char *label_prefix, MdCorpusScore *score)
 {
-	GString *out = g_string_new (NULL);
-	if (*s == '"')
-		s++;
-	for (; *s && *s != '"'; s++) {
-		if (*s != '\\') {
-			g_string_append_c (out, *s);
-		} else if (s[1] == 'x' && s[2] == '{') {
-			char *end = NULL;
-			gunichar c = (gunichar) g_ascii_strtoull (s + 3, &end, 16);
-			g_string_append_unichar (out, c);
-			s = end;   /* the '}' */
-		} else if (s[1]) {
-			g_string_append_c (out, *++s);
-		}
-	}
-	return g_string_free (out, FALSE);
-}
-
-/* .ref: a Perl hash of hashes, one per line "Key" => value. */
-static GHashTable *
-read_ref (const char *path)
-{
-	g_autofree char *text = NULL;
-	g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
-	GHashTable *parts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
-	g_autoptr (GRegex) open_re = g_regex_new ("^\\s*\"(\\w+)\"\\s*=>\\s*\\{", 0, 0, NULL);
-	g_autoptr (GRegex) field_re = g_regex_new ("^\\s*\"(\\w+)\"\\s*=>\\s*(\"(?:[^\"\\\\]|\\\\.)*\"|[0-9]+)", 0, 0, NULL);
-	g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
-	GHashTable *current = NULL;
-	for (int i = 0; lines[i]; i++) {
-		g_autoptr (GMatchInfo) m = NULL;
-		if (g_regex_match (open_re, lines[i], 0, &m)) {
-			current = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-			g_hash_table_insert (parts, g_match_info_fetch (m, 1), current);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (GPtrArray) cases = md_corpus_cases (dir, set, label_prefix, &error);
+	g_assert_no_error (error);
+	guint compared = 0;
+	for (guint i = 0; i < cases->len; i++) {
+		MdCorpusCase *c = cases->pdata[i];
+		if (!c->expected) {
+			g_test_message ("%s: not compared: %s", c->label, c->not_compared);
 			continue;
 		}
-		g_clear_pointer (&m, g_match_info_free);
-		if (current && g_regex_match (field_re, lines[i], 0, &m)) {
-			g_autofree char *value = g_match_info_fetch (m, 2);
-			g_hash_table_insert (current, g_match_info_fetch (m, 1), perl_unquote (value));
-		}
+		g_autoptr (MdMessage) msg = md_message_parse_file (c->message, spool, NULL, &error);
+		g_assert_no_error (error);
+		g_autofree MdCorpusActual *actual = actual_attachments (msg);
+		md_corpus_score (c, actual, msg->attachments->len, score);
+		compared++;
 	}
-	return parts;
-}
-
-/* Which .ref entries are what maildesk calls an attachment: every leaf
- * except body text (text/plain or text/html, not named, not marked
- * attachment), nested messages included. */
-static GPtrArray *
-ref_expectations (GHashTable *parts)
-{
-	GPtrArray *expected = g_ptr_array_new_with_free_func (expected_free);
-	GHashTableIter iter;
-	gpointer key, value;
-	g_hash_table_iter_init (&iter, parts);
-	while (g_hash_table_iter_next (&iter, &key, &value)) {
-		GHashTable *part = value;
-		const char *type = g_hash_table_lookup (part, "Type");
-		if (strcmp (key, "Parser") == 0 || !type || g_str_has_prefix (type, "multipart/"))
-			continue;
-		g_autofree char *lower = g_ascii_strdown (type, -1);
-		const char *name = g_hash_table_lookup (part, "Filename");
-		const char *disposition = g_hash_table_lookup (part, "Disposition");
-		const char *size = g_hash_table_lookup (part, "Size");
-		gboolean text = strcmp (lower, "text/plain") == 0 || strcmp (lower, "text/html") == 0 || strcmp (lower, "text") == 0;
-		if (text && !name && !(disposition && strcmp (disposition, "attachment") == 0))
-			continue;
-		Expected *e = g_new0 (Expected, 1);
-		e->type = g_steal_pointer (&lower);
-		e->name = name ? expected_name (name) : NULL;
-		e->size = size && !g_str_has_prefix (e->type, "message/") ? g_ascii_strtoll (size, NULL, 10) : -1;
-		g_ptr_array_add (expected, e);
-	}
-	return expected;
+	for (guint i = 0; score->misses && i < score->misses->len; i++)
+		g_test_message ("%s", (const char *) score->misses->pdata[i]);
+	return compared;
 }
 
 static void
 test_corpus_mime_tools (void)
 {
 	g_autofree char *dir = g_build_filename (corpus (), "mime", "mime-tools", NULL);
-	g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-	g_assert_nonnull (d);
-	Score score = { 0 };
-	guint refs = 0;
-	const char *name;
-	while ((name = g_dir_read_name (d))) {
-		if (!g_str_has_suffix (name, ".ref"))
-			continue;
-		g_autofree char *path = g_build_filename (dir, name, NULL);
-		g_autoptr (GHashTable) parts = read_ref (path);
-		GHashTable *parser = g_hash_table_lookup (parts, "Parser");
-		GHashTable *top = g_hash_table_lookup (parts, "Msg");
-		/* only refs of MIME-tools' default extraction: see DEVIATIONS.md */
-		const char *nested = parser ? g_hash_table_lookup (parser, "ExtractNested") : NULL;
-		if (!parser || (top && g_hash_table_lookup (top, "Fail")) || (nested && strcmp (nested, "1") != 0)) {
-			g_test_message ("mime-tools %s: not compared", name);
-			continue;
-		}
-		const char *message = g_hash_table_lookup (parser, "Message");
-		g_autofree char *base = g_path_get_basename (message);
-		g_autofree char *msg_path = g_build_filename (dir, base, NULL);
-		g_autoptr (GError) error = NULL;
-		g_autoptr (MdMessage) msg = md_message_parse_file (msg_path, spool, NULL, &error);
-		g_assert_no_error (error);
-		g_autoptr (GPtrArray) expected = ref_expectations (parts);
-		score_message (name, expected, msg, FALSE, &score);
-		refs++;
-	}
+	MdCorpusScore score = { 0 };
+	guint refs = score_set ("mime-tools", dir, "mime-tools/", &score);
 	g_test_message ("mime-tools: %u refs, %u of %u expected attachments matched, %u extra",
 	                refs, score.matched, score.expected, score.extra);
 	g_assert_cmpuint (refs, >=, 20);
 	g_assert_cmpuint (score.matched * 100, >=, score.expected * 95);
-}
-
-static const char *
-json_string_at (JsonObject *o, const char *member)
-{
-	JsonNode *n = o ? json_object_get_member (o, member) : NULL;
-	return n && JSON_NODE_HOLDS_VALUE (n) ? json_node_get_string (n) : NULL;
-}
-
-/* The ContentType value of a part's header (content_type or
- * content_disposition), or NULL. */
-static JsonObject *
-json_header (JsonObject *part, const char *header)
-{
-	JsonArray *headers = json_object_get_array_member (part, "headers");
-	for (guint i = 0; i < json_array_get_length (headers); i++) {
-		JsonObject *h = json_array_get_object_element (headers, i);
-		if (strcmp (json_object_get_string_member (h, "name"), header) != 0)
-			continue;
-		JsonNode *node = json_object_get_member (h, "value");
-		JsonObject *value = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
-		if (value && json_object_has_member (value, "ContentType"))
-			return json_object_get_object_member (value, "ContentType");
-	}
-	return NULL;
-}
-
-static const char *
-json_attribute (JsonObject *ct, const char *attribute)
-{
-	JsonNode *attrs = ct ? json_object_get_member (ct, "attributes") : NULL;
-	if (!attrs || !JSON_NODE_HOLDS_ARRAY (attrs))
-		return NULL;
-	JsonArray *a = json_node_get_array (attrs);
-	for (guint i = 0; i < json_array_get_length (a); i++) {
-		JsonObject *kv = json_array_get_object_element (a, i);
-		if (g_ascii_strcasecmp (json_object_get_string_member (kv, "name"), attribute) == 0)
-			return json_object_get_string_member (kv, "value");
-	}
-	return NULL;
-}
-
-static Expected *
-json_expectation (JsonObject *part)
-{
-	Expected *e = g_new0 (Expected, 1);
-	JsonObject *body = json_object_get_object_member (part, "body");
-	JsonObject *ct = json_header (part, "content_type");
-	JsonObject *cd = json_header (part, "content_disposition");
-	const char *type = json_string_at (ct, "c_type"), *subtype = json_string_at (ct, "c_subtype");
-	gboolean is_message = json_object_has_member (body, "Message");
-
-	if (type && subtype) {
-		g_autofree char *mime = g_strdup_printf ("%s/%s", type, subtype);
-		e->type = g_ascii_strdown (mime, -1);
-	} else
-		e->type = g_strdup (is_message ? "message/rfc822" : "text/plain");
-	const char *name = json_attribute (cd, "filename");
-	if (!name)
-		name = json_attribute (ct, "name");
-	e->name = name ? expected_name (name) : NULL;
-	e->size = -1;
-	if (json_object_has_member (body, "Text"))
-		e->size = (gint64) strlen (json_object_get_string_member (body, "Text"));
-	else if (json_object_has_member (body, "Binary"))
-		e->size = json_array_get_length (json_object_get_array_member (body, "Binary"));
-	else if (json_object_has_member (body, "InlineBinary"))
-		e->size = json_array_get_length (json_object_get_array_member (body, "InlineBinary"));
-	return e;
+	md_corpus_score_clear (&score);
 }
 
 static void
 test_corpus_stalwart (void)
 {
 	static const char *const sets[] = { "rfc", "thirdparty", "malformed", NULL };
-	Score total = { 0 };
+	guint expected = 0, matched = 0, excused = 0;
 	for (int s = 0; sets[s]; s++) {
 		g_autofree char *dir = g_build_filename (corpus (), "mime", "stalwart", sets[s], NULL);
-		g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-		g_assert_nonnull (d);
-		Score score = { 0 };
-		const char *name;
-		while ((name = g_dir_read_name (d))) {
-			if (!g_str_has_suffix (name, ".json") || g_str_has_suffix (name, ".crlf.json"))
-				continue;
-			g_autofree char *json_path = g_build_filename (dir, name, NULL);
-			g_autofree char *stem = g_strndup (name, strlen (name) - 5);
-			g_autofree char *eml = g_strdup_printf ("%s/%s.eml", dir, stem);
-			g_autoptr (JsonParser) parser = json_parser_new ();
-			g_assert_true (json_parser_load_from_file (parser, json_path, NULL));
-			JsonObject *root = json_node_get_object (json_parser_get_root (parser));
-			JsonArray *parts = json_object_get_array_member (root, "parts");
-			JsonArray *atts = json_object_get_array_member (root, "attachments");
-			g_autoptr (GPtrArray) expected = g_ptr_array_new_with_free_func (expected_free);
-			for (guint i = 0; i < json_array_get_length (atts); i++) {
-				guint index = (guint) json_array_get_int_element (atts, i);
-				g_ptr_array_add (expected, json_expectation (json_array_get_object_element (parts, index)));
-			}
-			g_autoptr (GError) error = NULL;
-			g_autoptr (MdMessage) msg = md_message_parse_file (eml, spool, NULL, &error);
-			g_assert_no_error (error);
-			g_autofree char *label = g_strdup_printf ("stalwart/%s/%s", sets[s], stem);
-			score_message (label, expected, msg, TRUE, &score);
-		}
+		g_autofree char *prefix = g_strdup_printf ("stalwart/%s/", sets[s]);
+		MdCorpusScore score = { 0 };
+		g_assert_cmpuint (score_set ("stalwart", dir, prefix, &score), >, 0);
 		g_test_message ("stalwart/%s: %u of %u expected attachments matched, %u extra, %u not matched by documented deviation",
 		                sets[s], score.matched, score.expected, score.extra, score.excused);
-		total.expected += score.expected;
-		total.matched += score.matched;
-		total.excused += score.excused;
+		expected += score.expected;
+		matched += score.matched;
+		excused += score.excused;
+		md_corpus_score_clear (&score);
 	}
-	g_test_message ("stalwart: %u of %u matched (%u more by deviation)", total.matched, total.expected, total.excused);
-	g_assert_cmpuint (total.expected, >=, 40);
-	g_assert_cmpuint (total.matched * 100, >=, total.expected * 95);
+	g_test_message ("stalwart: %u of %u matched (%u more by deviation)", matched, expected, excused);
+	g_assert_cmpuint (expected, >=, 40);
+	g_assert_cmpuint (matched * 100, >=, expected * 95);
 }
 
 /* ---- unit cases ---- */
@@ -611,6 +363,43 @@ test_charsets (void)
 	g_assert_cmpstr (msg->from_name, ==, "Ren\xc3\xa9");
 	g_assert_true (has_problem (msg, "8-bit bytes in headers"));
 	g_assert_true (has_problem (msg, "declared charset"));
+}
+
+/* GMime 3.2.13 reads "=?UTF-8?B?YWI=?= =?UTF-8?B?Yw==?=" as "ab"; long
+ * non-ASCII subjects, names and file names from Thunderbird are such runs
+ * of padded words. */
+static void
+test_encoded_word_runs (void)
+{
+	static const struct { const char *subject, *want; } subjects[] = {
+		{ "=?UTF-8?B?YWI=?= =?UTF-8?B?Yw==?=", "abc" },
+		{ "=?UTF-8?B?0J3QtSDRgNCw0LHQvtGC0LDQtdGCINC+0L/Qu9Cw?=\n =?UTF-8?B?0YLQsCDQt9Cw0LrQsNC30LAg0L/QvtGB0LvQtSA=?=\n"
+		  " =?UTF-8?B?0L7QsdC90L7QstC70LXQvdC40Y8=?=",
+		  "Не работает оплата заказа после обновления" },
+		{ "Re: =?UTF-8?B?0JjQstCw0L0g0J8=?=\t=?utf-8?b?0LXRgtGA0L7Qsg==?= ok", "Re: Иван Петров ok" },
+		{ "=?UTF-8?Q?caf=C3?= =?UTF-8?Q?=A9?= =?UTF-8?B?YWI=?=", "caféab" },        /* a character over two words */
+		{ "=?koi8-r?B?8w==?= =?UTF-8?B?YWI=?= =?UTF-8?B?Yw==?=", "Сabc" },   /* two charsets: two runs */
+		{ "=?UTF-8?B?YWI=?= x =?UTF-8?B?Yw==?=", "ab x c" },                 /* not adjacent */
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (subjects); i++) {
+		g_autofree char *text = g_strdup_printf ("From: a@example.com\nSubject: %s\n\nbody\n", subjects[i].subject);
+		g_autoptr (MdMessage) msg = parse_text (text);
+		g_assert_cmpstr (msg->subject, ==, subjects[i].want);
+		g_assert_cmpstr (md_message_header_values (msg, "Subject")[0], ==, subjects[i].want);
+	}
+
+	g_autoptr (MdMessage) msg = parse_text (
+		"From: =?UTF-8?B?0JjQstCw0L0g0J8=?= =?UTF-8?B?0LXRgtGA0L7Qsg==?= <ivan@example.com>\n"
+		"Subject: x\nContent-Type: multipart/mixed; boundary=B\n\n"
+		"--B\nContent-Type: text/plain\n\nsee attached\n"
+		"--B\nContent-Type: application/pdf\nContent-Disposition: attachment;\n"
+		" filename=\"=?UTF-8?B?0KHRh9GR0YIg0LfQsCDQvtC60YI=?= =?UTF-8?B?0Y/QsdGA0YwucGRm?=\"\n\n%PDF\n"
+		"--B\nContent-Type: application/pdf; name=\"=?UTF-8?B?YWI=?= =?UTF-8?B?Yy5wZGY=?=\"\n\n%PDF\n--B--\n");
+	g_assert_cmpstr (msg->from_name, ==, "Иван Петров");
+	g_assert_cmpstr (msg->from_addr, ==, "ivan@example.com");
+	g_assert_cmpuint (msg->attachments->len, ==, 2);
+	g_assert_cmpstr (attachment (msg, 0)->filename, ==, "Счёт за октябрь.pdf");
+	g_assert_cmpstr (attachment (msg, 1)->filename, ==, "abc.pdf");
 }
 
 static void
@@ -857,6 +646,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/message/uuencode", test_uuencode);
 	g_test_add_func ("/message/charsets", test_charsets);
 	g_test_add_func ("/message/envelope", test_envelope);
+	g_test_add_func ("/message/encoded-word-runs", test_encoded_word_runs);
 	g_test_add_func ("/message/report", test_report);
 	g_test_add_func ("/message/tnef", test_tnef);
 	g_test_add_func ("/message/bounds", test_bounds);

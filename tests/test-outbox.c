@@ -94,7 +94,7 @@ fixture_setup (Fixture *fx, gconstpointer start_catcher)
 	conf->data_dir = g_build_filename (fx->dir, "var", NULL);
 	g_free (conf->rules);
 	conf->rules = g_build_filename (top_srcdir (), "filters", "default.rules", NULL);
-	g_free (conf->templates);   /* the default is relative to the cwd: the build dir */
+	g_free (conf->templates);
 	conf->templates = g_build_filename (top_srcdir (), "templates", NULL);
 	g_mkdir_with_parents (conf->data_dir, 0700);
 	fx->desk = md_desk_open (conf, &error);

@@ -59,5 +59,36 @@ reopen_window = banana
     desk.cleanup()
 
 
+def test_bad_templates(tap):
+    import shutil
+    desk = Desk()
+    tdir = os.path.join(desk.dir, "templates")
+    shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), tdir)
+    with open(os.path.join(tdir, "ack.tmpl"), "w") as f:
+        f.write("Subject: Hi {{ticket.key}}\n\nHello {{customer.shoe_size}}\n{{#if due}}unclosed\n")
+    text = open(desk.conf_path).read().replace(f"templates = {TOP_SRCDIR}/templates/", f"templates = {tdir}/")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 78, "a broken template fails check-config")
+    tap.ok(f"{tdir}/ack.tmpl:3:" in err and "customer.shoe_size" in err, "an unknown variable, with file:line", err)
+    tap.ok("ack.tmpl" in err and "if" in err, "an unclosed {{#if}} too", err)
+    desk.cleanup()
+
+
+def test_classify_explain(tap):
+    desk = Desk()
+    p = desk.run("classify", "--explain", input=message(subject="Production is down",
+                                                          body="Our shop is down, customers cannot order."))
+    out = p.stdout.decode()
+    tap.eq(p.returncode, 0, "classify reads a message from stdin")
+    tap.ok("priority: P1" in out, "an outage is P1", out)
+    tap.ok("fired:" in out and "default.rules:" in out, "--explain names each rule that fired with file:line", out)
+    p = desk.run("classify", input=message(subject="Feature request: dark mode", body="It would be nice to have."))
+    tap.ok("priority: ER" in p.stdout.decode(), "a feature request is ER", p.stdout.decode())
+    tap.ok(not os.path.exists(os.path.join(desk.dir, "var", "maildesk.db")), "classify stores nothing")
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_defaults, test_every_problem)
+    run_tests(test_defaults, test_every_problem, test_bad_templates, test_classify_explain)

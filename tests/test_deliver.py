@@ -203,7 +203,7 @@ def corpus_files():
 
 
 # Where maildesk's reading of a malformed message differs from the corpus's
-# expectation on purpose: each is explained in doc/DEVIATIONS.md.
+# expectation on purpose: each is explained in doc/VIOLATIONS.md.
 DOCUMENTED_DEVIATIONS = {f"mime/stalwart/malformed/{n}.eml" for n in
                          ("001", "002", "003", "004", "006", "007", "009", "011", "016", "017", "022")}
 DOCUMENTED_DEVIATIONS.add("mime/stalwart/thirdparty/002.eml")

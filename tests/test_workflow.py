@@ -218,5 +218,32 @@ def test_strangers(tap):
     c.close()
 
 
+def test_participants_and_attachments(tap):
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Cc my boss", headers=["Cc: Boss <boss@customer.example>"]))
+    c.new_mail()
+    c.agent_says(1, "We will fix it.")
+    mails = c.new_mail()
+    tap.ok(to_of(mails, "boss@customer.example") and to_of(mails, CUSTOMER),
+           "addresses in Cc of the first message receive public mail")
+    c.customer_says("Please hurry", sender="boss@customer.example")
+    tap.eq([m for m in c.desk.show(1)["messages"] if m["direction"] == "in"][-1]["internal"], False,
+           "and may reply")
+    tok = token_address(c.desk, 1)
+    with_file = (f"From: Jane Agent <{AGENT}>\r\nTo: {tok}\r\nCc: cto@customer.example\r\n"
+                 f"Subject: Re: [SUP-1] help\r\nMessage-ID: <att1@support.example.com>\r\nMIME-Version: 1.0\r\n"
+                 f"Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\n"
+                 f"The patch is attached.\r\n--B\r\nContent-Type: text/x-diff; name=\"fix.patch\"\r\n"
+                 f"Content-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n--- a\r\n+++ b\r\n--B--\r\n").encode()
+    c.deliver(with_file, "--recipient", tok)
+    mails = to_of(c.new_mail(), CUSTOMER)
+    files = [part.get_filename() for m in mails for part in m.iter_attachments()]
+    tap.ok("fix.patch" in files, "the agent's attachment reaches the customer", files)
+    c.agent_says(1, "Also for the CTO.")
+    tap.ok(to_of(c.new_mail(), "cto@customer.example"), "an address an agent copies becomes a participant")
+    c.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers)
+    run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
+              test_participants_and_attachments)

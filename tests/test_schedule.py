@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""End to end (issue 6): a whole desk run through two simulated weeks
+with MAILDESK_NOW.  Customers and agents write by mail (`deliver`),
+`maildesk tick` runs several times at every step and `maildesk outbox
+flush` sends to a real SMTP server on loopback (tests/smtp_catcher.py).
+Every SLA reminder, breach notice, follow-up and auto-resolve notice
+must reach the catcher at the step of its due time, exactly once, and
+nothing else of the kind may.
+
+The calendar is the default (Mon-Fri 09:00-17:00 Europe/Kyiv, EET in
+December) with a holiday on Tuesday 8 December; the due times below are
+worked out by hand from it."""
+import base64
+import datetime
+import email
+import email.policy
+import hashlib
+import hmac
+import os
+
+from mdtest import Catcher, Desk, message, run_tests
+
+KYIV = datetime.timezone(datetime.timedelta(hours=2))  # EET: no DST change in December
+AGENTS = ["jane@support.example.com", "joe@support.example.com"]
+LEADS = "leads@support.example.com"
+
+
+def t(day, hhmm):
+    """December 2026, local time, as an aware datetime."""
+    h, m = map(int, hhmm.split(":"))
+    return datetime.datetime(2026, 12, day, h, m, tzinfo=KYIV)
+
+
+def iso(when):
+    return when.isoformat()
+
+
+def token_address(desk, ticket_id):
+    """The reply address, as DESIGN 5.4 derives it from the desk's key."""
+    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
+        key = f.read()
+    digest = hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()
+    token = base64.b32encode(digest).decode().lower()[:10]
+    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
+
+
+# What people do, in time order: (when, ticket it answers or None, sender, subject, body)
+EVENTS = [
+    (t(1, "09:30"), None, "alice@customer.example", "Export fails", "The export stops at 40%."),       # SUP-1 P3
+    (t(1, "10:00"), None, "dave@customer.example", "Login page slow", "It takes a minute."),            # SUP-2 P3
+    (t(1, "11:00"), 2, "jane@support.example.com", "Re: [SUP-2] Login page slow",
+     "#waiting\n\nCould you send us the browser console log?"),
+    (t(4, "09:00"), 2, "dave@customer.example", "Re: [SUP-2] Login page slow", "Attached soon, sorry."),
+    (t(4, "10:00"), 2, "jane@support.example.com", "Re: [SUP-2] Login page slow",
+     "#waiting\n\nWe still need the log."),
+    (t(4, "16:00"), None, "bob@customer.example", "Checkout broken", "Nobody can pay."),               # SUP-3
+    (t(4, "16:10"), 3, "jane@support.example.com", "Re: [SUP-3] Checkout broken", "#priority P1\n#assign me\n"),
+    (t(7, "10:00"), 3, "jane@support.example.com", "Re: [SUP-3] Checkout broken", "We are on it."),
+    (t(7, "10:00"), None, "carol@customer.example", "Invoice question", "Which VAT rate applies?"),    # SUP-4
+    (t(7, "11:00"), 4, "jane@support.example.com", "Re: [SUP-4] Invoice question",
+     "#waiting\n\nWhich country is the invoice for?"),
+]
+
+# (due, ticket, kind, recipient, detail): detail is the "remaining" of a reminder
+EXPECTED = [
+    # SUP-1, P3 24bh from Tue 09:30, never answered, unassigned: every agent; breach to leads too
+    *[(t(2, "13:30"), "SUP-1", "reminder", a, "12 business hours") for a in AGENTS],
+    *[(t(3, "11:30"), "SUP-1", "reminder", a, "6 business hours") for a in AGENTS],
+    *[(t(3, "15:06"), "SUP-1", "reminder", a, "2 business hours 24 minutes") for a in AGENTS],
+    *[(t(4, "09:30"), "SUP-1", "breach", a, None) for a in AGENTS + [LEADS]],
+    # SUP-2: waiting from Tue 11:00, follow-up 1 at 2bd; the customer's reply cancels the rest
+    (t(3, "11:00"), "SUP-2", "followup", "dave@customer.example", None),
+    # waiting again from Fri 10:00: 2bd and 4bd (Tue 8 is a holiday), resolved at 6bd
+    (t(9, "10:00"), "SUP-2", "followup", "dave@customer.example", None),
+    (t(11, "10:00"), "SUP-2", "followup", "dave@customer.example", None),
+    (t(15, "10:00"), "SUP-2", "auto-resolve", "dave@customer.example", None),
+    # SUP-3: P1 from Fri 16:00 (4 calendar hours), assigned to jane
+    (t(4, "18:00"), "SUP-3", "reminder", "jane@support.example.com", "2 hours"),
+    (t(4, "19:00"), "SUP-3", "reminder", "jane@support.example.com", "1 hour"),
+    (t(4, "19:36"), "SUP-3", "reminder", "jane@support.example.com", "24 minutes"),
+    (t(4, "20:00"), "SUP-3", "breach", "jane@support.example.com", None),
+    (t(4, "20:00"), "SUP-3", "breach", LEADS, None),
+    # SUP-4: answered within the hour; waiting from Mon 11:00
+    (t(10, "11:00"), "SUP-4", "followup", "carol@customer.example", None),
+    (t(14, "11:00"), "SUP-4", "followup", "carol@customer.example", None),
+    (t(16, "11:00"), "SUP-4", "auto-resolve", "carol@customer.example", None),
+]
+
+KINDS = {"SLA reminder:": "reminder", "SLA breached:": "breach", "Waiting for your reply:": "followup",
+         "Ticket resolved:": "auto-resolve"}
+START, END = t(1, "00:00"), t(16, "12:00")
+
+
+def kind_of(msg):
+    subject = str(msg["Subject"] or "")
+    for prefix, kind in KINDS.items():
+        if prefix in subject:
+            return kind
+    return None
+
+
+def steps():
+    """Every other hour of the two weeks, every event and every due time."""
+    out = {e[0] for e in EVENTS} | {x[0] for x in EXPECTED}
+    at = START
+    while at <= END:
+        out.add(at)
+        at += datetime.timedelta(hours=2)
+    return sorted(out)
+
+
+def simulate(tap):
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"agents = {', '.join(AGENTS)}\n"
+                           f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n"
+                           "from = Test Support <support@support.example.com>\n"
+                           "[calendar]\nholidays = 2026-12-08\n"
+                           f"[sla]\nescalate_to = {LEADS}\n"
+                           "[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
+    env0 = {"MAILDESK_NOW": iso(START)}
+    for a in AGENTS:
+        desk.run("agent", "add", a, env=env0, check=True)
+
+    events = list(EVENTS)
+    arrived = []   # (step, ticket, kind, rcpt, msg)
+    seen = 0
+    ticks_ok = True
+    for step in steps():
+        env = {"MAILDESK_NOW": iso(step)}
+        while events and events[0][0] == step:
+            _, ticket, sender, subject, body = events.pop(0)
+            to = token_address(desk, ticket) if ticket else "support@support.example.com"
+            p = desk.deliver(message(subject=subject, body=body, sender=sender, to=to), "--recipient", to, env=env)
+            if p.returncode != 0:
+                raise RuntimeError(f"deliver at {step}: {p.returncode} {p.stderr.decode()}")
+        for _ in range(3):
+            ticks_ok &= desk.run("tick", env=env).returncode == 0
+        p = desk.run("outbox", "flush", env=env)
+        if p.returncode != 0:
+            raise RuntimeError(f"flush at {step}: {p.stderr.decode()}")
+        got = catcher.messages()
+        for envelope, raw in got[seen:]:
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            kind = kind_of(msg)
+            if kind:
+                arrived.append((step, str(msg["X-Maildesk-Ticket"]), kind, envelope["rcpt_tos"][0], msg))
+        seen = len(got)
+    tap.ok(ticks_ok, "every tick exits 0")
+
+    want = sorted((due, key, kind, rcpt) for due, key, kind, rcpt, _ in EXPECTED)
+    have = sorted((step, key, kind, rcpt) for step, key, kind, rcpt, _ in arrived)
+    tap.eq(len(have), len(want), "as many scheduler mails as expected")
+    for w in want:
+        n = have.count(w)
+        tap.ok(n == 1, f"{w[1]} {w[2]} to {w[3]} at {w[0]:%a %d %H:%M}, exactly once",
+               f"arrived {n} times; all arrivals of that kind and ticket: "
+               + repr([(f"{h[0]:%a %d %H:%M}", h[3]) for h in have if h[1:3] == w[1:3]]))
+    extra = [h for h in have if h not in want]
+    tap.ok(not extra, "nothing unexpected arrived", repr(extra))
+
+    for due, key, kind, rcpt, detail in EXPECTED:
+        if not detail:
+            continue
+        msgs = [m for s, k, kd, r, m in arrived if (s, k, kd, r) == (due, key, kind, rcpt)]
+        body = msgs[0].get_body(("plain",)).get_content() if msgs else ""
+        tap.ok(f"({detail} left)" in body, f"{key} reminder at {due:%a %H:%M} says {detail} left", body)
+    for key, who in (("SUP-2", "dave"), ("SUP-4", "carol")):
+        msgs = [m for s, k, kd, r, m in arrived if k == key and kd == "followup"]
+        body = msgs[-1].get_body(("plain",)).get_content() if msgs else ""
+        resolve = [d for d, k, kd, _, _ in EXPECTED if k == key and kd == "auto-resolve"][0]
+        tap.ok(f"{resolve:%d %b %Y %H:%M}" in body, f"{key}'s follow-up names the auto-resolve time", body)
+
+    env = {"MAILDESK_NOW": iso(END)}
+    fu = lambda n: ("followup", f"follow-up {n}")
+    for key, resolved_at, series in (("SUP-2", t(15, "10:00"), [fu(1), fu(1), fu(2)]),
+                                     ("SUP-4", t(16, "11:00"), [fu(1), fu(2)])):
+        show = desk.json("ticket", "show", key, env=env)
+        tap.eq((show["status"], show["resolved_at"]),
+               ("Resolved", resolved_at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+               f"{key} resolved automatically")
+        tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+               series + [("followup", "auto-resolve"), ("status", "Resolved")],
+               f"{key}'s history records the follow-ups and the resolution")
+    show = desk.json("ticket", "show", "SUP-1", env=env)
+    tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+           [("sla", "reminder 50%"), ("sla", "reminder 75%"), ("sla", "reminder 90%"), ("sla", "breach")],
+           "SUP-1's history records each reminder and the breach once")
+
+    report = {r["priority"]: r for r in desk.json("sla", "report", env=env)}
+    tap.eq(set(report), {"P1", "P2", "P3", "P4", "ER"}, "the report has every priority")
+    tap.eq(set(report["P3"]), {"priority", "open", "due_next_working_day", "breached", "met", "responded",
+                               "median_first_response_business_hours", "deliveries", "deliveries_overdue"},
+           "report JSON fields")
+    tap.eq({k: report["P1"][k] for k in ("open", "breached", "met", "median_first_response_business_hours")},
+           {"open": 1, "breached": 1, "met": 0, "median_first_response_business_hours": 2.0},
+           "P1: SUP-3 answered after 2 business hours, too late for 4 hours")
+    tap.eq({k: report["P3"][k] for k in ("open", "breached", "met", "median_first_response_business_hours")},
+           {"open": 1, "breached": 1, "met": 2, "median_first_response_business_hours": 1.0},
+           "P3: SUP-1 breached, SUP-2 and SUP-4 met in an hour")
+    text = desk.run("sla", "report", env=env, check=True).stdout.decode()
+    tap.ok("P3" in text and "BREACHED" in text, "the text report", text)
+    catcher.cleanup()
+    desk.cleanup()
+
+
+def test_report_due_next_day(tap):
+    """due_next_working_day counts open tickets due by the end of the next
+    working day and no later."""
+    desk = Desk()
+    for when in (t(2, "10:00"), t(3, "16:00")):
+        desk.deliver(message(subject="Question", headers=["Auto-Submitted: auto-generated"]),
+                     env={"MAILDESK_NOW": iso(when)})
+    # 24bh: SUP-1 is due Mon 7 10:00, SUP-2 Tue 8 16:00.  Fri 4 11:00 +
+    # 1bd = Mon 7 11:00: SUP-1 is due by then, SUP-2 is not
+    rows = {r["priority"]: r for r in desk.json("sla", "report", env={"MAILDESK_NOW": iso(t(4, "11:00"))})}
+    tap.eq((rows["P3"]["open"], rows["P3"]["breached"], rows["P3"]["due_next_working_day"]), (2, 0, 1),
+           "Friday: SUP-1 due by Monday 11:00, SUP-2 later")
+    rows = {r["priority"]: r for r in desk.json("sla", "report", env={"MAILDESK_NOW": iso(t(7, "17:00"))})}
+    tap.eq((rows["P3"]["breached"], rows["P3"]["due_next_working_day"]), (1, 1),
+           "Monday evening: SUP-1 breached, SUP-2 due by Tuesday's close")
+    desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(simulate, test_report_due_next_day)

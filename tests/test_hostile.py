@@ -180,7 +180,7 @@ def test_no_header_injection(tap):
              "Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n")
     data = mime(parts, headers=[f"Subject: {encoded(evil_subject)}",
                                 f"From: {encoded('Eve' + chr(13) + chr(10) + 'Bcc: x@evil.example')} <eve@customer.example>"])
-    # the From above repeats: the first one (Alice) is the sender
+    # a second From, whose name hides a Bcc: the first one (Alice) is the sender
     rc, out, err, _ = deliver_measured(desk, data)
     tap.eq(rc, 0, "a message whose encoded-words hide CR/LF is stored")
     t = desk.show(out.strip())
@@ -202,8 +202,8 @@ def test_no_header_injection(tap):
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         tap.ok("\n" not in str(parsed["Subject"]), "its Subject is one line", str(parsed["Subject"]))
     q = desk.json("outbox", "list")
-    tap.ok(all("evil" not in " ".join(map(str, row.values())) or "Bcc" not in str(row.get("rcpt_to", ""))
-               for row in q), "no outbox row goes to an injected address", q)
+    tap.ok(q and all(r["to"] == "alice@customer.example" for r in q),
+           "every outbox row goes to the sender only, none to an injected address", q)
     desk.cleanup()
     catcher.cleanup()
 

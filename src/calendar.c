@@ -477,7 +477,8 @@ hours_of (const MdCalendar *cal, guint32 day)
 	const Hours *h = &cal->week[(day - 1) % 7];   /* julian day 1 was a Monday */
 	if (h->n == 0)
 		return NULL;
-	if (bsearch (&day, cal->holidays->data, cal->holidays->len, sizeof day, julian_cmp))
+	/* bsearch on an empty array would get a NULL base: undefined */
+	if (cal->holidays->len > 0 && bsearch (&day, cal->holidays->data, cal->holidays->len, sizeof day, julian_cmp))
 		return NULL;
 	return h;
 }

@@ -176,8 +176,12 @@ md_cmd_classify (int argc, char **argv)
 		g_autoptr (GPtrArray) names = g_ptr_array_new ();
 		for (guint i = 0; i < msg->attachments->len; i++)
 			g_ptr_array_add (names, ((MdAttachment *) msg->attachments->pdata[i])->filename);
+		/* copies of the pointers only: a copy keeps the original's free
+		 * function, which would free msg's strings a second time */
 		g_autoptr (GPtrArray) to = g_ptr_array_copy (msg->to, NULL, NULL);
 		g_autoptr (GPtrArray) cc = g_ptr_array_copy (msg->cc, NULL, NULL);
+		g_ptr_array_set_free_func (to, NULL);
+		g_ptr_array_set_free_func (cc, NULL);
 		MdRuleInput input = {
 			.from = msg->from_addr, .to = ptr_array_strv (to), .cc = ptr_array_strv (cc),
 			.subject = msg->subject, .body = msg->body, .attachments = ptr_array_strv (names),

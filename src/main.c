@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "md.h"
@@ -46,6 +47,10 @@ int
 main (int argc, char **argv)
 {
 	setlocale (LC_ALL, "");
+	/* Everything maildesk creates holds customers' mail or the desk's
+	 * secret: owner only, whatever umask it was started with.  The LMTP
+	 * socket gets its mode from the engine (lmtp.h: unix_mode). */
+	umask (077);
 	/* A peer closing its socket is an error to handle, not a reason to die. */
 	signal (SIGPIPE, SIG_IGN);
 	md_message_init ();

@@ -36,6 +36,12 @@
 #define MAX_REFERENCES 200
 #define MAX_FILENAME_BYTES 200
 #define MAX_REPORT_HEADERS (64 * 1024)
+/* Bytes of the top-level header section given to GMime, which holds the
+ * whole section in memory, at about nine times its size. */
+#define MAX_HEADER_SECTION (1024 * 1024)
+/* Lines that look like MIME boundaries given to GMime: it builds the
+ * whole tree of parts (about 2 KiB each) before we can count them. */
+#define MAX_BOUNDARY_LINES 10000
 
 /* ---- a GMimeStream that writes into a spool writer and/or memory ---- */
 
@@ -1029,8 +1035,14 @@ message_id_of_headers (GByteArray *headers)
 static void
 collect_failed_recipients (MdMessage *msg, GByteArray *status)
 {
+	if (status->len == 0)
+		return;  /* an empty part: g_strndup (NULL, 0) is NULL, not "" */
 	g_autofree char *text = g_strndup ((const char *) status->data, status->len);
-	g_auto (GStrv) blocks = g_regex_split_simple ("\r?\n\\s*\r?\n", text, 0, 0);
+	/* RAW: the part may hold any bytes, and on invalid UTF-8 a UTF-8
+	 * pattern fails to match and the split returns NULL */
+	g_auto (GStrv) blocks = g_regex_split_simple ("\r?\n\\s*\r?\n", text, G_REGEX_RAW, 0);
+	if (!blocks)
+		return;
 	for (int b = 0; blocks[b] && msg->report_failed_recipients->len < 100; b++) {
 		g_autofree char *recipient = NULL;
 		gboolean failed = FALSE;
@@ -1038,14 +1050,16 @@ collect_failed_recipients (MdMessage *msg, GByteArray *status)
 		for (int i = 0; lines[i]; i++) {
 			char *line = g_strstrip (lines[i]);
 			if (g_ascii_strncasecmp (line, "Final-Recipient:", 16) == 0) {
-				const char *semi = strchr (line, ';');
+				char *semi = strchr (line, ';');
+				char *value = semi ? semi + 1 : line + 16;
 				g_free (recipient);
-				recipient = g_ascii_strdown (g_strstrip (g_strdup (semi ? semi + 1 : line + 16)), -1);
+				recipient = g_ascii_strdown (g_strstrip (value), -1);
 			} else if (g_ascii_strncasecmp (line, "Action:", 7) == 0) {
 				failed = g_ascii_strncasecmp (g_strstrip (line + 7), "failed", 6) == 0;
 			}
 		}
-		if (recipient && failed && strchr (recipient, '@') && !strpbrk (recipient, " <>\"\r\n"))
+		if (recipient && failed && strchr (recipient, '@') && !strpbrk (recipient, " <>\"\r\n")
+		    && g_utf8_validate (recipient, -1, NULL))
 			g_ptr_array_add (msg->report_failed_recipients, g_steal_pointer (&recipient));
 	}
 }
@@ -1191,6 +1205,120 @@ read_as_text (MdMessage *msg, int fd, gsize max, GError **error)
 	return TRUE;
 }
 
+/* Finds where the top-level header section must be cut: *cut_r is the
+ * end of the last whole line within MAX_HEADER_SECTION, *resume_r where
+ * the empty line after the headers starts (the file's size when there is
+ * none).  FALSE when the section is small enough to leave alone. */
+static gboolean
+header_section_too_long (int fd, gint64 *cut_r, gint64 *resume_r)
+{
+	char buf[65536];
+	gint64 offset = 0, cut = 0;
+	gboolean line_start = TRUE;
+	ssize_t n;
+
+	while ((n = pread (fd, buf, sizeof buf, offset)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			char next = 0;
+			if (line_start && buf[i] == '\r' && (i + 1 < n || pread (fd, &next, 1, offset + i + 1) == 1))
+				next = i + 1 < n ? buf[i + 1] : next;
+			if (line_start && (buf[i] == '\n' || (buf[i] == '\r' && next == '\n'))) {
+				if (offset + i <= MAX_HEADER_SECTION)
+					return FALSE;
+				*cut_r = cut ? cut : MAX_HEADER_SECTION;
+				*resume_r = offset + i;
+				return TRUE;
+			}
+			line_start = buf[i] == '\n';
+			if (line_start && offset + i + 1 <= MAX_HEADER_SECTION)
+				cut = offset + i + 1;
+		}
+		offset += n;
+	}
+	if (offset <= MAX_HEADER_SECTION)
+		return FALSE;
+	*cut_r = cut ? cut : MAX_HEADER_SECTION;
+	*resume_r = offset;
+	return TRUE;
+}
+
+/* Whether a line ("--" already seen) looks like a MIME boundary: up to
+ * 70 characters after "--", no white space, not only dashes. */
+static gboolean
+boundary_like (const char *line, gsize len)
+{
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len < 3 || len > 2 + 70 + 2)
+		return FALSE;
+	gboolean only_dashes = TRUE;
+	for (gsize i = 2; i < len; i++) {
+		if (line[i] == ' ' || line[i] == '\t')
+			return FALSE;
+		only_dashes = only_dashes && line[i] == '-';
+	}
+	return !only_dashes;
+}
+
+/* The offset where the MAX_BOUNDARY_LINES-th boundary-like line starts,
+ * or -1 when there are fewer.  Lines are read from FROM on, only their
+ * first bytes kept. */
+static gint64
+too_many_parts_at (int fd, gint64 from)
+{
+	char buf[65536], head[80];
+	gsize head_len = 0;
+	gint64 offset = from, line_start = from;
+	int count = 0;
+	ssize_t n;
+
+	while ((n = pread (fd, buf, sizeof buf, offset)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (head_len < sizeof head)
+				head[head_len++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			if (head_len >= 3 && head[0] == '-' && head[1] == '-' && head_len < sizeof head
+			    && boundary_like (head, head_len) && ++count >= MAX_BOUNDARY_LINES)
+				return line_start;
+			head_len = 0;
+			line_start = offset + i + 1;
+		}
+		offset += n;
+	}
+	return -1;
+}
+
+/* The stream GMime parses: the file, or when its header section is too
+ * long, the file with the headers past the bound left out. */
+static GMimeStream *
+bounded_stream (MdMessage *msg, int fd)
+{
+	GMimeStream *file = g_mime_stream_fs_new (fd);   /* owns fd */
+	gint64 cut, resume;
+
+	gboolean long_headers = header_section_too_long (fd, &cut, &resume);
+	gint64 end = too_many_parts_at (fd, long_headers ? resume : 0);
+	if (!long_headers && end < 0)
+		return file;
+	if (long_headers)
+		add_problem (msg, "header section of %" G_GINT64_FORMAT " bytes cut to %" G_GINT64_FORMAT, resume, cut);
+	else
+		cut = resume = 0;
+	if (end >= 0)
+		add_problem (msg, "more than %d MIME boundaries: the rest of the message, from byte %" G_GINT64_FORMAT
+		             ", is only in the raw message", MAX_BOUNDARY_LINES, end);
+	GMimeStream *cat = g_mime_stream_cat_new ();
+	GMimeStream *head = g_mime_stream_substream (file, 0, cut);
+	GMimeStream *rest = g_mime_stream_substream (file, resume, end);
+	g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), head);
+	g_mime_stream_cat_add_source (GMIME_STREAM_CAT (cat), rest);
+	g_object_unref (head);
+	g_object_unref (rest);
+	g_object_unref (file);
+	return cat;
+}
+
 MdMessage *
 md_message_parse_file (const char *path, MdSpool *spool, const MdMessageLimits *limits, GError **error)
 {
@@ -1211,7 +1339,7 @@ md_message_parse_file (const char *path, MdSpool *spool, const MdMessageLimits *
 	Warnings warnings = { msg, 0 };
 	g_mime_parser_options_set_warning_callback (options, on_parser_warning, &warnings);
 
-	GMimeStream *stream = g_mime_stream_fs_new (fd);   /* owns fd */
+	GMimeStream *stream = bounded_stream (msg, fd);   /* owns fd */
 	GMimeParser *parser = g_mime_parser_new_with_stream (stream);
 	g_mime_parser_set_persist_stream (parser, TRUE);
 	GMimeMessage *gm = g_mime_parser_construct_message (parser, options);

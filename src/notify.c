@@ -189,6 +189,13 @@ add_rcpt (GPtrArray *rcpts, const char *email, const char *except)
 {
 	if (!email || (except && g_ascii_strcasecmp (email, except) == 0))
 		return;
+	if (!md_compose_address_is_valid (email)) {
+		/* A From that parsed but is no usable address: the message is
+		 * still stored; it just gets no mail back (else compose fails
+		 * and the whole ingest is refused). */
+		g_info ("notify: not writing to unusable address '%s'", email);
+		return;
+	}
 	for (guint i = 0; i < rcpts->len; i++)
 		if (g_ascii_strcasecmp (rcpts->pdata[i], email) == 0)
 			return;

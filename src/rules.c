@@ -162,10 +162,11 @@ parser_error_at (Parser *p, guint line, const char *format, ...)
 	va_start (args, format);
 	g_autofree char *message = g_strdup_vprintf (format, args);
 	va_end (args);
-	if (line == 0)  /* about the whole file */
-		g_ptr_array_add (p->errors, g_strdup_printf ("%s: %s", p->filename, message));
-	else
-		g_ptr_array_add (p->errors, g_strdup_printf ("%s:%u: %s", p->filename, line, message));
+	/* messages quote the file, which may hold any bytes: GError and the
+	 * terminal want UTF-8 */
+	g_autofree char *text = line == 0 ? g_strdup_printf ("%s: %s", p->filename, message)  /* the whole file */
+	                                  : g_strdup_printf ("%s:%u: %s", p->filename, line, message);
+	g_ptr_array_add (p->errors, g_utf8_make_valid (text, -1));
 }
 
 #define parser_error(p, ...) parser_error_at ((p), (p)->line, __VA_ARGS__)

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Resource faults (issue 8): a full disk (a 2 MB tmpfs made by the test
+as the data directory) and a database locked by another process.  Each
+is a temporary answer (LMTP 452 4.3.1 / 451 4.3.0, deliver exit 75), and
+once the fault is gone the same message is stored, once: nothing lost.
+
+Mounting needs root (CI runs as root); a test that cannot mount fails."""
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+
+from mdtest import Desk, Lmtp, Server, free_port, message, run_tests
+
+NOW = "2026-12-01T10:00:00+02:00"
+faults = {"injected": 0}
+
+
+def fill(path):
+    """Writes zeros into PATH until the file system is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    chunk = b"\0" * 65536
+    try:
+        while len(chunk) > 0:
+            try:
+                os.write(fd, chunk)
+            except OSError:
+                chunk = chunk[:len(chunk) // 2]   # the last few blocks too
+    finally:
+        os.close(fd)
+
+
+def test_disk_full(tap):
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n[smtp]\nurl = smtp://127.0.0.1:{free_port()}\n")
+    var = os.path.join(desk.dir, "var")
+    os.makedirs(var, exist_ok=True)
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", var], capture_output=True)
+    if not tap.ok(m.returncode == 0, "a 2 MB tmpfs is mounted as the data directory (needs root)",
+                  m.stderr.decode(errors="replace")):
+        desk.cleanup()
+        return
+    try:
+        # the disk fills up while serve runs
+        server = Server(desk, env={"MAILDESK_NOW": NOW}).start(port)
+        c = Lmtp(port)
+        c.cmd("LHLO mta.example")
+        rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"],
+                               message(subject="before", msgid="before"))
+        tap.ok(data and data[0][0] == 250, "a message is stored while there is room", data)
+        filler = os.path.join(var, "filler")
+        fill(filler)
+        msg = message(subject="disk full", body=("x" * 70 + "\n") * 300, msgid="diskfull")
+        rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], msg)
+        tap.ok(data and data[0][1].startswith("452 4.3.1"), "LMTP on a full disk: 452 4.3.1", data)
+        faults["injected"] += 1
+        p = desk.deliver(msg, env={"MAILDESK_NOW": NOW})
+        tap.eq(p.returncode, 75, "deliver on a full disk: exit 75 (EX_TEMPFAIL), the MTA retries")
+        faults["injected"] += 1
+        tmp = os.path.join(var, "spool", "tmp")
+        tap.eq(os.listdir(tmp) if os.path.isdir(tmp) else [], [], "no partial file is left in the spool")
+
+        os.unlink(filler)   # space comes back
+        rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], msg)
+        tap.ok(data and data[0][0] == 250, "once there is room the same message is accepted over LMTP", data)
+        c.close()
+        tap.eq(server.stop(), 0, "serve survived the full disk and stops cleanly")
+        p = desk.deliver(msg, env={"MAILDESK_NOW": NOW})
+        tap.eq((p.returncode, p.stdout.decode().strip()), (0, "duplicate"), "deliver's retry finds it stored")
+        subjects = [t["subject"] for t in desk.tickets()]
+        tap.eq(sorted(subjects), ["before", "disk full"], "nothing lost, nothing doubled")
+    finally:
+        subprocess.run(["umount", "-l", var])
+        desk.cleanup()
+
+
+def test_database_locked(tap):
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n[smtp]\nurl = smtp://127.0.0.1:{free_port()}\n")
+    desk.deliver(message(subject="first", msgid="first"), env={"MAILDESK_NOW": NOW})
+    server = Server(desk, env={"MAILDESK_NOW": NOW}).start(port)
+
+    locker = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"), isolation_level=None,
+                             check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+    faults["injected"] += 1
+    msg = message(subject="while locked", msgid="locked")
+    t0 = time.time()
+    p = desk.deliver(msg, env={"MAILDESK_NOW": NOW})
+    tap.eq(p.returncode, 75, f"deliver with the database locked: exit 75 after {time.time() - t0:.1f} s")
+
+    c = Lmtp(port)
+    c.cmd("LHLO mta.example")
+    t0 = time.time()
+    rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], msg)
+    faults["injected"] += 1
+    tap.ok(data and data[0][1].startswith("451 4.3.0"),
+           f"LMTP with the database locked: 451 4.3.0 after {time.time() - t0:.1f} s", data)
+    # released while the next attempt waits: it goes through
+    timer = threading.Timer(1.0, lambda: locker.execute("ROLLBACK"))
+    timer.start()
+    rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], msg)
+    timer.join()
+    locker.close()
+    tap.ok(data and data[0][0] == 250, "released during the busy wait: 250", data)
+    c.close()
+    tap.eq(server.stop(), 0, "serve stops cleanly")
+    subjects = sorted(t["subject"] for t in desk.tickets())
+    tap.eq(subjects, ["first", "while locked"], "nothing lost, nothing doubled")
+    tap.diag(f"faults injected: {faults['injected']}")
+    desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(test_disk_full, test_database_locked)

@@ -7,7 +7,8 @@
 #
 # SRCDIR is the source tree, BUILDDIR a configured build tree (its
 # config.h is used), CORPUS the shared mail corpus.  FUZZ_SECONDS (60)
-# bounds each target's run, FUZZ_JOBS (2) how many run at once.  The
+# bounds each target's run, FUZZ_JOBS (2) how many run at once, FUZZ_SEED (1)
+# its random seed, so that a CI run is repeatable.  The
 # maildesk library is compiled again with clang into BUILDDIR/fuzz/.
 #
 # Prints one TAP line per target with its executions, then summary lines
@@ -104,7 +105,7 @@ run_target () { # NAME: builds and runs one target; writes $work/NAME.result
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		LSAN_OPTIONS=suppressions=$srcdir/tests/lsan.supp:print_suppressions=0 \
-		"$exe" -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
+		"$exe" -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -rss_limit_mb=2048 -print_final_stats=1 \
 		-artifact_prefix="$work/$name-" $(options "$name") \
 		"$work/corpus-$name" "${dirs[@]}" ) >>"$log" 2>&1
 	local rc=$?

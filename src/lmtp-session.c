@@ -51,8 +51,9 @@ struct _MdLmtpTransaction {
 	char *sender;             /* "" for <> */
 	GPtrArray *rcpts;         /* char*, NULL-terminated */
 	MdLmtpBody body;
-	MdSpoolWriter *writer;    /* while the body arrives */
+	MdSpoolWriter *writer;    /* once the body outgrows pending */
 	GString *pending;         /* body bytes not yet written */
+	gint64 stored;            /* body bytes kept (pending or written) */
 	gboolean mid_line;        /* DATA: inside the tail of an overlong line */
 	gboolean line_too_long;   /* DATA: the body failed with 500 5.5.2 */
 	GError *error;            /* the first spool failure while receiving */
@@ -256,15 +257,20 @@ body_failed (const MdLmtpTransaction *tx)
 	return tx->error || tx->line_too_long;
 }
 
+/* Writes what is pending to the spool file, opening it first.  A body
+ * that never outgrows one batch is written by the commit thread instead,
+ * so most messages create their file off the main loop. */
 static void
 body_flush (MdLmtpTransaction *tx)
 {
 	GError *error = NULL;
 
-	if (!tx->pending)
+	if (!tx->pending || tx->pending->len == 0 || body_failed (tx))
 		return;
-	if (tx->writer && tx->pending->len > 0
-	    && !md_spool_writer_write (tx->writer, tx->pending->str, tx->pending->len, &error))
+	if (!tx->writer)
+		tx->writer = md_spool_writer_new (tx->server->spool, MD_SPOOL_RAW, tx->server->cfg.max_message_size,
+		                                  &error);
+	if (!tx->writer || !md_spool_writer_write (tx->writer, tx->pending->str, tx->pending->len, &error))
 		body_fail (tx, error);
 	g_string_truncate (tx->pending, 0);
 }
@@ -272,15 +278,24 @@ body_flush (MdLmtpTransaction *tx)
 static void
 body_append (MdLmtpTransaction *tx, const char *p, gsize n)
 {
+	gint64 max = tx->server->cfg.max_message_size;
+
 	tx->size += (gint64) n;  /* what arrived, stored or not, for the log */
 	if (body_failed (tx))
 		return;
+	if (max > 0 && tx->stored + (gint64) n > max) {
+		body_fail (tx, g_error_new (MD_ERROR, MD_ERROR_TOO_BIG,
+		                            "message exceeds the maximum size of %" G_GINT64_FORMAT " bytes", max));
+		return;
+	}
+	tx->stored += (gint64) n;
 	g_string_append_len (tx->pending, p, (gssize) n);
 	if (tx->pending->len >= BODY_FLUSH_SIZE)
 		body_flush (tx);
 }
 
-/* Opens the spool file at the first DATA or BDAT; FALSE with a reply on error. */
+/* The first DATA or BDAT of a transaction; the spool file is opened when
+ * the body needs it (body_flush). */
 static gboolean
 body_begin (MdLmtpSession *s, MdLmtpBody body, GError **error)
 {
@@ -288,9 +303,6 @@ body_begin (MdLmtpSession *s, MdLmtpBody body, GError **error)
 
 	if (tx->body != BODY_NONE)
 		return TRUE;
-	tx->writer = md_spool_writer_new (s->server->spool, MD_SPOOL_RAW, s->server->cfg.max_message_size, error);
-	if (!tx->writer)
-		return FALSE;
 	tx->body = body;
 	tx->pending = g_string_sized_new (BODY_FLUSH_SIZE);
 	return TRUE;
@@ -326,14 +338,38 @@ body_refuse (MdLmtpSession *s, MdLmtpTransaction *tx)
 
 static void deliver_committed (GObject *source, GAsyncResult *result, gpointer data);
 
+/* What the commit thread needs: the file when one was opened, and the
+ * bytes not yet in it. */
+typedef struct {
+	MdSpoolWriter *writer;
+	GString *pending;
+	MdSpool *spool;
+	gint64 max_size;
+} BodyCommit;
+
+static void
+body_commit_free (gpointer data)
+{
+	BodyCommit *c = data;
+	md_spool_writer_abort (c->writer);
+	if (c->pending)
+		g_string_free (c->pending, TRUE);
+	g_free (c);
+}
+
 static void
 commit_in_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
-	MdSpoolWriter *writer = data;
+	BodyCommit *c = data;
 	GError *error = NULL;
 	char *sha256 = NULL;
 
-	if (md_spool_writer_commit (writer, &sha256, &error))
+	if (!c->writer)
+		c->writer = md_spool_writer_new (c->spool, MD_SPOOL_RAW, c->max_size, &error);
+	if (c->writer && c->pending->len > 0 &&
+	    !md_spool_writer_write (c->writer, c->pending->str, c->pending->len, &error))
+		g_clear_pointer (&c->writer, md_spool_writer_abort);
+	if (c->writer && md_spool_writer_commit (g_steal_pointer (&c->writer), &sha256, &error))
 		g_task_return_pointer (task, sha256, g_free);
 	else
 		g_task_return_error (task, error);
@@ -346,17 +382,20 @@ body_end (MdLmtpSession *s)
 {
 	MdLmtpTransaction *tx = s->tx;
 
-	body_flush (tx);
 	if (body_failed (tx)) {
 		body_refuse (s, tx);
 		session_reset (s);
 		return;
 	}
-	g_assert (tx->size == md_spool_writer_size (tx->writer));
 	enter_state (s, STATE_DELIVERING);
 	s->server->active_transactions++;
 	GTask *task = g_task_new (NULL, NULL, deliver_committed, tx);
-	g_task_set_task_data (task, g_steal_pointer (&tx->writer), NULL);
+	BodyCommit *c = g_new0 (BodyCommit, 1);
+	c->writer = g_steal_pointer (&tx->writer);
+	c->pending = g_steal_pointer (&tx->pending);
+	c->spool = s->server->spool;
+	c->max_size = s->server->cfg.max_message_size;
+	g_task_set_task_data (task, c, body_commit_free);
 	g_task_run_in_thread (task, commit_in_thread);
 	g_object_unref (task);
 }
@@ -791,7 +830,7 @@ proceed_bdat (MdLmtpSession *s, const char *args)
 		s->chunk.refusal = "503 5.5.1 BDAT after DATA";
 	else if (!body_begin (s, BODY_BDAT, &error))
 		body_fail (s->tx, g_steal_pointer (&error));
-	else if (max > 0 && s->tx->writer && md_spool_writer_size (s->tx->writer) + (gint64) s->tx->pending->len + s->cmd.size > max)
+	else if (max > 0 && s->tx->stored + s->cmd.size > max)
 		body_fail (s->tx, g_error_new (MD_ERROR, MD_ERROR_TOO_BIG, "BDAT beyond %" G_GINT64_FORMAT, max));
 	enter_state (s, STATE_BDAT);
 	if (s->chunk.left == 0)
@@ -823,7 +862,7 @@ bdat_chunk_end (MdLmtpSession *s)
 		session_reset (s);
 		return;
 	}
-	reply (s, "250 2.0.0 %" G_GINT64_FORMAT " octets received", md_spool_writer_size (tx->writer));
+	reply (s, "250 2.0.0 %" G_GINT64_FORMAT " octets received", tx->stored);
 }
 
 /* rset = "RSET" CRLF */

@@ -15,7 +15,7 @@
 #include "notify.h"
 #include "token.h"
 
-#define MAX_REMEMBERED_TICKETS 50
+#define MAX_REMEMBERED_TICKETS 10
 
 static const MdActor intake_actor = { MD_ACTOR_SYSTEM, MD_INTAKE_ACTOR, NULL };
 
@@ -88,19 +88,15 @@ fill_remembered (MdStore *store, MdTicket *t, const MdForm *form, GHashTable *fi
 	for (guint i = 0; i < required->len; i++)
 		wanted |= md_form_field_remembered (required->pdata[i]) &&
 		          !g_hash_table_contains (fields, md_form_field_name (required->pdata[i]));
-	if (!wanted || !t->requester)
+	if (!wanted || !t->requester_id)
 		return TRUE;
-	MdTicketFilter filter = { .requester = t->requester };
-	g_autoptr (GPtrArray) earlier = md_store_ticket_list (store, &filter, error);
+	g_autoptr (GArray) earlier = md_store_requester_tickets (store, t->requester_id, t->id, MAX_REMEMBERED_TICKETS,
+	                                                         error);
 	if (!earlier)
 		return FALSE;
-	guint looked = 0;
-	for (guint k = earlier->len; k > 0 && looked < MAX_REMEMBERED_TICKETS; k--) {
-		MdTicket *old = earlier->pdata[k - 1];
-		if (old->id == t->id || !old->requester || g_ascii_strcasecmp (old->requester, t->requester) != 0)
-			continue;
-		looked++;
-		g_autoptr (GHashTable) old_fields = md_store_fields (store, old->id, error);
+	for (guint k = 0; k < earlier->len; k++) {
+		gint64 old_id = g_array_index (earlier, gint64, k);
+		g_autoptr (GHashTable) old_fields = md_store_fields (store, old_id, error);
 		if (!old_fields)
 			return FALSE;
 		for (guint i = 0; i < required->len; i++) {
@@ -113,7 +109,7 @@ fill_remembered (MdStore *store, MdTicket *t, const MdForm *form, GHashTable *fi
 			if (!valid)
 				continue;
 			g_autofree char *history_field = g_strdup_printf ("field.%s", name);
-			g_autofree char *from = g_strdup_printf ("ticket %" G_GINT64_FORMAT, old->id);
+			g_autofree char *from = g_strdup_printf ("ticket %" G_GINT64_FORMAT, old_id);
 			if (!md_store_field_set (store, t->id, name, valid, error) ||
 			    !record (store, t, NULL, history_field, from, valid, error))
 				return FALSE;

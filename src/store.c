@@ -674,6 +674,32 @@ md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 	return list;
 }
 
+GArray *
+md_store_requester_tickets (MdStore *store, gint64 requester_id, gint64 except, guint limit, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT id FROM tickets WHERE requester_id = ?1 AND id <> ?2 ORDER BY id DESC LIMIT ?3",
+	                        error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, requester_id);
+	sqlite3_bind_int64 (s, 2, except);
+	sqlite3_bind_int64 (s, 3, limit);
+	GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
+		gint64 id = sqlite3_column_int64 (s, 0);
+		g_array_append_val (ids, id);
+	}
+	sqlite3_reset (s);
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "requester's tickets");
+		g_array_unref (ids);
+		return NULL;
+	}
+	return ids;
+}
+
 gboolean
 md_store_participant_add (MdStore *store, gint64 ticket_id, gint64 person_id, GError **error)
 {

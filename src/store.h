@@ -113,6 +113,11 @@ typedef struct {
 /* MdTicket* in id order; free with g_ptr_array_unref. */
 GPtrArray *md_store_ticket_list (MdStore *store, const MdTicketFilter *filter, GError **error);
 
+/* Ids of a requester's tickets, newest first, at most LIMIT, leaving out
+ * EXCEPT (through the requester index, whatever the desk's size).
+ * gint64 ids; free with g_array_unref. */
+GArray *md_store_requester_tickets (MdStore *store, gint64 requester_id, gint64 except, guint limit, GError **error);
+
 gboolean md_store_participant_add (MdStore *store, gint64 ticket_id, gint64 person_id, GError **error);
 gboolean md_store_is_participant (MdStore *store, gint64 ticket_id, const char *email);
 /* Emails, free with g_ptr_array_unref. */

@@ -191,29 +191,18 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 	return md_outbox_enqueue (store, ticket_id, kind, mail_from, rcpts, sha, message_id, error);
 }
 
-/* A message queued with its bytes in the database is written to the
- * spool before its first send (not fsync'd: the database keeps it). */
-static gboolean
-ensure_spooled (MdDesk *desk, MdStore *store, const char *sha, const char *path, GError **error)
+/* The bytes of a message queued with md_outbox_enqueue_bytes, or NULL
+ * (then it is a spool file).  Free with g_bytes_unref. */
+static GBytes *
+queued_bytes (MdStore *store, const char *sha)
 {
-	if (g_file_test (path, G_FILE_TEST_EXISTS))
-		return TRUE;
-	sqlite3_stmt *s = prepare (store, "SELECT raw FROM outbox_blobs WHERE sha256 = ?", error);
+	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT raw FROM outbox_blobs WHERE sha256 = ?", NULL);
 	if (!s)
-		return FALSE;
+		return NULL;
 	bind_text (s, 1, sha);
-	gboolean ok = FALSE;
-	if (sqlite3_step (s) == SQLITE_ROW) {
-		MdSpoolWriter *w = md_spool_writer_new (desk->spool, MD_SPOOL_RAW, 0, error);
-		g_autofree char *written = NULL;
-		ok = w && md_spool_writer_write (w, sqlite3_column_blob (s, 0), (gsize) sqlite3_column_bytes (s, 0), error) &&
-		     md_spool_writer_commit (g_steal_pointer (&w), &written, error);
-		md_spool_writer_abort (w);
-	} else {
-		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open queued message %s: in neither the spool nor the database", sha);
-	}
-	md_store_statement_release (s);
-	return ok;
+	if (sqlite3_step (s) != SQLITE_ROW)
+		return NULL;
+	return g_bytes_new (sqlite3_column_blob (s, 0), (gsize) sqlite3_column_bytes (s, 0));
 }
 
 guint
@@ -437,12 +426,12 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 				/* one unreachable server is not worth a connect timeout per row */
 				reply = g_strdup (unreachable);
 			} else {
+				g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
 				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-				g_autoptr (GError) spool_error = NULL;
-				if (ensure_spooled (desk, store, e->raw_sha256, path, &spool_error))
-					outcome = md_smtp_send (smtp, e->mail_from, e->rcpt_to, path, &reply);
+				if (bytes)
+					outcome = md_smtp_send_bytes (smtp, e->mail_from, e->rcpt_to, bytes, &reply);
 				else
-					reply = g_strdup (spool_error->message);
+					outcome = md_smtp_send (smtp, e->mail_from, e->rcpt_to, path, &reply);
 				if (outcome == MD_SMTP_UNREACHABLE)
 					unreachable = g_strdup (reply);
 			}

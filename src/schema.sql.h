@@ -18,6 +18,7 @@ static const char *const md_schema_migrations[] = {
 	"  id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE COLLATE NOCASE, name TEXT,\n"
 	"  is_agent INTEGER NOT NULL DEFAULT 0, bouncing INTEGER NOT NULL DEFAULT 0,\n"
 	"  created_at INTEGER NOT NULL);\n"
+	"CREATE INDEX people_agents ON people(id) WHERE is_agent;\n"
 	"CREATE TABLE memberships (\n"
 	"  org_id INTEGER NOT NULL REFERENCES organizations(id),\n"
 	"  person_id INTEGER NOT NULL REFERENCES people(id),\n"

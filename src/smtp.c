@@ -344,32 +344,58 @@ classify (MdSmtp *s, CURLcode rc, const Upload *u, const char *path, char **repl
 	return at_message ? MD_SMTP_TEMPORARY : MD_SMTP_UNREACHABLE;
 }
 
-MdSmtpOutcome
-md_smtp_send (MdSmtp *smtp, const char *mail_from, const char *rcpt, const char *path, char **reply_r)
+static MdSmtpOutcome
+send_stream (MdSmtp *smtp, const char *mail_from, const char *rcpt, FILE *file, gint64 size, const char *what,
+             char **reply_r)
 {
 	Upload u = { 0 };
-	struct stat st;
-
-	*reply_r = NULL;
-	u.file = fopen (path, "rb");
-	if (!u.file || fstat (fileno (u.file), &st) < 0) {
-		*reply_r = g_strdup_printf ("cannot open %s: %s", path, g_strerror (errno));
-		if (u.file)
-			fclose (u.file);
-		return MD_SMTP_TEMPORARY;
-	}
+	u.file = file;
 	g_autofree char *from = g_strdup_printf ("<%s>", mail_from ? mail_from : "");
 	g_autofree char *to = g_strdup_printf ("<%s>", rcpt);
 	struct curl_slist *rcpts = curl_slist_append (NULL, to);
 
 	watch_reset (smtp);
-	set_options (smtp, from, rcpts, &u, st.st_size);
+	set_options (smtp, from, rcpts, &u, size);
 	CURLcode rc = curl_easy_perform (smtp->curl);
-	MdSmtpOutcome outcome = classify (smtp, rc, &u, path, reply_r);
+	MdSmtpOutcome outcome = classify (smtp, rc, &u, what, reply_r);
 	/* the handle keeps pointers to these until the next reset */
 	curl_easy_setopt (smtp->curl, CURLOPT_MAIL_RCPT, NULL);
 	curl_easy_setopt (smtp->curl, CURLOPT_READDATA, NULL);
 	curl_slist_free_all (rcpts);
-	fclose (u.file);
+	return outcome;
+}
+
+MdSmtpOutcome
+md_smtp_send (MdSmtp *smtp, const char *mail_from, const char *rcpt, const char *path, char **reply_r)
+{
+	struct stat st;
+
+	*reply_r = NULL;
+	FILE *file = fopen (path, "rb");
+	if (!file || fstat (fileno (file), &st) < 0) {
+		*reply_r = g_strdup_printf ("cannot open %s: %s", path, g_strerror (errno));
+		if (file)
+			fclose (file);
+		return MD_SMTP_TEMPORARY;
+	}
+	MdSmtpOutcome outcome = send_stream (smtp, mail_from, rcpt, file, st.st_size, path, reply_r);
+	fclose (file);
+	return outcome;
+}
+
+MdSmtpOutcome
+md_smtp_send_bytes (MdSmtp *smtp, const char *mail_from, const char *rcpt, GBytes *message, char **reply_r)
+{
+	gsize len = 0;
+	const void *data = g_bytes_get_data (message, &len);
+
+	*reply_r = NULL;
+	FILE *file = len ? fmemopen ((void *) data, len, "rb") : NULL;
+	if (!file) {
+		*reply_r = g_strdup_printf ("cannot read the queued message: %s", len ? g_strerror (errno) : "empty");
+		return MD_SMTP_TEMPORARY;
+	}
+	MdSmtpOutcome outcome = send_stream (smtp, mail_from, rcpt, file, (gint64) len, "queued message", reply_r);
+	fclose (file);
 	return outcome;
 }

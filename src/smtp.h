@@ -47,4 +47,9 @@ void md_smtp_set_cancel (MdSmtp *smtp, const gint *cancel);
 MdSmtpOutcome md_smtp_send (MdSmtp *smtp, const char *mail_from, const char *rcpt, const char *path,
                             char **reply_r);
 
+/* The same for a message held in memory (the outbox keeps small ones in
+ * its database). */
+MdSmtpOutcome md_smtp_send_bytes (MdSmtp *smtp, const char *mail_from, const char *rcpt, GBytes *message,
+                                  char **reply_r);
+
 #endif

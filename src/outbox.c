@@ -22,6 +22,7 @@
 #define BATCH 64
 #define SENDER_POLL_SECONDS 30
 #define ADDRESS_MAX 320
+#define SMTP_IDLE_SECONDS 20    /* an open connection to the relay is reused this long */
 
 /* Statements are the store's cached ones: going out of scope resets them. */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
@@ -389,11 +390,49 @@ record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const cha
 	return TRUE;
 }
 
+/* Claims the due rows of BATCH in one transaction; the claimed ones are
+ * moved to CLAIMED (in order). */
+static gboolean
+claim_batch (MdStore *store, GPtrArray *batch, gint64 now, GPtrArray *claimed, GError **error)
+{
+	if (!md_store_begin (store, error))
+		return FALSE;
+	for (guint i = 0; i < batch->len; i++) {
+		GError *local = NULL;
+		if (claim (store, ((MdOutboxEntry *) batch->pdata[i])->id, now, &local)) {
+			g_ptr_array_add (claimed, g_steal_pointer (&batch->pdata[i]));
+		} else if (local) {
+			md_store_rollback (store);
+			g_ptr_array_set_size (claimed, 0);
+			g_propagate_error (error, local);
+			return FALSE;
+		}
+		/* else another sender has it */
+	}
+	return md_store_commit (store, error);
+}
+
+typedef struct {
+	MdOutboxEntry *entry;
+	MdSmtpOutcome outcome;
+	char *reply;
+} Attempt;
+
+static void
+attempt_clear (gpointer data)
+{
+	g_free (((Attempt *) data)->reply);
+}
+
+/* Sends every due row once, a batch at a time: one transaction claims
+ * the batch, one records its outcomes.  A crash between a send and its
+ * record sends that message again (at least once, same Message-ID).
+ * *SMTP_IO is the connection to keep using (created when NULL; freed
+ * when the server turned out unreachable). */
 static gboolean
 flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, const gint *cancel,
-                       GError **error)
+                       MdSmtp **smtp_io, GError **error)
 {
-	g_autoptr (MdSmtp) smtp = NULL;
 	g_autofree char *unreachable = NULL;  /* set once the server could not be reached */
 	gint64 after_id = 0;
 
@@ -404,58 +443,78 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 			return FALSE;
 		if (batch->len == 0)
 			return TRUE;
-		for (guint i = 0; i < batch->len; i++) {
-			MdOutboxEntry *e = batch->pdata[i];
-			after_id = e->id;
-			if (cancel && g_atomic_int_get (cancel))
-				return TRUE;
-			if (!claim (store, e->id, now, error)) {
-				if (error && *error)
-					return FALSE;
-				continue;  /* another sender has it */
+		after_id = ((MdOutboxEntry *) batch->pdata[batch->len - 1])->id;
+		g_autoptr (GPtrArray) claimed = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
+		if (!claim_batch (store, batch, now, claimed, error))
+			return FALSE;
+		g_autoptr (GArray) attempts = g_array_new (FALSE, TRUE, sizeof (Attempt));
+		g_array_set_clear_func (attempts, attempt_clear);
+		gboolean interrupted = FALSE;
+		for (guint i = 0; i < claimed->len; i++) {
+			MdOutboxEntry *e = claimed->pdata[i];
+			if (cancel && g_atomic_int_get (cancel)) {
+				unclaim (store, e);  /* not tried: due again as before */
+				interrupted = TRUE;
+				continue;
 			}
-			if (!smtp && !unreachable) {
-				smtp = md_smtp_new (desk->conf, error);
-				if (!smtp)
+			if (!*smtp_io && !unreachable) {
+				*smtp_io = md_smtp_new (desk->conf, error);
+				if (!*smtp_io)
 					return FALSE;
-				md_smtp_set_cancel (smtp, cancel);
+				md_smtp_set_cancel (*smtp_io, cancel);
 			}
-			g_autofree char *reply = NULL;
-			MdSmtpOutcome outcome = MD_SMTP_UNREACHABLE;
+			Attempt a = { e, MD_SMTP_UNREACHABLE, NULL };
 			if (unreachable) {
 				/* one unreachable server is not worth a connect timeout per row */
-				reply = g_strdup (unreachable);
+				a.reply = g_strdup (unreachable);
 			} else {
 				g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
 				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-				if (bytes)
-					outcome = md_smtp_send_bytes (smtp, e->mail_from, e->rcpt_to, bytes, &reply);
-				else
-					outcome = md_smtp_send (smtp, e->mail_from, e->rcpt_to, path, &reply);
-				if (outcome == MD_SMTP_UNREACHABLE)
-					unreachable = g_strdup (reply);
+				a.outcome = bytes ? md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
+				                  : md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
+				if (a.outcome == MD_SMTP_UNREACHABLE) {
+					unreachable = g_strdup (a.reply);
+					g_clear_pointer (smtp_io, md_smtp_free);
+				}
 			}
-			if (cancel && g_atomic_int_get (cancel) && outcome != MD_SMTP_SENT) {
+			if (cancel && g_atomic_int_get (cancel) && a.outcome != MD_SMTP_SENT) {
 				/* interrupted, not failed: due again as before */
 				unclaim (store, e);
-				return TRUE;
+				g_free (a.reply);
+				interrupted = TRUE;
+				continue;
 			}
-			if (!record (store, e, outcome, reply, now, stats, error))
-				return FALSE;
+			g_array_append_val (attempts, a);
 		}
+		if (!md_store_begin (store, error))
+			return FALSE;
+		for (guint i = 0; i < attempts->len; i++) {
+			Attempt *a = &g_array_index (attempts, Attempt, i);
+			if (!record (store, a->entry, a->outcome, a->reply, now, stats, error)) {
+				md_store_rollback (store);
+				return FALSE;
+			}
+		}
+		if (!md_store_commit (store, error))
+			return FALSE;
+		if (interrupted)
+			return TRUE;
 	}
 }
 
 gboolean
 md_outbox_flush (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, GError **error)
 {
-	return flush_until_cancelled (desk, store, now, stats, NULL, error);
+	g_autoptr (MdSmtp) smtp = NULL;
+	return flush_until_cancelled (desk, store, now, stats, NULL, &smtp, error);
 }
 
 /* ---- the background sender ---- */
 
 struct _MdOutboxSender {
 	MdDesk *desk;
+	MdSmtp *smtp;       /* kept open between rounds; the sender thread's */
+	gint64 smtp_used;   /* monotonic time of the last round that used it */
 	GThread *thread;
 	GMutex lock;
 	GCond cond;
@@ -477,7 +536,13 @@ sender_round (MdOutboxSender *o, MdStore *store)
 {
 	g_autoptr (GError) error = NULL;
 	MdOutboxStats stats;
-	if (!flush_until_cancelled (o->desk, store, md_now (), &stats, &o->stopping, &error))
+	/* A connection idle for a while is closed rather than trusted. */
+	if (o->smtp && g_get_monotonic_time () - o->smtp_used > SMTP_IDLE_SECONDS * G_USEC_PER_SEC)
+		g_clear_pointer (&o->smtp, md_smtp_free);
+	gboolean ok = flush_until_cancelled (o->desk, store, md_now (), &stats, &o->stopping, &o->smtp, &error);
+	if (stats.sent || stats.deferred || stats.failed)
+		o->smtp_used = g_get_monotonic_time ();
+	if (!ok)
 		g_warning ("outbox flush-failed error=\"%s\"", error->message);
 	else if (stats.sent || stats.deferred || stats.failed)
 		g_message ("outbox flushed sent=%u deferred=%u failed=%u", stats.sent, stats.deferred, stats.failed);
@@ -517,6 +582,7 @@ sender_main (gpointer data)
 		gint64 wait = due ? CLAMP (due - md_now (), 1, SENDER_POLL_SECONDS) : SENDER_POLL_SECONDS;
 		sender_sleep (o, wait);
 	}
+	g_clear_pointer (&o->smtp, md_smtp_free);
 	return NULL;
 }
 

@@ -198,11 +198,31 @@ md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GEr
 	return g_steal_pointer (&store);
 }
 
+/* MAILDESK_DEBUG_SCANS: at close, name every cached statement that
+ * stepped through a whole table (a missing index is a cost that grows
+ * with the desk). */
+static void
+report_scans (MdStore *store)
+{
+	GHashTableIter it;
+	gpointer sql, s;
+	g_hash_table_iter_init (&it, store->stmts);
+	while (g_hash_table_iter_next (&it, &sql, &s)) {
+		int scans = sqlite3_stmt_status (s, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+		int sorts = sqlite3_stmt_status (s, SQLITE_STMTSTATUS_SORT, 0);
+		int runs = sqlite3_stmt_status (s, SQLITE_STMTSTATUS_RUN, 0);
+		if (scans > 0)
+			g_printerr ("store: full scan steps=%d sorts=%d runs=%d: %s\n", scans, sorts, runs, (const char *) sql);
+	}
+}
+
 void
 md_store_close (MdStore *store)
 {
 	if (!store)
 		return;
+	if (store->stmts && g_getenv ("MAILDESK_DEBUG_SCANS"))
+		report_scans (store);
 	if (store->stmts)
 		g_hash_table_unref (store->stmts);
 	sqlite3_close (store->db);

@@ -529,36 +529,47 @@ md_ticket_free (MdTicket *t)
 	g_free (t);
 }
 
+/* The columns a ticket row is written with, in this order, bound from
+ * parameter FIRST on: insert and update write the same fields. */
+#define TICKET_COLUMNS \
+	"subject, category, priority, status, requester_id, organization_id, shared, assignee_id, " \
+	"created_at, updated_at, first_response_due, first_response_at, resolved_at, status_changed_at, " \
+	"due_at, linked_ticket_id, flag, tags"
+
+static void
+bind_ticket (sqlite3_stmt *s, int first, const MdTicket *t)
+{
+	int i = first;
+	bind_text (s, i++, t->subject);
+	bind_text (s, i++, t->category);
+	bind_text (s, i++, t->priority);
+	bind_text (s, i++, t->status);
+	bind_time (s, i++, t->requester_id);
+	bind_time (s, i++, t->organization_id);
+	sqlite3_bind_int (s, i++, t->shared);
+	bind_time (s, i++, t->assignee_id);
+	sqlite3_bind_int64 (s, i++, t->created_at);
+	sqlite3_bind_int64 (s, i++, t->updated_at);
+	bind_time (s, i++, t->first_response_due);
+	bind_time (s, i++, t->first_response_at);
+	bind_time (s, i++, t->resolved_at);
+	sqlite3_bind_int64 (s, i++, t->status_changed_at);
+	bind_time (s, i++, t->due_at);
+	bind_time (s, i++, t->linked_ticket_id);
+	bind_text (s, i++, t->flag);
+	bind_text (s, i++, t->tags);
+}
+
 gboolean
 md_store_ticket_insert (MdStore *store, MdTicket *t, GError **error)
 {
 	sqlite3_stmt *s = stmt (store,
-	                        "INSERT INTO tickets (subject, category, priority, status, requester_id, "
-	                        "organization_id, shared, assignee_id, created_at, updated_at, "
-	                        "first_response_due, first_response_at, resolved_at, status_changed_at, due_at, "
-	                        "linked_ticket_id, flag, tags) "
+	                        "INSERT INTO tickets (" TICKET_COLUMNS ") "
 	                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
 	                        error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, t->subject);
-	bind_text (s, 2, t->category);
-	bind_text (s, 3, t->priority);
-	bind_text (s, 4, t->status);
-	bind_time (s, 5, t->requester_id);
-	bind_time (s, 6, t->organization_id);
-	sqlite3_bind_int (s, 7, t->shared);
-	bind_time (s, 8, t->assignee_id);
-	sqlite3_bind_int64 (s, 9, t->created_at);
-	sqlite3_bind_int64 (s, 10, t->updated_at);
-	bind_time (s, 11, t->first_response_due);
-	bind_time (s, 12, t->first_response_at);
-	bind_time (s, 13, t->resolved_at);
-	sqlite3_bind_int64 (s, 14, t->status_changed_at);
-	bind_time (s, 15, t->due_at);
-	bind_time (s, 16, t->linked_ticket_id);
-	bind_text (s, 17, t->flag);
-	bind_text (s, 18, t->tags);
+	bind_ticket (s, 1, t);
 	if (!step_done (store, s, "insert ticket", error))
 		return FALSE;
 	t->id = sqlite3_last_insert_rowid (store->db);
@@ -569,31 +580,13 @@ gboolean
 md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error)
 {
 	sqlite3_stmt *s = stmt (store,
-	                        "UPDATE tickets SET subject = ?2, category = ?3, priority = ?4, status = ?5, "
-	                        "requester_id = ?6, organization_id = ?7, shared = ?8, assignee_id = ?9, "
-	                        "updated_at = ?10, first_response_due = ?11, first_response_at = ?12, "
-	                        "resolved_at = ?13, status_changed_at = ?14, due_at = ?15, linked_ticket_id = ?16, "
-	                        "flag = ?17, tags = ?18 WHERE id = ?1", error);
+	                        "UPDATE tickets SET (" TICKET_COLUMNS ") = "
+	                        "(?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) "
+	                        "WHERE id = ?1", error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, t->id);
-	bind_text (s, 2, t->subject);
-	bind_text (s, 3, t->category);
-	bind_text (s, 4, t->priority);
-	bind_text (s, 5, t->status);
-	bind_time (s, 6, t->requester_id);
-	bind_time (s, 7, t->organization_id);
-	sqlite3_bind_int (s, 8, t->shared);
-	bind_time (s, 9, t->assignee_id);
-	sqlite3_bind_int64 (s, 10, t->updated_at);
-	bind_time (s, 11, t->first_response_due);
-	bind_time (s, 12, t->first_response_at);
-	bind_time (s, 13, t->resolved_at);
-	sqlite3_bind_int64 (s, 14, t->status_changed_at);
-	bind_time (s, 15, t->due_at);
-	bind_time (s, 16, t->linked_ticket_id);
-	bind_text (s, 17, t->flag);
-	bind_text (s, 18, t->tags);
+	bind_ticket (s, 2, t);
 	return step_done (store, s, "update ticket", error);
 }
 

@@ -23,7 +23,8 @@ from mdtest import Desk, message, run_tests
 BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
-USERS = ["poll", "move", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove"]
+USERS = ["poll", "move", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
+         "served"]
 
 
 def eq(tap, got, want, name, detail=None):
@@ -475,13 +476,35 @@ password_file = {desk.dir}/missing.secret
     desk.cleanup()
 
 
+def test_serve_polls(tap):
+    """`maildesk serve` runs the pollers next to its LMTP listener."""
+    from mdtest import Lmtp, Server, free_port as lmtp_port
+    port = lmtp_port()
+    desk = imap_desk("served", extra="processed_folder = Processed",
+                     lmtp=f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    server = Server(desk).start(port)
+    try:
+        DV.append("served", *msgs("by imap"))
+        tap.ok(wait_for(lambda: "by imap" in subjects(desk), 15), "serve ingests mail from the IMAP mailbox")
+        c = Lmtp(port)
+        c.cmd("LHLO x")
+        _, data = c.deliver("a@customer.example", ["support@support.example.com"], msgs("by lmtp")[0])
+        c.close()
+        eq(tap, [d[0] for d in data], [250], "while its LMTP listener keeps answering")
+        DV.append("served", *msgs("pushed later"))
+        tap.ok(wait_for(lambda: "pushed later" in subjects(desk), 10), "and picks up new mail as it arrives (IDLE)")
+    finally:
+        eq(tap, server.stop(), 0, "SIGTERM stops serve with its pollers, exit 0")
+    desk.cleanup()
+
+
 def main():
     global DV
     DV = Dovecot()
     try:
         run_tests(test_ingest_and_move, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
-                  test_tls_verification, test_starttls, test_fetch_by_name)
+                  test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls)
     finally:
         DV.stop()
 

@@ -746,8 +746,10 @@ merge_encoded_words (const char *raw)
 {
 	static GRegex *word_re;
 	if (g_once_init_enter (&word_re))
+		/* RAW: header bytes are not UTF-8 yet, and GLib's PCRE2 matcher
+		 * skips the UTF check (invalid bytes crashed its JIT: fuzz-ingest). */
 		g_once_init_leave (&word_re, g_regex_new ("=\\?([^?*\\s]+)(?:\\*[^?\\s]*)?\\?([bBqQ])\\?([^?\\s]*)\\?=",
-		                                          G_REGEX_OPTIMIZE, 0, NULL));
+		                                          G_REGEX_OPTIMIZE | G_REGEX_RAW, 0, NULL));
 	g_autoptr (GArray) words = g_array_new (FALSE, TRUE, sizeof (EncodedWord));
 	g_array_set_clear_func (words, encoded_word_clear);
 	g_autoptr (GMatchInfo) m = NULL;

@@ -273,34 +273,12 @@ report_mime_set (Bench *b, const char *corpus, const char *set, const char *kind
 
 /* ---- replies sets ---- */
 
-/* Line ends and trailing white space do not count; neither do blank
- * lines at either end (the corpus README asks for this). */
-static char *
-normalize (const char *text)
-{
-	g_auto (GStrv) lines = g_strsplit (text ? text : "", "\n", -1);
-	GString *out = g_string_new (NULL);
-	guint n = g_strv_length (lines), first = 0, last = n;
-
-	for (guint i = 0; i < n; i++)
-		g_strchomp (lines[i]);
-	while (first < n && !*lines[first])
-		first++;
-	while (last > first && !*lines[last - 1])
-		last--;
-	for (guint i = first; i < last; i++) {
-		if (i > first)
-			g_string_append_c (out, '\n');
-		g_string_append (out, lines[i]);
-	}
-	return g_string_free (out, FALSE);
-}
 
 /* The non-blank lines of a normalized text, joined by "\n". */
 static char *
 nonblank (const char *text)
 {
-	g_autofree char *norm = normalize (text);
+	g_autofree char *norm = md_corpus_normalize_reply (text);
 	g_auto (GStrv) lines = g_strsplit (norm, "\n", -1);
 	GString *out = g_string_new (NULL);
 	for (int i = 0; lines[i]; i++)
@@ -379,7 +357,7 @@ deliver_reply (Bench *b, ReplyDesk *rd, const char *label, const char *data, gsi
 static char *
 first_line (const char *text)
 {
-	g_autofree char *norm = normalize (text);
+	g_autofree char *norm = md_corpus_normalize_reply (text);
 	char *nl = strchr (norm, '\n');
 	return nl ? g_strdup_printf ("%.*s ...", (int) MIN (nl - norm, 60), norm) : g_strdup_printf ("%.60s", norm);
 }
@@ -434,7 +412,7 @@ report_email_reply_trimmer (Bench *b, const char *corpus)
 		Stored s;
 		if (deliver_reply (b, &rd, label, mail, strlen (mail), &s)) {
 			ingested++;
-			g_autofree char *got = normalize (s.body), *expected = normalize (want);
+			g_autofree char *got = md_corpus_normalize_reply (s.body), *expected = md_corpus_normalize_reply (want);
 			if (strcmp (got, expected) == 0) {
 				exact++;
 			} else {
@@ -472,7 +450,7 @@ report_talon (Bench *b, const char *corpus)
 		Stored s;
 		if (deliver_reply (b, &rd, label, data, len, &s)) {
 			ingested++;
-			g_autofree char *got = normalize (s.body), *expected = normalize (want);
+			g_autofree char *got = md_corpus_normalize_reply (s.body), *expected = md_corpus_normalize_reply (want);
 			if (strcmp (got, expected) == 0) {
 				exact++;
 				agree++;

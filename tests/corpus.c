@@ -414,3 +414,26 @@ md_corpus_score_clear (MdCorpusScore *score)
 	g_clear_pointer (&score->misses, g_ptr_array_unref);
 	memset (score, 0, sizeof *score);
 }
+
+/* A reply text as the corpus compares it: line ends and trailing white space do not count; neither do blank
+ * lines at either end (the corpus README asks for this). */
+char *
+md_corpus_normalize_reply (const char *text)
+{
+	g_auto (GStrv) lines = g_strsplit (text ? text : "", "\n", -1);
+	GString *out = g_string_new (NULL);
+	guint n = g_strv_length (lines), first = 0, last = n;
+
+	for (guint i = 0; i < n; i++)
+		g_strchomp (lines[i]);
+	while (first < n && !*lines[first])
+		first++;
+	while (last > first && !*lines[last - 1])
+		last--;
+	for (guint i = first; i < last; i++) {
+		if (i > first)
+			g_string_append_c (out, '\n');
+		g_string_append (out, lines[i]);
+	}
+	return g_string_free (out, FALSE);
+}

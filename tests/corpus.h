@@ -64,4 +64,9 @@ typedef struct {
 void md_corpus_score (const MdCorpusCase *c, const MdCorpusActual *actual, guint n_actual, MdCorpusScore *score);
 void md_corpus_score_clear (MdCorpusScore *score);
 
+/* A reply's text as the replies/ corpus compares it: line ends and
+ * trailing white space ignored, blank lines at either end dropped.
+ * Free with g_free. */
+char *md_corpus_normalize_reply (const char *text);
+
 #endif

@@ -7,36 +7,15 @@
 #include <gmime/gmime.h>
 #include <string.h>
 
+#include "corpus.h"
 #include "trim.h"
 
-/* Line ends and trailing white space do not count; neither do blank
- * lines at either end (the corpus README asks for this). */
-static char *
-normalize (const char *text)
-{
-	g_auto (GStrv) lines = g_strsplit (text ? text : "", "\n", -1);
-	GString *out = g_string_new (NULL);
-	guint n = g_strv_length (lines), first = 0, last = n;
-
-	for (guint i = 0; i < n; i++)
-		g_strchomp (lines[i]);
-	while (first < n && !*lines[first])
-		first++;
-	while (last > first && !*lines[last - 1])
-		last--;
-	for (guint i = first; i < last; i++) {
-		if (i > first)
-			g_string_append_c (out, '\n');
-		g_string_append (out, lines[i]);
-	}
-	return g_string_free (out, FALSE);
-}
 
 /* The non-blank lines of a text, normalized, in order. */
 static GPtrArray *
 nonblank_lines (const char *text)
 {
-	g_autofree char *norm = normalize (text);
+	g_autofree char *norm = md_corpus_normalize_reply (text);
 	g_auto (GStrv) lines = g_strsplit (norm, "\n", -1);
 	GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
 	for (guint i = 0; lines[i]; i++)
@@ -271,16 +250,16 @@ test_cases (void)
 		const Case *c = &cases[i];
 		g_autofree char *elided = NULL;
 		g_autofree char *trimmed = md_trim_reply (c->input, &elided);
-		g_autofree char *got = normalize (trimmed);
-		g_autofree char *want = normalize (c->trimmed);
+		g_autofree char *got = md_corpus_normalize_reply (trimmed);
+		g_autofree char *want = md_corpus_normalize_reply (c->trimmed);
 
 		if (g_strcmp0 (got, want) != 0) {
 			g_test_message ("case %s: trimmed\n[%s]\nwant\n[%s]", c->name, got, want);
 			failed++;
 		}
 		if (c->elided) {
-			g_autofree char *got_e = normalize (elided);
-			g_autofree char *want_e = normalize (c->elided);
+			g_autofree char *got_e = md_corpus_normalize_reply (elided);
+			g_autofree char *want_e = md_corpus_normalize_reply (c->elided);
 			if (g_strcmp0 (got_e, want_e) != 0) {
 				g_test_message ("case %s: elided\n[%s]\nwant\n[%s]", c->name, got_e, want_e);
 				failed++;
@@ -395,8 +374,8 @@ test_corpus_email_reply_trimmer (void)
 		g_autofree char *expected = read_file (dir, "trimmed", name);
 		g_autofree char *elided = NULL;
 		g_autofree char *trimmed = md_trim_reply (input, &elided);
-		g_autofree char *got = normalize (trimmed);
-		g_autofree char *want = normalize (expected);
+		g_autofree char *got = md_corpus_normalize_reply (trimmed);
+		g_autofree char *want = md_corpus_normalize_reply (expected);
 
 		if (strcmp (got, want) == 0)
 			exact++;
@@ -451,7 +430,7 @@ agrees_with_talon (const char *want, const char *got, const char *elided)
 		return TRUE;
 	if (!*got || !g_str_has_prefix (want, got) || want[strlen (got)] != '\n')
 		return FALSE;
-	g_autofree char *signature = normalize (want + strlen (got));
+	g_autofree char *signature = md_corpus_normalize_reply (want + strlen (got));
 	return *signature && g_str_has_prefix (elided, signature);
 }
 
@@ -476,9 +455,9 @@ test_corpus_talon (void)
 		g_autofree char *body = eml_text_body (path);
 		g_autofree char *elided = NULL;
 		g_autofree char *trimmed = md_trim_reply (body, &elided);
-		g_autofree char *got = normalize (trimmed);
-		g_autofree char *want = normalize (expected);
-		g_autofree char *got_elided = normalize (elided);
+		g_autofree char *got = md_corpus_normalize_reply (trimmed);
+		g_autofree char *want = md_corpus_normalize_reply (expected);
+		g_autofree char *got_elided = md_corpus_normalize_reply (elided);
 
 		if (agrees_with_talon (want, got, got_elided))
 			agree++;

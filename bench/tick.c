@@ -115,21 +115,6 @@ slow_statement (unsigned type, void *ctx, void *p, void *x)
 }
 
 static void
-remove_tree (const char *path)
-{
-	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-	const char *name;
-	while (dir && (name = g_dir_read_name (dir))) {
-		g_autofree char *child = g_build_filename (path, name, NULL);
-		if (g_file_test (child, G_FILE_TEST_IS_DIR))
-			remove_tree (child);
-		else
-			g_unlink (child);
-	}
-	g_rmdir (path);
-}
-
-static void
 run (gint64 n, int due)
 {
 	g_autoptr (GError) error = NULL;
@@ -184,7 +169,7 @@ run (gint64 n, int due)
 	        ran1, queued, tick1, ran1 ? tick1 / ran1 : 0.0, ran2, tick2, next_ms, next > now ? "future" : "PAST");
 	fflush (stdout);
 	g_clear_pointer (&store, md_store_close);
-	remove_tree (dir);
+	md_remove_tree (dir);
 }
 
 int

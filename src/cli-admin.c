@@ -101,21 +101,6 @@ fail:
 	return MD_EX_TEMPFAIL;
 }
 
-static void
-remove_tree (const char *path)
-{
-	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-	const char *name;
-	while (dir && (name = g_dir_read_name (dir))) {
-		g_autofree char *child = g_build_filename (path, name, NULL);
-		if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-			remove_tree (child);
-		else
-			g_unlink (child);
-	}
-	g_rmdir (path);
-}
-
 static const char *const *
 header_values (gpointer user_data, const char *name)
 {
@@ -211,7 +196,7 @@ md_cmd_classify (int argc, char **argv)
 	}
 	md_rules_free (rules);
 	if (tmp)
-		remove_tree (tmp);
+		md_remove_tree (tmp);
 	return rc;
 }
 

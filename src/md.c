@@ -1,6 +1,8 @@
 /* md.c - the shared error domain, exit-code mapping and the clock. */
 #include "config.h"
 
+#include <glib/gstdio.h>
+
 #include "md.h"
 
 G_DEFINE_QUARK (maildesk-error-quark, md_error)
@@ -67,4 +69,20 @@ md_time_iso_utc (gint64 t)
 {
 	g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (t);
 	return dt ? g_date_time_format (dt, "%Y-%m-%dT%H:%M:%SZ") : g_strdup ("");
+}
+
+void
+md_remove_tree (const char *path)
+{
+	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+	const char *name;
+
+	while (dir && (name = g_dir_read_name (dir))) {
+		g_autofree char *child = g_build_filename (path, name, NULL);
+		if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+			md_remove_tree (child);
+		else
+			g_unlink (child);
+	}
+	g_rmdir (path);
 }

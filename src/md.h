@@ -50,4 +50,8 @@ gint64 md_now (void);
  * Free with g_free. */
 char *md_time_iso_utc (gint64 t);
 
+/* Removes a directory and everything in it, not following symbolic
+ * links; for throw-away trees (classify's scratch spool, tests). */
+void md_remove_tree (const char *path);
+
 #endif

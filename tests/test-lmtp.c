@@ -113,22 +113,6 @@ fixture_address (Fixture *f)
 }
 
 static void
-remove_tree (const char *path)
-{
-	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-	const char *name;
-
-	while (dir && (name = g_dir_read_name (dir))) {
-		g_autofree char *child = g_build_filename (path, name, NULL);
-		if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-			remove_tree (child);
-		else
-			g_unlink (child);
-	}
-	g_rmdir (path);
-}
-
-static void
 fixture_stop (Fixture *f)
 {
 	/* Let answers still in flight arrive before the server goes. */
@@ -137,7 +121,7 @@ fixture_stop (Fixture *f)
 	g_clear_pointer (&f->server, md_lmtp_server_free);
 	g_clear_pointer (&f->rec, md_test_recorder_free);
 	g_clear_pointer (&f->spool, md_spool_free);
-	remove_tree (f->dir);
+	md_remove_tree (f->dir);
 	g_clear_pointer (&f->dir, g_free);
 }
 

@@ -107,28 +107,13 @@ fixture_setup (Fixture *fx, gconstpointer start_catcher)
 }
 
 static void
-remove_tree (const char *path)
-{
-	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-	const char *name;
-	while (dir && (name = g_dir_read_name (dir))) {
-		g_autofree char *child = g_build_filename (path, name, NULL);
-		if (g_file_test (child, G_FILE_TEST_IS_DIR))
-			remove_tree (child);
-		else
-			g_unlink (child);
-	}
-	g_rmdir (path);
-}
-
-static void
 fixture_teardown (Fixture *fx, gconstpointer unused)
 {
 	(void) unused;
 	catcher_stop (fx);
 	md_store_close (fx->store);
 	md_desk_free (fx->desk);
-	remove_tree (fx->dir);
+	md_remove_tree (fx->dir);
 	g_free (fx->dir);
 	g_free (fx->caught);
 	g_free (fx->control);

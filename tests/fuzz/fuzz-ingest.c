@@ -67,22 +67,6 @@ quiet_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpo
 	return G_LOG_WRITER_HANDLED;
 }
 
-static void
-remove_tree (const char *path)
-{
-	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-	const char *name;
-
-	while (dir && (name = g_dir_read_name (dir))) {
-		g_autofree char *child = g_build_filename (path, name, NULL);
-		if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-			remove_tree (child);
-		else
-			g_unlink (child);
-	}
-	g_rmdir (path);
-}
-
 static const char *
 srcdir (void)
 {
@@ -96,7 +80,7 @@ desk_close (void)
 	g_clear_pointer (&store, md_store_close);
 	g_clear_pointer (&desk, md_desk_free);
 	if (root)
-		remove_tree (root);
+		md_remove_tree (root);
 	g_clear_pointer (&root, g_free);
 }
 

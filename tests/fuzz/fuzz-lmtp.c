@@ -44,28 +44,12 @@ quiet_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpo
 }
 
 static void
-remove_tree (const char *path)
-{
-	g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-	const char *name;
-
-	while (dir && (name = g_dir_read_name (dir))) {
-		g_autofree char *child = g_build_filename (path, name, NULL);
-		if (g_file_test (child, G_FILE_TEST_IS_DIR))
-			remove_tree (child);
-		else
-			g_unlink (child);
-	}
-	g_rmdir (path);
-}
-
-static void
 cleanup (void)
 {
 	md_lmtp_server_free (server);
 	md_test_recorder_free (recorder);
 	md_spool_free (spool);
-	remove_tree (spool_dir);
+	md_remove_tree (spool_dir);
 }
 
 int

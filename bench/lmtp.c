@@ -18,6 +18,7 @@
  * ADDRESS is host:port (IPv4) or unix:/path.  Exits 1 on any error.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -252,12 +254,12 @@ run_session (int session, double seconds, int ready_fd, int go_fd, SessionResult
 	close (c.fd);
 }
 
-/* utime+stime of PID in seconds, or -1. */
+/* utime+stime in seconds of a /proc/.../stat file, or -1; with COMM, only
+ * if the task's name is COMM. */
 static double
-cpu_seconds (long pid)
+stat_cpu_seconds (const char *path, const char *comm)
 {
-	char path[64], buf[1024];
-	snprintf (path, sizeof path, "/proc/%ld/stat", pid);
+	char buf[1024];
 	FILE *f = fopen (path, "r");
 	if (!f)
 		return -1;
@@ -265,10 +267,56 @@ cpu_seconds (long pid)
 	fclose (f);
 	buf[n] = '\0';
 	char *p = strrchr (buf, ')');  /* the command name may hold spaces */
+	char *name = strchr (buf, '(');
+	if (comm && (!p || !name || (size_t) (p - name - 1) != strlen (comm) ||
+	             strncmp (name + 1, comm, strlen (comm)) != 0))
+		return -1;
 	unsigned long utime, stime;
 	if (!p || sscanf (p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
 		return -1;
 	return (double) (utime + stime) / (double) sysconf (_SC_CLK_TCK);
+}
+
+static double
+cpu_seconds (long pid)
+{
+	char path[64];
+	snprintf (path, sizeof path, "/proc/%ld/stat", pid);
+	return stat_cpu_seconds (path, NULL);
+}
+
+/* CPU seconds of the server's threads named COMM (maildesk's writer
+ * thread is "md-writer"): where the serial part of the work runs. */
+static double
+thread_cpu_seconds (long pid, const char *comm)
+{
+	char path[96];
+	snprintf (path, sizeof path, "/proc/%ld/task", pid);
+	DIR *d = opendir (path);
+	double sum = 0;
+	struct dirent *e;
+	if (!d)
+		return 0;
+	while ((e = readdir (d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf (path, sizeof path, "/proc/%ld/task/%.20s/stat", pid, e->d_name);
+		double s = stat_cpu_seconds (path, comm);
+		if (s > 0)
+			sum += s;
+	}
+	closedir (d);
+	return sum;
+}
+
+/* CPU seconds of this process's waited-for children: the load client. */
+static double
+children_cpu_seconds (void)
+{
+	struct rusage ru;
+	getrusage (RUSAGE_CHILDREN, &ru);
+	return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* A "VmHWM"/"VmRSS" line of /proc/PID/status in MB, or -1. */
@@ -343,6 +391,8 @@ run_load (int sessions, double seconds, long server_pid)
 		}
 	}
 	double cpu0 = server_pid ? cpu_seconds (server_pid) : 0;
+	double writer0 = server_pid ? thread_cpu_seconds (server_pid, "md-writer") : 0;
+	double client0 = children_cpu_seconds ();
 	double t0 = now_s ();
 	close (go[1]);  /* every session starts now */
 	int failed = 0, status;
@@ -351,6 +401,8 @@ run_load (int sessions, double seconds, long server_pid)
 			failed++;
 	double wall = now_s () - t0;
 	double cpu1 = server_pid ? cpu_seconds (server_pid) : 0;
+	double writer1 = server_pid ? thread_cpu_seconds (server_pid, "md-writer") : 0;
+	double client_cpu = children_cpu_seconds () - client0;
 
 	size_t total = 0, errors = 0;
 	for (int i = 0; i < sessions; i++) {
@@ -371,6 +423,9 @@ run_load (int sessions, double seconds, long server_pid)
 		printf (" server_cpu_s=%.2f server_cpu_pct=%.0f server_cpu_us_per_msg=%.0f server_hwm_mb=%.1f",
 		        cpu1 - cpu0, 100 * (cpu1 - cpu0) / wall, total ? 1e6 * (cpu1 - cpu0) / total : 0,
 		        status_mb (server_pid, "VmHWM"));
+	if (server_pid && writer1 > 0)
+		printf (" writer_cpu_us_per_msg=%.0f", total ? 1e6 * (writer1 - writer0) / total : 0);
+	printf (" client_cpu_us_per_msg=%.0f", total ? 1e6 * client_cpu / total : 0);
 	printf ("\n");
 	free (all);
 	munmap (results, region);

@@ -338,9 +338,10 @@ body_refuse (MdLmtpSession *s, MdLmtpTransaction *tx)
 
 static void deliver_committed (GObject *source, GAsyncResult *result, gpointer data);
 
-/* What the commit thread needs: the file when one was opened, and the
- * bytes not yet in it. */
+/* What the commit thread needs: the file when one was opened, the bytes
+ * not yet in it, and the transaction to hand to the application. */
 typedef struct {
+	MdLmtpTransaction *tx;
 	MdSpoolWriter *writer;
 	GString *pending;
 	MdSpool *spool;
@@ -369,14 +370,22 @@ commit_in_thread (GTask *task, gpointer source, gpointer data, GCancellable *can
 	if (c->writer && c->pending->len > 0 &&
 	    !md_spool_writer_write (c->writer, c->pending->str, c->pending->len, &error))
 		g_clear_pointer (&c->writer, md_spool_writer_abort);
-	if (c->writer && md_spool_writer_commit (g_steal_pointer (&c->writer), &sha256, &error))
-		g_task_return_pointer (task, sha256, g_free);
-	else
+	if (!c->writer || !md_spool_writer_commit (g_steal_pointer (&c->writer), &sha256, &error)) {
 		g_task_return_error (task, error);
+		return;
+	}
+	/* Straight from this thread to the application: a trip through the
+	 * main loop would cost two thread switches per message.  The main
+	 * loop leaves the transaction alone while it is delivering. */
+	MdLmtpTransaction *tx = c->tx;
+	tx->sha256 = sha256;
+	tx->server->cb.deliver (tx->server->app, tx, tx->sender, transaction_rcpts (tx), tx->sha256, tx->size);
+	g_task_return_boolean (task, TRUE);
 }
 
 /* End of data: make the file durable off the main loop (fsync), then hand
- * the transaction to the application.  Commands wait until it is done. */
+ * the transaction to the application, from the same worker thread.
+ * Commands wait until it is done. */
 static void
 body_end (MdLmtpSession *s)
 {
@@ -391,6 +400,7 @@ body_end (MdLmtpSession *s)
 	s->server->active_transactions++;
 	GTask *task = g_task_new (NULL, NULL, deliver_committed, tx);
 	BodyCommit *c = g_new0 (BodyCommit, 1);
+	c->tx = tx;
 	c->writer = g_steal_pointer (&tx->writer);
 	c->pending = g_steal_pointer (&tx->pending);
 	c->spool = s->server->spool;
@@ -424,19 +434,18 @@ deliver_committed (GObject *source, GAsyncResult *result, gpointer data)
 	MdLmtpTransaction *tx = data;
 	g_autoptr (GError) error = NULL;
 
-	tx->sha256 = g_task_propagate_pointer (G_TASK (result), &error);
+	/* Once delivered, the transaction belongs to the application until
+	 * md_lmtp_transaction_done, and may be gone already: don't touch it. */
+	if (g_task_propagate_boolean (G_TASK (result), &error))
+		return;
 	if (!tx->session) {
 		/* The client left before a reply: it will send again. */
 		transaction_retire (tx);
 		return;
 	}
-	if (!tx->sha256) {
-		tx->error = g_steal_pointer (&error);
-		body_refuse (tx->session, tx);
-		transaction_retire (tx);
-		return;
-	}
-	tx->server->cb.deliver (tx->server->app, tx, tx->sender, transaction_rcpts (tx), tx->sha256, tx->size);
+	tx->error = g_steal_pointer (&error);
+	body_refuse (tx->session, tx);
+	transaction_retire (tx);
 }
 
 static gboolean

@@ -35,7 +35,8 @@ typedef struct {
 	 * temporary codes -> 451 4.3.0 (DISK_FULL 452 4.3.1). */
 	gboolean (*check_recipient) (gpointer app, const char *address, GError **error);
 	/* After the final dot (or BDAT LAST): the raw message is durable in the
-	 * spool under raw_sha256.  The application must call
+	 * spool under raw_sha256.  Called on the worker thread that made it
+	 * durable, never on the main loop.  The application must call
 	 * md_lmtp_transaction_done exactly once, now or later, from any thread.
 	 * The strings stay valid until then.  sender is "" for <>. */
 	void (*deliver) (gpointer app, MdLmtpTransaction *tx, const char *sender,

@@ -75,7 +75,8 @@ app_deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char
 
 	p->tx = tx;
 	p->n_recipients = g_strv_length ((char **) recipients);
-	md_writer_submit (d->writer, md_ingest_job_new (d->desk, raw_sha256, size, &env), on_ingested, p);
+	/* on the engine's spool-commit thread: parse right here */
+	md_writer_submit_here (d->writer, md_ingest_job_new (d->desk, raw_sha256, size, &env), on_ingested, p);
 }
 
 static const MdLmtpCallbacks lmtp_callbacks = { app_check_recipient, app_deliver };

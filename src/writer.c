@@ -131,6 +131,16 @@ md_writer_submit (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer use
 }
 
 void
+md_writer_submit_here (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data)
+{
+	Item *item = g_new0 (Item, 1);
+	item->job = job;
+	item->done = done;
+	item->user_data = user_data;
+	parse_one (item, w);
+}
+
+void
 md_writer_set_commit_hook (MdWriter *w, void (*hook) (gpointer), gpointer user_data)
 {
 	w->commit_hook = hook;

@@ -22,6 +22,10 @@ typedef void (*MdWriterDone) (MdIngestJob *job, const GError *error, gpointer us
 MdWriter *md_writer_start (MdDesk *desk, int parse_threads, GError **error);
 /* Takes ownership of JOB. */
 void md_writer_submit (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data);
+/* The same, but parses on the calling thread, which must be a worker
+ * thread (the LMTP engine's spool-commit thread) and never the main loop:
+ * one thread switch fewer per message. */
+void md_writer_submit_here (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data);
 /* Finishes every submitted job, then stops the threads. */
 void md_writer_stop (MdWriter *w);
 

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,8 @@ static const KeySpec desk_keys[] = {
 	{ "lmtp", "max_recipients", KEY_INT, F (max_recipients), "100" },
 	{ "lmtp", "max_connections", KEY_INT, F (max_connections), "512" },
 	{ "lmtp", "idle_timeout", KEY_INT, F (idle_timeout), "300" },
+	{ "lmtp", "unix_group", KEY_STRING, F (unix_group), NULL },
+	{ "lmtp", "unix_mode", KEY_STRING, F (unix_mode), "0660" },
 	{ "smtp", "url", KEY_STRING, F (smtp_url), "smtp://127.0.0.1:25" },
 	{ "smtp", "from", KEY_STRING, F (smtp_from), NULL },
 	{ "smtp", "user", KEY_STRING, F (smtp_user), NULL },
@@ -298,6 +301,8 @@ md_conf_free (MdConf *conf)
 	g_free (conf->domain);
 	g_free (conf->intake);
 	g_free (conf->ticket_prefix);
+	g_free (conf->unix_group);
+	g_free (conf->unix_mode);
 	g_free (conf->data_dir);
 	g_free (conf->rules);
 	g_free (conf->templates);
@@ -390,6 +395,26 @@ check_values (Loader *l, MdConf *conf)
 	}
 	if (conf->listen && !conf->listen[0])
 		loader_error (l, line_of (l->lines, "lmtp", "listen"), "listen needs at least one address");
+	if (conf->unix_group && !getgrnam (conf->unix_group))
+		loader_error (l, line_of (l->lines, "lmtp", "unix_group"), "unix_group: no group named \"%s\"",
+		              conf->unix_group);
+	if (conf->unix_mode && md_conf_unix_mode (conf) == 0)
+		loader_error (l, line_of (l->lines, "lmtp", "unix_mode"),
+		              "unix_mode: \"%s\" is not octal permissions for owner and group, such as 0660",
+		              conf->unix_mode);
+}
+
+/* Read and write for the owner at least, nothing for others: the
+ * socket takes mail into the desk. */
+guint
+md_conf_unix_mode (const MdConf *conf)
+{
+	const char *text = conf->unix_mode ? conf->unix_mode : "0660";
+	char *end = NULL;
+	guint64 mode = g_ascii_strtoull (text, &end, 8);
+	if (!*text || *end || mode > 0777 || (mode & 0007) || (mode & 0600) != 0600)
+		return 0;
+	return (guint) mode;
 }
 
 MdConf *

@@ -45,6 +45,8 @@ typedef struct {
 	int max_recipients;
 	int max_connections;
 	int idle_timeout;       /* seconds */
+	char *unix_group;       /* group of unix: listeners, e.g. "postfix"; NULL = the daemon's */
+	char *unix_mode;        /* octal permissions of unix: listeners, "0660" */
 
 	/* [smtp] */
 	char *smtp_url;
@@ -93,6 +95,8 @@ const char *md_conf_default_path (void);
 MdConf *md_conf_load_lenient (const char *path, GError **problems_r);
 
 void md_conf_free (MdConf *conf);
+/* [lmtp] unix_mode as permission bits, or 0 when it is not valid. */
+guint md_conf_unix_mode (const MdConf *conf);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConf, md_conf_free)
 
 /* "50M", "10k", "1G", plain bytes.  FALSE on junk. */

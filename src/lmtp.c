@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <gio/gunixsocketaddress.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,6 +56,7 @@ md_lmtp_server_unref (MdLmtpServer *s)
 	if (!g_atomic_int_dec_and_test (&s->ref))
 		return;
 	g_free ((char *) s->cfg.hostname);
+	g_free ((char *) s->cfg.unix_group);
 	g_ptr_array_unref (s->addresses);
 	g_ptr_array_unref (s->unix_paths);
 	g_main_context_unref (s->context);
@@ -362,6 +364,27 @@ clear_stale_socket (const char *path, GError **error)
 	return TRUE;
 }
 
+/* The MTA's group (Postfix's lmtp client runs as postfix) may connect.
+ * A daemon can give the socket only to a group it belongs to. */
+static gboolean
+give_to_group (const char *path, const char *group, GError **error)
+{
+	if (!group)
+		return TRUE;
+	struct group *g = getgrnam (group);
+	if (!g) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "unix:%s: no group named \"%s\"", path, group);
+		return FALSE;
+	}
+	if (chown (path, (uid_t) -1, g->gr_gid) < 0) {
+		int errsv = errno;
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "unix:%s: cannot give the socket to group %s: %s", path,
+		             group, g_strerror (errsv));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static GSocket *
 bind_unix (MdLmtpServer *s, const char *path, GError **error)
 {
@@ -379,6 +402,10 @@ bind_unix (MdLmtpServer *s, const char *path, GError **error)
 	umask (old_mask);
 	if (sock && chmod (path, s->cfg.unix_mode) < 0) {
 		md_set_errno_error (error, errno, "cannot chmod", path);
+		unlink (path);
+		g_clear_object (&sock);
+	}
+	if (sock && !give_to_group (path, s->cfg.unix_group, error)) {
 		unlink (path);
 		g_clear_object (&sock);
 	}
@@ -571,6 +598,7 @@ md_lmtp_server_new (const MdLmtpConfig *cfg, MdSpool *spool, const MdLmtpCallbac
 	s->ref = 1;
 	s->cfg = *cfg;
 	s->cfg.hostname = g_strdup (cfg->hostname ? cfg->hostname : g_get_host_name ());
+	s->cfg.unix_group = g_strdup (cfg->unix_group);
 	if (!s->cfg.max_recipients)
 		s->cfg.max_recipients = 100;   /* RFC 5321 4.5.3.1.8: at least 100 */
 	if (!s->cfg.max_line_length)

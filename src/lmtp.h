@@ -26,6 +26,7 @@ typedef struct {
 	guint idle_timeout_ms;    /* 421 4.4.2 and close; 0 = 300000 */
 	guint max_connections;    /* 421 4.3.2 at the greeting beyond; 0 = 256 */
 	guint unix_mode;          /* permissions of Unix sockets; 0 = 0660 */
+	const char *unix_group;   /* group of Unix sockets; NULL = the process's own */
 	gboolean trace;           /* every line in and out at g_debug */
 } MdLmtpConfig;
 

@@ -148,6 +148,8 @@ start_lmtp (Daemon *d, GError **error)
 		.max_recipients = (guint) conf->max_recipients,
 		.idle_timeout_ms = (guint) conf->idle_timeout * 1000,
 		.max_connections = (guint) conf->max_connections,
+		.unix_mode = md_conf_unix_mode (conf),
+		.unix_group = conf->unix_group,
 		.trace = g_getenv ("MAILDESK_TRACE") != NULL,
 	};
 	g_autoptr (MdLmtpServer) s = md_lmtp_server_new (&cfg, d->desk->spool, &lmtp_callbacks, d, error);

@@ -67,6 +67,52 @@ def test_file_modes(tap):
     desk.cleanup()
 
 
+def test_socket_group(tap):
+    """[lmtp] unix_group and unix_mode: the MTA's group may connect; a
+    group that does not exist or a mode open to others is a config error
+    with file:line."""
+    import grp
+    group = next((g for g in ("mail", "postfix", "daemon") if _has_group(g)), None)
+    port = free_port()
+    desk = Desk()
+    sock = os.path.join(desk.dir, "lmtp.sock")
+    with open(desk.conf_path, "a") as f:
+        f.write(f"[lmtp]\nlisten = 127.0.0.1:{port}, unix:{sock}\nunix_group = {group}\nunix_mode = 0620\n"
+                f"[smtp]\nurl = smtp://127.0.0.1:{free_port()}\n")
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, f"unix_group = {group}, unix_mode = 0620 pass check-config", p.stderr)
+    server = Server(desk, env={"MAILDESK_NOW": NOW})
+    server.start(port)
+    st = os.stat(sock) if os.path.exists(sock) else None
+    tap.eq(grp.getgrgid(st.st_gid).gr_name if st else None, group, "the socket belongs to the configured group")
+    tap.eq(oct(stat.S_IMODE(st.st_mode)) if st else None, oct(0o620), "with the configured mode")
+    tap.eq(server.stop(), 0, "serve stops")
+
+    lines = open(desk.conf_path).read().splitlines()
+    bad = [l.replace(f"unix_group = {group}", "unix_group = no-such-group-here")
+           .replace("unix_mode = 0620", "unix_mode = 0666") for l in lines]
+    with open(desk.conf_path, "w") as f:
+        f.write("\n".join(bad) + "\n")
+    p = desk.run("check-config")
+    err = p.stderr.decode(errors="replace")
+    group_line = next(i + 1 for i, l in enumerate(bad) if l.startswith("unix_group"))
+    mode_line = next(i + 1 for i, l in enumerate(bad) if l.startswith("unix_mode"))
+    tap.ok(p.returncode != 0, "a missing group or a mode open to others fails check-config")
+    tap.ok(f"maildesk.conf:{group_line}: unix_group: no group named \"no-such-group-here\"" in err,
+           "the missing group is named with file:line", err)
+    tap.ok(f"maildesk.conf:{mode_line}: unix_mode:" in err, "so is the bad mode", err)
+    desk.cleanup()
+
+
+def _has_group(name):
+    import grp
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
 def unit_settings(path):
     settings = {}
     for line in open(path):
@@ -97,4 +143,4 @@ def test_systemd_unit(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_file_modes, test_systemd_unit)
+    run_tests(test_file_modes, test_socket_group, test_systemd_unit)

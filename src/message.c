@@ -42,6 +42,12 @@
 /* Lines that look like MIME boundaries given to GMime: it builds the
  * whole tree of parts (about 2 KiB each) before we can count them. */
 #define MAX_BOUNDARY_LINES 10000
+/* Header fields given to GMime, which keeps an object of about 700 bytes
+ * for each: in the top-level section, in one part's or embedded
+ * message's header block, and in all such blocks together. */
+#define MAX_HEADER_FIELDS 10000
+#define MAX_PART_HEADER_FIELDS 2000
+#define MAX_PART_HEADER_FIELDS_TOTAL 40000
 
 /* ---- a GMimeStream that writes into a spool writer and/or memory ---- */
 
@@ -1216,7 +1222,8 @@ header_section_too_long (int fd, gint64 *cut_r, gint64 *resume_r)
 {
 	char buf[65536];
 	gint64 offset = 0, cut = 0;
-	gboolean line_start = TRUE;
+	gboolean line_start = TRUE, within = TRUE;
+	guint fields = 1;
 	ssize_t n;
 
 	while ((n = pread (fd, buf, sizeof buf, offset)) > 0) {
@@ -1225,19 +1232,25 @@ header_section_too_long (int fd, gint64 *cut_r, gint64 *resume_r)
 			if (line_start && buf[i] == '\r' && (i + 1 < n || pread (fd, &next, 1, offset + i + 1) == 1))
 				next = i + 1 < n ? buf[i + 1] : next;
 			if (line_start && (buf[i] == '\n' || (buf[i] == '\r' && next == '\n'))) {
-				if (offset + i <= MAX_HEADER_SECTION)
+				if (within)
 					return FALSE;
 				*cut_r = cut ? cut : MAX_HEADER_SECTION;
 				*resume_r = offset + i;
 				return TRUE;
 			}
-			line_start = buf[i] == '\n';
-			if (line_start && offset + i + 1 <= MAX_HEADER_SECTION)
-				cut = offset + i + 1;
+			gboolean line_end = buf[i] == '\n';
+			/* a field starts the next line unless it is folded */
+			gboolean field_next = line_end && (i + 1 < n ? buf[i + 1] != ' ' && buf[i + 1] != '\t' : TRUE);
+			line_start = line_end;
+			if (line_end && within) {
+				within = offset + i + 1 <= MAX_HEADER_SECTION && (!field_next || ++fields < MAX_HEADER_FIELDS);
+				if (within)
+					cut = offset + i + 1;
+			}
 		}
 		offset += n;
 	}
-	if (offset <= MAX_HEADER_SECTION)
+	if (within && offset <= MAX_HEADER_SECTION)
 		return FALSE;
 	*cut_r = cut ? cut : MAX_HEADER_SECTION;
 	*resume_r = offset;
@@ -1262,16 +1275,91 @@ boundary_like (const char *line, gsize len)
 	return !only_dashes;
 }
 
-/* The offset where the MAX_BOUNDARY_LINES-th boundary-like line starts,
- * or -1 when there are fewer.  Lines are read from FROM on, only their
- * first bytes kept. */
+/* Whether a line (its first bytes in HEAD) looks like a header field:
+ * a field name, then ':'. */
+static gboolean
+field_like (const char *head, gsize len)
+{
+	gsize i = 0;
+	while (i < len && head[i] > ' ' && head[i] < 127 && head[i] != ':')
+		i++;
+	return i > 0 && i < len && head[i] == ':';
+}
+
+static gboolean
+mentions_message_type (const char *head, gsize len)
+{
+	for (gsize i = 0; i + 8 <= len; i++)
+		if (g_ascii_strncasecmp (head + i, "message/", 8) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+/* Where GMime must stop reading, as the header blocks of parts are
+ * scanned; one instance per message. */
+typedef struct {
+	enum { IN_BODY, IN_PART_HEADERS, EMBEDDED_NEXT } state;
+	gboolean top;        /* in the top-level header block: bounded elsewhere */
+	gboolean embeds;     /* this header block announced a message/... part */
+	guint boundaries;
+	guint block_fields;
+	guint total_fields;
+} PartScan;
+
+/* Feeds one line; FALSE with *why_r set when GMime must not see it. */
+static gboolean
+part_scan_line (PartScan *ps, const char *head, gsize len, const char **why_r)
+{
+	gboolean blank = len == 0 || head[0] == '\n' || (head[0] == '\r' && (len == 1 || head[1] == '\n'));
+
+	if (len >= 3 && head[0] == '-' && head[1] == '-' && boundary_like (head, len)) {
+		if (++ps->boundaries >= MAX_BOUNDARY_LINES) {
+			*why_r = "more than " G_STRINGIFY (MAX_BOUNDARY_LINES) " MIME boundaries";
+			return FALSE;
+		}
+		ps->state = IN_PART_HEADERS;
+		ps->top = ps->embeds = FALSE;
+		ps->block_fields = 0;
+		return TRUE;
+	}
+	if (ps->state == IN_BODY)
+		return TRUE;
+	if (ps->state == EMBEDDED_NEXT && !blank) {
+		ps->state = IN_PART_HEADERS;   /* an embedded message's own header block */
+		ps->embeds = FALSE;
+		ps->block_fields = 0;
+	}
+	gboolean folded = head[0] == ' ' || head[0] == '\t';
+	if (ps->state == IN_PART_HEADERS && !blank && (folded || field_like (head, len))) {
+		ps->embeds |= mentions_message_type (head, len);
+		if (ps->top || folded)
+			return TRUE;
+		if (++ps->block_fields > MAX_PART_HEADER_FIELDS) {
+			*why_r = "a header block of more than " G_STRINGIFY (MAX_PART_HEADER_FIELDS) " fields";
+			return FALSE;
+		}
+		if (++ps->total_fields > MAX_PART_HEADER_FIELDS_TOTAL) {
+			*why_r = "more than " G_STRINGIFY (MAX_PART_HEADER_FIELDS_TOTAL) " header fields in parts";
+			return FALSE;
+		}
+		return TRUE;
+	}
+	ps->state = blank && ps->state == IN_PART_HEADERS && ps->embeds ? EMBEDDED_NEXT : IN_BODY;
+	ps->top = FALSE;
+	return TRUE;
+}
+
+/* The offset of the first line GMime must not see, or -1: past
+ * MAX_BOUNDARY_LINES boundary-like lines, or inside a part's header block
+ * (or an embedded message's) past the header bounds.  Lines are read
+ * from the start, only their first bytes kept. */
 static gint64
-too_many_parts_at (int fd, gint64 from)
+parse_end_at (int fd, const char **why_r)
 {
 	char buf[65536], head[80];
 	gsize head_len = 0;
-	gint64 offset = from, line_start = from;
-	int count = 0;
+	gint64 offset = 0, line_start = 0;
+	PartScan ps = { .state = IN_PART_HEADERS, .top = TRUE };
 	ssize_t n;
 
 	while ((n = pread (fd, buf, sizeof buf, offset)) > 0) {
@@ -1280,8 +1368,7 @@ too_many_parts_at (int fd, gint64 from)
 				head[head_len++] = buf[i];
 			if (buf[i] != '\n')
 				continue;
-			if (head_len >= 3 && head[0] == '-' && head[1] == '-' && head_len < sizeof head
-			    && boundary_like (head, head_len) && ++count >= MAX_BOUNDARY_LINES)
+			if (!part_scan_line (&ps, head, head_len, why_r))
 				return line_start;
 			head_len = 0;
 			line_start = offset + i + 1;
@@ -1300,7 +1387,10 @@ bounded_stream (MdMessage *msg, int fd)
 	gint64 cut, resume;
 
 	gboolean long_headers = header_section_too_long (fd, &cut, &resume);
-	gint64 end = too_many_parts_at (fd, long_headers ? resume : 0);
+	const char *why = NULL;
+	gint64 end = parse_end_at (fd, &why);
+	if (long_headers && end >= 0 && end < resume)
+		end = resume;  /* boundary-like lines inside the top-level headers */
 	if (!long_headers && end < 0)
 		return file;
 	if (long_headers)
@@ -1308,8 +1398,8 @@ bounded_stream (MdMessage *msg, int fd)
 	else
 		cut = resume = 0;
 	if (end >= 0)
-		add_problem (msg, "more than %d MIME boundaries: the rest of the message, from byte %" G_GINT64_FORMAT
-		             ", is only in the raw message", MAX_BOUNDARY_LINES, end);
+		add_problem (msg, "%s: the rest of the message, from byte %" G_GINT64_FORMAT
+		             ", is only in the raw message", why, end);
 	GMimeStream *cat = g_mime_stream_cat_new ();
 	GMimeStream *head = g_mime_stream_substream (file, 0, cut);
 	GMimeStream *rest = g_mime_stream_substream (file, resume, end);

@@ -100,6 +100,39 @@ def test_endless_headers(tap):
     desk.cleanup()
 
 
+def test_headers_inside_parts(tap):
+    """GMime keeps an object of ~700 bytes per header field wherever it is:
+    a part's header block, or an embedded message's, is bounded too."""
+    desk = Desk()
+    fields = "".join(f"X-F{i}: v\r\n" for i in range(400000))
+    in_part = mime("--b\r\nContent-Type: text/plain\r\n\r\nthe customer's text\r\n--b\r\n" + fields +
+                   "Content-Type: text/plain\r\n\r\nafter\r\n--b--\r\n", headers=["Subject: fields in a part"])
+    embedded = mime("--b\r\nContent-Type: text/plain\r\n\r\nsee the forwarded mail\r\n--b\r\n"
+                    "Content-Type: message/rfc822\r\n\r\nFrom: x@example.org\r\n" + fields +
+                    "Subject: inner\r\n\r\ninner body\r\n--b--\r\n", headers=["Subject: fields in a forward"])
+    many_blocks = mime("--b\r\nContent-Type: text/plain\r\n\r\nmany blocks\r\n" +
+                       "".join(f"--b\r\n{''.join(f'X-{j}: v{chr(13)}{chr(10)}' for j in range(1500))}\r\nx\r\n"
+                               for _ in range(200)) + "--b--\r\n", headers=["Subject: many blocks"])
+    short_top = (f"From: alice@customer.example\r\nSubject: short fields\r\nMessage-ID: <short@customer.example>\r\n"
+                 + "".join(f"X:{i % 10}\r\n" for i in range(150000)) + "\r\nthe body after short fields\r\n").encode()
+    for name, data, text in (("150,000 short top-level fields", short_top, "the body after short fields"),
+                             ("400,000 fields in a part", in_part, "the customer's text"),
+                             ("400,000 fields in an embedded message", embedded, "see the forwarded mail"),
+                             ("200 parts of 1,500 fields", many_blocks, "many blocks")):
+        t0 = time.time()
+        rc, out, err, rss = deliver_measured(desk, data)
+        took = time.time() - t0
+        tap.diag(f"{name}: {len(data) >> 20} MB, exit {rc}, {took:.1f} s, peak RSS {rss} KiB")
+        tap.ok(rc == 0 and out.strip().startswith("SUP-"), f"{name}: kept as a ticket", err)
+        tap.ok(rss < RSS_LIMIT_KB, f"{name}: bounded memory ({rss} KiB)")
+        if rc == 0:
+            m = desk.show(out.strip())["messages"][0]
+            tap.ok(text in m["body"], f"{name}: the text before them is the body", m["body"][:200])
+            tap.ok("header" in (m.get("flag") or "") or "cut" in (m.get("flag") or ""),
+                   f"{name}: flagged for a human", m.get("flag"))
+    desk.cleanup()
+
+
 def test_many_parts_and_nesting(tap):
     desk = Desk()
     parts = "".join(f"--b\r\nContent-Type: application/octet-stream\r\n"
@@ -299,5 +332,5 @@ def test_lmtp_hostile(tap):
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    run_tests(test_endless_headers, test_many_parts_and_nesting, test_bytes_and_line_ends,
+    run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_bytes_and_line_ends,
               test_no_header_injection, test_path_names_and_syntax, test_lmtp_hostile)

@@ -91,6 +91,9 @@ static const char *const md_schema_migrations[] = {
 	"CREATE INDEX timers_due ON timers(due_at) WHERE done_at IS NULL;\n"
 	"CREATE TABLE imap_state (\n"
 	"  mailbox TEXT PRIMARY KEY, uidvalidity INTEGER NOT NULL, last_uid INTEGER NOT NULL);\n",
+	/* version 2: a person's tickets as participant (ticket list --requester,
+	 * #list) without reading every participant row */
+	"CREATE INDEX participants_person ON participants(person_id, ticket_id);\n",
 };
 
 #endif

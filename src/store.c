@@ -655,15 +655,26 @@ md_store_ticket_get (MdStore *store, gint64 id, GError **error)
 GPtrArray *
 md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 {
+#define LIST_FILTERS \
+	"(?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.category = ?2) " \
+	"AND (?3 IS NULL OR t.priority = ?3) AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) "
+	/* A person's tickets are found through three indexes (requester,
+	 * organization, participant), never by reading every ticket. */
+	gboolean for_person = f && f->requester;
 	sqlite3_stmt *s = stmt (store,
-	                        TICKET_SELECT
-	                        "WHERE (?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.category = ?2) "
-	                        "AND (?3 IS NULL OR t.priority = ?3) "
-	                        "AND (?4 IS NULL OR r.email = ?4 OR (t.shared AND t.organization_id = ?5) "
-	                        "     OR t.id IN (SELECT pa.ticket_id FROM participants pa JOIN people pp "
-	                        "                 ON pp.id = pa.person_id WHERE pp.email = ?4)) "
-	                        "AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) "
-	                        "ORDER BY t.id LIMIT ?6", error);
+	                        for_person
+	                        ? TICKET_SELECT
+	                          "WHERE t.id IN ("
+	                          "  SELECT t2.id FROM people p2 JOIN tickets t2 ON t2.requester_id = p2.id "
+	                          "  WHERE p2.email = ?4 "
+	                          "  UNION SELECT t3.id FROM tickets t3 WHERE ?5 > 0 AND t3.organization_id = ?5 "
+	                          "  AND t3.shared "
+	                          "  UNION SELECT pa.ticket_id FROM people pp JOIN participants pa ON pa.person_id = pp.id "
+	                          "  WHERE pp.email = ?4) "
+	                          "AND " LIST_FILTERS "ORDER BY t.id LIMIT ?6"
+	                        : TICKET_SELECT "WHERE " LIST_FILTERS "ORDER BY t.id LIMIT ?6",
+	                        error);
+#undef LIST_FILTERS
 	if (!s)
 		return NULL;
 	bind_text (s, 1, f ? f->status : NULL);

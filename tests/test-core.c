@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "md.h"
+#include "schema.sql.h"
 #include "store.h"
 #include "thread.h"
 #include "token.h"
@@ -204,6 +205,96 @@ test_store_dedupe_and_threading (void)
 	g_assert_no_error (error);
 }
 
+static gint64
+add_ticket (MdStore *store, gint64 requester, gint64 org, gboolean shared)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
+	t->subject = g_strdup ("x");
+	t->category = "Bug";
+	t->priority = "P3";
+	t->status = "Waiting for triage";
+	t->requester_id = requester;
+	t->organization_id = org;
+	t->shared = shared;
+	t->created_at = t->updated_at = t->status_changed_at = 1000;
+	g_assert_true (md_store_ticket_insert (store, t, &error));
+	return t->id;
+}
+
+/* What a person's #list shows: their own tickets, their organization's
+ * shared ones and those they take part in; found through indexes, so it
+ * costs the same in a desk of a million tickets.  The check of the plan
+ * runs in a child whose stderr carries MAILDESK_DEBUG_SCANS's report. */
+static void
+test_person_ticket_list (void)
+{
+	if (g_test_subprocess ()) {
+		g_autoptr (GError) error = NULL;
+		g_autofree char *path = temp_db ();
+		g_setenv ("MAILDESK_DEBUG_SCANS", "1", TRUE);
+		MdStore *store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+		gint64 alice, bob, carol, org;
+		g_assert_true (md_store_person_ensure (store, "alice@example.org", NULL, &alice, &error));
+		g_assert_true (md_store_person_ensure (store, "bob@example.org", NULL, &bob, &error));
+		g_assert_true (md_store_person_ensure (store, "carol@example.org", NULL, &carol, &error));
+		g_assert_true (md_store_org_add (store, "Acme", NULL, &org, &error));
+		g_assert_true (md_store_org_add_member (store, org, "alice@example.org", &error));
+		md_store_begin (store, &error);
+		for (int i = 0; i < 2000; i++)
+			add_ticket (store, carol, 0, FALSE);
+		gint64 own = add_ticket (store, alice, org, FALSE);
+		gint64 shared = add_ticket (store, bob, org, TRUE);
+		add_ticket (store, bob, org, FALSE);        /* private to bob */
+		gint64 cc = add_ticket (store, carol, 0, FALSE);
+		g_assert_true (md_store_participant_add (store, cc, alice, &error));
+		g_assert_true (md_store_participant_add (store, own, alice, &error));  /* found once */
+		md_store_commit (store, &error);
+		g_assert_no_error (error);
+
+		MdTicketFilter f = { .requester = "ALICE@example.org", .org_id = org, .limit = 200 };
+		g_autoptr (GPtrArray) list = md_store_ticket_list (store, &f, &error);
+		g_assert_no_error (error);
+		g_assert_cmpuint (list->len, ==, 3);
+		g_assert_cmpint (((MdTicket *) list->pdata[0])->id, ==, own);
+		g_assert_cmpint (((MdTicket *) list->pdata[1])->id, ==, shared);
+		g_assert_cmpint (((MdTicket *) list->pdata[2])->id, ==, cc);
+		MdTicketFilter open_only = { .requester = "alice@example.org", .org_id = org, .status = "Resolved" };
+		g_autoptr (GPtrArray) none = md_store_ticket_list (store, &open_only, &error);
+		g_assert_cmpuint (none->len, ==, 0);
+		md_store_close (store);  /* reports full scans on stderr */
+		return;
+	}
+	g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+	g_test_trap_assert_passed ();
+	g_test_trap_assert_stderr_unmatched ("*full scan*");
+}
+
+/* A version 1 database (the first release) gains version 2's index and
+ * keeps its rows. */
+static void
+test_schema_v1_to_v2 (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	sqlite3 *db = NULL;
+	g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_exec (db, md_schema_migrations[0], NULL, NULL, NULL), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_exec (db, "PRAGMA user_version = 1; INSERT INTO people (email, created_at) "
+	                                   "VALUES ('old@example.org', 1)", NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_close (db);
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (md_store_schema_version (store), ==, 2);
+	g_autoptr (MdPerson) p = md_store_person_find (store, "old@example.org", &error);
+	g_assert_nonnull (p);
+	sqlite3_stmt *s = NULL;
+	sqlite3_prepare_v2 (md_store_db (store), "SELECT 1 FROM sqlite_master WHERE name = 'participants_person'", -1,
+	                    &s, NULL);
+	g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
+	sqlite3_finalize (s);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -215,5 +306,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/thread/store-lookups", test_store_dedupe_and_threading);
 	g_test_add_func ("/store/migration", test_schema_migration);
 	g_test_add_func ("/store/from-empty-file", test_schema_from_empty_file);
+	g_test_add_func ("/store/v1-to-v2", test_schema_v1_to_v2);
+	g_test_add_func ("/store/person-ticket-list", test_person_ticket_list);
 	return g_test_run ();
 }

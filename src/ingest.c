@@ -289,6 +289,7 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	t->linked_ticket_id = linked_to;
 	g_autofree char *linked_key = linked_to ? md_ticket_key (job->desk->conf->ticket_prefix, linked_to) : NULL;
 	t->flag = cls->quarantine ? g_strdup ("quarantined by rules") : problems_flag (msg);
+	t->first_response_due = md_workflow_first_response_due (job->desk, t->priority, t->created_at);
 	if (!md_store_ticket_insert (store, t, error))
 		return FALSE;
 
@@ -304,20 +305,24 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	job->result.ticket_id = t->id;
 	job->result.new_ticket = TRUE;
 
-	t->first_response_due = md_workflow_first_response_due (job->desk, t->priority, t->created_at);
-	g_autoptr (MdTicket) full = NULL;
-	if (!md_store_ticket_update (store, t, error) || !(full = md_store_ticket_get (store, t->id, error)) ||
-	    !md_schedule_ticket (job->desk, store, full, error))
+	g_autoptr (MdTicket) full = md_store_ticket_get (store, t->id, error);
+	if (!full)
 		return FALSE;
+	/* Intake may change the status again (Waiting for customer): the
+	 * timers are armed once, for the state the ticket ends in. */
+	full->timers_held = TRUE;
 	g_autoptr (MdIntake) intake = md_intake_new_ticket (job->desk, store, full, msg, error);
 	if (!intake)
 		return FALSE;
-	if (cls->quarantine)
-		return TRUE;  /* held for a human: nobody is mailed */
 	MdPersonRef author = { job->sender_addr, msg->from_name };
-	return md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), error) &&
-	       md_intake_ask (job->desk, store, full, intake, msg, error) &&
-	       md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error);
+	/* A quarantined ticket is held for a human: nobody is mailed. */
+	if (!cls->quarantine &&
+	    !(md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), error) &&
+	      md_intake_ask (job->desk, store, full, intake, msg, error) &&
+	      md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error)))
+		return FALSE;
+	full->timers_held = FALSE;
+	return md_schedule_new_ticket (job->desk, store, full, error);
 }
 
 static gboolean

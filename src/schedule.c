@@ -269,12 +269,13 @@ find_row (const Row *rows, int n, const char *kind, const char *arg)
 
 /* Makes the ticket's rows match WANTED.  A reminder whose time has
  * already passed when it is armed (the deadline moved closer) is not
- * sent late: it would only repeat what a later one says. */
+ * sent late: it would only repeat what a later one says.  NONE: the
+ * ticket is known to have no rows yet, so none are read. */
 static gboolean
-sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, GError **error)
+sync_rows_known (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, gboolean none, GError **error)
 {
 	Row rows[MAX_ROWS];
-	int n = read_rows (store, ticket_id, rows, error);
+	int n = none ? 0 : read_rows (store, ticket_id, rows, error);
 	gboolean ok = n >= 0;
 
 	for (int i = 0; ok && i < n; i++) {
@@ -298,12 +299,30 @@ sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now,
 	return ok;
 }
 
+static gboolean
+sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, GError **error)
+{
+	return sync_rows_known (store, ticket_id, wanted, now, FALSE, error);
+}
+
 gboolean
 md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
 {
+	if (ticket->timers_held)
+		return TRUE;
 	TimerSet wanted;
 	wanted_timers (desk, ticket, &wanted);
 	return sync_rows (store, ticket->id, &wanted, md_now (), error);
+}
+
+/* Ticket ids are AUTOINCREMENT, never reused, and timers reference
+ * tickets: a ticket made in this transaction has no rows to read. */
+gboolean
+md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
+{
+	TimerSet wanted;
+	wanted_timers (desk, ticket, &wanted);
+	return sync_rows_known (store, ticket->id, &wanted, md_now (), TRUE, error);
 }
 
 gint64

@@ -14,6 +14,9 @@
  * first response, cancelling those that no longer apply.  Runs inside
  * the caller's transaction. */
 gboolean md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
+/* Like md_schedule_ticket for a ticket created in this transaction, which
+ * has no timer rows yet: arms its timers without reading them first. */
+gboolean md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
 
 /* Runs every timer due at NOW, each at most once: a timer is marked done
  * in the transaction that queues its mail.  Timers are grouped 64 to a

@@ -91,6 +91,9 @@ typedef struct {
 	gint64 linked_ticket_id; /* the resolved ticket this one follows up */
 	char *flag;              /* "needs human: ...", "quarantined", ... or NULL */
 	char *tags;              /* comma-separated, or NULL */
+	/* Not stored: while set, md_schedule_ticket leaves the timers alone
+	 * and whoever set it arms them once it is done changing the ticket. */
+	gboolean timers_held;
 } MdTicket;
 void md_ticket_free (MdTicket *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdTicket, md_ticket_free)

@@ -23,6 +23,7 @@ struct _MdIntake {
 	MdForms *forms;            /* a reference: the form points into it */
 	const MdForm *form;        /* NULL when none applies */
 	GPtrArray *entries;        /* MdFormEntry* of the first message */
+	GHashTable *fields;        /* the ticket's fields, as stored; NULL without a form */
 	GHashTable *ack_vars;
 };
 
@@ -35,6 +36,8 @@ md_intake_free (MdIntake *in)
 		g_ptr_array_unref (in->entries);
 	if (in->forms)
 		md_forms_unref (in->forms);
+	if (in->fields)
+		g_hash_table_unref (in->fields);
 	g_hash_table_unref (in->ack_vars);
 	g_free (in);
 }
@@ -245,9 +248,10 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 
 	if (!record (store, t, NULL, "form", NULL, md_form_name (in->form), error))
 		return NULL;
-	g_autoptr (GHashTable) fields = md_store_fields (store, t->id, error);
-	if (!fields)
-		return NULL;
+	/* None stored yet: ticket ids are AUTOINCREMENT, never reused, and
+	 * fields reference tickets.  Kept up to date for md_intake_ask. */
+	in->fields = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+	GHashTable *fields = in->fields;
 	in->entries = md_form_recognize (in->form, msg->body);
 	if (!store_entries (store, t, fields, in->entries, t->requester, NULL, NULL, error) ||
 	    !fill_remembered (store, t, in->form, fields, error))
@@ -296,11 +300,8 @@ md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const Md
 {
 	if (!in->form || !t->requester || md_notify_suppress_reason (msg, NULL) || !md_status_is_open (t->status))
 		return TRUE;
-	g_autoptr (GHashTable) fields = md_store_fields (store, t->id, error);
-	if (!fields)
-		return FALSE;
 	g_autofree char *missing = NULL, *fill_in = NULL, *summary = NULL;
-	describe_missing (in->form, fields, in->entries, &missing, &fill_in, &summary);
+	describe_missing (in->form, in->fields, in->entries, &missing, &fill_in, &summary);
 	if (!*missing)
 		return TRUE;
 	/* The acknowledgement told the customer of a short notice already. */

@@ -36,7 +36,9 @@ GHashTable *md_intake_ack_vars (MdIntake *intake);
 /* When the new ticket's form lacks fields or has invalid ones: mails the
  * requester one question listing exactly those (fields-missing) and sets
  * Waiting for customer.  Does nothing when the form is complete, when
- * no form applies, or when MSG may not be answered automatically. */
+ * no form applies, or when MSG may not be answered automatically.  The
+ * fields are those md_intake_new_ticket stored: nothing may set others
+ * in between. */
 gboolean md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *ticket, MdIntake *intake, const MdMessage *msg,
                         GError **error);
 

@@ -153,7 +153,10 @@ md_outbox_enqueue (MdStore *store, gint64 ticket_id, const char *kind, const cha
 
 	if (!validate (kind, mail_from, rcpts, raw_sha256, message_id, error))
 		return FALSE;
-	/* all recipients or none, with or without the caller's transaction */
+	/* all recipients or none, with or without the caller's transaction:
+	 * one recipient is one INSERT, atomic by itself */
+	if (!rcpts[1])
+		return insert_rows (store, ticket_id, kind, mail_from, rcpts, raw_sha256, message_id, error);
 	if (sqlite3_exec (db, "SAVEPOINT outbox_enqueue", NULL, NULL, NULL) != SQLITE_OK) {
 		md_store_set_error (store, error, "outbox savepoint");
 		return FALSE;

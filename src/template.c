@@ -735,18 +735,22 @@ render_nodes (GPtrArray *nodes, GHashTable *vars, GString *out, gsize limit)
 static char *
 one_line (const char *text)
 {
-	GString *out = g_string_new (NULL);
+	GString *out = g_string_sized_new (strlen (text));
 	gboolean space = FALSE;
 	for (const char *c = text; *c; c = g_utf8_next_char (c)) {
-		gunichar u = g_utf8_get_char (c);
-		if (g_unichar_iscntrl (u) || g_unichar_isspace (u) || u == 0x2028 || u == 0x2029) {
+		/* ASCII without the Unicode tables: the white space there
+		 * other than ' ' is all control characters */
+		gboolean ascii = !((guchar) *c & 0x80);
+		gunichar u = ascii ? (guchar) *c : g_utf8_get_char (c);
+		if (ascii ? u <= 0x20 || u == 0x7f
+		          : g_unichar_iscntrl (u) || g_unichar_isspace (u) || u == 0x2028 || u == 0x2029) {
 			space = out->len > 0;
 			continue;
 		}
 		if (space)
 			g_string_append_c (out, ' ');
 		space = FALSE;
-		g_string_append_unichar (out, u);
+		g_string_append_len (out, c, g_utf8_next_char (c) - c);
 	}
 	return g_string_free (out, FALSE);
 }

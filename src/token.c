@@ -16,12 +16,50 @@
 /* RFC 4648 base32 alphabet, lowercased. */
 static const char base32[] = "abcdefghijklmnopqrstuvwxyz234567";
 
+/* Per thread: the HMAC keyed with the last secret, to copy instead of
+ * keying anew, and the last token made, because notify asks for the
+ * same ticket's address twice in a row (its variables, its Reply-To). */
+typedef struct {
+	GBytes *secret;
+	GHmac *keyed;
+	gint64 ticket_id;
+	char token[MD_TOKEN_LEN + 1];
+} TokenCache;
+
+static void
+token_cache_free (gpointer data)
+{
+	TokenCache *cache = data;
+	g_bytes_unref (cache->secret);
+	g_hmac_unref (cache->keyed);
+	g_free (cache);
+}
+
+static GPrivate token_cache = G_PRIVATE_INIT (token_cache_free);
+
+static TokenCache *
+token_cache_for (GBytes *secret)
+{
+	TokenCache *cache = g_private_get (&token_cache);
+	if (cache && g_bytes_equal (cache->secret, secret))
+		return cache;
+	gsize key_len = 0;
+	const guchar *key = g_bytes_get_data (secret, &key_len);
+	cache = g_new0 (TokenCache, 1);
+	cache->secret = g_bytes_ref (secret);
+	cache->keyed = g_hmac_new (G_CHECKSUM_SHA256, key, key_len);
+	g_private_replace (&token_cache, cache);
+	return cache;
+}
+
 char *
 md_token_compute (GBytes *secret, gint64 ticket_id)
 {
-	gsize key_len = 0;
-	const guchar *key = g_bytes_get_data (secret, &key_len);
-	g_autoptr (GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA256, key, key_len);
+	TokenCache *cache = token_cache_for (secret);
+	if (cache->token[0] && cache->ticket_id == ticket_id)
+		return g_strdup (cache->token);
+
+	g_autoptr (GHmac) hmac = g_hmac_copy (cache->keyed);
 	char number[32];
 	guint8 digest[32];
 	gsize digest_len = sizeof digest;
@@ -31,15 +69,15 @@ md_token_compute (GBytes *secret, gint64 ticket_id)
 	g_hmac_get_digest (hmac, digest, &digest_len);
 
 	/* 10 base32 characters take 50 bits: the first 7 bytes are enough. */
-	char *out = g_malloc (MD_TOKEN_LEN + 1);
 	guint64 bits = 0;
 	for (int i = 0; i < 7; i++)
 		bits = (bits << 8) | digest[i];
 	bits <<= 8;  /* the 56 bits to the top of the word */
 	for (int i = 0; i < MD_TOKEN_LEN; i++)
-		out[i] = base32[(bits >> (64 - 5 * (i + 1))) & 31];
-	out[MD_TOKEN_LEN] = 0;
-	return out;
+		cache->token[i] = base32[(bits >> (64 - 5 * (i + 1))) & 31];
+	cache->token[MD_TOKEN_LEN] = 0;
+	cache->ticket_id = ticket_id;
+	return g_strdup (cache->token);
 }
 
 GBytes *

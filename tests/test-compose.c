@@ -367,6 +367,10 @@ test_tag (void)
 		{ "  spaced \r\n out  ", "SUP-7", "[SUP-7] spaced out" },
 		{ "no tag", NULL, "no tag" },
 		{ "Помилка [SUP-7]", "SUP-7", "Помилка [SUP-7]" },
+		/* ASCII controls, DEL, Unicode spaces and line separators fold alike */
+		{ "\x7f a\tb\x01" "c\x1f\x7f d\xc2\xa0" "e\xe2\x80\xa8" "f\xe3\x80\x80" "g \xc2\x85", NULL, "a b c d e f g" },
+		{ "caf\xc3\xa9\x0b\x0c\xe2\x80\x83" "x", NULL, "caf\xc3\xa9 x" },
+		{ "bad \xff\xfe utf-8", NULL, "bad \xef\xbf\xbd\xef\xbf\xbd utf-8" },
 	};
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
 		g_autofree char *tagged = md_compose_tagged_subject (cases[i].subject, cases[i].key);
@@ -396,6 +400,36 @@ is_msg_id (const char *token)
 {
 	g_autoptr (GRegex) re = g_regex_new ("^<[^<>\\s@]+@[^<>\\s@]+>$", 0, 0, NULL);
 	return g_regex_match (re, token, 0, NULL);
+}
+
+/* Headers come out in the order of GMime's usual layout (compose sets
+ * them in that order), and a new Message-ID is under the desk's domain,
+ * case-folded. */
+static void
+test_header_order (void)
+{
+	MdOutgoing o = base_outgoing ();
+	o.desk_address = "support@Support.Example.COM";
+	o.subject = "Принтер горить";
+	o.in_reply_to = "<p@x.example>";
+	MdMailbox cc[] = { { "Carol", "carol@customer.example" } };
+	o.cc = cc;
+	o.n_cc = 1;
+	const char *extra[] = { "Content-Language", "uk", NULL };
+	o.headers = extra;
+	g_autofree char *raw = NULL, *id = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, &id);
+	g_auto (GStrv) headers = raw_headers (raw);
+	g_autoptr (GString) names = g_string_new (NULL);
+	for (char **h = headers; *h; h++)
+		g_string_append_printf (names, "%.*s,", (int) strcspn (*h, ":"), *h);
+	g_assert_cmpstr (names->str, ==,
+	                 "Date,From,Reply-To,Subject,To,Cc,Message-Id,In-Reply-To,References,"
+	                 "Auto-Submitted,X-Auto-Response-Suppress,X-Maildesk-Loop,X-Maildesk-Ticket,"
+	                 "Content-Language,MIME-Version,Content-Type,");
+	g_assert_cmpstr (g_mime_message_get_subject (msg), ==, "[SUP-7] Принтер горить");
+	g_assert_true (g_regex_match_simple ("^[0-9a-z]+\\.[0-9a-z]+@support\\.example\\.com$", id, 0, 0));
+	g_assert_cmpstr (raw_header (headers, "From"), ==, " Example Support <support@Support.Example.COM>");
 }
 
 static void
@@ -604,6 +638,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/refused", test_refused);
 	g_test_add_func ("/compose/address-validation", test_address_validation);
 	g_test_add_func ("/compose/tag", test_tag);
+	g_test_add_func ("/compose/header-order", test_header_order);
 	g_test_add_func ("/compose/threading", test_threading);
 	g_test_add_func ("/compose/extra-headers", test_extra_headers);
 	g_test_add_func ("/compose/attachments", test_attachments);

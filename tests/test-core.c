@@ -34,6 +34,37 @@ test_token_vectors (void)
 	}
 }
 
+static gpointer
+token_in_thread (gpointer key)
+{
+	return md_token_compute (key, 123);
+}
+
+/* md_token_compute keeps per-thread state (the keyed HMAC, the last
+ * token): another secret, the same id again, and another thread all
+ * give the right tokens. */
+static void
+test_token_cache (void)
+{
+	g_autoptr (GBytes) key = test_key ();
+	guint8 other_key[32];
+	for (int i = 0; i < 32; i++)
+		other_key[i] = (guint8) (0xff - i);
+	g_autoptr (GBytes) other = g_bytes_new (other_key, sizeof other_key);
+	static const struct { gboolean other; gint64 id; const char *token; } steps[] = {
+		{ FALSE, 123, "47cvhcslcv" }, { FALSE, 123, "47cvhcslcv" }, { TRUE, 123, "mlvg2jasuu" },
+		{ TRUE, 1, "ej3dl6yi6v" }, { FALSE, 1, "o5q3dtbfej" }, { TRUE, 1, "ej3dl6yi6v" },
+		{ FALSE, 123, "47cvhcslcv" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (steps); i++) {
+		g_autofree char *t = md_token_compute (steps[i].other ? other : key, steps[i].id);
+		g_assert_cmpstr (t, ==, steps[i].token);
+	}
+	GThread *thread = g_thread_new ("token", token_in_thread, other);
+	g_autofree char *t = g_thread_join (thread);
+	g_assert_cmpstr (t, ==, "mlvg2jasuu");
+}
+
 static void
 test_address_classify (void)
 {
@@ -300,6 +331,7 @@ main (int argc, char **argv)
 {
 	g_test_init (&argc, &argv, NULL);
 	g_test_add_func ("/token/vectors", test_token_vectors);
+	g_test_add_func ("/token/cache", test_token_cache);
 	g_test_add_func ("/token/address-classify", test_address_classify);
 	g_test_add_func ("/token/ticket-keys", test_ticket_keys);
 	g_test_add_func ("/thread/decide", test_thread_decide);

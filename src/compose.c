@@ -458,6 +458,12 @@ mime_body (const MdOutgoing *o, GError **error)
 static gboolean
 check_outgoing (const MdOutgoing *o, GError **error)
 {
+	return md_compose_check (o, error);
+}
+
+gboolean
+md_compose_check (const MdOutgoing *o, GError **error)
+{
 	if (!md_compose_address_is_valid (o->desk_address)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid desk address '%s'",
 		             o->desk_address ? o->desk_address : "");
@@ -472,8 +478,33 @@ check_outgoing (const MdOutgoing *o, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid ticket key '%s'", o->ticket_key);
 		return FALSE;
 	}
+	const MdMailbox *lists[] = { o->to, o->cc };
+	const gsize counts[] = { o->n_to, o->n_cc };
+	for (int l = 0; l < 2; l++)
+		for (gsize i = 0; i < counts[l]; i++) {
+			g_autofree char *email = strip_controls (lists[l][i].email);
+			if (!md_compose_address_is_valid (email)) {
+				g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid recipient address '%s'", email);
+				return FALSE;
+			}
+		}
+	for (gsize i = 0; o->headers && o->headers[i] && o->headers[i + 1]; i += 2)
+		if (g_ascii_strcasecmp (o->headers[i], "Importance") && g_ascii_strcasecmp (o->headers[i], "Content-Language")) {
+			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "header '%s' may not be set", o->headers[i]);
+			return FALSE;
+		}
+	if (o->n_attachments > MD_COMPOSE_MAX_ATTACHMENTS) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "more than %d attachments", MD_COMPOSE_MAX_ATTACHMENTS);
+		return FALSE;
+	}
+	g_autofree char *id = o->message_id ? clean_message_id (o->message_id) : NULL;
+	if (o->message_id && !id) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid Message-ID '%s'", o->message_id);
+		return FALSE;
+	}
 	return TRUE;
 }
+
 
 static const char *
 auto_submitted_value (MdAutoSubmitted kind)
@@ -536,6 +567,13 @@ new_message_id (const char *domain)
 	g_autofree char *lower = g_ascii_strdown (domain, -1);
 	g_string_append (id, lower);
 	return g_string_free (id, FALSE);
+}
+
+char *
+md_compose_new_message_id (const char *desk_address)
+{
+	const char *at = desk_address ? strrchr (desk_address, '@') : NULL;
+	return new_message_id (at ? at + 1 : "localhost");
 }
 
 /* The message, and its Message-ID without brackets in *id_r. */

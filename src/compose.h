@@ -72,6 +72,12 @@ gboolean md_compose_write_fd (const MdOutgoing *o, int fd, char **message_id_r, 
 gboolean md_compose_write_file (const MdOutgoing *o, const char *path,
                                 char **message_id_r, GError **error);
 
+/* Whether O would compose: every check md_compose_to_bytes makes before
+ * it reads attachment files. */
+gboolean md_compose_check (const MdOutgoing *o, GError **error);
+/* A new Message-ID (no angle brackets) at DESK_ADDRESS's domain. */
+char *md_compose_new_message_id (const char *desk_address);
+
 /* The whole message in memory, for messages without large attachments.
  * Free with g_bytes_unref. */
 GBytes *md_compose_to_bytes (const MdOutgoing *o, char **message_id_r, GError **error);

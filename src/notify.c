@@ -9,6 +9,7 @@
 #include "compose.h"
 #include "md.h"
 #include "notify.h"
+#include "outgoing.h"
 #include "outbox.h"
 #include "template.h"
 #include "token.h"
@@ -325,8 +326,9 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.attachments = (const MdAttachmentFile *) files->data,
 		.n_attachments = files->len,
 	};
+	/* Composed by the sender, off the writer thread every session waits for. */
 	g_autofree char *message_id = NULL;
-	g_autoptr (GBytes) bytes = md_compose_to_bytes (&out, &message_id, error);
+	g_autoptr (GBytes) bytes = md_outgoing_spec_new (&out, &message_id, error);
 	if (!bytes)
 		return FALSE;
 	/* Bounces of the desk's mail come back to the ticket's own address. */

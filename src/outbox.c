@@ -12,6 +12,7 @@
 
 #include "md.h"
 #include "outbox.h"
+#include "outgoing.h"
 #include "smtp.h"
 
 /* A claimed row is not due again for this long: longer than the longest
@@ -421,6 +422,27 @@ typedef struct {
 	char *reply;
 } Attempt;
 
+/* A queued spec becomes the message it describes (outgoing.h); other
+ * bytes stay as they are.  FALSE when it cannot be composed, with A's
+ * outcome saying whether to try again: an attachment file that cannot
+ * be read may be back later, a damaged spec never will. */
+static gboolean
+compose_queued (GBytes **bytes, Attempt *a)
+{
+	g_autoptr (GError) error = NULL;
+	if (!*bytes || !md_outgoing_is_spec (*bytes))
+		return TRUE;
+	GBytes *composed = md_outgoing_compose (*bytes, &error);
+	if (!composed) {
+		a->outcome = g_error_matches (error, MD_ERROR, MD_ERROR_IO) ? MD_SMTP_TEMPORARY : MD_SMTP_PERMANENT;
+		a->reply = g_strdup_printf ("cannot compose: %s", error->message);
+		return FALSE;
+	}
+	g_bytes_unref (*bytes);
+	*bytes = composed;
+	return TRUE;
+}
+
 static void
 attempt_clear (gpointer data)
 {
@@ -473,8 +495,12 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 			} else {
 				g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
 				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-				a.outcome = bytes ? md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
-				                  : md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
+				if (!compose_queued (&bytes, &a))
+					;  /* a says why */
+				else if (bytes)
+					a.outcome = md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply);
+				else
+					a.outcome = md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
 				if (a.outcome == MD_SMTP_UNREACHABLE) {
 					unreachable = g_strdup (a.reply);
 					g_clear_pointer (smtp_io, md_smtp_free);

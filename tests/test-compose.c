@@ -11,6 +11,7 @@
 
 #include "compose.h"
 #include "md.h"
+#include "outgoing.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeMessage, g_object_unref)
 
@@ -625,6 +626,96 @@ test_write_fd (void)
 	g_assert_cmpstr (id, ==, "same@support.example.com");
 }
 
+static char *
+without_boundaries (GBytes *bytes)
+{
+	g_autoptr (GRegex) re = g_regex_new ("=-[A-Za-z0-9+/]{16,40}", G_REGEX_RAW, 0, NULL);
+	return g_regex_replace_literal (re, g_bytes_get_data (bytes, NULL), (gssize) g_bytes_get_size (bytes), 0,
+	                                "=-BOUNDARY", 0, NULL);
+}
+
+/* A spec queued now and composed later (outgoing.h) is the message
+ * composing now would have made, byte for byte, whatever the texts hold;
+ * what compose refuses is refused when queueing; a damaged spec or a
+ * missing attachment is an error at send time, not a crash. */
+static void
+test_spec_round_trip (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-spec-XXXXXX", &error);
+	g_autofree char *file = g_build_filename (dir, "report.bin", NULL);
+	g_assert_true (g_file_set_contents (file, "\x01\x02binary\xff", 9, NULL));
+	MdAttachmentFile files[] = { { "звіт.bin", "application/octet-stream", file }, { NULL, NULL, file } };
+	MdMailbox to[] = { { "Ольга \"O\" Петренко", "olga@customer.example" }, { NULL, "ann@customer.example" } };
+	MdMailbox cc[] = { { "Unit\x1fSeparator", "cc@customer.example" } };
+	const char *refs[] = { "<root@customer.example>", "mid@x", NULL };
+	const char *headers[] = { "Importance", "high", "Content-Language", "uk", NULL };
+	const char *subjects[] = { "Printer on fire", "Принтер\x1f горить \x01\x7f", "bad \xff\xfe bytes", "", NULL };
+	for (int i = 0; subjects[i]; i++) {
+		MdOutgoing o = base_outgoing ();
+		o.agent_name = i % 2 ? "Агент" : NULL;
+		o.to = to;
+		o.n_to = 2;
+		o.cc = cc;
+		o.n_cc = 1;
+		o.subject = subjects[i];
+		o.body = i == 2 ? "body \xc3 broken\r\nline\x1f\n" : "Привіт,\n\nmany lines\n-- \nDesk\n";
+		o.in_reply_to = "<parent@customer.example>";
+		o.references = refs;
+		o.headers = headers;
+		o.attachments = i == 3 ? files : NULL;
+		o.n_attachments = i == 3 ? 2 : 0;
+		g_autofree char *id = NULL;
+		g_autoptr (GBytes) spec = md_outgoing_spec_new (&o, &id, &error);
+		g_assert_no_error (error);
+		g_assert_true (md_outgoing_is_spec (spec));
+		/* text after the marker's NUL: an operator can read the queue */
+		g_assert_true (g_utf8_validate ((const char *) g_bytes_get_data (spec, NULL) + 1,
+		                                (gssize) g_bytes_get_size (spec) - 1, NULL));
+		g_autoptr (GBytes) later = md_outgoing_compose (spec, &error);
+		g_assert_no_error (error);
+		o.message_id = id;
+		g_autoptr (GBytes) now = md_compose_to_bytes (&o, NULL, &error);
+		g_assert_no_error (error);
+		g_assert_false (md_outgoing_is_spec (now));
+		/* GMime draws a new MIME boundary each time; all else is equal */
+		g_autofree char *a = without_boundaries (now), *b = without_boundaries (later);
+		g_assert_cmpstr (a, ==, b);
+	}
+
+	MdOutgoing bad = base_outgoing ();
+	MdMailbox nobody[] = { { NULL, "not an address" } };
+	bad.to = nobody;
+	g_assert_null (md_outgoing_spec_new (&bad, NULL, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	g_clear_error (&error);
+	const char *forbidden[] = { "Bcc", "x@y", NULL };
+	bad = base_outgoing ();
+	bad.headers = forbidden;
+	g_assert_null (md_outgoing_spec_new (&bad, NULL, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	g_clear_error (&error);
+
+	MdOutgoing gone = base_outgoing ();
+	gone.attachments = files;
+	gone.n_attachments = 1;
+	g_autoptr (GBytes) spec = md_outgoing_spec_new (&gone, NULL, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (g_unlink (file), ==, 0);
+	g_assert_null (md_outgoing_compose (spec, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_IO);
+	g_clear_error (&error);
+	g_autoptr (GBytes) damaged = g_bytes_new_static ("\0mdspec1\n{\"to\": [", 16);
+	g_assert_true (md_outgoing_is_spec (damaged));
+	g_assert_null (md_outgoing_compose (damaged, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	g_clear_error (&error);
+	g_autoptr (GBytes) empty = g_bytes_new_static ("\0mdspec1\n{}", 11);
+	g_assert_null (md_outgoing_compose (empty, &error));
+	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -643,5 +734,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/extra-headers", test_extra_headers);
 	g_test_add_func ("/compose/attachments", test_attachments);
 	g_test_add_func ("/compose/write-fd", test_write_fd);
+	g_test_add_func ("/compose/spec-round-trip", test_spec_round_trip);
 	return g_test_run ();
 }

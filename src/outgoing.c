@@ -1,0 +1,244 @@
+/* outgoing.c - MdOutgoing kept as JSON (after a marker) until the sender
+ * composes it; see outgoing.h.  JSON rather than a binary layout: an
+ * operator looking at the queue (outbox_blobs) reads what will be sent. */
+#include "config.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+#include "md.h"
+#include "outgoing.h"
+
+/* A NUL first: no RFC 5322 message starts so.  The digit is the layout's
+ * version; a new layout takes the next one and keeps reading this. */
+#define SPEC_MAGIC "\0mdspec1\n"
+#define SPEC_MAGIC_LEN 9
+
+/* JSON strings are UTF-8; what is not is made so (compose would do the
+ * same to any text it sends). */
+static void
+add_text (JsonBuilder *b, const char *name, const char *value)
+{
+	if (!value)
+		return;
+	json_builder_set_member_name (b, name);
+	if (g_utf8_validate (value, -1, NULL)) {
+		json_builder_add_string_value (b, value);
+	} else {
+		g_autofree char *valid = g_utf8_make_valid (value, -1);
+		json_builder_add_string_value (b, valid);
+	}
+}
+
+static void
+add_mailboxes (JsonBuilder *b, const char *name, const MdMailbox *boxes, gsize n)
+{
+	json_builder_set_member_name (b, name);
+	json_builder_begin_array (b);
+	for (gsize i = 0; i < n; i++) {
+		json_builder_begin_object (b);
+		add_text (b, "name", boxes[i].name);
+		add_text (b, "email", boxes[i].email);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+}
+
+static void
+add_texts (JsonBuilder *b, const char *name, const char *const *list)
+{
+	json_builder_set_member_name (b, name);
+	json_builder_begin_array (b);
+	for (gsize i = 0; list && list[i]; i++) {
+		g_autofree char *valid = g_utf8_make_valid (list[i], -1);
+		json_builder_add_string_value (b, valid);
+	}
+	json_builder_end_array (b);
+}
+
+static void
+add_attachments (JsonBuilder *b, const MdAttachmentFile *files, gsize n)
+{
+	json_builder_set_member_name (b, "attachments");
+	json_builder_begin_array (b);
+	for (gsize i = 0; i < n; i++) {
+		json_builder_begin_object (b);
+		add_text (b, "filename", files[i].filename);
+		add_text (b, "content_type", files[i].content_type);
+		add_text (b, "path", files[i].path);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+}
+
+GBytes *
+md_outgoing_spec_new (const MdOutgoing *o, char **message_id_r, GError **error)
+{
+	if (!md_compose_check (o, error))
+		return NULL;
+	g_autofree char *message_id = o->message_id ? g_strdup (o->message_id)
+	                                            : md_compose_new_message_id (o->desk_address);
+	g_autoptr (JsonBuilder) b = json_builder_new ();
+	json_builder_begin_object (b);
+	add_text (b, "message_id", message_id);
+	json_builder_set_member_name (b, "date");
+	json_builder_add_int_value (b, o->date ? o->date : md_now ());
+	add_text (b, "desk_name", o->desk_name);
+	add_text (b, "desk_address", o->desk_address);
+	add_text (b, "agent_name", o->agent_name);
+	add_mailboxes (b, "to", o->to, o->n_to);
+	add_mailboxes (b, "cc", o->cc, o->n_cc);
+	add_text (b, "reply_to", o->reply_to);
+	add_text (b, "ticket_key", o->ticket_key);
+	add_text (b, "subject", o->subject);
+	add_text (b, "in_reply_to", o->in_reply_to);
+	add_texts (b, "references", o->references);
+	json_builder_set_member_name (b, "auto_submitted");
+	json_builder_add_int_value (b, o->auto_submitted);
+	add_texts (b, "headers", o->headers);
+	add_attachments (b, o->attachments, o->n_attachments);
+	add_text (b, "body", o->body);
+	json_builder_end_object (b);
+
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
+	g_autoptr (JsonNode) root = json_builder_get_root (b);
+	json_generator_set_root (gen, root);
+	gsize len = 0;
+	g_autofree char *json = json_generator_to_data (gen, &len);
+	guint8 *data = g_malloc (SPEC_MAGIC_LEN + len);
+	memcpy (data, SPEC_MAGIC, SPEC_MAGIC_LEN);
+	memcpy (data + SPEC_MAGIC_LEN, json, len);
+	if (message_id_r)
+		*message_id_r = g_steal_pointer (&message_id);
+	return g_bytes_new_take (data, SPEC_MAGIC_LEN + len);
+}
+
+gboolean
+md_outgoing_is_spec (GBytes *blob)
+{
+	gsize len = 0;
+	const guint8 *data = blob ? g_bytes_get_data (blob, &len) : NULL;
+	return len >= SPEC_MAGIC_LEN && memcmp (data, SPEC_MAGIC, SPEC_MAGIC_LEN) == 0;
+}
+
+/* Member NAME of O when it is a string, else NULL; owned by O. */
+static const char *
+text (JsonObject *o, const char *name)
+{
+	JsonNode *n = json_object_get_member (o, name);
+	return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING
+	       ? json_node_get_string (n) : NULL;
+}
+
+static gint64
+number (JsonObject *o, const char *name)
+{
+	JsonNode *n = json_object_get_member (o, name);
+	return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_INT64
+	       ? json_node_get_int (n) : 0;
+}
+
+/* The objects of array NAME (others skipped), or an empty list. */
+static GPtrArray *
+objects (JsonObject *o, const char *name)
+{
+	GPtrArray *out = g_ptr_array_new ();
+	JsonNode *n = json_object_get_member (o, name);
+	JsonArray *a = n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+	for (guint i = 0; a && i < json_array_get_length (a); i++) {
+		JsonNode *item = json_array_get_element (a, i);
+		if (JSON_NODE_HOLDS_OBJECT (item))
+			g_ptr_array_add (out, json_node_get_object (item));
+	}
+	return out;
+}
+
+/* The strings of array NAME, NULL-terminated, owned by O. */
+static GPtrArray *
+texts (JsonObject *o, const char *name)
+{
+	GPtrArray *out = g_ptr_array_new ();
+	JsonNode *n = json_object_get_member (o, name);
+	JsonArray *a = n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+	for (guint i = 0; a && i < json_array_get_length (a); i++) {
+		JsonNode *item = json_array_get_element (a, i);
+		if (JSON_NODE_HOLDS_VALUE (item) && json_node_get_value_type (item) == G_TYPE_STRING)
+			g_ptr_array_add (out, (gpointer) json_node_get_string (item));
+	}
+	g_ptr_array_add (out, NULL);
+	return out;
+}
+
+static GArray *
+mailboxes (JsonObject *o, const char *name)
+{
+	g_autoptr (GPtrArray) list = objects (o, name);
+	GArray *out = g_array_new (FALSE, TRUE, sizeof (MdMailbox));
+	for (guint i = 0; i < list->len; i++) {
+		MdMailbox m = { text (list->pdata[i], "name"), text (list->pdata[i], "email") };
+		g_array_append_val (out, m);
+	}
+	return out;
+}
+
+static GArray *
+attachments (JsonObject *o)
+{
+	g_autoptr (GPtrArray) list = objects (o, "attachments");
+	GArray *out = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
+	for (guint i = 0; i < list->len; i++) {
+		JsonObject *f = list->pdata[i];
+		MdAttachmentFile file = { text (f, "filename"), text (f, "content_type"), text (f, "path") };
+		if (file.path)
+			g_array_append_val (out, file);
+	}
+	return out;
+}
+
+GBytes *
+md_outgoing_compose (GBytes *spec, GError **error)
+{
+	gsize len = 0;
+	const char *data = spec ? g_bytes_get_data (spec, &len) : NULL;
+	g_autoptr (JsonParser) parser = json_parser_new ();
+	g_autoptr (GError) local = NULL;
+	if (!md_outgoing_is_spec (spec) ||
+	    !json_parser_load_from_data (parser, data + SPEC_MAGIC_LEN, (gssize) (len - SPEC_MAGIC_LEN), &local) ||
+	    !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "damaged queued message: %s",
+		             local ? local->message : "not a message spec");
+		return NULL;
+	}
+	JsonObject *root = json_node_get_object (json_parser_get_root (parser));
+	g_autoptr (GArray) to = mailboxes (root, "to");
+	g_autoptr (GArray) cc = mailboxes (root, "cc");
+	g_autoptr (GPtrArray) references = texts (root, "references");
+	g_autoptr (GPtrArray) headers = texts (root, "headers");
+	g_autoptr (GArray) files = attachments (root);
+	MdOutgoing o = {
+		.desk_name = text (root, "desk_name"),
+		.desk_address = text (root, "desk_address"),
+		.agent_name = text (root, "agent_name"),
+		.to = (const MdMailbox *) to->data,
+		.n_to = to->len,
+		.cc = (const MdMailbox *) cc->data,
+		.n_cc = cc->len,
+		.reply_to = text (root, "reply_to"),
+		.ticket_key = text (root, "ticket_key"),
+		.subject = text (root, "subject"),
+		.body = text (root, "body"),
+		.in_reply_to = text (root, "in_reply_to"),
+		.message_id = text (root, "message_id"),
+		.references = (const char *const *) references->pdata,
+		.date = number (root, "date"),
+		.auto_submitted = (MdAutoSubmitted) number (root, "auto_submitted"),
+		.headers = (const char *const *) headers->pdata,
+		.attachments = (const MdAttachmentFile *) files->data,
+		.n_attachments = files->len,
+	};
+	if (!o.message_id || o.date <= 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "damaged queued message: no Message-ID or date");
+		return NULL;
+	}
+	return md_compose_to_bytes (&o, NULL, error);
+}

@@ -1,7 +1,13 @@
 /* md.c - the shared error domain, exit-code mapping and the clock. */
 #include "config.h"
 
+#include <errno.h>
 #include <glib/gstdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include "md.h"
 
@@ -85,4 +91,18 @@ md_remove_tree (const char *path)
 			g_unlink (child);
 	}
 	g_rmdir (path);
+}
+
+void
+md_thread_lower_priority (const char *what)
+{
+#ifdef __linux__
+	/* setpriority on a thread id: per thread on Linux (NPTL) */
+	pid_t tid = (pid_t) syscall (SYS_gettid);
+	int now = getpriority (PRIO_PROCESS, (id_t) tid);
+	if (now < 10 && setpriority (PRIO_PROCESS, (id_t) tid, 10) < 0)
+		g_warning ("%s: cannot lower the thread's priority: %s", what, g_strerror (errno));
+#else
+	(void) what;
+#endif
 }

@@ -50,6 +50,13 @@ gint64 md_now (void);
  * Free with g_free. */
 char *md_time_iso_utc (gint64 t);
 
+/* Lowers the calling thread's CPU priority (nice 10): for background
+ * work (sending the desk's mail) that must not slow the sessions an MTA
+ * is waiting on when the machine is busy.  Linux gives each thread its
+ * own nice value; elsewhere this does nothing.  WHAT names the thread in
+ * the warning if it fails. */
+void md_thread_lower_priority (const char *what);
+
 /* Removes a directory and everything in it, not following symbolic
  * links; for throw-away trees (classify's scratch spool, tests). */
 void md_remove_tree (const char *path);

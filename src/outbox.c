@@ -596,6 +596,7 @@ sender_main (gpointer data)
 	MdOutboxSender *o = data;
 	g_autoptr (MdStore) store = NULL;
 
+	md_thread_lower_priority ("outbox");
 	while (!g_atomic_int_get (&o->stopping)) {
 		if (!store) {
 			g_autoptr (GError) error = NULL;

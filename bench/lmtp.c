@@ -392,6 +392,8 @@ run_load (int sessions, double seconds, long server_pid)
 	}
 	double cpu0 = server_pid ? cpu_seconds (server_pid) : 0;
 	double writer0 = server_pid ? thread_cpu_seconds (server_pid, "md-writer") : 0;
+	double pool0 = server_pid ? thread_cpu_seconds (server_pid, "pool-serve") : 0;
+	double loop0 = server_pid ? thread_cpu_seconds (server_pid, "maildesk") : 0;
 	double client0 = children_cpu_seconds ();
 	double t0 = now_s ();
 	close (go[1]);  /* every session starts now */
@@ -402,6 +404,8 @@ run_load (int sessions, double seconds, long server_pid)
 	double wall = now_s () - t0;
 	double cpu1 = server_pid ? cpu_seconds (server_pid) : 0;
 	double writer1 = server_pid ? thread_cpu_seconds (server_pid, "md-writer") : 0;
+	double pool1 = server_pid ? thread_cpu_seconds (server_pid, "pool-serve") : 0;
+	double loop1 = server_pid ? thread_cpu_seconds (server_pid, "maildesk") : 0;
 	double client_cpu = children_cpu_seconds () - client0;
 
 	size_t total = 0, errors = 0;
@@ -423,8 +427,13 @@ run_load (int sessions, double seconds, long server_pid)
 		printf (" server_cpu_s=%.2f server_cpu_pct=%.0f server_cpu_us_per_msg=%.0f server_hwm_mb=%.1f",
 		        cpu1 - cpu0, 100 * (cpu1 - cpu0) / wall, total ? 1e6 * (cpu1 - cpu0) / total : 0,
 		        status_mb (server_pid, "VmHWM"));
+	/* maildesk's threads: the writer (the serial part), the pool that
+	 * spools and parses (GLib names its threads "pool-" and the program),
+	 * the main loop (LMTP sessions).  Threads that ended are not counted. */
 	if (server_pid && writer1 > 0)
-		printf (" writer_cpu_us_per_msg=%.0f", total ? 1e6 * (writer1 - writer0) / total : 0);
+		printf (" writer_cpu_us_per_msg=%.0f pool_cpu_us_per_msg=%.0f loop_cpu_us_per_msg=%.0f",
+		        total ? 1e6 * (writer1 - writer0) / total : 0, total ? 1e6 * (pool1 - pool0) / total : 0,
+		        total ? 1e6 * (loop1 - loop0) / total : 0);
 	printf (" client_cpu_us_per_msg=%.0f", total ? 1e6 * client_cpu / total : 0);
 	printf ("\n");
 	free (all);

@@ -9,9 +9,11 @@
 #    really sends to a null SMTP server) and `smtp-sink -L`, both driven by
 #    bench/lmtp with 1, 8, 16 and 32 sessions of distinct 4 KB messages:
 #    messages/s, p50/p99 from end of DATA to 250, server CPU, peak RSS,
-#    the writer thread's CPU per message, and for maildesk the messages/s
-#    all the way through (their desk mail composed and sent too), and
-#    maildesk's rate as a share of the null server's (target >= 50 % at 16).
+#    CPU µs per message of maildesk's writer thread, of its spool-and-parse
+#    pool and of its main loop, and of the load client; for maildesk the
+#    messages/s all the way through (their desk mail composed and sent
+#    too); and maildesk's rate as a share of the null server's (target
+#    >= 50 % at 16).
 # 2. Another fresh desk with 1 ms added to every fsync/fdatasync (the
 #    LD_PRELOAD shim bench/fsync-delay.c, to model a real disk): 1 and 16
 #    sessions and their ratio (target >= 5x: group commit).
@@ -140,14 +142,16 @@ run () {
 		through=$(python3 -c "import sys; print(f'{float(sys.argv[1]) / (float(sys.argv[2]) + float(sys.argv[3])):.1f}')" \
 			"$(field messages "$last")" "$(field seconds "$last")" "$drain")
 	fi
-	printf '%8s  %-9s %9s %8s %8s %6s %9s %8s %9s %9s\n' "$4" "$1" "$(field rate "$last")" "$(field p50_ms "$last")" \
-		"$(field p99_ms "$last")" "$(field server_cpu_pct "$last")" "$(field server_cpu_us_per_msg "$last")" \
-		"$(field server_hwm_mb "$last")" "$(field writer_cpu_us_per_msg "$last")" "$through"
+	printf '%8s  %-9s %9s %8s %8s %6s %9s %8s %7s %7s %7s %7s %9s\n' "$4" "$1" "$(field rate "$last")" \
+		"$(field p50_ms "$last")" "$(field p99_ms "$last")" "$(field server_cpu_pct "$last")" \
+		"$(field server_cpu_us_per_msg "$last")" "$(field server_hwm_mb "$last")" \
+		"$(field writer_cpu_us_per_msg "$last")" "$(field pool_cpu_us_per_msg "$last")" \
+		"$(field loop_cpu_us_per_msg "$last")" "$(field client_cpu_us_per_msg "$last")" "$through"
 }
 
 header () {
-	printf '%8s  %-9s %9s %8s %8s %6s %9s %8s %9s %9s\n' sessions server msg/s "p50 ms" "p99 ms" "CPU%" "CPU us/m" \
-		"HWM MB" "writer us" "sent/s"
+	printf '%8s  %-9s %9s %8s %8s %6s %9s %8s %7s %7s %7s %7s %9s\n' sessions server msg/s "p50 ms" "p99 ms" "CPU%" \
+		"CPU us/m" "HWM MB" writer pool loop client "sent/s"
 }
 
 ratio () {

@@ -29,6 +29,8 @@ typedef struct {
 	MdScheduler *scheduler;
 	GMainLoop *loop;
 	gint64 drain_deadline;
+	gint closing;      /* atomic: no new ingests */
+	gint submitting;   /* atomic: ingests being handed to the writer */
 } Daemon;
 
 /* ---- LMTP application: the engine's callbacks ---- */
@@ -75,8 +77,20 @@ app_deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char
 
 	p->tx = tx;
 	p->n_recipients = g_strv_length ((char **) recipients);
-	/* on the engine's spool-commit thread: parse right here */
-	md_writer_submit_here (d->writer, md_ingest_job_new (d->desk, raw_sha256, size, &env), on_ingested, p);
+	/* On the engine's worker thread, which may still be here when a
+	 * shutdown that timed out stops the writer: counted, so the writer
+	 * outlives it, or told to come back later. */
+	g_atomic_int_inc (&d->submitting);
+	if (g_atomic_int_get (&d->closing)) {
+		GError **errors = g_new0 (GError *, p->n_recipients);
+		for (guint i = 0; i < p->n_recipients; i++)
+			errors[i] = g_error_new (MD_ERROR, MD_ERROR_DB_BUSY, "the desk is shutting down");
+		md_lmtp_transaction_done (tx, errors, NULL);
+		g_free (p);
+	} else {
+		md_writer_submit (d->writer, md_ingest_job_new (d->desk, raw_sha256, size, &env), on_ingested, p);
+	}
+	g_atomic_int_dec_and_test (&d->submitting);
 }
 
 static const MdLmtpCallbacks lmtp_callbacks = { app_check_recipient, app_deliver };
@@ -170,7 +184,7 @@ static gboolean
 daemon_start (Daemon *d, GError **error)
 {
 	d->loop = g_main_loop_new (NULL, FALSE);
-	if (!(d->writer = md_writer_start (d->desk, 2, error)) ||
+	if (!(d->writer = md_writer_start (d->desk, error)) ||
 	    !(d->sender = md_outbox_sender_start (d->desk, error)))
 		return FALSE;
 	/* Mail queued by an ingest goes out as soon as its commit is done. */
@@ -191,7 +205,11 @@ daemon_stop (Daemon *d)
 	md_imap_stop (d->imap);
 	if (d->scheduler)
 		md_scheduler_stop (d->scheduler);
-	/* The writer before the sessions: answers still queued reach them. */
+	/* The writer before the sessions: answers still queued reach them.
+	 * Not while a worker hands it a message (bounded: a parse). */
+	g_atomic_int_set (&d->closing, 1);
+	for (int i = 0; i < 3000 && g_atomic_int_get (&d->submitting) > 0; i++)
+		g_usleep (10 * 1000);
 	md_writer_stop (d->writer);
 	if (d->lmtp)
 		md_lmtp_server_free (d->lmtp);

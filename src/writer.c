@@ -1,4 +1,6 @@
-/* writer.c - the parse pool and the single writer thread. */
+/* writer.c - the single writer thread: group commit of parsed ingests.
+ * Submitters parse on their own (worker) threads; the writer commits
+ * whatever is ready as one transaction. */
 #include "config.h"
 
 #include "md.h"
@@ -16,7 +18,6 @@ typedef struct {
 struct _MdWriter {
 	MdDesk *desk;
 	MdStore *store;
-	GThreadPool *parsers;
 	GAsyncQueue *ready;   /* Item*, parsed; a NULL-job item means stop */
 	GThread *thread;
 	void (*commit_hook) (gpointer);
@@ -34,14 +35,6 @@ item_finish (Item *item, const GError *error)
 	g_free (item);
 }
 
-static void
-parse_one (gpointer data, gpointer user_data)
-{
-	Item *item = data;
-	MdWriter *w = user_data;
-	md_ingest_prepare (item->job, &item->error);
-	g_async_queue_push (w->ready, item);
-}
 
 /* One transaction over the batch; a job that fails rolls back to its own
  * savepoint, so the others still commit. */
@@ -104,7 +97,7 @@ writer_main (gpointer data)
 }
 
 MdWriter *
-md_writer_start (MdDesk *desk, int parse_threads, GError **error)
+md_writer_start (MdDesk *desk, GError **error)
 {
 	MdWriter *w = g_new0 (MdWriter, 1);
 	w->desk = desk;
@@ -114,7 +107,6 @@ md_writer_start (MdDesk *desk, int parse_threads, GError **error)
 		return NULL;
 	}
 	w->ready = g_async_queue_new ();
-	w->parsers = g_thread_pool_new (parse_one, w, MAX (parse_threads, 1), FALSE, NULL);
 	g_mutex_init (&w->stats_lock);
 	w->thread = g_thread_new ("md-writer", writer_main, w);
 	return w;
@@ -127,17 +119,8 @@ md_writer_submit (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer use
 	item->job = job;
 	item->done = done;
 	item->user_data = user_data;
-	g_thread_pool_push (w->parsers, item, NULL);
-}
-
-void
-md_writer_submit_here (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data)
-{
-	Item *item = g_new0 (Item, 1);
-	item->job = job;
-	item->done = done;
-	item->user_data = user_data;
-	parse_one (item, w);
+	md_ingest_prepare (item->job, &item->error);
+	g_async_queue_push (w->ready, item);
 }
 
 void
@@ -160,8 +143,7 @@ md_writer_stop (MdWriter *w)
 {
 	if (!w)
 		return;
-	/* Parsing finishes first, so the stop marker queues behind every job. */
-	g_thread_pool_free (w->parsers, FALSE, TRUE);
+	/* The caller has stopped submitting: the marker queues behind every job. */
 	g_async_queue_push (w->ready, g_new0 (Item, 1));
 	g_thread_join (w->thread);
 	g_async_queue_unref (w->ready);

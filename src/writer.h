@@ -1,6 +1,7 @@
 /* writer.h - group commit for the daemon (DESIGN 2, "Concurrency").
  *
- * Parsing and classifying run on a small thread pool; one writer thread
+ * Parsing and classifying run on the submitter's thread (the LMTP
+ * engine's worker that made the message durable); one writer thread
  * owns the SQLite write connection and commits whatever ingests are
  * ready as one transaction, then reports each job's outcome.  With many
  * concurrent sessions one fsync covers many messages. */
@@ -19,14 +20,13 @@ typedef struct _MdWriter MdWriter;
  * are freed when it returns. */
 typedef void (*MdWriterDone) (MdIngestJob *job, const GError *error, gpointer user_data);
 
-MdWriter *md_writer_start (MdDesk *desk, int parse_threads, GError **error);
-/* Takes ownership of JOB. */
+MdWriter *md_writer_start (MdDesk *desk, GError **error);
+/* Takes ownership of JOB, parses it on the calling thread (a worker,
+ * never the main loop: parsing takes a while) and queues it for the
+ * writer.  Any thread. */
 void md_writer_submit (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data);
-/* The same, but parses on the calling thread, which must be a worker
- * thread (the LMTP engine's spool-commit thread) and never the main loop:
- * one thread switch fewer per message. */
-void md_writer_submit_here (MdWriter *w, MdIngestJob *job, MdWriterDone done, gpointer user_data);
-/* Finishes every submitted job, then stops the threads. */
+/* Finishes every submitted job, then stops the thread; nothing may be
+ * submitted once it is called. */
 void md_writer_stop (MdWriter *w);
 
 /* Called after each commit that stored something, on the writer thread

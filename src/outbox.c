@@ -495,12 +495,9 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 			} else {
 				g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
 				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-				if (!compose_queued (&bytes, &a))
-					;  /* a says why */
-				else if (bytes)
-					a.outcome = md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply);
-				else
-					a.outcome = md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
+				if (compose_queued (&bytes, &a))  /* else a says why not */
+					a.outcome = bytes ? md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
+					                  : md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
 				if (a.outcome == MD_SMTP_UNREACHABLE) {
 					unreachable = g_strdup (a.reply);
 					g_clear_pointer (smtp_io, md_smtp_free);

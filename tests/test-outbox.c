@@ -10,6 +10,7 @@
 
 #include "md.h"
 #include "outbox.h"
+#include "outgoing.h"
 #include "smtp.h"
 
 #define T0 1796112000 /* 2026-12-01T08:00:00Z */
@@ -243,6 +244,46 @@ test_enqueue_bytes (Fixture *fx, gconstpointer unused)
 	g_assert_cmpuint (st.sent, ==, 1);
 	g_autofree char *got = caught_file (fx, 1, ".eml");
 	g_assert_cmpstr (got, ==, MESSAGE);
+}
+
+/* The desk's mail is queued as a spec (outgoing.h): the sender composes
+ * it and the catcher gets the message, with the Message-ID fixed when it
+ * was queued; a spec that cannot be composed fails with the reason, and
+ * is not retried. */
+static void
+test_enqueue_spec (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	MdMailbox to[] = { { "Alice", "alice@customer.example" } };
+	MdOutgoing o = {
+		.desk_name = "Example Support", .desk_address = "support@support.example.com", .to = to, .n_to = 1,
+		.ticket_key = "SUP-3", .subject = "We got your message", .body = "Thanks, Alice.\n",
+	};
+	g_autofree char *id = NULL;
+	g_autoptr (GBytes) spec = md_outgoing_spec_new (&o, &id, &error);
+	g_assert_no_error (error);
+	const char *alice[] = { "alice@customer.example", NULL };
+	g_assert_true (md_outbox_enqueue_bytes (fx->store, 0, "ack", FROM, alice, spec, id, &error));
+	g_autoptr (GBytes) damaged = g_bytes_new_static ("\0mdspec1\n{\"to\": 7}", 20);
+	g_assert_true (md_outbox_enqueue_bytes (fx->store, 0, "ack", FROM, alice, damaged, "m9@support.example.com",
+	                                        &error));
+	g_assert_no_error (error);
+
+	MdOutboxStats st = flush (fx, T0);
+	g_assert_cmpuint (st.sent, ==, 1);
+	g_assert_cmpuint (st.failed, ==, 1);
+	g_autofree char *got = caught_file (fx, 1, ".eml");
+	g_autofree char *want_id = g_strdup_printf ("Message-Id: <%s>", id);
+	g_assert_nonnull (strstr (got, want_id));
+	g_assert_nonnull (strstr (got, "Subject: [SUP-3] We got your message"));
+	g_assert_nonnull (strstr (got, "Thanks, Alice."));
+	g_autoptr (MdOutboxEntry) bad = row (fx, 2);
+	g_assert_cmpstr (bad->state, ==, "failed");
+	g_assert_true (g_str_has_prefix (bad->last_error, "cannot compose: damaged queued message"));
+	st = flush (fx, T0 + 100000);
+	g_assert_cmpuint (st.sent + st.failed + st.deferred, ==, 0);
+	g_assert_cmpuint (caught_count (fx), ==, 1);
 }
 
 static void
@@ -574,6 +615,7 @@ main (int argc, char **argv)
 	g_test_add ("/outbox/" path, Fixture, catcher, fixture_setup, fn, fixture_teardown)
 	ADD ("enqueue-rows", test_enqueue_rows, NULL);
 	ADD ("enqueue-bytes", test_enqueue_bytes, &up);
+	ADD ("enqueue-spec", test_enqueue_spec, &up);
 	ADD ("enqueue-refuses", test_enqueue_refuses, NULL);
 	ADD ("count-recent", test_count_recent, NULL);
 	ADD ("delivered-exactly", test_delivered_exactly, &up);

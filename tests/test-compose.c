@@ -705,12 +705,14 @@ test_spec_round_trip (void)
 	g_assert_null (md_outgoing_compose (spec, &error));
 	g_assert_error (error, MD_ERROR, MD_ERROR_IO);
 	g_clear_error (&error);
-	g_autoptr (GBytes) damaged = g_bytes_new_static ("\0mdspec1\n{\"to\": [", 16);
+	static const char damaged_spec[] = "\0mdspec1\n{\"to\": [";
+	g_autoptr (GBytes) damaged = g_bytes_new_static (damaged_spec, sizeof damaged_spec - 1);
 	g_assert_true (md_outgoing_is_spec (damaged));
 	g_assert_null (md_outgoing_compose (damaged, &error));
 	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
 	g_clear_error (&error);
-	g_autoptr (GBytes) empty = g_bytes_new_static ("\0mdspec1\n{}", 11);
+	static const char empty_spec[] = "\0mdspec1\n{}";
+	g_autoptr (GBytes) empty = g_bytes_new_static (empty_spec, sizeof empty_spec - 1);
 	g_assert_null (md_outgoing_compose (empty, &error));
 	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
 	g_rmdir (dir);

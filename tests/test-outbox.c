@@ -265,7 +265,8 @@ test_enqueue_spec (Fixture *fx, gconstpointer unused)
 	g_assert_no_error (error);
 	const char *alice[] = { "alice@customer.example", NULL };
 	g_assert_true (md_outbox_enqueue_bytes (fx->store, 0, "ack", FROM, alice, spec, id, &error));
-	g_autoptr (GBytes) damaged = g_bytes_new_static ("\0mdspec1\n{\"to\": 7}", 20);
+	static const char damaged_spec[] = "\0mdspec1\n{\"to\": 7}";
+	g_autoptr (GBytes) damaged = g_bytes_new_static (damaged_spec, sizeof damaged_spec - 1);
 	g_assert_true (md_outbox_enqueue_bytes (fx->store, 0, "ack", FROM, alice, damaged, "m9@support.example.com",
 	                                        &error));
 	g_assert_no_error (error);

@@ -112,5 +112,48 @@ def test_database_locked(tap):
     desk.cleanup()
 
 
+def chattr(flag, *paths):
+    return subprocess.run(["chattr", flag, *paths], capture_output=True)
+
+
+def test_database_read_only(tap):
+    """The database files turn read-only under a running server (root can
+    be stopped only by the immutable flag, `chattr +i`): a temporary
+    answer, never a bounce, and the message goes through once they are
+    writable again."""
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n[smtp]\nurl = smtp://127.0.0.1:{free_port()}\n")
+    desk.deliver(message(subject="first", msgid="ro-first"), env={"MAILDESK_NOW": NOW})
+    server = Server(desk, env={"MAILDESK_NOW": NOW}).start(port)
+    c = Lmtp(port)
+    c.cmd("LHLO mta.example")
+    rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"],
+                           message(subject="warm", msgid="ro-warm"))
+    tap.ok(data and data[0][0] == 250, "a message before the fault: 250", data)
+
+    var = os.path.join(desk.dir, "var")
+    files = [os.path.join(var, f) for f in ("maildesk.db", "maildesk.db-wal") if os.path.exists(os.path.join(var, f))]
+    ch = chattr("+i", *files)
+    if not tap.ok(ch.returncode == 0, "the database files are made immutable (needs root on ext4)", ch.stderr):
+        server.stop()
+        return
+    faults["injected"] += 1
+    msg = message(subject="while read-only", msgid="ro-during")
+    try:
+        rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], msg)
+        tap.ok(data and data[0][0] in (451, 452) and data[0][1][4:5] == "4",
+               "LMTP with a read-only database: a 4xx answer with a 4.x.x status", data)
+        tap.diag(f"read-only database: {data[0][1] if data else data}")
+    finally:
+        chattr("-i", *files)
+    rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], msg)
+    tap.ok(data and data[0][0] == 250, "writable again: the same message gets 250", data)
+    c.close()
+    tap.eq(server.stop(), 0, "serve stops cleanly")
+    subjects = sorted(t["subject"] for t in desk.tickets())
+    tap.eq(subjects, ["first", "warm", "while read-only"], "nothing lost, nothing doubled")
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_disk_full, test_database_locked)
+    run_tests(test_disk_full, test_database_locked, test_database_read_only)

@@ -195,6 +195,21 @@ attachments (JsonObject *o)
 	return out;
 }
 
+/* Attachments are the spool's blobs, regular files: a damaged row naming
+ * a device or a directory must not have the sender read it forever. */
+static gboolean
+attachments_are_files (GArray *files, GError **error)
+{
+	for (guint i = 0; i < files->len; i++) {
+		const char *path = g_array_index (files, MdAttachmentFile, i).path;
+		if (!g_file_test (path, G_FILE_TEST_IS_REGULAR) || g_file_test (path, G_FILE_TEST_IS_SYMLINK)) {
+			g_set_error (error, MD_ERROR, MD_ERROR_IO, "attachment %s is not a regular file", path);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
 GBytes *
 md_outgoing_compose (GBytes *spec, GError **error)
 {
@@ -215,6 +230,8 @@ md_outgoing_compose (GBytes *spec, GError **error)
 	g_autoptr (GPtrArray) references = texts (root, "references");
 	g_autoptr (GPtrArray) headers = texts (root, "headers");
 	g_autoptr (GArray) files = attachments (root);
+	if (!attachments_are_files (files, error))
+		return NULL;
 	MdOutgoing o = {
 		.desk_name = text (root, "desk_name"),
 		.desk_address = text (root, "desk_address"),

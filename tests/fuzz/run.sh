@@ -26,7 +26,7 @@ seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-2}
 work=$builddir/fuzz
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(calendar trim template rules lmtp ingest)
+[ ${#targets[@]} -gt 0 ] || targets=(calendar trim template rules lmtp ingest outgoing)
 
 mkdir -p "$work/obj"
 modules="glib-2.0 gio-2.0 gio-unix-2.0 gmime-3.0 json-glib-1.0 libpcre2-8 sqlite3 libcurl libxml-2.0 libytnef gnutls libetpan"
@@ -77,6 +77,7 @@ seeds () {
 	rules) echo "$srcdir/filters $srcdir/tests/fuzz/seeds/rules" ;;
 	lmtp) echo "$srcdir/tests/fuzz/corpus-lmtp" ;;
 	ingest) echo "$corpus/mime $srcdir/tests/fuzz/seeds/ingest" ;;
+	outgoing) echo "$srcdir/tests/fuzz/seeds/outgoing" ;;
 	esac
 }
 

@@ -37,41 +37,13 @@ report (const char *what, int n, gint64 usecs)
 	printf ("  %-8s %8.0f mails/s %8.1f us/mail\n", what, n / secs, (double) usecs / n);
 }
 
-static void
-set (GHashTable *vars, const char *name, const char *value)
-{
-	g_hash_table_insert (vars, g_strdup (name), g_strdup (value ? value : ""));
-}
-
-/* What notify.c ticket_vars () and intake's extra variables give ack. */
+/* What ack gets: the ticket's variables and intake's extras. */
 static GHashTable *
 ack_vars (MdDesk *desk, const MdTicket *t)
 {
-	GHashTable *vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
-	g_autofree char *reply = md_address_for_ticket (&desk->addressing, t->id);
-	g_autofree char *subject = g_strdup_printf ("Resolve [%s]", key);
-	g_autofree char *esc_subject = g_uri_escape_string (subject, NULL, FALSE);
-	g_autofree char *link = g_strdup_printf ("mailto:%s?subject=%s&body=%%23resolve", reply, esc_subject);
-	g_autofree char *due = md_notify_local_time (desk, t->first_response_due);
-	g_autofree char *response_time = md_notify_response_time (desk, t->priority);
-	set (vars, "desk.name", desk->conf->name);
-	set (vars, "desk.address", desk->desk_address);
-	set (vars, "reply_address", reply);
-	set (vars, "resolve_link", link);
-	set (vars, "ticket.key", key);
-	set (vars, "ticket.subject", t->subject);
-	set (vars, "ticket.status", t->status);
-	set (vars, "ticket.priority", t->priority);
-	set (vars, "ticket.category", t->category);
-	set (vars, "ticket.requester", t->requester);
-	set (vars, "ticket.assignee", t->assignee);
-	set (vars, "ticket.visibility", "private");
-	set (vars, "ticket.organization", t->organization);
-	set (vars, "due", due);
-	set (vars, "response_time", response_time);
-	set (vars, "notice", "");
-	set (vars, "delivery", "");
+	GHashTable *vars = md_notify_ticket_vars (desk, t);
+	g_hash_table_insert (vars, g_strdup ("notice"), g_strdup (""));
+	g_hash_table_insert (vars, g_strdup ("delivery"), g_strdup (""));
 	return vars;
 }
 

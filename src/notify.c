@@ -140,8 +140,8 @@ set (GHashTable *vars, const char *name, const char *value)
 	g_hash_table_insert (vars, g_strdup (name), g_strdup (value ? value : ""));
 }
 
-static GHashTable *
-ticket_vars (MdDesk *desk, const MdTicket *t)
+GHashTable *
+md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 {
 	GHashTable *vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 	set (vars, "desk.name", desk->conf->name);
@@ -382,7 +382,7 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 		g_info ("notify: acknowledgements to %s rate-limited", ticket->requester);
 		return TRUE;
 	}
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, ticket->requester, NULL);
@@ -414,7 +414,7 @@ gboolean
 md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
                        const char *comment, const MdMessage *msg, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *names = attachment_names (msg);
 	set_author (vars, agent);
 	set (vars, "comment", comment);
@@ -431,7 +431,7 @@ gboolean
 md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *author,
                           const char *comment, const MdMessage *msg, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *names = attachment_names (msg);
 	set_author (vars, author);
 	set (vars, "comment", comment);
@@ -447,7 +447,7 @@ gboolean
 md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
                          const MdPersonRef *actor, const char *comment, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *window = md_duration_format (&desk->reopen_window);
 	set_author (vars, actor);
 	set (vars, "status", ticket->status);
@@ -478,7 +478,7 @@ gboolean
 md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
                             const MdMessage *msg, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	set_author (vars, agent);
 	return reply_to_one (desk, store, ticket, "unverified-agent", vars, agent, msg, error);
 }
@@ -487,7 +487,7 @@ gboolean
 md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
                          const char *command, const char *reason, const MdMessage *msg, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	set_author (vars, to);
 	set (vars, "command", command);
 	set (vars, "error", reason);
@@ -498,7 +498,7 @@ gboolean
 md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
                 const char *tickets_text, const MdMessage *msg, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	set_author (vars, to);
 	set (vars, "tickets", tickets_text);
 	return reply_to_one (desk, store, ticket, "list", vars, to, msg, error);
@@ -508,7 +508,7 @@ gboolean
 md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *extra,
                  const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, GError **error)
 {
-	g_autoptr (GHashTable) vars = ticket_vars (desk, ticket);
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
 	for (int i = 0; rcpts && rcpts[i]; i++)

@@ -63,6 +63,11 @@ gboolean md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, 
                           GHashTable *vars, const char *const *rcpts, const char *in_reply_to,
                           gboolean auto_generated, GError **error);
 
+/* The variables every template gets for TICKET (may be NULL): desk.*,
+ * ticket.*, reply_address, resolve_link, due, response_time.  Free with
+ * g_hash_table_unref. */
+GHashTable *md_notify_ticket_vars (MdDesk *desk, const MdTicket *ticket);
+
 /* T as the desk's templates show times: "Thu 03 Dec 2026 10:00 EET" in
  * the calendar's zone; "" for 0.  Free with g_free. */
 char *md_notify_local_time (MdDesk *desk, gint64 t);

@@ -304,20 +304,15 @@ add_mailbox (GMimeMessage *msg, GMimeAddressType type, const char *name, const c
 	g_object_unref (mailbox);
 }
 
-static gboolean
-add_mailboxes (GMimeMessage *msg, GMimeAddressType type, const MdMailbox *boxes,
-               gsize n, GError **error)
+/* The addresses were checked by md_compose_check. */
+static void
+add_mailboxes (GMimeMessage *msg, GMimeAddressType type, const MdMailbox *boxes, gsize n)
 {
 	for (gsize i = 0; i < n; i++) {
 		g_autofree char *email = strip_controls (boxes[i].email);
-		if (!md_compose_address_is_valid (email)) {
-			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid recipient address '%s'", email);
-			return FALSE;
-		}
 		g_autofree char *name = clean_line (boxes[i].name, MD_COMPOSE_MAX_NAME);
 		add_mailbox (msg, type, name, email);
 	}
-	return TRUE;
 }
 
 static void
@@ -355,23 +350,25 @@ set_threading (GMimeMessage *msg, const MdOutgoing *o)
 	set_header (msg, "References", value->str);
 }
 
-static gboolean
-set_extra_headers (GMimeMessage *msg, const char *const *headers, GError **error)
+/* A header a template may set, as it is spelled, or NULL. */
+static const char *
+allowed_header (const char *name)
 {
 	static const char *const allowed[] = { "Importance", "Content-Language", NULL };
+	for (int a = 0; allowed[a]; a++)
+		if (g_ascii_strcasecmp (name, allowed[a]) == 0)
+			return allowed[a];
+	return NULL;
+}
+
+/* The names were checked by md_compose_check. */
+static void
+set_extra_headers (GMimeMessage *msg, const char *const *headers)
+{
 	for (gsize i = 0; headers && headers[i] && headers[i + 1]; i += 2) {
-		const char *name = NULL;
-		for (int a = 0; allowed[a]; a++)
-			if (g_ascii_strcasecmp (headers[i], allowed[a]) == 0)
-				name = allowed[a];
-		if (!name) {
-			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "header '%s' may not be set", headers[i]);
-			return FALSE;
-		}
 		g_autofree char *value = clean_line (headers[i + 1], MAX_HEADER_VALUE);
-		set_header (msg, name, value);
+		set_header (msg, allowed_header (headers[i]), value);
 	}
-	return TRUE;
 }
 
 static GMimeObject *
@@ -434,12 +431,6 @@ mime_body (const MdOutgoing *o, GError **error)
 	GMimeObject *text = text_body (o->body);
 	if (o->n_attachments == 0)
 		return text;
-	if (o->n_attachments > MD_COMPOSE_MAX_ATTACHMENTS) {
-		g_object_unref (text);
-		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "more than %d attachments",
-		             MD_COMPOSE_MAX_ATTACHMENTS);
-		return NULL;
-	}
 	GMimeMultipart *mixed = g_mime_multipart_new_with_subtype ("mixed");
 	g_mime_multipart_add (mixed, text);
 	g_object_unref (text);
@@ -453,12 +444,6 @@ mime_body (const MdOutgoing *o, GError **error)
 		g_object_unref (part);
 	}
 	return GMIME_OBJECT (mixed);
-}
-
-static gboolean
-check_outgoing (const MdOutgoing *o, GError **error)
-{
-	return md_compose_check (o, error);
 }
 
 gboolean
@@ -489,7 +474,7 @@ md_compose_check (const MdOutgoing *o, GError **error)
 			}
 		}
 	for (gsize i = 0; o->headers && o->headers[i] && o->headers[i + 1]; i += 2)
-		if (g_ascii_strcasecmp (o->headers[i], "Importance") && g_ascii_strcasecmp (o->headers[i], "Content-Language")) {
+		if (!allowed_header (o->headers[i])) {
 			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "header '%s' may not be set", o->headers[i]);
 			return FALSE;
 		}
@@ -581,15 +566,11 @@ static GMimeMessage *
 build (const MdOutgoing *o, char **id_r, GError **error)
 {
 	ensure_gmime ();
-	if (!check_outgoing (o, error))
+	if (!md_compose_check (o, error))
 		return NULL;
 	const char *domain = strrchr (o->desk_address, '@') + 1;
 	g_autofree char *id = o->message_id ? clean_message_id (o->message_id)
 	                                    : new_message_id (domain);
-	if (!id) {
-		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "invalid Message-ID '%s'", o->message_id);
-		return NULL;
-	}
 
 	/* Without GMime's placeholders for the usual headers (five of them
 	 * never used here, at 4% of the cost of a small mail); the headers
@@ -603,9 +584,8 @@ build (const MdOutgoing *o, char **id_r, GError **error)
 	if (!set_sender (msg, o, error))
 		return NULL;
 	set_subject (msg, subject);
-	if (!add_mailboxes (msg, GMIME_ADDRESS_TYPE_TO, o->to, o->n_to, error) ||
-	    !add_mailboxes (msg, GMIME_ADDRESS_TYPE_CC, o->cc, o->n_cc, error))
-		return NULL;
+	add_mailboxes (msg, GMIME_ADDRESS_TYPE_TO, o->to, o->n_to);
+	add_mailboxes (msg, GMIME_ADDRESS_TYPE_CC, o->cc, o->n_cc);
 	g_mime_message_set_message_id (msg, id);
 	set_threading (msg, o);
 
@@ -618,8 +598,7 @@ build (const MdOutgoing *o, char **id_r, GError **error)
 	set_header (msg, MD_LOOP_HEADER, domain);
 	if (o->ticket_key)
 		set_header (msg, "X-Maildesk-Ticket", o->ticket_key);
-	if (!set_extra_headers (msg, o->headers, error))
-		return NULL;
+	set_extra_headers (msg, o->headers);
 
 	GMimeObject *body = mime_body (o, error);
 	if (!body)

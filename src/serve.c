@@ -47,23 +47,31 @@ typedef struct {
 	guint n_recipients;
 } Pending;
 
+/* Every recipient of P hears ERROR; frees P. */
+static void
+answer_error (Pending *p, const GError *error)
+{
+	GError **errors = g_new0 (GError *, p->n_recipients);
+	for (guint i = 0; i < p->n_recipients; i++)
+		errors[i] = g_error_copy (error);
+	md_lmtp_transaction_done (p->tx, errors, NULL);
+	g_free (p);
+}
+
 /* On the writer thread, after the commit: one answer per recipient. */
 static void
 on_ingested (MdIngestJob *job, const GError *error, gpointer user_data)
 {
 	Pending *p = user_data;
-	GError **errors = NULL;
+	if (error) {
+		answer_error (p, error);
+		return;
+	}
 	g_autofree const char **info = g_new0 (const char *, p->n_recipients + 1);
 	const MdIngestResult *r = md_ingest_result (job);
-
-	if (error) {
-		errors = g_new0 (GError *, p->n_recipients);
-		for (guint i = 0; i < p->n_recipients; i++)
-			errors[i] = g_error_copy (error);
-	}
 	for (guint i = 0; i < p->n_recipients; i++)
-		info[i] = error ? NULL : r->duplicate ? "duplicate" : r->key;
-	md_lmtp_transaction_done (p->tx, errors, info);
+		info[i] = r->duplicate ? "duplicate" : r->key;
+	md_lmtp_transaction_done (p->tx, NULL, info);
 	g_free (p);
 }
 
@@ -82,15 +90,12 @@ app_deliver (gpointer app, MdLmtpTransaction *tx, const char *sender, const char
 	 * outlives it, or told to come back later. */
 	g_atomic_int_inc (&d->submitting);
 	if (g_atomic_int_get (&d->closing)) {
-		GError **errors = g_new0 (GError *, p->n_recipients);
-		for (guint i = 0; i < p->n_recipients; i++)
-			errors[i] = g_error_new (MD_ERROR, MD_ERROR_DB_BUSY, "the desk is shutting down");
-		md_lmtp_transaction_done (tx, errors, NULL);
-		g_free (p);
+		g_autoptr (GError) closing = g_error_new (MD_ERROR, MD_ERROR_DB_BUSY, "the desk is shutting down");
+		answer_error (p, closing);
 	} else {
 		md_writer_submit (d->writer, md_ingest_job_new (d->desk, raw_sha256, size, &env), on_ingested, p);
 	}
-	g_atomic_int_dec_and_test (&d->submitting);
+	g_atomic_int_add (&d->submitting, -1);
 }
 
 static const MdLmtpCallbacks lmtp_callbacks = { app_check_recipient, app_deliver };

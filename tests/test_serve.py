@@ -139,6 +139,18 @@ def test_reload(tap):
     desk.cleanup()
 
 
+def thread_nice(pid):
+    """{thread name: nice value} of the sender and the writer of PID."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        if name in ("outbox", "md-writer"):
+            out[name] = int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+    return out
+
+
 def test_mail_goes_out(tap):
     catcher = Catcher().start()
     port = free_port()
@@ -163,6 +175,8 @@ def test_mail_goes_out(tap):
         reply_to = [l for l in text.split("\r\n") if l.startswith("Reply-To:")]
         tap.ok(reply_to and f"<{token_address(desk, 1)}>" in reply_to[0], "Reply-To is the ticket's token address",
                reply_to)
+    tap.eq(thread_nice(server.proc.pid), {"outbox": 10, "md-writer": 0},
+           "the sender runs at nice 10, below the writer the sessions wait on")
     c.close()
     server.stop()
     catcher.stop()

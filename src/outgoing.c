@@ -17,17 +17,23 @@
 /* JSON strings are UTF-8; what is not is made so (compose would do the
  * same to any text it sends). */
 static void
-add_text (JsonBuilder *b, const char *name, const char *value)
+add_string (JsonBuilder *b, const char *value)
 {
-	if (!value)
-		return;
-	json_builder_set_member_name (b, name);
 	if (g_utf8_validate (value, -1, NULL)) {
 		json_builder_add_string_value (b, value);
 	} else {
 		g_autofree char *valid = g_utf8_make_valid (value, -1);
 		json_builder_add_string_value (b, valid);
 	}
+}
+
+static void
+add_text (JsonBuilder *b, const char *name, const char *value)
+{
+	if (!value)
+		return;
+	json_builder_set_member_name (b, name);
+	add_string (b, value);
 }
 
 static void
@@ -49,10 +55,8 @@ add_texts (JsonBuilder *b, const char *name, const char *const *list)
 {
 	json_builder_set_member_name (b, name);
 	json_builder_begin_array (b);
-	for (gsize i = 0; list && list[i]; i++) {
-		g_autofree char *valid = g_utf8_make_valid (list[i], -1);
-		json_builder_add_string_value (b, valid);
-	}
+	for (gsize i = 0; list && list[i]; i++)
+		add_string (b, list[i]);
 	json_builder_end_array (b);
 }
 
@@ -138,13 +142,20 @@ number (JsonObject *o, const char *name)
 	       ? json_node_get_int (n) : 0;
 }
 
+/* Member NAME of O when it is an array, else NULL. */
+static JsonArray *
+array (JsonObject *o, const char *name)
+{
+	JsonNode *n = json_object_get_member (o, name);
+	return n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+}
+
 /* The objects of array NAME (others skipped), or an empty list. */
 static GPtrArray *
 objects (JsonObject *o, const char *name)
 {
 	GPtrArray *out = g_ptr_array_new ();
-	JsonNode *n = json_object_get_member (o, name);
-	JsonArray *a = n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+	JsonArray *a = array (o, name);
 	for (guint i = 0; a && i < json_array_get_length (a); i++) {
 		JsonNode *item = json_array_get_element (a, i);
 		if (JSON_NODE_HOLDS_OBJECT (item))
@@ -158,8 +169,7 @@ static GPtrArray *
 texts (JsonObject *o, const char *name)
 {
 	GPtrArray *out = g_ptr_array_new ();
-	JsonNode *n = json_object_get_member (o, name);
-	JsonArray *a = n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+	JsonArray *a = array (o, name);
 	for (guint i = 0; a && i < json_array_get_length (a); i++) {
 		JsonNode *item = json_array_get_element (a, i);
 		if (JSON_NODE_HOLDS_VALUE (item) && json_node_get_value_type (item) == G_TYPE_STRING)

@@ -16,6 +16,7 @@
 
 #include "catalog.h"
 #include "md.h"
+#include "prefilter.h"
 #include "rules.h"
 
 #define MAX_ERRORS_SHOWN   100
@@ -53,6 +54,7 @@ typedef struct {
 	char *header;        /* FIELD_HEADER: the header's name */
 	char *source;        /* the pattern as written, for explanations */
 	pcre2_code *code;
+	MdTriggers *triggers; /* NULL: the pattern runs on every text */
 } Condition;
 
 /* One requirement of a rule, met when any of its conditions matches: a
@@ -93,6 +95,7 @@ condition_free (gpointer data)
 	g_free (c->header);
 	g_free (c->source);
 	pcre2_code_free (c->code);
+	md_triggers_free (c->triggers);
 	g_free (c);
 }
 
@@ -273,10 +276,11 @@ parse_value (Parser *p, char **s, GString *buffer)
 	return NULL;
 }
 
-/* Reads `/regex/flags` or `"literal"flags` at *S and compiles it.
- * NULL, with an error reported, on any mistake. */
-static pcre2_code *
-parse_pattern (Parser *p, char **s, char **source_r)
+/* Reads `/regex/flags` or `"literal"flags` at *S into C: compiles it
+ * and finds its triggers.  FALSE, with an error reported, on any
+ * mistake. */
+static gboolean
+parse_pattern (Parser *p, char **s, Condition *c)
 {
 	char *start = skip_blanks (*s);
 	char delimiter = *start;
@@ -286,7 +290,7 @@ parse_pattern (Parser *p, char **s, char **source_r)
 
 	if (delimiter != '/' && delimiter != '"') {
 		parser_error (p, "expected a pattern, /regex/flags or \"literal\"");
-		return NULL;
+		return FALSE;
 	}
 	for (q = start + 1; *q && *q != delimiter; q++) {
 		/* in a regex the backslash stays for PCRE2 (\/ is a literal
@@ -302,11 +306,11 @@ parse_pattern (Parser *p, char **s, char **source_r)
 	}
 	if (*q != delimiter) {
 		parser_error (p, "unterminated pattern (missing closing '%c')", delimiter);
-		return NULL;
+		return FALSE;
 	}
 	if (text->len == 0) {
 		parser_error (p, "empty pattern (write /^/ to match everything)");
-		return NULL;
+		return FALSE;
 	}
 	for (q++; *q && !is_blank (*q); q++) {
 		switch (*q) {
@@ -316,11 +320,11 @@ parse_pattern (Parser *p, char **s, char **source_r)
 		case 'x': options |= PCRE2_EXTENDED; break;
 		default:
 			parser_error (p, "unknown pattern flag '%c' (expected i, m, s or x)", *q);
-			return NULL;
+			return FALSE;
 		}
 		if (delimiter == '"') {
 			parser_error (p, "flag '%c' makes no sense on a \"literal\" (only i does)", *q);
-			return NULL;
+			return FALSE;
 		}
 	}
 	/* PCRE2_UCP: \b, \w and \d follow Unicode, so they work in Ukrainian
@@ -335,13 +339,16 @@ parse_pattern (Parser *p, char **s, char **source_r)
 		PCRE2_UCHAR message[256];
 		pcre2_get_error_message (code, message, sizeof message);
 		parser_error (p, "bad pattern %s: %s at offset %zu", source, (char *) message, (gsize) offset);
-		return NULL;
+		return FALSE;
 	}
 	/* When JIT is unavailable the interpreter matches the same. */
 	pcre2_jit_compile (re, PCRE2_JIT_COMPLETE);
 	*s = q;
-	*source_r = g_steal_pointer (&source);
-	return re;
+	c->code = re;
+	c->source = g_steal_pointer (&source);
+	if (delimiter == '/')
+		c->triggers = md_triggers_new (text->str, text->len, (options & PCRE2_EXTENDED) != 0);
+	return TRUE;
 }
 
 static gboolean
@@ -370,18 +377,15 @@ parse_field (Parser *p, const char *word, Field *field_r, char **header_r)
 static void
 parse_condition (Parser *p, const char *word, char *rest)
 {
-	Condition condition = { 0 };
-	g_autofree char *header = NULL;
-	g_autofree char *source = NULL;
+	Condition *c = g_new0 (Condition, 1);
 
-	if (!parse_field (p, word, &condition.field, &header))
+	if (!parse_field (p, word, &c->field, &c->header) || !parse_pattern (p, &rest, c)) {
+		condition_free (c);
 		return;
-	pcre2_code *re = parse_pattern (p, &rest, &source);
-	if (!re)
-		return;
+	}
 	if (!at_end (rest)) {
-		pcre2_code_free (re);
 		parser_error (p, "unexpected text after the pattern: %s", skip_blanks (rest));
+		condition_free (c);
 		return;
 	}
 
@@ -389,8 +393,8 @@ parse_condition (Parser *p, const char *word, char *rest)
 	Clause *clause = p->any;
 	if (!clause) {
 		if (clauses->len >= MD_RULES_MAX_CONDITIONS) {
-			pcre2_code_free (re);
 			parser_error (p, "too many conditions in one rule (limit %d)", MD_RULES_MAX_CONDITIONS);
+			condition_free (c);
 			return;
 		}
 		clause = g_new0 (Clause, 1);
@@ -398,15 +402,10 @@ parse_condition (Parser *p, const char *word, char *rest)
 		clause->line = p->line;
 		g_ptr_array_add (clauses, clause);
 	} else if (clause->conditions->len >= MD_RULES_MAX_CONDITIONS) {
-		pcre2_code_free (re);
 		parser_error (p, "too many conditions in one 'any' group (limit %d)", MD_RULES_MAX_CONDITIONS);
+		condition_free (c);
 		return;
 	}
-	Condition *c = g_new (Condition, 1);
-	*c = condition;
-	c->header = g_steal_pointer (&header);
-	c->source = g_steal_pointer (&source);
-	c->code = re;
 	g_ptr_array_add (clause->conditions, c);
 }
 
@@ -745,10 +744,18 @@ md_rules_load_file (const char *path, GError **error)
 
 /* Per-call matching state: PCRE2's match data and JIT stack are not
  * shareable between threads, the compiled patterns are. */
+typedef enum {
+	WORDS_UNREAD,
+	WORDS_READY,
+	WORDS_UNUSABLE,   /* the body is not ASCII: every pattern runs */
+} WordsState;
+
 typedef struct {
 	pcre2_match_context *context;
 	pcre2_jit_stack *stack;
 	pcre2_match_data *data;
+	MdWordIndex *body_words;   /* indexed at the first body condition with triggers */
+	WordsState body_words_state;
 } Matcher;
 
 static void
@@ -757,6 +764,8 @@ matcher_init (Matcher *m)
 	m->context = pcre2_match_context_create (NULL);
 	m->stack = pcre2_jit_stack_create (32 * 1024, JIT_STACK_MAX, NULL);
 	m->data = pcre2_match_data_create (1, NULL);
+	m->body_words = NULL;
+	m->body_words_state = WORDS_UNREAD;
 	if (!m->context || !m->stack || !m->data)
 		g_error ("out of memory for PCRE2 match state");
 	/* The match limit bounds the work of one pcre2_match() call, over
@@ -773,6 +782,7 @@ matcher_clear (Matcher *m)
 	pcre2_match_data_free (m->data);
 	pcre2_jit_stack_free (m->stack);
 	pcre2_match_context_free (m->context);
+	md_word_index_free (m->body_words);
 }
 
 /* Length of VALUE up to MD_RULES_MAX_SCAN, cut at a character boundary. */
@@ -845,6 +855,20 @@ match_value (Matcher *m, const Condition *c, const char *value, GString *why)
 	return TRUE;
 }
 
+/* FALSE when C's triggers say it cannot match BODY (prefilter.h). */
+static gboolean
+body_may_match (Matcher *m, const Condition *c, const char *body)
+{
+	if (!c->triggers || !body)
+		return TRUE;
+	if (m->body_words_state == WORDS_UNREAD) {
+		m->body_words = md_word_index_new ();
+		m->body_words_state = md_word_index_fill (m->body_words, body, scan_length (body))
+			? WORDS_READY : WORDS_UNUSABLE;
+	}
+	return m->body_words_state == WORDS_UNUSABLE || md_triggers_may_match (c->triggers, m->body_words);
+}
+
 static gboolean
 match_values (Matcher *m, const Condition *c, const char *const *values, GString *why)
 {
@@ -867,7 +891,7 @@ condition_matches (Matcher *m, const Condition *c, const MdRuleInput *in, GStrin
 	case FIELD_SUBJECT:
 		return match_value (m, c, in->subject, why);
 	case FIELD_BODY:
-		return match_value (m, c, in->body, why);
+		return body_may_match (m, c, in->body) && match_value (m, c, in->body, why);
 	case FIELD_ATTACHMENT:
 		return match_values (m, c, in->attachments, why);
 	case FIELD_HEADER:

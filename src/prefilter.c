@@ -1,0 +1,334 @@
+/* prefilter.c - triggers of a pattern and the word index of a text (see
+ * prefilter.h for what they are for).
+ *
+ * Why the test is exact enough to skip a pattern: a branch that starts
+ * with \b and a word character can only match where a word starts (\b
+ * before a word character means none before it), and the literal that
+ * follows is made of word characters, so it is a prefix of that word.
+ * On an ASCII text, PCRE2's \w under PCRE2_UCP is [A-Za-z0-9_] and
+ * caseless matching is ASCII case folding (the Unicode extras, like the
+ * Kelvin sign for k, are not ASCII), so comparing lowercase prefixes
+ * decides it.  Lowercasing also when the pattern is case-sensitive only
+ * makes the test weaker, never wrong.
+ *
+ * A trigger keeps its first MAX_KEY_CHARS characters, packed into an
+ * integer; the index is a one-hash Bloom filter of every word's prefixes
+ * up to that length.  A collision costs a needless pcre2_match(), never
+ * a missed one. */
+#include "config.h"
+
+#include <string.h>
+
+#include "prefilter.h"
+
+#define MAX_KEY_CHARS   8
+#define MAX_TRIGGERS    1024
+#define MAX_DEPTH       16
+#define INDEX_BITS      16
+
+struct _MdTriggers {
+	GArray *keys;                 /* guint64, packed lowercase prefixes */
+};
+
+struct _MdWordIndex {
+	guint64 bits[(1u << INDEX_BITS) / 64];
+};
+
+static gboolean
+is_word_char (guchar c)
+{
+	return g_ascii_isalnum (c) || c == '_';
+}
+
+static guint64
+key_add (guint64 key, guchar c)
+{
+	return key << 8 | g_ascii_tolower (c);
+}
+
+static guint
+key_slot (guint64 key)
+{
+	return (guint) ((key * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15)) >> (64 - INDEX_BITS));
+}
+
+/* ---- reading a pattern ---- */
+
+typedef struct {
+	const char *p, *end;
+	GArray *keys;
+} Reader;
+
+static gboolean
+at (const Reader *r, const char *s)
+{
+	gsize n = strlen (s);
+	return (gsize) (r->end - r->p) >= n && memcmp (r->p, s, n) == 0;
+}
+
+static gboolean
+is_quantifier (const Reader *r)
+{
+	return r->p < r->end && strchr ("?*{", *r->p) != NULL;
+}
+
+/* Moves past a character class; at its '['. */
+static gboolean
+skip_class (Reader *r)
+{
+	r->p++;
+	if (at (r, "^"))
+		r->p++;
+	if (at (r, "]"))   /* a ']' first is a literal */
+		r->p++;
+	while (r->p < r->end && *r->p != ']') {
+		if (*r->p == '\\')
+			r->p++;
+		else if (at (r, "[:")) {
+			const char *close = g_strstr_len (r->p + 2, r->end - r->p - 2, ":]");
+			if (close)
+				r->p = close + 1;
+		}
+		r->p++;
+	}
+	if (r->p >= r->end)
+		return FALSE;
+	r->p++;
+	return TRUE;
+}
+
+/* Moves to the end of the current alternative: the '|' that ends it, the
+ * ')' that closes its group, or the end of the pattern. */
+static gboolean
+skip_alternative (Reader *r)
+{
+	int depth = 0;
+
+	while (r->p < r->end) {
+		switch (*r->p) {
+		case '\\':
+			r->p += 2;
+			continue;
+		case '[':
+			if (!skip_class (r))
+				return FALSE;
+			continue;
+		case '(':
+			depth++;
+			break;
+		case ')':
+			if (depth == 0)
+				return TRUE;
+			depth--;
+			break;
+		case '|':
+			if (depth == 0)
+				return TRUE;
+			break;
+		}
+		r->p++;
+	}
+	return depth == 0;
+}
+
+static gboolean alternatives (Reader *r, gboolean need_boundary, int depth);
+
+/* Reads what an alternative must start with, adds its triggers and moves
+ * to the alternative's end. */
+static gboolean
+alternative (Reader *r, gboolean need_boundary, int depth)
+{
+	if (at (r, "\\b"))
+		r->p += 2;
+	else if (need_boundary)
+		return FALSE;
+
+	if (at (r, "(?:")) {
+		r->p += 3;
+		if (!alternatives (r, FALSE, depth + 1) || !at (r, ")"))
+			return FALSE;
+		r->p++;
+		if (is_quantifier (r))  /* (?:...)? may be absent */
+			return FALSE;
+		return skip_alternative (r);
+	}
+
+	guint64 key = 0;
+	gsize length = 0;
+	const char *start = r->p;
+	while (r->p < r->end && is_word_char (*r->p))
+		r->p++;
+	length = r->p - start;
+	if (length > 0 && is_quantifier (r))  /* bugs? : the s may be absent */
+		length--;
+	if (length == 0 || r->keys->len >= MAX_TRIGGERS)
+		return FALSE;
+	for (gsize i = 0; i < MIN (length, MAX_KEY_CHARS); i++)
+		key = key_add (key, start[i]);
+	g_array_append_val (r->keys, key);
+	return skip_alternative (r);
+}
+
+/* Reads alternatives separated by '|' up to the ')' closing the group
+ * (left unread) or the end of the pattern. */
+static gboolean
+alternatives (Reader *r, gboolean need_boundary, int depth)
+{
+	if (depth > MAX_DEPTH)
+		return FALSE;
+	for (;;) {
+		if (!alternative (r, need_boundary, depth))
+			return FALSE;
+		if (r->p >= r->end || *r->p == ')')
+			return TRUE;
+		r->p++;   /* the '|' */
+	}
+}
+
+/* An inline (?x) makes whitespace vanish, so `foo ?` would quantify the
+ * o; \Q...\E and comments hide what they quote.  Patterns with any of
+ * them are not read. */
+static gboolean
+has_unreadable_syntax (const char *pattern, gsize len)
+{
+	for (gsize i = 0; i + 1 < len; i++) {
+		if (pattern[i] == '\\') {
+			if (pattern[i + 1] == 'Q' || pattern[i + 1] == 'c')
+				return TRUE;
+			i++;
+			continue;
+		}
+		if (pattern[i] != '(' || pattern[i + 1] != '?')
+			continue;
+		for (gsize j = i + 2; j < len && (g_ascii_isalpha (pattern[j]) || pattern[j] == '-' ||
+						   pattern[j] == '^' || pattern[j] == '#'); j++)
+			if (pattern[j] == 'x' || pattern[j] == '#')
+				return TRUE;
+	}
+	return FALSE;
+}
+
+static int
+compare_keys (gconstpointer a, gconstpointer b)
+{
+	guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+	return x < y ? -1 : x > y;
+}
+
+MdTriggers *
+md_triggers_new (const char *pattern, gsize len, gboolean extended)
+{
+	g_autoptr (GArray) keys = g_array_new (FALSE, FALSE, sizeof (guint64));
+	Reader r = { pattern, pattern + len, keys };
+
+	if (extended || has_unreadable_syntax (pattern, len))
+		return NULL;
+	if (!alternatives (&r, TRUE, 0) || r.p != r.end)
+		return NULL;
+	g_array_sort (keys, compare_keys);
+	MdTriggers *triggers = g_new (MdTriggers, 1);
+	triggers->keys = g_steal_pointer (&keys);
+	return triggers;
+}
+
+void
+md_triggers_free (MdTriggers *triggers)
+{
+	if (!triggers)
+		return;
+	g_array_unref (triggers->keys);
+	g_free (triggers);
+}
+
+static int
+compare_strings (gconstpointer a, gconstpointer b)
+{
+	return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+char *
+md_triggers_describe (const MdTriggers *triggers)
+{
+	g_autoptr (GPtrArray) words = g_ptr_array_new_with_free_func (g_free);
+	GString *out = g_string_new (NULL);
+
+	for (guint i = 0; i < triggers->keys->len; i++) {
+		guint64 key = g_array_index (triggers->keys, guint64, i);
+		GString *word = g_string_new (NULL);
+
+		for (int shift = 8 * (MAX_KEY_CHARS - 1); shift >= 0; shift -= 8)
+			if ((key >> shift) & 0xff)
+				g_string_append_c (word, (char) ((key >> shift) & 0xff));
+		g_ptr_array_add (words, g_string_free (word, FALSE));
+	}
+	g_ptr_array_sort (words, compare_strings);
+	for (guint i = 0; i < words->len; i++) {
+		if (i > 0 && strcmp (words->pdata[i], words->pdata[i - 1]) == 0)
+			continue;
+		if (out->len > 0)
+			g_string_append_c (out, ' ');
+		g_string_append (out, words->pdata[i]);
+	}
+	return g_string_free (out, FALSE);
+}
+
+/* ---- the words of a text ---- */
+
+MdWordIndex *
+md_word_index_new (void)
+{
+	return g_new0 (MdWordIndex, 1);
+}
+
+void
+md_word_index_free (MdWordIndex *index)
+{
+	g_free (index);
+}
+
+static void
+index_set (MdWordIndex *index, guint64 key)
+{
+	guint slot = key_slot (key);
+	index->bits[slot / 64] |= G_GUINT64_CONSTANT (1) << (slot % 64);
+}
+
+static gboolean
+index_has (const MdWordIndex *index, guint64 key)
+{
+	guint slot = key_slot (key);
+	return (index->bits[slot / 64] >> (slot % 64)) & 1;
+}
+
+gboolean
+md_word_index_fill (MdWordIndex *index, const char *text, gsize len)
+{
+	const guchar *p = (const guchar *) text, *end = p + len;
+
+	memset (index->bits, 0, sizeof index->bits);
+	while (p < end) {
+		if (*p >= 0x80)
+			return FALSE;
+		if (!is_word_char (*p)) {
+			p++;
+			continue;
+		}
+		guint64 key = 0;
+		for (int n = 0; p < end && is_word_char (*p); p++, n++) {
+			if (n < MAX_KEY_CHARS) {
+				key = key_add (key, *p);
+				index_set (index, key);
+			}
+		}
+	}
+	return TRUE;
+}
+
+gboolean
+md_triggers_may_match (const MdTriggers *triggers, const MdWordIndex *index)
+{
+	for (guint i = 0; i < triggers->keys->len; i++)
+		if (index_has (index, g_array_index (triggers->keys, guint64, i)))
+			return TRUE;
+	return FALSE;
+}

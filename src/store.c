@@ -10,6 +10,8 @@
 #include "schema.sql.h"
 #include "store.h"
 
+#define WAL_CHECKPOINT_PAGES 4000
+
 struct _MdStore {
 	sqlite3 *db;
 	GHashTable *stmts;  /* SQL text (static) -> sqlite3_stmt* */
@@ -183,10 +185,24 @@ md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GEr
 	}
 	sqlite3_busy_timeout (store->db, busy_timeout_ms);
 	sqlite3_extended_result_codes (store->db, 1);
+	/* A checkpoint every 4,000 pages (16 MiB of WAL) instead of SQLite's
+	 * 1,000: the pages every ticket touches (the right edges of the
+	 * tables and indexes) are copied to the database once per
+	 * checkpoint, so fewer checkpoints copy fewer pages; under load the
+	 * writer spends ~10 % less CPU per message (bench/lmtp). */
 	if (!ro && (!exec (store, "PRAGMA journal_mode = WAL", error) ||
-	            !exec (store, "PRAGMA synchronous = FULL", error)))
+	            !exec (store, "PRAGMA synchronous = FULL", error) ||
+	            !exec (store, "PRAGMA wal_autocheckpoint = " G_STRINGIFY (WAL_CHECKPOINT_PAGES), error)))
 		return NULL;
 	if (!exec (store, "PRAGMA foreign_keys = ON", error))
+		return NULL;
+	/* The writer's savepoint per message keeps the original of every
+	 * page the message touches in a statement journal, which SQLite
+	 * otherwise spills past 64 KiB to a file in /var/tmp: two pwrite()s
+	 * per page per message, and a directory the daemon has no other use
+	 * for.  The temporary b-trees of our queries stay in memory too:
+	 * they hold one person's tickets (a UNION) or a LIMITed batch. */
+	if (!exec (store, "PRAGMA temp_store = MEMORY", error))
 		return NULL;
 	if (!ro && !migrate (store, error))
 		return NULL;

@@ -198,6 +198,65 @@ test_schema_from_empty_file (void)
 	sqlite3_finalize (s);
 }
 
+/* Whether this process has a file of SQLite's temporary files open. */
+static gboolean
+has_sqlite_temp_file (void)
+{
+	g_autoptr (GDir) dir = g_dir_open ("/proc/self/fd", 0, NULL);
+	const char *name;
+
+	g_assert_nonnull (dir);
+	while ((name = g_dir_read_name (dir))) {
+		g_autofree char *link = g_strdup_printf ("/proc/self/fd/%s", name);
+		g_autofree char *target = g_file_read_link (link, NULL);
+		if (target && strstr (target, "etilqs_"))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The writer's savepoint per message journals every page it touches; that
+ * journal stays in memory (no file in /var/tmp, no pwrite per page), and
+ * checkpoints come every WAL_CHECKPOINT_PAGES. */
+static void
+test_store_savepoint_in_memory (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	sqlite3 *db = md_store_db (store);
+	char *blob = g_malloc0 (3000);
+
+	g_assert_true (md_store_begin (store, &error));
+	for (int i = 0; i < 200; i++) {   /* ~150 pages: past SQLite's 64 KiB spill */
+		sqlite3_stmt *s = NULL;
+		g_autofree char *key = g_strdup_printf ("%d", i);
+		sqlite3_prepare_v2 (db, "INSERT INTO outbox_blobs (sha256, raw) VALUES (?, ?)", -1, &s, NULL);
+		sqlite3_bind_text (s, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_blob (s, 2, blob, 3000, SQLITE_STATIC);
+		g_assert_cmpint (sqlite3_step (s), ==, SQLITE_DONE);
+		sqlite3_finalize (s);
+	}
+	g_assert_true (md_store_commit (store, &error));
+	g_free (blob);
+
+	/* a savepoint journals the pages that existed before it, once a
+	 * statement that may abort half-way (a changed unique key) runs */
+	g_assert_true (md_store_begin (store, &error));
+	g_assert_true (md_store_savepoint (store, &error));
+	g_assert_cmpint (sqlite3_exec (db, "UPDATE outbox_blobs SET sha256 = sha256 || 'x', raw = zeroblob(3000)", NULL, NULL, NULL), ==, SQLITE_OK);
+	g_assert_false (has_sqlite_temp_file ());
+	g_assert_true (md_store_release (store, &error));
+	g_assert_true (md_store_commit (store, &error));
+
+	sqlite3_stmt *s = NULL;
+	sqlite3_prepare_v2 (db, "PRAGMA wal_autocheckpoint", -1, &s, NULL);
+	g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
+	g_assert_cmpint (sqlite3_column_int (s, 0), ==, 4000);
+	sqlite3_finalize (s);
+}
+
 static void
 test_store_dedupe_and_threading (void)
 {
@@ -340,5 +399,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/store/from-empty-file", test_schema_from_empty_file);
 	g_test_add_func ("/store/v1-to-v2", test_schema_v1_to_v2);
 	g_test_add_func ("/store/person-ticket-list", test_person_ticket_list);
+	g_test_add_func ("/store/savepoint-in-memory", test_store_savepoint_in_memory);
 	return g_test_run ();
 }

@@ -72,6 +72,23 @@ is_quantifier (const Reader *r)
 	return r->p < r->end && strchr ("?*{", *r->p) != NULL;
 }
 
+/* At "[:" inside a class: the ']' of the ":]" that ends a POSIX class
+ * there, or the '[' itself when it starts none (PCRE2's rule: a ']'
+ * before ":]" means "[:" was two literal characters). */
+static const char *
+posix_class_end (const Reader *r)
+{
+	for (const char *q = r->p + 2; q + 1 < r->end; q++) {
+		if (*q == '\\' && (q[1] == ']' || q[1] == '\\'))
+			q++;
+		else if (*q == ']' || (*q == '[' && q[1] == ':'))
+			return r->p;
+		else if (*q == ':' && q[1] == ']')
+			return q + 1;
+	}
+	return r->p;
+}
+
 /* Moves past a character class; at its '['. */
 static gboolean
 skip_class (Reader *r)
@@ -84,11 +101,8 @@ skip_class (Reader *r)
 	while (r->p < r->end && *r->p != ']') {
 		if (*r->p == '\\')
 			r->p++;
-		else if (at (r, "[:")) {
-			const char *close = g_strstr_len (r->p + 2, r->end - r->p - 2, ":]");
-			if (close)
-				r->p = close + 1;
-		}
+		else if (at (r, "[:"))
+			r->p = posix_class_end (r);
 		r->p++;
 	}
 	if (r->p >= r->end)

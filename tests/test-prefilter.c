@@ -49,6 +49,8 @@ test_triggers (void)
 		{ "\\bbug[|)(]x|\\bfoo", "bug foo" },       /* a class hides | and ( */
 		{ "\\bbug[]|]|\\bfoo", "bug foo" },
 		{ "\\bbug[[:alpha:]|]|\\bfoo", "bug foo" },
+		{ "\\bbug[[:]|\\bfoo", "bug foo" },          /* "[:" then ']': two literals, the class ends */
+		{ "\\bbug[[:]|\\bfoo|x:]", NULL },            /* not one class up to ":]": a third branch */
 		{ "\\bbug\\|x|\\bfoo", "bug foo" },         /* an escaped | */
 		{ "\\b(?=bug)bug", NULL },
 		{ "\\b\\x62ug", NULL },
@@ -57,6 +59,12 @@ test_triggers (void)
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		int code;
+		PCRE2_SIZE offset;
+		pcre2_code *re = pcre2_compile ((PCRE2_SPTR) cases[i].pattern, PCRE2_ZERO_TERMINATED,
+						PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &code, &offset, NULL);
+		g_assert_nonnull (re);   /* a case PCRE2 refuses would test nothing */
+		pcre2_code_free (re);
 		g_autofree char *got = describe (cases[i].pattern);
 		g_test_message ("%s -> %s", cases[i].pattern, got ? got : "(none)");
 		g_assert_cmpstr (got, ==, cases[i].triggers);

@@ -157,8 +157,9 @@ alternative (Reader *r, gboolean need_boundary, int depth)
 	else if (need_boundary)
 		return FALSE;
 
-	if (at (r, "(?:")) {
-		r->p += 3;
+	gsize group_open = at (r, "(?:") ? 3 : at (r, "(") && !at (r, "(?") && !at (r, "(*") ? 1 : 0;
+	if (group_open > 0) {   /* (?:...) or a capturing (...) */
+		r->p += group_open;
 		if (!alternatives (r, FALSE, depth + 1) || !at (r, ")"))
 			return FALSE;
 		r->p++;
@@ -200,7 +201,8 @@ alternatives (Reader *r, gboolean need_boundary, int depth)
 }
 
 /* An inline (?x) makes whitespace vanish, so `foo ?` would quantify the
- * o; \Q...\E and comments hide what they quote.  Patterns with any of
+ * o; \Q...\E, comments and the strings of callouts (?C"...") hide
+ * what they quote, parentheses and bars included.  Patterns with any of
  * them are not read. */
 static gboolean
 has_unreadable_syntax (const char *pattern, gsize len)
@@ -216,7 +218,7 @@ has_unreadable_syntax (const char *pattern, gsize len)
 			continue;
 		for (gsize j = i + 2; j < len && (g_ascii_isalpha (pattern[j]) || pattern[j] == '-' ||
 						   pattern[j] == '^' || pattern[j] == '#'); j++)
-			if (pattern[j] == 'x' || pattern[j] == '#')
+			if (pattern[j] == 'x' || pattern[j] == '#' || (j == i + 2 && pattern[j] == 'C'))
 				return TRUE;
 	}
 	return FALSE;

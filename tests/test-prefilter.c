@@ -53,6 +53,11 @@ test_triggers (void)
 		{ "\\bbug[[:]|\\bfoo|x:]", NULL },            /* not one class up to ":]": a third branch */
 		{ "\\bbug\\|x|\\bfoo", "bug foo" },         /* an escaped | */
 		{ "\\b(?=bug)bug", NULL },
+		{ "\\b(bugs?|crash)\\b", "bug crash" },          /* a capturing group reads the same */
+		{ "\\b(?<name>bug)", NULL },
+		{ "\\b(*ACCEPT)bug", NULL },
+		{ "\\bfoo(?C\"(\")|x(?C\")\")", NULL },        /* a callout's string hides a "(" and a ")" */
+		{ "\\b(?C1)foo", NULL },
 		{ "\\b\\x62ug", NULL },
 		{ "\\bBUG", "bug" },
 		{ "\\bсбой", NULL },                       /* not ASCII: not a trigger */

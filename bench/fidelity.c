@@ -129,7 +129,9 @@ read_stored (MdStore *store, gint64 message_row_id, Stored *s)
 	s->actual = g_array_new (FALSE, TRUE, sizeof (MdCorpusActual));
 	s->valid_utf8 = TRUE;
 
-	sqlite3_prepare_v2 (db, "SELECT body, full_text, subject, from_name, flag FROM messages WHERE id = ?", -1, &st, NULL);
+	/* full_text '' means the same as body (store.c) */
+	sqlite3_prepare_v2 (db, "SELECT body, CASE full_text WHEN '' THEN body ELSE full_text END, subject, from_name, flag "
+	                        "FROM messages WHERE id = ?", -1, &st, NULL);
 	sqlite3_bind_int64 (st, 1, message_row_id);
 	if (sqlite3_step (st) == SQLITE_ROW) {
 		s->stored = TRUE;

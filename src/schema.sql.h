@@ -94,6 +94,10 @@ static const char *const md_schema_migrations[] = {
 	/* version 2: a person's tickets as participant (ticket list --requester,
 	 * #list) without reading every participant row */
 	"CREATE INDEX participants_person ON participants(person_id, ticket_id);\n",
+	/* version 3: messages.full_text '' means "the same as body", so an
+	 * untrimmed text is stored once (older rows keep their copy; an older
+	 * maildesk must not read the new ones as empty) */
+	"SELECT 1;\n",
 };
 
 #endif

@@ -823,7 +823,10 @@ md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **error)
 	sqlite3_bind_int (s, 7, m->internal);
 	bind_text (s, 8, m->flag);
 	bind_text (s, 9, m->body ? m->body : "");
-	bind_text (s, 10, m->full_text ? m->full_text : "");
+	/* '' in full_text means "the same as body" (schema version 3): a
+	 * new ticket's text is not trimmed, and storing it twice was a
+	 * third of the database and a WAL page per message. */
+	bind_text (s, 10, m->full_text && g_strcmp0 (m->full_text, m->body) != 0 ? m->full_text : "");
 	bind_text (s, 11, m->raw_sha256);
 	sqlite3_bind_int64 (s, 12, m->raw_size);
 	sqlite3_bind_int64 (s, 13, m->created_at);
@@ -901,6 +904,10 @@ md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
 		m->flag = col_text (s, 8);
 		m->body = col_text (s, 9);
 		m->full_text = col_text (s, 10);
+		if (m->full_text && !*m->full_text) {
+			g_free (m->full_text);
+			m->full_text = g_strdup (m->body);
+		}
 		m->raw_sha256 = col_text (s, 11);
 		m->raw_size = sqlite3_column_int64 (s, 12);
 		m->created_at = sqlite3_column_int64 (s, 13);

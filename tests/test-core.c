@@ -295,6 +295,57 @@ test_store_dedupe_and_threading (void)
 	g_assert_no_error (error);
 }
 
+/* An untrimmed text is stored once: full_text '' stands for the body,
+ * and reads back as it; a different full text is stored as it is. */
+static void
+test_store_full_text_once (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
+	t->subject = g_strdup ("x");
+	t->category = "Bug";
+	t->priority = "P2";
+	t->status = "Waiting for triage";
+	t->created_at = t->updated_at = t->status_changed_at = 1000;
+	g_assert_true (md_store_ticket_insert (store, t, &error));
+	static const struct {
+		const char *body, *full_text, *column;
+	} cases[] = {
+		{ "The export fails.", "The export fails.", "" },
+		{ "Thanks!", "Thanks!\n\n> The export fails.", "Thanks!\n\n> The export fails." },
+		{ "", "", "" },
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+		m->ticket_id = t->id;
+		m->body = g_strdup (cases[i].body);
+		m->full_text = g_strdup (cases[i].full_text);
+		m->created_at = 1000;
+		g_assert_true (md_store_message_insert (store, m, &error));
+		sqlite3_stmt *s = NULL;
+		sqlite3_prepare_v2 (md_store_db (store), "SELECT full_text FROM messages WHERE id = ?", -1, &s, NULL);
+		sqlite3_bind_int64 (s, 1, m->id);
+		g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
+		g_assert_cmpstr ((const char *) sqlite3_column_text (s, 0), ==, cases[i].column);
+		sqlite3_finalize (s);
+	}
+	/* a row an older maildesk wrote, with its copy */
+	g_assert_cmpint (sqlite3_exec (md_store_db (store), "INSERT INTO messages (ticket_id, direction, body, full_text, "
+	                                   "created_at) VALUES (1, 'in', 'old', 'old', 1000)", NULL, NULL, NULL), ==, SQLITE_OK);
+	g_autoptr (GPtrArray) read = md_store_ticket_messages (store, t->id, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (read->len, ==, G_N_ELEMENTS (cases) + 1);
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		const MdStoredMessage *m = read->pdata[i];
+		g_assert_cmpstr (m->body, ==, cases[i].body);
+		g_assert_cmpstr (m->full_text, ==, cases[i].full_text);
+	}
+	g_assert_cmpstr (((MdStoredMessage *) read->pdata[3])->full_text, ==, "old");
+}
+
 static gint64
 add_ticket (MdStore *store, gint64 requester, gint64 org, gboolean shared)
 {
@@ -375,7 +426,7 @@ test_schema_v1_to_v2 (void)
 	sqlite3_close (db);
 	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
 	g_assert_no_error (error);
-	g_assert_cmpint (md_store_schema_version (store), ==, 2);
+	g_assert_cmpint (md_store_schema_version (store), ==, MD_STORE_SCHEMA_VERSION);
 	g_autoptr (MdPerson) p = md_store_person_find (store, "old@example.org", &error);
 	g_assert_nonnull (p);
 	sqlite3_stmt *s = NULL;
@@ -400,5 +451,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/store/v1-to-v2", test_schema_v1_to_v2);
 	g_test_add_func ("/store/person-ticket-list", test_person_ticket_list);
 	g_test_add_func ("/store/savepoint-in-memory", test_store_savepoint_in_memory);
+	g_test_add_func ("/store/full-text-once", test_store_full_text_once);
 	return g_test_run ();
 }

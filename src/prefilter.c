@@ -169,11 +169,10 @@ alternative (Reader *r, gboolean need_boundary, int depth)
 	}
 
 	guint64 key = 0;
-	gsize length = 0;
 	const char *start = r->p;
 	while (r->p < r->end && is_word_char (*r->p))
 		r->p++;
-	length = r->p - start;
+	gsize length = r->p - start;
 	if (length > 0 && is_quantifier (r))  /* bugs? : the s may be absent */
 		length--;
 	if (length == 0 || r->keys->len >= MAX_TRIGGERS)
@@ -224,13 +223,6 @@ has_unreadable_syntax (const char *pattern, gsize len)
 	return FALSE;
 }
 
-static int
-compare_keys (gconstpointer a, gconstpointer b)
-{
-	guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
-	return x < y ? -1 : x > y;
-}
-
 MdTriggers *
 md_triggers_new (const char *pattern, gsize len, gboolean extended)
 {
@@ -241,7 +233,6 @@ md_triggers_new (const char *pattern, gsize len, gboolean extended)
 		return NULL;
 	if (!alternatives (&r, TRUE, 0) || r.p != r.end)
 		return NULL;
-	g_array_sort (keys, compare_keys);
 	MdTriggers *triggers = g_new (MdTriggers, 1);
 	triggers->keys = g_steal_pointer (&keys);
 	return triggers;

@@ -63,7 +63,7 @@ static gboolean
 at (const Reader *r, const char *s)
 {
 	gsize n = strlen (s);
-	return (gsize) (r->end - r->p) >= n && memcmp (r->p, s, n) == 0;
+	return r->p < r->end && (gsize) (r->end - r->p) >= n && memcmp (r->p, s, n) == 0;
 }
 
 static gboolean
@@ -121,7 +121,7 @@ skip_alternative (Reader *r)
 	while (r->p < r->end) {
 		switch (*r->p) {
 		case '\\':
-			r->p += 2;
+			r->p = MIN (r->p + 2, r->end);
 			continue;
 		case '[':
 			if (!skip_class (r))
@@ -200,17 +200,27 @@ alternatives (Reader *r, gboolean need_boundary, int depth)
 }
 
 /* An inline (?x) makes whitespace vanish, so `foo ?` would quantify the
- * o; \Q...\E, comments and the strings of callouts (?C"...") hide
- * what they quote, parentheses and bars included.  Patterns with any of
- * them are not read. */
+ * o; \Q...\E, comments, the strings of callouts (?C"...") and the
+ * names of verbs (*MARK:...) hide what they quote, parentheses, bars
+ * and brackets included; a lone \E vanishes, so `foo\E?` quantifies the
+ * o and `[\E]...]` starts a class with a literal ].  Patterns with any
+ * of them are not read. */
 static gboolean
 has_unreadable_syntax (const char *pattern, gsize len)
 {
 	for (gsize i = 0; i + 1 < len; i++) {
 		if (pattern[i] == '\\') {
-			if (pattern[i + 1] == 'Q' || pattern[i + 1] == 'c')
+			if (strchr ("QEc", pattern[i + 1]))
 				return TRUE;
 			i++;
+			continue;
+		}
+		if (pattern[i] == '(' && pattern[i + 1] == '*') {
+			gsize j = i + 2;
+			while (j < len && g_ascii_isupper (pattern[j]))
+				j++;
+			if (j < len && pattern[j] == ':')
+				return TRUE;   /* lowercase (*pla: and (*atomic: are groups, and read */
 			continue;
 		}
 		if (pattern[i] != '(' || pattern[i + 1] != '?')

@@ -58,6 +58,14 @@ test_triggers (void)
 		{ "\\b(*ACCEPT)bug", NULL },
 		{ "\\bfoo(?C\"(\")|x(?C\")\")", NULL },        /* a callout's string hides a "(" and a ")" */
 		{ "\\b(?C1)foo", NULL },
+		/* found by review: a verb's name is raw text up to ')' */
+		{ "\\bfoo(*:[)|bar(*:])", NULL },
+		{ "\\bfoo(*MARK:\\)|bar[\\E])]", NULL },
+		/* a lone \\E vanishes: the quantifier after it is the o's */
+		{ "\\bfoo\\E?", NULL },
+		{ "\\b(?:foo)\\E{0}bar", NULL },
+		{ "\\bfoo[\\E](]|bar[\\E])]", NULL },
+		{ "\\b(*pla:foo)foo", NULL },
 		{ "\\b\\x62ug", NULL },
 		{ "\\bBUG", "bug" },
 		{ "\\bсбой", NULL },                       /* not ASCII: not a trigger */
@@ -75,6 +83,9 @@ test_triggers (void)
 		g_assert_cmpstr (got, ==, cases[i].triggers);
 	}
 	g_assert_null (md_triggers_new ("\\bbug", 5, TRUE));
+	/* a trailing backslash (PCRE2 refuses it first) reads nothing past the end */
+	g_assert_null (md_triggers_new ("\\b(?:foo\\", 9, FALSE));
+	g_assert_null (md_triggers_new ("\\b(?:foo|bar\\", 13, FALSE));
 }
 
 static void

@@ -125,6 +125,22 @@ exec (MdStore *store, const char *sql, GError **error)
 	return TRUE;
 }
 
+/* Runs a statement of no result through the statement cache: SAVEPOINT
+ * and RELEASE come twice per message, and sqlite3_exec would compile
+ * them each time. */
+static gboolean
+exec_cached (MdStore *store, const char *sql, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, sql, error);
+	if (!s)
+		return FALSE;
+	gboolean done = sqlite3_step (s) == SQLITE_DONE;
+	if (!done)
+		md_store_set_error (store, error, sql);
+	sqlite3_reset (s);
+	return done;
+}
+
 int
 md_store_schema_version (MdStore *store)
 {
@@ -248,13 +264,13 @@ md_store_close (MdStore *store)
 gboolean
 md_store_begin (MdStore *store, GError **error)
 {
-	return exec (store, "BEGIN IMMEDIATE", error);
+	return exec_cached (store, "BEGIN IMMEDIATE", error);
 }
 
 gboolean
 md_store_commit (MdStore *store, GError **error)
 {
-	if (exec (store, "COMMIT", error))
+	if (exec_cached (store, "COMMIT", error))
 		return TRUE;
 	md_store_rollback (store);
 	return FALSE;
@@ -271,7 +287,7 @@ md_store_rollback (MdStore *store)
 gboolean
 md_store_savepoint (MdStore *store, GError **error)
 {
-	if (!exec (store, "SAVEPOINT ingest", error))
+	if (!exec_cached (store, "SAVEPOINT ingest", error))
 		return FALSE;
 	store->savepoint_depth++;
 	return TRUE;
@@ -281,7 +297,7 @@ gboolean
 md_store_release (MdStore *store, GError **error)
 {
 	store->savepoint_depth--;
-	return exec (store, "RELEASE ingest", error);
+	return exec_cached (store, "RELEASE ingest", error);
 }
 
 void

@@ -191,6 +191,8 @@ md_cmd_classify (int argc, char **argv)
 				printf ("no rule fired; defaults apply\n");
 			for (guint i = 0; cls.fired && i < cls.fired->len; i++)
 				printf ("fired: %s\n", (char *) cls.fired->pdata[i]);
+			printf ("body patterns: %u run, %u skipped (no word they start with)\n",
+				cls.body_patterns_run, cls.body_patterns_skipped);
 		}
 		md_classification_clear (&cls);
 	}

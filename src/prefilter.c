@@ -69,7 +69,7 @@ at (const Reader *r, const char *s)
 static gboolean
 is_quantifier (const Reader *r)
 {
-	return r->p < r->end && strchr ("?*{", *r->p) != NULL;
+	return r->p < r->end && *r->p && strchr ("?*{", *r->p) != NULL;
 }
 
 /* At "[:" inside a class: the ']' of the ":]" that ends a POSIX class
@@ -210,7 +210,7 @@ has_unreadable_syntax (const char *pattern, gsize len)
 {
 	for (gsize i = 0; i + 1 < len; i++) {
 		if (pattern[i] == '\\') {
-			if (strchr ("QEc", pattern[i + 1]))
+			if (pattern[i + 1] && strchr ("QEc", pattern[i + 1]))
 				return TRUE;
 			i++;
 			continue;

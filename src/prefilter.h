@@ -18,14 +18,16 @@ typedef struct _MdWordIndex MdWordIndex;
 
 /* The triggers of PATTERN (LEN bytes), a PCRE2 pattern compiled with
  * PCRE2_UTF and PCRE2_UCP, caseless or not; EXTENDED when it has
- * PCRE2_EXTENDED.  NULL when some branch of it does not start with \b
- * and a word (the pattern must then always run).  Free with
- * md_triggers_free. */
+ * PCRE2_EXTENDED.  NULL, and the pattern must always run, when it cannot
+ * tell: some branch does not start with \b and a word, the pattern uses
+ * syntax the reader does not follow (extended mode, \Q, \E, comments,
+ * callouts, verb names), nests deeper than 16 groups or has more than
+ * 1,024 alternatives.  Free with md_triggers_free. */
 MdTriggers *md_triggers_new (const char *pattern, gsize len, gboolean extended);
 void md_triggers_free (MdTriggers *triggers);
 
-/* The triggers, lowercase, sorted, separated by spaces (for tests and
- * `classify --explain`).  Free with g_free. */
+/* The triggers, lowercase (at most 8 characters each), sorted,
+ * separated by spaces: what the tests compare.  Free with g_free. */
 char *md_triggers_describe (const MdTriggers *triggers);
 
 MdWordIndex *md_word_index_new (void);

@@ -54,7 +54,7 @@ typedef struct {
 	char *header;        /* FIELD_HEADER: the header's name */
 	char *source;        /* the pattern as written, for explanations */
 	pcre2_code *code;
-	MdTriggers *triggers; /* NULL: the pattern runs on every text */
+	MdTriggers *triggers; /* body patterns only; NULL: runs on every body */
 } Condition;
 
 /* One requirement of a rule, met when any of its conditions matches: a
@@ -346,7 +346,7 @@ parse_pattern (Parser *p, char **s, Condition *c)
 	*s = q;
 	c->code = re;
 	c->source = g_steal_pointer (&source);
-	if (delimiter == '/')
+	if (delimiter == '/' && c->field == FIELD_BODY)
 		c->triggers = md_triggers_new (text->str, text->len, (options & PCRE2_EXTENDED) != 0);
 	return TRUE;
 }
@@ -742,20 +742,21 @@ md_rules_load_file (const char *path, GError **error)
 
 /* ---- matching ---- */
 
-/* Per-call matching state: PCRE2's match data and JIT stack are not
- * shareable between threads, the compiled patterns are. */
 typedef enum {
 	WORDS_UNREAD,
 	WORDS_READY,
 	WORDS_UNUSABLE,   /* the body is not ASCII: every pattern runs */
 } WordsState;
 
+/* Per-call matching state: PCRE2's match data and JIT stack are not
+ * shareable between threads, the compiled patterns are. */
 typedef struct {
 	pcre2_match_context *context;
 	pcre2_jit_stack *stack;
 	pcre2_match_data *data;
 	MdWordIndex *body_words;   /* indexed at the first body condition with triggers */
 	WordsState body_words_state;
+	guint body_run, body_skipped;
 } Matcher;
 
 static void
@@ -766,6 +767,7 @@ matcher_init (Matcher *m)
 	m->data = pcre2_match_data_create (1, NULL);
 	m->body_words = NULL;
 	m->body_words_state = WORDS_UNREAD;
+	m->body_run = m->body_skipped = 0;
 	if (!m->context || !m->stack || !m->data)
 		g_error ("out of memory for PCRE2 match state");
 	/* The match limit bounds the work of one pcre2_match() call, over
@@ -891,7 +893,14 @@ condition_matches (Matcher *m, const Condition *c, const MdRuleInput *in, GStrin
 	case FIELD_SUBJECT:
 		return match_value (m, c, in->subject, why);
 	case FIELD_BODY:
-		return body_may_match (m, c, in->body) && match_value (m, c, in->body, why);
+		if (!in->body)
+			return FALSE;
+		if (!body_may_match (m, c, in->body)) {
+			m->body_skipped++;
+			return FALSE;
+		}
+		m->body_run++;
+		return match_value (m, c, in->body, why);
 	case FIELD_ATTACHMENT:
 		return match_values (m, c, in->attachments, why);
 	case FIELD_HEADER:
@@ -961,6 +970,8 @@ md_rules_classify (const MdRules *rules, const MdRuleInput *input, MdClassificat
 		if (rule->stop)
 			break;
 	}
+	out->body_patterns_run += m.body_run;
+	out->body_patterns_skipped += m.body_skipped;
 	matcher_clear (&m);
 }
 

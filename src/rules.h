@@ -46,6 +46,10 @@ typedef struct {
 	 * where it is, what matched (field, pattern, matched text) and what
 	 * it set.  `maildesk classify --explain` prints these. */
 	GPtrArray *fired;
+	/* Body patterns run, and skipped because the body cannot match them
+	 * (prefilter.h); `maildesk classify --explain` prints both. */
+	guint body_patterns_run;
+	guint body_patterns_skipped;
 } MdClassification;
 
 /* Limits on what is loaded and matched. */

@@ -125,20 +125,14 @@ exec (MdStore *store, const char *sql, GError **error)
 	return TRUE;
 }
 
-/* Runs a statement of no result through the statement cache: SAVEPOINT
- * and RELEASE come twice per message, and sqlite3_exec would compile
- * them each time. */
+/* Runs a statement of no result through the statement cache: the
+ * writer runs SAVEPOINT and RELEASE once each per message, and
+ * sqlite3_exec would compile them every time. */
 static gboolean
 exec_cached (MdStore *store, const char *sql, GError **error)
 {
 	sqlite3_stmt *s = stmt (store, sql, error);
-	if (!s)
-		return FALSE;
-	gboolean done = sqlite3_step (s) == SQLITE_DONE;
-	if (!done)
-		md_store_set_error (store, error, sql);
-	sqlite3_reset (s);
-	return done;
+	return s && step_done (store, s, sql, error);
 }
 
 int

@@ -147,7 +147,7 @@ typedef struct {
 	gboolean internal;
 	char *flag;              /* "unverified sender", "unverified agent", "needs human", "bounce", ... */
 	char *body;              /* trimmed text */
-	char *full_text;         /* untrimmed text */
+	char *full_text;         /* untrimmed text; NULL on insert: the same as body */
 	char *raw_sha256;        /* raw message in the spool */
 	gint64 raw_size;
 	gint64 created_at;

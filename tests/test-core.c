@@ -226,20 +226,20 @@ test_store_savepoint_in_memory (void)
 	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
 	g_assert_no_error (error);
 	sqlite3 *db = md_store_db (store);
-	char *blob = g_malloc0 (3000);
+	g_autofree char *blob = g_malloc0 (3000);
 
 	g_assert_true (md_store_begin (store, &error));
 	for (int i = 0; i < 200; i++) {   /* ~150 pages: past SQLite's 64 KiB spill */
 		sqlite3_stmt *s = NULL;
 		g_autofree char *key = g_strdup_printf ("%d", i);
-		sqlite3_prepare_v2 (db, "INSERT INTO outbox_blobs (sha256, raw) VALUES (?, ?)", -1, &s, NULL);
+		g_assert_cmpint (sqlite3_prepare_v2 (db, "INSERT INTO outbox_blobs (sha256, raw) VALUES (?, ?)", -1, &s, NULL),
+		                 ==, SQLITE_OK);
 		sqlite3_bind_text (s, 1, key, -1, SQLITE_STATIC);
 		sqlite3_bind_blob (s, 2, blob, 3000, SQLITE_STATIC);
 		g_assert_cmpint (sqlite3_step (s), ==, SQLITE_DONE);
 		sqlite3_finalize (s);
 	}
 	g_assert_true (md_store_commit (store, &error));
-	g_free (blob);
 
 	/* a savepoint journals the pages that existed before it, once a
 	 * statement that may abort half-way (a changed unique key) runs */
@@ -303,6 +303,7 @@ test_store_full_text_once (void)
 	g_autoptr (GError) error = NULL;
 	g_autofree char *path = temp_db ();
 	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
 	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
 	t->subject = g_strdup ("x");
 	t->category = "Bug";
@@ -310,12 +311,14 @@ test_store_full_text_once (void)
 	t->status = "Waiting for triage";
 	t->created_at = t->updated_at = t->status_changed_at = 1000;
 	g_assert_true (md_store_ticket_insert (store, t, &error));
+	g_assert_no_error (error);
 	static const struct {
 		const char *body, *full_text, *column;
 	} cases[] = {
 		{ "The export fails.", "The export fails.", "" },
 		{ "Thanks!", "Thanks!\n\n> The export fails.", "Thanks!\n\n> The export fails." },
 		{ "", "", "" },
+		{ "Only a body.", NULL, "" },   /* no full text: the same as the body */
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
@@ -326,24 +329,26 @@ test_store_full_text_once (void)
 		m->created_at = 1000;
 		g_assert_true (md_store_message_insert (store, m, &error));
 		sqlite3_stmt *s = NULL;
-		sqlite3_prepare_v2 (md_store_db (store), "SELECT full_text FROM messages WHERE id = ?", -1, &s, NULL);
+		g_assert_cmpint (sqlite3_prepare_v2 (md_store_db (store), "SELECT full_text FROM messages WHERE id = ?", -1,
+		                                     &s, NULL), ==, SQLITE_OK);
 		sqlite3_bind_int64 (s, 1, m->id);
 		g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
 		g_assert_cmpstr ((const char *) sqlite3_column_text (s, 0), ==, cases[i].column);
 		sqlite3_finalize (s);
 	}
 	/* a row an older maildesk wrote, with its copy */
-	g_assert_cmpint (sqlite3_exec (md_store_db (store), "INSERT INTO messages (ticket_id, direction, body, full_text, "
-	                                   "created_at) VALUES (1, 'in', 'old', 'old', 1000)", NULL, NULL, NULL), ==, SQLITE_OK);
+	g_autofree char *old_row = g_strdup_printf ("INSERT INTO messages (ticket_id, direction, body, full_text, created_at) "
+	                                            "VALUES (%" G_GINT64_FORMAT ", 'in', 'old', 'old', 1000)", t->id);
+	g_assert_cmpint (sqlite3_exec (md_store_db (store), old_row, NULL, NULL, NULL), ==, SQLITE_OK);
 	g_autoptr (GPtrArray) read = md_store_ticket_messages (store, t->id, &error);
 	g_assert_no_error (error);
 	g_assert_cmpuint (read->len, ==, G_N_ELEMENTS (cases) + 1);
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
 		const MdStoredMessage *m = read->pdata[i];
 		g_assert_cmpstr (m->body, ==, cases[i].body);
-		g_assert_cmpstr (m->full_text, ==, cases[i].full_text);
+		g_assert_cmpstr (m->full_text, ==, cases[i].full_text ? cases[i].full_text : cases[i].body);
 	}
-	g_assert_cmpstr (((MdStoredMessage *) read->pdata[3])->full_text, ==, "old");
+	g_assert_cmpstr (((MdStoredMessage *) read->pdata[G_N_ELEMENTS (cases)])->full_text, ==, "old");
 }
 
 static gint64

@@ -233,8 +233,9 @@ test_shipped_rules_agree (void)
 	pcre2_match_data_free (data);
 }
 
-/* Through the rules: a skipped pattern changes nothing, a non-ASCII body
- * is matched in full (the Kelvin sign is a caseless k to PCRE2). */
+/* Through the rules: the prefilter is consulted (patterns are counted as
+ * skipped), a skipped pattern changes nothing, a non-ASCII body is
+ * matched in full (the Kelvin sign is a caseless k to PCRE2). */
 static void
 test_rules_use_it (void)
 {
@@ -246,12 +247,13 @@ test_rules_use_it (void)
 	static const struct {
 		const char *body;
 		const char *tags;
+		guint run, skipped;
 	} cases[] = {
-		{ "I lost my KEYS", "key" },
-		{ "the door is locked, the keyboard too", "lock" },
-		{ "monkeys in the blocked yard", "" },
-		{ "a \xe2\x84\xaa" "ey for caf\xc3\xa9", "key" },
-		{ "", "" },
+		{ "I lost my KEYS", "key", 1, 1 },
+		{ "the door is locked, the keyboard too", "lock", 2, 0 },
+		{ "monkeys in the blocked yard", "", 0, 2 },
+		{ "a \xe2\x84\xaa" "ey for caf\xc3\xa9", "key", 2, 0 },
+		{ "", "", 0, 2 },
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
@@ -262,6 +264,8 @@ test_rules_use_it (void)
 		for (guint j = 0; j < c.tags->len; j++)
 			g_string_append (tags, c.tags->pdata[j]);
 		g_assert_cmpstr (tags->str, ==, cases[i].tags);
+		g_assert_cmpuint (c.body_patterns_run, ==, cases[i].run);
+		g_assert_cmpuint (c.body_patterns_skipped, ==, cases[i].skipped);
 	}
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """check-config reports every problem with file:line (issue 2)."""
 import os
+import re
 
 from mdtest import TOP_SRCDIR, Desk, message, run_tests
 
@@ -84,6 +85,9 @@ def test_classify_explain(tap):
     tap.eq(p.returncode, 0, "classify reads a message from stdin")
     tap.ok("priority: P1" in out, "an outage is P1", out)
     tap.ok("fired:" in out and "default.rules:" in out, "--explain names each rule that fired with file:line", out)
+    counts = re.search(r"^body patterns: (\d+) run, (\d+) skipped", out, re.M)
+    tap.ok(counts and int(counts.group(1)) > 0 and int(counts.group(2)) > 0,
+           "--explain counts the body patterns run and skipped by the prefilter", out)
     p = desk.run("classify", input=message(subject="Feature request: dark mode", body="It would be nice to have."))
     tap.ok("priority: ER" in p.stdout.decode(), "a feature request is ER", p.stdout.decode())
     tap.ok(not os.path.exists(os.path.join(desk.dir, "var", "maildesk.db")), "classify stores nothing")

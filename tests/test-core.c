@@ -351,6 +351,56 @@ test_store_full_text_once (void)
 	g_assert_cmpstr (((MdStoredMessage *) read->pdata[G_N_ELEMENTS (cases)])->full_text, ==, "old");
 }
 
+/* What References names: the thread's first public message and its
+ * latest ones, oldest first, each once; internal notes and messages
+ * without a Message-ID are not part of the thread. */
+static void
+test_store_thread_ids (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
+	t->subject = g_strdup ("x");
+	t->category = "Bug";
+	t->priority = "P2";
+	t->status = "Waiting for triage";
+	t->created_at = t->updated_at = t->status_changed_at = 1000;
+	g_assert_true (md_store_ticket_insert (store, t, &error));
+	static const struct {
+		const char *message_id;
+		gboolean internal;
+	} messages[] = {
+		{ NULL, FALSE }, { "m1@x", TRUE }, { "m2@x", FALSE }, { "m3@x", FALSE },
+		{ "m4@x", TRUE }, { "m5@x", FALSE }, { NULL, FALSE }, { "m6@x", FALSE },
+	};
+	static const struct {
+		guint after, max;       /* messages stored so far; References' limit */
+		const char *expected;
+	} cases[] = {
+		{ 0, 5, "" }, { 2, 5, "" }, { 3, 5, "m2@x" }, { 3, 1, "m2@x" }, { 4, 2, "m2@x m3@x" },
+		{ 8, 2, "m2@x m6@x" }, { 8, 3, "m2@x m5@x m6@x" }, { 8, 10, "m2@x m3@x m5@x m6@x" },
+	};
+	guint stored = 0;
+
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		for (; stored < cases[i].after; stored++) {
+			g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+			m->ticket_id = t->id;
+			m->message_id = g_strdup (messages[stored].message_id);
+			m->internal = messages[stored].internal;
+			m->created_at = 1000;
+			g_assert_true (md_store_message_insert (store, m, &error));
+		}
+		g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, t->id, cases[i].max, &error);
+		g_assert_no_error (error);
+		g_ptr_array_add (ids, NULL);
+		g_autofree char *got = g_strjoinv (" ", (char **) ids->pdata);
+		g_assert_cmpstr (got, ==, cases[i].expected);
+	}
+}
+
 static gint64
 add_ticket (MdStore *store, gint64 requester, gint64 org, gboolean shared)
 {
@@ -457,5 +507,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/store/person-ticket-list", test_person_ticket_list);
 	g_test_add_func ("/store/savepoint-in-memory", test_store_savepoint_in_memory);
 	g_test_add_func ("/store/full-text-once", test_store_full_text_once);
+	g_test_add_func ("/store/thread-ids", test_store_thread_ids);
 	return g_test_run ();
 }

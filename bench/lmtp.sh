@@ -85,6 +85,7 @@ intake = support
 ticket_prefix = SUP
 data_dir = $dir/var
 rules = $srcdir/filters/default.rules
+forms = $srcdir/filters/forms.conf
 templates = $srcdir/templates/
 [lmtp]
 listen = 127.0.0.1:$md_port

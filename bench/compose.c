@@ -182,6 +182,8 @@ main (int argc, char **argv)
 	conf->rules = g_build_filename (top, "filters/default.rules", NULL);
 	g_free (conf->templates);
 	conf->templates = g_build_filename (top, "templates", NULL);
+	g_free (conf->forms);
+	conf->forms = g_build_filename (top, "filters/forms.conf", NULL);
 	g_free (conf->name);
 	conf->name = g_strdup ("Example Support");
 

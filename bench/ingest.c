@@ -158,6 +158,8 @@ main (int argc, char **argv)
 	conf->rules = g_build_filename (top, "filters/default.rules", NULL);
 	g_free (conf->templates);
 	conf->templates = g_build_filename (top, "templates", NULL);
+	g_free (conf->forms);
+	conf->forms = g_build_filename (top, "filters/forms.conf", NULL);
 
 	md_message_init ();
 	g_autoptr (MdDesk) desk = md_desk_open (conf, &error);

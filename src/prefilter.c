@@ -24,14 +24,20 @@
 #define MAX_KEY_CHARS   8
 #define MAX_TRIGGERS    1024
 #define MAX_DEPTH       16
-#define INDEX_BITS      16
+/* The index has at least 8 bits per byte of text (a byte adds at most
+ * one prefix, so at most an eighth of the bits are set and an absent
+ * trigger looks present at most one time in eight), 8 KiB at least, and
+ * at most 512 KiB: the rules scan at most 512 KiB of a body. */
+#define MIN_INDEX_BITS  16
+#define MAX_INDEX_BITS  22
 
 struct _MdTriggers {
 	GArray *keys;                 /* guint64, packed lowercase prefixes */
 };
 
 struct _MdWordIndex {
-	guint64 bits[(1u << INDEX_BITS) / 64];
+	guint log2_bits;              /* 0 until filled */
+	guint64 *bits;
 };
 
 static gboolean
@@ -47,9 +53,9 @@ key_add (guint64 key, guchar c)
 }
 
 static guint
-key_slot (guint64 key)
+key_slot (const MdWordIndex *index, guint64 key)
 {
-	return (guint) ((key * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15)) >> (64 - INDEX_BITS));
+	return (guint) ((key * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15)) >> (64 - index->log2_bits));
 }
 
 /* ---- reading a pattern ---- */
@@ -300,20 +306,23 @@ md_word_index_new (void)
 void
 md_word_index_free (MdWordIndex *index)
 {
+	if (!index)
+		return;
+	g_free (index->bits);
 	g_free (index);
 }
 
 static void
 index_set (MdWordIndex *index, guint64 key)
 {
-	guint slot = key_slot (key);
+	guint slot = key_slot (index, key);
 	index->bits[slot / 64] |= G_GUINT64_CONSTANT (1) << (slot % 64);
 }
 
 static gboolean
 index_has (const MdWordIndex *index, guint64 key)
 {
-	guint slot = key_slot (key);
+	guint slot = key_slot (index, key);
 	return (index->bits[slot / 64] >> (slot % 64)) & 1;
 }
 
@@ -321,8 +330,17 @@ gboolean
 md_word_index_fill (MdWordIndex *index, const char *text, gsize len)
 {
 	const guchar *p = (const guchar *) text, *end = p + len;
+	guint log2_bits = MIN_INDEX_BITS;
 
-	memset (index->bits, 0, sizeof index->bits);
+	while (log2_bits < MAX_INDEX_BITS && ((gsize) 1 << log2_bits) / 8 < len)
+		log2_bits++;
+	if (log2_bits != index->log2_bits) {
+		g_free (index->bits);
+		index->bits = g_new0 (guint64, ((gsize) 1 << log2_bits) / 64);
+		index->log2_bits = log2_bits;
+	} else {
+		memset (index->bits, 0, ((gsize) 1 << log2_bits) / 8);
+	}
 	while (p < end) {
 		if (*p >= 0x80)
 			return FALSE;
@@ -344,6 +362,8 @@ md_word_index_fill (MdWordIndex *index, const char *text, gsize len)
 gboolean
 md_triggers_may_match (const MdTriggers *triggers, const MdWordIndex *index)
 {
+	if (!index->bits)   /* never filled: it knows nothing */
+		return TRUE;
 	for (guint i = 0; i < triggers->keys->len; i++)
 		if (index_has (index, g_array_index (triggers->keys, guint64, i)))
 			return TRUE;

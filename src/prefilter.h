@@ -33,9 +33,9 @@ char *md_triggers_describe (const MdTriggers *triggers);
 MdWordIndex *md_word_index_new (void);
 void md_word_index_free (MdWordIndex *index);
 
-/* Indexes the words of TEXT (LEN bytes); FALSE when TEXT has a byte
- * outside ASCII, where the index cannot speak for Unicode words and
- * caseless matching. */
+/* Indexes the words of TEXT (LEN bytes), in memory proportional to LEN
+ * (8 KiB to 512 KiB); FALSE when TEXT has a byte outside ASCII, where
+ * the index cannot speak for Unicode words and caseless matching. */
 gboolean md_word_index_fill (MdWordIndex *index, const char *text, gsize len);
 
 /* FALSE only when no word of the indexed text starts with a trigger:

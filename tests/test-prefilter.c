@@ -106,6 +106,27 @@ test_index (void)
 	g_assert_true (md_word_index_fill (index, "provide", 7));
 	g_assert_false (md_triggers_may_match (prov, index));
 	g_assert_false (md_word_index_fill (index, "un bug caf\xc3\xa9", 12));
+
+	/* A long body (pasted logs): the index grows with it, so words it
+	 * lacks are still told apart; one sized for 4 KB would be full. */
+	g_autoptr (GString) text = g_string_new (NULL);
+	g_autoptr (GRand) rand = g_rand_new_with_seed (7);
+	while (text->len < 300 * 1024) {
+		for (int i = 0; i < 7; i++)
+			g_string_append_c (text, "abcdefghijklm"[g_rand_int_range (rand, 0, 13)]);
+		g_string_append_c (text, ' ');
+	}
+	g_assert_true (md_word_index_fill (index, text->str, text->len));
+	guint present = 0;
+	static const char *const absent[] = { "\\bnope", "\\bquartz", "\\bwyvern", "\\bzoo", "\\bpony",
+	                                      "\\bxylo", "\\bvortex", "\\bsquid", "\\buvula", "\\byonder" };
+	for (gsize i = 0; i < G_N_ELEMENTS (absent); i++) {
+		g_autoptr (MdTriggers) t = md_triggers_new (absent[i], strlen (absent[i]), FALSE);
+		present += md_triggers_may_match (t, index);
+	}
+	g_assert_cmpuint (present, <=, 2);
+	g_assert_true (md_word_index_fill (index, "a short one", 11));   /* and shrinks back */
+	g_assert_false (md_triggers_may_match (prov, index));
 }
 
 /* ---- the shipped rules against PCRE2 ---- */

@@ -226,7 +226,7 @@ has_unreadable_syntax (const char *pattern, gsize len)
 			while (j < len && g_ascii_isupper (pattern[j]))
 				j++;
 			if (j < len && pattern[j] == ':')
-				return TRUE;   /* lowercase (*pla: and (*atomic: are groups, and read */
+				return TRUE;   /* (*pla: and (*atomic: are groups: their parentheses are followed */
 			continue;
 		}
 		if (pattern[i] != '(' || pattern[i + 1] != '?')

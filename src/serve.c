@@ -242,7 +242,10 @@ md_cmd_serve (int argc, char **argv)
 	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
 	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
 	guint hup = g_unix_signal_add (SIGHUP, on_reload_signal, &d);
-	g_message ("serve: desk %s, database %s", desk->desk_address, desk->db_path);
+	/* Relative paths follow the working directory: say which files the
+	 * desk really uses, forms included (a missing default means none). */
+	g_message ("serve: desk %s, database %s, rules %s, forms %s", desk->desk_address, desk->db_path,
+	           desk->rules_path, desk->forms_path ? desk->forms_path : "none");
 
 	g_main_loop_run (d.loop);
 

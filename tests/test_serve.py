@@ -114,6 +114,11 @@ def test_reload(tap):
     text = open(desk.conf_path).read().replace("rules = ", "rules = " + rules + "\n#", 1)
     desk.write_conf(text)
     server = Server(desk).start(port)
+    deadline = time.time() + 5   # the line follows the listeners' start
+    while f"rules {rules}, forms none" not in server.read_log() and time.time() < deadline:
+        time.sleep(0.05)
+    tap.ok(f"rules {rules}, forms none" in server.read_log(),
+           "the startup line names the rules file and the forms in use", server.read_log())
     c = Lmtp(port)
     c.cmd("LHLO x")
     c.deliver("a@customer.example", ["support@support.example.com"], message(subject="invoice 1"))

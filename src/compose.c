@@ -38,52 +38,6 @@ ensure_gmime (void)
 
 /* ---- cleaning what goes into headers ---- */
 
-static gboolean
-is_ascii (const char *text)
-{
-	for (const char *c = text; *c; c++)
-		if ((guchar) *c & 0x80)
-			return FALSE;
-	return TRUE;
-}
-
-/* One line of at most max_chars characters: invalid UTF-8 repaired,
- * control characters and line separators made spaces, runs of white
- * space folded, ends trimmed.  Free with g_free. */
-static char *
-clean_line (const char *text, gsize max_chars)
-{
-	if (!text)
-		return g_strdup ("");
-	g_autofree char *repaired = g_utf8_validate (text, -1, NULL) ? NULL : g_utf8_make_valid (text, -1);
-	const char *valid = repaired ? repaired : text;
-	GString *out = g_string_sized_new (strlen (valid));
-	gboolean space = FALSE;
-	gsize chars = 0;
-	for (const char *c = valid; *c && chars < max_chars; c = g_utf8_next_char (c)) {
-		/* ASCII without the Unicode tables: the white space there
-		 * other than ' ' is all control characters */
-		gboolean ascii = !((guchar) *c & 0x80);
-		gunichar u = ascii ? (guchar) *c : g_utf8_get_char (c);
-		if (ascii ? u <= 0x20 || u == 0x7f
-		          : g_unichar_iscntrl (u) || g_unichar_isspace (u) || u == 0x2028 || u == 0x2029) {
-			space = out->len > 0;
-			continue;
-		}
-		if (space) {
-			g_string_append_c (out, ' ');
-			chars++;
-		}
-		space = FALSE;
-		if (ascii)
-			g_string_append_c (out, *c);
-		else
-			g_string_append_len (out, c, g_utf8_next_char (c) - c);
-		chars++;
-	}
-	return g_string_free (out, FALSE);
-}
-
 /* The address with every control character removed (a CR/LF pair must
  * not leave a gap that a later check could read as a separator). */
 static char *
@@ -204,7 +158,7 @@ reply_prefix_length (const char *subject)
 char *
 md_compose_tagged_subject (const char *subject, const char *ticket_key)
 {
-	g_autofree char *clean = clean_line (subject, MD_COMPOSE_MAX_SUBJECT);
+	g_autofree char *clean = md_text_one_line (subject, MD_COMPOSE_MAX_SUBJECT);
 	if (!is_ticket_key (ticket_key))
 		return g_steal_pointer (&clean);
 	g_autofree char *tag = g_strdup_printf ("[%s]", ticket_key);
@@ -213,7 +167,7 @@ md_compose_tagged_subject (const char *subject, const char *ticket_key)
 	if (strstr (subject_folded, tag_folded))
 		return g_steal_pointer (&clean);
 	/* the tag stays whole; the subject gives way */
-	g_autofree char *rest = clean_line (clean, MD_COMPOSE_MAX_SUBJECT - strlen (tag) - 1);
+	g_autofree char *rest = md_text_one_line (clean, MD_COMPOSE_MAX_SUBJECT - strlen (tag) - 1);
 	gsize prefix = reply_prefix_length (rest);
 	if (rest[prefix] == '\0')
 		return rest[0] ? g_strconcat (rest, " ", tag, NULL) : g_steal_pointer (&tag);
@@ -281,7 +235,7 @@ encode_subject (const char *subject)
 static void
 set_subject (GMimeMessage *msg, const char *subject)
 {
-	if (is_ascii (subject)) {
+	if (g_str_is_ascii (subject)) {
 		g_mime_message_set_subject (msg, subject, "utf-8");
 		return;
 	}
@@ -310,7 +264,7 @@ add_mailboxes (GMimeMessage *msg, GMimeAddressType type, const MdMailbox *boxes,
 {
 	for (gsize i = 0; i < n; i++) {
 		g_autofree char *email = strip_controls (boxes[i].email);
-		g_autofree char *name = clean_line (boxes[i].name, MD_COMPOSE_MAX_NAME);
+		g_autofree char *name = md_text_one_line (boxes[i].name, MD_COMPOSE_MAX_NAME);
 		add_mailbox (msg, type, name, email);
 	}
 }
@@ -366,7 +320,7 @@ static void
 set_extra_headers (GMimeMessage *msg, const char *const *headers)
 {
 	for (gsize i = 0; headers && headers[i] && headers[i + 1]; i += 2) {
-		g_autofree char *value = clean_line (headers[i + 1], MAX_HEADER_VALUE);
+		g_autofree char *value = md_text_one_line (headers[i + 1], MAX_HEADER_VALUE);
 		set_header (msg, allowed_header (headers[i]), value);
 	}
 }
@@ -418,7 +372,7 @@ attachment_part (const MdAttachmentFile *a, GError **error)
 	g_mime_part_set_content_encoding (part, GMIME_CONTENT_ENCODING_BASE64);
 
 	g_autofree char *base = g_path_get_basename (a->filename ? a->filename : a->path);
-	g_autofree char *filename = clean_line (base, MD_COMPOSE_MAX_NAME);
+	g_autofree char *filename = md_text_one_line (base, MD_COMPOSE_MAX_NAME);
 	g_mime_object_set_disposition (GMIME_OBJECT (part), GMIME_DISPOSITION_ATTACHMENT);
 	if (filename[0] && strcmp (filename, ".") != 0 && strcmp (filename, G_DIR_SEPARATOR_S) != 0)
 		g_mime_part_set_filename (part, filename);
@@ -490,7 +444,6 @@ md_compose_check (const MdOutgoing *o, GError **error)
 	return TRUE;
 }
 
-
 static const char *
 auto_submitted_value (MdAutoSubmitted kind)
 {
@@ -508,8 +461,8 @@ auto_submitted_value (MdAutoSubmitted kind)
 static gboolean
 set_sender (GMimeMessage *msg, const MdOutgoing *o, GError **error)
 {
-	g_autofree char *desk = clean_line (o->desk_name, MD_COMPOSE_MAX_NAME);
-	g_autofree char *agent = clean_line (o->agent_name, MD_COMPOSE_MAX_NAME);
+	g_autofree char *desk = md_text_one_line (o->desk_name, MD_COMPOSE_MAX_NAME);
+	g_autofree char *agent = md_text_one_line (o->agent_name, MD_COMPOSE_MAX_NAME);
 	g_autofree char *from = agent[0] && desk[0] ? g_strdup_printf ("%s via %s", agent, desk)
 	                                            : g_strdup (agent[0] ? agent : desk);
 	add_mailbox (msg, GMIME_ADDRESS_TYPE_FROM, from, o->desk_address);

@@ -1,8 +1,10 @@
-/* md.c - the shared error domain, exit-code mapping and the clock. */
+/* md.c - the shared error domain, exit-code mapping, the clock, and small
+ * helpers every module uses (one-line text, directory trees, threads). */
 #include "config.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -105,4 +107,35 @@ md_thread_lower_priority (const char *what)
 #else
 	(void) what;
 #endif
+}
+
+char *
+md_text_one_line (const char *text, gsize max_chars)
+{
+	if (!text)
+		return g_strdup ("");
+	g_autofree char *repaired = g_utf8_validate (text, -1, NULL) ? NULL : g_utf8_make_valid (text, -1);
+	const char *valid = repaired ? repaired : text;
+	GString *out = g_string_sized_new (strlen (valid));
+	gboolean space = FALSE;
+	gsize chars = 0;
+	for (const char *c = valid; *c && chars < max_chars; c = g_utf8_next_char (c)) {
+		/* ASCII without the Unicode tables: the white space there
+		 * other than ' ' is all control characters */
+		gboolean ascii = !((guchar) *c & 0x80);
+		gunichar u = ascii ? (guchar) *c : g_utf8_get_char (c);
+		if (ascii ? u <= 0x20 || u == 0x7f
+		          : g_unichar_iscntrl (u) || g_unichar_isspace (u) || u == 0x2028 || u == 0x2029) {
+			space = out->len > 0;
+			continue;
+		}
+		if (space) {
+			g_string_append_c (out, ' ');
+			chars++;
+		}
+		space = FALSE;
+		g_string_append_len (out, c, g_utf8_next_char (c) - c);
+		chars++;
+	}
+	return g_string_free (out, FALSE);
 }

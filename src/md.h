@@ -57,6 +57,12 @@ char *md_time_iso_utc (gint64 t);
  * the warning if it fails. */
 void md_thread_lower_priority (const char *what);
 
+/* TEXT as one line of at most MAX_CHARS characters, for a header or a
+ * subject: invalid UTF-8 repaired, control characters (line breaks
+ * above all) and line separators made spaces, runs of white space one
+ * space, the ends trimmed; "" for NULL.  Free with g_free. */
+char *md_text_one_line (const char *text, gsize max_chars);
+
 /* Removes a directory and everything in it, not following symbolic
  * links; for throw-away trees (classify's scratch spool, tests). */
 void md_remove_tree (const char *path);

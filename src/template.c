@@ -730,31 +730,6 @@ render_nodes (GPtrArray *nodes, GHashTable *vars, GString *out, gsize limit)
 	return out->len <= limit;
 }
 
-/* Control characters (line breaks above all) become spaces, runs of
- * white space one space, and the ends are trimmed. */
-static char *
-one_line (const char *text)
-{
-	GString *out = g_string_sized_new (strlen (text));
-	gboolean space = FALSE;
-	for (const char *c = text; *c; c = g_utf8_next_char (c)) {
-		/* ASCII without the Unicode tables: the white space there
-		 * other than ' ' is all control characters */
-		gboolean ascii = !((guchar) *c & 0x80);
-		gunichar u = ascii ? (guchar) *c : g_utf8_get_char (c);
-		if (ascii ? u <= 0x20 || u == 0x7f
-		          : g_unichar_iscntrl (u) || g_unichar_isspace (u) || u == 0x2028 || u == 0x2029) {
-			space = out->len > 0;
-			continue;
-		}
-		if (space)
-			g_string_append_c (out, ' ');
-		space = FALSE;
-		g_string_append_len (out, c, g_utf8_next_char (c) - c);
-	}
-	return g_string_free (out, FALSE);
-}
-
 gboolean
 md_template_render (const MdTemplate *t, GHashTable *vars,
                     char **subject_r, char **body_r, GError **error)
@@ -773,7 +748,7 @@ md_template_render (const MdTemplate *t, GHashTable *vars,
 		g_autofree char *valid = g_utf8_make_valid (subject->str, subject->len);
 		g_string_assign (subject, valid);
 	}
-	*subject_r = one_line (subject->str);
+	*subject_r = md_text_one_line (subject->str, G_MAXSIZE);
 	*body_r = g_string_free (g_steal_pointer (&body), FALSE);
 	return TRUE;
 }

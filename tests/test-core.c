@@ -295,6 +295,23 @@ test_store_dedupe_and_threading (void)
 	g_assert_no_error (error);
 }
 
+static gint64
+add_ticket (MdStore *store, gint64 requester, gint64 org, gboolean shared)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
+	t->subject = g_strdup ("x");
+	t->category = "Bug";
+	t->priority = "P3";
+	t->status = "Waiting for triage";
+	t->requester_id = requester;
+	t->organization_id = org;
+	t->shared = shared;
+	t->created_at = t->updated_at = t->status_changed_at = 1000;
+	g_assert_true (md_store_ticket_insert (store, t, &error));
+	return t->id;
+}
+
 /* An untrimmed text is stored once: full_text '' stands for the body,
  * and reads back as it; a different full text is stored as it is. */
 static void
@@ -304,14 +321,7 @@ test_store_full_text_once (void)
 	g_autofree char *path = temp_db ();
 	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
 	g_assert_no_error (error);
-	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
-	t->subject = g_strdup ("x");
-	t->category = "Bug";
-	t->priority = "P2";
-	t->status = "Waiting for triage";
-	t->created_at = t->updated_at = t->status_changed_at = 1000;
-	g_assert_true (md_store_ticket_insert (store, t, &error));
-	g_assert_no_error (error);
+	gint64 ticket_id = add_ticket (store, 0, 0, FALSE);
 	static const struct {
 		const char *body, *full_text, *column;
 	} cases[] = {
@@ -323,7 +333,7 @@ test_store_full_text_once (void)
 
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
 		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
-		m->ticket_id = t->id;
+		m->ticket_id = ticket_id;
 		m->body = g_strdup (cases[i].body);
 		m->full_text = g_strdup (cases[i].full_text);
 		m->created_at = 1000;
@@ -338,9 +348,9 @@ test_store_full_text_once (void)
 	}
 	/* a row an older maildesk wrote, with its copy */
 	g_autofree char *old_row = g_strdup_printf ("INSERT INTO messages (ticket_id, direction, body, full_text, created_at) "
-	                                            "VALUES (%" G_GINT64_FORMAT ", 'in', 'old', 'old', 1000)", t->id);
+	                                            "VALUES (%" G_GINT64_FORMAT ", 'in', 'old', 'old', 1000)", ticket_id);
 	g_assert_cmpint (sqlite3_exec (md_store_db (store), old_row, NULL, NULL, NULL), ==, SQLITE_OK);
-	g_autoptr (GPtrArray) read = md_store_ticket_messages (store, t->id, &error);
+	g_autoptr (GPtrArray) read = md_store_ticket_messages (store, ticket_id, &error);
 	g_assert_no_error (error);
 	g_assert_cmpuint (read->len, ==, G_N_ELEMENTS (cases) + 1);
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
@@ -361,13 +371,7 @@ test_store_thread_ids (void)
 	g_autofree char *path = temp_db ();
 	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
 	g_assert_no_error (error);
-	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
-	t->subject = g_strdup ("x");
-	t->category = "Bug";
-	t->priority = "P2";
-	t->status = "Waiting for triage";
-	t->created_at = t->updated_at = t->status_changed_at = 1000;
-	g_assert_true (md_store_ticket_insert (store, t, &error));
+	gint64 ticket_id = add_ticket (store, 0, 0, FALSE);
 	static const struct {
 		const char *message_id;
 		gboolean internal;
@@ -387,35 +391,18 @@ test_store_thread_ids (void)
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
 		for (; stored < cases[i].after; stored++) {
 			g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
-			m->ticket_id = t->id;
+			m->ticket_id = ticket_id;
 			m->message_id = g_strdup (messages[stored].message_id);
 			m->internal = messages[stored].internal;
 			m->created_at = 1000;
 			g_assert_true (md_store_message_insert (store, m, &error));
 		}
-		g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, t->id, cases[i].max, &error);
+		g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, ticket_id, cases[i].max, &error);
 		g_assert_no_error (error);
 		g_ptr_array_add (ids, NULL);
 		g_autofree char *got = g_strjoinv (" ", (char **) ids->pdata);
 		g_assert_cmpstr (got, ==, cases[i].expected);
 	}
-}
-
-static gint64
-add_ticket (MdStore *store, gint64 requester, gint64 org, gboolean shared)
-{
-	g_autoptr (GError) error = NULL;
-	g_autoptr (MdTicket) t = g_new0 (MdTicket, 1);
-	t->subject = g_strdup ("x");
-	t->category = "Bug";
-	t->priority = "P3";
-	t->status = "Waiting for triage";
-	t->requester_id = requester;
-	t->organization_id = org;
-	t->shared = shared;
-	t->created_at = t->updated_at = t->status_changed_at = 1000;
-	g_assert_true (md_store_ticket_insert (store, t, &error));
-	return t->id;
 }
 
 /* What a person's #list shows: their own tickets, their organization's

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench-conf.h"
 #include "desk.h"
 #include "ingest.h"
 #include "md.h"
@@ -150,16 +151,7 @@ main (int argc, char **argv)
 	int n_small = argc > 1 ? atoi (argv[1]) : 3000;
 	g_autoptr (GError) error = NULL;
 	g_autofree char *dir = g_dir_make_tmp ("maildesk-bench-XXXXXX", &error);
-	MdConf *conf = md_conf_new_defaults ();
-	g_free (conf->data_dir);
-	conf->data_dir = g_build_filename (dir, "var", NULL);
-	g_free (conf->rules);
-	const char *top = g_getenv ("MD_TOP_SRCDIR") ? g_getenv ("MD_TOP_SRCDIR") : ".";
-	conf->rules = g_build_filename (top, "filters/default.rules", NULL);
-	g_free (conf->templates);
-	conf->templates = g_build_filename (top, "templates", NULL);
-	g_free (conf->forms);
-	conf->forms = g_build_filename (top, "filters/forms.conf", NULL);
+	MdConf *conf = md_bench_conf_new (dir);
 
 	md_message_init ();
 	g_autoptr (MdDesk) desk = md_desk_open (conf, &error);

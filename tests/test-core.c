@@ -347,9 +347,13 @@ test_store_full_text_once (void)
 		sqlite3_finalize (s);
 	}
 	/* a row an older maildesk wrote, with its copy */
-	g_autofree char *old_row = g_strdup_printf ("INSERT INTO messages (ticket_id, direction, body, full_text, created_at) "
-	                                            "VALUES (%" G_GINT64_FORMAT ", 'in', 'old', 'old', 1000)", ticket_id);
-	g_assert_cmpint (sqlite3_exec (md_store_db (store), old_row, NULL, NULL, NULL), ==, SQLITE_OK);
+	sqlite3_stmt *old_row = NULL;
+	g_assert_cmpint (sqlite3_prepare_v2 (md_store_db (store), "INSERT INTO messages (ticket_id, direction, body, "
+	                                     "full_text, created_at) VALUES (?, 'in', 'old', 'old', 1000)", -1,
+	                                     &old_row, NULL), ==, SQLITE_OK);
+	sqlite3_bind_int64 (old_row, 1, ticket_id);
+	g_assert_cmpint (sqlite3_step (old_row), ==, SQLITE_DONE);
+	sqlite3_finalize (old_row);
 	g_autoptr (GPtrArray) read = md_store_ticket_messages (store, ticket_id, &error);
 	g_assert_no_error (error);
 	g_assert_cmpuint (read->len, ==, G_N_ELEMENTS (cases) + 1);

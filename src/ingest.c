@@ -11,6 +11,7 @@
 #include "message.h"
 #include "rules.h"
 #include "notify.h"
+#include "outbox.h"
 #include "schedule.h"
 #include "trim.h"
 #include "workflow.h"
@@ -403,11 +404,21 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 		if (!t)
 			ticket_id = 0;
 	}
-	/* Stop automatic mail to an address that bounces for good. */
+	/* Stop automatic mail to an address that bounces for good.  Anyone
+	 * can write a report, so only one that came back to the ticket's own
+	 * address (the desk's mail goes out from it, VERP) counts, and only
+	 * for addresses the desk mailed on that ticket. */
 	GPtrArray *failed = job->msg->report_failed_recipients;
-	for (guint i = 0; failed && i < failed->len; i++)
-		if (!md_store_set_bouncing (store, failed->pdata[i], TRUE, error))
+	for (guint i = 0; ticket_id && ticket_id == job->token_ticket_id && failed && i < failed->len; i++) {
+		GError *local = NULL;
+		gboolean ours = md_outbox_mailed (store, ticket_id, failed->pdata[i], &local);
+		if (local) {
+			g_propagate_error (error, local);
 			return FALSE;
+		}
+		if (ours && !md_store_set_bouncing (store, failed->pdata[i], TRUE, error))
+			return FALSE;
+	}
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
 	g_free (m->flag);
 	m->flag = g_strdup ("bounce");

@@ -223,6 +223,24 @@ md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint
 	return sqlite3_step (s) == SQLITE_ROW ? (guint) sqlite3_column_int64 (s, 0) : 0;
 }
 
+gboolean
+md_outbox_mailed (MdStore *store, gint64 ticket_id, const char *rcpt, GError **error)
+{
+	/* Addresses are queued as the ticket knows them, mostly lowercase. */
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"SELECT 1 FROM outbox WHERE rcpt_to IN (?1, lower(?1)) AND ticket_id = ?2 LIMIT 1", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, rcpt);
+	sqlite3_bind_int64 (s, 2, ticket_id);
+	int rc = sqlite3_step (s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "outbox recipients");
+		return FALSE;
+	}
+	return rc == SQLITE_ROW;
+}
+
 /* ---- listing ---- */
 
 void

@@ -44,6 +44,10 @@ gboolean md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *
  * database cannot answer (queueing would then fail as well). */
 guint md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since);
 
+/* Whether the desk has queued mail to RCPT on TICKET_ID (any state).
+ * FALSE with ERROR set when the database cannot answer. */
+gboolean md_outbox_mailed (MdStore *store, gint64 ticket_id, const char *rcpt, GError **error);
+
 typedef struct {
 	guint sent;
 	guint deferred;  /* failed temporarily, queued for another attempt */

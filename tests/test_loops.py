@@ -88,9 +88,9 @@ def test_rate_limit(tap):
     a.close()
 
 
-def dsn(original_id, failed, envelope_to):
+def dsn(original_id, failed, envelope_to, msgid="dsn1@mx.customer.example"):
     return (f"From: MAILER-DAEMON@mx.customer.example\r\nTo: {envelope_to}\r\nSubject: Undelivered Mail\r\n"
-            f"Message-ID: <dsn1@mx.customer.example>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+            f"Message-ID: <{msgid}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
             f"Content-Type: multipart/report; report-type=delivery-status; boundary=\"R\"\r\n\r\n"
             f"--R\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
             f"--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.example\r\n\r\n"
@@ -133,5 +133,39 @@ def test_bouncing_address(tap):
     a.close()
 
 
+def test_forged_bounce(tap):
+    """Anyone can write a delivery report: one that did not come back to
+    the ticket's own address, or that names an address the desk never
+    mailed on that ticket, stops no mail."""
+    a = Wired("a.example")
+    a.desk.run("agent", "add", "jane@a.example", check=True)
+    a.desk.deliver(message(subject="Help", sender="alice@customer.example"), env={"MAILDESK_NOW": NOW})
+    env_alice, raw = a.outgoing()[0]
+    ack = email.message_from_bytes(raw, policy=email.policy.default)
+    a.desk.deliver(message(subject="Mine", sender="mallory@evil.example"), env={"MAILDESK_NOW": NOW})
+    env_mallory, _ = a.outgoing()[0]
+    # To the intake, naming Alice's acknowledgement, from Mallory.
+    a.desk.deliver(dsn(ack["Message-ID"], "alice@customer.example", "support@a.example"),
+                   "--recipient", "support@a.example", "--sender", "", env={"MAILDESK_NOW": NOW})
+    # To Mallory's own ticket address, which he knows, naming Alice and the agent.
+    for victim in ("alice@customer.example", "jane@a.example"):
+        a.desk.deliver(dsn("<x@evil.example>", victim, env_mallory["mail_from"], msgid=f"{victim}@evil.example"),
+                       "--recipient", env_mallory["mail_from"], "--sender", "", env={"MAILDESK_NOW": NOW})
+    tap.eq(len(a.desk.tickets()), 2, "the reports open no ticket")
+    a.desk.run("ticket", "set", "1", "status=Resolved", "--as", "jane@a.example", env={"MAILDESK_NOW": NOW},
+               check=True)
+    to_alice = [m for m in a.outgoing() if "alice@customer.example" in m[0]["rcpt_tos"]]
+    tap.eq(len(to_alice), 1, "Alice still gets the desk's automatic mail", to_alice)
+    # The real thing still works: a report to her ticket's address.
+    a.desk.deliver(dsn(ack["Message-ID"], "alice@customer.example", env_alice["mail_from"], msgid="real@mx.example"),
+                   "--recipient", env_alice["mail_from"], "--sender", "", env={"MAILDESK_NOW": NOW})
+    a.desk.run("ticket", "set", "1", "status=Reopened", "--as", "jane@a.example", env={"MAILDESK_NOW": NOW},
+               check=True)
+    tap.eq([m for m in a.outgoing() if "alice@customer.example" in m[0]["rcpt_tos"]], [],
+           "while a report that came back to her ticket's address stops it")
+    a.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_two_desks, test_auto_responder, test_rate_limit, test_bounce, test_bouncing_address)
+    run_tests(test_two_desks, test_auto_responder, test_rate_limit, test_bounce, test_bouncing_address,
+              test_forged_bounce)

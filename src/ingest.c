@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "compose.h"
 #include "ingest.h"
 #include "intake.h"
 #include "md.h"
@@ -224,11 +225,44 @@ insert_message (MdIngestJob *job, MdStore *store, MdStoredMessage *m, GError **e
 	return TRUE;
 }
 
+/* An address the desk itself receives or sends mail at: the intake and
+ * its sub-addresses, the local parts of its domain that the rules take,
+ * and the From of its mail. */
 static gboolean
 is_desk_address (MdIngestJob *job, const char *address)
 {
-	MdAddressKind kind = md_address_classify (&job->desk->addressing, address, NULL);
-	return kind != MD_ADDRESS_FOREIGN && kind != MD_ADDRESS_OTHER_LOCAL;
+	MdDesk *desk = job->desk;
+	switch (md_address_classify (&desk->addressing, address, NULL)) {
+	case MD_ADDRESS_INTAKE:
+	case MD_ADDRESS_TICKET:
+	case MD_ADDRESS_BAD_TOKEN:
+		return TRUE;
+	case MD_ADDRESS_OTHER_LOCAL:
+		if (md_desk_matches_recipient (desk, address))
+			return TRUE;
+		break;
+	case MD_ADDRESS_FOREIGN:
+		break;
+	}
+	g_autofree char *from_name = NULL, *from_email = NULL;
+	md_notify_desk_from (desk, &from_name, &from_email);
+	return g_ascii_strcasecmp (address, from_email) == 0;
+}
+
+/* Why a message is the desk's own mail come back (our loop header, or a
+ * From at one of the desk's addresses), or NULL when it is not. */
+static const char *
+own_mail_reason (MdIngestJob *job)
+{
+	const char *const *loop = md_message_header_values (job->msg, MD_LOOP_HEADER);
+	for (guint i = 0; loop && loop[i]; i++) {
+		g_autofree char *value = g_strstrip (g_strdup (loop[i]));
+		if (g_ascii_strcasecmp (value, job->desk->conf->domain) == 0)
+			return "it carries our own loop header";
+	}
+	if (job->sender_addr && is_desk_address (job, job->sender_addr))
+		return "it is from one of the desk's own addresses";
+	return NULL;
 }
 
 static gboolean
@@ -427,6 +461,27 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 	return insert_message (job, store, m, error);
 }
 
+/* The desk's own mail come back (DESIGN 8, no loops): kept as an
+ * internal note on the ticket it names, if any, and acted on by no one. */
+static gboolean
+store_own_mail (MdIngestJob *job, MdStore *store, const char *why, GError **error)
+{
+	MdMessage *msg = job->msg;
+	MdFoundBy found = MD_FOUND_NONE;
+	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
+	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,
+	                                   msg->references->len, msg->subject, &found, error);
+	if (found == MD_FOUND_NONE && *error)
+		return FALSE;
+	g_info ("ingest: %s: %s; kept as a note", msg->message_id ? msg->message_id : "message", why);
+	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
+	g_free (m->flag);
+	m->flag = g_strdup_printf ("loop: %s", why);
+	m->internal = TRUE;
+	job->result.ticket_id = ticket_id;
+	return insert_message (job, store, m, error);
+}
+
 /* DESIGN 1: a reply after the reopen window opens a new ticket that
  * links the old one. */
 static gboolean
@@ -447,6 +502,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 
 	if (msg->is_report)
 		return store_bounce (job, store, error);
+	const char *own = own_mail_reason (job);
+	if (own)
+		return store_own_mail (job, store, own, error);
 	/* Mail from an address proves it receives mail again. */
 	if (job->sender_addr && !md_store_set_bouncing (store, job->sender_addr, FALSE, error))
 		return FALSE;

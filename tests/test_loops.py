@@ -166,6 +166,34 @@ def test_forged_bounce(tap):
     a.close()
 
 
+def test_own_mail(tap):
+    """The desk's own mail come back, or mail claiming one of its own
+    addresses, opens nothing, changes nothing and is answered by no one."""
+    a = Wired("a.example")
+    a.desk.run("agent", "add", "jane@a.example", check=True)
+    a.desk.deliver(message(subject="Help", headers=["Cc: security@a.example, bob@customer.example"]),
+                   env={"MAILDESK_NOW": NOW})
+    env, raw = a.outgoing()[0]
+    status = a.desk.show(1)["status"]
+    # The acknowledgement, looped back to the ticket's address by a misconfigured forward.
+    p = a.desk.deliver(raw, "--recipient", env["mail_from"], env={"MAILDESK_NOW": NOW})
+    tap.eq(p.returncode, 0, "the looped acknowledgement is accepted")
+    notes = [m for m in a.desk.show(1)["messages"] if (m.get("flag") or "").startswith("loop:")]
+    tap.ok(len(notes) == 1 and notes[0]["internal"], "kept as an internal note on its ticket", notes)
+    tap.eq(a.desk.show(1)["status"], status, "which changes nothing")
+    tap.eq(a.outgoing(), [], "and tells no one")
+    for sender in ("support@a.example", "security@a.example"):
+        a.desk.deliver(message(subject="From the desk", sender=sender), env={"MAILDESK_NOW": NOW})
+    tap.eq(len(a.desk.tickets()), 1, "mail from the desk's own addresses opens no ticket")
+    tap.eq(a.outgoing(), [], "nor is answered")
+    a.desk.run("ticket", "reply", "1", "--as", "jane@a.example", input=b"On it.\n", env={"MAILDESK_NOW": NOW},
+               check=True)
+    rcpts = sorted(r for m in a.outgoing() for r in m[0]["rcpt_tos"])
+    tap.eq(rcpts, ["alice@customer.example", "bob@customer.example"],
+           "a desk address in Cc does not become a participant")
+    a.close()
+
+
 if __name__ == "__main__":
     run_tests(test_two_desks, test_auto_responder, test_rate_limit, test_bounce, test_bouncing_address,
-              test_forged_bounce)
+              test_forged_bounce, test_own_mail)

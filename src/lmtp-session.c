@@ -11,7 +11,9 @@
  *
  * Peer quirks tolerated, each where it is handled:
  *  - a bare LF ends a line like CRLF (commands and DATA; the body is
- *    stored as received, CRLF or not);
+ *    stored as received, CRLF or not), but only <CR><LF>.<CR><LF> ends
+ *    the data (RFC 5321 4.1.1.4), so no message can carry a second
+ *    transaction past us ("SMTP smuggling");
  *  - "MAIL FROM: <a>" / "RCPT TO: <a>" with a space after the colon;
  *  - trailing spaces after a command.
  */
@@ -55,6 +57,7 @@ struct _MdLmtpTransaction {
 	GString *pending;         /* body bytes not yet written */
 	gint64 stored;            /* body bytes kept (pending or written) */
 	gboolean mid_line;        /* DATA: inside the tail of an overlong line */
+	gboolean after_bare_lf;   /* DATA: the last line ended in LF alone */
 	gboolean line_too_long;   /* DATA: the body failed with 500 5.5.2 */
 	GError *error;            /* the first spool failure while receiving */
 	gint64 size;
@@ -1007,6 +1010,8 @@ consume_data (MdLmtpSession *s, const char *p, gsize avail)
 		return avail;
 	}
 	gsize n = (gsize) (lf - p) + 1;
+	gboolean after_bare_lf = tx->after_bare_lf;
+	tx->after_bare_lf = n < 2 || p[n - 2] != '\r';
 	if (tx->mid_line) {
 		tx->mid_line = FALSE;
 		return n;
@@ -1014,7 +1019,8 @@ consume_data (MdLmtpSession *s, const char *p, gsize avail)
 	const char *line = p;
 	gsize len = n;
 	if (p[0] == '.') {
-		if (n == 2 || (n == 3 && p[1] == '\r')) {
+		/* A dot line next to a bare LF is content, unstuffed like any. */
+		if (n == 3 && p[1] == '\r' && !after_bare_lf) {
 			body_end (s);
 			return n;
 		}

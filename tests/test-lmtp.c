@@ -416,6 +416,40 @@ test_dot_unstuffing (void)
 	fixture_stop (&f);
 }
 
+/* RFC 5321 4.1.1.4: only <CR><LF>.<CR><LF> ends the data.  A dot line
+ * with or after a bare LF is content, so what follows it cannot become a
+ * second transaction with an envelope of the sender's choosing. */
+static void
+test_no_smuggling (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, -1, "127.0.0.1:0");
+	const Step steps[] = {
+		{ NULL, "220" },
+		{ "LHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<ok@desk.test>\r\nDATA\r\n", "250|250|250|354" },
+		{ "Subject: first\r\n\r\nfirst\n.\n"
+		  "MAIL FROM:<evil@example.net>\r\nRCPT TO:<ok@desk.test>\r\nDATA\r\n"
+		  "Subject: smuggled\r\n\r\nsmuggled\n.\r\n"
+		  "NOOP\r\n"
+		  "last\r\n.\r\n",
+		  "250 2.0.0 <ok@desk.test>" },
+		{ "QUIT\r\n", "221" },
+		{ 0 },
+	};
+	converse (fixture_address (&f), steps);
+	g_assert_cmpuint (md_test_recorder_count (f.rec), ==, 1);
+	g_assert_cmpstr (md_test_recorder_get (f.rec, 0)->sender, ==, "a@example.org");
+	g_autofree char *content = spooled (&f, 0);
+	g_assert_cmpstr (content, ==,
+	                 "Subject: first\r\n\r\nfirst\n\n"
+	                 "MAIL FROM:<evil@example.net>\r\nRCPT TO:<ok@desk.test>\r\nDATA\r\n"
+	                 "Subject: smuggled\r\n\r\nsmuggled\n\r\n"
+	                 "NOOP\r\n"
+	                 "last\r\n");
+	fixture_stop (&f);
+}
+
 /* RFC 5321 4.5.3.1.6: 1000 octets with the CRLF, the stuffed dot not
  * counted.  998 + CRLF is stored; 999 + CRLF fails the message. */
 static void
@@ -867,6 +901,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/lmtp/greeting-and-lhlo", test_greeting_and_lhlo);
 	g_test_add_func ("/lmtp/pipelined-mixed-results", test_pipelined_mixed_results);
 	g_test_add_func ("/lmtp/dot-unstuffing", test_dot_unstuffing);
+	g_test_add_func ("/lmtp/no-smuggling", test_no_smuggling);
 	g_test_add_func ("/lmtp/line-limit-boundary", test_line_limit_boundary);
 	for (gsize i = 0; i < G_N_ELEMENTS (error_cases); i++) {
 		g_autofree char *path = g_strdup_printf ("/lmtp/errors/%s", error_cases[i].name);

@@ -33,9 +33,10 @@ typedef struct {
 	GPollableOutputStream *out;
 	MdLmtpSession *session;
 	GSource *timer;           /* idle timeout */
-	GSource *readable;        /* while the session has room */
+	GSource *readable;        /* while the session has room and no reply waits */
 	GSource *writable;        /* while the kernel refuses our output */
 	GString *unsent;          /* replies the kernel has not taken yet */
+	gboolean peer_done;       /* the client sent EOF: answer what it sent, then close */
 	gboolean closed;
 	const char *close_reason;
 	guint8 buf[READ_CHUNK];
@@ -132,9 +133,10 @@ on_readable (GObject *stream, gpointer data)
 		;
 	else if (n < 0)
 		conn_close (c, "error");
-	else if (n == 0)
-		conn_close (c, "eof");
-	else {
+	else if (n == 0) {
+		c->peer_done = TRUE;
+		conn_pump (c);
+	} else {
 		md_lmtp_session_input (c->session, c->buf, (gsize) n);
 		conn_arm_timer (c);
 		conn_pump (c);
@@ -199,7 +201,15 @@ conn_pump (MdLmtpConn *c)
 	}
 	if (c->closed)
 		return;
-	gboolean want_input = md_lmtp_session_input_room (c->session) > 0;
+	if (c->peer_done) {
+		drop_source (&c->readable);
+		if (c->unsent->len == 0 && !md_lmtp_session_waiting (c->session))
+			conn_close (c, "eof");
+		return;
+	}
+	/* A client that does not read its replies is not read either: what
+	 * it pipelines waits in the kernel, not in our memory. */
+	gboolean want_input = md_lmtp_session_input_room (c->session) > 0 && c->unsent->len == 0;
 	if (want_input && !c->readable) {
 		c->readable = g_pollable_input_stream_create_source (c->in, NULL);
 		g_source_set_callback (c->readable, (GSourceFunc) (void (*) (void)) on_readable, c, NULL);

@@ -416,6 +416,103 @@ test_dot_unstuffing (void)
 	fixture_stop (&f);
 }
 
+typedef struct {
+	const char *address;
+	gsize sent;
+	gint done;
+} Flood;
+
+/* Pipelines NOOPs without reading a reply, until the server stops
+ * taking them (no progress for half a second) or 16 MiB went. */
+static gpointer
+flood_thread (gpointer data)
+{
+	Flood *fl = data;
+	Client c = client_connect (fl->address);
+	char block[6 * 8192];
+	for (gsize i = 0; i < sizeof block; i += 6)
+		memcpy (block + i, "NOOP\r\n", 6);
+	g_socket_set_blocking (c.sock, FALSE);
+	gint64 last_progress = g_get_monotonic_time ();
+	while (fl->sent < 16u << 20 && g_get_monotonic_time () - last_progress < G_USEC_PER_SEC / 2) {
+		gssize n = g_socket_send (c.sock, block, sizeof block, NULL, NULL);
+		if (n > 0) {
+			fl->sent += (gsize) n;
+			last_progress = g_get_monotonic_time ();
+		} else
+			g_usleep (10000);
+	}
+	client_close (&c);
+	g_atomic_int_set (&fl->done, 1);
+	g_main_context_wakeup (NULL);
+	return NULL;
+}
+
+/* A client that pipelines and never reads its replies is not read
+ * either, so its replies cannot pile up in the server's memory. */
+static void
+test_slow_reader (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, 0, NULL);
+	/* A Unix socket: fixed kernel buffers, unlike TCP's autotuned ones. */
+	g_autofree char *path = g_build_filename (f.dir, "lmtp.sock", NULL);
+	g_autofree char *spec = g_strdup_printf ("unix:%s", path);
+	g_autoptr (GError) error = NULL;
+	g_assert_true (md_lmtp_server_listen (f.server, spec, &error));
+	Flood fl = { spec, 0, 0 };
+	run_client (flood_thread, &fl, &fl.done);
+	g_test_message ("the server took %" G_GSIZE_FORMAT " bytes of NOOPs", fl.sent);
+	g_assert_cmpuint (fl.sent, <, 4u << 20);
+	fixture_stop (&f);
+}
+
+typedef struct {
+	const char *address;
+	GPtrArray *got;
+	gint done;
+} HalfClose;
+
+static gpointer
+half_close_thread (gpointer data)
+{
+	HalfClose *hc = data;
+	Client c = client_connect (hc->address);
+	const char *all = "LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<ok@desk.test>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n";
+	client_send (&c, all, strlen (all));
+	g_socket_shutdown (c.sock, FALSE, TRUE, NULL);
+	for (int i = 0; i < 8; i++) {
+		char *reply = client_reply (&c);
+		g_ptr_array_add (hc->got, reply);
+		if (strcmp (reply, "EOF") == 0)
+			break;
+	}
+	client_close (&c);
+	g_atomic_int_set (&hc->done, 1);
+	g_main_context_wakeup (NULL);
+	return NULL;
+}
+
+/* A client may send everything, QUIT included, and shut its side down
+ * before the delivery commits: it still gets every reply. */
+static void
+test_half_close (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, 50, "127.0.0.1:0");
+	HalfClose hc = { fixture_address (&f), g_ptr_array_new_with_free_func (g_free), 0 };
+	run_client (half_close_thread, &hc, &hc.done);
+	const char *const want[] = { "220", "250-", "250 2.1.0", "250 2.1.5", "354", "250 2.0.0 <ok@desk.test>",
+		                     "221 2.0.0", "EOF" };
+	g_assert_cmpuint (hc.got->len, ==, G_N_ELEMENTS (want));
+	for (gsize i = 0; i < G_N_ELEMENTS (want); i++)
+		g_assert_true (g_str_has_prefix (hc.got->pdata[i], want[i]));
+	g_ptr_array_unref (hc.got);
+	fixture_stop (&f);
+}
+
 /* RFC 5321 4.1.1.4: only <CR><LF>.<CR><LF> ends the data.  A dot line
  * with or after a bare LF is content, so what follows it cannot become a
  * second transaction with an envelope of the sender's choosing. */
@@ -902,6 +999,8 @@ main (int argc, char **argv)
 	g_test_add_func ("/lmtp/pipelined-mixed-results", test_pipelined_mixed_results);
 	g_test_add_func ("/lmtp/dot-unstuffing", test_dot_unstuffing);
 	g_test_add_func ("/lmtp/no-smuggling", test_no_smuggling);
+	g_test_add_func ("/lmtp/slow-reader", test_slow_reader);
+	g_test_add_func ("/lmtp/half-close", test_half_close);
 	g_test_add_func ("/lmtp/line-limit-boundary", test_line_limit_boundary);
 	for (gsize i = 0; i < G_N_ELEMENTS (error_cases); i++) {
 		g_autofree char *path = g_strdup_printf ("/lmtp/errors/%s", error_cases[i].name);

@@ -21,7 +21,7 @@ struct _MdIngestJob {
 	MdDesk *desk;
 	char *raw_sha256;
 	gint64 raw_size;
-	char *sender;              /* envelope */
+	char *sender;              /* envelope; "" for <>, NULL when unknown */
 	GStrv recipients;          /* envelope */
 	MdMessage *msg;
 	MdClassification cls;
@@ -63,7 +63,7 @@ md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const 
 	job->desk = desk;
 	job->raw_sha256 = g_strdup (raw_sha256);
 	job->raw_size = raw_size;
-	job->sender = env && env->sender && *env->sender ? g_strdup (env->sender) : NULL;
+	job->sender = env && env->sender ? g_strdup (env->sender) : NULL;  /* "" for <> */
 	job->recipients = g_strdupv (env && env->recipients ? (char **) env->recipients : NULL);
 	return job;
 }
@@ -154,6 +154,18 @@ classify (MdIngestJob *job)
 	md_desk_classify (job->desk, &input, &job->cls);
 }
 
+/* Without an envelope (IMAP, a plain `deliver`), the Return-Path the
+ * delivering MTA wrote says whether the sender was <>. */
+static gboolean
+has_null_return_path (MdMessage *msg)
+{
+	const char *const *rp = md_message_header_values (msg, "Return-Path");
+	if (!rp || !rp[0])
+		return FALSE;
+	g_autofree char *value = g_strstrip (g_strdup (rp[0]));
+	return strcmp (value, "<>") == 0;
+}
+
 gboolean
 md_ingest_prepare (MdIngestJob *job, GError **error)
 {
@@ -162,7 +174,8 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	job->msg = md_message_parse_file (path, job->desk->spool, &job->desk->limits, error);
 	if (!job->msg)
 		return FALSE;
-	const char *from = job->msg->from_addr ? job->msg->from_addr : job->sender;
+	job->msg->null_sender = job->sender ? !*job->sender : has_null_return_path (job->msg);
+	const char *from = job->msg->from_addr ? job->msg->from_addr : job->msg->null_sender ? NULL : job->sender;
 	job->sender_addr = from ? g_ascii_strdown (from, -1) : NULL;
 	find_token (job);
 	classify (job);

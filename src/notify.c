@@ -68,7 +68,7 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 		return "its precedence is bulk, list or junk";
 	if (suppress && (strstr (suppress, "All") || strstr (suppress, "AutoReply")))
 		return "the sender asked for no automatic replies";
-	if (envelope_sender && !*envelope_sender)
+	if (msg->null_sender || (envelope_sender && !*envelope_sender))
 		return "its envelope sender is null (a bounce)";
 	if (is_daemon_address (msg->from_addr) || is_daemon_address (envelope_sender))
 		return "it comes from a daemon or no-reply address";

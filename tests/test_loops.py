@@ -74,6 +74,23 @@ def test_auto_responder(tap):
     a.close()
 
 
+def test_null_sender(tap):
+    """RFC 3834 and RFC 5321 6.1: mail with a null envelope sender (<>,
+    or a Return-Path of <> when the entry point has no envelope) opens
+    its ticket but is never answered automatically."""
+    a = Wired("a.example")
+    a.desk.deliver(message(subject="Away", sender="bob@customer.example"), "--sender", "",
+                   env={"MAILDESK_NOW": NOW})
+    a.desk.deliver(message(subject="Away again", sender="carol@customer.example", headers=["Return-Path: <>"]),
+                   env={"MAILDESK_NOW": NOW})
+    tap.eq(len(a.desk.tickets()), 2, "both open tickets")
+    tap.eq(a.outgoing(), [], "neither gets an acknowledgement")
+    a.desk.deliver(message(subject="Real", sender="dave@customer.example"), "--sender", "dave@customer.example",
+                   env={"MAILDESK_NOW": NOW})
+    tap.eq(len(a.outgoing()), 1, "while a real sender does")
+    a.close()
+
+
 def test_rate_limit(tap):
     a = Wired("a.example")
     for i in range(8):
@@ -195,5 +212,5 @@ def test_own_mail(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_two_desks, test_auto_responder, test_rate_limit, test_bounce, test_bouncing_address,
+    run_tests(test_two_desks, test_auto_responder, test_null_sender, test_rate_limit, test_bounce, test_bouncing_address,
               test_forged_bounce, test_own_mail)

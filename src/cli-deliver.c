@@ -61,7 +61,7 @@ md_cmd_deliver (int argc, char **argv)
 
 	g_autoptr (GError) error = NULL;
 	for (int i = 0; recipients && recipients[i]; i++) {
-		if (!md_ingest_check_recipient (desk, recipients[i], &error)) {
+		if (!md_ingest_check_recipient (desk, recipients[i], NULL, &error)) {
 			md_cli_error (error);
 			return md_error_to_exit_code (error);
 		}

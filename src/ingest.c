@@ -31,12 +31,20 @@ struct _MdIngestJob {
 };
 
 gboolean
-md_ingest_check_recipient (MdDesk *desk, const char *address, GError **error)
+md_ingest_check_recipient (MdDesk *desk, const char *address, const char *const *accepted, GError **error)
 {
 	gint64 id = 0;
 	switch (md_address_classify (&desk->addressing, address, &id)) {
 	case MD_ADDRESS_INTAKE:
+		return TRUE;
 	case MD_ADDRESS_TICKET:
+		for (guint i = 0; accepted && accepted[i]; i++) {
+			gint64 other = 0;
+			if (md_address_classify (&desk->addressing, accepted[i], &other) == MD_ADDRESS_TICKET && other != id) {
+				g_set_error (error, MD_ERROR, MD_ERROR_SPLIT, "%s: this message goes to another ticket", address);
+				return FALSE;
+			}
+		}
 		return TRUE;
 	case MD_ADDRESS_BAD_TOKEN:
 		g_set_error (error, MD_ERROR, MD_ERROR_BAD_TOKEN, "%s: reply token does not match the ticket", address);
@@ -549,8 +557,13 @@ gboolean
 md_ingest_store (MdIngestJob *job, MdStore *store, GError **error)
 {
 	MdMessage *msg = job->msg;
-	g_autofree char *key = msg->message_id ? g_strdup_printf ("<%s>", msg->message_id)
-	                                       : g_strdup_printf ("sha256:%s", job->raw_sha256);
+	/* A message sent to two tickets' addresses comes in two transactions
+	 * (md_ingest_check_recipient), and is filed to each. */
+	g_autofree char *message_key = msg->message_id ? g_strdup_printf ("<%s>", msg->message_id)
+	                                               : g_strdup_printf ("sha256:%s", job->raw_sha256);
+	g_autofree char *key = job->token_ticket_id
+	                       ? g_strdup_printf ("%s ticket %" G_GINT64_FORMAT, message_key, job->token_ticket_id)
+	                       : g_strdup (message_key);
 	GError *local = NULL;
 
 	memset (&job->result, 0, sizeof job->result);

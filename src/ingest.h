@@ -35,8 +35,12 @@ typedef struct {
 typedef struct _MdIngestJob MdIngestJob;
 
 /* Checks one recipient as LMTP RCPT and `deliver --recipient` do:
- * MD_ERROR_BAD_DOMAIN, MD_ERROR_NO_USER or MD_ERROR_BAD_TOKEN. */
-gboolean md_ingest_check_recipient (MdDesk *desk, const char *address, GError **error);
+ * MD_ERROR_BAD_DOMAIN, MD_ERROR_NO_USER or MD_ERROR_BAD_TOKEN; and, when
+ * ACCEPTED (NULL-terminated, may be NULL) names the recipients already
+ * taken for the same message, MD_ERROR_SPLIT for the address of a ticket
+ * other than one of theirs: a message is filed to one ticket. */
+gboolean md_ingest_check_recipient (MdDesk *desk, const char *address, const char *const *accepted,
+                                    GError **error);
 
 MdIngestJob *md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env);
 void md_ingest_job_free (MdIngestJob *job);

@@ -168,6 +168,10 @@ reply_for_error (const GError *error)
 			return (MdLmtpReply) { 554, "5.6.0", "Message content rejected" };
 		case MD_ERROR_DISK_FULL:
 			return (MdLmtpReply) { 452, "4.3.1", "Insufficient system storage" };
+		case MD_ERROR_SPLIT:
+			/* RFC 5321 4.5.3.1.10: the client sends it again, in a
+			 * transaction of its own. */
+			return (MdLmtpReply) { 452, "4.5.3", "One ticket per message: send this recipient separately" };
 		case MD_ERROR_INTERNAL:
 		case MD_ERROR_DB_BUSY:
 		case MD_ERROR_IO:
@@ -753,7 +757,8 @@ proceed_rcpt (MdLmtpSession *s, const char *args)
 {
 	g_autoptr (GError) error = NULL;
 
-	if (!s->server->cb.check_recipient (s->server->app, s->cmd.path, &error)) {
+	if (!s->server->cb.check_recipient (s->server->app, s->cmd.path, (const char *const *) s->tx->rcpts->pdata,
+	                                    &error)) {
 		g_return_if_fail (error != NULL);
 		MdLmtpReply r = reply_for_error (error);
 		g_info ("%s lmtp refused rcpt=<%s> reply=%u:%s error=\"%s\"", s->id, s->cmd.path, r.code,

@@ -34,7 +34,9 @@ typedef struct {
 	/* RCPT TO: return TRUE to accept, or FALSE with an MD_ERROR:
 	 * NO_USER -> 550 5.1.1, BAD_DOMAIN -> 550 5.1.2, BAD_TOKEN -> 550 5.7.1,
 	 * temporary codes -> 451 4.3.0 (DISK_FULL 452 4.3.1). */
-	gboolean (*check_recipient) (gpointer app, const char *address, GError **error);
+	/* ACCEPTED: the transaction's recipients so far, NULL-terminated. */
+	gboolean (*check_recipient) (gpointer app, const char *address, const char *const *accepted,
+	                             GError **error);
 	/* After the final dot (or BDAT LAST): the raw message is durable in the
 	 * spool under raw_sha256.  Called on the worker thread that made it
 	 * durable, never on the main loop.  The application must call

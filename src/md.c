@@ -35,6 +35,7 @@ md_error_is_temporary (const GError *error)
 	case MD_ERROR_DB_BUSY:
 	case MD_ERROR_DISK_FULL:
 	case MD_ERROR_IO:
+	case MD_ERROR_SPLIT:
 		return TRUE;
 	}
 	return TRUE;

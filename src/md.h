@@ -27,6 +27,7 @@ typedef enum {
 	MD_ERROR_INVALID,       /* bad argument or value from a user */
 	MD_ERROR_NOT_FOUND,     /* no such ticket, person, ... */
 	MD_ERROR_DENIED,        /* not allowed */
+	MD_ERROR_SPLIT,         /* recipient for another ticket: send it on its own; temporary */
 } MdErrorCode;
 
 gboolean md_error_is_temporary (const GError *error);

@@ -36,10 +36,10 @@ typedef struct {
 /* ---- LMTP application: the engine's callbacks ---- */
 
 static gboolean
-app_check_recipient (gpointer app, const char *address, GError **error)
+app_check_recipient (gpointer app, const char *address, const char *const *accepted, GError **error)
 {
 	Daemon *d = app;
-	return md_ingest_check_recipient (d->desk, address, error);
+	return md_ingest_check_recipient (d->desk, address, accepted, error);
 }
 
 typedef struct {

@@ -42,7 +42,7 @@ local_is (const char *address, const char *prefix)
 }
 
 static gboolean
-check_recipient (gpointer app, const char *address, GError **error)
+check_recipient (gpointer app, const char *address, const char *const *accepted, GError **error)
 {
 	const char *at = strrchr (address, '@');
 

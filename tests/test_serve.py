@@ -60,6 +60,21 @@ def test_conversation(tap):
     tap.eq(len([m for m in desk.show(1)["messages"] if m["direction"] == "in"]), 2,
            "a message to two of our addresses is stored once")
 
+    # One message to two tickets: the second ticket's address waits for a
+    # transaction of its own (452 4.5.3), and is filed there when it comes.
+    c.deliver("alice@customer.example", ["support@support.example.com"], message(subject="Second"))
+    both = message(subject="About both", sender="alice@customer.example", msgid="both")
+    rcpt, data = c.deliver("alice@customer.example", [token_address(desk, 1), token_address(desk, 2)], both)
+    tap.ok([r[0] for r in rcpt] == [250, 452] and "4.5.3" in rcpt[1][1],
+           "RCPT for a second ticket's address: 452 4.5.3", rcpt)
+    tap.ok(len(data) == 1 and "SUP-1" in data[0][1], "the message is filed to the first ticket", data)
+    rcpt, data = c.deliver("alice@customer.example", [token_address(desk, 2)], both)
+    tap.ok(data and data[0][0] == 250 and "SUP-2" in data[0][1], "and, sent again on its own, to the second", data)
+    tap.eq([m["body"].strip() for m in desk.show(2)["messages"] if m["direction"] == "in"][-1:],
+           ["Hello,\nit does not work."], "where it is stored")
+    rcpt, data = c.deliver("alice@customer.example", [token_address(desk, 2)], both)
+    tap.ok(data and "duplicate" in data[0][1], "a redelivery to the same ticket is still a duplicate", data)
+
     c.cmd("RSET")
     c.cmd("MAIL FROM:<a@b.example>")
     for i in range(5):

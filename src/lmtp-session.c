@@ -398,6 +398,9 @@ body_end (MdLmtpSession *s)
 {
 	MdLmtpTransaction *tx = s->tx;
 
+	/* Nothing to keep, as `deliver` and the IMAP poller also say. */
+	if (!body_failed (tx) && tx->stored == 0)
+		g_set_error (&tx->error, MD_ERROR, MD_ERROR_EMPTY, "empty message");
 	if (body_failed (tx)) {
 		body_refuse (s, tx);
 		session_reset (s);

@@ -513,6 +513,27 @@ test_half_close (void)
 	fixture_stop (&f);
 }
 
+/* An empty message is refused, as `deliver` refuses one: 554 5.6.0. */
+static void
+test_empty_message (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, -1, "127.0.0.1:0");
+	const Step steps[] = {
+		{ NULL, "220" },
+		{ "LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<ok@desk.test>\r\nRCPT TO:<ok2@desk.test>\r\nDATA\r\n.\r\n",
+		  "250|250|250|250|354|554 5.6.0 <ok@desk.test>|554 5.6.0 <ok2@desk.test>" },
+		{ "MAIL FROM:<a@b.c>\r\nRCPT TO:<ok@desk.test>\r\nBDAT 0 LAST\r\n", "250|250|554 5.6.0 <ok@desk.test>" },
+		{ "MAIL FROM:<a@b.c>\r\nRCPT TO:<ok@desk.test>\r\nDATA\r\n\r\n.\r\n", "250|250|354|250 2.0.0" },
+		{ "QUIT\r\n", "221" },
+		{ 0 },
+	};
+	converse (fixture_address (&f), steps);
+	g_assert_cmpuint (md_test_recorder_count (f.rec), ==, 1);
+	fixture_stop (&f);
+}
+
 /* RFC 5321 4.1.1.4: only <CR><LF>.<CR><LF> ends the data.  A dot line
  * with or after a bare LF is content, so what follows it cannot become a
  * second transaction with an envelope of the sender's choosing. */
@@ -999,6 +1020,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/lmtp/pipelined-mixed-results", test_pipelined_mixed_results);
 	g_test_add_func ("/lmtp/dot-unstuffing", test_dot_unstuffing);
 	g_test_add_func ("/lmtp/no-smuggling", test_no_smuggling);
+	g_test_add_func ("/lmtp/empty-message", test_empty_message);
 	g_test_add_func ("/lmtp/slow-reader", test_slow_reader);
 	g_test_add_func ("/lmtp/half-close", test_half_close);
 	g_test_add_func ("/lmtp/line-limit-boundary", test_line_limit_boundary);

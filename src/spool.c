@@ -50,6 +50,32 @@ make_dir (const char *path, GError **error)
 	return TRUE;
 }
 
+static gboolean fsync_dir (const char *dir, GError **error);
+
+/* raw/00 ... raw/ff, made durable once, here: a directory created for a
+ * message's file would be an entry of raw/ that no fsync of the file or
+ * of its own directory covers. */
+static gboolean
+make_raw_fanout (const char *raw, GError **error)
+{
+	gboolean created = FALSE;
+	for (guint i = 0; i < 256; i++) {
+		char name[3];
+		g_snprintf (name, sizeof name, "%02x", i);
+		g_autofree char *dir = g_build_filename (raw, name, NULL);
+		if (mkdir (dir, 0700) == 0)
+			created = TRUE;
+		else if (errno != EEXIST) {
+			md_set_errno_error (error, errno, "cannot create directory", dir);
+			return FALSE;
+		}
+	}
+	if (!created)
+		return TRUE;
+	g_autofree char *root = g_path_get_dirname (raw);
+	return fsync_dir (raw, error) && fsync_dir (root, error);
+}
+
 MdSpool *
 md_spool_open (const char *root, GError **error)
 {
@@ -57,7 +83,7 @@ md_spool_open (const char *root, GError **error)
 	g_autofree char *blob = g_build_filename (root, "blob", NULL);
 	g_autofree char *tmp = g_build_filename (root, "tmp", NULL);
 
-	if (!make_dir (raw, error) || !make_dir (blob, error) || !make_dir (tmp, error))
+	if (!make_dir (raw, error) || !make_dir (blob, error) || !make_dir (tmp, error) || !make_raw_fanout (raw, error))
 		return NULL;
 	MdSpool *spool = g_new0 (MdSpool, 1);
 	spool->root = g_strdup (root);

@@ -44,11 +44,40 @@ test_spool_max_size (void)
 	g_assert_false (md_error_is_temporary (error));
 }
 
+/* Every raw/XX directory exists (and was made durable) before the first
+ * message: a file's fsync and its directory's do not cover a directory
+ * created for it. */
+static void
+test_spool_raw_fanout (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-spool-XXXXXX", &error);
+	g_autoptr (MdSpool) spool = md_spool_open (dir, &error);
+	g_assert_no_error (error);
+	g_autofree char *raw = g_build_filename (dir, "raw", NULL);
+	g_autoptr (GDir) d = g_dir_open (raw, 0, &error);
+	g_assert_no_error (error);
+	guint n = 0;
+	const char *name;
+	while ((name = g_dir_read_name (d))) {
+		g_autofree char *sub = g_build_filename (raw, name, NULL);
+		g_assert_true (strlen (name) == 2 && g_ascii_isxdigit (name[0]) && g_ascii_isxdigit (name[1]));
+		g_assert_true (g_file_test (sub, G_FILE_TEST_IS_DIR));
+		n++;
+	}
+	g_assert_cmpuint (n, ==, 256);
+	/* Opening again finds them all. */
+	g_autoptr (MdSpool) again = md_spool_open (dir, &error);
+	g_assert_no_error (error);
+	md_remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
 	g_test_init (&argc, &argv, NULL);
 	g_test_add_func ("/spool/roundtrip", test_spool_roundtrip);
 	g_test_add_func ("/spool/max-size", test_spool_max_size);
+	g_test_add_func ("/spool/raw-fanout", test_spool_raw_fanout);
 	return g_test_run ();
 }

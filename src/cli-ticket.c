@@ -283,9 +283,10 @@ ticket_show (MdDesk *desk, int argc, char **argv)
 }
 
 /* Who acts from the command line: --as, else $MAILDESK_AGENT, else the
- * system.  Given an address, it must be an agent's. */
+ * system.  Given an address, it must be an agent's.  ACTOR's strings
+ * are *EMAIL_R and *NAME_R, which the caller frees. */
 static gboolean
-cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **email_r)
+cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **email_r, char **name_r)
 {
 	const char *who = as ? as : g_getenv ("MAILDESK_AGENT");
 	if (!who || !*who) {
@@ -298,7 +299,8 @@ cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **
 		return FALSE;
 	}
 	g_autoptr (MdPerson) p = md_store_person_find (store, *email_r, NULL);
-	*actor = (MdActor) { MD_ACTOR_AGENT, *email_r, p ? p->name : NULL };
+	*name_r = p ? g_strdup (p->name) : NULL;
+	*actor = (MdActor) { MD_ACTOR_AGENT, *email_r, *name_r };
 	return TRUE;
 }
 
@@ -318,7 +320,7 @@ finish (MdStore *store, GError *error)
 static int
 ticket_set (MdDesk *desk, int argc, char **argv)
 {
-	g_autofree char *as = NULL, *email = NULL;
+	g_autofree char *as = NULL, *email = NULL, *name = NULL;
 	GOptionEntry entries[] = {
 		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "act as this agent (default $MAILDESK_AGENT)", "EMAIL" },
 		{ NULL },
@@ -340,7 +342,7 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 		g_error_free (error);
 		return MD_EX_TEMPFAIL;
 	}
-	if (!cli_actor (desk, store, as, &actor, &email))
+	if (!cli_actor (desk, store, as, &actor, &email, &name))
 		return MD_EX_USAGE;
 	if (!md_store_begin (store, &error))
 		return finish (store, error);
@@ -360,7 +362,7 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 static int
 ticket_reply (MdDesk *desk, int argc, char **argv)
 {
-	g_autofree char *as = NULL, *email = NULL;
+	g_autofree char *as = NULL, *email = NULL, *name = NULL;
 	gboolean internal = FALSE;
 	GOptionEntry entries[] = {
 		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "reply as this agent (default $MAILDESK_AGENT)", "EMAIL" },
@@ -392,7 +394,7 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 		g_error_free (error);
 		return MD_EX_TEMPFAIL;
 	}
-	if (!cli_actor (desk, store, as, &actor, &email))
+	if (!cli_actor (desk, store, as, &actor, &email, &name))
 		return MD_EX_USAGE;
 	if (!actor.email) {
 		fprintf (stderr, "maildesk: say which agent replies: --as EMAIL or MAILDESK_AGENT\n");

@@ -244,6 +244,22 @@ def test_participants_and_attachments(tap):
     c.close()
 
 
+def test_reply_from_command_line(tap):
+    """`ticket reply --as` writes as the agent the desk knows, by name."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    p = c.desk.run("ticket", "reply", "1", "--as", AGENT, input=b"We are on it.\n", env={"MAILDESK_NOW": c.now})
+    tap.eq(p.returncode, 0, "ticket reply --as succeeds", p.stderr)
+    to_alice = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(to_alice), 1, "the reply goes to the customer")
+    if to_alice:
+        tap.ok(to_alice[0]["From"].addresses[0].display_name.startswith("Jane Agent"), "From names the agent",
+               str(to_alice[0]["From"]))
+        tap.ok("We are on it." in body_of(to_alice[0]), "with the text")
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
-              test_participants_and_attachments)
+              test_participants_and_attachments, test_reply_from_command_line)

@@ -182,8 +182,9 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	job->msg = md_message_parse_file (path, job->desk->spool, &job->desk->limits, error);
 	if (!job->msg)
 		return FALSE;
-	job->msg->null_sender = job->sender ? !*job->sender : has_null_return_path (job->msg);
-	const char *from = job->msg->from_addr ? job->msg->from_addr : job->msg->null_sender ? NULL : job->sender;
+	job->msg->envelope_sender = g_strdup (job->sender ? job->sender : has_null_return_path (job->msg) ? "" : NULL);
+	const char *from = job->msg->from_addr ? job->msg->from_addr
+	                   : job->sender && *job->sender ? job->sender : NULL;
 	job->sender_addr = from ? g_ascii_strdown (from, -1) : NULL;
 	find_token (job);
 	classify (job);

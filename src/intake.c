@@ -298,7 +298,8 @@ ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char 
 gboolean
 md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMessage *msg, GError **error)
 {
-	if (!in->form || !t->requester || md_notify_suppress_reason (msg, NULL) || !md_status_is_open (t->status))
+	if (!in->form || !t->requester || md_notify_suppress_reason (msg, NULL) || !md_status_is_open (t->status) ||
+	    md_notify_rate_limited (desk, store, t->requester, "fields-missing"))
 		return TRUE;
 	g_autofree char *missing = NULL, *fill_in = NULL, *summary = NULL;
 	describe_missing (in->form, in->fields, in->entries, &missing, &fill_in, &summary);

@@ -1509,6 +1509,7 @@ md_message_free (MdMessage *msg)
 	g_ptr_array_unref (msg->references);
 	g_free (msg->from_addr);
 	g_free (msg->from_name);
+	g_free (msg->envelope_sender);
 	g_ptr_array_unref (msg->to);
 	g_ptr_array_unref (msg->cc);
 	g_free (msg->subject);

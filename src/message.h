@@ -50,8 +50,8 @@ typedef struct {
 	                                   * whose delivery failed for good */
 	GPtrArray *problems;      /* char*: what was malformed or cut off;
 	                           * non-empty = flag for a human */
-	gboolean null_sender;     /* not parsed: the entry point's envelope
-	                           * sender was <> (RFC 3834: never answer) */
+	char *envelope_sender;    /* not parsed: set by ingest from the entry
+	                           * point; "" for <>, NULL when unknown */
 	GHashTable *header_index; /* private, see md_message_header_values */
 } MdMessage;
 

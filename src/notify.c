@@ -55,6 +55,13 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 	const char *auto_submitted = header_first (msg, "Auto-Submitted");
 	const char *precedence = header_first (msg, "Precedence");
 	const char *suppress = header_first (msg, "X-Auto-Response-Suppress");
+	/* Header values compare without case (RFC 2076 usage, Exchange's). */
+	g_autofree char *precedence_lc = precedence ? g_ascii_strdown (precedence, -1) : NULL;
+	g_autofree char *suppress_lc = suppress ? g_ascii_strdown (suppress, -1) : NULL;
+
+	/* What the entry point knew of the envelope, unless the caller says. */
+	if (!envelope_sender)
+		envelope_sender = msg->envelope_sender;
 
 	if (header_has (msg, MD_LOOP_HEADER))
 		return "it carries our own loop header";
@@ -64,11 +71,11 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 		return "it is auto-submitted (RFC 3834)";
 	if (header_has (msg, "List-Id") || header_has (msg, "List-Unsubscribe"))
 		return "it comes from a mailing list";
-	if (precedence && (strstr (precedence, "bulk") || strstr (precedence, "list") || strstr (precedence, "junk")))
+	if (precedence_lc && (strstr (precedence_lc, "bulk") || strstr (precedence_lc, "list") || strstr (precedence_lc, "junk")))
 		return "its precedence is bulk, list or junk";
-	if (suppress && (strstr (suppress, "All") || strstr (suppress, "AutoReply")))
+	if (suppress_lc && (strstr (suppress_lc, "all") || strstr (suppress_lc, "autoreply")))
 		return "the sender asked for no automatic replies";
-	if (msg->null_sender || (envelope_sender && !*envelope_sender))
+	if (envelope_sender && !*envelope_sender)
 		return "its envelope sender is null (a bounce)";
 	if (is_daemon_address (msg->from_addr) || is_daemon_address (envelope_sender))
 		return "it comes from a daemon or no-reply address";
@@ -365,6 +372,16 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 /* ---- events ---- */
 
 gboolean
+md_notify_rate_limited (MdDesk *desk, MdStore *store, const char *rcpt, const char *kind)
+{
+	gint64 since = md_now () - desk->ack_limit_period;
+	if (md_outbox_count_recent (store, rcpt, kind, since) < (guint) desk->ack_limit)
+		return FALSE;
+	g_info ("notify: %s mail to %s rate-limited", kind, rcpt);
+	return TRUE;
+}
+
+gboolean
 md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
                const char *envelope_sender, GHashTable *extra, GError **error)
 {
@@ -377,11 +394,8 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 	g_autoptr (MdPerson) p = md_store_person_find (store, ticket->requester, NULL);
 	if (p && p->bouncing)
 		return TRUE;
-	gint64 since = md_now () - desk->ack_limit_period;
-	if (md_outbox_count_recent (store, ticket->requester, "ack", since) >= (guint) desk->ack_limit) {
-		g_info ("notify: acknowledgements to %s rate-limited", ticket->requester);
+	if (md_notify_rate_limited (desk, store, ticket->requester, "ack"))
 		return TRUE;
-	}
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);

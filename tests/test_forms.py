@@ -246,6 +246,21 @@ def test_estimates_across_weekend_and_holiday(tap):
     c.close()
 
 
+def test_questions_are_automatic_mail(tap):
+    """The question is automatic mail like the acknowledgement: never to a
+    bounce or daemon envelope sender, and within the per-sender limit."""
+    c = Intake()
+    c.deliver(message(subject="New environment request", body=NEW_ENVIRONMENT), "--sender", "MAILER-DAEMON@mx.example")
+    c.deliver(message(subject="New environment request", body=NEW_ENVIRONMENT), "--sender", "")
+    tap.eq(c.mails(), [], "no question (nor acknowledgement) to a daemon's or a null envelope sender")
+    for i in range(7):
+        c.new_ticket(f"New environment request {i}", NEW_ENVIRONMENT)
+    mails = c.mails()
+    tap.eq((len(acks(mails)), len(questions(mails))), (5, 5), "at most 5 of each an hour to one sender (ack_rate_limit)")
+    tap.eq(len(c.desk.tickets()), 9, "while every ticket is opened")
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_new_environment, test_partial_answer, test_access_complete, test_go_live,
-              test_estimates_across_weekend_and_holiday)
+              test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail)

@@ -65,7 +65,8 @@ def test_auto_responder(tap):
     a.desk.deliver(vacation, "--recipient", acks[0][0]["mail_from"], env={"MAILDESK_NOW": NOW})
     again = [m for m in a.outgoing() if "alice@customer.example" in m[0]["rcpt_tos"]]
     tap.eq(again, [], "nothing automatic answers an auto-reply")
-    for hdr in ("Precedence: bulk", "List-Id: <news.example.org>", "X-Maildesk-Loop: other.example"):
+    for hdr in ("Precedence: bulk", "Precedence: Bulk", "X-Auto-Response-Suppress: ALL", "List-Id: <news.example.org>",
+                "X-Maildesk-Loop: other.example"):
         a.desk.deliver(message(subject="newsletter", headers=[hdr]), env={"MAILDESK_NOW": NOW})
     a.desk.deliver(message(subject="bounce", sender="MAILER-DAEMON@mx.example"), env={"MAILDESK_NOW": NOW})
     a.desk.deliver(message(subject="noreply", sender="no-reply@shop.example"), env={"MAILDESK_NOW": NOW})

@@ -407,10 +407,18 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 	g_autoptr (GPtrArray) commands = md_commands_parse (m->body);
 	gboolean internal_cmd = FALSE;
 
+	/* An out-of-office or other machine's answer, the customer's or an
+	 * agent's, is kept for a human: it is no reply, moves no status,
+	 * meets no SLA, is relayed to no one. */
+	const char *automatic = action == MD_THREAD_COMMENT || action == MD_THREAD_AGENT_COMMENT
+	                        ? md_notify_automatic_reason (job->msg) : NULL;
+	g_autofree char *automatic_flag = automatic ? g_strdup_printf ("automatic: %s", automatic) : NULL;
+
 	for (guint i = 0; i < commands->len; i++)
 		internal_cmd |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
-	if (action == MD_THREAD_UNVERIFIED_SENDER || action == MD_THREAD_UNVERIFIED_AGENT) {
-		const char *why = action == MD_THREAD_UNVERIFIED_SENDER ? "unverified sender" : "unverified agent";
+	if (action == MD_THREAD_UNVERIFIED_SENDER || action == MD_THREAD_UNVERIFIED_AGENT || automatic) {
+		const char *why = automatic ? automatic_flag
+		                  : action == MD_THREAD_UNVERIFIED_SENDER ? "unverified sender" : "unverified agent";
 		m->internal = TRUE;
 		if (m->flag) {
 			char *both = g_strdup_printf ("%s; %s", why, m->flag);
@@ -426,7 +434,7 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 		return FALSE;
 	job->result.ticket_id = t->id;
 
-	if (action == MD_THREAD_UNVERIFIED_SENDER)
+	if (action == MD_THREAD_UNVERIFIED_SENDER || automatic)
 		return TRUE;  /* kept for a human; changes nothing, tells no one */
 	if (action == MD_THREAD_UNVERIFIED_AGENT) {
 		MdPersonRef agent = { job->sender_addr, job->msg->from_name };

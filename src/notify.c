@@ -29,13 +29,20 @@ header_first (const MdMessage *msg, const char *name)
 	return v ? v[0] : NULL;
 }
 
+/* Local parts (before any +detail) of addresses no person writes from. */
+static const char *const machine_locals[] = {
+	"mailer-daemon", "noreply", "no-reply", "no_reply", "do-not-reply", "donotreply", "do_not_reply", NULL,
+};
+/* ... and of role addresses that people write from but that must get
+ * no automatic answer (a bounce to them would go nowhere useful). */
+static const char *const daemon_locals[] = {
+	"mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "do-not-reply",
+	"donotreply", "do_not_reply", "bounce", "bounces", NULL,
+};
+
 static gboolean
-is_daemon_address (const char *address)
+local_part_in (const char *address, const char *const *locals)
 {
-	static const char *const daemons[] = {
-		"mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "do-not-reply",
-		"donotreply", "do_not_reply", "bounce", "bounces",
-	};
 	const char *at = address ? strchr (address, '@') : NULL;
 	if (!at)
 		return FALSE;
@@ -43,42 +50,60 @@ is_daemon_address (const char *address)
 	char *plus = strchr (local, '+');
 	if (plus)
 		*plus = 0;
-	for (gsize i = 0; i < G_N_ELEMENTS (daemons); i++)
-		if (strcmp (local, daemons[i]) == 0)
-			return TRUE;
-	return FALSE;
+	return g_strv_contains (locals, local);
+}
+
+const char *
+md_notify_automatic_reason (const MdMessage *msg)
+{
+	const char *auto_submitted = header_first (msg, "Auto-Submitted");
+	const char *precedence = header_first (msg, "Precedence");
+	g_autofree char *precedence_lc = precedence ? g_ascii_strdown (precedence, -1) : NULL;
+
+	while (auto_submitted && g_ascii_isspace (*auto_submitted))
+		auto_submitted++;
+	if (auto_submitted && g_ascii_strncasecmp (auto_submitted, "no", 2) != 0)
+		return "it is auto-submitted (RFC 3834)";
+	/* Older responders say so only in these (RFC 3834 5 mentions them). */
+	if (header_has (msg, "X-Autoreply") || header_has (msg, "X-Autorespond"))
+		return "it is an automatic reply";
+	if (precedence_lc && (strstr (precedence_lc, "bulk") || strstr (precedence_lc, "junk") ||
+	                      strstr (precedence_lc, "auto_reply")))
+		return "its precedence is bulk or junk";
+	if (msg->envelope_sender && !*msg->envelope_sender)
+		return "its envelope sender is null (a bounce)";
+	if (local_part_in (msg->from_addr, machine_locals) || local_part_in (msg->envelope_sender, machine_locals))
+		return "it comes from a daemon or no-reply address";
+	return NULL;
 }
 
 const char *
 md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 {
-	const char *auto_submitted = header_first (msg, "Auto-Submitted");
 	const char *precedence = header_first (msg, "Precedence");
 	const char *suppress = header_first (msg, "X-Auto-Response-Suppress");
 	/* Header values compare without case (RFC 2076 usage, Exchange's). */
 	g_autofree char *precedence_lc = precedence ? g_ascii_strdown (precedence, -1) : NULL;
 	g_autofree char *suppress_lc = suppress ? g_ascii_strdown (suppress, -1) : NULL;
+	const char *automatic = md_notify_automatic_reason (msg);
 
 	/* What the entry point knew of the envelope, unless the caller says. */
 	if (!envelope_sender)
 		envelope_sender = msg->envelope_sender;
-
 	if (header_has (msg, MD_LOOP_HEADER))
 		return "it carries our own loop header";
-	while (auto_submitted && g_ascii_isspace (*auto_submitted))
-		auto_submitted++;
-	if (auto_submitted && g_ascii_strncasecmp (auto_submitted, "no", 2) != 0)
-		return "it is auto-submitted (RFC 3834)";
+	if (automatic)
+		return automatic;
 	if (header_has (msg, "List-Id") || header_has (msg, "List-Unsubscribe"))
 		return "it comes from a mailing list";
-	if (precedence_lc && (strstr (precedence_lc, "bulk") || strstr (precedence_lc, "list") || strstr (precedence_lc, "junk")))
-		return "its precedence is bulk, list or junk";
+	if (precedence_lc && strstr (precedence_lc, "list"))
+		return "its precedence is list";
 	if (suppress_lc && (strstr (suppress_lc, "all") || strstr (suppress_lc, "autoreply")))
 		return "the sender asked for no automatic replies";
 	if (envelope_sender && !*envelope_sender)
 		return "its envelope sender is null (a bounce)";
-	if (is_daemon_address (msg->from_addr) || is_daemon_address (envelope_sender))
-		return "it comes from a daemon or no-reply address";
+	if (local_part_in (msg->from_addr, daemon_locals) || local_part_in (envelope_sender, daemon_locals))
+		return "it comes from a daemon or role address";
 	return NULL;
 }
 
@@ -451,8 +476,10 @@ md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, 
 	set (vars, "comment", comment);
 	set (vars, "attachments", names);
 	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
+	/* Relayed by the desk, not written to the agents: auto-generated,
+	 * which also keeps their out-of-office replies away. */
 	Outgoing o = { .event = "customer-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,
-		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_NONE,
+		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_GENERATED,
 		       .attachments_of = msg };
 	return queue (desk, store, &o, error);
 }

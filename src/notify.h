@@ -16,6 +16,10 @@
  * when one may: auto-submitted, from a list, from a daemon address, or
  * carrying our own loop header. Static string. */
 const char *md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender);
+/* Why MSG was written by a machine rather than a person (auto-submitted,
+ * bulk, a bounce, a daemon address), or NULL: such mail neither acts on
+ * a ticket nor is relayed.  Static string. */
+const char *md_notify_automatic_reason (const MdMessage *msg);
 /* Whether automatic mail of KIND to RCPT has reached the desk's
  * per-sender limit (ack_rate_limit) and must not go out now. */
 gboolean md_notify_rate_limited (MdDesk *desk, MdStore *store, const char *rcpt, const char *kind);

@@ -244,6 +244,31 @@ def test_participants_and_attachments(tap):
     c.close()
 
 
+def test_out_of_office(tap):
+    """Out-of-office answers, an agent's or the customer's, are kept as
+    internal notes: relayed to no one, no first response, no status move."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    tok = token_address(c.desk, 1)
+    c.deliver(message(subject="Automatic reply: help", sender=AGENT, to=tok, body="I am out of office until Monday.",
+                      headers=["Auto-Submitted: auto-replied"]), "--recipient", tok)
+    t = c.desk.show(1)
+    note = t["messages"][-1]
+    tap.ok(note["internal"] and note["flag"].startswith("automatic:"), "the agent's out-of-office is an internal note",
+           note)
+    tap.eq(t["first_response_at"], None, "which is no first response")
+    tap.eq(to_of(c.new_mail(), CUSTOMER), [], "and is not relayed to the customer")
+    c.agent_says(1, "#waiting\nWhich version do you run?")
+    tap.eq(c.status(), "Waiting for customer", "the agent asks the customer")
+    c.new_mail()
+    c.deliver(message(subject="Out of office", sender=CUSTOMER, to=tok, body="Away until Monday.",
+                      headers=["Precedence: auto_reply", "X-Autoreply: yes"]), "--recipient", tok)
+    tap.eq(c.status(), "Waiting for customer", "the customer's out-of-office does not move the ticket")
+    tap.eq(to_of(c.new_mail(), AGENT), [], "nor is it relayed to the agents")
+    c.close()
+
+
 def test_reply_from_command_line(tap):
     """`ticket reply --as` writes as the agent the desk knows, by name."""
     c = Conversation(tap)
@@ -262,4 +287,4 @@ def test_reply_from_command_line(tap):
 
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
-              test_participants_and_attachments, test_reply_from_command_line)
+              test_participants_and_attachments, test_out_of_office, test_reply_from_command_line)

@@ -344,8 +344,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.desk_name = from_name,
 		.desk_address = from_email,
 		.agent_name = o->agent_name,
-		.to = to,
-		.n_to = o->rcpts->len,
 		.reply_to = reply_to,
 		.ticket_key = key,
 		.subject = subject,
@@ -358,20 +356,31 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.attachments = (const MdAttachmentFile *) files->data,
 		.n_attachments = files->len,
 	};
-	/* Composed by the sender, off the writer thread every session waits for. */
-	g_autofree char *message_id = NULL;
-	g_autoptr (GBytes) bytes = md_outgoing_spec_new (&out, &message_id, error);
-	if (!bytes)
-		return FALSE;
 	/* Bounces of the desk's mail come back to the ticket's own address. */
 	const char *envelope_from = reply_to ? reply_to : from_email;
-	g_ptr_array_add (o->rcpts, NULL);
-	gboolean ok = md_outbox_enqueue_bytes (store, o->ticket ? o->ticket->id : 0, o->kind ? o->kind : o->event,
-	                                       envelope_from, (const char *const *) o->rcpts->pdata, bytes,
-	                                       message_id, error);
-	g_ptr_array_remove_index (o->rcpts, o->rcpts->len - 1);
-	if (!ok)
-		return FALSE;
+	/* One mail per MD_COMPOSE_MAX_RECIPIENTS (a large organization's
+	 * shared ticket), each with its own Message-ID; the ticket keeps one
+	 * copy, under the first. */
+	g_autofree char *message_id = NULL;
+	for (guint start = 0; start < o->rcpts->len; start += MD_COMPOSE_MAX_RECIPIENTS) {
+		guint n = MIN (o->rcpts->len - start, MD_COMPOSE_MAX_RECIPIENTS);
+		out.to = to + start;
+		out.n_to = n;
+		/* Composed by the sender, off the writer thread every session waits for. */
+		g_autofree char *id = NULL;
+		g_autoptr (GBytes) bytes = md_outgoing_spec_new (&out, &id, error);
+		if (!bytes)
+			return FALSE;
+		g_autofree const char **chunk = g_new0 (const char *, n + 1);
+		memcpy (chunk, o->rcpts->pdata + start, n * sizeof *chunk);
+		if (!md_outbox_enqueue_bytes (store, o->ticket ? o->ticket->id : 0, o->kind ? o->kind : o->event,
+		                              envelope_from, chunk, bytes, id, error))
+			return FALSE;
+		if (!message_id)
+			message_id = g_steal_pointer (&id);
+		else if (o->ticket && !md_store_message_id_add (store, id, o->ticket->id, error))
+			return FALSE;
+	}
 	if (!o->ticket)
 		return TRUE;
 	if (!o->record)

@@ -269,6 +269,28 @@ def test_out_of_office(tap):
     c.close()
 
 
+def test_large_organization(tap):
+    """A shared ticket of an organization with more members than one mail
+    may carry is still answered: several mails, everyone once."""
+    c = Conversation(tap)
+    members = [f"m{i}@acme.example" for i in range(1, 131)]
+    args = ["org", "add", "ACME"]
+    for m in members:
+        args += ["--member", m]
+    c.desk.run(*args, check=True)
+    c.deliver(message(subject="help", sender=members[0]))
+    c.desk.run("ticket", "set", "1", "visibility=shared", "--as", AGENT, env={"MAILDESK_NOW": c.now}, check=True)
+    c.new_mail()
+    p = c.desk.run("ticket", "reply", "1", "--as", AGENT, input=b"Fixed for all of you.\n", env={"MAILDESK_NOW": c.now})
+    tap.eq(p.returncode, 0, "the agent's reply is accepted", p.stderr)
+    mails = c.new_mail()
+    got = sorted(r for rcpts, m in mails for r in rcpts)
+    tap.eq(got, sorted(members), "every member gets it once")
+    to_lines = {str(m["Message-ID"]): len(m["To"].addresses) for rcpts, m in mails}
+    tap.eq(sorted(to_lines.values()), [30, 100], "as two mails (Message-IDs) of at most 100 addressees each", to_lines)
+    c.close()
+
+
 def test_reply_from_command_line(tap):
     """`ticket reply --as` writes as the agent the desk knows, by name."""
     c = Conversation(tap)
@@ -287,4 +309,5 @@ def test_reply_from_command_line(tap):
 
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
-              test_participants_and_attachments, test_out_of_office, test_reply_from_command_line)
+              test_participants_and_attachments, test_out_of_office, test_large_organization,
+              test_reply_from_command_line)

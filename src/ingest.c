@@ -404,7 +404,9 @@ static gboolean
 add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction action, GError **error)
 {
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, t->id, TRUE);
-	g_autoptr (GPtrArray) commands = md_commands_parse (m->body);
+	/* Commands are the author's own lines: none in a forwarded message,
+	 * whoever forwards it (what trimming keeps of it is the other's). */
+	g_autoptr (GPtrArray) commands = md_commands_parse (md_trim_starts_with_forward (job->msg->body) ? "" : m->body);
 	gboolean internal_cmd = FALSE;
 
 	/* An out-of-office or other machine's answer, the customer's or an

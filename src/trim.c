@@ -785,6 +785,30 @@ split_lines (Trim *t, const char *text, const char *end)
 	return p;
 }
 
+gboolean
+md_trim_starts_with_forward (const char *text)
+{
+	ensure_patterns ();
+
+	/* The opening lines decide; a marker may be wrapped over a few. */
+	g_autofree char *head = g_utf8_make_valid (text ? text : "", MIN (strlen (text ? text : ""), 4096));
+	const char *nl = strrchr (head, '\n');
+	const char *end = nl ? nl + 1 : head + strlen (head);
+	Trim t = { 0 };
+	t.match = pcre2_match_data_create (1, NULL);
+	t.join = g_string_sized_new (MARKER_MAX_BYTES + JOIN_MAX_LINES);
+	split_lines (&t, head, end);
+	classify (&t);
+	guint first = 0;
+	while (first < t.n && t.lines[first].kind == LINE_EMPTY)
+		first++;
+	gboolean forward = first < t.n && (t.lines[first].kind == LINE_FORWARD || t.lines[first].kind == LINE_HEADER);
+	pcre2_match_data_free (t.match);
+	g_string_free (t.join, TRUE);
+	g_free (t.lines);
+	return forward;
+}
+
 char *
 md_trim_reply (const char *text, char **elided_r)
 {

@@ -23,4 +23,9 @@
  * analysed; anything beyond is appended to the elided part. */
 char *md_trim_reply (const char *text, char **elided_r);
 
+/* Whether TEXT opens with a forwarded message (a forward marker or a
+ * header block) rather than words of its own: what md_trim_reply keeps
+ * of it was written by somebody else. */
+gboolean md_trim_starts_with_forward (const char *text);
+
 #endif

@@ -469,11 +469,25 @@ test_corpus_talon (void)
 	g_assert_cmpuint (agree, ==, names->len);
 }
 
+static void
+test_starts_with_forward (void)
+{
+	g_assert_true (md_trim_starts_with_forward ("\n---------- Forwarded message ---------\nFrom: Bob <bob@example.com>\n"
+	                                            "Subject: hi\n\n#close\n"));
+	g_assert_true (md_trim_starts_with_forward ("-------- Original Message --------\nFrom: a@b.c\n\ntext\n"));
+	g_assert_true (md_trim_starts_with_forward ("From: Bob <bob@example.com>\nSent: Monday\nTo: a@b.c\nSubject: x\n\n#close\n"));
+	g_assert_false (md_trim_starts_with_forward ("#close\n\n---------- Forwarded message ---------\nFrom: b@c.d\n\nx\n"));
+	g_assert_false (md_trim_starts_with_forward ("Thanks!\n\nOn Mon, Bob wrote:\n> hi\n"));
+	g_assert_false (md_trim_starts_with_forward (""));
+	g_assert_false (md_trim_starts_with_forward (NULL));
+}
+
 int
 main (int argc, char **argv)
 {
 	g_test_init (&argc, &argv, NULL);
 	g_mime_init ();
+	g_test_add_func ("/trim/starts-with-forward", test_starts_with_forward);
 	g_test_add_func ("/trim/cases", test_cases);
 	g_test_add_func ("/trim/null", test_null_and_no_elided);
 	g_test_add_func ("/trim/bounds", test_bounds);

@@ -87,6 +87,16 @@ def test_spoofing(tap):
     attempt(tap, s, "the requester of another ticket at this ticket's token",
             message(subject="Re: [SUP-1]", sender="bob@other.example", to=address(1, good), body=ATTACK),
             "--recipient", address(1, good))
+    # An agent forwards a stranger's mail to the ticket: the commands in
+    # it are the stranger's words, not the agent's.
+    before = s.snapshot(1)[1:5]
+    forwarded = ("---------- Forwarded message ---------\nFrom: Mallory <mallory@evil.example>\n"
+                 "Date: Tue, 1 Dec 2026 09:00:00 +0200\nSubject: hi\nTo: <jane@support.example.com>\n\n" + ATTACK)
+    p = s.desk.deliver(message(subject="Fwd: hi", sender=AGENT, to=address(1, good), body=forwarded),
+                       "--recipient", address(1, good), env={"MAILDESK_NOW": NOW})
+    tap.eq(p.returncode, 0, "an agent's forward is accepted")
+    tap.eq(s.snapshot(1)[1:5], before, "the commands inside the forwarded message do not run")
+    tap.ok(s.snapshot(1)[0] != "Resolved", "not even #status resolved")
     notes = [m for m in s.desk.show(1)["messages"] if m["internal"]]
     tap.ok(all(m["flag"] and m["flag"].startswith("unverified") for m in notes) and len(notes) >= 3,
            "what reached the ticket is kept as flagged internal notes", [m["flag"] for m in notes])

@@ -930,11 +930,67 @@ add_mailboxes (GPtrArray *out, InternetAddressList *list, int nesting)
 	}
 }
 
+/* Whether a raw From value names one mailbox without ambiguity: one
+ * angle-addr (or a bare addr-spec) holding a single '@' outside quotes
+ * and comments, and no second mailbox or group.  GMime's lenient parser
+ * makes an address of anything ("<carol@acme.com@evil.net>" reads as
+ * carol@acme.com), while a filter upstream may read the same header
+ * differently; since a From is what authorizes a customer, an odd one
+ * names no one. */
+static gboolean
+from_is_unambiguous (const char *raw)
+{
+	gboolean quoted = FALSE, in_angle = FALSE, seen_angle = FALSE;
+	guint comment_depth = 0, at_outside = 0, at_inside = 0;
+
+	for (const char *p = raw; *p; p++) {
+		char c = *p;
+		if (quoted || comment_depth) {
+			if (c == '\\' && p[1])
+				p++;
+			else if (quoted && c == '"')
+				quoted = FALSE;
+			else if (!quoted && c == '(')
+				comment_depth++;
+			else if (!quoted && c == ')')
+				comment_depth--;
+			continue;
+		}
+		switch (c) {
+		case '"': quoted = TRUE; break;
+		case '(': comment_depth = 1; break;
+		case '<':
+			if (seen_angle)
+				return FALSE;
+			in_angle = seen_angle = TRUE;
+			break;
+		case '>': in_angle = FALSE; break;
+		case '@': in_angle ? at_inside++ : at_outside++; break;
+		case ',':
+		case ';':
+		case ':':
+			if (!in_angle)
+				return FALSE;  /* a second mailbox, or a group */
+			break;
+		default:
+			if ((guchar) c < 0x20 && c != '\t' && c != '\r' && c != '\n')
+				return FALSE;
+		}
+	}
+	return seen_angle ? at_inside == 1 : at_outside == 1;
+}
+
 static void
 fill_from (MdMessage *msg, GMimeMessage *gm)
 {
-	if (!g_mime_object_get_header (GMIME_OBJECT (gm), "From")) {
+	GMimeHeader *header = g_mime_header_list_get_header (g_mime_object_get_header_list (GMIME_OBJECT (gm)), "From");
+	if (!header) {
 		add_problem (msg, "no From header");
+		return;
+	}
+	const char *raw = g_mime_header_get_raw_value (header);
+	if (!raw || !from_is_unambiguous (raw)) {
+		add_problem (msg, "ambiguous From header: the sender is not trusted from it");
 		return;
 	}
 	InternetAddressList *from = g_mime_message_get_from (gm);

@@ -87,6 +87,11 @@ def test_spoofing(tap):
     attempt(tap, s, "the requester of another ticket at this ticket's token",
             message(subject="Re: [SUP-1]", sender="bob@other.example", to=address(1, good), body=ATTACK),
             "--recipient", address(1, good))
+    for forged in (f"<{CUSTOMER}@evil.example>", f"Alice <{CUSTOMER}>, Mallory <mallory@evil.example>",
+                   f"Alice <{CUSTOMER}> <mallory@evil.example>"):
+        raw = message(subject="Re: [SUP-1] private matter", body=ATTACK).replace(
+            f"From: Alice Customer <{CUSTOMER}>".encode(), f"From: {forged}".encode())
+        attempt(tap, s, f"an ambiguous From ({forged})", raw, "--sender", "mallory@evil.example")
     # An agent forwards a stranger's mail to the ticket: the commands in
     # it are the stranger's words, not the agent's.
     before = s.snapshot(1)[1:5]

@@ -275,23 +275,33 @@ set_header (GMimeMessage *msg, const char *name, const char *value)
 	g_mime_object_set_header (GMIME_OBJECT (msg), name, value, "utf-8");
 }
 
-/* In-Reply-To and References (RFC 5322 3.6.4): the thread's ids plus the
- * one answered, the root kept and the oldest others dropped past the
- * bound, as most clients do. */
+/* In-Reply-To and References (RFC 5322 3.6.4): the parent's ancestors
+ * and the parent, oldest first, each id once.  The caller gives the
+ * whole thread, so what follows the parent there (our acknowledgement,
+ * later replies) is cut off: none of it is an ancestor.  Past the bound
+ * the root stays and the oldest others go, as RFC 5322 suggests and
+ * most clients do. */
 static void
 set_threading (GMimeMessage *msg, const MdOutgoing *o)
 {
-	g_autoptr (GPtrArray) refs = g_ptr_array_new_with_free_func (g_free);
-	for (gsize i = 0; o->references && o->references[i]; i++) {
-		char *id = clean_message_id (o->references[i]);
-		if (id)
-			g_ptr_array_add (refs, id);
-	}
 	g_autofree char *parent = clean_message_id (o->in_reply_to);
+	g_autoptr (GPtrArray) refs = g_ptr_array_new_with_free_func (g_free);
+	g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+	gboolean parent_listed = FALSE;
+	for (gsize i = 0; o->references && o->references[i] && !parent_listed; i++) {
+		char *id = clean_message_id (o->references[i]);
+		if (!id || g_hash_table_contains (seen, id)) {
+			g_free (id);
+			continue;
+		}
+		g_hash_table_add (seen, id);
+		g_ptr_array_add (refs, id);
+		parent_listed = parent && strcmp (id, parent) == 0;
+	}
 	if (parent) {
 		g_autofree char *header = g_strdup_printf ("<%s>", parent);
 		set_header (msg, "In-Reply-To", header);
-		if (refs->len == 0 || strcmp (g_ptr_array_index (refs, refs->len - 1), parent) != 0)
+		if (!parent_listed)
 			g_ptr_array_add (refs, g_strdup (parent));
 	}
 	if (refs->len > MD_COMPOSE_MAX_REFERENCES)

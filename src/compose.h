@@ -54,7 +54,9 @@ typedef struct {
 	const char *subject;
 	const char *body;               /* UTF-8 text */
 	const char *in_reply_to;        /* message id answered (with or without <>), or NULL */
-	const char *const *references;  /* the thread's ids, oldest first, NULL-terminated, or NULL */
+	const char *const *references;  /* the thread's ids, oldest first, NULL-terminated, or NULL;
+	                                 * those after in_reply_to are not its ancestors and
+	                                 * are left out, and each id goes out once */
 	const char *message_id;         /* reuse this id (a retried outbox row); NULL: new one */
 	gint64 date;                    /* Unix seconds; 0: md_now () */
 	MdAutoSubmitted auto_submitted;

@@ -484,6 +484,75 @@ test_threading (void)
 	g_assert_cmpstr (id, !=, id3);
 }
 
+/* The References of a reply given the thread's ids, oldest first, and
+ * its parent, ids separated by one space (GMime folds long ones); NULL
+ * when there is none. */
+static char *
+references_for (const char *in_reply_to, const char *const *thread)
+{
+	MdOutgoing o = base_outgoing ();
+	o.in_reply_to = in_reply_to;
+	o.references = thread;
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	const char *references = raw_header (headers, "References");
+	if (!references)
+		return NULL;
+	g_autofree char *stripped = g_strstrip (g_strdup (references));
+	g_auto (GStrv) ids = g_regex_split_simple ("\\s+", stripped, 0, 0);
+	return g_strjoinv (" ", ids);
+}
+
+/* The caller passes the whole thread, mail sent after the parent
+ * included: only the parent's ancestors and the parent are references,
+ * each once, oldest first. */
+static void
+test_threading_ancestors (void)
+{
+	struct { const char *parent; const char *thread[8]; const char *expected; } cases[] = {
+		/* a reply to the first mail, after our acknowledgement of it */
+		{ "<m1@customer.example>", { "<m1@customer.example>", "<ack@support.example.com>" },
+		  "<m1@customer.example>" },
+		{ "<m2@customer.example>", { "<m1@customer.example>", "<ack@support.example.com>", "<m2@customer.example>",
+		                             "<ack2@support.example.com>", "<m3@customer.example>" },
+		  "<m1@customer.example> <ack@support.example.com> <m2@customer.example>" },
+		/* a parent the thread does not know goes last */
+		{ "p@customer.example", { "<m1@customer.example>", "<ack@support.example.com>" },
+		  "<m1@customer.example> <ack@support.example.com> <p@customer.example>" },
+		/* each id once, at its first place */
+		{ "<p@customer.example>", { "<m1@customer.example>", "<a@x.example>", "m1@customer.example",
+		                            "<a@x.example>", "<p@customer.example>", "<p@customer.example>" },
+		  "<m1@customer.example> <a@x.example> <p@customer.example>" },
+		{ NULL, { "<m1@customer.example>", "<a@x.example>", "<m1@customer.example>" },
+		  "<m1@customer.example> <a@x.example>" },
+		{ "<m1@customer.example>", { "<bad id>", "<m1@customer.example>", "<later@x.example>" },
+		  "<m1@customer.example>" },
+		{ NULL, { NULL }, NULL },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		g_autofree char *references = references_for (cases[i].parent, cases[i].thread);
+		g_assert_cmpstr (references, ==, cases[i].expected);
+	}
+
+	/* duplicates go before the bound is applied: the root and the
+	 * newest ancestors stay */
+	g_autoptr (GPtrArray) thread = g_ptr_array_new_with_free_func (g_free);
+	for (int i = 0; i < 25; i++) {
+		g_ptr_array_add (thread, g_strdup_printf ("<t%02d@customer.example>", i));
+		g_ptr_array_add (thread, g_strdup_printf ("<t%02d@customer.example>", i));
+	}
+	g_ptr_array_add (thread, g_strdup ("<after@support.example.com>"));
+	g_ptr_array_add (thread, NULL);
+	g_autofree char *references = references_for ("<t24@customer.example>", (const char *const *) thread->pdata);
+	g_auto (GStrv) tokens = g_strsplit (references, " ", -1);
+	g_assert_cmpuint (g_strv_length (tokens), ==, MD_COMPOSE_MAX_REFERENCES);
+	g_assert_cmpstr (tokens[0], ==, "<t00@customer.example>");
+	g_assert_cmpstr (tokens[1], ==, "<t06@customer.example>");
+	g_assert_cmpstr (tokens[MD_COMPOSE_MAX_REFERENCES - 1], ==, "<t24@customer.example>");
+}
+
 static void
 test_extra_headers (void)
 {
@@ -733,6 +802,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/tag", test_tag);
 	g_test_add_func ("/compose/header-order", test_header_order);
 	g_test_add_func ("/compose/threading", test_threading);
+	g_test_add_func ("/compose/threading-ancestors", test_threading_ancestors);
 	g_test_add_func ("/compose/extra-headers", test_extra_headers);
 	g_test_add_func ("/compose/attachments", test_attachments);
 	g_test_add_func ("/compose/write-fd", test_write_fd);

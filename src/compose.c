@@ -340,6 +340,12 @@ text_body (const char *body)
 {
 	GMimeTextPart *text = g_mime_text_part_new_with_subtype ("plain");
 	g_autofree char *valid = g_utf8_make_valid (body ? body : "", -1);
+	/* A lone CR is the line break it stands for: GMime only turns LF
+	 * into CRLF, and would pick 7bit for ASCII text and send the CR raw
+	 * (RFC 5322 2.3, RFC 5321 2.3.8), as would the SMTP layer */
+	for (char *c = valid; *c; c++)
+		if (*c == '\r' && c[1] != '\n')
+			*c = '\n';
 	/* Not g_mime_text_part_set_text: it converts to the narrowest charset
 	 * that fits (Latin-1 for "·"), and labelling that utf-8 afterwards
 	 * would be mojibake.  The bytes stay UTF-8, and say so. */

@@ -220,6 +220,30 @@ test_non_ascii (void)
 	}
 }
 
+/* A CR without LF in the body leaves as a line break: never raw in a
+ * 7bit part, nor in any other. */
+static void
+test_bare_cr (void)
+{
+	struct { const char *body; const char *expected; } cases[] = {
+		{ "one\rtwo\r\nthree\r", "one\ntwo\nthree\n" },
+		{ "\r\rx\r\n\r\n", "\n\nx\n\n" },
+		{ "caf\xc3\xa9\rdeux\n", "caf\xc3\xa9\ndeux\n" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		MdOutgoing o = base_outgoing ();
+		o.body = cases[i].body;
+		g_autofree char *raw = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+		for (const char *c = raw; *c; c++)
+			if (*c == '\r')
+				g_assert_cmpint (c[1], ==, '\n');
+		g_autofree char *text = part_text (g_mime_message_get_mime_part (msg));
+		g_assert_cmpstr (text, ==, cases[i].expected);
+	}
+}
+
 static void
 test_header_injection (void)
 {
@@ -796,6 +820,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/auto-submitted", test_auto_submitted_kinds);
 	g_test_add_func ("/compose/agent-reply-from", test_agent_reply_from);
 	g_test_add_func ("/compose/non-ascii", test_non_ascii);
+	g_test_add_func ("/compose/bare-cr", test_bare_cr);
 	g_test_add_func ("/compose/header-injection", test_header_injection);
 	g_test_add_func ("/compose/refused", test_refused);
 	g_test_add_func ("/compose/address-validation", test_address_validation);

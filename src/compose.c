@@ -361,6 +361,29 @@ text_body (const char *body)
 	return GMIME_OBJECT (text);
 }
 
+/* The name an attachment goes out under, safe for a client to save as
+ * it is: what follows the last '/' or '\\' (Windows clients take either
+ * for a directory), on one line, ':' (drive letters, NTFS streams) as
+ * '_'; nothing left, or only dots ("." ".."), is "attachment".  UTF-8 stays:
+ * GMime encodes the parameter (RFC 2231). */
+static char *
+attachment_filename (const char *name)
+{
+	const char *base = name;
+	for (const char *c = name; *c; c++)
+		if (*c == '/' || *c == '\\')
+			base = c + 1;
+	char *filename = md_text_one_line (base, MD_COMPOSE_MAX_NAME);
+	for (char *c = filename; *c; c++)
+		if (*c == ':')
+			*c = '_';
+	if (filename[strspn (filename, ".")] == '\0') {
+		g_free (filename);
+		return g_strdup ("attachment");
+	}
+	return filename;
+}
+
 static GMimeObject *
 attachment_part (const MdAttachmentFile *a, GError **error)
 {
@@ -387,11 +410,9 @@ attachment_part (const MdAttachmentFile *a, GError **error)
 	g_object_unref (content);
 	g_mime_part_set_content_encoding (part, GMIME_CONTENT_ENCODING_BASE64);
 
-	g_autofree char *base = g_path_get_basename (a->filename ? a->filename : a->path);
-	g_autofree char *filename = md_text_one_line (base, MD_COMPOSE_MAX_NAME);
+	g_autofree char *filename = attachment_filename (a->filename ? a->filename : a->path);
 	g_mime_object_set_disposition (GMIME_OBJECT (part), GMIME_DISPOSITION_ATTACHMENT);
-	if (filename[0] && strcmp (filename, ".") != 0 && strcmp (filename, G_DIR_SEPARATOR_S) != 0)
-		g_mime_part_set_filename (part, filename);
+	g_mime_part_set_filename (part, filename);
 	return GMIME_OBJECT (part);
 }
 

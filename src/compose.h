@@ -35,7 +35,9 @@ typedef struct {
 } MdMailbox;
 
 typedef struct {
-	const char *filename;      /* as the recipient sees it; directories are dropped */
+	const char *filename;      /* as the recipient sees it; directories ('/' and '\\')
+	                            * are dropped, ':' becomes '_', no name or "..":
+	                            * "attachment"; NULL: the path's last part */
 	const char *content_type;  /* "application/pdf"; NULL or invalid: application/octet-stream */
 	const char *path;          /* the bytes, read while writing */
 } MdAttachmentFile;

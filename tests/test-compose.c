@@ -666,7 +666,7 @@ test_attachments (void)
 	g_autofree char *body = part_text (g_mime_multipart_get_part (mixed, 0));
 	g_assert_cmpstr (body, ==, o.body);
 
-	const char *names[] = { "звіт за квартал.bin", "notes Bcc: x.txt", "empty.dat" };
+	const char *names[] = { "звіт за квартал.bin", "notes Bcc_ x.txt", "empty.dat" };
 	const char *types[] = { "application/octet-stream", "text/plain", "application/octet-stream" };
 	for (gsize i = 0; i < G_N_ELEMENTS (files); i++) {
 		GMimePart *part = GMIME_PART (g_mime_multipart_get_part (mixed, i + 1));
@@ -691,6 +691,54 @@ test_attachments (void)
 
 	g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
 	g_assert_cmpint (system (cmd), ==, 0);
+}
+
+/* No file name sent can lead a client that saves it outside the folder
+ * it chose, whichever separator its system uses. */
+static void
+test_attachment_names (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-names-XXXXXX", &error);
+	g_assert_no_error (error);
+	g_autofree char *file = g_build_filename (dir, "data", NULL);
+	g_assert_true (g_file_set_contents (file, "x", 1, NULL));
+	struct { const char *name; const char *expected; } cases[] = {
+		{ "report.pdf", "report.pdf" },
+		{ "..\\..\\windows\\evil.exe", "evil.exe" },
+		{ "../../etc/passwd", "passwd" },
+		{ "..", "attachment" },
+		{ ".", "attachment" },
+		{ "...", "attachment" },
+		{ "", "attachment" },
+		{ " \r\n ", "attachment" },
+		{ "x/..", "attachment" },
+		{ "dir\\..", "attachment" },
+		{ "dir/", "attachment" },
+		{ "C:\\Users\\x\\", "attachment" },
+		{ "C:evil.exe", "C_evil.exe" },
+		{ "notes.txt:hidden.exe", "notes.txt_hidden.exe" },
+		{ "a\x01" "b\tc.txt", "a b c.txt" },
+		{ ".profile", ".profile" },
+		{ "звіт\\квартал ü.pdf", "квартал ü.pdf" },
+		{ NULL, "data" },
+	};
+	g_autofree MdAttachmentFile *files = g_new0 (MdAttachmentFile, G_N_ELEMENTS (cases));
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+		files[i] = (MdAttachmentFile) { cases[i].name, "application/octet-stream", file };
+	MdOutgoing o = base_outgoing ();
+	o.attachments = files;
+	o.n_attachments = G_N_ELEMENTS (cases);
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, NULL, NULL);
+	GMimeMultipart *mixed = GMIME_MULTIPART (g_mime_message_get_mime_part (msg));
+	g_assert_cmpint (g_mime_multipart_get_count (mixed), ==, G_N_ELEMENTS (cases) + 1);
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		GMimePart *part = GMIME_PART (g_mime_multipart_get_part (mixed, i + 1));
+		g_assert_cmpstr (g_mime_part_get_filename (part), ==, cases[i].expected);
+	}
+	g_assert_cmpint (g_unlink (file), ==, 0);
+	g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
 static void
@@ -830,6 +878,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/threading-ancestors", test_threading_ancestors);
 	g_test_add_func ("/compose/extra-headers", test_extra_headers);
 	g_test_add_func ("/compose/attachments", test_attachments);
+	g_test_add_func ("/compose/attachment-names", test_attachment_names);
 	g_test_add_func ("/compose/write-fd", test_write_fd);
 	g_test_add_func ("/compose/spec-round-trip", test_spec_round_trip);
 	return g_test_run ();

@@ -194,30 +194,32 @@ append_q (GString *word, const char *start, const char *end)
 	}
 }
 
-/* The raw Subject value for a non-ASCII subject: the leading ASCII words
- * (the tag, "Re:") as they are, the rest as UTF-8 "Q" encoded words,
- * each at most 75 characters (RFC 2047 2) on its own folded line.
+/* Whether a client could read some of `text` as an RFC 2047 encoded
+ * word: GMime, Python and others decode "=?...?=" even inside a word,
+ * so any "=?" counts.  Text like that is encoded itself, to be shown as
+ * it is ("=?UTF-8?B?SGFja2Vk?= test" showed "Hacked test"). */
+static gboolean
+has_encoded_word_lookalike (const char *text)
+{
+	return text && strstr (text, "=?");
+}
+
+/* `text` as UTF-8 "Q" encoded words, each at most 75 characters (RFC
+ * 2047 2) on its own folded line.  Safe in a phrase too (5(3)).
  *
  * Why not GMime's own encoder: it splits long text into base64 words
  * with padding ("...vg==?= =?UTF-8?B?INCw...") and GMime 3.2's decoder
  * joins adjacent base64 words before decoding, so it drops everything
  * after the first padded word; our ingest would read its own subjects
  * cut short.  Q words join safely. */
-static char *
-encode_subject (const char *subject)
+static void
+append_q_words (GString *out, const char *text)
 {
 	static const char open[] = "=?UTF-8?Q?";
 	const gsize max_text = 75 - strlen (open) - 2;
-	const char *split = subject;
-	for (const char *c = subject; *c && !((guchar) *c & 0x80); c++)
-		if (*c == ' ')
-			split = c + 1;
-
-	GString *out = g_string_new (" ");
-	g_string_append_len (out, subject, split - subject);
 	g_autoptr (GString) word = g_string_new (NULL);
 	g_autoptr (GString) piece = g_string_new (NULL);
-	for (const char *c = split; *c; c = g_utf8_next_char (c)) {
+	for (const char *c = text; *c; c = g_utf8_next_char (c)) {
 		g_string_truncate (piece, 0);
 		append_q (piece, c, g_utf8_next_char (c));
 		if (word->len + piece->len > max_text) {
@@ -228,6 +230,25 @@ encode_subject (const char *subject)
 	}
 	if (word->len)
 		g_string_append_printf (out, "%s%s?=", open, word->str);
+}
+
+/* The raw Subject value for a non-ASCII subject, or one a client could
+ * decode: the leading ASCII words (the tag, "Re:") as they are, up to
+ * the first word holding "=?", the rest as encoded words. */
+static char *
+encode_subject (const char *subject)
+{
+	const char *split = subject;
+	for (const char *c = subject; *c && !((guchar) *c & 0x80); c++) {
+		if (c[0] == '=' && c[1] == '?')
+			break;
+		if (*c == ' ')
+			split = c + 1;
+	}
+
+	GString *out = g_string_new (" ");
+	g_string_append_len (out, subject, split - subject);
+	append_q_words (out, split);
 	g_string_append_c (out, '\n');
 	return g_string_free (out, FALSE);
 }
@@ -235,13 +256,13 @@ encode_subject (const char *subject)
 static void
 set_subject (GMimeMessage *msg, const char *subject)
 {
-	if (g_str_is_ascii (subject)) {
+	if (g_str_is_ascii (subject) && !has_encoded_word_lookalike (subject)) {
 		g_mime_message_set_subject (msg, subject, "utf-8");
 		return;
 	}
 	/* An empty Subject in its place, then our raw value, from which the
 	 * message decodes its subject: GMime's encoding of the text would
-	 * be thrown away */
+	 * be thrown away, and it would send ASCII look-alikes as they are */
 	g_mime_message_set_subject (msg, "", NULL);
 	GMimeHeaderList *list = g_mime_object_get_header_list (GMIME_OBJECT (msg));
 	g_autofree char *raw = encode_subject (subject);
@@ -266,6 +287,50 @@ add_mailboxes (GMimeMessage *msg, GMimeAddressType type, const MdMailbox *boxes,
 		g_autofree char *email = strip_controls (boxes[i].email);
 		g_autofree char *name = md_text_one_line (boxes[i].name, MD_COMPOSE_MAX_NAME);
 		add_mailbox (msg, type, name, email);
+	}
+}
+
+/* GMime writes a display name holding "=?" as it is, for clients to
+ * decode; such names go out as encoded words instead, through the raw
+ * values of the address headers (the other mailboxes there as GMime
+ * writes them).  Once every address is in: a change to a list would
+ * rewrite its header. */
+static void
+encode_lookalike_names (GMimeMessage *msg)
+{
+	static const struct { GMimeAddressType type; const char *header; } kinds[] = {
+		{ GMIME_ADDRESS_TYPE_FROM, "From" },
+		{ GMIME_ADDRESS_TYPE_REPLY_TO, "Reply-To" },
+		{ GMIME_ADDRESS_TYPE_TO, "To" },
+		{ GMIME_ADDRESS_TYPE_CC, "Cc" },
+	};
+	GMimeHeaderList *headers = g_mime_object_get_header_list (GMIME_OBJECT (msg));
+	for (gsize k = 0; k < G_N_ELEMENTS (kinds); k++) {
+		InternetAddressList *list = g_mime_message_get_addresses (msg, kinds[k].type);
+		int n = internet_address_list_length (list);
+		gboolean lookalike = FALSE;
+		for (int i = 0; i < n; i++)
+			lookalike |= has_encoded_word_lookalike (
+				internet_address_get_name (internet_address_list_get_address (list, i)));
+		GMimeHeader *header = g_mime_header_list_get_header (headers, kinds[k].header);
+		if (!lookalike || !header)
+			continue;
+		g_autoptr (GString) raw = g_string_new (NULL);
+		for (int i = 0; i < n; i++) {
+			InternetAddress *address = internet_address_list_get_address (list, i);
+			const char *name = internet_address_get_name (address);
+			g_string_append (raw, i ? ",\n " : " ");
+			if (has_encoded_word_lookalike (name)) {
+				append_q_words (raw, name);
+				g_string_append_printf (raw, " <%s>",
+				                        internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (address)));
+			} else {
+				g_autofree char *text = internet_address_to_string (address, NULL, TRUE);
+				g_string_append (raw, text);
+			}
+		}
+		g_string_append_c (raw, '\n');
+		g_mime_header_set_raw_value (header, raw->str);
 	}
 }
 
@@ -576,6 +641,7 @@ build (const MdOutgoing *o, char **id_r, GError **error)
 	set_subject (msg, subject);
 	add_mailboxes (msg, GMIME_ADDRESS_TYPE_TO, o->to, o->n_to);
 	add_mailboxes (msg, GMIME_ADDRESS_TYPE_CC, o->cc, o->n_cc);
+	encode_lookalike_names (msg);
 	g_mime_message_set_message_id (msg, id);
 	set_threading (msg, o);
 

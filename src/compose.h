@@ -8,8 +8,10 @@
  * (CR, LF, NUL, ...) in subjects, names and file names become spaces;
  * addresses must be plain local@domain (RFC 5321 dot-atom, an LDH
  * domain) or the message is refused (MD_ERROR_INVALID); message ids that
- * are not msg-id shaped are left out of threading headers.  The output
- * has CRLF line ends, as on the wire.
+ * are not msg-id shaped are left out of threading headers.  Subjects
+ * and display names holding "=?" are sent as encoded words, so that no
+ * client decodes look-alikes the sender wrote.  The output has CRLF line
+ * ends, as on the wire.
  */
 #ifndef MD_COMPOSE_H
 #define MD_COMPOSE_H

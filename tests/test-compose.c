@@ -244,6 +244,77 @@ test_bare_cr (void)
 	}
 }
 
+/* Text that a client would decode as an RFC 2047 encoded word is
+ * encoded itself, so that it shows as written: in subjects, ASCII or
+ * not, and in display names. */
+static void
+test_encoded_word_lookalikes (void)
+{
+	const char *subjects[] = {
+		"=?UTF-8?B?SGFja2Vk?= test",
+		"=?UTF-8?B?SGFja2Vk?= \xc3\xbc" "ber",
+		"Re: x=?utf-8?q?Hacked?=y plain",
+		"\xc3\xbc" "ber =?UTF-8?B?SGFja2Vk?=",
+		"=?utf-8?q?a?= =?utf-8?q?b?=",
+		"trailing =?",
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (subjects); i++) {
+		g_test_message ("subject %s", subjects[i]);
+		MdOutgoing o = base_outgoing ();
+		o.subject = subjects[i];
+		g_autofree char *raw = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+		g_auto (GStrv) headers = raw_headers (raw);
+		g_autofree char *expected = md_compose_tagged_subject (subjects[i], "SUP-7");
+		const char *value = raw_header (headers, "Subject");
+		g_assert_null (strstr (value, "SGFja2Vk?="));
+		g_assert_null (strstr (value, "Hacked?="));
+		/* the tag stays readable in the raw header */
+		g_assert_nonnull (strstr (value, "[SUP-7] "));
+		g_autofree char *decoded = g_mime_utils_header_decode_text (NULL, value + 1);
+		g_assert_cmpstr (decoded, ==, expected);
+		g_assert_cmpstr (g_mime_message_get_subject (msg), ==, expected);
+	}
+
+	MdOutgoing o = base_outgoing ();
+	o.agent_name = "=?UTF-8?B?SGFja2Vk?= Jane";
+	MdMailbox to[] = { { "=?UTF-8?B?SGFja2Vk?= Bob", "bob@customer.example" },
+	                   { "Plain, \"Quoted\"", "ann@customer.example" } };
+	MdMailbox cc[] = { { "x=?utf-8?q?Hi?=y M\xc3\xbcller", "cc@customer.example" }, { NULL, "carol@customer.example" } };
+	o.to = to;
+	o.n_to = G_N_ELEMENTS (to);
+	o.cc = cc;
+	o.n_cc = G_N_ELEMENTS (cc);
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	const char *fields[] = { "From", "Reply-To", "To", "Cc" };
+	for (gsize f = 0; f < G_N_ELEMENTS (fields); f++) {
+		const char *value = raw_header (headers, fields[f]);
+		g_assert_null (strstr (value, "SGFja2Vk?="));
+		g_assert_null (strstr (value, "Hi?="));
+	}
+	const char *from_name = "=?UTF-8?B?SGFja2Vk?= Jane via Example Support";
+	InternetAddress *from = internet_address_list_get_address (g_mime_message_get_from (msg), 0);
+	g_assert_cmpstr (internet_address_get_name (from), ==, from_name);
+	InternetAddress *reply_to = internet_address_list_get_address (g_mime_message_get_reply_to (msg), 0);
+	g_assert_cmpstr (internet_address_get_name (reply_to), ==, from_name);
+	g_assert_cmpstr (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (reply_to)), ==, TOKEN_ADDRESS);
+	const MdMailbox *lists[] = { to, cc };
+	InternetAddressList *parsed[] = { g_mime_message_get_to (msg), g_mime_message_get_cc (msg) };
+	for (int l = 0; l < 2; l++) {
+		g_assert_cmpint (internet_address_list_length (parsed[l]), ==, 2);
+		for (int i = 0; i < 2; i++) {
+			InternetAddress *address = internet_address_list_get_address (parsed[l], i);
+			/* no name parses as "" */
+			const char *name = internet_address_get_name (address);
+			g_assert_cmpstr (name ? name : "", ==, lists[l][i].name ? lists[l][i].name : "");
+			g_assert_cmpstr (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (address)), ==,
+			                 lists[l][i].email);
+		}
+	}
+}
+
 static void
 test_header_injection (void)
 {
@@ -869,6 +940,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/agent-reply-from", test_agent_reply_from);
 	g_test_add_func ("/compose/non-ascii", test_non_ascii);
 	g_test_add_func ("/compose/bare-cr", test_bare_cr);
+	g_test_add_func ("/compose/encoded-word-lookalikes", test_encoded_word_lookalikes);
 	g_test_add_func ("/compose/header-injection", test_header_injection);
 	g_test_add_func ("/compose/refused", test_refused);
 	g_test_add_func ("/compose/address-validation", test_address_validation);

@@ -194,30 +194,32 @@ append_q (GString *word, const char *start, const char *end)
 	}
 }
 
-/* The raw Subject value for a non-ASCII subject: the leading ASCII words
- * (the tag, "Re:") as they are, the rest as UTF-8 "Q" encoded words,
- * each at most 75 characters (RFC 2047 2) on its own folded line.
+/* Whether a client could read some of `text` as an RFC 2047 encoded
+ * word: GMime, Python and others decode "=?...?=" even inside a word,
+ * so any "=?" counts.  Text like that is encoded itself, to be shown as
+ * it is ("=?UTF-8?B?SGFja2Vk?= test" showed "Hacked test"). */
+static gboolean
+has_encoded_word_lookalike (const char *text)
+{
+	return text && strstr (text, "=?");
+}
+
+/* `text` as UTF-8 "Q" encoded words, each at most 75 characters (RFC
+ * 2047 2) on its own folded line.  Safe in a phrase too (5(3)).
  *
  * Why not GMime's own encoder: it splits long text into base64 words
  * with padding ("...vg==?= =?UTF-8?B?INCw...") and GMime 3.2's decoder
  * joins adjacent base64 words before decoding, so it drops everything
  * after the first padded word; our ingest would read its own subjects
  * cut short.  Q words join safely. */
-static char *
-encode_subject (const char *subject)
+static void
+append_q_words (GString *out, const char *text)
 {
 	static const char open[] = "=?UTF-8?Q?";
 	const gsize max_text = 75 - strlen (open) - 2;
-	const char *split = subject;
-	for (const char *c = subject; *c && !((guchar) *c & 0x80); c++)
-		if (*c == ' ')
-			split = c + 1;
-
-	GString *out = g_string_new (" ");
-	g_string_append_len (out, subject, split - subject);
 	g_autoptr (GString) word = g_string_new (NULL);
 	g_autoptr (GString) piece = g_string_new (NULL);
-	for (const char *c = split; *c; c = g_utf8_next_char (c)) {
+	for (const char *c = text; *c; c = g_utf8_next_char (c)) {
 		g_string_truncate (piece, 0);
 		append_q (piece, c, g_utf8_next_char (c));
 		if (word->len + piece->len > max_text) {
@@ -228,6 +230,25 @@ encode_subject (const char *subject)
 	}
 	if (word->len)
 		g_string_append_printf (out, "%s%s?=", open, word->str);
+}
+
+/* The raw Subject value for a non-ASCII subject, or one a client could
+ * decode: the leading ASCII words (the tag, "Re:") as they are, up to
+ * the first word holding "=?", the rest as encoded words. */
+static char *
+encode_subject (const char *subject)
+{
+	const char *split = subject;
+	for (const char *c = subject; *c && !((guchar) *c & 0x80); c++) {
+		if (c[0] == '=' && c[1] == '?')
+			break;
+		if (*c == ' ')
+			split = c + 1;
+	}
+
+	GString *out = g_string_new (" ");
+	g_string_append_len (out, subject, split - subject);
+	append_q_words (out, split);
 	g_string_append_c (out, '\n');
 	return g_string_free (out, FALSE);
 }
@@ -235,13 +256,13 @@ encode_subject (const char *subject)
 static void
 set_subject (GMimeMessage *msg, const char *subject)
 {
-	if (g_str_is_ascii (subject)) {
+	if (g_str_is_ascii (subject) && !has_encoded_word_lookalike (subject)) {
 		g_mime_message_set_subject (msg, subject, "utf-8");
 		return;
 	}
 	/* An empty Subject in its place, then our raw value, from which the
 	 * message decodes its subject: GMime's encoding of the text would
-	 * be thrown away */
+	 * be thrown away, and it would send ASCII look-alikes as they are */
 	g_mime_message_set_subject (msg, "", NULL);
 	GMimeHeaderList *list = g_mime_object_get_header_list (GMIME_OBJECT (msg));
 	g_autofree char *raw = encode_subject (subject);
@@ -269,29 +290,83 @@ add_mailboxes (GMimeMessage *msg, GMimeAddressType type, const MdMailbox *boxes,
 	}
 }
 
+/* GMime writes a display name holding "=?" as it is, for clients to
+ * decode; such names go out as encoded words instead, through the raw
+ * values of the address headers (the other mailboxes there as GMime
+ * writes them).  Once every address is in: a change to a list would
+ * rewrite its header. */
+static void
+encode_lookalike_names (GMimeMessage *msg)
+{
+	static const struct { GMimeAddressType type; const char *header; } kinds[] = {
+		{ GMIME_ADDRESS_TYPE_FROM, "From" },
+		{ GMIME_ADDRESS_TYPE_REPLY_TO, "Reply-To" },
+		{ GMIME_ADDRESS_TYPE_TO, "To" },
+		{ GMIME_ADDRESS_TYPE_CC, "Cc" },
+	};
+	GMimeHeaderList *headers = g_mime_object_get_header_list (GMIME_OBJECT (msg));
+	for (gsize k = 0; k < G_N_ELEMENTS (kinds); k++) {
+		InternetAddressList *list = g_mime_message_get_addresses (msg, kinds[k].type);
+		int n = internet_address_list_length (list);
+		gboolean lookalike = FALSE;
+		for (int i = 0; i < n; i++)
+			lookalike |= has_encoded_word_lookalike (
+				internet_address_get_name (internet_address_list_get_address (list, i)));
+		GMimeHeader *header = g_mime_header_list_get_header (headers, kinds[k].header);
+		if (!lookalike || !header)
+			continue;
+		g_autoptr (GString) raw = g_string_new (NULL);
+		for (int i = 0; i < n; i++) {
+			InternetAddress *address = internet_address_list_get_address (list, i);
+			const char *name = internet_address_get_name (address);
+			g_string_append (raw, i ? ",\n " : " ");
+			if (has_encoded_word_lookalike (name)) {
+				append_q_words (raw, name);
+				g_string_append_printf (raw, " <%s>",
+				                        internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (address)));
+			} else {
+				g_autofree char *text = internet_address_to_string (address, NULL, TRUE);
+				g_string_append (raw, text);
+			}
+		}
+		g_string_append_c (raw, '\n');
+		g_mime_header_set_raw_value (header, raw->str);
+	}
+}
+
 static void
 set_header (GMimeMessage *msg, const char *name, const char *value)
 {
 	g_mime_object_set_header (GMIME_OBJECT (msg), name, value, "utf-8");
 }
 
-/* In-Reply-To and References (RFC 5322 3.6.4): the thread's ids plus the
- * one answered, the root kept and the oldest others dropped past the
- * bound, as most clients do. */
+/* In-Reply-To and References (RFC 5322 3.6.4): the parent's ancestors
+ * and the parent, oldest first, each id once.  The caller gives the
+ * whole thread, so what follows the parent there (our acknowledgement,
+ * later replies) is cut off: none of it is an ancestor.  Past the bound
+ * the root stays and the oldest others go, as RFC 5322 suggests and
+ * most clients do. */
 static void
 set_threading (GMimeMessage *msg, const MdOutgoing *o)
 {
-	g_autoptr (GPtrArray) refs = g_ptr_array_new_with_free_func (g_free);
-	for (gsize i = 0; o->references && o->references[i]; i++) {
-		char *id = clean_message_id (o->references[i]);
-		if (id)
-			g_ptr_array_add (refs, id);
-	}
 	g_autofree char *parent = clean_message_id (o->in_reply_to);
+	g_autoptr (GPtrArray) refs = g_ptr_array_new_with_free_func (g_free);
+	g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+	gboolean parent_listed = FALSE;
+	for (gsize i = 0; o->references && o->references[i] && !parent_listed; i++) {
+		char *id = clean_message_id (o->references[i]);
+		if (!id || g_hash_table_contains (seen, id)) {
+			g_free (id);
+			continue;
+		}
+		g_hash_table_add (seen, id);
+		g_ptr_array_add (refs, id);
+		parent_listed = parent && strcmp (id, parent) == 0;
+	}
 	if (parent) {
 		g_autofree char *header = g_strdup_printf ("<%s>", parent);
 		set_header (msg, "In-Reply-To", header);
-		if (refs->len == 0 || strcmp (g_ptr_array_index (refs, refs->len - 1), parent) != 0)
+		if (!parent_listed)
 			g_ptr_array_add (refs, g_strdup (parent));
 	}
 	if (refs->len > MD_COMPOSE_MAX_REFERENCES)
@@ -330,6 +405,12 @@ text_body (const char *body)
 {
 	GMimeTextPart *text = g_mime_text_part_new_with_subtype ("plain");
 	g_autofree char *valid = g_utf8_make_valid (body ? body : "", -1);
+	/* A lone CR is the line break it stands for: GMime only turns LF
+	 * into CRLF, and would pick 7bit for ASCII text and send the CR raw
+	 * (RFC 5322 2.3, RFC 5321 2.3.8), as would the SMTP layer */
+	for (char *c = valid; *c; c++)
+		if (*c == '\r' && c[1] != '\n')
+			*c = '\n';
 	/* Not g_mime_text_part_set_text: it converts to the narrowest charset
 	 * that fits (Latin-1 for "·"), and labelling that utf-8 afterwards
 	 * would be mojibake.  The bytes stay UTF-8, and say so. */
@@ -343,6 +424,29 @@ text_body (const char *body)
 	g_mime_part_set_content_encoding (part, g_mime_part_get_best_content_encoding (
 		part, GMIME_ENCODING_CONSTRAINT_7BIT));
 	return GMIME_OBJECT (text);
+}
+
+/* The name an attachment goes out under, safe for a client to save as
+ * it is: what follows the last '/' or '\\' (Windows clients take either
+ * for a directory), on one line, ':' (drive letters, NTFS streams) as
+ * '_'; nothing left, or only dots ("." ".."), is "attachment".  UTF-8 stays:
+ * GMime encodes the parameter (RFC 2231). */
+static char *
+attachment_filename (const char *name)
+{
+	const char *base = name;
+	for (const char *c = name; *c; c++)
+		if (*c == '/' || *c == '\\')
+			base = c + 1;
+	char *filename = md_text_one_line (base, MD_COMPOSE_MAX_NAME);
+	for (char *c = filename; *c; c++)
+		if (*c == ':')
+			*c = '_';
+	if (filename[strspn (filename, ".")] == '\0') {
+		g_free (filename);
+		return g_strdup ("attachment");
+	}
+	return filename;
 }
 
 static GMimeObject *
@@ -371,11 +475,9 @@ attachment_part (const MdAttachmentFile *a, GError **error)
 	g_object_unref (content);
 	g_mime_part_set_content_encoding (part, GMIME_CONTENT_ENCODING_BASE64);
 
-	g_autofree char *base = g_path_get_basename (a->filename ? a->filename : a->path);
-	g_autofree char *filename = md_text_one_line (base, MD_COMPOSE_MAX_NAME);
+	g_autofree char *filename = attachment_filename (a->filename ? a->filename : a->path);
 	g_mime_object_set_disposition (GMIME_OBJECT (part), GMIME_DISPOSITION_ATTACHMENT);
-	if (filename[0] && strcmp (filename, ".") != 0 && strcmp (filename, G_DIR_SEPARATOR_S) != 0)
-		g_mime_part_set_filename (part, filename);
+	g_mime_part_set_filename (part, filename);
 	return GMIME_OBJECT (part);
 }
 
@@ -539,6 +641,7 @@ build (const MdOutgoing *o, char **id_r, GError **error)
 	set_subject (msg, subject);
 	add_mailboxes (msg, GMIME_ADDRESS_TYPE_TO, o->to, o->n_to);
 	add_mailboxes (msg, GMIME_ADDRESS_TYPE_CC, o->cc, o->n_cc);
+	encode_lookalike_names (msg);
 	g_mime_message_set_message_id (msg, id);
 	set_threading (msg, o);
 

@@ -8,8 +8,10 @@
  * (CR, LF, NUL, ...) in subjects, names and file names become spaces;
  * addresses must be plain local@domain (RFC 5321 dot-atom, an LDH
  * domain) or the message is refused (MD_ERROR_INVALID); message ids that
- * are not msg-id shaped are left out of threading headers.  The output
- * has CRLF line ends, as on the wire.
+ * are not msg-id shaped are left out of threading headers.  Subjects
+ * and display names holding "=?" are sent as encoded words, so that no
+ * client decodes look-alikes the sender wrote.  The output has CRLF line
+ * ends, as on the wire.
  */
 #ifndef MD_COMPOSE_H
 #define MD_COMPOSE_H
@@ -35,7 +37,9 @@ typedef struct {
 } MdMailbox;
 
 typedef struct {
-	const char *filename;      /* as the recipient sees it; directories are dropped */
+	const char *filename;      /* as the recipient sees it; directories ('/' and '\\')
+	                            * are dropped, ':' becomes '_', no name or "..":
+	                            * "attachment"; NULL: the path's last part */
 	const char *content_type;  /* "application/pdf"; NULL or invalid: application/octet-stream */
 	const char *path;          /* the bytes, read while writing */
 } MdAttachmentFile;
@@ -54,7 +58,9 @@ typedef struct {
 	const char *subject;
 	const char *body;               /* UTF-8 text */
 	const char *in_reply_to;        /* message id answered (with or without <>), or NULL */
-	const char *const *references;  /* the thread's ids, oldest first, NULL-terminated, or NULL */
+	const char *const *references;  /* the thread's ids, oldest first, NULL-terminated, or NULL;
+	                                 * those after in_reply_to are not its ancestors and
+	                                 * are left out, and each id goes out once */
 	const char *message_id;         /* reuse this id (a retried outbox row); NULL: new one */
 	gint64 date;                    /* Unix seconds; 0: md_now () */
 	MdAutoSubmitted auto_submitted;

@@ -220,6 +220,101 @@ test_non_ascii (void)
 	}
 }
 
+/* A CR without LF in the body leaves as a line break: never raw in a
+ * 7bit part, nor in any other. */
+static void
+test_bare_cr (void)
+{
+	struct { const char *body; const char *expected; } cases[] = {
+		{ "one\rtwo\r\nthree\r", "one\ntwo\nthree\n" },
+		{ "\r\rx\r\n\r\n", "\n\nx\n\n" },
+		{ "caf\xc3\xa9\rdeux\n", "caf\xc3\xa9\ndeux\n" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		MdOutgoing o = base_outgoing ();
+		o.body = cases[i].body;
+		g_autofree char *raw = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+		for (const char *c = raw; *c; c++)
+			if (*c == '\r')
+				g_assert_cmpint (c[1], ==, '\n');
+		g_autofree char *text = part_text (g_mime_message_get_mime_part (msg));
+		g_assert_cmpstr (text, ==, cases[i].expected);
+	}
+}
+
+/* Text that a client would decode as an RFC 2047 encoded word is
+ * encoded itself, so that it shows as written: in subjects, ASCII or
+ * not, and in display names. */
+static void
+test_encoded_word_lookalikes (void)
+{
+	const char *subjects[] = {
+		"=?UTF-8?B?SGFja2Vk?= test",
+		"=?UTF-8?B?SGFja2Vk?= \xc3\xbc" "ber",
+		"Re: x=?utf-8?q?Hacked?=y plain",
+		"\xc3\xbc" "ber =?UTF-8?B?SGFja2Vk?=",
+		"=?utf-8?q?a?= =?utf-8?q?b?=",
+		"trailing =?",
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (subjects); i++) {
+		g_test_message ("subject %s", subjects[i]);
+		MdOutgoing o = base_outgoing ();
+		o.subject = subjects[i];
+		g_autofree char *raw = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+		g_auto (GStrv) headers = raw_headers (raw);
+		g_autofree char *expected = md_compose_tagged_subject (subjects[i], "SUP-7");
+		const char *value = raw_header (headers, "Subject");
+		g_assert_null (strstr (value, "SGFja2Vk?="));
+		g_assert_null (strstr (value, "Hacked?="));
+		/* the tag stays readable in the raw header */
+		g_assert_nonnull (strstr (value, "[SUP-7] "));
+		g_autofree char *decoded = g_mime_utils_header_decode_text (NULL, value + 1);
+		g_assert_cmpstr (decoded, ==, expected);
+		g_assert_cmpstr (g_mime_message_get_subject (msg), ==, expected);
+	}
+
+	MdOutgoing o = base_outgoing ();
+	o.agent_name = "=?UTF-8?B?SGFja2Vk?= Jane";
+	MdMailbox to[] = { { "=?UTF-8?B?SGFja2Vk?= Bob", "bob@customer.example" },
+	                   { "Plain, \"Quoted\"", "ann@customer.example" } };
+	MdMailbox cc[] = { { "x=?utf-8?q?Hi?=y M\xc3\xbcller", "cc@customer.example" }, { NULL, "carol@customer.example" } };
+	o.to = to;
+	o.n_to = G_N_ELEMENTS (to);
+	o.cc = cc;
+	o.n_cc = G_N_ELEMENTS (cc);
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	const char *fields[] = { "From", "Reply-To", "To", "Cc" };
+	for (gsize f = 0; f < G_N_ELEMENTS (fields); f++) {
+		const char *value = raw_header (headers, fields[f]);
+		g_assert_null (strstr (value, "SGFja2Vk?="));
+		g_assert_null (strstr (value, "Hi?="));
+	}
+	const char *from_name = "=?UTF-8?B?SGFja2Vk?= Jane via Example Support";
+	InternetAddress *from = internet_address_list_get_address (g_mime_message_get_from (msg), 0);
+	g_assert_cmpstr (internet_address_get_name (from), ==, from_name);
+	InternetAddress *reply_to = internet_address_list_get_address (g_mime_message_get_reply_to (msg), 0);
+	g_assert_cmpstr (internet_address_get_name (reply_to), ==, from_name);
+	g_assert_cmpstr (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (reply_to)), ==, TOKEN_ADDRESS);
+	const MdMailbox *lists[] = { to, cc };
+	InternetAddressList *parsed[] = { g_mime_message_get_to (msg), g_mime_message_get_cc (msg) };
+	for (int l = 0; l < 2; l++) {
+		g_assert_cmpint (internet_address_list_length (parsed[l]), ==, 2);
+		for (int i = 0; i < 2; i++) {
+			InternetAddress *address = internet_address_list_get_address (parsed[l], i);
+			/* no name parses as "" */
+			const char *name = internet_address_get_name (address);
+			g_assert_cmpstr (name ? name : "", ==, lists[l][i].name ? lists[l][i].name : "");
+			g_assert_cmpstr (internet_address_mailbox_get_addr (INTERNET_ADDRESS_MAILBOX (address)), ==,
+			                 lists[l][i].email);
+		}
+	}
+}
+
 static void
 test_header_injection (void)
 {
@@ -484,6 +579,75 @@ test_threading (void)
 	g_assert_cmpstr (id, !=, id3);
 }
 
+/* The References of a reply given the thread's ids, oldest first, and
+ * its parent, ids separated by one space (GMime folds long ones); NULL
+ * when there is none. */
+static char *
+references_for (const char *in_reply_to, const char *const *thread)
+{
+	MdOutgoing o = base_outgoing ();
+	o.in_reply_to = in_reply_to;
+	o.references = thread;
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_auto (GStrv) headers = raw_headers (raw);
+	const char *references = raw_header (headers, "References");
+	if (!references)
+		return NULL;
+	g_autofree char *stripped = g_strstrip (g_strdup (references));
+	g_auto (GStrv) ids = g_regex_split_simple ("\\s+", stripped, 0, 0);
+	return g_strjoinv (" ", ids);
+}
+
+/* The caller passes the whole thread, mail sent after the parent
+ * included: only the parent's ancestors and the parent are references,
+ * each once, oldest first. */
+static void
+test_threading_ancestors (void)
+{
+	struct { const char *parent; const char *thread[8]; const char *expected; } cases[] = {
+		/* a reply to the first mail, after our acknowledgement of it */
+		{ "<m1@customer.example>", { "<m1@customer.example>", "<ack@support.example.com>" },
+		  "<m1@customer.example>" },
+		{ "<m2@customer.example>", { "<m1@customer.example>", "<ack@support.example.com>", "<m2@customer.example>",
+		                             "<ack2@support.example.com>", "<m3@customer.example>" },
+		  "<m1@customer.example> <ack@support.example.com> <m2@customer.example>" },
+		/* a parent the thread does not know goes last */
+		{ "p@customer.example", { "<m1@customer.example>", "<ack@support.example.com>" },
+		  "<m1@customer.example> <ack@support.example.com> <p@customer.example>" },
+		/* each id once, at its first place */
+		{ "<p@customer.example>", { "<m1@customer.example>", "<a@x.example>", "m1@customer.example",
+		                            "<a@x.example>", "<p@customer.example>", "<p@customer.example>" },
+		  "<m1@customer.example> <a@x.example> <p@customer.example>" },
+		{ NULL, { "<m1@customer.example>", "<a@x.example>", "<m1@customer.example>" },
+		  "<m1@customer.example> <a@x.example>" },
+		{ "<m1@customer.example>", { "<bad id>", "<m1@customer.example>", "<later@x.example>" },
+		  "<m1@customer.example>" },
+		{ NULL, { NULL }, NULL },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		g_autofree char *references = references_for (cases[i].parent, cases[i].thread);
+		g_assert_cmpstr (references, ==, cases[i].expected);
+	}
+
+	/* duplicates go before the bound is applied: the root and the
+	 * newest ancestors stay */
+	g_autoptr (GPtrArray) thread = g_ptr_array_new_with_free_func (g_free);
+	for (int i = 0; i < 25; i++) {
+		g_ptr_array_add (thread, g_strdup_printf ("<t%02d@customer.example>", i));
+		g_ptr_array_add (thread, g_strdup_printf ("<t%02d@customer.example>", i));
+	}
+	g_ptr_array_add (thread, g_strdup ("<after@support.example.com>"));
+	g_ptr_array_add (thread, NULL);
+	g_autofree char *references = references_for ("<t24@customer.example>", (const char *const *) thread->pdata);
+	g_auto (GStrv) tokens = g_strsplit (references, " ", -1);
+	g_assert_cmpuint (g_strv_length (tokens), ==, MD_COMPOSE_MAX_REFERENCES);
+	g_assert_cmpstr (tokens[0], ==, "<t00@customer.example>");
+	g_assert_cmpstr (tokens[1], ==, "<t06@customer.example>");
+	g_assert_cmpstr (tokens[MD_COMPOSE_MAX_REFERENCES - 1], ==, "<t24@customer.example>");
+}
+
 static void
 test_extra_headers (void)
 {
@@ -573,7 +737,7 @@ test_attachments (void)
 	g_autofree char *body = part_text (g_mime_multipart_get_part (mixed, 0));
 	g_assert_cmpstr (body, ==, o.body);
 
-	const char *names[] = { "звіт за квартал.bin", "notes Bcc: x.txt", "empty.dat" };
+	const char *names[] = { "звіт за квартал.bin", "notes Bcc_ x.txt", "empty.dat" };
 	const char *types[] = { "application/octet-stream", "text/plain", "application/octet-stream" };
 	for (gsize i = 0; i < G_N_ELEMENTS (files); i++) {
 		GMimePart *part = GMIME_PART (g_mime_multipart_get_part (mixed, i + 1));
@@ -598,6 +762,54 @@ test_attachments (void)
 
 	g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
 	g_assert_cmpint (system (cmd), ==, 0);
+}
+
+/* No file name sent can lead a client that saves it outside the folder
+ * it chose, whichever separator its system uses. */
+static void
+test_attachment_names (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-names-XXXXXX", &error);
+	g_assert_no_error (error);
+	g_autofree char *file = g_build_filename (dir, "data", NULL);
+	g_assert_true (g_file_set_contents (file, "x", 1, NULL));
+	struct { const char *name; const char *expected; } cases[] = {
+		{ "report.pdf", "report.pdf" },
+		{ "..\\..\\windows\\evil.exe", "evil.exe" },
+		{ "../../etc/passwd", "passwd" },
+		{ "..", "attachment" },
+		{ ".", "attachment" },
+		{ "...", "attachment" },
+		{ "", "attachment" },
+		{ " \r\n ", "attachment" },
+		{ "x/..", "attachment" },
+		{ "dir\\..", "attachment" },
+		{ "dir/", "attachment" },
+		{ "C:\\Users\\x\\", "attachment" },
+		{ "C:evil.exe", "C_evil.exe" },
+		{ "notes.txt:hidden.exe", "notes.txt_hidden.exe" },
+		{ "a\x01" "b\tc.txt", "a b c.txt" },
+		{ ".profile", ".profile" },
+		{ "звіт\\квартал ü.pdf", "квартал ü.pdf" },
+		{ NULL, "data" },
+	};
+	g_autofree MdAttachmentFile *files = g_new0 (MdAttachmentFile, G_N_ELEMENTS (cases));
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+		files[i] = (MdAttachmentFile) { cases[i].name, "application/octet-stream", file };
+	MdOutgoing o = base_outgoing ();
+	o.attachments = files;
+	o.n_attachments = G_N_ELEMENTS (cases);
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, NULL, NULL);
+	GMimeMultipart *mixed = GMIME_MULTIPART (g_mime_message_get_mime_part (msg));
+	g_assert_cmpint (g_mime_multipart_get_count (mixed), ==, G_N_ELEMENTS (cases) + 1);
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		GMimePart *part = GMIME_PART (g_mime_multipart_get_part (mixed, i + 1));
+		g_assert_cmpstr (g_mime_part_get_filename (part), ==, cases[i].expected);
+	}
+	g_assert_cmpint (g_unlink (file), ==, 0);
+	g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
 static void
@@ -727,14 +939,18 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/auto-submitted", test_auto_submitted_kinds);
 	g_test_add_func ("/compose/agent-reply-from", test_agent_reply_from);
 	g_test_add_func ("/compose/non-ascii", test_non_ascii);
+	g_test_add_func ("/compose/bare-cr", test_bare_cr);
+	g_test_add_func ("/compose/encoded-word-lookalikes", test_encoded_word_lookalikes);
 	g_test_add_func ("/compose/header-injection", test_header_injection);
 	g_test_add_func ("/compose/refused", test_refused);
 	g_test_add_func ("/compose/address-validation", test_address_validation);
 	g_test_add_func ("/compose/tag", test_tag);
 	g_test_add_func ("/compose/header-order", test_header_order);
 	g_test_add_func ("/compose/threading", test_threading);
+	g_test_add_func ("/compose/threading-ancestors", test_threading_ancestors);
 	g_test_add_func ("/compose/extra-headers", test_extra_headers);
 	g_test_add_func ("/compose/attachments", test_attachments);
+	g_test_add_func ("/compose/attachment-names", test_attachment_names);
 	g_test_add_func ("/compose/write-fd", test_write_fd);
 	g_test_add_func ("/compose/spec-round-trip", test_spec_round_trip);
 	return g_test_run ();

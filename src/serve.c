@@ -63,6 +63,15 @@ static void
 on_ingested (MdIngestJob *job, const GError *error, gpointer user_data)
 {
 	Pending *p = user_data;
+	if (error && !md_error_is_temporary (error) && !g_error_matches (error, MD_ERROR, MD_ERROR_EMPTY) &&
+	    !g_error_matches (error, MD_ERROR, MD_ERROR_TOO_BIG)) {
+		/* Past RCPT, only the message itself may be refused for good;
+		 * anything else (a row that vanished, say) is our trouble, and
+		 * the MTA keeps the mail while someone looks. */
+		g_autoptr (GError) ours = g_error_new (MD_ERROR, MD_ERROR_INTERNAL, "%s", error->message);
+		answer_error (p, ours);
+		return;
+	}
 	if (error) {
 		answer_error (p, error);
 		return;

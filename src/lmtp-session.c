@@ -518,58 +518,118 @@ md_lmtp_transaction_id (const MdLmtpTransaction *tx)
 
 /* ---- address and parameter parsing (RFC 5321 4.1.2) ---- */
 
-/* Path = "<" [ A-d-l ":" ] Mailbox ">"; Reverse-path = Path / "<>".
- * Returns the mailbox without its source route, or NULL; *end_r is set
- * past the '>'.  Quoted local parts are kept as written. */
+typedef enum {
+	PATH_REVERSE,  /* MAIL FROM: Reverse-path = Path / "<>" */
+	PATH_FORWARD,  /* RCPT TO: Forward-path = Path, or "<Postmaster>" */
+} MdLmtpPath;
+
+/* What may stand unquoted in a local part or a domain: printable, no
+ * blank, none of the path's own delimiters.  Liberal on purpose: whether
+ * "a..b" or "[IPv6:::1]" names a mailbox is for the application to say. */
+static gboolean
+is_path_char (char c)
+{
+	return c > 0x20 && c < 0x7f && !strchr ("<>\"@", c);
+}
+
+static gboolean
+is_atext (char c)
+{
+	return g_ascii_isalnum (c) || (c && strchr ("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+/* Dot-string = Atom *("." Atom), Atom = 1*atext */
+static gboolean
+is_dot_string (const char *s, gsize len)
+{
+	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
+		return FALSE;
+	for (gsize i = 0; i < len; i++) {
+		if (s[i] == '.' ? s[i + 1] == '.' : !is_atext (s[i]))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Path = "<" [ A-d-l ":" ] Mailbox ">"; Mailbox = Local-part "@" Domain;
+ * Local-part = Dot-string / Quoted-string; Reverse-path = Path / "<>".
+ * Returns the mailbox without its source route, "" for <>, "Postmaster"
+ * as written for <Postmaster>, or NULL; *end_r is set past the '>'.
+ * A quoted local part that could be a dot-string is returned unquoted
+ * ("sup\port"@x is support@x): RFC 5321 4.1.2 says the two forms are the
+ * same mailbox.  One that needs its quotes ("a b"@x) is kept as written. */
 static char *
-parse_path (const char *p, gboolean allow_empty, const char **end_r)
+parse_path (const char *p, MdLmtpPath kind, const char **end_r)
 {
 	const char *start = p;
-	gboolean quoted = FALSE;
+	gboolean routed = FALSE;
+	g_autoptr (GString) unquoted = NULL;
 
 	if (*p++ != '<')
 		return NULL;
-	if (*p == '@') {  /* A-d-l: obsolete source route, ignored (RFC 5321 4.1.2) */
-		while (*p && *p != ':' && *p != '>')
-			p++;
-		if (*p++ != ':')
-			return NULL;
-	}
-	const char *box = p;
-	for (; *p; p++) {
-		guchar c = (guchar) *p;
-		if (quoted) {
-			if (c == '\\' && p[1] >= 0x20 && (guchar) p[1] < 0x7f)
+	/* A-d-l = At-domain *( "," At-domain ): an obsolete source route,
+	 * accepted and ignored (RFC 5321 4.1.2, appendix C); a mailbox must
+	 * follow it, so <@relay:> is no null sender. */
+	if (*p == '@') {
+		for (;;) {
+			const char *domain = ++p;
+			while (is_path_char (*p) && *p != ',' && *p != ':')
 				p++;
-			else if (c == '"')
-				quoted = FALSE;
-			else if (c < 0x20 || c >= 0x7f)
+			if (p == domain)
 				return NULL;
-			continue;
+			if (*p == ':')
+				break;
+			if (*p != ',' || p[1] != '@')
+				return NULL;
+			p++;
 		}
-		if (c == '>')
-			break;
-		if (c == '"')
-			quoted = TRUE;
-		else if (c <= 0x20 || c >= 0x7f || c == '<')
-			return NULL;
+		p++;
+		routed = TRUE;
 	}
-	if (*p != '>' || p + 1 - start > MAX_PATH_LENGTH)
+	const char *local = p;
+	if (*p == '"') {
+		/* qtextSMTP = %d32-33 / %d35-91 / %d93-126;
+		 * quoted-pairSMTP = "\" %d32-126 */
+		unquoted = g_string_new (NULL);
+		for (p++; *p != '"'; p++) {
+			char c = *p == '\\' ? *++p : *p;
+			if (c < 0x20 || c >= 0x7f)
+				return NULL;
+			g_string_append_c (unquoted, c);
+		}
+		p++;
+	} else {
+		while (is_path_char (*p))
+			p++;
+	}
+	gsize local_len = (gsize) (p - local);
+	if (*p == '>' && !routed) {
+		gboolean ok = kind == PATH_REVERSE
+		              ? local_len == 0
+		              : !unquoted && local_len == 10 && g_ascii_strncasecmp (local, "Postmaster", 10) == 0;
+		if (!ok)
+			return NULL;
+		*end_r = p + 1;
+		return g_strndup (local, local_len);
+	}
+	/* The first '@' outside the quotes ends the local part: a@b@c is
+	 * not an address. */
+	if (*p++ != '@' || local_len == 0 || local_len > MAX_LOCAL_LENGTH)
+		return NULL;
+	const char *domain = p;
+	while (is_path_char (*p))
+		p++;
+	if (p == domain || *p != '>' || p + 1 - start > MAX_PATH_LENGTH)
 		return NULL;
 	*end_r = p + 1;
-	if (p == box)
-		return allow_empty ? g_strdup ("") : NULL;
-	g_autofree char *mailbox = g_strndup (box, (gsize) (p - box));
-	const char *at = strrchr (mailbox, '@');
-	if (!at || at == mailbox || at[1] == '\0' || at - mailbox > MAX_LOCAL_LENGTH
-	    || strchr (at + 1, '"'))
-		return NULL;
-	return g_steal_pointer (&mailbox);
+	if (unquoted && is_dot_string (unquoted->str, unquoted->len))
+		return g_strdup_printf ("%s@%.*s", unquoted->str, (int) (p - domain), domain);
+	return g_strndup (local, (gsize) (p - local));
 }
 
 /* "FROM:" / "TO:" then the path; one space after the colon is a tolerated quirk. */
 static char *
-parse_path_argument (const char *args, const char *keyword, gboolean allow_empty, const char **params_r)
+parse_path_argument (const char *args, const char *keyword, MdLmtpPath kind, const char **params_r)
 {
 	gsize klen = strlen (keyword);
 
@@ -578,7 +638,7 @@ parse_path_argument (const char *args, const char *keyword, gboolean allow_empty
 	args += klen;
 	if (*args == ' ')
 		args++;
-	char *path = parse_path (args, allow_empty, params_r);
+	char *path = parse_path (args, kind, params_r);
 	if (path && **params_r != '\0' && **params_r != ' ') {
 		g_free (path);
 		return NULL;
@@ -672,7 +732,7 @@ check_mail (MdLmtpSession *s, const char *args)
 		reply (s, "503 5.5.1 Nested MAIL command");
 		return FALSE;
 	}
-	g_autofree char *path = parse_path_argument (args, "FROM:", TRUE, &params);
+	g_autofree char *path = parse_path_argument (args, "FROM:", PATH_REVERSE, &params);
 	if (!path) {
 		reply (s, "501 5.1.7 Syntax: MAIL FROM:<address>");
 		return FALSE;
@@ -725,7 +785,8 @@ proceed_mail (MdLmtpSession *s, const char *args)
 /* rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" /
  *        Forward-path ) [SP Rcpt-parameters] CRLF
  * No Rcpt-parameters are supported (no DSN).  RFC 2033 4.2: each RCPT is
- * checked now and gets its own reply after the data. */
+ * checked now and gets its own reply after the data.  The postmaster is
+ * answered for by the engine (is_postmaster). */
 static gboolean
 check_rcpt (MdLmtpSession *s, const char *args)
 {
@@ -733,7 +794,7 @@ check_rcpt (MdLmtpSession *s, const char *args)
 
 	if (!check_transaction_open (s))
 		return FALSE;
-	g_autofree char *path = parse_path_argument (args, "TO:", FALSE, &params);
+	g_autofree char *path = parse_path_argument (args, "TO:", PATH_FORWARD, &params);
 	if (!path) {
 		reply (s, "501 5.1.3 Syntax: RCPT TO:<address>");
 		return FALSE;
@@ -755,13 +816,39 @@ check_rcpt (MdLmtpSession *s, const char *args)
 	return TRUE;
 }
 
+/* RFC 5321 4.5.1: a server MUST take mail for "Postmaster" (no domain,
+ * any case) and for Postmaster@ each domain it serves.  The engine knows
+ * neither domains nor mailboxes, so it answers for the postmaster
+ * itself: <Postmaster> is accepted without asking the application, and
+ * Postmaster@domain when all the application has against it is that no
+ * such mailbox exists (NO_USER: the domain is served here); any other
+ * refusal (another domain, a temporary failure) stands.
+ *
+ * Where it goes: the application gets the address as written among the
+ * recipients.  For the desk (md_ingest_check_recipient, md_address_classify)
+ * that is mail without a reply token, filed exactly as mail to the
+ * intake address: a new ticket, or a comment on the ticket its headers
+ * thread to.  A support desk has no other mailbox to give its
+ * postmaster, and people read the intake. */
+static gboolean
+is_postmaster (const char *path)
+{
+	const char *at = strchr (path, '@');
+	gsize len = at ? (gsize) (at - path) : strlen (path);
+	return len == 10 && g_ascii_strncasecmp (path, "Postmaster", 10) == 0;
+}
+
 static void
 proceed_rcpt (MdLmtpSession *s, const char *args)
 {
 	g_autoptr (GError) error = NULL;
+	gboolean postmaster = is_postmaster (s->cmd.path);
 
-	if (!s->server->cb.check_recipient (s->server->app, s->cmd.path, (const char *const *) s->tx->rcpts->pdata,
-	                                    &error)) {
+	/* Only <Postmaster> comes without a domain (parse_path). */
+	if (strchr (s->cmd.path, '@') &&
+	    !s->server->cb.check_recipient (s->server->app, s->cmd.path, (const char *const *) s->tx->rcpts->pdata,
+	                                    &error) &&
+	    !(postmaster && g_error_matches (error, MD_ERROR, MD_ERROR_NO_USER))) {
 		g_return_if_fail (error != NULL);
 		MdLmtpReply r = reply_for_error (error);
 		g_info ("%s lmtp refused rcpt=<%s> reply=%u:%s error=\"%s\"", s->id, s->cmd.path, r.code,

@@ -658,6 +658,25 @@ static const Case error_cases[] = {
 	                  { "RCPT TO:<ok@desk.test> NOTIFY=NEVER\r\n", "555 5.5.4" },
 	                  { "RCPT TO: <ok@desk.test>\r\n", "250 2.1.5" },
 	                  { "RCPT TO:<@relay.test:ok2@desk.test>\r\n", "250 2.1.5" }, { 0 } } },
+	/* RFC 5321 4.1.2: a source route is ignored, but a mailbox must follow
+	 * it; the first '@' outside quotes ends the local part; quotes enclose
+	 * the whole local part; only RCPT takes a mailbox without a domain,
+	 * and only <Postmaster>. */
+	{ "address-syntax", { { NULL, "220" }, { "LHLO c\r\n", "250" },
+	                      { "MAIL FROM:<@relay.test:>\r\nMAIL FROM:<@relay.test,@r2.test:>\r\n", "501 5.1.7|501 5.1.7" },
+	                      { "MAIL FROM:<a@b@c.test>\r\nMAIL FROM:<\"a\"@b@c.test>\r\n", "501 5.1.7|501 5.1.7" },
+	                      { "MAIL FROM:<@:a@b.c>\r\nMAIL FROM:<@r.test,:a@b.c>\r\nMAIL FROM:<@r.test a@b.c>\r\n",
+	                        "501 5.1.7|501 5.1.7|501 5.1.7" },
+	                      { "MAIL FROM:<a\"b\"@c.test>\r\nMAIL FROM:<\"a\\\">\r\nMAIL FROM:<\"a\"b@c.test>\r\n",
+	                        "501 5.1.7|501 5.1.7|501 5.1.7" },
+	                      { "MAIL FROM:<postmaster>\r\nMAIL FROM:<a@>\r\n", "501 5.1.7|501 5.1.7" },
+	                      { "MAIL FROM:<@r1.test,@r2.test:a@b.c>\r\n", "250 2.1.0" },
+	                      { "RCPT TO:<@relay.test:>\r\nRCPT TO:<ok@desk.test@desk.test>\r\n", "501 5.1.3|501 5.1.3" },
+	                      { "RCPT TO:<ok>\r\nRCPT TO:<@relay.test:postmaster>\r\nRCPT TO:<\"postmaster\">\r\n",
+	                        "501 5.1.3|501 5.1.3|501 5.1.3" },
+	                      { "RCPT TO:<\"nouser\"@desk.test>\r\nRCPT TO:<\"no\\user\"@desk.test>\r\n",
+	                        "550 5.1.1 <nouser@desk.test>|550 5.1.1 <nouser@desk.test>" },
+	                      { 0 } } },
 	{ "mail-parameters", { { NULL, "220" }, { "LHLO c\r\n", "250" },
 	                       { "MAIL FROM:<a@b.c> SIZE=2000000\r\n", "552 5.3.4" },
 	                       { "MAIL FROM:<a@b.c> SIZE=12x\r\n", "501 5.5.4" },
@@ -758,6 +777,91 @@ test_too_many_recipients (void)
 		{ 0 },
 	};
 	converse (fixture_address (&f), steps);
+	fixture_stop (&f);
+}
+
+/* RFC 5321 4.1.2: a quoted local part that could be a dot-string is the
+ * same mailbox unquoted, and reaches the application so; one that needs
+ * its quotes is passed on as written. */
+static void
+test_quoted_local_part (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, -1, "127.0.0.1:0");
+	const Step steps[] = {
+		{ NULL, "220" },
+		{ "LHLO c\r\nMAIL FROM:<\"alice\"@example.org>\r\n"
+		  "RCPT TO:<\"support\"@desk.test>\r\nRCPT TO:<\"sup\\port+x.y\"@desk.test>\r\n"
+		  "RCPT TO:<\"q x\"@desk.test>\r\nRCPT TO:<\"a..b\"@desk.test>\r\nRCPT TO:<\"\"@desk.test>\r\n"
+		  "RCPT TO:<@relay.test:\"ok\"@desk.test>\r\nDATA\r\nhello\r\n.\r\n",
+		  "250|250 2.1.0|250 2.1.5|250 2.1.5|250 2.1.5|250 2.1.5|250 2.1.5|250 2.1.5|354"
+		  "|250 2.0.0 <support@desk.test>|250 2.0.0 <support+x.y@desk.test>|250 2.0.0 <\"q x\"@desk.test>"
+		  "|250 2.0.0 <\"a..b\"@desk.test>|250 2.0.0 <\"\"@desk.test>|250 2.0.0 <ok@desk.test>" },
+		{ "QUIT\r\n", "221" },
+		{ 0 },
+	};
+	converse (fixture_address (&f), steps);
+	g_assert_cmpuint (md_test_recorder_count (f.rec), ==, 1);
+	const MdTestDelivery *d = md_test_recorder_get (f.rec, 0);
+	g_assert_cmpstr (d->sender, ==, "alice@example.org");
+	const char *const want[] = { "support@desk.test", "support+x.y@desk.test", "\"q x\"@desk.test",
+		                     "\"a..b\"@desk.test", "\"\"@desk.test", "ok@desk.test", NULL };
+	g_assert_true (g_strv_equal ((const char *const *) d->rcpts, want));
+	fixture_stop (&f);
+}
+
+/* The recorder's recipients, but like the desk's own check, no mailbox
+ * named postmaster: the engine has to answer for it (RFC 5321 4.5.1). */
+static gboolean
+check_without_postmaster (gpointer app, const char *address, const char *const *accepted, GError **error)
+{
+	g_assert_nonnull (strchr (address, '@'));
+	if (!md_test_recorder_callbacks ()->check_recipient (app, address, accepted, error))
+		return FALSE;
+	if (g_ascii_strncasecmp (address, "postmaster@", 11) == 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_NO_USER, "%s: no such address", address);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* RFC 5321 4.5.1: <Postmaster> in any case, and Postmaster@ a domain
+ * served here, are taken; Postmaster@ another domain is not. */
+static void
+test_postmaster (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	g_autoptr (GError) error = NULL;
+	fixture_start (&f, &cfg, -1, NULL);
+	MdLmtpCallbacks cb = *md_test_recorder_callbacks ();
+	cb.check_recipient = check_without_postmaster;
+	md_lmtp_server_free (f.server);
+	f.server = md_lmtp_server_new (&cfg, f.spool, &cb, f.rec, &error);
+	g_assert_no_error (error);
+	g_assert_true (md_lmtp_server_listen (f.server, "127.0.0.1:0", &error));
+	const Step steps[] = {
+		{ NULL, "220" },
+		{ "LHLO c\r\nMAIL FROM:<>\r\n", "250|250 2.1.0" },
+		{ "RCPT TO:<postmaster@elsewhere.test>\r\nRCPT TO:<nouser@desk.test>\r\n", "550 5.1.2|550 5.1.1" },
+		{ "RCPT TO:<postmaster>\r\nRCPT TO:<POSTMASTER>\r\n", "250 2.1.5|250 2.1.5" },
+		{ "RCPT TO:<Postmaster@support.desk.test>\r\n", "550 5.1.2" },
+		{ "RCPT TO:<Postmaster@DESK.TEST>\r\nRCPT TO:<\"postmaster\"@desk.test>\r\n", "250 2.1.5|250 2.1.5" },
+		{ "RCPT TO:<postmasters@desk.test>\r\n", "250 2.1.5" },
+		{ "DATA\r\nhello\r\n.\r\n",
+		  "354|250 2.0.0 <postmaster> Delivered|250 2.0.0 <POSTMASTER> Delivered"
+		  "|250 2.0.0 <Postmaster@DESK.TEST> Delivered|250 2.0.0 <postmaster@desk.test> Delivered"
+		  "|250 2.0.0 <postmasters@desk.test> Delivered" },
+		{ "QUIT\r\n", "221" },
+		{ 0 },
+	};
+	converse (fixture_address (&f), steps);
+	g_assert_cmpuint (md_test_recorder_count (f.rec), ==, 1);
+	const MdTestDelivery *d = md_test_recorder_get (f.rec, 0);
+	const char *const want[] = { "postmaster", "POSTMASTER", "Postmaster@DESK.TEST", "postmaster@desk.test",
+		                     "postmasters@desk.test", NULL };
+	g_assert_true (g_strv_equal ((const char *const *) d->rcpts, want));
 	fixture_stop (&f);
 }
 
@@ -1030,6 +1134,8 @@ main (int argc, char **argv)
 	}
 	g_test_add_func ("/lmtp/bdat-chunks", test_bdat_chunks);
 	g_test_add_func ("/lmtp/spool-failure", test_spool_failure);
+	g_test_add_func ("/lmtp/quoted-local-part", test_quoted_local_part);
+	g_test_add_func ("/lmtp/postmaster", test_postmaster);
 	g_test_add_func ("/lmtp/too-many-recipients", test_too_many_recipients);
 	g_test_add_func ("/lmtp/idle-timeout", test_idle_timeout);
 	g_test_add_func ("/lmtp/too-many-connections", test_too_many_connections);

@@ -38,6 +38,7 @@ typedef struct {
 	char *forms;
 	char **agents;          /* optional list of agent addresses */
 	char *ack_rate_limit;   /* "5/1h": at most 5 acknowledgements per sender an hour */
+	char *agent_token;      /* "shared" (DESIGN 5.4) or "separate": see maildesk.conf(5) */
 
 	/* [lmtp] */
 	char **listen;

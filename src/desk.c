@@ -128,6 +128,12 @@ load_parts (MdDesk *desk, GString *problems)
 	                conf->auto_resolve_after ? conf->auto_resolve_after : "", &desk->auto_resolve_after);
 	parse_duration (conf, problems, "followup", "reopen_window",
 	                conf->reopen_window ? conf->reopen_window : "", &desk->reopen_window);
+	if (g_strcmp0 (conf->agent_token, "shared") != 0 && g_strcmp0 (conf->agent_token, "separate") != 0) {
+		g_autofree char *where = md_conf_where (conf, "desk", "agent_token");
+		g_autofree char *msg = g_strdup_printf ("%s: agent_token: \"%s\" is neither shared nor separate", where,
+		                                        conf->agent_token ? conf->agent_token : "");
+		add_problem (problems, msg);
+	}
 	if (!parse_rate (conf->ack_rate_limit, &desk->ack_limit, &desk->ack_limit_period)) {
 		g_autofree char *where = md_conf_where (conf, "desk", "ack_rate_limit");
 		g_autofree char *msg = g_strdup_printf ("%s: ack_rate_limit: \"%s\" is not COUNT/DURATION (e.g. 5/1h)",
@@ -185,6 +191,7 @@ md_desk_open (MdConf *conf, GError **error)
 	desk->addressing.intake = conf->intake;
 	desk->addressing.prefix = conf->ticket_prefix;
 	desk->addressing.secret = desk->secret;
+	desk->addressing.agent_tokens = g_strcmp0 (conf->agent_token, "separate") == 0;
 	desk->limits = md_message_limits_default ();
 	return g_steal_pointer (&desk);
 }

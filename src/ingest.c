@@ -26,6 +26,7 @@ struct _MdIngestJob {
 	MdMessage *msg;
 	MdClassification cls;
 	gint64 token_ticket_id;
+	gboolean agent_token;      /* it came with the agent token (agent_token = separate) */
 	char *sender_addr;         /* From, else the envelope sender */
 	MdIngestResult result;
 };
@@ -115,10 +116,13 @@ find_token (MdIngestJob *job)
 		for (guint i = 0; job->msg->cc && i < job->msg->cc->len; i++)
 			g_ptr_array_add (candidates, job->msg->cc->pdata[i]);
 	}
-	for (guint i = 0; i < candidates->len && !job->token_ticket_id; i++) {
+	for (guint i = 0; i < candidates->len; i++) {
 		gint64 id = 0;
-		if (md_address_classify (a, candidates->pdata[i], &id) == MD_ADDRESS_TICKET)
-			job->token_ticket_id = id;
+		if (md_address_classify (a, candidates->pdata[i], &id) != MD_ADDRESS_TICKET ||
+		    (job->token_ticket_id && id != job->token_ticket_id))
+			continue;
+		job->token_ticket_id = id;
+		job->agent_token |= md_address_has_agent_token (a, candidates->pdata[i]);
 	}
 	g_ptr_array_free (candidates, TRUE);
 }
@@ -555,6 +559,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 	                                        (const char *const *) job->desk->conf->agents)
 	                      : MD_ROLE_STRANGER;
 	MdThreadAction action = md_thread_decide (found, role);
+	/* With agent tokens of their own, the customer's token proves no agent. */
+	if (action == MD_THREAD_AGENT_COMMENT && job->desk->addressing.agent_tokens && !job->agent_token)
+		action = MD_THREAD_UNVERIFIED_AGENT;
 	job->result.action = action;
 
 	if (action == MD_THREAD_NEW_TICKET)

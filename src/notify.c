@@ -307,6 +307,15 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	if (o->rcpts->len == 0)
 		return TRUE;
 
+	/* Mail to agents carries the address only agents get (agent_token =
+	 * separate; else the ticket's one address). */
+	gboolean to_agents = !md_template_event_is_customer_facing (o->event);
+	g_autofree char *reply_to = !o->ticket ? NULL
+	                            : to_agents ? md_address_for_agents (&desk->addressing, o->ticket->id)
+	                                        : md_address_for_ticket (&desk->addressing, o->ticket->id);
+	if (reply_to && to_agents)
+		set (o->vars, "reply_address", reply_to);
+
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
 	g_autofree char *subject = NULL, *body = NULL;
@@ -327,7 +336,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		to[i].email = o->rcpts->pdata[i];
 
 	g_autofree char *key = o->ticket ? md_ticket_key (desk->conf->ticket_prefix, o->ticket->id) : NULL;
-	g_autofree char *reply_to = o->ticket ? md_address_for_ticket (&desk->addressing, o->ticket->id) : NULL;
 	g_autoptr (GPtrArray) refs_holder = g_ptr_array_new_with_free_func (g_free);
 	g_autoptr (GArray) files = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
 	g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);

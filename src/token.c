@@ -52,20 +52,15 @@ token_cache_for (GBytes *secret)
 	return cache;
 }
 
-char *
-md_token_compute (GBytes *secret, gint64 ticket_id)
+/* The first MD_TOKEN_LEN base32 characters of HMAC-SHA256 (TEXT). */
+static void
+token_of (TokenCache *cache, const char *text, char out[MD_TOKEN_LEN + 1])
 {
-	TokenCache *cache = token_cache_for (secret);
-	if (cache->token[0] && cache->ticket_id == ticket_id)
-		return g_strdup (cache->token);
-
 	g_autoptr (GHmac) hmac = g_hmac_copy (cache->keyed);
-	char number[32];
 	guint8 digest[32];
 	gsize digest_len = sizeof digest;
 
-	g_snprintf (number, sizeof number, "%" G_GINT64_FORMAT, ticket_id);
-	g_hmac_update (hmac, (const guchar *) number, (gssize) strlen (number));
+	g_hmac_update (hmac, (const guchar *) text, (gssize) strlen (text));
 	g_hmac_get_digest (hmac, digest, &digest_len);
 
 	/* 10 base32 characters take 50 bits: the first 7 bytes are enough. */
@@ -74,10 +69,31 @@ md_token_compute (GBytes *secret, gint64 ticket_id)
 		bits = (bits << 8) | digest[i];
 	bits <<= 8;  /* the 56 bits to the top of the word */
 	for (int i = 0; i < MD_TOKEN_LEN; i++)
-		cache->token[i] = base32[(bits >> (64 - 5 * (i + 1))) & 31];
-	cache->token[MD_TOKEN_LEN] = 0;
+		out[i] = base32[(bits >> (64 - 5 * (i + 1))) & 31];
+	out[MD_TOKEN_LEN] = 0;
+}
+
+char *
+md_token_compute (GBytes *secret, gint64 ticket_id)
+{
+	TokenCache *cache = token_cache_for (secret);
+	if (cache->token[0] && cache->ticket_id == ticket_id)
+		return g_strdup (cache->token);
+
+	char number[32];
+	g_snprintf (number, sizeof number, "%" G_GINT64_FORMAT, ticket_id);
+	token_of (cache, number, cache->token);
 	cache->ticket_id = ticket_id;
 	return g_strdup (cache->token);
+}
+
+static char *
+agent_token (GBytes *secret, gint64 ticket_id)
+{
+	char text[40], token[MD_TOKEN_LEN + 1];
+	g_snprintf (text, sizeof text, "agent:%" G_GINT64_FORMAT, ticket_id);
+	token_of (token_cache_for (secret), text, token);
+	return g_strdup (token);
 }
 
 GBytes *
@@ -155,6 +171,49 @@ md_address_for_ticket (const MdAddressing *a, gint64 ticket_id)
 	return g_strdup_printf ("%s+%s-%" G_GINT64_FORMAT ".%s@%s", a->intake, a->prefix, ticket_id, token, a->domain);
 }
 
+char *
+md_address_for_agents (const MdAddressing *a, gint64 ticket_id)
+{
+	if (!a->agent_tokens)
+		return md_address_for_ticket (a, ticket_id);
+	g_autofree char *token = agent_token (a->secret, ticket_id);
+	return g_strdup_printf ("%s+%s-%" G_GINT64_FORMAT ".%s@%s", a->intake, a->prefix, ticket_id, token, a->domain);
+}
+
+/* The token of a ticket sub-address of ours ("PREFIX-N.TOKEN"), and N;
+ * NULL when ADDRESS is none. */
+static const char *
+sub_address_token (const MdAddressing *a, const char *address, gint64 *id_r)
+{
+	const char *at = strrchr (address, '@');
+	const char *plus = strchr (address, '+');
+	gsize ilen = strlen (a->intake), plen = strlen (a->prefix);
+	if (!at || !plus || plus > at || (gsize) (plus - address) != ilen ||
+	    g_ascii_strncasecmp (address, a->intake, ilen) != 0 || g_ascii_strcasecmp (at + 1, a->domain) != 0)
+		return NULL;
+	const char *sub = plus + 1;
+	if (g_ascii_strncasecmp (sub, a->prefix, plen) != 0 || sub[plen] != '-')
+		return NULL;
+	const char *num = sub + plen + 1;
+	const char *dot = strchr (num, '.');
+	if (!dot || dot > at)
+		return NULL;
+	*id_r = parse_number (num, (gsize) (dot - num));
+	return *id_r ? dot + 1 : NULL;
+}
+
+gboolean
+md_address_has_agent_token (const MdAddressing *a, const char *address)
+{
+	gint64 id = 0;
+	const char *token = a->agent_tokens ? sub_address_token (a, address, &id) : NULL;
+	if (!token)
+		return FALSE;
+	const char *at = strrchr (token, '@');
+	g_autofree char *expected = agent_token (a->secret, id);
+	return (gsize) (at - token) == MD_TOKEN_LEN && g_ascii_strncasecmp (token, expected, MD_TOKEN_LEN) == 0;
+}
+
 MdAddressKind
 md_address_classify (const MdAddressing *a, const char *address, gint64 *ticket_id_r)
 {
@@ -186,5 +245,8 @@ md_address_classify (const MdAddressing *a, const char *address, gint64 *ticket_
 	if (!dot)
 		return MD_ADDRESS_BAD_TOKEN;
 	g_autofree char *expected = md_token_compute (a->secret, id);
-	return g_ascii_strcasecmp (dot + 1, expected) == 0 ? MD_ADDRESS_TICKET : MD_ADDRESS_BAD_TOKEN;
+	if (g_ascii_strcasecmp (dot + 1, expected) == 0)
+		return MD_ADDRESS_TICKET;
+	g_autofree char *for_agents = a->agent_tokens ? agent_token (a->secret, id) : NULL;
+	return for_agents && g_ascii_strcasecmp (dot + 1, for_agents) == 0 ? MD_ADDRESS_TICKET : MD_ADDRESS_BAD_TOKEN;
 }

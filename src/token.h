@@ -31,6 +31,7 @@ typedef struct {
 	const char *intake;
 	const char *prefix;
 	GBytes *secret;
+	gboolean agent_tokens;  /* agent_token = separate: agents reply with their own */
 } MdAddressing;
 
 /* Classifies ADDRESS; for TICKET and BAD_TOKEN *ticket_id_r is set. */
@@ -38,6 +39,16 @@ MdAddressKind md_address_classify (const MdAddressing *a, const char *address, g
 
 /* "support+SUP-12.abcdefghij@support.example.com"; free with g_free. */
 char *md_address_for_ticket (const MdAddressing *a, gint64 ticket_id);
+
+/* With agent_tokens set, agents get a ticket address of their own, whose
+ * token is the HMAC of "agent:N" rather than of N, in the mail the desk
+ * sends them; only mail to it proves an agent (the customer's token is
+ * in every mail the customer side gets).  Without, the same as
+ * md_address_for_ticket.  Free with g_free. */
+char *md_address_for_agents (const MdAddressing *a, gint64 ticket_id);
+/* Whether ADDRESS is a ticket address carrying its agent token (only
+ * with agent_tokens set; md_address_classify says TICKET for both). */
+gboolean md_address_has_agent_token (const MdAddressing *a, const char *address);
 
 /* "SUP-12"; free with g_free. */
 char *md_ticket_key (const char *prefix, gint64 ticket_id);

@@ -30,6 +30,7 @@ data_dir = {desk.dir}/var
 rules = {desk.dir}/bad.rules
 templates = {TOP_SRCDIR}/templates/
 colour = blue
+agent_token = sometimes
 [lmtp]
 max_message_size = lots
 [sla]
@@ -49,8 +50,9 @@ reopen_window = banana
     err = p.stderr.decode()
     tap.eq(p.returncode, 78, "problems exit with EX_CONFIG")
     path = desk.conf_path
-    for line, what in [(5, "unknown key \"colour\""), (7, "max_message_size"), (9, "P1.first_response"),
-                       (10, "remind_at"), (15, "reopen_window"), (16, "unknown group [nonsense]")]:
+    for line, what in [(5, "unknown key \"colour\""), (6, "agent_token"), (8, "max_message_size"),
+                       (10, "P1.first_response"), (11, "remind_at"), (16, "reopen_window"),
+                       (17, "unknown group [nonsense]")]:
         tap.ok(f"{path}:{line}: " in err and what in err, f"line {line}: {what}", err)
     tap.ok(f"{desk.dir}/bad.rules:2: " in err, "a bad pattern is reported with the rules file's line", err)
     tap.ok(f"{desk.dir}/bad.rules:3: " in err, "a bad priority too", err)

@@ -108,5 +108,45 @@ def test_spoofing(tap):
     s.close()
 
 
+def test_separate_agent_tokens(tap):
+    """agent_token = separate: agents reply through an address customers
+    never see, so the customer's token no longer proves an agent."""
+    import email
+    import email.policy
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"agent_token = separate\n[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n")
+    desk.run("agent", "add", AGENT, check=True)
+    desk.deliver(message(subject="private matter", body="secret details"), env={"MAILDESK_NOW": NOW})
+    desk.run("outbox", "flush", env={"MAILDESK_NOW": NOW})
+    mails = [(env, email.message_from_bytes(raw, policy=email.policy.default)) for env, raw in catcher.messages()]
+    to_customer = [m for env, m in mails if CUSTOMER in env["rcpt_tos"]]
+    to_agent = [m for env, m in mails if AGENT in env["rcpt_tos"]]
+    tap.ok(to_customer and to_agent, "the customer and the agent were both mailed")
+    customer_addr = to_customer[0]["Reply-To"].addresses[0].addr_spec
+    agent_addr = to_agent[0]["Reply-To"].addresses[0].addr_spec
+    tap.eq(customer_addr, address(1, token(desk, 1)), "the customer's mail carries the ticket's token address")
+    tap.ok(agent_addr != customer_addr and agent_addr.startswith("support+SUP-1."),
+           "the agent's another one", agent_addr)
+    seen = len(catcher.messages())
+    # The customer forges the agent's From at the address she holds.
+    desk.deliver(message(subject="Re: [SUP-1] private matter", sender=AGENT, to=customer_addr, body=ATTACK),
+                 "--recipient", customer_addr, env={"MAILDESK_NOW": NOW})
+    t = desk.show(1)
+    tap.eq((t["priority"], t["assignee"], t["visibility"]), ("P3", None, "private"), "her commands do not run")
+    tap.ok(t["messages"][-1]["internal"] and "unverified agent" in (t["messages"][-1]["flag"] or ""),
+           "her mail is an internal note: unverified agent", t["messages"][-1])
+    # The agent answers the notification.
+    desk.deliver(message(subject="Re: [SUP-1] private matter", sender=AGENT, to=agent_addr,
+                         body="#priority P2\nWe are looking into it."),
+                 "--recipient", agent_addr, env={"MAILDESK_NOW": NOW})
+    tap.eq(desk.show(1)["priority"], "P2", "the agent's reply through the agents' address is the agent's")
+    desk.run("outbox", "flush", env={"MAILDESK_NOW": NOW})
+    replies = [raw for env, raw in catcher.messages()[seen:] if CUSTOMER in env["rcpt_tos"]]
+    tap.ok(any(b"We are looking into it." in r for r in replies), "and reaches the customer")
+    tap.ok(not any(agent_addr.encode() in r for r in replies), "whose mail never shows the agents' address")
+    catcher.stop()
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_spoofing)
+    run_tests(test_spoofing, test_separate_agent_tokens)

@@ -3,10 +3,11 @@
  * drained by a sender over SMTP.
  *
  * A row is queued, then sent (only after the server accepted its DATA)
- * or failed (a 5xx to MAIL, RCPT or DATA, or five days of temporary
- * failures); rows are never deleted.  Temporary failures (4xx, no
- * connection, TLS trouble) retry after 1, 2, 4 ... minutes, at most an
- * hour apart.
+ * or failed (a 5xx to RCPT or DATA, or five days of temporary failures);
+ * rows are never deleted.  Temporary failures (4xx, no connection, TLS
+ * trouble, a 5xx to EHLO, AUTH or MAIL, a 530 "authenticate first"
+ * anywhere: the desk's setup, not the mail) retry after 1, 2, 4 ...
+ * minutes, at most an hour apart.
  *
  * Delivery is at least once: a crash after the server accepted a message
  * but before its row is marked sent sends it again on restart.  The copy

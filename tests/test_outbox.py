@@ -171,6 +171,59 @@ def test_starttls_auth(tap):
     catcher.cleanup()
 
 
+def test_desk_refused_at_mail(tap):
+    """A relay that wants AUTH refuses MAIL with 530 5.7.0 while [smtp] has
+    no user: the desk's setup is wrong, not the mail.  Every row stays
+    queued with the reply and goes once the credentials are configured."""
+    desk0 = Desk()
+    catcher, cert = tls_catcher(desk0.dir, "--starttls", "--auth-user", "desk", "--auth-password", "s3cret pass")
+    catcher.start()
+    desk = smtp_desk(catcher, f"ca_file = {cert}\n")
+    seed(desk, ["alice@customer.example", "bob@customer.example"])
+    p = flush(desk)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (75, "sent 0, deferred 2, failed 0"),
+           "530 to MAIL without credentials defers, it does not fail", p.stderr.decode())
+    rows = desk.json("outbox", "list")
+    tap.eq([(r["state"], r["attempts"], r["next_attempt_at"]) for r in rows], [("queued", 1, iso(60))] * 2,
+           "both rows stay queued with back-off")
+    tap.eq([r["last_error"] for r in rows], ["MAIL refused: 530 5.7.0 Authentication required"] * 2,
+           "the refusal is recorded with the command it answered")
+    tap.ok("refused-desk" in p.stderr.decode() and "[smtp]" in p.stderr.decode(),
+           "the log says the desk's [smtp] setup is at fault", p.stderr.decode())
+    tap.eq(len(catcher.messages()), 0, "nothing arrived")
+
+    secret = os.path.join(desk0.dir, "smtp-password")
+    with open(secret, "w") as f:
+        f.write("s3cret pass\n")
+    with open(desk.conf_path, "a") as f:  # [smtp] is the file's last section
+        f.write(f"user = desk\npassword_file = {secret}\n")
+    p = flush(desk, 60)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 2, deferred 0, failed 0"),
+           "with the credentials configured both go", p.stderr.decode())
+    tap.eq([(r["state"], r["attempts"]) for r in desk.json("outbox", "list")], [("sent", 2)] * 2, "rows marked sent")
+    tap.eq([(m[0]["rcpt_tos"], m[0]["login"]) for m in catcher.messages()],
+           [(["alice@customer.example"], "desk"), (["bob@customer.example"], "desk")], "delivered once each, logged in")
+
+    # a relay refusing the desk's sender ("relay access denied") is the
+    # same kind of trouble; a refused recipient is still final
+    plain = Catcher().start()
+    other = smtp_desk(plain)
+    seed(other, ["carol@customer.example", "nobody@customer.example"])
+    plain.reply("MAIL support@support.example.com 550 5.7.1 Relay access denied\n")
+    p = flush(other)
+    rows = other.json("outbox", "list")
+    tap.eq((p.returncode, [(r["state"], r["last_error"]) for r in rows]),
+           (75, [("queued", "MAIL refused: 550 5.7.1 Relay access denied")] * 2), "550 5.7.1 to MAIL defers")
+    plain.reply("RCPT nobody@customer.example 550 5.1.1 <nobody@customer.example>: Recipient address rejected\n")
+    p = flush(other, 60)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 1, deferred 0, failed 1"),
+           "once the relay takes the sender, a refused recipient fails for good")
+    for d in (desk, other, desk0):
+        d.cleanup()
+    catcher.cleanup()
+    plain.cleanup()
+
+
 def test_smtps(tap):
     desk0 = Desk()
     catcher, cert = tls_catcher(desk0.dir, "--smtps")
@@ -186,4 +239,5 @@ def test_smtps(tap):
     catcher.cleanup()
 
 
-run_tests(test_list_and_flush, test_outage_and_failures, test_starttls_auth, test_smtps)
+run_tests(test_list_and_flush, test_outage_and_failures, test_starttls_auth, test_desk_refused_at_mail,
+          test_smtps)

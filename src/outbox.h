@@ -55,10 +55,12 @@ typedef struct {
 	guint failed;    /* failed for good in this flush */
 } MdOutboxStats;
 
-/* Sends every queued row due at NOW once.  A row is claimed before it is
- * sent, so a second flusher (serve and `outbox flush`) skips it.  FALSE
- * only when the outbox could not be worked at all (configuration,
- * database); the outcome of each row is in the table and in STATS. */
+/* Sends every queued row due at NOW once.  Each row is claimed just
+ * before it is sent and its outcome written just after, so a second
+ * flusher (serve and `outbox flush`) skips it while it is in flight and
+ * sees it sent as soon as the server accepted it.  FALSE only when the
+ * outbox could not be worked at all (configuration, database); the
+ * outcome of each row is in the table and in STATS. */
 gboolean md_outbox_flush (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, GError **error);
 
 typedef struct {

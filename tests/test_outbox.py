@@ -7,11 +7,14 @@ Nothing in the product queues mail yet, so the rows are seeded the way
 md_outbox_enqueue writes them: the raw message in the spool under its
 SHA-256, one outbox row per recipient (tests/test-outbox.c covers
 md_outbox_enqueue itself)."""
+import collections
 import hashlib
 import os
 import sqlite3
+import subprocess
+import time
 
-from mdtest import Catcher, Desk, message, run_tests, self_signed_cert
+from mdtest import MAILDESK, Catcher, Desk, message, run_tests, self_signed_cert
 
 NOW = "2026-12-01T08:00:00Z"
 T0 = 1796112000
@@ -122,6 +125,64 @@ def test_outage_and_failures(tap):
     tap.eq(p.returncode, 75, "4xx: exit 75")
     carol = desk.json("outbox", "list")[2]
     tap.eq((carol["state"], carol["last_error"]), ("queued", "421 4.3.2 System shutting down"), "4xx recorded")
+    catcher.cleanup()
+    desk.cleanup()
+
+
+def row_states(desk):
+    """{recipient: state} read from the database while a flush runs."""
+    db = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"), timeout=10)
+    try:
+        return dict(db.execute("SELECT rcpt_to, state FROM outbox"))
+    finally:
+        db.close()
+
+
+def wait_until(cond, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_second_flusher_mid_batch(tap):
+    """serve's sender and a cron `outbox flush` at once.  Each row is
+    claimed for 65 minutes just before its send and marked as soon as the
+    server answered, so a flush starting when a claim taken at the start
+    of the first flush has run out does not send again what the first
+    one delivered, nor what it is sending (time travelled: the second
+    flush runs at T0 + 65 min + 1 s, when the first's claim on a batch
+    read at T0 would have run out; the slow server makes the first flush
+    claim bob more than 2 s after it started)."""
+    catcher = Catcher().start()
+    desk = smtp_desk(catcher)
+    rcpts = ["alice@customer.example", "bob@customer.example", "carol@customer.example", "dave@customer.example"]
+    seed(desk, rcpts)
+    catcher.reply("DATA alice@customer.example wait 2.5\nDATA bob@customer.example wait 6\n")
+    first = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "outbox", "flush"],
+                             env=dict(os.environ, MAILDESK_NOW=iso(0)), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        tap.ok(wait_until(lambda: len(catcher.messages()) >= 1, 30), "the first flush delivered alice's copy")
+        tap.ok(wait_until(lambda: row_states(desk)["alice@customer.example"] == "sent", 2),
+               "alice's row is sent while the first flush is still at bob", row_states(desk))
+        tap.eq(row_states(desk)["bob@customer.example"], "queued", "bob is still going out")
+        second = flush(desk, 65 * 60 + 1)
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    both = [out.decode().strip(), second.stdout.decode().strip()]
+    tap.diag(f"first flush: {both[0]}; second flush: {both[1]}")
+    sent = sum(int(line.split()[1].rstrip(",")) for line in both if line.startswith("sent "))
+    tap.eq(sent, 4, "the two flushes sent four between them", both + [err.decode(), second.stderr.decode()])
+    got = collections.Counter(m[0]["rcpt_tos"][0] for m in catcher.messages())
+    tap.eq(dict(got), {r: 1 for r in rcpts}, "each recipient got exactly one copy")
+    tap.eq([(r["to"], r["state"], r["attempts"]) for r in desk.json("outbox", "list")],
+           [(r, "sent", 1) for r in rcpts], "every row sent, in one attempt")
     catcher.cleanup()
     desk.cleanup()
 
@@ -239,5 +300,5 @@ def test_smtps(tap):
     catcher.cleanup()
 
 
-run_tests(test_list_and_flush, test_outage_and_failures, test_starttls_auth, test_desk_refused_at_mail,
+run_tests(test_list_and_flush, test_outage_and_failures, test_second_flusher_mid_batch, test_starttls_auth, test_desk_refused_at_mail,
           test_smtps)

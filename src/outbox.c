@@ -4,7 +4,9 @@
  *
  * Every write here is one short statement (or one savepoint for a
  * queueing), so the sender never holds the database while it talks to
- * the SMTP server and never blocks ingest for longer than a row update. */
+ * the SMTP server and never blocks ingest for longer than a row update.
+ * Each row is claimed just before its send and its outcome written just
+ * after, so what the server accepted is marked sent at once. */
 #include "config.h"
 
 #include <sqlite3.h>
@@ -16,7 +18,11 @@
 #include "smtp.h"
 
 /* A claimed row is not due again for this long: longer than the longest
- * transfer smtp.c allows, so only a crashed sender's rows come back. */
+ * transfer smtp.c allows (an hour, connecting included), so only a
+ * crashed sender's rows come back.  The claim covers one send: a row is
+ * claimed just before it goes and released by the write of its outcome.
+ * (A claim on a whole batch ran out while the batch's later rows were
+ * still being sent, and another flusher sent them again.) */
 #define CLAIM_SECONDS (65 * 60)
 #define BACKOFF_FIRST 60
 #define BACKOFF_MAX 3600
@@ -326,16 +332,18 @@ due_batch (MdStore *store, gint64 now, gint64 after_id, GError **error)
 	return g_steal_pointer (&list);
 }
 
-/* Takes the row for this sender: another flusher now sees it not due. */
+/* Takes the row, if still queued and due at NOW, for this sender until
+ * UNTIL: another flusher sees it not due.  FALSE without ERROR when
+ * another sender has it or has sent it. */
 static gboolean
-claim (MdStore *store, gint64 id, gint64 now, GError **error)
+claim (MdStore *store, gint64 id, gint64 now, gint64 until, GError **error)
 {
 	g_autoptr (sqlite3_stmt) s = prepare (store,
 		"UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2 AND state = 'queued' AND next_attempt_at <= ?3",
 		error);
 	if (!s)
 		return FALSE;
-	sqlite3_bind_int64 (s, 1, now + CLAIM_SECONDS);
+	sqlite3_bind_int64 (s, 1, until);
 	sqlite3_bind_int64 (s, 2, id);
 	sqlite3_bind_int64 (s, 3, now);
 	return step_done (store, s, error) && sqlite3_changes (md_store_db (store)) == 1;
@@ -380,13 +388,14 @@ record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const cha
 		             "WHERE id = ?3", error);
 		break;
 	case MD_SMTP_PERMANENT:
+		/* state = 'queued': what another sender got accepted stays sent */
 		s = prepare (store, "UPDATE outbox SET state = 'failed', attempts = ?1, next_attempt_at = ?2, "
-		             "last_error = ?4 WHERE id = ?3", error);
+		             "last_error = ?4 WHERE id = ?3 AND state = 'queued'", error);
 		break;
 	case MD_SMTP_TEMPORARY:
 	case MD_SMTP_UNREACHABLE:
 		s = prepare (store, "UPDATE outbox SET attempts = ?1, next_attempt_at = ?2, last_error = ?4 "
-		             "WHERE id = ?3", error);
+		             "WHERE id = ?3 AND state = 'queued'", error);
 		break;
 	}
 	if (!s)
@@ -412,24 +421,27 @@ record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const cha
 	return TRUE;
 }
 
-/* Claims the due rows of BATCH in one transaction; the claimed ones are
- * moved to CLAIMED (in order). */
+/* Defers the rows of UNSENT (still due and not another sender's) with
+ * REASON, in one transaction: once the server proved unreachable, the
+ * rest of a batch is not tried, and a backlog is not one commit a row. */
 static gboolean
-claim_batch (MdStore *store, GPtrArray *batch, gint64 now, GPtrArray *claimed, GError **error)
+defer_unsent (MdStore *store, GPtrArray *unsent, const char *reason, gint64 now, MdOutboxStats *stats,
+              GError **error)
 {
+	if (!unsent->len)
+		return TRUE;
 	if (!md_store_begin (store, error))
 		return FALSE;
-	for (guint i = 0; i < batch->len; i++) {
+	for (guint i = 0; i < unsent->len; i++) {
+		const MdOutboxEntry *e = unsent->pdata[i];
 		GError *local = NULL;
-		if (claim (store, ((MdOutboxEntry *) batch->pdata[i])->id, now, &local)) {
-			g_ptr_array_add (claimed, g_steal_pointer (&batch->pdata[i]));
-		} else if (local) {
+		if (!claim (store, e->id, now, now, &local) && !local)
+			continue;  /* another sender has it */
+		if (local || !record (store, e, MD_SMTP_UNREACHABLE, reason, now, stats, &local)) {
 			md_store_rollback (store);
-			g_ptr_array_set_size (claimed, 0);
 			g_propagate_error (error, local);
 			return FALSE;
 		}
-		/* else another sender has it */
 	}
 	return md_store_commit (store, error);
 }
@@ -461,15 +473,20 @@ compose_queued (GBytes **bytes, Attempt *a)
 	return TRUE;
 }
 
-static void
-attempt_clear (gpointer data)
+/* The flush's own clock: NOW when it started, plus the time it has run.
+ * A claim made an hour into a flush must last an hour from then. */
+static gint64
+flush_clock (gint64 now, gint64 started_us)
 {
-	g_free (((Attempt *) data)->reply);
+	return now + (g_get_monotonic_time () - started_us) / G_USEC_PER_SEC;
 }
 
-/* Sends every due row once, a batch at a time: one transaction claims
- * the batch, one records its outcomes.  A crash between a send and its
- * record sends that message again (at least once, same Message-ID).
+/* Sends every due row once, in id order, a batch read at a time.  Each
+ * row is claimed, sent and its outcome written before the next is
+ * claimed: accepted mail is marked sent while the rest of the batch is
+ * still going out, and a claim covers the one transfer that can be in
+ * flight.  A crash between a send and its record sends that message
+ * again once the claim has run out (at least once, same Message-ID).
  * *SMTP_IO is the connection to keep using (created when NULL; freed
  * when the server turned out unreachable). */
 static gboolean
@@ -478,6 +495,7 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 {
 	g_autofree char *unreachable = NULL;  /* set once the server could not be reached */
 	gint64 after_id = 0;
+	gint64 started = g_get_monotonic_time ();
 
 	memset (stats, 0, sizeof *stats);
 	for (;;) {
@@ -487,62 +505,56 @@ flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *
 		if (batch->len == 0)
 			return TRUE;
 		after_id = ((MdOutboxEntry *) batch->pdata[batch->len - 1])->id;
-		g_autoptr (GPtrArray) claimed = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
-		if (!claim_batch (store, batch, now, claimed, error))
-			return FALSE;
-		g_autoptr (GArray) attempts = g_array_new (FALSE, TRUE, sizeof (Attempt));
-		g_array_set_clear_func (attempts, attempt_clear);
-		gboolean interrupted = FALSE;
-		for (guint i = 0; i < claimed->len; i++) {
-			MdOutboxEntry *e = claimed->pdata[i];
-			if (cancel && g_atomic_int_get (cancel)) {
-				unclaim (store, e);  /* not tried: due again as before */
-				interrupted = TRUE;
+		/* rows of BATCH not tried because the server is unreachable */
+		g_autoptr (GPtrArray) unsent = g_ptr_array_new ();
+		for (guint i = 0; i < batch->len; i++) {
+			MdOutboxEntry *e = batch->pdata[i];
+			GError *local = NULL;
+			if (cancel && g_atomic_int_get (cancel))
+				return TRUE;  /* the rows left were never claimed: due as before */
+			if (unreachable) {
+				/* one unreachable server is not worth a connect timeout per row */
+				g_ptr_array_add (unsent, e);
 				continue;
 			}
-			if (!*smtp_io && !unreachable) {
+			if (!claim (store, e->id, now, flush_clock (now, started) + CLAIM_SECONDS, &local)) {
+				if (!local)
+					continue;  /* another sender has it, or has sent it */
+				g_propagate_error (error, local);
+				return FALSE;
+			}
+			if (!*smtp_io) {
 				*smtp_io = md_smtp_new (desk->conf, error);
-				if (!*smtp_io)
+				if (!*smtp_io) {
+					unclaim (store, e);
 					return FALSE;
+				}
 				md_smtp_set_cancel (*smtp_io, cancel);
 			}
 			Attempt a = { e, MD_SMTP_UNREACHABLE, NULL };
-			if (unreachable) {
-				/* one unreachable server is not worth a connect timeout per row */
-				a.reply = g_strdup (unreachable);
-			} else {
-				g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
-				g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-				if (compose_queued (&bytes, &a))  /* else a says why not */
-					a.outcome = bytes ? md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
-					                  : md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
-				if (a.outcome == MD_SMTP_UNREACHABLE) {
-					unreachable = g_strdup (a.reply);
-					g_clear_pointer (smtp_io, md_smtp_free);
-				}
+			g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
+			g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
+			if (compose_queued (&bytes, &a))  /* else a says why not */
+				a.outcome = bytes ? md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
+				                  : md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
+			g_autofree char *reply = a.reply;
+			if (a.outcome == MD_SMTP_UNREACHABLE) {
+				unreachable = g_strdup (reply);
+				g_clear_pointer (smtp_io, md_smtp_free);
 			}
 			if (cancel && g_atomic_int_get (cancel) && a.outcome != MD_SMTP_SENT) {
 				/* interrupted, not failed: due again as before */
 				unclaim (store, e);
-				g_free (a.reply);
-				interrupted = TRUE;
-				continue;
+				return TRUE;
 			}
-			g_array_append_val (attempts, a);
-		}
-		if (!md_store_begin (store, error))
-			return FALSE;
-		for (guint i = 0; i < attempts->len; i++) {
-			Attempt *a = &g_array_index (attempts, Attempt, i);
-			if (!record (store, a->entry, a->outcome, a->reply, now, stats, error)) {
-				md_store_rollback (store);
+			/* Written now, not after the batch: until then an accepted
+			 * message looks queued.  If this fails the row stays claimed
+			 * and is sent again when the claim runs out. */
+			if (!record (store, e, a.outcome, reply, now, stats, error))
 				return FALSE;
-			}
 		}
-		if (!md_store_commit (store, error))
+		if (!defer_unsent (store, unsent, unreachable, now, stats, error))
 			return FALSE;
-		if (interrupted)
-			return TRUE;
 	}
 }
 

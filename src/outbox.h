@@ -3,10 +3,11 @@
  * drained by a sender over SMTP.
  *
  * A row is queued, then sent (only after the server accepted its DATA)
- * or failed (a 5xx to MAIL, RCPT or DATA, or five days of temporary
- * failures); rows are never deleted.  Temporary failures (4xx, no
- * connection, TLS trouble) retry after 1, 2, 4 ... minutes, at most an
- * hour apart.
+ * or failed (a 5xx to RCPT or DATA, or five days of temporary failures);
+ * rows are never deleted.  Temporary failures (4xx, no connection, TLS
+ * trouble, a 5xx to EHLO, AUTH or MAIL, a 530 "authenticate first"
+ * anywhere: the desk's setup, not the mail) retry after 1, 2, 4 ...
+ * minutes, at most an hour apart.
  *
  * Delivery is at least once: a crash after the server accepted a message
  * but before its row is marked sent sends it again on restart.  The copy
@@ -54,10 +55,12 @@ typedef struct {
 	guint failed;    /* failed for good in this flush */
 } MdOutboxStats;
 
-/* Sends every queued row due at NOW once.  A row is claimed before it is
- * sent, so a second flusher (serve and `outbox flush`) skips it.  FALSE
- * only when the outbox could not be worked at all (configuration,
- * database); the outcome of each row is in the table and in STATS. */
+/* Sends every queued row due at NOW once.  Each row is claimed just
+ * before it is sent and its outcome written just after, so a second
+ * flusher (serve and `outbox flush`) skips it while it is in flight and
+ * sees it sent as soon as the server accepted it.  FALSE only when the
+ * outbox could not be worked at all (configuration, database); the
+ * outcome of each row is in the table and in STATS. */
 gboolean md_outbox_flush (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, GError **error);
 
 typedef struct {

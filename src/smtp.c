@@ -6,9 +6,11 @@
  * the protocol is watched through the debug callback: the verb of every
  * command sent (only the verb, so AUTH secrets are never kept) and the
  * latest reply of 400 or above with the command it answered.  A 5xx is
- * permanent only when it answers MAIL, RCPT or DATA; a 5xx to EHLO,
- * AUTH or STARTTLS is the desk's configuration or the relay's trouble,
- * and the mail is kept and retried. */
+ * permanent only when it concerns the message: its recipient (RCPT) or
+ * its content (DATA).  A 5xx to EHLO, AUTH or STARTTLS is the desk's
+ * configuration or the relay's trouble, and so is one to MAIL, which
+ * names nothing but the desk's own address: the mail is kept and
+ * retried. */
 #include "config.h"
 
 #include <curl/curl.h>
@@ -311,6 +313,45 @@ set_options (MdSmtp *s, const char *from, struct curl_slist *rcpts, Upload *u, g
 	curl_easy_setopt (c, CURLOPT_READDATA, u);
 }
 
+/* Up to three digits at *P, moved past them. */
+static gboolean
+take_number (const char **p, int *value_r)
+{
+	int n = 0, digits = 0;
+	for (; g_ascii_isdigit (**p) && digits < 4; (*p)++, digits++)
+		n = n * 10 + (**p - '0');
+	*value_r = n;
+	return digits >= 1 && digits <= 3;
+}
+
+/* The subject and detail of the enhanced status code that follows the
+ * reply code, "550 5.7.1 ..." (RFC 3463, RFC 2034); FALSE when the reply
+ * has none.  Its class must be the reply's own. */
+static gboolean
+enhanced_code (const char *reply, int *subject_r, int *detail_r)
+{
+	if (strlen (reply) < 9 || reply[3] != ' ' || reply[4] != reply[0] || reply[5] != '.')
+		return FALSE;
+	const char *p = reply + 6;
+	return take_number (&p, subject_r) && *p++ == '.' && take_number (&p, detail_r) && (*p == ' ' || *p == '\0');
+}
+
+/* A 5xx that says the desk must authenticate or encrypt before it may
+ * send at all: 530 (RFC 4954 6, at any command), or at MAIL the security
+ * codes X.7.0, X.7.8, X.7.9 and X.7.11 (RFC 3463, RFC 4954, RFC 5248).
+ * Those codes are only read at MAIL: after DATA, 554 5.7.0 is also how
+ * content filters refuse a message. */
+static gboolean
+refuses_the_desk (const char *verb, const char *reply)
+{
+	int subject = 0, detail = 0;
+	if (!strncmp (reply, "530", 3))
+		return TRUE;
+	if (strcmp (verb, "MAIL") || !enhanced_code (reply, &subject, &detail) || subject != 7)
+		return FALSE;
+	return detail == 0 || detail == 8 || detail == 9 || detail == 11;
+}
+
 static MdSmtpOutcome
 classify (MdSmtp *s, CURLcode rc, const Upload *u, const char *path, char **reply_r)
 {
@@ -331,9 +372,30 @@ classify (MdSmtp *s, CURLcode rc, const Upload *u, const char *path, char **repl
 	if (s->failed_reply) {
 		gboolean answers_message = !strcmp (s->failed_verb, "MAIL") || !strcmp (s->failed_verb, "RCPT") ||
 		                           !strcmp (s->failed_verb, "DATA");
+		if (answers_message && s->failed_reply[0] != '5') {
+			*reply_r = g_strdup (s->failed_reply);
+			return MD_SMTP_TEMPORARY;
+		}
+		if (answers_message && refuses_the_desk (s->failed_verb, s->failed_reply)) {
+			/* Missing or refused credentials, or TLS the relay wants:
+			 * every message would be refused alike, and the fix is in
+			 * maildesk.conf, not in the mail. */
+			g_message ("smtp refused-desk verb=%s reply=\"%s\" hint=\"the server wants AUTH or TLS: "
+			           "check [smtp] url, user and password_file; mail stays queued\"",
+			           s->failed_verb, s->failed_reply);
+			*reply_r = g_strdup_printf ("%s refused: %s", s->failed_verb, s->failed_reply);
+			return MD_SMTP_UNREACHABLE;
+		}
+		if (answers_message && !strcmp (s->failed_verb, "MAIL")) {
+			/* MAIL names only the sender, the desk's own address (or <>):
+			 * "relay access denied", "sender rejected" are about the desk's
+			 * setup or the relay's policy for it, never this recipient. */
+			*reply_r = g_strdup_printf ("MAIL refused: %s", s->failed_reply);
+			return MD_SMTP_TEMPORARY;
+		}
 		if (answers_message) {
 			*reply_r = g_strdup (s->failed_reply);
-			return s->failed_reply[0] == '5' ? MD_SMTP_PERMANENT : MD_SMTP_TEMPORARY;
+			return MD_SMTP_PERMANENT;
 		}
 		*reply_r = g_strdup_printf ("%s refused: %s", s->failed_verb[0] ? s->failed_verb : "greeting",
 		                            s->failed_reply);

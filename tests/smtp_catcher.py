@@ -11,6 +11,8 @@ one rule a line:  STAGE ADDRESS REPLY   e.g.
     RCPT bob@example.org 451 4.3.0 Try again later
     DATA carol@example.org 554 5.6.0 Message rejected
 STAGE is MAIL (ADDRESS is the sender), RCPT or DATA (ADDRESS a recipient).
+A REPLY of "wait SECONDS" is a slow server: it waits, then answers as usual
+    DATA bob@example.org wait 5
 
     smtp_catcher.py --dir DIR --port N [--control FILE]
                     [--cert C --key K (--starttls | --smtps)]
@@ -19,6 +21,7 @@ STAGE is MAIL (ADDRESS is the sender), RCPT or DATA (ADDRESS a recipient).
 Prints "ready" once it listens; stops on SIGTERM or SIGINT.
 """
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -54,8 +57,16 @@ class Catcher:
         self.count = len([n for n in os.listdir(directory) if n.endswith(".eml")])
         self.lock = threading.Lock()
 
+    async def scripted(self, stage, address):
+        """The scripted reply, or None; "wait SECONDS" waits (other sessions go on) and gives None."""
+        reply = control_reply(self.control, stage, address)
+        if reply and reply.split()[0] == "wait":
+            await asyncio.sleep(float(reply.split()[1]))
+            return None
+        return reply
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        reply = control_reply(self.control, "MAIL", address)
+        reply = await self.scripted("MAIL", address)
         if reply:
             return reply
         envelope.mail_from = address
@@ -63,7 +74,7 @@ class Catcher:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = control_reply(self.control, "RCPT", address)
+        reply = await self.scripted("RCPT", address)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -71,7 +82,7 @@ class Catcher:
 
     async def handle_DATA(self, server, session, envelope):
         for rcpt in envelope.rcpt_tos:
-            reply = control_reply(self.control, "DATA", rcpt)
+            reply = await self.scripted("DATA", rcpt)
             if reply:
                 return reply
         with self.lock:

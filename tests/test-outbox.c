@@ -500,6 +500,56 @@ test_permanent_5xx (Fixture *fx, gconstpointer unused)
 	g_assert_cmpuint (caught_count (fx), ==, 1);
 }
 
+/* Which refusals are the desk's own trouble (kept, retried) and which
+ * are the message's (failed): MAIL names only the desk's address, 530
+ * asks for AUTH wherever it comes, 5.7.0 after DATA is a content
+ * filter's verdict. */
+static void
+test_refusals (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	static const struct {
+		const char *stage, *reply, *state;
+	} cases[] = {
+		{ "MAIL", "530 5.7.0 Authentication required", "queued" },
+		{ "MAIL", "530 5.7.57 Client was not authenticated to send anonymous mail", "queued" },
+		{ "MAIL", "554 5.7.8 Authentication credentials invalid", "queued" },
+		{ "MAIL", "550 5.7.11 Encryption required for requested authentication mechanism", "queued" },
+		{ "MAIL", "550 5.7.1 Relay access denied", "queued" },
+		{ "MAIL", "553 5.1.7 Sender address rejected", "queued" },
+		{ "RCPT", "530 5.7.0 Authentication required", "queued" },
+		{ "RCPT", "550 5.7.1 Recipient refuses mail from this sender", "failed" },
+		{ "RCPT", "550 5.7.0 Recipient address rejected", "failed" },
+		{ "DATA", "554 5.7.0 Reject, id=12345 - spam", "failed" },
+		{ "DATA", "530 5.7.0 Authentication required", "queued" },
+	};
+	g_autofree char *sha = spool (fx, MESSAGE);
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_autofree char *rcpt = g_strdup_printf ("r%zu@customer.example", i);
+		const char *rcpts[] = { rcpt, NULL };
+		g_autofree char *rule = g_strdup_printf ("%s %s %s\n", cases[i].stage,
+		                                         strcmp (cases[i].stage, "MAIL") ? rcpt : FROM, cases[i].reply);
+		set_control (fx, rule);
+		enqueue (fx, sha, rcpts);
+		/* rows of earlier cases are failed or due only at T0 + 60 */
+		MdOutboxStats st = flush (fx, T0);
+		g_assert_cmpuint (st.sent, ==, 0);
+		g_autoptr (MdOutboxEntry) e = row (fx, (gint64) i + 1);
+		g_test_message ("%s %s", cases[i].stage, cases[i].reply);
+		g_assert_cmpstr (e->state, ==, cases[i].state);
+		if (!strcmp (cases[i].state, "queued")) {
+			g_autofree char *want = g_strdup_printf ("%s refused: %s", cases[i].stage, cases[i].reply);
+			g_assert_cmpuint (st.deferred, ==, 1);
+			g_assert_cmpint (e->next_attempt_at, ==, T0 + 60);
+			g_assert_cmpstr (e->last_error, ==, want);
+		} else {
+			g_assert_cmpuint (st.failed, ==, 1);
+			g_assert_cmpstr (e->last_error, ==, cases[i].reply);
+		}
+	}
+	g_assert_cmpuint (caught_count (fx), ==, 0);
+}
+
 static void
 test_missing_spool_file (Fixture *fx, gconstpointer unused)
 {
@@ -624,6 +674,7 @@ main (int argc, char **argv)
 	ADD ("backoff-4xx", test_backoff_4xx, &up);
 	ADD ("backoff-caps-and-gives-up", test_backoff_caps_and_gives_up, &up);
 	ADD ("permanent-5xx", test_permanent_5xx, &up);
+	ADD ("refusals", test_refusals, &up);
 	ADD ("missing-spool-file", test_missing_spool_file, &up);
 	ADD ("sender-thread", test_sender_thread, &up);
 	ADD ("sender-stop-is-bounded", test_sender_stop_is_bounded, NULL);

@@ -7,11 +7,14 @@ Nothing in the product queues mail yet, so the rows are seeded the way
 md_outbox_enqueue writes them: the raw message in the spool under its
 SHA-256, one outbox row per recipient (tests/test-outbox.c covers
 md_outbox_enqueue itself)."""
+import collections
 import hashlib
 import os
 import sqlite3
+import subprocess
+import time
 
-from mdtest import Catcher, Desk, message, run_tests, self_signed_cert
+from mdtest import MAILDESK, Catcher, Desk, message, run_tests, self_signed_cert
 
 NOW = "2026-12-01T08:00:00Z"
 T0 = 1796112000
@@ -126,6 +129,64 @@ def test_outage_and_failures(tap):
     desk.cleanup()
 
 
+def row_states(desk):
+    """{recipient: state} read from the database while a flush runs."""
+    db = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"), timeout=10)
+    try:
+        return dict(db.execute("SELECT rcpt_to, state FROM outbox"))
+    finally:
+        db.close()
+
+
+def wait_until(cond, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_second_flusher_mid_batch(tap):
+    """serve's sender and a cron `outbox flush` at once.  Each row is
+    claimed for 65 minutes just before its send and marked as soon as the
+    server answered, so a flush starting when a claim taken at the start
+    of the first flush has run out does not send again what the first
+    one delivered, nor what it is sending (time travelled: the second
+    flush runs at T0 + 65 min + 1 s, when the first's claim on a batch
+    read at T0 would have run out; the slow server makes the first flush
+    claim bob more than 2 s after it started)."""
+    catcher = Catcher().start()
+    desk = smtp_desk(catcher)
+    rcpts = ["alice@customer.example", "bob@customer.example", "carol@customer.example", "dave@customer.example"]
+    seed(desk, rcpts)
+    catcher.reply("DATA alice@customer.example wait 2.5\nDATA bob@customer.example wait 6\n")
+    first = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "outbox", "flush"],
+                             env=dict(os.environ, MAILDESK_NOW=iso(0)), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        tap.ok(wait_until(lambda: len(catcher.messages()) >= 1, 30), "the first flush delivered alice's copy")
+        tap.ok(wait_until(lambda: row_states(desk)["alice@customer.example"] == "sent", 2),
+               "alice's row is sent while the first flush is still at bob", row_states(desk))
+        tap.eq(row_states(desk)["bob@customer.example"], "queued", "bob is still going out")
+        second = flush(desk, 65 * 60 + 1)
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    both = [out.decode().strip(), second.stdout.decode().strip()]
+    tap.diag(f"first flush: {both[0]}; second flush: {both[1]}")
+    sent = sum(int(line.split()[1].rstrip(",")) for line in both if line.startswith("sent "))
+    tap.eq(sent, 4, "the two flushes sent four between them", both + [err.decode(), second.stderr.decode()])
+    got = collections.Counter(m[0]["rcpt_tos"][0] for m in catcher.messages())
+    tap.eq(dict(got), {r: 1 for r in rcpts}, "each recipient got exactly one copy")
+    tap.eq([(r["to"], r["state"], r["attempts"]) for r in desk.json("outbox", "list")],
+           [(r, "sent", 1) for r in rcpts], "every row sent, in one attempt")
+    catcher.cleanup()
+    desk.cleanup()
+
+
 def tls_catcher(tmp, *options):
     cert, key = self_signed_cert(tmp)
     return Catcher(options=["--cert", cert, "--key", key, *options]), cert
@@ -171,6 +232,59 @@ def test_starttls_auth(tap):
     catcher.cleanup()
 
 
+def test_desk_refused_at_mail(tap):
+    """A relay that wants AUTH refuses MAIL with 530 5.7.0 while [smtp] has
+    no user: the desk's setup is wrong, not the mail.  Every row stays
+    queued with the reply and goes once the credentials are configured."""
+    desk0 = Desk()
+    catcher, cert = tls_catcher(desk0.dir, "--starttls", "--auth-user", "desk", "--auth-password", "s3cret pass")
+    catcher.start()
+    desk = smtp_desk(catcher, f"ca_file = {cert}\n")
+    seed(desk, ["alice@customer.example", "bob@customer.example"])
+    p = flush(desk)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (75, "sent 0, deferred 2, failed 0"),
+           "530 to MAIL without credentials defers, it does not fail", p.stderr.decode())
+    rows = desk.json("outbox", "list")
+    tap.eq([(r["state"], r["attempts"], r["next_attempt_at"]) for r in rows], [("queued", 1, iso(60))] * 2,
+           "both rows stay queued with back-off")
+    tap.eq([r["last_error"] for r in rows], ["MAIL refused: 530 5.7.0 Authentication required"] * 2,
+           "the refusal is recorded with the command it answered")
+    tap.ok("refused-desk" in p.stderr.decode() and "[smtp]" in p.stderr.decode(),
+           "the log says the desk's [smtp] setup is at fault", p.stderr.decode())
+    tap.eq(len(catcher.messages()), 0, "nothing arrived")
+
+    secret = os.path.join(desk0.dir, "smtp-password")
+    with open(secret, "w") as f:
+        f.write("s3cret pass\n")
+    with open(desk.conf_path, "a") as f:  # [smtp] is the file's last section
+        f.write(f"user = desk\npassword_file = {secret}\n")
+    p = flush(desk, 60)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 2, deferred 0, failed 0"),
+           "with the credentials configured both go", p.stderr.decode())
+    tap.eq([(r["state"], r["attempts"]) for r in desk.json("outbox", "list")], [("sent", 2)] * 2, "rows marked sent")
+    tap.eq([(m[0]["rcpt_tos"], m[0]["login"]) for m in catcher.messages()],
+           [(["alice@customer.example"], "desk"), (["bob@customer.example"], "desk")], "delivered once each, logged in")
+
+    # a relay refusing the desk's sender ("relay access denied") is the
+    # same kind of trouble; a refused recipient is still final
+    plain = Catcher().start()
+    other = smtp_desk(plain)
+    seed(other, ["carol@customer.example", "nobody@customer.example"])
+    plain.reply("MAIL support@support.example.com 550 5.7.1 Relay access denied\n")
+    p = flush(other)
+    rows = other.json("outbox", "list")
+    tap.eq((p.returncode, [(r["state"], r["last_error"]) for r in rows]),
+           (75, [("queued", "MAIL refused: 550 5.7.1 Relay access denied")] * 2), "550 5.7.1 to MAIL defers")
+    plain.reply("RCPT nobody@customer.example 550 5.1.1 <nobody@customer.example>: Recipient address rejected\n")
+    p = flush(other, 60)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 1, deferred 0, failed 1"),
+           "once the relay takes the sender, a refused recipient fails for good")
+    for d in (desk, other, desk0):
+        d.cleanup()
+    catcher.cleanup()
+    plain.cleanup()
+
+
 def test_smtps(tap):
     desk0 = Desk()
     catcher, cert = tls_catcher(desk0.dir, "--smtps")
@@ -186,4 +300,5 @@ def test_smtps(tap):
     catcher.cleanup()
 
 
-run_tests(test_list_and_flush, test_outage_and_failures, test_starttls_auth, test_smtps)
+run_tests(test_list_and_flush, test_outage_and_failures, test_second_flusher_mid_batch, test_starttls_auth, test_desk_refused_at_mail,
+          test_smtps)

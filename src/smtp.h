@@ -21,7 +21,7 @@ typedef struct _MdSmtp MdSmtp;
 typedef enum {
 	MD_SMTP_SENT,      /* the server accepted the end of DATA */
 	MD_SMTP_TEMPORARY, /* 4xx to MAIL, RCPT or DATA, a timeout mid-message, an unreadable file: retry later */
-	MD_SMTP_PERMANENT, /* 5xx to MAIL, RCPT or DATA: never goes to this recipient */
+	MD_SMTP_PERMANENT, /* 5xx to RCPT or DATA (not 530): never goes to this recipient */
 	MD_SMTP_UNREACHABLE, /* temporary, and before the message: no connection, TLS,
 	                      * greeting, EHLO or AUTH trouble; other messages would fail alike */
 } MdSmtpOutcome;

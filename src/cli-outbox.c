@@ -96,7 +96,7 @@ outbox_flush (MdDesk *desk, int argc, char **argv)
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
 	MdOutboxStats stats = { 0 };
-	if (!store || !md_outbox_flush (desk, store, md_now (), &stats, &error)) {
+	if (!store || !md_store_lazy_commits (store, &error) || !md_outbox_flush (desk, store, md_now (), &stats, &error)) {
 		md_cli_error (error);
 		return g_error_matches (error, MD_ERROR, MD_ERROR_CONFIG) ? MD_EX_CONFIG : MD_EX_TEMPFAIL;
 	}

@@ -628,6 +628,8 @@ sender_main (gpointer data)
 		if (!store) {
 			g_autoptr (GError) error = NULL;
 			store = md_desk_open_store (o->desk, FALSE, &error);
+			if (store && !md_store_lazy_commits (store, &error))
+				g_clear_pointer (&store, md_store_close);
 			if (!store) {
 				g_warning ("outbox store-failed error=\"%s\"", error->message);
 				sender_sleep (o, SENDER_POLL_SECONDS);

@@ -135,6 +135,12 @@ exec_cached (MdStore *store, const char *sql, GError **error)
 	return s && step_done (store, s, sql, error);
 }
 
+gboolean
+md_store_lazy_commits (MdStore *store, GError **error)
+{
+	return exec (store, "PRAGMA synchronous = NORMAL", error);
+}
+
 int
 md_store_schema_version (MdStore *store)
 {

@@ -27,6 +27,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdStore, md_store_close)
 
 int md_store_schema_version (MdStore *store);
 
+/* For a connection whose commits answer no one (the outbox sender's
+ * claims and marks): commits reach the WAL without an fsync each, and
+ * are made durable by the next checkpoint or fsync'd commit of any
+ * connection.  A power cut may lose the last marks, which at-least-once
+ * delivery allows (DESIGN 10 asks synchronous=FULL of what answers a
+ * sender). */
+gboolean md_store_lazy_commits (MdStore *store, GError **error);
+
 /* Transactions.  begin takes the write lock at once (BEGIN IMMEDIATE).
  * Savepoints nest inside a transaction so one failed ingest in a group
  * commit leaves the others in place. */

@@ -198,6 +198,33 @@ test_schema_from_empty_file (void)
 	sqlite3_finalize (s);
 }
 
+static int
+synchronous_of (MdStore *store)
+{
+	sqlite3_stmt *s = NULL;
+	g_assert_cmpint (sqlite3_prepare_v2 (md_store_db (store), "PRAGMA synchronous", -1, &s, NULL), ==, SQLITE_OK);
+	g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
+	int level = sqlite3_column_int (s, 0);
+	sqlite3_finalize (s);
+	return level;
+}
+
+/* Every connection commits durably (FULL, DESIGN 10) unless told its
+ * commits answer no one; then only that connection skips the fsync. */
+static void
+test_store_durability (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) ingest = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_autoptr (MdStore) sender = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	g_assert_cmpint (synchronous_of (ingest), ==, 2);
+	g_assert_true (md_store_lazy_commits (sender, &error));
+	g_assert_cmpint (synchronous_of (sender), ==, 1);
+	g_assert_cmpint (synchronous_of (ingest), ==, 2);
+}
+
 /* Whether this process has a file of SQLite's temporary files open. */
 static gboolean
 has_sqlite_temp_file (void)
@@ -497,6 +524,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/store/v1-to-v2", test_schema_v1_to_v2);
 	g_test_add_func ("/store/person-ticket-list", test_person_ticket_list);
 	g_test_add_func ("/store/savepoint-in-memory", test_store_savepoint_in_memory);
+	g_test_add_func ("/store/durability", test_store_durability);
 	g_test_add_func ("/store/full-text-once", test_store_full_text_once);
 	g_test_add_func ("/store/thread-ids", test_store_thread_ids);
 	return g_test_run ();

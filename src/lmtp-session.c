@@ -464,6 +464,7 @@ transaction_finish (gpointer data)
 	MdLmtpTransaction *tx = data;
 	MdLmtpSession *s = tx->session;
 	g_autoptr (GString) result = g_string_new (NULL);
+	guint delivered = 0;
 
 	for (guint i = 0; i < transaction_n_rcpts (tx); i++) {
 		const char *rcpt = transaction_rcpts (tx)[i];
@@ -473,6 +474,7 @@ transaction_finish (gpointer data)
 		if (result->len)
 			g_string_append_c (result, ',');
 		if (!error) {
+			delivered++;
 			g_string_append_printf (result, "250%s%s", info ? ":" : "", info ? info : "");
 			if (s)
 				reply (s, "250 2.0.0 <%s> Delivered%s%s", rcpt, info ? " " : "", info ? info : "");
@@ -485,7 +487,10 @@ transaction_finish (gpointer data)
 		if (s)
 			reply (s, "%u %s <%s> %s", r.code, r.enhanced, rcpt, r.text);
 	}
-	log_outcome (tx, s ? "delivered" : "delivered-unanswered", result->str);
+	/* "not-delivered" when no recipient got it, so a count of
+	 * "delivered" lines counts messages kept. */
+	log_outcome (tx, delivered ? (s ? "delivered" : "delivered-unanswered") : (s ? "not-delivered" : "not-delivered-unanswered"),
+	             result->str);
 	transaction_retire (tx);
 	return G_SOURCE_REMOVE;
 }

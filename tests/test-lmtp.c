@@ -513,6 +513,27 @@ test_half_close (void)
 	fixture_stop (&f);
 }
 
+/* The log line of a message no recipient got says so. */
+static void
+test_log_not_delivered (void)
+{
+	Fixture f = { 0 };
+	MdLmtpConfig cfg = base_config ();
+	fixture_start (&f, &cfg, -1, "127.0.0.1:0");
+	const Step steps[] = {
+		{ NULL, "220" },
+		{ "LHLO c\r\nMAIL FROM:<bob@example.org>\r\nRCPT TO:<temp@desk.test>\r\nDATA\r\nhi\r\n.\r\n",
+		  "250|250|250|354|451 4.3.0 <temp@desk.test>" },
+		{ "QUIT\r\n", "221" },
+		{ 0 },
+	};
+	converse (fixture_address (&f), steps);
+	g_autofree char *line = logged ("lmtp not-delivered from=<bob@example.org>");
+	g_assert_nonnull (line);
+	g_assert_true (g_str_has_suffix (line, "result=451:4.3.0"));
+	fixture_stop (&f);
+}
+
 /* An empty message is refused, as `deliver` refuses one: 554 5.6.0. */
 static void
 test_empty_message (void)
@@ -1125,6 +1146,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/lmtp/dot-unstuffing", test_dot_unstuffing);
 	g_test_add_func ("/lmtp/no-smuggling", test_no_smuggling);
 	g_test_add_func ("/lmtp/empty-message", test_empty_message);
+	g_test_add_func ("/lmtp/log-not-delivered", test_log_not_delivered);
 	g_test_add_func ("/lmtp/slow-reader", test_slow_reader);
 	g_test_add_func ("/lmtp/half-close", test_half_close);
 	g_test_add_func ("/lmtp/line-limit-boundary", test_line_limit_boundary);

@@ -1,6 +1,7 @@
-/* cli-outbox.c - `maildesk outbox flush|list`: sending what is due now,
- * and showing every row of the outbox with its state and last error
- * (JSON names are stable: add, never rename). */
+/* cli-outbox.c - `maildesk outbox flush|list|retry`: sending what is due
+ * now, showing every row of the outbox with its state and last error
+ * (JSON names are stable: add, never rename), and queueing failed rows
+ * again. */
 #include "config.h"
 
 #include <json-glib/json-glib.h>
@@ -104,13 +105,42 @@ outbox_flush (MdDesk *desk, int argc, char **argv)
 	return stats.deferred ? MD_EX_TEMPFAIL : MD_EX_OK;
 }
 
+/* Failed rows back to the queue, once whatever failed them is fixed. */
+static int
+outbox_retry (MdDesk *desk, int argc, char **argv)
+{
+	if (!md_cli_parse ("outbox retry", "[ID...]", "Queue failed messages again (all of them without IDs).", NULL,
+	                   &argc, &argv))
+		return MD_EX_USAGE;
+	g_autofree gint64 *ids = argc > 1 ? g_new0 (gint64, argc) : NULL;
+	for (int i = 1; i < argc; i++) {
+		char *end = NULL;
+		ids[i - 1] = g_ascii_strtoll (argv[i], &end, 10);
+		if (ids[i - 1] <= 0 || !end || *end) {
+			fprintf (stderr, "maildesk: outbox retry: \"%s\" is not an outbox id\n", argv[i]);
+			return MD_EX_USAGE;
+		}
+	}
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	gint64 n = store ? md_outbox_retry (store, ids, md_now (), &error) : -1;
+	if (n < 0) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	printf ("queued again %" G_GINT64_FORMAT "\n", n);
+	return MD_EX_OK;
+}
+
 int
 md_cmd_outbox (int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
-	int (*run) (MdDesk *, int, char **) = !strcmp (sub, "list") ? outbox_list : !strcmp (sub, "flush") ? outbox_flush : NULL;
+	int (*run) (MdDesk *, int, char **) = !strcmp (sub, "list") ? outbox_list
+	                                      : !strcmp (sub, "flush") ? outbox_flush
+	                                      : !strcmp (sub, "retry") ? outbox_retry : NULL;
 	if (!run) {
-		fprintf (stderr, "Usage: maildesk outbox flush | list [--state S] [--json]\n");
+		fprintf (stderr, "Usage: maildesk outbox flush | list [--state S] [--json] | retry [ID...]\n");
 		return MD_EX_USAGE;
 	}
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();

@@ -247,6 +247,33 @@ md_outbox_mailed (MdStore *store, gint64 ticket_id, const char *rcpt, GError **e
 	return rc == SQLITE_ROW;
 }
 
+gint64
+md_outbox_retry (MdStore *store, const gint64 *ids, gint64 now, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store,
+		"UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = ?1, created_at = ?1 "
+		"WHERE state = 'failed' AND (?2 IS NULL OR id = ?2)", error);
+	if (!s || !md_store_begin (store, error))
+		return -1;
+	gint64 changed = 0;
+	for (guint i = 0; !ids || ids[i]; i++) {
+		sqlite3_bind_int64 (s, 1, now);
+		if (ids)
+			sqlite3_bind_int64 (s, 2, ids[i]);
+		else
+			sqlite3_bind_null (s, 2);
+		if (!step_done (store, s, error)) {
+			md_store_rollback (store);
+			return -1;
+		}
+		changed += sqlite3_changes (md_store_db (store));
+		sqlite3_reset (s);
+		if (!ids)
+			break;
+	}
+	return md_store_commit (store, error) ? changed : -1;
+}
+
 /* ---- listing ---- */
 
 void

@@ -49,6 +49,12 @@ guint md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind
  * FALSE with ERROR set when the database cannot answer. */
 gboolean md_outbox_mailed (MdStore *store, gint64 ticket_id, const char *rcpt, GError **error);
 
+/* Puts failed rows back in the queue, due at NOW with their attempts
+ * counted afresh (the operator fixed what failed them): the rows of IDS
+ * (0-terminated), or every failed row when IDS is NULL.  Returns how
+ * many, or -1 with ERROR set. */
+gint64 md_outbox_retry (MdStore *store, const gint64 *ids, gint64 now, GError **error);
+
 typedef struct {
 	guint sent;
 	guint deferred;  /* failed temporarily, queued for another attempt */

@@ -125,6 +125,18 @@ def test_outage_and_failures(tap):
     tap.eq(p.returncode, 75, "4xx: exit 75")
     carol = desk.json("outbox", "list")[2]
     tap.eq((carol["state"], carol["last_error"]), ("queued", "421 4.3.2 System shutting down"), "4xx recorded")
+
+    # The operator fixes what refused bob, and queues his mail again.
+    catcher.reply("")
+    tap.eq(desk.run("outbox", "retry", "abc").returncode, 64, "retry: an id must be a number")
+    p = desk.run("outbox", "retry", "999", env={"MAILDESK_NOW": iso(200)})
+    tap.eq(p.stdout.decode().strip(), "queued again 0", "retry of an id that is not failed changes nothing")
+    p = desk.run("outbox", "retry", env={"MAILDESK_NOW": iso(200)})
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "queued again 1"), "retry queues every failed row")
+    p = flush(desk, 200)
+    tap.ok("sent 2" in p.stdout.decode(), "and the next flush sends it (with carol's)", p.stdout)
+    tap.eq(sorted(r for env, raw in catcher.messages() for r in env["rcpt_tos"]),
+           ["alice@customer.example", "bob@customer.example", "carol@customer.example"], "each delivered once")
     catcher.cleanup()
     desk.cleanup()
 

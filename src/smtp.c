@@ -347,6 +347,16 @@ refuses_the_desk (const char *verb, const char *reply)
 	int subject = 0, detail = 0;
 	if (!strncmp (reply, "530", 3))
 		return TRUE;
+	/* A relay without the desk's credentials refuses at RCPT, naming
+	 * relaying (Postfix "554 5.7.1 <x>: Relay access denied", Exim
+	 * "550 relay not permitted", Exchange "5.7.54 ... Unable to relay"):
+	 * about the desk, not the recipient, whose own refusals say else. */
+	if (!strcmp (verb, "RCPT")) {
+		g_autofree char *lower = g_ascii_strdown (reply, -1);
+		if (strstr (lower, "relay access denied") || strstr (lower, "relay not permitted") ||
+		    strstr (lower, "relaying denied") || strstr (lower, "unable to relay") || strstr (lower, "relaying not allowed"))
+			return TRUE;
+	}
 	if (strcmp (verb, "MAIL") || !enhanced_code (reply, &subject, &detail) || subject != 7)
 		return FALSE;
 	return detail == 0 || detail == 8 || detail == 9 || detail == 11;

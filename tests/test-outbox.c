@@ -502,8 +502,9 @@ test_permanent_5xx (Fixture *fx, gconstpointer unused)
 
 /* Which refusals are the desk's own trouble (kept, retried) and which
  * are the message's (failed): MAIL names only the desk's address, 530
- * asks for AUTH wherever it comes, 5.7.0 after DATA is a content
- * filter's verdict. */
+ * asks for AUTH wherever it comes, a relay refusing to relay at RCPT
+ * wants the desk's credentials, 5.7.0 after DATA is a content filter's
+ * verdict. */
 static void
 test_refusals (Fixture *fx, gconstpointer unused)
 {
@@ -520,6 +521,10 @@ test_refusals (Fixture *fx, gconstpointer unused)
 		{ "RCPT", "530 5.7.0 Authentication required", "queued" },
 		{ "RCPT", "550 5.7.1 Recipient refuses mail from this sender", "failed" },
 		{ "RCPT", "550 5.7.0 Recipient address rejected", "failed" },
+		{ "RCPT", "554 5.7.1 <x@customer.example>: Relay access denied", "queued" },
+		{ "RCPT", "550 relay not permitted", "queued" },
+		{ "RCPT", "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "queued" },
+		{ "RCPT", "550 5.1.1 <x@customer.example>: Recipient address rejected: User unknown", "failed" },
 		{ "DATA", "554 5.7.0 Reject, id=12345 - spam", "failed" },
 		{ "DATA", "530 5.7.0 Authentication required", "queued" },
 	};

@@ -185,13 +185,28 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 
 /* ---- replies ---- */
 
+/* Whether a reply says anything: words of its own besides commands, or
+ * a file (a customer answering "please send the logs" with only them). */
+static gboolean
+says_something (char *comment, const MdMessage *msg)
+{
+	if (*g_strstrip (comment))
+		return TRUE;
+	for (guint i = 0; msg && msg->attachments && i < msg->attachments->len; i++) {
+		const MdAttachment *a = msg->attachments->pdata[i];
+		if (a->depth == 0 && !a->is_body)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 gboolean
 md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
                          gboolean internal, GPtrArray *commands, const MdMessage *msg, GError **error)
 {
 	g_autofree char *comment = md_commands_strip (text);
 
-	if (*g_strstrip (comment) && !internal) {
+	if (says_something (comment, msg) && !internal) {
 		MdPersonRef agent = { actor->email, actor->name };
 		if (!md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) ||
 		    !md_workflow_first_response (desk, store, t, actor, error))
@@ -221,7 +236,7 @@ md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
 	                   : g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
 	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
 
-	if (*g_strstrip (comment)) {
+	if (says_something (comment, msg)) {
 		gboolean reopened = g_strcmp0 (next, MD_STATUS_REOPENED) == 0;
 		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, reopened, error))
 			return FALSE;

@@ -291,6 +291,38 @@ def test_large_organization(tap):
     c.close()
 
 
+def with_file(sender, to, subject, name, data):
+    """A reply that is only a file: an empty text part and an attachment."""
+    from email.message import EmailMessage
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = sender, to, subject
+    m["Message-ID"] = f"<{os.urandom(8).hex()}@customer.example>"
+    m.set_content("")
+    m.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return m.as_bytes()
+
+
+def test_file_only_replies(tap):
+    """A reply that is only a file is a reply: the agent's reaches the
+    customer and is the first response, the customer's wakes the ticket."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    tok = token_address(c.desk, 1)
+    c.deliver(with_file(AGENT, tok, "Re: [SUP-1] help", "fix.patch", b"--- a\n+++ b\n"), "--recipient", tok)
+    t = c.desk.show(1)
+    tap.ok(t["first_response_at"] is not None, "the agent's file-only reply is the first response")
+    sent = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(sent and any(p.get_filename() == "fix.patch" for p in sent[0].iter_attachments()),
+           "and reaches the customer with the file")
+    c.agent_says(1, "#waiting\nPlease send the logs.")
+    c.new_mail()
+    c.deliver(with_file(CUSTOMER, tok, "Re: [SUP-1] help", "console.log", b"ERROR 42\n"), "--recipient", tok)
+    tap.eq(c.status(), "In progress", "the customer's file-only answer takes the ticket out of Waiting for customer")
+    tap.eq(len(to_of(c.new_mail(), AGENT)), 1, "and the agents hear of it")
+    c.close()
+
+
 def test_reply_from_command_line(tap):
     """`ticket reply --as` writes as the agent the desk knows, by name."""
     c = Conversation(tap)
@@ -309,5 +341,5 @@ def test_reply_from_command_line(tap):
 
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
-              test_participants_and_attachments, test_out_of_office, test_large_organization,
+              test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line)

@@ -267,28 +267,58 @@ find_row (const Row *rows, int n, const char *kind, const char *arg)
 	return NULL;
 }
 
-/* Makes the ticket's rows match WANTED.  A reminder whose time has
- * already passed when it is armed (the deadline moved closer) is not
- * sent late: it would only repeat what a later one says.  NONE: the
- * ticket is known to have no rows yet, so none are read. */
+static gboolean
+is_waiting_kind (const char *kind)
+{
+	return strcmp (kind, KIND_FOLLOWUP) == 0 || strcmp (kind, KIND_AUTO_RESOLVE) == 0;
+}
+
+/* Whether WANTED has follow-up work: the ticket waits for the customer. */
+static gboolean
+wants_waiting_work (const TimerSet *wanted)
+{
+	for (int i = 0; i < wanted->n; i++)
+		if (is_waiting_kind (wanted->t[i].kind))
+			return TRUE;
+	return FALSE;
+}
+
+/* Makes the ticket's rows match WANTED.  A timer that ran is not armed
+ * again, whatever moved its time since (a priority change, an edited
+ * calendar): each breach notice and follow-up goes once (DESIGN 9);
+ * only a reminder may come again, for a deadline moved before it was
+ * missed.  A follow-up series belongs to one stay in Waiting for
+ * customer: once the ticket leaves it, its rows go, done or not, and
+ * the next stay starts afresh.  A reminder whose time has already
+ * passed when it is armed (the deadline moved closer) is not sent late:
+ * it would only repeat what a later one says.  NONE: the ticket is
+ * known to have no rows yet, so none are read. */
 static gboolean
 sync_rows_known (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, gboolean none, GError **error)
 {
 	Row rows[MAX_ROWS];
 	int n = none ? 0 : read_rows (store, ticket_id, rows, error);
 	gboolean ok = n >= 0;
+	gboolean waiting = wants_waiting_work (wanted);
 
 	for (int i = 0; ok && i < n; i++) {
 		const Timer *w = find_timer (wanted, rows[i].kind, rows[i].arg);
 		gboolean stale_reminder = w && strcmp (w->kind, KIND_REMINDER) == 0 && w->due_at != rows[i].due_at &&
 		                          w->due_at <= now;
-		if (!rows[i].done && (!w || stale_reminder))
+		gboolean series_over = !waiting && is_waiting_kind (rows[i].kind);
+		if ((!rows[i].done && (!w || stale_reminder)) || (rows[i].done && series_over))
 			ok = delete_row (store, rows[i].id, error);
 	}
+	const Row *breach = find_row (rows, n, KIND_BREACH, "");
+	gboolean breached = breach && breach->done;
 	for (int i = 0; ok && i < wanted->n; i++) {
 		const Timer *w = &wanted->t[i];
 		const Row *r = find_row (rows, n, w->kind, w->arg);
-		if (r && r->due_at == w->due_at)
+		/* A deadline moved later before it passed brings its reminders
+		 * anew: they speak of the new one. */
+		gboolean new_reminder = r && r->done && strcmp (w->kind, KIND_REMINDER) == 0 && !breached &&
+		                        w->due_at > now && w->due_at != r->due_at;
+		if (r && ((r->done && !new_reminder) || r->due_at == w->due_at))
 			continue;
 		if (strcmp (w->kind, KIND_REMINDER) == 0 && w->due_at <= now)
 			continue;
@@ -461,11 +491,17 @@ customer_recipients (const MdTicket *t)
 }
 
 static gboolean
-run_followup (MdDesk *desk, MdStore *store, const MdTicket *t, const char *arg, gint64 now, GError **error)
+run_followup (MdDesk *desk, MdStore *store, const MdTicket *t, const Timer *w, gint64 now, GError **error)
 {
+	const char *arg = w->arg;
 	g_autoptr (GPtrArray) rcpts = customer_recipients (t);
 	g_autoptr (GHashTable) vars = new_vars ();
-	g_hash_table_insert (vars, "due", local_time (desk, auto_resolve_time (desk, t->status_changed_at)));
+	/* Sent late, it still gives the customer the time the calendar
+	 * meant to give (auto_resolve_grace holds the resolution back). */
+	gint64 resolve_at = auto_resolve_time (desk, t->status_changed_at);
+	if (resolve_at)
+		resolve_at = MAX (resolve_at, now + (resolve_at - w->due_at));
+	g_hash_table_insert (vars, "due", local_time (desk, resolve_at));
 	if (!send (desk, store, t, "followup", vars, rcpts, error))
 		return FALSE;
 	g_autofree char *what = g_strdup_printf ("follow-up %s", arg);
@@ -534,17 +570,71 @@ mark_done (MdStore *store, gint64 id, gint64 now, GError **error)
 	return run_done (store, s, "mark timer done", error);
 }
 
-/* Whether a later SLA timer than reminder R is due too (the desk was
- * down, or tick did not run): then R would only be noise before it. */
+/* Whether a later timer of R's family (SLA, or follow-ups) is due too
+ * (the desk was down, or tick did not run): then R would only be noise
+ * before it.  The auto-resolve overtakes no follow-up: the customer gets
+ * the last warning before the ticket closes (see auto_resolve_grace). */
 static gboolean
 overtaken (const TimerSet *wanted, const Timer *r, gint64 now)
 {
+	gboolean sla = g_str_has_prefix (r->kind, "sla-");
 	for (int i = 0; i < wanted->n; i++) {
 		const Timer *w = &wanted->t[i];
-		if (g_str_has_prefix (w->kind, "sla-") && w->due_at > r->due_at && w->due_at <= now)
+		gboolean same_family = sla ? g_str_has_prefix (w->kind, "sla-") : strcmp (w->kind, KIND_FOLLOWUP) == 0;
+		if (same_family && w->due_at > r->due_at && w->due_at <= now)
 			return TRUE;
 	}
 	return FALSE;
+}
+
+/* The last follow-up of WANTED, or NULL when there is none. */
+static const Timer *
+last_followup (const TimerSet *wanted)
+{
+	const Timer *last = NULL;
+	for (int i = 0; i < wanted->n; i++)
+		if (strcmp (wanted->t[i].kind, KIND_FOLLOWUP) == 0 && (!last || wanted->t[i].due_at > last->due_at))
+			last = &wanted->t[i];
+	return last;
+}
+
+/* When the last follow-up went out late (the desk was down), the
+ * customer still gets the time the calendar meant to give between it
+ * and the resolution: the time the ticket may be resolved, or 0 when
+ * now is fine.  -1 on a database error. */
+static gint64
+auto_resolve_grace (MdStore *store, gint64 ticket_id, const TimerSet *wanted, const Timer *resolve, gint64 now,
+                    GError **error)
+{
+	const Timer *last = last_followup (wanted);
+	if (!last)
+		return 0;
+	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT done_at FROM timers WHERE ticket_id = ?1 AND kind = ?2 "
+	                                      "AND arg = ?3 AND done_at IS NOT NULL", error);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	sqlite3_bind_text (s, 2, KIND_FOLLOWUP, -1, SQLITE_STATIC);
+	sqlite3_bind_text (s, 3, last->arg, -1, SQLITE_STATIC);
+	int rc = sqlite3_step (s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "read timer");
+		return -1;
+	}
+	gint64 sent = rc == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
+	gint64 until = sent + (resolve->due_at - last->due_at);
+	return sent && until > now ? until : 0;
+}
+
+static gboolean
+postpone (MdStore *store, gint64 id, gint64 until, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store, "UPDATE timers SET due_at = ?1 WHERE id = ?2", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, until);
+	sqlite3_bind_int64 (s, 2, id);
+	return run_done (store, s, "postpone timer", error);
 }
 
 /* Inside a transaction: runs timer D if the ticket still calls for it,
@@ -567,20 +657,28 @@ run_timer (MdDesk *desk, MdStore *store, const DueTimer *d, gint64 now, gboolean
 	const Timer *w = find_timer (&wanted, d->kind, d->arg);
 	if (!w || w->due_at != d->due_at)
 		return sync_rows (store, t->id, &wanted, now, error);
+	if (strcmp (d->kind, KIND_AUTO_RESOLVE) == 0) {
+		gint64 until = auto_resolve_grace (store, t->id, &wanted, w, now, error);
+		if (until < 0)
+			return FALSE;
+		if (until > 0)
+			return postpone (store, d->id, until, error);
+	}
 
 	/* done first: the auto-resolve re-arms the ticket, which cancels
 	 * only pending rows */
 	if (!mark_done (store, d->id, now, error))
 		return FALSE;
 	*ran_r = TRUE;
-	if (strcmp (d->kind, KIND_REMINDER) == 0 && overtaken (&wanted, w, now)) {
-		g_autofree char *what = g_strdup_printf ("reminder %s skipped: overtaken", d->arg);
-		return md_store_history_add (store, t->id, now, "system", "sla", NULL, what, error);
+	if ((strcmp (d->kind, KIND_REMINDER) == 0 || strcmp (d->kind, KIND_FOLLOWUP) == 0) && overtaken (&wanted, w, now)) {
+		gboolean sla = strcmp (d->kind, KIND_REMINDER) == 0;
+		g_autofree char *what = g_strdup_printf ("%s %s skipped: overtaken", sla ? "reminder" : "follow-up", d->arg);
+		return md_store_history_add (store, t->id, now, "system", sla ? "sla" : "followup", NULL, what, error);
 	}
 	if (strcmp (d->kind, KIND_REMINDER) == 0 || strcmp (d->kind, KIND_BREACH) == 0)
 		return run_sla (desk, store, t, d->kind, d->arg, now, error);
 	if (strcmp (d->kind, KIND_FOLLOWUP) == 0)
-		return run_followup (desk, store, t, d->arg, now, error);
+		return run_followup (desk, store, t, w, now, error);
 	return run_auto_resolve (desk, store, t, now, error);
 }
 

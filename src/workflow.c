@@ -122,7 +122,9 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 			return TRUE;
 		const char *old = t->priority;
 		t->priority = p;
-		t->first_response_due = md_workflow_first_response_due (desk, p, t->created_at);
+		/* A deadline already met (or missed) is history, not moved. */
+		if (!t->first_response_at)
+			t->first_response_due = md_workflow_first_response_due (desk, p, t->created_at);
 		return record (store, t, actor, "priority", old, p, error) && md_store_ticket_update (store, t, error) &&
 		       md_schedule_ticket (desk, store, t, error);
 	}

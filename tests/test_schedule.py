@@ -221,5 +221,99 @@ def test_report_due_next_day(tap):
     desk.cleanup()
 
 
+class Desk2:
+    """A desk with one agent, its mail caught, driven at given times."""
+
+    def __init__(self, extra=""):
+        self.catcher = Catcher().start()
+        self.desk = Desk(extra_conf=f"agents = jane@support.example.com\n"
+                                    f"[smtp]\nurl = smtp://127.0.0.1:{self.catcher.port}\n{extra}")
+        self.seen = 0
+
+    def at(self, when, *args, input=None):
+        return self.desk.run(*args, input=input, env={"MAILDESK_NOW": iso(when)}, check=True)
+
+    def deliver(self, when, subject, body, ticket=None, sender="alice@customer.example"):
+        to = token_address(self.desk, ticket) if ticket else "support@support.example.com"
+        self.desk.deliver(message(subject=subject, body=body, sender=sender, to=to), "--recipient", to,
+                          env={"MAILDESK_NOW": iso(when)})
+
+    def tick(self, when):
+        """Ticks twice, flushes; returns the kinds of the scheduler mail sent, with their bodies."""
+        self.at(when, "tick")
+        self.at(when, "tick")
+        self.desk.run("outbox", "flush", env={"MAILDESK_NOW": iso(when)})
+        got = self.catcher.messages()
+        fresh, self.seen = got[self.seen:], len(got)
+        out = []
+        for env, raw in fresh:
+            m = email.message_from_bytes(raw, policy=email.policy.default)
+            if kind_of(m):
+                out.append((kind_of(m), m.get_body(("plain",)).get_content()))
+        return out
+
+    def close(self):
+        self.catcher.cleanup()
+        self.desk.cleanup()
+
+
+def test_each_once(tap):
+    """DESIGN 9: each reminder, breach notice and follow-up goes once,
+    whatever moves its time afterwards; a met deadline stays met."""
+    d = Desk2()
+    d.deliver(t(4, "16:00"), "Export fails", "x")          # P3: due Wed 9 16:00
+    d.tick(t(4, "16:30"))
+    tap.eq([k for k, _ in d.tick(t(9, "16:00"))].count("breach"), 1, "the breach notice goes at the deadline")
+    d.at(t(9, "17:00"), "ticket", "set", "1", "priority=P1", "--as", "jane@support.example.com")
+    d.at(t(9, "17:05"), "ticket", "set", "1", "priority=P2", "--as", "jane@support.example.com")
+    tap.eq([k for k, _ in d.tick(t(10, "12:00")) if k in ("breach", "reminder")], [],
+           "and not again when the priority, and so the deadline, changes")
+
+    d.deliver(t(1, "10:00"), "Question", "q")              # SUP-2, P3, due Wed 2 10:00
+    d.at(t(1, "11:00"), "ticket", "reply", "2", "--as", "jane@support.example.com", input=b"Answer.\n")
+    due = d.desk.json("ticket", "show", "2")["first_response_due"]
+    d.at(t(1, "16:00"), "ticket", "set", "2", "priority=P1", "--as", "jane@support.example.com")
+    tap.eq(d.desk.json("ticket", "show", "2")["first_response_due"], due,
+           "a priority change after the first response keeps the deadline it met")
+    d.close()
+
+    # Follow-ups: 2bd and 4bd, resolution at 6bd (Mon 7 .. Fri 11 .. Tue 15 from Thu 3 15:00)
+    d = Desk2("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
+    d.deliver(t(3, "14:00"), "Logs", "x")
+    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
+         input=b"#waiting\nPlease send the logs.\n")
+    d.tick(t(3, "15:30"))
+    tap.eq([k for k, _ in d.tick(t(7, "15:00"))], ["followup"], "follow-up 1 on time")
+    with open(d.desk.conf_path, "a") as f:
+        f.write("[calendar]\nholidays = 2026-12-04\n")
+    d.at(t(7, "16:00"), "ticket", "set", "1", "assignee=jane@support.example.com", "--as", "jane@support.example.com")
+    tap.eq([k for k, _ in d.tick(t(8, "16:00"))], [], "an edited calendar does not send follow-up 1 again")
+    d.close()
+
+    # The desk was down for a week: one follow-up, not two, and the
+    # customer still gets two business days before the resolution.
+    d = Desk2("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
+    d.deliver(t(3, "14:00"), "Logs", "x")
+    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
+         input=b"#waiting\nPlease send the logs.\n")
+    d.tick(t(3, "15:30"))
+    late = d.tick(t(16, "10:00"))
+    tap.eq([k for k, _ in late], ["followup"], "after the outage: the last follow-up only, and no resolution yet")
+    tap.ok(late and "18 Dec 2026 10:00" in late[0][1], "it names a resolution time still ahead",
+           late[0][1] if late else "")
+    tap.eq(d.desk.json("ticket", "show", "1")["status"], "Waiting for customer", "the ticket still waits")
+    tap.eq([k for k, _ in d.tick(t(17, "10:00"))], [], "nothing the next day")
+    tap.eq([k for k, _ in d.tick(t(18, "10:00"))], ["auto-resolve"], "resolved when the grace has passed")
+    d.close()
+
+    d = Desk2("[followup]\nwaiting_reminders = 1bd\nauto_resolve_after = 0d\n")
+    d.deliver(t(3, "14:00"), "Logs", "x")
+    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
+         input=b"#waiting\nPlease send the logs.\n")
+    fu = d.tick(t(4, "15:00"))
+    tap.ok(fu and "close the ticket" not in fu[0][1], "without auto-resolve, no promise to close", fu)
+    d.close()
+
+
 if __name__ == "__main__":
-    run_tests(simulate, test_report_due_next_day)
+    run_tests(simulate, test_report_due_next_day, test_each_once)

@@ -571,23 +571,45 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 	return add_comment (job, store, t, action, error);
 }
 
+/* Whether the message was stored before, under KEY (its Message-ID, or
+ * its hash) or, for a copy that reached a ticket's address, under
+ * TICKET_KEY: a copy is new only when it reached a ticket the earlier
+ * one did not go to (the same mail to two tickets, or split over two
+ * deliveries by an MTA that sends one recipient at a time).  0 when new. */
+static gint64
+seen_before (MdIngestJob *job, MdStore *store, const char *key, const char *ticket_key, GError **error)
+{
+	GError *local = NULL;
+	gint64 seen = md_store_seen (store, key, &local);
+	if (local || !seen || !ticket_key) {
+		if (local)
+			g_propagate_error (error, local);
+		return seen;
+	}
+	gint64 again = md_store_seen (store, ticket_key, &local);
+	gint64 first_ticket = local || again ? 0 : md_store_message_ticket (store, seen, &local);
+	if (local) {
+		g_propagate_error (error, local);
+		return 0;
+	}
+	return again ? again : first_ticket == job->token_ticket_id ? seen : 0;
+}
+
 gboolean
 md_ingest_store (MdIngestJob *job, MdStore *store, GError **error)
 {
 	MdMessage *msg = job->msg;
-	/* A message sent to two tickets' addresses comes in two transactions
-	 * (md_ingest_check_recipient), and is filed to each. */
-	g_autofree char *message_key = msg->message_id ? g_strdup_printf ("<%s>", msg->message_id)
-	                                               : g_strdup_printf ("sha256:%s", job->raw_sha256);
-	g_autofree char *key = job->token_ticket_id
-	                       ? g_strdup_printf ("%s ticket %" G_GINT64_FORMAT, message_key, job->token_ticket_id)
-	                       : g_strdup (message_key);
+	g_autofree char *key = msg->message_id ? g_strdup_printf ("<%s>", msg->message_id)
+	                                       : g_strdup_printf ("sha256:%s", job->raw_sha256);
+	g_autofree char *ticket_key = job->token_ticket_id
+	                              ? g_strdup_printf ("%s ticket %" G_GINT64_FORMAT, key, job->token_ticket_id)
+	                              : NULL;
 	GError *local = NULL;
 
 	memset (&job->result, 0, sizeof job->result);
 	if (!md_store_savepoint (store, error))
 		return FALSE;
-	gint64 seen = md_store_seen (store, key, &local);
+	gint64 seen = seen_before (job, store, key, ticket_key, &local);
 	if (local)
 		goto fail;
 	if (seen) {
@@ -595,7 +617,8 @@ md_ingest_store (MdIngestJob *job, MdStore *store, GError **error)
 		job->result.duplicate = TRUE;
 		job->result.message_row_id = seen;
 	} else if (!store_new_message (job, store, &local) ||
-	           !md_store_mark_seen (store, key, job->result.message_row_id, &local)) {
+	           !md_store_mark_seen (store, key, job->result.message_row_id, &local) ||
+	           (ticket_key && !md_store_mark_seen (store, ticket_key, job->result.message_row_id, &local))) {
 		goto fail;
 	}
 	if (!md_store_release (store, &local))

@@ -965,6 +965,16 @@ md_store_seen (MdStore *store, const char *dedupe_key, GError **error)
 	return single_int (store, s, error);
 }
 
+gint64
+md_store_message_ticket (MdStore *store, gint64 message_row_id, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT ticket_id FROM messages WHERE id = ?", error);
+	if (!s)
+		return 0;
+	sqlite3_bind_int64 (s, 1, message_row_id);
+	return single_int (store, s, error);
+}
+
 gboolean
 md_store_mark_seen (MdStore *store, const char *dedupe_key, gint64 message_row_id, GError **error)
 {

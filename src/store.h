@@ -176,6 +176,8 @@ GPtrArray *md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint m
 /* Dedupe: the message row already holding this key ("<msgid>" or "sha256:HEX"), 0 if none. */
 gint64 md_store_seen (MdStore *store, const char *dedupe_key, GError **error);
 gboolean md_store_mark_seen (MdStore *store, const char *dedupe_key, gint64 message_row_id, GError **error);
+/* The ticket a stored message row belongs to; 0 when none. */
+gint64 md_store_message_ticket (MdStore *store, gint64 message_row_id, GError **error);
 /* The ticket a Message-ID belongs to (ours or received), 0 if none. */
 gint64 md_store_ticket_by_message_id (MdStore *store, const char *message_id, GError **error);
 gboolean md_store_message_id_add (MdStore *store, const char *message_id, gint64 ticket_id, GError **error);

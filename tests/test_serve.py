@@ -74,6 +74,17 @@ def test_conversation(tap):
            ["Hello,\nit does not work."], "where it is stored")
     rcpt, data = c.deliver("alice@customer.example", [token_address(desk, 2)], both)
     tap.ok(data and "duplicate" in data[0][1], "a redelivery to the same ticket is still a duplicate", data)
+    # An MTA that delivers one recipient at a time: a reply to the ticket's
+    # address with the intake in Cc comes twice, and is stored once.
+    split = message(subject="Re: [SUP-1] Checkout broken", msgid="split")
+    rcpt, data = c.deliver("alice@customer.example", [token_address(desk, 1)], split)
+    tap.ok(data and "SUP-1" in data[0][1], "the copy to the ticket's address is filed", data)
+    rcpt, data = c.deliver("alice@customer.example", ["support@support.example.com"], split)
+    tap.ok(data and "duplicate" in data[0][1], "the copy to the intake is a duplicate", data)
+    split2 = message(subject="Re: [SUP-1] Checkout broken", msgid="split2")
+    c.deliver("alice@customer.example", ["support@support.example.com"], split2)
+    rcpt, data = c.deliver("alice@customer.example", [token_address(desk, 1)], split2)
+    tap.ok(data and "duplicate" in data[0][1], "in either order", data)
 
     c.cmd("RSET")
     c.cmd("MAIL FROM:<a@b.example>")

@@ -12,6 +12,7 @@
 #include "outgoing.h"
 #include "outbox.h"
 #include "template.h"
+#include "thread.h"
 #include "token.h"
 
 /* ---- loop safety ---- */
@@ -298,8 +299,17 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 static gboolean
 queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 {
-	/* Automatic mail skips addresses known to bounce. */
-	for (guint i = o->rcpts->len; o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+	/* Mail to agents: an agents' event, or an answer (a command error,
+	 * #list) to an agent. */
+	gboolean to_agents = !md_template_event_is_customer_facing (o->event);
+	for (guint i = 0; !to_agents && i < o->rcpts->len; i++) {
+		if (!md_is_agent (store, o->rcpts->pdata[i], (const char *const *) desk->conf->agents))
+			break;
+		to_agents = i + 1 == o->rcpts->len;
+	}
+	/* Automatic mail to customers skips addresses known to bounce.  Not
+	 * the agents': a report anyone can send must not cut them off. */
+	for (guint i = o->rcpts->len; !to_agents && o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
 		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
 		if (p && p->bouncing)
 			g_ptr_array_remove_index (o->rcpts, i - 1);
@@ -308,13 +318,15 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		return TRUE;
 
 	/* Mail to agents carries the address only agents get (agent_token =
-	 * separate; else the ticket's one address). */
-	gboolean to_agents = !md_template_event_is_customer_facing (o->event);
+	 * separate; else the ticket's one address), in its links too. */
 	g_autofree char *reply_to = !o->ticket ? NULL
 	                            : to_agents ? md_address_for_agents (&desk->addressing, o->ticket->id)
 	                                        : md_address_for_ticket (&desk->addressing, o->ticket->id);
-	if (reply_to && to_agents)
+	if (reply_to && to_agents && desk->addressing.agent_tokens) {
+		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, o->ticket->id);
 		set (o->vars, "reply_address", reply_to);
+		g_hash_table_insert (o->vars, g_strdup ("resolve_link"), resolve_link (reply_to, key));
+	}
 
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);

@@ -170,6 +170,9 @@ def test_forged_bounce(tap):
         a.desk.deliver(dsn("<x@evil.example>", victim, env_mallory["mail_from"], msgid=f"{victim}@evil.example"),
                        "--recipient", env_mallory["mail_from"], "--sender", "", env={"MAILDESK_NOW": NOW})
     tap.eq(len(a.desk.tickets()), 2, "the reports open no ticket")
+    a.desk.deliver(message(subject="New one", sender="carol@customer.example"), env={"MAILDESK_NOW": NOW})
+    tap.eq(len([m for m in a.outgoing() if "jane@a.example" in m[0]["rcpt_tos"]]), 1,
+           "the agent a report named still hears of new tickets")
     a.desk.run("ticket", "set", "1", "status=Resolved", "--as", "jane@a.example", env={"MAILDESK_NOW": NOW},
                check=True)
     to_alice = [m for m in a.outgoing() if "alice@customer.example" in m[0]["rcpt_tos"]]

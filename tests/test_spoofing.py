@@ -127,6 +127,9 @@ def test_separate_agent_tokens(tap):
     tap.eq(customer_addr, address(1, token(desk, 1)), "the customer's mail carries the ticket's token address")
     tap.ok(agent_addr != customer_addr and agent_addr.startswith("support+SUP-1."),
            "the agent's another one", agent_addr)
+    agent_body = to_agent[0].get_body(("plain",)).get_content()
+    tap.ok(f"mailto:{agent_addr}" in agent_body and customer_addr not in agent_body,
+           "and so do the links in it", agent_body)
     seen = len(catcher.messages())
     # The customer forges the agent's From at the address she holds.
     desk.deliver(message(subject="Re: [SUP-1] private matter", sender=AGENT, to=customer_addr, body=ATTACK),

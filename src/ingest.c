@@ -187,7 +187,10 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	if (!job->msg)
 		return FALSE;
 	job->msg->envelope_sender = g_strdup (job->sender ? job->sender : has_null_return_path (job->msg) ? "" : NULL);
+	/* An ambiguous From is a forgery's mark: the envelope sender, which
+	 * is as easy to forge, does not stand in for it. */
 	const char *from = job->msg->from_addr ? job->msg->from_addr
+	                   : job->msg->from_ambiguous ? NULL
 	                   : job->sender && *job->sender ? job->sender : NULL;
 	job->sender_addr = from ? g_ascii_strdown (from, -1) : NULL;
 	find_token (job);

@@ -931,17 +931,18 @@ add_mailboxes (GPtrArray *out, InternetAddressList *list, int nesting)
 }
 
 /* Whether a raw From value names one mailbox without ambiguity: one
- * angle-addr (or a bare addr-spec) holding a single '@' outside quotes
- * and comments, and no second mailbox or group.  GMime's lenient parser
- * makes an address of anything ("<carol@acme.com@evil.net>" reads as
- * carol@acme.com), while a filter upstream may read the same header
- * differently; since a From is what authorizes a customer, an odd one
- * names no one. */
+ * angle-addr holding a single '@' with nothing after it and no '@' in
+ * the phrase before it, or a bare addr-spec alone; quotes and comments
+ * aside.  GMime's lenient parser makes an address of anything
+ * ("<carol@acme.com@evil.net>" reads as carol@acme.com), while a filter
+ * upstream may read the same header differently; since a From is what
+ * authorizes a customer, an odd one names no one.  A phrase may hold
+ * what RFC 5322 wants quoted (Doe, John <john@...>): mail has it. */
 static gboolean
 from_is_unambiguous (const char *raw)
 {
-	gboolean quoted = FALSE, in_angle = FALSE, seen_angle = FALSE;
-	guint comment_depth = 0, at_outside = 0, at_inside = 0;
+	gboolean quoted = FALSE, in_angle = FALSE, seen_angle = FALSE, after_angle = FALSE;
+	guint comment_depth = 0, at_outside = 0, at_inside = 0, separators = 0;
 
 	for (const char *p = raw; *p; p++) {
 		char c = *p;
@@ -956,28 +957,50 @@ from_is_unambiguous (const char *raw)
 				comment_depth--;
 			continue;
 		}
+		if (c == '(') {
+			comment_depth = 1;
+			continue;
+		}
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		if (after_angle || (guchar) c < 0x20)
+			return FALSE;  /* something after the address, or a control */
 		switch (c) {
 		case '"': quoted = TRUE; break;
-		case '(': comment_depth = 1; break;
 		case '<':
 			if (seen_angle)
 				return FALSE;
 			in_angle = seen_angle = TRUE;
 			break;
-		case '>': in_angle = FALSE; break;
+		case '>':
+			if (!in_angle)
+				return FALSE;
+			in_angle = FALSE;
+			after_angle = TRUE;
+			break;
 		case '@': in_angle ? at_inside++ : at_outside++; break;
 		case ',':
 		case ';':
 		case ':':
-			if (!in_angle)
-				return FALSE;  /* a second mailbox, or a group */
+			separators += !in_angle;
 			break;
 		default:
-			if ((guchar) c < 0x20 && c != '\t' && c != '\r' && c != '\n')
-				return FALSE;
+			break;
 		}
 	}
-	return seen_angle ? at_inside == 1 : at_outside == 1;
+	if (seen_angle)
+		return after_angle && at_inside == 1 && at_outside == 0;
+	return at_outside == 1 && separators == 0;
+}
+
+static guint
+count_headers (GMimeObject *object, const char *name)
+{
+	GMimeHeaderList *list = g_mime_object_get_header_list (object);
+	guint n = 0;
+	for (int i = 0; i < g_mime_header_list_get_count (list); i++)
+		n += g_ascii_strcasecmp (g_mime_header_get_name (g_mime_header_list_get_header_at (list, i)), name) == 0;
+	return n;
 }
 
 static void
@@ -989,8 +1012,9 @@ fill_from (MdMessage *msg, GMimeMessage *gm)
 		return;
 	}
 	const char *raw = g_mime_header_get_raw_value (header);
-	if (!raw || !from_is_unambiguous (raw)) {
-		add_problem (msg, "ambiguous From header: the sender is not trusted from it");
+	if (!raw || count_headers (GMIME_OBJECT (gm), "From") > 1 || !from_is_unambiguous (raw)) {
+		msg->from_ambiguous = TRUE;
+		add_problem (msg, "ambiguous From header: the sender is unknown");
 		return;
 	}
 	InternetAddressList *from = g_mime_message_get_from (gm);

@@ -36,6 +36,8 @@ typedef struct {
 	GPtrArray *references;    /* char*, without <>, oldest first */
 	char *from_addr;          /* bare address, NULL when missing/unparseable */
 	char *from_name;          /* UTF-8 display name or NULL */
+	gboolean from_ambiguous;  /* From names no one for sure (see problems):
+	                           * the sender is unknown, not the envelope's */
 	GPtrArray *to, *cc;       /* char* bare addresses */
 	char *subject;            /* UTF-8 on one line, "" when none */
 	gint64 date;              /* Unix seconds, 0 when absent/invalid */

@@ -92,6 +92,21 @@ def test_spoofing(tap):
         raw = message(subject="Re: [SUP-1] private matter", body=ATTACK).replace(
             f"From: Alice Customer <{CUSTOMER}>".encode(), f"From: {forged}".encode())
         attempt(tap, s, f"an ambiguous From ({forged})", raw, "--sender", "mallory@evil.example")
+    raw = message(subject="Re: [SUP-1] private matter", body=ATTACK).replace(
+        f"From: Alice Customer <{CUSTOMER}>".encode(), f"From: <{CUSTOMER}@evil.example>".encode())
+    attempt(tap, s, "an ambiguous From with the customer's envelope sender", raw, "--sender", CUSTOMER)
+    raw = message(subject="Re: [SUP-1] private matter", body=ATTACK).replace(
+        f"From: Alice Customer <{CUSTOMER}>".encode(),
+        f"From: Alice Customer <{CUSTOMER}>\r\nFrom: Mallory <mallory@evil.example>".encode())
+    attempt(tap, s, "two From fields", raw, "--sender", "mallory@evil.example")
+    # A phrase that wants quoting, as some mailers send it, still names her.
+    before = len(s.desk.show(1)["messages"])
+    raw = message(subject="Re: [SUP-1] private matter", body="More details.").replace(
+        f"From: Alice Customer <{CUSTOMER}>".encode(), f"From: Customer, Alice <{CUSTOMER}>".encode())
+    s.desk.deliver(raw, env={"MAILDESK_NOW": NOW})
+    last = s.desk.show(1)["messages"][-1]
+    tap.ok(len(s.desk.show(1)["messages"]) == before + 1 and last["from"] == CUSTOMER and not last["internal"],
+           "From: Customer, Alice <alice@...> is still Alice's reply", last)
     # An agent forwards a stranger's mail to the ticket: the commands in
     # it are the stranger's words, not the agent's.
     before = s.snapshot(1)[1:5]

@@ -267,7 +267,8 @@ is_desk_address (MdIngestJob *job, const char *address)
 	case MD_ADDRESS_BAD_TOKEN:
 		return TRUE;
 	case MD_ADDRESS_OTHER_LOCAL:
-		if (md_desk_matches_recipient (desk, address))
+		/* postmaster: LMTP takes it for the intake (RFC 5321 4.5.1) */
+		if (md_desk_matches_recipient (desk, address) || g_ascii_strncasecmp (address, "postmaster@", 11) == 0)
 			return TRUE;
 		break;
 	case MD_ADDRESS_FOREIGN:
@@ -281,7 +282,7 @@ is_desk_address (MdIngestJob *job, const char *address)
 /* Why a message is the desk's own mail come back (our loop header, or a
  * From at one of the desk's addresses), or NULL when it is not. */
 static const char *
-own_mail_reason (MdIngestJob *job)
+own_mail_reason (MdIngestJob *job, MdStore *store)
 {
 	const char *const *loop = md_message_header_values (job->msg, MD_LOOP_HEADER);
 	for (guint i = 0; loop && loop[i]; i++) {
@@ -289,7 +290,9 @@ own_mail_reason (MdIngestJob *job)
 		if (g_ascii_strcasecmp (value, job->desk->conf->domain) == 0)
 			return "it carries our own loop header";
 	}
-	if (job->sender_addr && is_desk_address (job, job->sender_addr))
+	/* An agent may well write from an address a rule also takes. */
+	if (job->sender_addr && is_desk_address (job, job->sender_addr) &&
+	    !md_is_agent (store, job->sender_addr, (const char *const *) job->desk->conf->agents))
 		return "it is from one of the desk's own addresses";
 	return NULL;
 }
@@ -541,7 +544,7 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 
 	if (msg->is_report)
 		return store_bounce (job, store, error);
-	const char *own = own_mail_reason (job);
+	const char *own = own_mail_reason (job, store);
 	if (own)
 		return store_own_mail (job, store, own, error);
 	/* Mail from an address proves it receives mail again. */

@@ -68,9 +68,9 @@ md_notify_automatic_reason (const MdMessage *msg)
 	/* Older responders say so only in these (RFC 3834 5 mentions them). */
 	if (header_has (msg, "X-Autoreply") || header_has (msg, "X-Autorespond"))
 		return "it is an automatic reply";
-	if (precedence_lc && (strstr (precedence_lc, "bulk") || strstr (precedence_lc, "junk") ||
-	                      strstr (precedence_lc, "auto_reply")))
-		return "its precedence is bulk or junk";
+	/* Not bulk: some list servers and CRMs mark people's mail so. */
+	if (precedence_lc && (strstr (precedence_lc, "junk") || strstr (precedence_lc, "auto_reply")))
+		return "its precedence is junk or auto_reply";
 	if (msg->envelope_sender && !*msg->envelope_sender)
 		return "its envelope sender is null (a bounce)";
 	if (local_part_in (msg->from_addr, machine_locals) || local_part_in (msg->envelope_sender, machine_locals))
@@ -97,8 +97,8 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 		return automatic;
 	if (header_has (msg, "List-Id") || header_has (msg, "List-Unsubscribe"))
 		return "it comes from a mailing list";
-	if (precedence_lc && strstr (precedence_lc, "list"))
-		return "its precedence is list";
+	if (precedence_lc && (strstr (precedence_lc, "list") || strstr (precedence_lc, "bulk")))
+		return "its precedence is list or bulk";
 	if (suppress_lc && (strstr (suppress_lc, "all") || strstr (suppress_lc, "autoreply")))
 		return "the sender asked for no automatic replies";
 	if (envelope_sender && !*envelope_sender)

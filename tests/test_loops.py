@@ -212,6 +212,20 @@ def test_own_mail(tap):
     rcpts = sorted(r for m in a.outgoing() for r in m[0]["rcpt_tos"])
     tap.eq(rcpts, ["alice@customer.example", "bob@customer.example"],
            "a desk address in Cc does not become a participant")
+    a.desk.deliver(message(subject="Re: [SUP-1] Help", headers=["Cc: postmaster@a.example"]),
+                   env={"MAILDESK_NOW": NOW})
+    a.desk.run("ticket", "reply", "1", "--as", "jane@a.example", input=b"Again.\n", env={"MAILDESK_NOW": NOW},
+               check=True)
+    tap.ok(all("postmaster@a.example" not in m[0]["rcpt_tos"] for m in a.outgoing()),
+           "nor does the desk's postmaster")
+    # An agent whose address a rule takes (security@) is still an agent.
+    a.desk.run("agent", "add", "security@a.example", check=True)
+    tok = env["mail_from"]
+    a.desk.deliver(message(subject="Re: [SUP-1] Help", sender="security@a.example", to=tok, body="Looking."),
+                   "--recipient", tok, env={"MAILDESK_NOW": NOW})
+    last = [m for m in a.desk.show(1)["messages"] if m["direction"] == "in"][-1]
+    tap.ok(not last["internal"] and last["from"] == "security@a.example", "an agent at a rule's address replies",
+           last)
     a.close()
 
 

@@ -443,6 +443,50 @@ open_connection (Mailbox *mb, GError **error)
 	return verify_peer (mb, error);
 }
 
+/* libetpan 1.9 reads a literal (a message body) in a loop that takes a
+ * read of 0 bytes, the peer's end of stream, for "try again": a server
+ * that closes mid-message leaves it spinning on a core for ever, deaf to
+ * our shutdown().  Each stream's driver is wrapped so that 0 bytes read
+ * is an error.  One wrapper per libetpan driver (plain, TLS). */
+typedef struct {
+	mailstream_low_driver guarded;  /* first: the stream points here */
+	mailstream_low_driver *original;
+} GuardedDriver;
+
+static GuardedDriver guarded_drivers[4];
+static guint n_guarded_drivers;
+static GMutex guarded_drivers_lock;
+
+static ssize_t
+guarded_read (mailstream_low *low, void *buf, size_t count)
+{
+	const GuardedDriver *g = (const GuardedDriver *) low->driver;
+	ssize_t n = g->original->mailstream_read (low, buf, count);
+	return n == 0 && count > 0 ? -1 : n;
+}
+
+static void
+guard_end_of_stream (mailstream *stream)
+{
+	mailstream_low *low = stream ? mailstream_get_low (stream) : NULL;
+	if (!low || low->driver->mailstream_read == guarded_read)
+		return;
+	GuardedDriver *g = NULL;
+	g_mutex_lock (&guarded_drivers_lock);
+	for (guint i = 0; i < n_guarded_drivers && !g; i++)
+		if (guarded_drivers[i].original == low->driver)
+			g = &guarded_drivers[i];
+	if (!g && n_guarded_drivers < G_N_ELEMENTS (guarded_drivers)) {
+		g = &guarded_drivers[n_guarded_drivers++];
+		g->original = low->driver;
+		g->guarded = *low->driver;
+		g->guarded.mailstream_read = guarded_read;
+	}
+	g_mutex_unlock (&guarded_drivers_lock);
+	if (g)
+		low->driver = &g->guarded;
+}
+
 static gboolean
 log_in (Mailbox *mb, GError **error)
 {
@@ -451,6 +495,8 @@ log_in (Mailbox *mb, GError **error)
 
 	if (!password)
 		return FALSE;
+	/* after STARTTLS, which replaces the stream's driver */
+	guard_end_of_stream (mb->imap->imap_stream);
 	if (mb->conf->auth && !g_ascii_strcasecmp (mb->conf->auth, "plain"))
 		r = mailimap_authenticate (mb->imap, "PLAIN", mb->host, NULL, NULL, mb->conf->user, mb->conf->user,
 		                           password, NULL);

@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -498,13 +499,44 @@ def test_serve_polls(tap):
     desk.cleanup()
 
 
+def misbehaving(mode, lifetime=30):
+    """tests/imap_misbehaving.py on a free loopback port: (process, port)."""
+    from mdtest import free_port as any_port
+    port = any_port()
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, os.path.join(here, "imap_misbehaving.py"), str(port), mode,
+                             str(lifetime)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, port
+
+
+def test_server_closes_mid_message(tap):
+    """A server that closes the connection in the middle of a message's
+    body: the fetch fails (try again later) instead of spinning for ever."""
+    proc, port = misbehaving("closemid")
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", extra="allow_plaintext = true", ca=False)
+    start = time.monotonic()
+    try:
+        p = desk.run("fetch", timeout=30)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        rc = "still running after 30 s"
+    eq(tap, rc, 75, "fetch exits 75")
+    tap.ok(time.monotonic() - start < 20, "promptly", time.monotonic() - start)
+    eq(tap, subjects(desk), [], "and stores nothing of the half message")
+    proc.kill()
+    proc.wait()
+    desk.cleanup()
+
+
 def main():
     global DV
     DV = Dovecot()
     try:
         run_tests(test_ingest_and_move, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
-                  test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls)
+                  test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
+                  test_server_closes_mid_message)
     finally:
         DV.stop()
 

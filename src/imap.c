@@ -32,6 +32,7 @@
 #define IDLE_SLICE_S        60
 #define BACKOFF_MIN_S       1
 #define BACKOFF_MAX_S       300
+#define STEADY_SESSION_S    60      /* a session this long earns a fresh back-off */
 #define BATCH_MAX           500     /* messages listed per UID FETCH */
 #define PASSWORD_MAX        4096
 #define CHAIN_MAX           16
@@ -983,7 +984,12 @@ mailbox_thread (gpointer data)
 	while (!mailbox_stopping (mb)) {
 		g_autoptr (GError) error = NULL;
 		gboolean served = FALSE;
+		gint64 started = g_get_monotonic_time ();
 		gboolean ok = mailbox_session (mb, &served, &error);
+		/* A session that got work done but fails again at once (a server
+		 * that refuses IDLE, a proxy that drops idle connections) is
+		 * trouble like any other: no fresh start at a second's wait. */
+		gboolean lasted = g_get_monotonic_time () - started >= (gint64) STEADY_SESSION_S * G_USEC_PER_SEC;
 		gboolean idled = mb->has_idle;
 		mailbox_disconnect (mb, ok);
 		if (mailbox_stopping (mb))
@@ -994,7 +1000,7 @@ mailbox_thread (gpointer data)
 				break;
 			continue;
 		}
-		backoff = served ? BACKOFF_MIN_S : MIN (MAX (backoff * 2, BACKOFF_MIN_S), BACKOFF_MAX_S);
+		backoff = served && lasted ? BACKOFF_MIN_S : MIN (MAX (backoff * 2, BACKOFF_MIN_S), BACKOFF_MAX_S);
 		g_warning ("%s; retrying in %us", error->message, backoff);
 		if (!mailbox_sleep (mb, backoff))
 			break;

@@ -8,6 +8,7 @@ LIFETIME seconds.  Usage: imap_misbehaving.py PORT MODE [LIFETIME]"""
 import socket
 import sys
 import threading
+import time
 
 PORT, MODE = int(sys.argv[1]), sys.argv[2]
 LIFETIME = float(sys.argv[3]) if len(sys.argv) > 3 else 60
@@ -64,11 +65,12 @@ def main():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", PORT))
     s.listen(8)
-    s.settimeout(LIFETIME)
+    end = time.monotonic() + LIFETIME
     logins = []
     print("ready", flush=True)
     try:
-        while True:
+        while time.monotonic() < end:
+            s.settimeout(max(end - time.monotonic(), 0.01))
             c, _ = s.accept()
             threading.Thread(target=handle, args=(c, logins), daemon=True).start()
     except (socket.timeout, KeyboardInterrupt):

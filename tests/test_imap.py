@@ -529,6 +529,21 @@ def test_server_closes_mid_message(tap):
     desk.cleanup()
 
 
+def test_idle_refused_backs_off(tap):
+    """A server that lists mail but refuses IDLE each time: the poller's
+    waits grow (1, 2, 4 ... s) instead of a login every second."""
+    from mdtest import Server, free_port as lmtp_port
+    proc, port = misbehaving("idlebad", lifetime=10)
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", extra="allow_plaintext = true", ca=False,
+                     lmtp=f"[lmtp]\nlisten = 127.0.0.1:{lmtp_port()}\n")
+    server = Server(desk).start()
+    proc.wait(timeout=30)
+    logins = int(proc.stdout.read().split()[-1])
+    server.stop()
+    tap.ok(1 <= logins <= 5, "at most five logins in ten seconds", logins)
+    desk.cleanup()
+
+
 def main():
     global DV
     DV = Dovecot()
@@ -536,7 +551,7 @@ def main():
         run_tests(test_ingest_and_move, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
-                  test_server_closes_mid_message)
+                  test_server_closes_mid_message, test_idle_refused_backs_off)
     finally:
         DV.stop()
 

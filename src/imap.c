@@ -720,6 +720,25 @@ add_flag (Mailbox *mb, guint32 uid, struct mailimap_flag *flag, GError **error)
 	return TRUE;
 }
 
+/* Whether R is the server's NO or BAD rather than trouble on the way. */
+static gboolean
+server_refused (int r)
+{
+	return r != MAILIMAP_ERROR_STREAM && r != MAILIMAP_ERROR_CONNECTION_REFUSED && r != MAILIMAP_ERROR_SSL &&
+	       r != MAILIMAP_ERROR_PARSE && r != MAILIMAP_ERROR_MEMORY && r != MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION;
+}
+
+/* A MOVE or COPY the server refused (no such folder, quota): an
+ * MD_ERROR_DENIED error, which the caller can work around. */
+static gboolean
+move_refused (Mailbox *mb, int r, const char *what, GError **error)
+{
+	imap_failed (mb, r, what, error);
+	if (server_refused (r) && error && *error)
+		(*error)->code = MD_ERROR_DENIED;
+	return FALSE;
+}
+
 /* MOVE when the server has it, else COPY + \Deleted + UID EXPUNGE. */
 static gboolean
 move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
@@ -732,13 +751,13 @@ move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 		r = mailimap_uid_move (mb->imap, set, folder);
 		mailimap_set_free (set);
 		if (!imap_ok (r))
-			return imap_failed (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
+			return move_refused (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
 		return TRUE;
 	}
 	r = mailimap_uid_copy (mb->imap, set, folder);
 	if (!imap_ok (r)) {
 		mailimap_set_free (set);
-		return imap_failed (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);
+		return move_refused (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);
 	}
 	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error)) {
 		mailimap_set_free (set);
@@ -753,13 +772,31 @@ move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 	return TRUE;
 }
 
+/* To FOLDER; when the server refuses that (the folder cannot be made,
+ * a quota), the message stays, \Flagged for a human, and the mailbox
+ * goes on: one message must not hold up every one behind it. */
+static gboolean
+file_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
+{
+	GError *local = NULL;
+	if (move_to (mb, uid, folder, &local))
+		return TRUE;
+	if (!g_error_matches (local, MD_ERROR, MD_ERROR_DENIED)) {
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	g_warning ("%s; uid %u stays in %s, flagged", local->message, uid, mb->mailbox);
+	g_error_free (local);
+	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
+}
+
 /* Ingested: to processed_folder, or \Seen where it is. */
 static gboolean
 file_processed (Mailbox *mb, guint32 uid, GError **error)
 {
 	const char *folder = mb->conf->processed_folder;
 	if (folder && *folder)
-		return move_to (mb, uid, folder, error);
+		return file_to (mb, uid, folder, error);
 	return add_flag (mb, uid, mailimap_flag_new_seen (), error);
 }
 
@@ -769,7 +806,7 @@ file_failed (Mailbox *mb, guint32 uid, GError **error)
 {
 	const char *folder = mb->conf->failed_folder;
 	if (folder && *folder)
-		return move_to (mb, uid, folder, error);
+		return file_to (mb, uid, folder, error);
 	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
 }
 

@@ -24,7 +24,7 @@ from mdtest import Desk, message, run_tests
 BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
-USERS = ["poll", "move", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
+USERS = ["poll", "move", "refusedfolder", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
          "served"]
 
 
@@ -241,6 +241,24 @@ def test_ingest_and_move(tap):
     eq(tap, (p.returncode, subjects(desk)), (0, ["first", "fourth", "second", "third"]),
            "a second fetch takes only the new message")
     eq(tap, DV.folder("move", "Failed"), {}, "nothing went to Failed")
+    desk.cleanup()
+
+
+def test_folder_refused(tap):
+    """A processed_folder the server will not take (here a name that is not
+    modified UTF-7): each message is ingested, stays flagged where it is,
+    and does not hold up the ones behind it."""
+    desk = imap_desk("refusedfolder", extra="processed_folder = Done&")
+    DV.append("refusedfolder", *msgs("one", "two", "three"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch exits 0", p.stderr)
+    eq(tap, subjects(desk), ["one", "three", "two"], "every message became a ticket")
+    inbox = DV.folder("refusedfolder", "INBOX")
+    tap.ok(len(inbox) == 3 and all("\\Flagged" in f for f in inbox.values()), "each stays in the INBOX, flagged",
+           inbox)
+    tap.ok(p.stderr.count(b"stays in INBOX, flagged") == 3, "and the log says why", p.stderr[-600:])
+    p = fetch(desk)
+    eq(tap, (p.returncode, len(desk.tickets())), (0, 3), "a second fetch does not take them again")
     desk.cleanup()
 
 
@@ -548,7 +566,7 @@ def main():
     global DV
     DV = Dovecot()
     try:
-        run_tests(test_ingest_and_move, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
+        run_tests(test_ingest_and_move, test_folder_refused, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off)

@@ -831,8 +831,6 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 	gint64 size = 0;
 	gint64 max = mb->desk->conf->max_message_size;
 
-	if (p->deleted)
-		return TRUE;  /* being removed (ours, after a crash before EXPUNGE, or a user's) */
 	if (max > 0 && (gint64) p->size > max) {
 		g_set_error (&refusal, MD_ERROR, MD_ERROR_TOO_BIG, "message of %u bytes is over max_message_size (%"
 		             G_GINT64_FORMAT ")", p->size, max);
@@ -845,6 +843,11 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 			           result.duplicate ? "duplicate, already ingested" :
 			           result.key ? result.key : "stored");
 			g_free (result.key);
+			/* \Deleted and seen before: ours, left by a crash before
+			 * EXPUNGE or by a server without UIDPLUS; filed already.  A
+			 * user's \Deleted mail that is new is ingested like any. */
+			if (p->deleted && result.duplicate)
+				return TRUE;
 			return file_processed (mb, p->uid, error);
 		}
 	}

@@ -24,7 +24,7 @@ from mdtest import Desk, message, run_tests
 BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
-USERS = ["poll", "move", "refusedfolder", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
+USERS = ["poll", "move", "refusedfolder", "deleted", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
          "served"]
 
 
@@ -259,6 +259,21 @@ def test_folder_refused(tap):
     tap.ok(p.stderr.count(b"stays in INBOX, flagged") == 3, "and the log says why", p.stderr[-600:])
     p = fetch(desk)
     eq(tap, (p.returncode, len(desk.tickets())), (0, 3), "a second fetch does not take them again")
+    desk.cleanup()
+
+
+def test_deleted_by_someone_else(tap):
+    """Mail a user flagged \\Deleted (but did not expunge) is still mail:
+    ingested, not skipped for good."""
+    desk = imap_desk("deleted", extra="processed_folder = Processed")
+    m = DV.client("deleted")
+    m.append("INBOX", "(\\Deleted)", None, msgs("flagged deleted")[0])
+    m.logout()
+    DV.append("deleted", *msgs("plain"))
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["flagged deleted", "plain"]), "both become tickets", p.stderr)
+    p = fetch(desk)
+    eq(tap, (p.returncode, len(desk.tickets())), (0, 2), "once")
     desk.cleanup()
 
 
@@ -566,7 +581,7 @@ def main():
     global DV
     DV = Dovecot()
     try:
-        run_tests(test_ingest_and_move, test_folder_refused, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
+        run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off)

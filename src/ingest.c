@@ -106,6 +106,7 @@ find_token (MdIngestJob *job)
 {
 	const MdAddressing *a = &job->desk->addressing;
 	GPtrArray *candidates = g_ptr_array_new ();
+	g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func (g_free);
 
 	if (job->recipients && job->recipients[0]) {
 		for (int i = 0; job->recipients[i]; i++)
@@ -115,6 +116,22 @@ find_token (MdIngestJob *job)
 			g_ptr_array_add (candidates, job->msg->to->pdata[i]);
 		for (guint i = 0; job->msg->cc && i < job->msg->cc->len; i++)
 			g_ptr_array_add (candidates, job->msg->cc->pdata[i]);
+		/* What the delivering MTA wrote of the envelope (the topmost of
+		 * each): a ticket's address in Bcc shows only there. */
+		static const char *const envelope_headers[] = { "Delivered-To", "X-Original-To" };
+		for (gsize h = 0; h < G_N_ELEMENTS (envelope_headers); h++) {
+			const char *const *v = md_message_header_values (job->msg, envelope_headers[h]);
+			if (v && v[0]) {
+				char *addr = g_strstrip (g_strdup (v[0]));
+				gsize len = strlen (addr);
+				if (len >= 2 && addr[0] == '<' && addr[len - 1] == '>') {
+					memmove (addr, addr + 1, len - 2);
+					addr[len - 2] = '\0';
+				}
+				g_ptr_array_add (candidates, addr);
+				g_ptr_array_add (owned, addr);
+			}
+		}
 	}
 	for (guint i = 0; i < candidates->len; i++) {
 		gint64 id = 0;

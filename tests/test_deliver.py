@@ -126,6 +126,11 @@ def test_token_in_headers(tap):
     addr = token_address(desk, 1).upper().replace("SUPPORT.EXAMPLE.COM", "support.example.com")
     p = desk.deliver(message(subject="no tag here", to=addr, msgid="t1@customer.example"))
     tap.eq(p.stdout.decode().strip(), "SUP-1", "a token in To threads, case-insensitively, without a tag")
+    # In Bcc: only the delivering MTA's Delivered-To (or X-Original-To) shows it.
+    for i, header in enumerate(("Delivered-To", "X-Original-To")):
+        p = desk.deliver(message(subject="more info", to="colleague@customer.example", msgid=f"bcc{i}@customer.example",
+                                 headers=[f"{header}: {token_address(desk, 1)}"]))
+        tap.eq(p.stdout.decode().strip(), "SUP-1", f"a token in {header} (a Bcc) threads too")
     desk.cleanup()
 
 

@@ -34,6 +34,7 @@
 #define BACKOFF_MAX_S       300
 #define STEADY_SESSION_S    60      /* a session this long earns a fresh back-off */
 #define BATCH_MAX           500     /* messages listed per UID FETCH */
+#define FETCH_CHUNK         (1024 * 1024)  /* bytes of a message per UID FETCH */
 #define PASSWORD_MAX        4096
 #define CHAIN_MAX           16
 
@@ -634,21 +635,23 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 /* Fetches UID with BODY.PEEK[] and spools it.  libetpan hands over the
  * literal in memory; its size was checked against max_message_size
  * (RFC822.SIZE) before, and the spool writer bounds it again. */
+/* UID FETCH UID BODY.PEEK[]<OFFSET.FETCH_CHUNK> into W; *GOT_R: bytes the
+ * server sent (fewer than asked at the end of the message). */
 static gboolean
-fetch_to_spool (Mailbox *mb, guint32 uid, char **sha_r, gint64 *size_r, GError **error)
+fetch_chunk (Mailbox *mb, guint32 uid, guint32 offset, MdSpoolWriter *w, gsize *got_r, GError **error)
 {
 	struct mailimap_set *set = mailimap_set_new_single (uid);
 	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
 	clist *result = NULL;
 
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
-	mailimap_fetch_type_new_fetch_att_list_add (type,
-	                                           mailimap_fetch_att_new_body_peek_section (mailimap_section_new (NULL)));
+	mailimap_fetch_type_new_fetch_att_list_add (
+		type, mailimap_fetch_att_new_body_peek_section_partial (mailimap_section_new (NULL), offset, FETCH_CHUNK));
 	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
 	mailimap_fetch_type_free (type);
 	mailimap_set_free (set);
 	if (!imap_ok (r)) {
-		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]", uid);
+		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
 		return imap_failed (mb, r, what, error);
 	}
 
@@ -679,22 +682,40 @@ fetch_to_spool (Mailbox *mb, guint32 uid, char **sha_r, gint64 *size_r, GError *
 	}
 
 	gboolean ok = FALSE;
-	if (!body) {
+	if (!body && offset == 0)
 		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the server returned no body for UID %u", mb->label, uid);
-	} else if (body_len == 0) {
-		g_set_error (error, MD_ERROR, MD_ERROR_EMPTY, "empty message refused");
-	} else {
-		MdSpoolWriter *w = md_spool_writer_new (mb->desk->spool, MD_SPOOL_RAW, mb->desk->conf->max_message_size,
-		                                        error);
-		if (w && md_spool_writer_write (w, body, body_len, error)) {
-			*size_r = md_spool_writer_size (w);
-			ok = md_spool_writer_commit (w, sha_r, error);
-		} else {
-			md_spool_writer_abort (w);
-		}
-	}
+	else
+		ok = !body_len || md_spool_writer_write (w, body, body_len, error);
+	*got_r = body ? body_len : 0;
 	mailimap_fetch_list_free (result);
 	return ok;
+}
+
+static gboolean
+fetch_to_spool (Mailbox *mb, guint32 uid, char **sha_r, gint64 *size_r, GError **error)
+{
+	MdSpoolWriter *w = md_spool_writer_new (mb->desk->spool, MD_SPOOL_RAW, mb->desk->conf->max_message_size, error);
+	if (!w)
+		return FALSE;
+	/* In pieces of FETCH_CHUNK: libetpan holds a whole literal in memory,
+	 * and a message may be tens of megabytes (or claim to be smaller than
+	 * it is); the spool writer refuses what passes max_message_size. */
+	for (guint32 offset = 0;; offset += FETCH_CHUNK) {
+		gsize got = 0;
+		if (!fetch_chunk (mb, uid, offset, w, &got, error)) {
+			md_spool_writer_abort (w);
+			return FALSE;
+		}
+		if (got < FETCH_CHUNK)
+			break;
+	}
+	*size_r = md_spool_writer_size (w);
+	if (*size_r == 0) {
+		md_spool_writer_abort (w);
+		g_set_error (error, MD_ERROR, MD_ERROR_EMPTY, "empty message refused");
+		return FALSE;
+	}
+	return md_spool_writer_commit (w, sha_r, error);
 }
 
 static struct mailimap_set *

@@ -516,10 +516,44 @@ log_in (Mailbox *mb, GError **error)
 	return refresh_capabilities (mb, error);
 }
 
+/* A mailbox name as IMAP spells it on the wire: modified UTF-7
+ * (RFC 3501 5.1.3).  Printable ASCII stands for itself, '&' is "&-",
+ * anything else is '&', the modified base64 (',' for '/', no padding) of
+ * its UTF-16BE, '-'.  Free with g_free. */
+static char *
+mailbox_wire_name (const char *utf8)
+{
+	GString *out = g_string_new (NULL);
+	const char *p = utf8;
+	while (*p) {
+		if ((guchar) *p >= 0x20 && (guchar) *p < 0x7f) {
+			if (*p == '&')
+				g_string_append (out, "&-");
+			else
+				g_string_append_c (out, *p);
+			p++;
+			continue;
+		}
+		const char *run = p;
+		while (*p && ((guchar) *p < 0x20 || (guchar) *p >= 0x7f))
+			p++;
+		gsize len = 0;
+		g_autofree char *utf16 = g_convert (run, p - run, "UTF-16BE", "UTF-8", NULL, &len, NULL);
+		g_autofree char *b64 = utf16 ? g_base64_encode ((const guchar *) utf16, len) : g_strdup ("");
+		g_strdelimit (b64, "/", ',');
+		char *pad = strchr (b64, '=');
+		if (pad)
+			*pad = 0;
+		g_string_append_printf (out, "&%s-", b64);
+	}
+	return g_string_free (out, FALSE);
+}
+
 static gboolean
 select_mailbox (Mailbox *mb, GError **error)
 {
-	int r = mailimap_select (mb->imap, mb->mailbox);
+	g_autofree char *wire = mailbox_wire_name (mb->mailbox);
+	int r = mailimap_select (mb->imap, wire);
 	if (r == MAILIMAP_ERROR_SELECT) {
 		const char *said = mb->imap->imap_response;
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: cannot select mailbox %s%s%s", mb->label,
@@ -531,8 +565,10 @@ select_mailbox (Mailbox *mb, GError **error)
 	/* The folders we file into; "already exists" is the usual answer. */
 	const char *folders[] = { mb->conf->processed_folder, mb->conf->failed_folder };
 	for (gsize i = 0; i < G_N_ELEMENTS (folders); i++)
-		if (folders[i] && *folders[i])
-			mailimap_create (mb->imap, folders[i]);
+		if (folders[i] && *folders[i]) {
+			g_autofree char *folder = mailbox_wire_name (folders[i]);
+			mailimap_create (mb->imap, folder);
+		}
 	return TRUE;
 }
 
@@ -766,16 +802,17 @@ move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 {
 	struct mailimap_set *set = uid_set (uid);
 	g_autofree char *what = NULL;
+	g_autofree char *wire = mailbox_wire_name (folder);
 	int r;
 
 	if (mb->has_move) {
-		r = mailimap_uid_move (mb->imap, set, folder);
+		r = mailimap_uid_move (mb->imap, set, wire);
 		mailimap_set_free (set);
 		if (!imap_ok (r))
 			return move_refused (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
 		return TRUE;
 	}
-	r = mailimap_uid_copy (mb->imap, set, folder);
+	r = mailimap_uid_copy (mb->imap, set, wire);
 	if (!imap_ok (r)) {
 		mailimap_set_free (set);
 		return move_refused (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);

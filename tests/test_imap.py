@@ -24,7 +24,7 @@ from mdtest import Desk, message, run_tests
 BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
-USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
+USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "utf7", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
          "served"]
 
 
@@ -245,10 +245,10 @@ def test_ingest_and_move(tap):
 
 
 def test_folder_refused(tap):
-    """A processed_folder the server will not take (here a name that is not
-    modified UTF-7): each message is ingested, stays flagged where it is,
-    and does not hold up the ones behind it."""
-    desk = imap_desk("refusedfolder", extra="processed_folder = Done&")
+    """A processed_folder the server will not take (here a name too long
+    for it): each message is ingested, stays flagged where it is, and does
+    not hold up the ones behind it."""
+    desk = imap_desk("refusedfolder", extra="processed_folder = " + "x" * 400)
     DV.append("refusedfolder", *msgs("one", "two", "three"))
     p = fetch(desk)
     eq(tap, p.returncode, 0, "fetch exits 0", p.stderr)
@@ -300,6 +300,16 @@ def test_big_message_memory(tap):
     eq(tap, (rc, subjects(desk)), (0, ["big"]), "the message is ingested")
     limit = 160 if os.environ.get("ASAN_OPTIONS") else 32
     tap.ok(rss < limit * 1024, f"in under {limit} MB of memory ({rss // 1024} MB)", f"{rss} KiB")
+    desk.cleanup()
+
+
+def test_folder_names_in_utf7(tap):
+    """Folder names go on the wire in modified UTF-7 (RFC 3501 5.1.3)."""
+    desk = imap_desk("utf7", extra="processed_folder = Gelöst & erledigt")
+    DV.append("utf7", *msgs("umlaut"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch exits 0", p.stderr)
+    eq(tap, len(DV.folder("utf7", '"Gel&APY-st &- erledigt"') or {}), 1, "the message is in the folder, named right")
     desk.cleanup()
 
 
@@ -607,7 +617,8 @@ def main():
     global DV
     DV = Dovecot()
     try:
-        run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
+        run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory,
+                  test_folder_names_in_utf7, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off)

@@ -35,7 +35,6 @@
 #define STEADY_SESSION_S    60      /* a session this long earns a fresh back-off */
 #define BATCH_MAX           500     /* messages listed per UID FETCH */
 #define FETCH_CHUNK         (1024 * 1024)  /* bytes of a message per UID FETCH */
-#define PASSWORD_MAX        4096
 #define CHAIN_MAX           16
 
 typedef struct {
@@ -162,40 +161,17 @@ mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 	return g_steal_pointer (&mb);
 }
 
-/* The password file's first line; never logged. Free with g_free. */
+/* The password file's first line; never logged.  Free with md_password_free. */
 static char *
 read_password (Mailbox *mb, GError **error)
 {
-	g_autofree char *text = NULL;
-	gsize len = 0;
-	g_autoptr (GError) file_error = NULL;
-
-	if (!g_file_get_contents (mb->conf->password_file, &text, &len, &file_error)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: cannot read password_file: %s", mb->label,
-		             file_error->message);
-		return NULL;
+	GError *local = NULL;
+	char *password = md_password_read (mb->conf->password_file, &local);
+	if (!password) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: %s", mb->label, local->message);
+		g_error_free (local);
 	}
-	if (len > PASSWORD_MAX || memchr (text, '\0', len)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: password_file %s is not a password", mb->label,
-		             mb->conf->password_file);
-		return NULL;
-	}
-	text[strcspn (text, "\r\n")] = '\0';
-	if (!*text) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: password_file %s is empty", mb->label,
-		             mb->conf->password_file);
-		return NULL;
-	}
-	return g_steal_pointer (&text);
-}
-
-static void
-password_free (char *password)
-{
-	if (password) {
-		memset (password, 0, strlen (password));
-		g_free (password);
-	}
+	return password;
 }
 
 /* ---- stopping ---- */
@@ -504,7 +480,7 @@ log_in (Mailbox *mb, GError **error)
 		                           password, NULL);
 	else
 		r = mailimap_login (mb->imap, mb->conf->user, password);
-	password_free (password);
+	md_password_free (password);
 	if (r == MAILIMAP_ERROR_LOGIN || r == MAILIMAP_ERROR_SASL) {
 		const char *said = mb->imap->imap_response;
 		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "%s: login as %s refused by %s%s%s", mb->label,

@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/syscall.h>
@@ -139,4 +140,44 @@ md_text_one_line (const char *text, gsize max_chars)
 		chars++;
 	}
 	return g_string_free (out, FALSE);
+}
+
+char *
+md_password_read (const char *path, GError **error)
+{
+	g_autoptr (GError) local = NULL;
+	g_autofree char *text = NULL;
+	gsize len = 0;
+	GStatBuf st;
+
+	if (g_stat (path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+		             "password_file %s may be read by others (mode %04o): chmod 600 it", path,
+		             (unsigned) (st.st_mode & 07777));
+		return NULL;
+	}
+	if (!g_file_get_contents (path, &text, &len, &local)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "cannot read password_file: %s", local->message);
+		return NULL;
+	}
+	if (len > 4096 || memchr (text, '\0', len)) {
+		md_password_free (g_steal_pointer (&text));
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "password_file %s is not a password", path);
+		return NULL;
+	}
+	text[strcspn (text, "\r\n")] = '\0';
+	if (!*text) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "password_file %s is empty", path);
+		return NULL;
+	}
+	return g_steal_pointer (&text);
+}
+
+void
+md_password_free (char *password)
+{
+	if (password) {
+		memset (password, 0, strlen (password));
+		g_free (password);
+	}
 }

@@ -68,4 +68,11 @@ char *md_text_one_line (const char *text, gsize max_chars);
  * links; for throw-away trees (classify's scratch spool, tests). */
 void md_remove_tree (const char *path);
 
+/* The first line of a password file, at most 4 KiB, never empty.  A file
+ * that others than its owner may read is refused: the password would
+ * not be a secret.  MD_ERROR_CONFIG errors name the file.  Free with
+ * md_password_free. */
+char *md_password_read (const char *path, GError **error);
+void md_password_free (char *password);
+
 #endif

@@ -84,16 +84,13 @@ curl_init_once (void)
 static char *
 read_password (const char *path, GError **error)
 {
-	g_autoptr (GError) local = NULL;
-	char *text = NULL;
-	gsize len = 0;
-	if (!g_file_get_contents (path, &text, &len, &local)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] password_file: %s", local->message);
-		return NULL;
+	GError *local = NULL;
+	char *password = md_password_read (path, &local);
+	if (!password) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] %s", local->message);
+		g_error_free (local);
 	}
-	/* the first line is the password; a trailing newline is not part of it */
-	text[strcspn (text, "\r\n")] = '\0';
-	return text;
+	return password;
 }
 
 static void
@@ -246,10 +243,7 @@ md_smtp_free (MdSmtp *smtp)
 		return;
 	if (smtp->curl)
 		curl_easy_cleanup (smtp->curl);
-	if (smtp->password) {
-		memset (smtp->password, 0, strlen (smtp->password));
-		g_free (smtp->password);
-	}
+	md_password_free (smtp->password);
 	g_free (smtp->url);
 	g_free (smtp->user);
 	g_free (smtp->ca_file);

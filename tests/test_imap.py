@@ -203,6 +203,7 @@ def imap_desk(user, url=None, extra="", lmtp="", password=PASSWORD, ca=True, nam
     pw = os.path.join(desk.dir, "imap.secret")
     with open(pw, "w") as f:
         f.write(password + "\n")
+    os.chmod(pw, 0o600)
     url = url or f"imaps://127.0.0.1:{DV.imaps_port}/INBOX"
     with open(desk.conf_path, "a") as f:
         f.write(f"""
@@ -310,6 +311,17 @@ def test_folder_names_in_utf7(tap):
     p = fetch(desk)
     eq(tap, p.returncode, 0, "fetch exits 0", p.stderr)
     eq(tap, len(DV.folder("utf7", '"Gel&APY-st &- erledigt"') or {}), 1, "the message is in the folder, named right")
+    desk.cleanup()
+
+
+def test_password_file_mode(tap):
+    """A password file others may read is refused: the password would be
+    no secret."""
+    desk = imap_desk("badpw")
+    os.chmod(os.path.join(desk.dir, "imap.secret"), 0o644)
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "fetch exits 78 (a human must act)")
+    tap.ok(b"may be read by others (mode 0644): chmod 600 it" in p.stderr, "and says what to do", p.stderr)
     desk.cleanup()
 
 
@@ -618,7 +630,7 @@ def main():
     DV = Dovecot()
     try:
         run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory,
-                  test_folder_names_in_utf7, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
+                  test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off)

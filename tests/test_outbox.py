@@ -211,6 +211,7 @@ def test_starttls_auth(tap):
     secret = os.path.join(desk0.dir, "smtp-password")
     with open(secret, "w") as f:
         f.write("s3cret pass\n")
+    os.chmod(secret, 0o600)
     desk = smtp_desk(catcher, f"user = desk\npassword_file = {secret}\nca_file = {cert}\n")
     seed(desk, ["alice@customer.example"])
     p = flush(desk)
@@ -229,6 +230,8 @@ def test_starttls_auth(tap):
 
     with open(secret, "w") as f:
         f.write("wrong\n")
+
+    os.chmod(secret, 0o600)
     wrong = smtp_desk(catcher, f"user = desk\npassword_file = {secret}\nca_file = {cert}\n")
     seed(wrong, ["alice@customer.example"])
     p = flush(wrong)
@@ -268,8 +271,13 @@ def test_desk_refused_at_mail(tap):
     secret = os.path.join(desk0.dir, "smtp-password")
     with open(secret, "w") as f:
         f.write("s3cret pass\n")
+    os.chmod(secret, 0o644)
     with open(desk.conf_path, "a") as f:  # [smtp] is the file's last section
         f.write(f"user = desk\npassword_file = {secret}\n")
+    p = flush(desk, 60)
+    tap.ok(p.returncode == 78 and b"may be read by others" in p.stderr,
+           "a password file others may read is refused (exit 78)", p.stderr)
+    os.chmod(secret, 0o600)
     p = flush(desk, 60)
     tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 2, deferred 0, failed 0"),
            "with the credentials configured both go", p.stderr.decode())

@@ -559,15 +559,22 @@ read_due (MdStore *store, gint64 id, gint64 now, DueTimer *out, gboolean *found_
 	return TRUE;
 }
 
+/* SQL sets one time of timer ?1 to ?2. */
 static gboolean
-mark_done (MdStore *store, gint64 id, gint64 now, GError **error)
+set_timer_time (MdStore *store, const char *sql, gint64 id, gint64 t, const char *what, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "UPDATE timers SET done_at = ?2 WHERE id = ?1", error);
+	g_autoptr (sqlite3_stmt) s = prepare (store, sql, error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, id);
-	sqlite3_bind_int64 (s, 2, now);
-	return run_done (store, s, "mark timer done", error);
+	sqlite3_bind_int64 (s, 2, t);
+	return run_done (store, s, what, error);
+}
+
+static gboolean
+mark_done (MdStore *store, gint64 id, gint64 now, GError **error)
+{
+	return set_timer_time (store, "UPDATE timers SET done_at = ?2 WHERE id = ?1", id, now, "mark timer done", error);
 }
 
 /* Whether a later timer of R's family (SLA, or follow-ups) is due too
@@ -629,12 +636,7 @@ auto_resolve_grace (MdStore *store, gint64 ticket_id, const TimerSet *wanted, co
 static gboolean
 postpone (MdStore *store, gint64 id, gint64 until, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "UPDATE timers SET due_at = ?1 WHERE id = ?2", error);
-	if (!s)
-		return FALSE;
-	sqlite3_bind_int64 (s, 1, until);
-	sqlite3_bind_int64 (s, 2, id);
-	return run_done (store, s, "postpone timer", error);
+	return set_timer_time (store, "UPDATE timers SET due_at = ?2 WHERE id = ?1", id, until, "postpone timer", error);
 }
 
 /* Inside a transaction: runs timer D if the ticket still calls for it,

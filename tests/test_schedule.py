@@ -257,6 +257,16 @@ class Desk2:
         self.desk.cleanup()
 
 
+def waiting_desk(extra):
+    """A Desk2 whose SUP-1 waits for the customer from Thu 3 15:00."""
+    d = Desk2(extra)
+    d.deliver(t(3, "14:00"), "Logs", "x")
+    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
+         input=b"#waiting\nPlease send the logs.\n")
+    d.tick(t(3, "15:30"))
+    return d
+
+
 def test_each_once(tap):
     """DESIGN 9: each reminder, breach notice and follow-up goes once,
     whatever moves its time afterwards; a met deadline stays met."""
@@ -278,11 +288,7 @@ def test_each_once(tap):
     d.close()
 
     # Follow-ups: 2bd and 4bd, resolution at 6bd (Mon 7 .. Fri 11 .. Tue 15 from Thu 3 15:00)
-    d = Desk2("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
-    d.deliver(t(3, "14:00"), "Logs", "x")
-    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
-         input=b"#waiting\nPlease send the logs.\n")
-    d.tick(t(3, "15:30"))
+    d = waiting_desk("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
     tap.eq([k for k, _ in d.tick(t(7, "15:00"))], ["followup"], "follow-up 1 on time")
     with open(d.desk.conf_path, "a") as f:
         f.write("[calendar]\nholidays = 2026-12-04\n")
@@ -292,11 +298,7 @@ def test_each_once(tap):
 
     # The desk was down for a week: one follow-up, not two, and the
     # customer still gets two business days before the resolution.
-    d = Desk2("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
-    d.deliver(t(3, "14:00"), "Logs", "x")
-    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
-         input=b"#waiting\nPlease send the logs.\n")
-    d.tick(t(3, "15:30"))
+    d = waiting_desk("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
     late = d.tick(t(16, "10:00"))
     tap.eq([k for k, _ in late], ["followup"], "after the outage: the last follow-up only, and no resolution yet")
     tap.ok(late and "18 Dec 2026 10:00" in late[0][1], "it names a resolution time still ahead",
@@ -306,10 +308,7 @@ def test_each_once(tap):
     tap.eq([k for k, _ in d.tick(t(18, "10:00"))], ["auto-resolve"], "resolved when the grace has passed")
     d.close()
 
-    d = Desk2("[followup]\nwaiting_reminders = 1bd\nauto_resolve_after = 0d\n")
-    d.deliver(t(3, "14:00"), "Logs", "x")
-    d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
-         input=b"#waiting\nPlease send the logs.\n")
+    d = waiting_desk("[followup]\nwaiting_reminders = 1bd\nauto_resolve_after = 0d\n")
     fu = d.tick(t(4, "15:00"))
     tap.ok(fu and "close the ticket" not in fu[0][1], "without auto-resolve, no promise to close", fu)
     d.close()

@@ -493,36 +493,14 @@ log_in (Mailbox *mb, GError **error)
 }
 
 /* A mailbox name as IMAP spells it on the wire: modified UTF-7
- * (RFC 3501 5.1.3).  Printable ASCII stands for itself, '&' is "&-",
- * anything else is '&', the modified base64 (',' for '/', no padding) of
- * its UTF-16BE, '-'.  Free with g_free. */
+ * (RFC 3501 5.1.3), which glibc's iconv has as UTF-7-IMAP (2.36 on).
+ * Without it the name goes as written, and a server that refuses it
+ * leaves the message flagged where it is (file_to).  Free with g_free. */
 static char *
 mailbox_wire_name (const char *utf8)
 {
-	GString *out = g_string_new (NULL);
-	const char *p = utf8;
-	while (*p) {
-		if ((guchar) *p >= 0x20 && (guchar) *p < 0x7f) {
-			if (*p == '&')
-				g_string_append (out, "&-");
-			else
-				g_string_append_c (out, *p);
-			p++;
-			continue;
-		}
-		const char *run = p;
-		while (*p && ((guchar) *p < 0x20 || (guchar) *p >= 0x7f))
-			p++;
-		gsize len = 0;
-		g_autofree char *utf16 = g_convert (run, p - run, "UTF-16BE", "UTF-8", NULL, &len, NULL);
-		g_autofree char *b64 = utf16 ? g_base64_encode ((const guchar *) utf16, len) : g_strdup ("");
-		g_strdelimit (b64, "/", ',');
-		char *pad = strchr (b64, '=');
-		if (pad)
-			*pad = 0;
-		g_string_append_printf (out, "&%s-", b64);
-	}
-	return g_string_free (out, FALSE);
+	char *wire = g_convert (utf8, -1, "UTF-7-IMAP", "UTF-8", NULL, NULL, NULL);
+	return wire ? wire : g_strdup (utf8);
 }
 
 static gboolean

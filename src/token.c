@@ -164,11 +164,18 @@ md_ticket_key_parse (const char *prefix, const char *text)
 	return parse_number (text, strlen (text));
 }
 
+/* intake+PREFIX-N.TOKEN@domain */
+static char *
+ticket_address (const MdAddressing *a, gint64 ticket_id, const char *token)
+{
+	return g_strdup_printf ("%s+%s-%" G_GINT64_FORMAT ".%s@%s", a->intake, a->prefix, ticket_id, token, a->domain);
+}
+
 char *
 md_address_for_ticket (const MdAddressing *a, gint64 ticket_id)
 {
 	g_autofree char *token = md_token_compute (a->secret, ticket_id);
-	return g_strdup_printf ("%s+%s-%" G_GINT64_FORMAT ".%s@%s", a->intake, a->prefix, ticket_id, token, a->domain);
+	return ticket_address (a, ticket_id, token);
 }
 
 char *
@@ -177,41 +184,18 @@ md_address_for_agents (const MdAddressing *a, gint64 ticket_id)
 	if (!a->agent_tokens)
 		return md_address_for_ticket (a, ticket_id);
 	g_autofree char *token = agent_token (a->secret, ticket_id);
-	return g_strdup_printf ("%s+%s-%" G_GINT64_FORMAT ".%s@%s", a->intake, a->prefix, ticket_id, token, a->domain);
-}
-
-/* The token of a ticket sub-address of ours ("PREFIX-N.TOKEN"), and N;
- * NULL when ADDRESS is none. */
-static const char *
-sub_address_token (const MdAddressing *a, const char *address, gint64 *id_r)
-{
-	const char *at = strrchr (address, '@');
-	const char *plus = strchr (address, '+');
-	gsize ilen = strlen (a->intake), plen = strlen (a->prefix);
-	if (!at || !plus || plus > at || (gsize) (plus - address) != ilen ||
-	    g_ascii_strncasecmp (address, a->intake, ilen) != 0 || g_ascii_strcasecmp (at + 1, a->domain) != 0)
-		return NULL;
-	const char *sub = plus + 1;
-	if (g_ascii_strncasecmp (sub, a->prefix, plen) != 0 || sub[plen] != '-')
-		return NULL;
-	const char *num = sub + plen + 1;
-	const char *dot = strchr (num, '.');
-	if (!dot || dot > at)
-		return NULL;
-	*id_r = parse_number (num, (gsize) (dot - num));
-	return *id_r ? dot + 1 : NULL;
+	return ticket_address (a, ticket_id, token);
 }
 
 gboolean
 md_address_has_agent_token (const MdAddressing *a, const char *address)
 {
 	gint64 id = 0;
-	const char *token = a->agent_tokens ? sub_address_token (a, address, &id) : NULL;
-	if (!token)
+	if (!a->agent_tokens || md_address_classify (a, address, &id) != MD_ADDRESS_TICKET)
 		return FALSE;
-	const char *at = strrchr (token, '@');
-	g_autofree char *expected = agent_token (a->secret, id);
-	return (gsize) (at - token) == MD_TOKEN_LEN && g_ascii_strncasecmp (token, expected, MD_TOKEN_LEN) == 0;
+	/* every part compares without case: domains, and the local parts we make */
+	g_autofree char *for_agents = md_address_for_agents (a, id);
+	return g_ascii_strcasecmp (address, for_agents) == 0;
 }
 
 MdAddressKind

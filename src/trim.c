@@ -785,6 +785,22 @@ split_lines (Trim *t, const char *text, const char *end)
 	return p;
 }
 
+static void
+trim_init (Trim *t)
+{
+	*t = (Trim) { 0 };
+	t->match = pcre2_match_data_create (1, NULL);
+	t->join = g_string_sized_new (MARKER_MAX_BYTES + JOIN_MAX_LINES);
+}
+
+static void
+trim_clear (Trim *t)
+{
+	pcre2_match_data_free (t->match);
+	g_string_free (t->join, TRUE);
+	g_free (t->lines);
+}
+
 gboolean
 md_trim_starts_with_forward (const char *text)
 {
@@ -794,18 +810,15 @@ md_trim_starts_with_forward (const char *text)
 	g_autofree char *head = g_utf8_make_valid (text ? text : "", MIN (strlen (text ? text : ""), 4096));
 	const char *nl = strrchr (head, '\n');
 	const char *end = nl ? nl + 1 : head + strlen (head);
-	Trim t = { 0 };
-	t.match = pcre2_match_data_create (1, NULL);
-	t.join = g_string_sized_new (MARKER_MAX_BYTES + JOIN_MAX_LINES);
+	Trim t;
+	trim_init (&t);
 	split_lines (&t, head, end);
 	classify (&t);
 	guint first = 0;
 	while (first < t.n && t.lines[first].kind == LINE_EMPTY)
 		first++;
 	gboolean forward = first < t.n && (t.lines[first].kind == LINE_FORWARD || t.lines[first].kind == LINE_HEADER);
-	pcre2_match_data_free (t.match);
-	g_string_free (t.join, TRUE);
-	g_free (t.lines);
+	trim_clear (&t);
 	return forward;
 }
 
@@ -823,9 +836,8 @@ md_trim_reply (const char *text, char **elided_r)
 		end = nl ? nl + 1 : g_utf8_find_prev_char (valid, valid + TRIM_MAX_BYTES + 1);
 	}
 
-	Trim t = { 0 };
-	t.match = pcre2_match_data_create (1, NULL);
-	t.join = g_string_sized_new (MARKER_MAX_BYTES + JOIN_MAX_LINES);
+	Trim t;
+	trim_init (&t);
 	const char *rest = split_lines (&t, valid, end);
 	g_autofree char *overflow = g_strdup (rest);
 	g_strstrip (overflow);
@@ -839,9 +851,6 @@ md_trim_reply (const char *text, char **elided_r)
 	char *trimmed = join_kept (&t, TRUE, NULL);
 	if (elided_r)
 		*elided_r = join_kept (&t, FALSE, overflow);
-
-	pcre2_match_data_free (t.match);
-	g_string_free (t.join, TRUE);
-	g_free (t.lines);
+	trim_clear (&t);
 	return trimmed;
 }

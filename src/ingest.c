@@ -527,11 +527,14 @@ store_own_mail (MdIngestJob *job, MdStore *store, const char *why, GError **erro
 {
 	MdMessage *msg = job->msg;
 	MdFoundBy found = MD_FOUND_NONE;
+	GError *local = NULL;
 	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
 	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,
-	                                   msg->references->len, msg->subject, &found, error);
-	if (found == MD_FOUND_NONE && *error)
+	                                   msg->references->len, msg->subject, &found, &local);
+	if (local) {
+		g_propagate_error (error, local);
 		return FALSE;
+	}
 	g_info ("ingest: %s: %s; kept as a note", msg->message_id ? msg->message_id : "message", why);
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
 	g_free (m->flag);

@@ -296,24 +296,125 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 	return (const char *const *) holder->pdata;
 }
 
+/* Whether the mail goes to agents only: an agents' event, or an answer
+ * (a command error, #list) addressed to agents alone. */
 static gboolean
-queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
+addressed_to_agents (MdDesk *desk, MdStore *store, const Outgoing *o)
 {
-	/* Mail to agents: an agents' event, or an answer (a command error,
-	 * #list) to an agent. */
-	gboolean to_agents = !md_template_event_is_customer_facing (o->event);
-	for (guint i = 0; !to_agents && i < o->rcpts->len; i++) {
+	if (!md_template_event_is_customer_facing (o->event))
+		return TRUE;
+	for (guint i = 0; i < o->rcpts->len; i++)
 		if (!md_is_agent (store, o->rcpts->pdata[i], (const char *const *) desk->conf->agents))
-			break;
-		to_agents = i + 1 == o->rcpts->len;
-	}
-	/* Automatic mail to customers skips addresses known to bounce.  Not
-	 * the agents': a report anyone can send must not cut them off. */
-	for (guint i = o->rcpts->len; !to_agents && o->auto_submitted != MD_AUTO_SUBMITTED_NONE && i > 0; i--) {
+			return FALSE;
+	return o->rcpts->len > 0;
+}
+
+/* Automatic mail to customers skips addresses known to bounce.  Not
+ * the agents': a report anyone can send must not cut them off. */
+static void
+drop_bouncing (MdStore *store, Outgoing *o)
+{
+	for (guint i = o->rcpts->len; i > 0; i--) {
 		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
 		if (p && p->bouncing)
 			g_ptr_array_remove_index (o->rcpts, i - 1);
 	}
+}
+
+/* The event's template rendered with o->vars, under the rules lock a
+ * SIGHUP reload takes; the template's extra headers copied out. */
+static gboolean
+render (MdDesk *desk, const Outgoing *o, char **subject_r, char **body_r, GStrv *headers_r, GError **error)
+{
+	g_rw_lock_reader_lock (&desk->rules_lock);
+	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
+	gboolean rendered = tmpl && md_template_render (tmpl, o->vars, subject_r, body_r, error);
+	*headers_r = tmpl ? g_strdupv ((char **) md_template_headers (tmpl)) : NULL;
+	g_rw_lock_reader_unlock (&desk->rules_lock);
+	if (!tmpl)
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "no template for %s", o->event);
+	return rendered;
+}
+
+/* The relayed message's attachments as files of the spool (their paths
+ * owned by paths). */
+static GArray *
+attachment_files (MdDesk *desk, const Outgoing *o, GPtrArray *paths)
+{
+	GArray *files = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
+	for (guint i = 0; o->attachments_of && i < o->attachments_of->attachments->len; i++) {
+		MdAttachment *a = o->attachments_of->attachments->pdata[i];
+		if (a->depth > 0 || a->is_body || files->len >= MD_COMPOSE_MAX_ATTACHMENTS)
+			continue;
+		char *path = md_spool_path (desk->spool, MD_SPOOL_BLOB, a->sha256);
+		g_ptr_array_add (paths, path);
+		MdAttachmentFile f = { a->filename, a->content_type, path };
+		g_array_append_val (files, f);
+	}
+	return files;
+}
+
+/* One outbox row per MD_COMPOSE_MAX_RECIPIENTS (a large organization's
+ * shared ticket), each with its own Message-ID; returns the first, under
+ * which the ticket keeps its copy, and files the others as the ticket's. */
+static char *
+enqueue_chunks (MdStore *store, const Outgoing *o, MdOutgoing *out, const char *envelope_from, GError **error)
+{
+	g_autofree MdMailbox *to = g_new0 (MdMailbox, o->rcpts->len);
+	for (guint i = 0; i < o->rcpts->len; i++)
+		to[i].email = o->rcpts->pdata[i];
+	g_autofree char *message_id = NULL;
+	for (guint start = 0; start < o->rcpts->len; start += MD_COMPOSE_MAX_RECIPIENTS) {
+		guint n = MIN (o->rcpts->len - start, MD_COMPOSE_MAX_RECIPIENTS);
+		out->to = to + start;
+		out->n_to = n;
+		/* Composed by the sender, off the writer thread every session waits for. */
+		g_autofree char *id = NULL;
+		g_autoptr (GBytes) bytes = md_outgoing_spec_new (out, &id, error);
+		if (!bytes)
+			return NULL;
+		g_autofree const char **chunk = g_new0 (const char *, n + 1);
+		memcpy (chunk, o->rcpts->pdata + start, n * sizeof *chunk);
+		if (!md_outbox_enqueue_bytes (store, o->ticket ? o->ticket->id : 0, o->kind ? o->kind : o->event,
+		                              envelope_from, chunk, bytes, id, error))
+			return NULL;
+		if (!message_id)
+			message_id = g_steal_pointer (&id);
+		else if (o->ticket && !md_store_message_id_add (store, id, o->ticket->id, error))
+			return NULL;
+	}
+	out->to = NULL;
+	out->n_to = 0;
+	return g_steal_pointer (&message_id);
+}
+
+/* The copy of the sent mail kept among the ticket's messages. */
+static gboolean
+record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const char *message_id, GError **error)
+{
+	g_autoptr (MdStoredMessage) copy = g_new0 (MdStoredMessage, 1);
+	g_autoptr (GString) rcpt_list = g_string_new (NULL);
+	for (guint i = 0; i < o->rcpts->len; i++)
+		g_string_append_printf (rcpt_list, "%s%s", i ? ", " : "", (char *) o->rcpts->pdata[i]);
+	copy->ticket_id = o->ticket->id;
+	copy->outgoing = TRUE;
+	copy->message_id = g_strdup (message_id);
+	copy->from_addr = g_strdup (out->desk_address);
+	copy->from_name = g_strdup (o->agent_name ? o->agent_name : out->desk_name);
+	copy->subject = g_strdup (out->subject);
+	copy->body = g_strdup (out->body);
+	copy->full_text = g_strdup_printf ("To: %s\n\n%s", rcpt_list->str, out->body);
+	copy->flag = g_strdup_printf ("sent: %s", o->event);
+	copy->created_at = md_now ();
+	return md_store_message_insert (store, copy, error);
+}
+
+static gboolean
+queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
+{
+	gboolean to_agents = addressed_to_agents (desk, store, o);
+	if (!to_agents && o->auto_submitted != MD_AUTO_SUBMITTED_NONE)
+		drop_bouncing (store, o);
 	if (o->rcpts->len == 0)
 		return TRUE;
 
@@ -328,38 +429,16 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		g_hash_table_insert (o->vars, g_strdup ("resolve_link"), resolve_link (reply_to, key));
 	}
 
-	g_rw_lock_reader_lock (&desk->rules_lock);
-	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
 	g_autofree char *subject = NULL, *body = NULL;
-	gboolean rendered = tmpl && md_template_render (tmpl, o->vars, &subject, &body, error);
-	const char *const *tmpl_headers = tmpl ? md_template_headers (tmpl) : NULL;
-	g_auto (GStrv) headers = g_strdupv ((char **) tmpl_headers);
-	g_rw_lock_reader_unlock (&desk->rules_lock);
-	if (!tmpl) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "no template for %s", o->event);
-		return FALSE;
-	}
-	if (!rendered)
+	g_auto (GStrv) headers = NULL;
+	if (!render (desk, o, &subject, &body, &headers, error))
 		return FALSE;
 	g_autofree char *from_name = NULL, *from_email = NULL;
 	md_notify_desk_from (desk, &from_name, &from_email);
-	g_autofree MdMailbox *to = g_new0 (MdMailbox, o->rcpts->len);
-	for (guint i = 0; i < o->rcpts->len; i++)
-		to[i].email = o->rcpts->pdata[i];
-
 	g_autofree char *key = o->ticket ? md_ticket_key (desk->conf->ticket_prefix, o->ticket->id) : NULL;
 	g_autoptr (GPtrArray) refs_holder = g_ptr_array_new_with_free_func (g_free);
-	g_autoptr (GArray) files = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
 	g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
-	for (guint i = 0; o->attachments_of && i < o->attachments_of->attachments->len; i++) {
-		MdAttachment *a = o->attachments_of->attachments->pdata[i];
-		if (a->depth > 0 || a->is_body || files->len >= MD_COMPOSE_MAX_ATTACHMENTS)
-			continue;
-		char *path = md_spool_path (desk->spool, MD_SPOOL_BLOB, a->sha256);
-		g_ptr_array_add (paths, path);
-		MdAttachmentFile f = { a->filename, a->content_type, path };
-		g_array_append_val (files, f);
-	}
+	g_autoptr (GArray) files = attachment_files (desk, o, paths);
 	MdOutgoing out = {
 		.desk_name = from_name,
 		.desk_address = from_email,
@@ -377,50 +456,14 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.n_attachments = files->len,
 	};
 	/* Bounces of the desk's mail come back to the ticket's own address. */
-	const char *envelope_from = reply_to ? reply_to : from_email;
-	/* One mail per MD_COMPOSE_MAX_RECIPIENTS (a large organization's
-	 * shared ticket), each with its own Message-ID; the ticket keeps one
-	 * copy, under the first. */
-	g_autofree char *message_id = NULL;
-	for (guint start = 0; start < o->rcpts->len; start += MD_COMPOSE_MAX_RECIPIENTS) {
-		guint n = MIN (o->rcpts->len - start, MD_COMPOSE_MAX_RECIPIENTS);
-		out.to = to + start;
-		out.n_to = n;
-		/* Composed by the sender, off the writer thread every session waits for. */
-		g_autofree char *id = NULL;
-		g_autoptr (GBytes) bytes = md_outgoing_spec_new (&out, &id, error);
-		if (!bytes)
-			return FALSE;
-		g_autofree const char **chunk = g_new0 (const char *, n + 1);
-		memcpy (chunk, o->rcpts->pdata + start, n * sizeof *chunk);
-		if (!md_outbox_enqueue_bytes (store, o->ticket ? o->ticket->id : 0, o->kind ? o->kind : o->event,
-		                              envelope_from, chunk, bytes, id, error))
-			return FALSE;
-		if (!message_id)
-			message_id = g_steal_pointer (&id);
-		else if (o->ticket && !md_store_message_id_add (store, id, o->ticket->id, error))
-			return FALSE;
-	}
+	g_autofree char *message_id = enqueue_chunks (store, o, &out, reply_to ? reply_to : from_email, error);
+	if (!message_id)
+		return FALSE;
 	if (!o->ticket)
 		return TRUE;
 	if (!o->record)
 		return md_store_message_id_add (store, message_id, o->ticket->id, error);
-
-	g_autoptr (MdStoredMessage) copy = g_new0 (MdStoredMessage, 1);
-	g_autoptr (GString) rcpt_list = g_string_new (NULL);
-	for (guint i = 0; i < o->rcpts->len; i++)
-		g_string_append_printf (rcpt_list, "%s%s", i ? ", " : "", (char *) o->rcpts->pdata[i]);
-	copy->ticket_id = o->ticket->id;
-	copy->outgoing = TRUE;
-	copy->message_id = g_strdup (message_id);
-	copy->from_addr = g_strdup (from_email);
-	copy->from_name = g_strdup (o->agent_name ? o->agent_name : from_name);
-	copy->subject = g_strdup (subject);
-	copy->body = g_strdup (body);
-	copy->full_text = g_strdup_printf ("To: %s\n\n%s", rcpt_list->str, body);
-	copy->flag = g_strdup_printf ("sent: %s", o->event);
-	copy->created_at = md_now ();
-	return md_store_message_insert (store, copy, error);
+	return record_copy (store, o, &out, message_id, error);
 }
 
 /* ---- events ---- */

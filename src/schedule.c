@@ -345,6 +345,21 @@ md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError
 	return sync_rows (store, ticket->id, &wanted, md_now (), error);
 }
 
+/* The follow-up series belongs to one wait; a wait that starts over
+ * (md_workflow_restart_waiting, #waiting again) drops the old series,
+ * sent or pending, so sync_rows arms the new one from the ticket's
+ * status_changed_at instead of keeping what already ran. */
+gboolean
+md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store, "DELETE FROM timers WHERE ticket_id = ?1 AND kind IN ("
+	                                      "'" KIND_FOLLOWUP "', '" KIND_AUTO_RESOLVE "')", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket->id);
+	return run_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
+}
+
 /* Ticket ids are AUTOINCREMENT, never reused, and timers reference
  * tickets: a ticket made in this transaction has no rows to read. */
 gboolean

@@ -354,6 +354,10 @@ md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdAct
 		if (entries->len == 0)
 			return TRUE;  /* the customer wrote about something else: a person answers */
 		*holds_r = TRUE;
+		/* The customer did answer: the follow-ups and the auto-resolve
+		 * count from this reply, not from the first question. */
+		if (!md_workflow_restart_waiting (desk, store, t, actor, error))
+			return FALSE;
 		if (md_notify_suppress_reason (msg, NULL))
 			return TRUE;
 		return ask (desk, store, t, missing, fill_in, notice, summary, msg, error);

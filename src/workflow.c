@@ -93,6 +93,15 @@ md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *s
 }
 
 gboolean
+md_workflow_restart_waiting (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
+{
+	/* status_changed_at is when the wait began, as the timers count it. */
+	t->status_changed_at = md_now ();
+	return record (store, t, actor, "followup", NULL, "restarted", error) &&
+	       md_store_ticket_update (store, t, error) && md_schedule_restart_waiting (desk, store, t, error);
+}
+
+gboolean
 md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
 {
 	if (t->first_response_at)

@@ -40,6 +40,13 @@ gboolean md_workflow_may_set_status (const char *from, const char *to, MdActorKi
 gboolean md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *ticket, const char *status,
                                  const MdActor *actor, const char *comment, gboolean notify, GError **error);
 
+/* The ticket keeps Waiting for customer, but its wait counts from now:
+ * the customer answered in part (an intake question).  Records
+ * "followup: restarted" by ACTOR and re-arms the follow-ups and the
+ * auto-resolve from now (md_schedule_restart_waiting).  No mail. */
+gboolean md_workflow_restart_waiting (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
+                                      GError **error);
+
 /* Priority (recomputes first_response_due), category, assignee (an
  * email; "me" is the actor), visibility: validated, applied, recorded.
  * A bad value fails with MD_ERROR_INVALID and a sentence for the person. */

@@ -177,6 +177,25 @@ def test_partial_answer_restarts_followups(tap):
     c.close()
 
 
+def test_agent_question_takes_over(tap):
+    """An agent who asks the customer something (#waiting) while intake
+    waits for fields takes the wait over: the customer's next reply goes
+    to a person (In progress), fields or not."""
+    c = Intake()
+    c.desk.run("agent", "add", "jane@support.example.com", check=True)
+    c.new_ticket("New environment request", NEW_ENVIRONMENT)
+    p = c.desk.run("ticket", "reply", "1", "--as", "jane@support.example.com", input=b"#waiting\nWhich region?\n",
+                   env={"MAILDESK_NOW": c.now})
+    tap.eq((p.returncode, c.desk.show(1)["status"]), (0, "Waiting for customer"), "the agent's #waiting is taken")
+    c.mails()
+    c.reply(1, "Region: Frankfurt.\nAdmin first name: Jane\n")
+    t = c.desk.show(1)
+    tap.eq((t["status"], t["fields"].get("admin_first_name")), ("In progress", "Jane"),
+           "a reply with some fields goes to In progress, and its fields are kept")
+    tap.eq(questions(c.mails()), [], "intake asks nothing more: the agent handles it")
+    c.close()
+
+
 def test_access_complete(tap):
     c = Intake()
     c.new_ticket("SSH access request", "Please grant SSH access to our developer.\n\nName: Bob Builder\n"
@@ -295,5 +314,6 @@ def test_questions_are_automatic_mail(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_new_environment, test_partial_answer, test_partial_answer_restarts_followups, test_access_complete, test_go_live,
+    run_tests(test_new_environment, test_partial_answer, test_partial_answer_restarts_followups,
+              test_agent_question_takes_over, test_access_complete, test_go_live,
               test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail)

@@ -291,7 +291,7 @@ ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char 
 	g_hash_table_insert (vars, "notice", (gpointer) (notice ? notice : ""));
 	const char *rcpts[] = { t->requester, NULL };
 	return md_notify_event (desk, store, t, "fields-missing", vars, rcpts, msg ? msg->message_id : NULL, FALSE,
-	                        error) &&
+	                        NULL, error) &&
 	       record (store, t, NULL, "fields missing", NULL, summary, error);
 }
 

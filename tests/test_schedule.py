@@ -361,5 +361,48 @@ def test_waiting_again(tap):
     d.close()
 
 
+def test_nobody_to_follow_up(tap):
+    """Follow-ups that cannot be mailed (no requester address, or one
+    that bounces) are recorded as not sent, never as sent; the ticket is
+    still resolved automatically when its time comes."""
+    fu = "[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n"
+    for case, reason in (("no requester", "the ticket has no requester address"),
+                         ("bouncing", "the requester's address bounces")):
+        d = Desk2(fu)
+        # An ambiguous From without an envelope sender names no one.
+        sender = "alice@x@evil.example" if case == "no requester" else "alice@customer.example"
+        d.deliver(t(3, "14:00"), "Logs", "x", sender=sender)
+        tap.eq(d.desk.json("ticket", "show", "1")["requester"] is None, case == "no requester",
+               f"{case}: the ticket's requester")
+        if case == "bouncing":
+            db = sqlite3.connect(os.path.join(d.desk.dir, "var", "maildesk.db"))
+            db.execute("UPDATE people SET bouncing = 1 WHERE email = 'alice@customer.example'")
+            db.commit()
+            db.close()
+        d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
+             input=b"#waiting\nPlease send the logs.\n")
+        d.tick(t(3, "15:30"))
+        sent = [k for when in (t(7, "15:00"), t(9, "15:00"), t(11, "15:00")) for k, _ in d.tick(when)]
+        tap.eq(sent, [], f"{case}: no follow-up and no notice is mailed")
+        show = d.desk.json("ticket", "show", "1")
+        tap.eq(show["status"], "Resolved", f"{case}: the ticket is still resolved automatically")
+        tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+               [("followup", f"follow-up 1 not sent: {reason}"), ("followup", f"follow-up 2 not sent: {reason}"),
+                ("followup", "auto-resolve"), ("status", "Resolved"),
+                ("followup", f"auto-resolve notice not sent: {reason}")],
+               f"{case}: the history says what was not sent, and why")
+        d.close()
+
+    # SLA reminders on a desk with no agent and no escalate_to: no one to tell.
+    desk = Desk()
+    desk.deliver(message(subject="Question"), env={"MAILDESK_NOW": iso(t(1, "10:00"))})   # 50% at Wed 2 14:00
+    desk.run("tick", env={"MAILDESK_NOW": iso(t(3, "10:00"))}, check=True)
+    show = desk.json("ticket", "show", "1")
+    tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+           [("sla", "reminder 50% not sent: no agent to tell")],
+           "an SLA notice with no one to receive it is recorded as not sent")
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(simulate, test_report_due_next_day, test_each_once, test_waiting_again)
+    run_tests(simulate, test_report_due_next_day, test_each_once, test_waiting_again, test_nobody_to_follow_up)

@@ -66,21 +66,32 @@ md_cmd_deliver (int argc, char **argv)
 			return md_error_to_exit_code (error);
 		}
 	}
+	/* Addressed to several tickets: one ingest per ticket, as LMTP gets
+	 * it (452 4.5.3 splits it over transactions), but all committed at
+	 * once, since here there is no MTA to send the rest later. */
+	g_autoptr (GPtrArray) groups = md_ingest_group_recipients (desk, (const char *const *) recipients);
+	guint n = MAX (groups->len, 1);
+	g_autofree MdEnvelope *envs = g_new0 (MdEnvelope, n);
+	for (guint i = 0; i < n; i++) {
+		envs[i].sender = sender;
+		envs[i].recipients = i < groups->len ? (const char *const *) ((GPtrArray *) groups->pdata[i])->pdata : NULL;
+	}
 	g_autofree char *sha = NULL;
 	gint64 size = 0;
-	MdIngestResult result = { 0 };
-	MdEnvelope env = { sender, (const char *const *) recipients };
+	g_autofree MdIngestResult *results = g_new0 (MdIngestResult, n);
 	g_autoptr (MdStore) store = NULL;
 
 	if (!spool_stdin (desk, &sha, &size, &error) || !(store = md_desk_open_store (desk, FALSE, &error)) ||
-	    !md_ingest_one (desk, store, sha, size, &env, &result, &error)) {
+	    !md_ingest_each (desk, store, sha, size, envs, n, results, &error)) {
 		md_cli_error (error);
 		return md_error_to_exit_code (error);
 	}
-	if (result.duplicate)
-		printf ("duplicate\n");
-	else if (result.key)
-		printf ("%s\n", result.key);
-	g_free (result.key);
+	for (guint i = 0; i < n; i++) {
+		if (results[i].duplicate)
+			printf ("duplicate\n");
+		else if (results[i].key)
+			printf ("%s\n", results[i].key);
+		g_free (results[i].key);
+	}
 	return MD_EX_OK;
 }

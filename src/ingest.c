@@ -65,6 +65,31 @@ md_ingest_check_recipient (MdDesk *desk, const char *address, const char *const 
 	return FALSE;
 }
 
+GPtrArray *
+md_ingest_group_recipients (MdDesk *desk, const char *const *recipients)
+{
+	GPtrArray *groups = g_ptr_array_new_with_free_func ((GDestroyNotify) g_ptr_array_unref);
+
+	for (guint i = 0; recipients && recipients[i]; i++) {
+		GPtrArray *home = NULL;
+		/* The first group that takes it: LMTP's rule, with each group a
+		 * transaction of its own. */
+		for (guint g = 0; !home && g < groups->len; g++) {
+			GPtrArray *group = groups->pdata[g];
+			g_autoptr (GError) split = NULL;
+			if (md_ingest_check_recipient (desk, recipients[i], (const char *const *) group->pdata, &split))
+				home = group;
+		}
+		if (!home) {
+			home = g_ptr_array_new ();
+			g_ptr_array_add (home, NULL);
+			g_ptr_array_add (groups, home);
+		}
+		g_ptr_array_insert (home, (gint) home->len - 1, (gpointer) recipients[i]);
+	}
+	return groups;
+}
+
 MdIngestJob *
 md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env)
 {
@@ -666,21 +691,38 @@ gboolean
 md_ingest_one (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env,
                MdIngestResult *result_r, GError **error)
 {
-	g_autoptr (MdIngestJob) job = md_ingest_job_new (desk, raw_sha256, raw_size, env);
+	MdEnvelope none = { NULL, NULL };
+	return md_ingest_each (desk, store, raw_sha256, raw_size, env ? env : &none, 1, result_r, error);
+}
 
-	if (!md_ingest_prepare (job, error))
-		return FALSE;
+gboolean
+md_ingest_each (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size, const MdEnvelope *envs,
+                guint n, MdIngestResult *results_r, GError **error)
+{
+	g_autoptr (GPtrArray) jobs = g_ptr_array_new_with_free_func ((GDestroyNotify) md_ingest_job_free);
+
+	for (guint i = 0; i < n; i++) {
+		MdIngestJob *job = md_ingest_job_new (desk, raw_sha256, raw_size, &envs[i]);
+		g_ptr_array_add (jobs, job);
+		if (!md_ingest_prepare (job, error))
+			return FALSE;
+	}
+	/* One transaction: the message is filed to every ticket or to none,
+	 * so a retry after a failure neither misses one nor doubles one. */
 	if (!md_store_begin (store, error))
 		return FALSE;
-	if (!md_ingest_store (job, store, error)) {
-		md_store_rollback (store);
-		return FALSE;
+	for (guint i = 0; i < n; i++) {
+		if (!md_ingest_store (jobs->pdata[i], store, error)) {
+			md_store_rollback (store);
+			return FALSE;
+		}
 	}
 	if (!md_store_commit (store, error))
 		return FALSE;
-	if (result_r) {
-		*result_r = job->result;
-		result_r->key = g_strdup (job->result.key);
+	for (guint i = 0; results_r && i < n; i++) {
+		const MdIngestJob *job = jobs->pdata[i];
+		results_r[i] = job->result;
+		results_r[i].key = g_strdup (job->result.key);
 	}
 	return TRUE;
 }

@@ -42,6 +42,15 @@ typedef struct _MdIngestJob MdIngestJob;
 gboolean md_ingest_check_recipient (MdDesk *desk, const char *address, const char *const *accepted,
                                     GError **error);
 
+/* RECIPIENTS (NULL-terminated, may be NULL), each one that
+ * md_ingest_check_recipient accepts, in the envelopes a message is filed
+ * with, one ingest each: the first holds every address but those of
+ * other tickets, each further ticket's addresses a group of their own,
+ * as LMTP splits them over transactions (MD_ERROR_SPLIT).  A GPtrArray
+ * of NULL-terminated GPtrArrays of the borrowed strings, none when
+ * RECIPIENTS is empty.  Free with g_ptr_array_unref. */
+GPtrArray *md_ingest_group_recipients (MdDesk *desk, const char *const *recipients);
+
 MdIngestJob *md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env);
 void md_ingest_job_free (MdIngestJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdIngestJob, md_ingest_job_free)
@@ -50,8 +59,16 @@ gboolean md_ingest_prepare (MdIngestJob *job, GError **error);
 gboolean md_ingest_store (MdIngestJob *job, MdStore *store, GError **error);
 const MdIngestResult *md_ingest_result (const MdIngestJob *job);
 
-/* Spools nothing: RAW_SHA256 must already be in the spool. */
+/* Spools nothing: RAW_SHA256 must already be in the spool.  ENV may be
+ * NULL.  RESULT_R (may be NULL): its key is the caller's to g_free. */
 gboolean md_ingest_one (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size,
                         const MdEnvelope *env, MdIngestResult *result_r, GError **error);
+
+/* md_ingest_one for the same message in N envelopes, one per ticket it
+ * was addressed to (see md_ingest_group_recipients), all in one
+ * transaction: it is filed everywhere or nowhere.  RESULTS_R (may be
+ * NULL) receives N results; their keys are the caller's to g_free. */
+gboolean md_ingest_each (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size,
+                         const MdEnvelope *envs, guint n, MdIngestResult *results_r, GError **error);
 
 #endif

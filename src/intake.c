@@ -291,7 +291,7 @@ ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char 
 	g_hash_table_insert (vars, "notice", (gpointer) (notice ? notice : ""));
 	const char *rcpts[] = { t->requester, NULL };
 	return md_notify_event (desk, store, t, "fields-missing", vars, rcpts, msg ? msg->message_id : NULL, FALSE,
-	                        error) &&
+	                        NULL, error) &&
 	       record (store, t, NULL, "fields missing", NULL, summary, error);
 }
 
@@ -354,6 +354,10 @@ md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdAct
 		if (entries->len == 0)
 			return TRUE;  /* the customer wrote about something else: a person answers */
 		*holds_r = TRUE;
+		/* The customer did answer: the follow-ups and the auto-resolve
+		 * count from this reply, not from the first question. */
+		if (!md_workflow_restart_waiting (desk, store, t, actor, error))
+			return FALSE;
 		if (md_notify_suppress_reason (msg, NULL))
 			return TRUE;
 		return ask (desk, store, t, missing, fill_in, notice, summary, msg, error);

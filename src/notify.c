@@ -619,7 +619,8 @@ md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPe
 
 gboolean
 md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *extra,
-                 const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, GError **error)
+                 const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, guint *queued_r,
+                 GError **error)
 {
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	add_vars (vars, extra);
@@ -629,5 +630,9 @@ md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const cha
 	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .rcpts = list, .in_reply_to = in_reply_to,
 		       .auto_submitted = auto_generated ? MD_AUTO_SUBMITTED_GENERATED : MD_AUTO_SUBMITTED_REPLIED,
 		       .record = md_template_event_is_customer_facing (event) };
-	return queue (desk, store, &o, error);
+	gboolean ok = queue (desk, store, &o, error);
+	/* queue drops the addresses that bounce; add_rcpt the unusable ones */
+	if (queued_r)
+		*queued_r = ok ? list->len : 0;
+	return ok;
 }

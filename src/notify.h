@@ -65,10 +65,14 @@ gboolean md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
                          const char *tickets_text, const MdMessage *msg, GError **error);
 
 /* Generic: render EVENT for TICKET (may be NULL) with VARS added to the
- * ticket's, and queue it to RCPTS.  Used by the scheduler's reminders. */
+ * ticket's, and queue it to RCPTS.  Used by the scheduler's reminders.
+ * *QUEUED_R (may be NULL) is how many recipients it was queued to: 0
+ * when none was usable (unusable addresses, and for automatic mail to
+ * customers addresses that bounce, are left out), so that a caller
+ * does not record mail that never went. */
 gboolean md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event,
                           GHashTable *vars, const char *const *rcpts, const char *in_reply_to,
-                          gboolean auto_generated, GError **error);
+                          gboolean auto_generated, guint *queued_r, GError **error);
 
 /* The variables every template gets for TICKET (may be NULL): desk.*,
  * ticket.*, reply_address, resolve_link, due, response_time.  Free with

@@ -345,6 +345,21 @@ md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError
 	return sync_rows (store, ticket->id, &wanted, md_now (), error);
 }
 
+/* The follow-up series belongs to one wait; a wait that starts over
+ * (md_workflow_restart_waiting, #waiting again) drops the old series,
+ * sent or pending, so sync_rows arms the new one from the ticket's
+ * status_changed_at instead of keeping what already ran. */
+gboolean
+md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = prepare (store, "DELETE FROM timers WHERE ticket_id = ?1 AND kind IN ("
+	                                      "'" KIND_FOLLOWUP "', '" KIND_AUTO_RESOLVE "')", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket->id);
+	return run_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
+}
+
 /* Ticket ids are AUTOINCREMENT, never reused, and timers reference
  * tickets: a ticket made in this transaction has no rows to read. */
 gboolean
@@ -435,15 +450,19 @@ agent_recipients (MdDesk *desk, MdStore *store, const MdTicket *t, GError **erro
 	return out;
 }
 
+/* Queues EVENT to RCPTS.  *queued_r is how many it went to: with 0 (no
+ * address, an unusable one, one that bounces) the history must not
+ * claim the mail. */
 static gboolean
 send (MdDesk *desk, MdStore *store, const MdTicket *t, const char *event, GHashTable *vars, GPtrArray *rcpts,
-      GError **error)
+      guint *queued_r, GError **error)
 {
+	*queued_r = 0;
 	if (rcpts->len == 0)
 		return TRUE;
 	g_ptr_array_add (rcpts, NULL);
 	gboolean ok = md_notify_event (desk, store, t, event, vars, (const char *const *) rcpts->pdata, NULL, TRUE,
-	                               error);
+	                               queued_r, error);
 	g_ptr_array_remove_index (rcpts, rcpts->len - 1);
 	return ok;
 }
@@ -476,10 +495,12 @@ run_sla (MdDesk *desk, MdStore *store, const MdTicket *t, const char *kind, cons
 		                       : t->first_response_due - now;
 		g_hash_table_insert (vars, "remaining", format_span (left, business));
 	}
-	if (!send (desk, store, t, breach ? "sla-breach" : "sla-reminder", vars, rcpts, error))
+	guint queued = 0;
+	if (!send (desk, store, t, breach ? "sla-breach" : "sla-reminder", vars, rcpts, &queued, error))
 		return FALSE;
 	g_autofree char *what = breach ? g_strdup ("breach") : g_strdup_printf ("reminder %s", arg);
-	return md_store_history_add (store, t->id, now, "system", "sla", NULL, what, error);
+	g_autofree char *unsent = queued ? NULL : g_strdup_printf ("%s not sent: no agent to tell", what);
+	return md_store_history_add (store, t->id, now, "system", "sla", NULL, unsent ? unsent : what, error);
 }
 
 static GPtrArray *
@@ -488,6 +509,17 @@ customer_recipients (const MdTicket *t)
 	GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
 	add_unique (out, t->requester);
 	return out;
+}
+
+/* Why no mail could go to the ticket's requester, for the history.
+ * Static string. */
+static const char *
+unreachable_requester (MdStore *store, const MdTicket *t)
+{
+	if (!t->requester)
+		return "the ticket has no requester address";
+	g_autoptr (MdPerson) p = md_store_person_find (store, t->requester, NULL);
+	return p && p->bouncing ? "the requester's address bounces" : "the requester's address cannot be mailed";
 }
 
 static gboolean
@@ -502,9 +534,13 @@ run_followup (MdDesk *desk, MdStore *store, const MdTicket *t, const Timer *w, g
 	if (resolve_at)
 		resolve_at = MAX (resolve_at, now + (resolve_at - w->due_at));
 	g_hash_table_insert (vars, "due", local_time (desk, resolve_at));
-	if (!send (desk, store, t, "followup", vars, rcpts, error))
+	guint queued = 0;
+	if (!send (desk, store, t, "followup", vars, rcpts, &queued, error))
 		return FALSE;
-	g_autofree char *what = g_strdup_printf ("follow-up %s", arg);
+	/* The series runs on either way: the auto-resolve does not depend
+	 * on the customer having been told (README, Decisions). */
+	g_autofree char *what = queued ? g_strdup_printf ("follow-up %s", arg)
+	                               : g_strdup_printf ("follow-up %s not sent: %s", arg, unreachable_requester (store, t));
 	return md_store_history_add (store, t->id, now, "system", "followup", NULL, what, error);
 }
 
@@ -521,7 +557,13 @@ run_auto_resolve (MdDesk *desk, MdStore *store, MdTicket *t, gint64 now, GError 
 	g_autoptr (GPtrArray) rcpts = customer_recipients (t);
 	g_autoptr (GHashTable) vars = new_vars ();
 	g_hash_table_insert (vars, "reopen_window", md_duration_format (&desk->reopen_window));
-	return send (desk, store, t, "auto-resolve", vars, rcpts, error);
+	guint queued = 0;
+	if (!send (desk, store, t, "auto-resolve", vars, rcpts, &queued, error))
+		return FALSE;
+	if (queued)
+		return TRUE;
+	g_autofree char *what = g_strdup_printf ("auto-resolve notice not sent: %s", unreachable_requester (store, t));
+	return md_store_history_add (store, t->id, now, "system", "followup", NULL, what, error);
 }
 
 typedef struct {

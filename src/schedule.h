@@ -14,6 +14,11 @@
  * first response, cancelling those that no longer apply.  Runs inside
  * the caller's transaction. */
 gboolean md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
+/* Like md_schedule_ticket for a ticket whose wait for the customer
+ * starts over at its status_changed_at: the follow-ups and the
+ * auto-resolve of the earlier wait are dropped, sent or not, and a new
+ * series is armed (one series, never two side by side). */
+gboolean md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
 /* Like md_schedule_ticket for a ticket created in this transaction, which
  * has no timer rows yet: arms its timers without reading them first. */
 gboolean md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);

@@ -73,6 +73,9 @@ md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *s
 {
 	const char *old = t->status;
 	gint64 now = md_now ();
+	/* Entered again (#waiting on a ticket that waits): the stay starts
+	 * over, and with it the timers that count from its start. */
+	gboolean again = g_strcmp0 (old, status) == 0;
 
 	t->status = status;
 	t->status_changed_at = now;
@@ -81,12 +84,21 @@ md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *s
 	else if (g_strcmp0 (old, MD_STATUS_RESOLVED) == 0)
 		t->resolved_at = 0;
 	if (!record (store, t, actor, "status", old, status, error) || !md_store_ticket_update (store, t, error) ||
-	    !md_schedule_ticket (desk, store, t, error))
+	    !(again ? md_schedule_restart_waiting (desk, store, t, error) : md_schedule_ticket (desk, store, t, error)))
 		return FALSE;
 	if (!notify)
 		return TRUE;
 	MdPersonRef who = { actor ? actor->email : NULL, actor ? actor->name : NULL };
 	return md_notify_status_change (desk, store, t, old, actor && actor->email ? &who : NULL, comment, error);
+}
+
+gboolean
+md_workflow_restart_waiting (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
+{
+	/* status_changed_at is when the wait began, as the timers count it. */
+	t->status_changed_at = md_now ();
+	return record (store, t, actor, "followup", NULL, "restarted", error) &&
+	       md_store_ticket_update (store, t, error) && md_schedule_restart_waiting (desk, store, t, error);
 }
 
 gboolean
@@ -392,6 +404,11 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 	}
 	const char *target = strcmp (name, "waiting") == 0 ? MD_STATUS_WAITING : MD_STATUS_RESOLVED;
 	const char *reason = NULL;
+	/* An agent who asks the customer another question waits anew: the
+	 * follow-ups count from this question, not the first.  No status
+	 * mail, since the status stays; the agent's reply is the question. */
+	if (strcmp (name, "waiting") == 0 && g_strcmp0 (t->status, MD_STATUS_WAITING) == 0)
+		return md_workflow_set_status (desk, store, t, target, actor, NULL, FALSE, error);
 	if (!md_workflow_may_set_status (t->status, target, actor->kind, &reason)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "%s", reason);
 		return FALSE;

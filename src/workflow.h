@@ -33,10 +33,19 @@ gboolean md_workflow_may_set_status (const char *from, const char *to, MdActorKi
 
 /* Changes the status, records the history, stamps status_changed_at and
  * resolved_at, re-arms the ticket's timers (md_schedule_*), and, when
- * NOTIFY, mails the change to the customer side.  No checks: callers
+ * NOTIFY, mails the change to the customer side.  STATUS may be the
+ * ticket's own: the stay starts over (a new follow-up series for
+ * Waiting for customer, md_schedule_restart_waiting).  No checks: callers
  * check with md_workflow_may_set_status first where a person asked. */
 gboolean md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *ticket, const char *status,
                                  const MdActor *actor, const char *comment, gboolean notify, GError **error);
+
+/* The ticket keeps Waiting for customer, but its wait counts from now:
+ * the customer answered in part (an intake question).  Records
+ * "followup: restarted" by ACTOR and re-arms the follow-ups and the
+ * auto-resolve from now (md_schedule_restart_waiting).  No mail. */
+gboolean md_workflow_restart_waiting (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
+                                      GError **error);
 
 /* Priority (recomputes first_response_due), category, assignee (an
  * email; "me" is the actor), visibility: validated, applied, recorded.

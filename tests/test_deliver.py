@@ -134,6 +134,43 @@ def test_token_in_headers(tap):
     desk.cleanup()
 
 
+def test_two_tickets(tap):
+    """A message to two tickets' addresses is filed to both, one ingest
+    per ticket (as LMTP's 452 4.5.3 makes the MTA send it), in one go:
+    `deliver` has no MTA behind it to send the rest later."""
+    desk = Desk()
+    desk.deliver(message(subject="Export fails", msgid="e@customer.example"))
+    desk.deliver(message(subject="Import fails", msgid="i@customer.example"))
+    tok1, tok2 = token_address(desk, 1), token_address(desk, 2)
+    both = message(subject="Both broken", to=f"{tok1}, {tok2}", msgid="both@customer.example",
+                   body="Export and import fail the same way.")
+    p = desk.deliver(both, "--recipient", tok1, "--recipient", tok2)
+    tap.eq((p.returncode, p.stdout.decode().split()), (0, ["SUP-1", "SUP-2"]),
+           "deliver files it to each ticket and prints each key")
+    for n in (1, 2):
+        bodies = [m["body"] for m in incoming(desk.show(n))]
+        tap.eq(sum("same way" in b for b in bodies), 1, f"SUP-{n} has the message once", bodies)
+    tap.eq(len(desk.tickets()), 2, "and no new ticket is opened")
+    p = desk.deliver(both, "--recipient", tok1, "--recipient", tok2)
+    tap.eq((p.returncode, p.stdout.decode().split()), (0, ["duplicate", "duplicate"]),
+           "a redelivery is a duplicate for both")
+    tap.eq([sum("same way" in m["body"] for m in incoming(desk.show(n))) for n in (1, 2)], [1, 1],
+           "and files nothing twice")
+
+    # Reached one ticket before (an MTA that sent one recipient at a time):
+    # the other ticket still gets it, the first not again.
+    one = message(subject="Again", to=f"{tok1}, {tok2}", msgid="again@customer.example", body="Still broken.")
+    desk.deliver(one, "--recipient", tok1)
+    p = desk.deliver(one, "--recipient", "support@support.example.com", "--recipient", tok2,
+                     "--recipient", tok1.upper().replace("SUPPORT.EXAMPLE.COM", "support.example.com"))
+    tap.eq(p.stdout.decode().split(), ["SUP-2", "duplicate"],
+           "the intake address goes with the first ticket's ingest; a ticket reached before is a duplicate")
+    tap.eq([sum("Still broken" in m["body"] for m in incoming(desk.show(n))) for n in (1, 2)], [1, 1],
+           "each ticket has it once")
+    tap.eq(len(desk.tickets()), 2, "still two tickets")
+    desk.cleanup()
+
+
 def test_exit_codes(tap):
     desk = Desk("\n[lmtp]\nmax_message_size = 2k\n")
     p = desk.deliver(b"")
@@ -245,5 +282,5 @@ def test_corpus(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_new_ticket, test_dedupe, test_threading, test_token_in_headers, test_exit_codes,
+    run_tests(test_new_ticket, test_dedupe, test_threading, test_token_in_headers, test_two_tickets, test_exit_codes,
               test_locked_database, test_junk, test_corpus)

@@ -144,6 +144,58 @@ def test_partial_answer(tap):
     c.close()
 
 
+def test_partial_answer_restarts_followups(tap):
+    """The customer who answers an intake question in part did respond:
+    the ticket keeps waiting for the rest, but its follow-ups and its
+    auto-resolve count from that reply, not from the question."""
+    c = Intake(now="2026-12-01T10:00:00+02:00")
+    c.new_ticket("New environment request", NEW_ENVIRONMENT)    # waits from Tue 1 10:00
+    c.mails()
+
+    def tick(now):
+        c.now = now
+        c.desk.run("tick", env={"MAILDESK_NOW": now}, check=True)
+        return [subject for subject, _ in c.mails() if "Waiting for your reply" in subject
+                or "Ticket resolved" in subject]
+
+    c.now = "2026-12-03T10:00:00+02:00"                          # Thu 3: two of the four fields
+    c.reply(1, "Admin first name: Jane\nAdmin last name: Doe\n")
+    t = c.desk.show(1)
+    tap.eq(t["status"], "Waiting for customer", "a partial answer keeps the ticket waiting for the rest")
+    tap.ok(any(h["field"] == "followup" and h["new"] == "restarted" and h["at"].startswith("2026-12-03")
+               for h in t["history"]), "the history says the follow-ups start over", t["history"])
+    tap.eq(len(questions(c.mails())), 1, "and the customer is asked for the rest")
+    # 3bd, 7bd, 10bd from Thu 3 10:00: Tue 8, Mon 14, Thu 17 (not Fri 4, Thu 10, Tue 15 from the question)
+    tap.eq(tick("2026-12-04T10:30:00+02:00"), [], "no follow-up three working days after the question")
+    tap.eq(len(tick("2026-12-08T10:00:00+02:00")), 1, "the first follow-up three working days after the reply")
+    tap.eq(tick("2026-12-10T10:30:00+02:00"), [], "none seven working days after the question")
+    tap.eq(len(tick("2026-12-14T10:00:00+02:00")), 1, "the second seven working days after the reply")
+    tap.eq(tick("2026-12-15T10:30:00+02:00"), [], "not resolved ten working days after the question")
+    tap.eq(c.desk.show(1)["status"], "Waiting for customer", "the ticket still waits then")
+    tap.eq(tick("2026-12-17T10:00:00+02:00"), ["[SUP-1] Ticket resolved: New environment request"],
+           "resolved ten working days after the reply")
+    c.close()
+
+
+def test_agent_question_takes_over(tap):
+    """An agent who asks the customer something (#waiting) while intake
+    waits for fields takes the wait over: the customer's next reply goes
+    to a person (In progress), fields or not."""
+    c = Intake()
+    c.desk.run("agent", "add", "jane@support.example.com", check=True)
+    c.new_ticket("New environment request", NEW_ENVIRONMENT)
+    p = c.desk.run("ticket", "reply", "1", "--as", "jane@support.example.com", input=b"#waiting\nWhich region?\n",
+                   env={"MAILDESK_NOW": c.now})
+    tap.eq((p.returncode, c.desk.show(1)["status"]), (0, "Waiting for customer"), "the agent's #waiting is taken")
+    c.mails()
+    c.reply(1, "Region: Frankfurt.\nAdmin first name: Jane\n")
+    t = c.desk.show(1)
+    tap.eq((t["status"], t["fields"].get("admin_first_name")), ("In progress", "Jane"),
+           "a reply with some fields goes to In progress, and its fields are kept")
+    tap.eq(questions(c.mails()), [], "intake asks nothing more: the agent handles it")
+    c.close()
+
+
 def test_access_complete(tap):
     c = Intake()
     c.new_ticket("SSH access request", "Please grant SSH access to our developer.\n\nName: Bob Builder\n"
@@ -262,5 +314,6 @@ def test_questions_are_automatic_mail(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_new_environment, test_partial_answer, test_access_complete, test_go_live,
+    run_tests(test_new_environment, test_partial_answer, test_partial_answer_restarts_followups,
+              test_agent_question_takes_over, test_access_complete, test_go_live,
               test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail)

@@ -17,6 +17,7 @@ import email.policy
 import hashlib
 import hmac
 import os
+import sqlite3
 
 from mdtest import Catcher, Desk, message, run_tests
 
@@ -314,5 +315,94 @@ def test_each_once(tap):
     d.close()
 
 
+def test_waiting_again(tap):
+    """An agent who asks a second question (#waiting on a ticket that
+    already waits) restarts the follow-ups from that question: the first
+    series is replaced, not run beside the new one."""
+    d = waiting_desk("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
+    tap.eq([k for k, _ in d.tick(t(7, "15:00"))], ["followup"], "follow-up 1 of the first wait")
+    d.seen = len(d.catcher.messages())
+    d.deliver(t(8, "10:00"), "Re: [SUP-1] Logs", "#waiting\nAnd which browser do you use?", ticket=1,
+              sender="jane@support.example.com")
+    show = d.desk.json("ticket", "show", "1")
+    tap.eq(show["status"], "Waiting for customer", "the ticket still waits")
+    tap.ok(not any(h["field"] == "command refused" for h in show["history"]), "#waiting is not refused",
+           show["history"])
+    tap.ok(any(h["actor"] == "jane@support.example.com" and h["field"] == "status" and h["at"].startswith("2026-12-08")
+               and (h["old"], h["new"]) == ("Waiting for customer", "Waiting for customer") for h in show["history"]),
+           "the history records the agent's new wait", show["history"])
+    d.desk.run("outbox", "flush", env={"MAILDESK_NOW": iso(t(8, "10:00"))})
+    got = [(e["rcpt_tos"], raw) for e, raw in d.catcher.messages()[d.seen:]]
+    tap.ok(got and not any(b"could not be carried out" in raw for _, raw in got),
+           "and the agent gets no error (the customer gets the question)", got)
+    db = sqlite3.connect(os.path.join(d.desk.dir, "var", "maildesk.db"))
+    rows = db.execute("SELECT kind, arg, due_at, done_at FROM timers WHERE ticket_id = 1 "
+                      "AND kind IN ('followup', 'auto-resolve') ORDER BY due_at").fetchall()
+    db.close()
+    stamp = lambda when: int(when.timestamp())
+    tap.eq(rows, [("followup", "1", stamp(t(10, "10:00")), None), ("followup", "2", stamp(t(14, "10:00")), None),
+                  ("auto-resolve", "", stamp(t(16, "10:00")), None)],
+           "one series of timers, pending, from the new question")
+    # The new series counts from Tue 8 10:00: 2bd Thu 10, 4bd Mon 14, 6bd Wed 16.
+    plan = [(t(8, "16:00"), []), (t(9, "15:00"), []), (t(10, "10:00"), ["followup"]), (t(11, "15:00"), []),
+            (t(14, "10:00"), ["followup"]), (t(15, "15:00"), []), (t(16, "10:00"), ["auto-resolve"]),
+            (t(17, "10:00"), [])]
+    for when, want in plan:
+        got = d.tick(when)
+        tap.eq([k for k, _ in got], want, f"{when:%a %d %H:%M}: {want or 'nothing'}")
+        if want == ["followup"] and when.day == 10:
+            body = got[0][1] if got else ""
+            tap.ok("16 Dec 2026 10:00" in body, "the new follow-up names the new resolution time", body)
+    show = d.desk.json("ticket", "show", "1")
+    tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+           [("followup", "follow-up 1"), ("followup", "follow-up 1"), ("followup", "follow-up 2"),
+            ("followup", "auto-resolve"), ("status", "Resolved")],
+           "history: one follow-up of the first wait, then the whole new series")
+    d.close()
+
+
+def test_nobody_to_follow_up(tap):
+    """Follow-ups that cannot be mailed (no requester address, or one
+    that bounces) are recorded as not sent, never as sent; the ticket is
+    still resolved automatically when its time comes."""
+    fu = "[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n"
+    for case, reason in (("no requester", "the ticket has no requester address"),
+                         ("bouncing", "the requester's address bounces")):
+        d = Desk2(fu)
+        # An ambiguous From without an envelope sender names no one.
+        sender = "alice@x@evil.example" if case == "no requester" else "alice@customer.example"
+        d.deliver(t(3, "14:00"), "Logs", "x", sender=sender)
+        tap.eq(d.desk.json("ticket", "show", "1")["requester"] is None, case == "no requester",
+               f"{case}: the ticket's requester")
+        if case == "bouncing":
+            db = sqlite3.connect(os.path.join(d.desk.dir, "var", "maildesk.db"))
+            db.execute("UPDATE people SET bouncing = 1 WHERE email = 'alice@customer.example'")
+            db.commit()
+            db.close()
+        d.at(t(3, "15:00"), "ticket", "reply", "1", "--as", "jane@support.example.com",
+             input=b"#waiting\nPlease send the logs.\n")
+        d.tick(t(3, "15:30"))
+        sent = [k for when in (t(7, "15:00"), t(9, "15:00"), t(11, "15:00")) for k, _ in d.tick(when)]
+        tap.eq(sent, [], f"{case}: no follow-up and no notice is mailed")
+        show = d.desk.json("ticket", "show", "1")
+        tap.eq(show["status"], "Resolved", f"{case}: the ticket is still resolved automatically")
+        tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+               [("followup", f"follow-up 1 not sent: {reason}"), ("followup", f"follow-up 2 not sent: {reason}"),
+                ("followup", "auto-resolve"), ("status", "Resolved"),
+                ("followup", f"auto-resolve notice not sent: {reason}")],
+               f"{case}: the history says what was not sent, and why")
+        d.close()
+
+    # SLA reminders on a desk with no agent and no escalate_to: no one to tell.
+    desk = Desk()
+    desk.deliver(message(subject="Question"), env={"MAILDESK_NOW": iso(t(1, "10:00"))})   # 50% at Wed 2 14:00
+    desk.run("tick", env={"MAILDESK_NOW": iso(t(3, "10:00"))}, check=True)
+    show = desk.json("ticket", "show", "1")
+    tap.eq([(h["field"], h["new"]) for h in show["history"] if h["actor"] == "system"],
+           [("sla", "reminder 50% not sent: no agent to tell")],
+           "an SLA notice with no one to receive it is recorded as not sent")
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(simulate, test_report_due_next_day, test_each_once)
+    run_tests(simulate, test_report_due_next_day, test_each_once, test_waiting_again, test_nobody_to_follow_up)

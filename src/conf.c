@@ -77,6 +77,7 @@ static const KeySpec imap_keys[] = {
 	{ "imap.*", "allow_plaintext", KEY_BOOL, I (allow_plaintext), "false" },
 	{ "imap.*", "tls_verify", KEY_BOOL, I (tls_verify), "true" },
 	{ "imap.*", "poll_interval", KEY_STRING, I (poll_interval), "60s" },
+	{ "imap.*", "keepalive", KEY_STRING, I (keepalive), "60s" },
 	{ "imap.*", "processed_folder", KEY_STRING, I (processed_folder), NULL },
 	{ "imap.*", "failed_folder", KEY_STRING, I (failed_folder), NULL },
 	{ "imap.*", "auth", KEY_STRING, I (auth), "login" },
@@ -284,6 +285,7 @@ imap_conf_free (MdImapConf *m)
 	g_free (m->password_file);
 	g_free (m->ca_file);
 	g_free (m->poll_interval);
+	g_free (m->keepalive);
 	g_free (m->processed_folder);
 	g_free (m->failed_folder);
 	g_free (m->auth);

@@ -19,6 +19,7 @@ typedef struct {
 	gboolean allow_plaintext;
 	gboolean tls_verify;    /* false only when said explicitly */
 	char *poll_interval;
+	char *keepalive;        /* TCP keepalive: quiet time before the first probe */
 	char *processed_folder;
 	char *failed_folder;
 	char *auth;             /* "login" (default) or "plain" */

@@ -18,6 +18,8 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <libetpan/libetpan.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,7 +30,7 @@
 #include "md.h"
 
 #define NETWORK_TIMEOUT_S   60      /* every read, write and connect */
-#define IDLE_MAX_S          (25 * 60)   /* re-IDLE before servers' 29 min cut-off */
+#define IDLE_MAX_S          (25 * 60)   /* re-IDLE before servers' 29 min cut-off (RFC 2177) */
 #define IDLE_SLICE_S        60
 #define BACKOFF_MIN_S       1
 #define BACKOFF_MAX_S       300
@@ -36,6 +38,8 @@
 #define BATCH_MAX           500     /* messages listed per UID FETCH */
 #define FETCH_CHUNK         (1024 * 1024)  /* bytes of a message per UID FETCH */
 #define CHAIN_MAX           16
+#define KEEPALIVE_MAX_S     7200    /* the kernel's own default; TCP_KEEPIDLE allows 32767 */
+#define KEEPALIVE_PROBES    4       /* unanswered probes before the connection is dead */
 
 typedef struct {
 	guint32 uid;
@@ -53,6 +57,7 @@ typedef struct {
 	char *mailbox;
 	char *state_key;        /* imap_state row: imap://user@host:port/mailbox */
 	guint poll_interval_s;
+	guint keepalive_s;      /* TCP keepalive: quiet seconds before the first probe */
 
 	mailimap *imap;
 	MdStore *store;
@@ -156,6 +161,13 @@ mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
 		             "%s: poll_interval must be a number of seconds, or end in s, m or h (got \"%s\")",
 		             mb->label, conf->poll_interval);
+		return NULL;
+	}
+	if (!parse_interval (conf->keepalive ? conf->keepalive : "60s", &mb->keepalive_s) ||
+	    mb->keepalive_s > KEEPALIVE_MAX_S) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+		             "%s: keepalive must be a number of seconds up to 2h, or end in s, m or h (got \"%s\")",
+		             mb->label, conf->keepalive);
 		return NULL;
 	}
 	return g_steal_pointer (&mb);
@@ -368,6 +380,46 @@ out:
 
 /* ---- the session ---- */
 
+/* TCP keepalive (RFC 1122 4.2.3.6) on the connection's socket.  In IDLE
+ * neither side says anything for up to IDLE_MAX_S, and a NAT or firewall
+ * that forgets the connection in the meantime drops it without a word:
+ * no RST ever comes, and the thread would sit in IDLE until it ends it.
+ * Probes after keepalive_s of quiet keep such a middlebox's mapping
+ * fresh, and KEEPALIVE_PROBES unanswered ones (one every quarter of
+ * keepalive_s) make the socket fail with ETIMEDOUT, which wakes the IDLE
+ * wait: a dead peer is noticed about 2 x keepalive_s after it went
+ * silent.  Failing to set it is logged, not fatal: the re-IDLE after
+ * IDLE_MAX_S and the network timeout still bound the wait. */
+static void
+set_keepalive (Mailbox *mb, int fd)
+{
+	int on = 1, idle = (int) mb->keepalive_s, count = KEEPALIVE_PROBES;
+	int interval = MAX ((idle + KEEPALIVE_PROBES - 1) / KEEPALIVE_PROBES, 1);
+
+	if (fd < 0)
+		return;
+	if (setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+	    setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+	    setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) < 0 ||
+	    setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) < 0) {
+		g_warning ("%s: cannot turn on TCP keepalive: %s; a silently dropped connection is noticed only "
+		           "when IDLE is renewed", mb->label, g_strerror (errno));
+		return;
+	}
+	/* what the socket holds now, read back: the tests check this line */
+	socklen_t len = sizeof on;
+	on = idle = interval = count = 0;
+	getsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len);
+	len = sizeof idle;
+	getsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len);
+	len = sizeof interval;
+	getsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, &len);
+	len = sizeof count;
+	getsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &count, &len);
+	g_debug ("%s: connected to %s port %u keepalive=%s idle=%ds interval=%ds probes=%d", mb->label, mb->host,
+	         mb->port, on ? "on" : "off", idle, interval, count);
+}
+
 static gboolean
 refresh_capabilities (Mailbox *mb, GError **error)
 {
@@ -398,7 +450,9 @@ open_connection (Mailbox *mb, GError **error)
 		g_autofree char *what = g_strdup_printf ("connect to %s port %u", mb->host, mb->port);
 		return imap_failed (mb, r, what, error);
 	}
-	publish_fd (mb, mailstream_low_get_fd (mailstream_get_low (mb->imap->imap_stream)));
+	int fd = mailstream_low_get_fd (mailstream_get_low (mb->imap->imap_stream));
+	set_keepalive (mb, fd);
+	publish_fd (mb, fd);
 	if (!refresh_capabilities (mb, error))
 		return FALSE;
 	if (!mb->tls) {

@@ -3,8 +3,10 @@
 Dovecot cannot be made to show on cue: it answers just enough of IMAP4rev1
 for maildesk's poller to log in, select and list one message, then, by
 MODE, closes the connection in the middle of the message's body
-(closemid) or refuses IDLE (idlebad).  Loopback only; it stops after
-LIFETIME seconds.  Usage: imap_misbehaving.py PORT MODE [LIFETIME]"""
+(closemid) or refuses IDLE (idlebad); in any other MODE (e.g. plain) it
+behaves.  Each command received is printed as "C <command>", so a test
+can tell where the client is.  Loopback only; it stops after LIFETIME
+seconds.  Usage: imap_misbehaving.py PORT MODE [LIFETIME]"""
 import socket
 import sys
 import threading
@@ -24,6 +26,7 @@ def handle(conn, logins):
         line = f.readline()
         if not line:
             break
+        print("C " + line.decode(errors="replace").rstrip(), flush=True)
         parts = line.split(b" ", 2)
         tag, cmd, up = parts[0], parts[1].strip().upper() if len(parts) > 1 else b"", line.upper()
         if cmd == b"CAPABILITY":

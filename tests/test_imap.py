@@ -630,6 +630,42 @@ def test_idle_refused_backs_off(tap):
     desk.cleanup()
 
 
+def test_dropped_connection_noticed(tap):
+    """A NAT or firewall that forgets the connection while the poller
+    IDLEs drops its packets without a word: TCP keepalive probes notice,
+    within about twice `keepalive`, instead of the poller waiting out the
+    IDLE.  Played in a network namespace of its own (unshare -n), whose
+    loopback drops every packet on cue (tc qdisc blackhole)."""
+    import json
+    port = free_port()
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", ca=False,
+                     extra="allow_plaintext = true\nkeepalive = 2s\nprocessed_folder = Processed")
+    here = os.path.dirname(os.path.abspath(__file__))
+    log = os.path.join(desk.dir, "poller.log")
+    try:
+        p = subprocess.run(["unshare", "-n", sys.executable, os.path.join(here, "imap_dropped.py"), POLLER,
+                            desk.conf_path, str(port), log], capture_output=True, text=True, timeout=150)
+        got = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else None
+    except (OSError, subprocess.TimeoutExpired) as e:
+        p, got = None, {"error": str(e)}
+    if not got or (got.get("error") and not got.get("idle")) or (got.get("error") or "").startswith("cannot drop"):
+        # no network namespace or packet dropping here (not root, no tc)
+        tap.ok(True, "# SKIP a dropped connection: " + str(got and got.get("error") or (p and p.stderr[-300:])))
+        desk.cleanup()
+        return
+    with open(log) as f:
+        text = f.read()
+    tap.ok(got["idle"], "the poller reaches IDLE", text[-1500:])
+    tap.ok(re.search(r"imap\.support: connected to 127\.0\.0\.1 port \d+ keepalive=on idle=2s interval=1s probes=4",
+                     text), "the socket holds SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT (read back)",
+           text[-1500:])
+    eq(tap, got["timer"], "02", "the kernel runs a keepalive timer on the idle connection (/proc/net/tcp)")
+    detected = got["detected"]
+    tap.ok(detected is not None and detected < 12,
+           f"the dropped connection is noticed within 12 s (keepalive = 2s; took {detected} s)", text[-1500:])
+    desk.cleanup()
+
+
 def main():
     global DV
     DV = Dovecot()
@@ -638,7 +674,7 @@ def main():
                   test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
-                  test_server_closes_mid_message, test_idle_refused_backs_off)
+                  test_server_closes_mid_message, test_idle_refused_backs_off, test_dropped_connection_noticed)
     finally:
         DV.stop()
 

@@ -35,7 +35,7 @@
 #define BACKOFF_MIN_S       1
 #define BACKOFF_MAX_S       300
 #define STEADY_SESSION_S    60      /* a session this long earns a fresh back-off */
-#define BATCH_MAX           500     /* messages listed per UID FETCH */
+#define BATCH_MAX           500     /* messages named per listing FETCH */
 #define FETCH_CHUNK         (1024 * 1024)  /* bytes of a message per UID FETCH */
 #define CHAIN_MAX           16
 #define KEEPALIVE_MAX_S     7200    /* the kernel's own default; TCP_KEEPIDLE allows 32767 */
@@ -628,29 +628,140 @@ pending_cmp (gconstpointer a, gconstpointer b)
 	return ua < ub ? -1 : ua > ub;
 }
 
+/* The messages above LAST_UID are the last ones by message number:
+ * UIDs rise with message numbers (RFC 3501 2.3.1.1).  Listing them as
+ * "UID FETCH last+1:*" would have the server name every one at once, and
+ * libetpan hold the whole answer: on a first run over a mailbox of
+ * millions (or after a UIDVALIDITY change) that is hundreds of bytes a
+ * message.  So the first new message's number is found with small
+ * "FETCH n (UID)" probes, and the listing names at most BATCH_MAX
+ * messages from there.  Message numbers hold still meanwhile: a server
+ * sends no EXPUNGE while no command runs, nor during FETCH (unlike
+ * UID FETCH; RFC 3501 7.4.1). */
+
+/* FETCH SEQ (UID): the UID of message SEQ. */
+static gboolean
+uid_at (Mailbox *mb, guint32 seq, guint32 *uid_r, GError **error)
+{
+	struct mailimap_set *set = mailimap_set_new_single (seq);
+	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att (mailimap_fetch_att_new_uid ());
+	clist *result = NULL;
+	int r = mailimap_fetch (mb->imap, set, type, &result);
+	mailimap_fetch_type_free (type);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("FETCH %u (UID)", seq);
+		return imap_failed (mb, r, what, error);
+	}
+	*uid_r = 0;
+	/* unsolicited FETCH responses for other messages may come along */
+	for (clistiter *it = clist_begin (result); it && !*uid_r; it = clist_next (it)) {
+		struct mailimap_msg_att *att = clist_content (it);
+		if (att->att_number != seq)
+			continue;
+		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
+			struct mailimap_msg_att_item *item = clist_content (i);
+			if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC &&
+			    item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_UID)
+				*uid_r = item->att_data.att_static->att_data.att_uid;
+		}
+	}
+	mailimap_fetch_list_free (result);
+	if (!*uid_r) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the server named no UID for message %u", mb->label, seq);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* *SEQ_R: the number of the first of the N messages whose UID is above
+ * LAST_UID, N + 1 when none is.  New mail sits at the end, so the search
+ * gallops back from the last message (n, n-1, n-3, n-7 ...) and then
+ * halves the gap: a handful of probes when a few messages are new, about
+ * 2 log2(N) when all of them are. */
+static gboolean
+first_new (Mailbox *mb, guint32 n, guint32 last_uid, guint32 *seq_r, GError **error)
+{
+	guint32 uid = 0;
+
+	if (last_uid == 0 || n == 0) {
+		*seq_r = 1;
+		return TRUE;
+	}
+	if (!uid_at (mb, n, &uid, error))
+		return FALSE;
+	if (uid <= last_uid) {
+		*seq_r = n + 1;
+		return TRUE;
+	}
+	guint32 hi = n, lo = 0;  /* UID(hi) > last_uid; UID(lo) <= last_uid, 0 before the first */
+	for (guint64 step = 1; hi > 1; step *= 2) {
+		guint32 probe = step < hi ? hi - (guint32) step : 1;
+		if (!uid_at (mb, probe, &uid, error))
+			return FALSE;
+		if (uid <= last_uid) {
+			lo = probe;
+			break;
+		}
+		hi = probe;
+	}
+	while (hi - lo > 1) {
+		guint32 mid = lo + (hi - lo) / 2;
+		if (!uid_at (mb, mid, &uid, error))
+			return FALSE;
+		if (uid > last_uid)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	*seq_r = hi;
+	return TRUE;
+}
+
 /* The messages above LAST_UID, lowest first, at most BATCH_MAX. */
 static GArray *
 list_new (Mailbox *mb, guint32 last_uid, GError **error)
 {
-	struct mailimap_set *set = mailimap_set_new_interval (last_uid + 1, 0);  /* last+1:* */
+	/* EXISTS as libetpan keeps it: set by SELECT and every EXISTS since,
+	 * one less for every EXPUNGE */
+	guint32 n = mb->imap->imap_selection_info ? mb->imap->imap_selection_info->sel_exists : 0;
+	GArray *pending = g_array_new (FALSE, TRUE, sizeof (Pending));
+	guint32 first = 0;
+
+	if (n == 0)
+		return pending;
+	if (!first_new (mb, n, last_uid, &first, error)) {
+		g_array_free (pending, TRUE);
+		return NULL;
+	}
+	if (first > n)
+		return pending;
+	/* from the message before the first new one: a check that none was missed */
+	guint32 from = first > 1 ? first - 1 : 1;
+	guint32 to = (guint32) MIN ((guint64) first + BATCH_MAX - 1, (guint64) n);
+	struct mailimap_set *set = mailimap_set_new_interval (from, to);
 	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
 	clist *result = NULL;
 
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_rfc822_size ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_flags ());
-	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
+	int r = mailimap_fetch (mb->imap, set, type, &result);
 	mailimap_fetch_type_free (type);
 	mailimap_set_free (set);
 	if (!imap_ok (r)) {
-		imap_failed (mb, r, "UID FETCH of new messages", error);
+		g_autofree char *what = g_strdup_printf ("FETCH %u:%u of new messages", from, to);
+		imap_failed (mb, r, what, error);
+		g_array_free (pending, TRUE);
 		return NULL;
 	}
 
-	GArray *pending = g_array_new (FALSE, TRUE, sizeof (Pending));
+	gboolean missed = FALSE;
 	for (clistiter *it = clist_begin (result); it; it = clist_next (it)) {
 		struct mailimap_msg_att *att = clist_content (it);
 		Pending p = { 0 };
+		if (att->att_number < from || att->att_number > to)
+			continue;  /* unsolicited, for another message */
 		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
 			struct mailimap_msg_att_item *item = clist_content (i);
 			if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
@@ -663,14 +774,26 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 					p.size = st->att_data.att_rfc822_size;
 			}
 		}
-		/* "n:*" names the last message even when its UID is below n */
+		if (att->att_number < first && p.uid > last_uid)
+			missed = TRUE;
 		if (p.uid > last_uid)
 			g_array_append_val (pending, p);
 	}
 	mailimap_fetch_list_free (result);
+	if (missed) {
+		/* the numbers moved under us (a server that breaks 7.4.1):
+		 * taking these would skip the ones before them for good */
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the mailbox changed while it was listed", mb->label);
+		g_array_free (pending, TRUE);
+		return NULL;
+	}
 	g_array_sort (pending, pending_cmp);
-	if (pending->len > BATCH_MAX)
-		g_array_set_size (pending, BATCH_MAX);
+	/* one message answered twice (a solicited and an unsolicited FETCH) */
+	guint kept = 0;
+	for (guint i = 0; i < pending->len; i++)
+		if (kept == 0 || g_array_index (pending, Pending, kept - 1).uid != g_array_index (pending, Pending, i).uid)
+			g_array_index (pending, Pending, kept++) = g_array_index (pending, Pending, i);
+	g_array_set_size (pending, kept);
 	return pending;
 }
 

@@ -104,6 +104,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConf, md_conf_free)
 /* "50M", "10k", "1G", plain bytes.  FALSE on junk. */
 gboolean md_conf_parse_size (const char *text, gint64 *bytes_r);
 
+/* An [imap.NAME] url taken apart: *TLS_R for imaps:// (imap:// is
+ * STARTTLS), the host as written, the port (993 or 143 unless given) and
+ * the mailbox (INBOX unless given).  Otherwise MD_ERROR_CONFIG saying what
+ * is wrong ("url names no host").  Free *HOST_R and *MAILBOX_R with
+ * g_free. */
+gboolean md_imap_url_parse (const char *url, gboolean *tls_r, char **host_r, guint16 *port_r, char **mailbox_r,
+                            GError **error);
+
 /* Where in the loaded file a key (or group, with key NULL) was written:
  * "file:line", or the file name alone when unknown.  Free with g_free. */
 char *md_conf_where (const MdConf *conf, const char *group, const char *key);

@@ -120,7 +120,6 @@ static Mailbox *
 mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 {
 	g_autoptr (Mailbox) mb = g_new0 (Mailbox, 1);
-	g_autoptr (GError) uri_error = NULL;
 
 	mb->desk = desk;
 	mb->conf = conf;
@@ -129,28 +128,11 @@ mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 	g_cond_init (&mb->wake);
 	mb->label = g_strdup_printf ("imap.%s", conf->name);
 
-	g_autoptr (GUri) uri = conf->url ? g_uri_parse (conf->url, G_URI_FLAGS_NONE, &uri_error) : NULL;
-	if (!uri) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: bad url: %s", mb->label,
-		             uri_error ? uri_error->message : "missing");
+	g_autoptr (GError) url_error = NULL;
+	if (!md_imap_url_parse (conf->url, &mb->tls, &mb->host, &mb->port, &mb->mailbox, &url_error)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: %s", mb->label, url_error->message);
 		return NULL;
 	}
-	mb->tls = !g_ascii_strcasecmp (g_uri_get_scheme (uri), "imaps");
-	if (!mb->tls && g_ascii_strcasecmp (g_uri_get_scheme (uri), "imap")) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: url must start with imap:// or imaps://", mb->label);
-		return NULL;
-	}
-	if (!g_uri_get_host (uri) || !*g_uri_get_host (uri)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: url names no host", mb->label);
-		return NULL;
-	}
-	mb->host = g_strdup (g_uri_get_host (uri));
-	int port = g_uri_get_port (uri);
-	mb->port = port > 0 ? (guint16) port : (mb->tls ? 993 : 143);
-	const char *path = g_uri_get_path (uri);
-	while (*path == '/')
-		path++;
-	mb->mailbox = g_strdup (*path ? path : "INBOX");
 	if (!conf->user || !conf->password_file) {
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: needs a user and a password_file", mb->label);
 		return NULL;

@@ -553,7 +553,7 @@ def test_fetch_by_name(tap):
         f.write(f"""
 [imap.bad]
 url = imaps://127.0.0.1:{DV.imaps_port}/INBOX
-user = names
+user = badpw
 password_file = {desk.dir}/missing.secret
 """)
     DV.append("names", *msgs("named"))

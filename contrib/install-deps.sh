@@ -13,7 +13,7 @@ libsqlite3-dev libcurl4-gnutls-dev libetpan-dev libxml2-dev
 libytnef0-dev libgnutls28-dev"
 # libcurl4-gnutls-dev, not -openssl-dev: libetpan-dev depends on it.
 testing="postfix swaks dovecot-imapd python3 python3-aiosmtpd openssl
-clang libclang-rt-14-dev sqlite3 procps"
+clang libclang-rt-14-dev sqlite3 procps iproute2"
 
 pkgs=$build
 [ "${1:-}" = "--test" ] && pkgs="$build $testing"

@@ -77,6 +77,7 @@ static const KeySpec imap_keys[] = {
 	{ "imap.*", "allow_plaintext", KEY_BOOL, I (allow_plaintext), "false" },
 	{ "imap.*", "tls_verify", KEY_BOOL, I (tls_verify), "true" },
 	{ "imap.*", "poll_interval", KEY_STRING, I (poll_interval), "60s" },
+	{ "imap.*", "keepalive", KEY_STRING, I (keepalive), "60s" },
 	{ "imap.*", "processed_folder", KEY_STRING, I (processed_folder), NULL },
 	{ "imap.*", "failed_folder", KEY_STRING, I (failed_folder), NULL },
 	{ "imap.*", "auth", KEY_STRING, I (auth), "login" },
@@ -284,6 +285,7 @@ imap_conf_free (MdImapConf *m)
 	g_free (m->password_file);
 	g_free (m->ca_file);
 	g_free (m->poll_interval);
+	g_free (m->keepalive);
 	g_free (m->processed_folder);
 	g_free (m->failed_folder);
 	g_free (m->auth);
@@ -354,16 +356,117 @@ read_group (Loader *l, GKeyFile *kf, const char *group, const KeySpec *specs, gs
 	}
 }
 
+gboolean
+md_imap_url_parse (const char *url, gboolean *tls_r, char **host_r, guint16 *port_r, char **mailbox_r,
+                   GError **error)
+{
+	g_autoptr (GError) uri_error = NULL;
+	g_autoptr (GUri) uri = url ? g_uri_parse (url, G_URI_FLAGS_NONE, &uri_error) : NULL;
+
+	if (!uri) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "bad url: %s", uri_error ? uri_error->message : "missing");
+		return FALSE;
+	}
+	gboolean tls = !g_ascii_strcasecmp (g_uri_get_scheme (uri), "imaps");
+	if (!tls && g_ascii_strcasecmp (g_uri_get_scheme (uri), "imap")) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url must start with imap:// or imaps://");
+		return FALSE;
+	}
+	if (!g_uri_get_host (uri) || !*g_uri_get_host (uri)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url names no host");
+		return FALSE;
+	}
+	int port = g_uri_get_port (uri);
+	const char *path = g_uri_get_path (uri);
+	while (*path == '/')
+		path++;
+	*tls_r = tls;
+	*host_r = g_strdup (g_uri_get_host (uri));
+	*port_r = port > 0 ? (guint16) port : (tls ? 993 : 143);
+	*mailbox_r = g_strdup (*path ? path : "INBOX");
+	return TRUE;
+}
+
+/* Whether two urls name the same imap_state row (imap.c keys it by the
+ * scheme, user, host as written, port and mailbox). */
+static gboolean
+imap_same_state (const MdImapConf *a, const MdImapConf *b)
+{
+	gboolean tls_a = FALSE, tls_b = FALSE;
+	g_autofree char *host_a = NULL, *mailbox_a = NULL, *host_b = NULL, *mailbox_b = NULL;
+	guint16 port_a = 0, port_b = 0;
+
+	return md_imap_url_parse (a->url, &tls_a, &host_a, &port_a, &mailbox_a, NULL) &&
+	       md_imap_url_parse (b->url, &tls_b, &host_b, &port_b, &mailbox_b, NULL) && tls_a == tls_b &&
+	       port_a == port_b && !strcmp (host_a, host_b) && !strcmp (mailbox_a, mailbox_b) &&
+	       !g_strcmp0 (a->user, b->user);
+}
+
+/* What makes two sections one mailbox: the host (without case), the port
+ * (the two schemes' default ports, 143 and 993, count as one: the same
+ * server reached with and without TLS from the first byte), the user and
+ * the mailbox (INBOX without case, RFC 3501 5.1).  NULL for a bad url. */
+static char *
+imap_identity (const MdImapConf *m)
+{
+	gboolean tls = FALSE;
+	g_autofree char *host = NULL, *mailbox = NULL;
+	guint16 port = 0;
+
+	if (!m->url || !m->user || !md_imap_url_parse (m->url, &tls, &host, &port, &mailbox, NULL))
+		return NULL;
+	if ((tls && port == 993) || (!tls && port == 143))
+		port = 0;
+	g_autofree char *lower = g_ascii_strdown (host, -1);
+	return g_strdup_printf ("%s\n%u\n%s\n%s", lower, port, m->user,
+	                        g_ascii_strcasecmp (mailbox, "INBOX") ? mailbox : "INBOX");
+}
+
+/* Two sections polling one mailbox would race each other for every
+ * message (both fetch it, one files it, the other finds it gone) and, with
+ * the same url, share one saved UIDVALIDITY and last UID: refused, naming
+ * both sections. */
+static void
+check_imap_duplicates (Loader *l, GPtrArray *imap)
+{
+	g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+	for (guint i = 0; i < imap->len; i++) {
+		const MdImapConf *m = imap->pdata[i];
+		char *id = imap_identity (m);
+		if (!id)
+			continue;
+		const MdImapConf *first = g_hash_table_lookup (seen, id);
+		if (!first) {
+			g_hash_table_insert (seen, id, (gpointer) m);
+			continue;
+		}
+		g_free (id);
+		g_autofree char *group = g_strdup_printf ("imap.%s", m->name);
+		g_autofree char *first_group = g_strdup_printf ("imap.%s", first->name);
+		int first_line = line_of (l->lines, first_group, "url");
+		g_autofree char *where = first_line > 0 ? g_strdup_printf (" (%s:%d)", l->file, first_line) : g_strdup ("");
+		loader_error (l, line_of (l->lines, group, "url"),
+		              "[%s] polls the same mailbox as [%s]%s: user %s at %s; two pollers would race each other for "
+		              "every message%s: keep one of the two sections", group, first_group, where, m->user, m->url,
+		              imap_same_state (m, first) ? " and share one saved last UID" : "");
+	}
+}
+
 static void
 check_imap (Loader *l, MdImapConf *m)
 {
 	g_autofree char *group = g_strdup_printf ("imap.%s", m->name);
 	const char *g = group;
 	int line = line_of (l->lines, g, NULL);
+	gboolean tls = FALSE;
+	g_autofree char *host = NULL, *mailbox = NULL;
+	guint16 port = 0;
+	g_autoptr (GError) url_error = NULL;
 	if (!m->url)
 		loader_error (l, line, "[%s] needs a url", g);
-	else if (!g_str_has_prefix (m->url, "imap://") && !g_str_has_prefix (m->url, "imaps://"))
-		loader_error (l, line_of (l->lines, g, "url"), "[%s] url must start with imap:// or imaps://", g);
+	else if (!md_imap_url_parse (m->url, &tls, &host, &port, &mailbox, &url_error))
+		loader_error (l, line_of (l->lines, g, "url"), "[%s] %s", g, url_error->message);
 	if (!m->user)
 		loader_error (l, line, "[%s] needs a user", g);
 	if (!m->password_file)
@@ -483,6 +586,7 @@ md_conf_load_lenient (const char *path, GError **problems_r)
 			}
 			read_group (&l, kf, g, desk_keys, G_N_ELEMENTS (desk_keys), conf, &conf->n_remind_at);
 		}
+		check_imap_duplicates (&l, conf->imap);
 		check_values (&l, conf);
 	}
 

@@ -19,6 +19,7 @@ typedef struct {
 	gboolean allow_plaintext;
 	gboolean tls_verify;    /* false only when said explicitly */
 	char *poll_interval;
+	char *keepalive;        /* TCP keepalive: quiet time before the first probe */
 	char *processed_folder;
 	char *failed_folder;
 	char *auth;             /* "login" (default) or "plain" */
@@ -102,6 +103,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConf, md_conf_free)
 
 /* "50M", "10k", "1G", plain bytes.  FALSE on junk. */
 gboolean md_conf_parse_size (const char *text, gint64 *bytes_r);
+
+/* An [imap.NAME] url taken apart: *TLS_R for imaps:// (imap:// is
+ * STARTTLS), the host as written, the port (993 or 143 unless given) and
+ * the mailbox (INBOX unless given).  Otherwise MD_ERROR_CONFIG saying what
+ * is wrong ("url names no host").  Free *HOST_R and *MAILBOX_R with
+ * g_free. */
+gboolean md_imap_url_parse (const char *url, gboolean *tls_r, char **host_r, guint16 *port_r, char **mailbox_r,
+                            GError **error);
 
 /* Where in the loaded file a key (or group, with key NULL) was written:
  * "file:line", or the file name alone when unknown.  Free with g_free. */

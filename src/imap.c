@@ -18,6 +18,8 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <libetpan/libetpan.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,14 +30,16 @@
 #include "md.h"
 
 #define NETWORK_TIMEOUT_S   60      /* every read, write and connect */
-#define IDLE_MAX_S          (25 * 60)   /* re-IDLE before servers' 29 min cut-off */
+#define IDLE_MAX_S          (25 * 60)   /* re-IDLE before servers' 29 min cut-off (RFC 2177) */
 #define IDLE_SLICE_S        60
 #define BACKOFF_MIN_S       1
 #define BACKOFF_MAX_S       300
 #define STEADY_SESSION_S    60      /* a session this long earns a fresh back-off */
-#define BATCH_MAX           500     /* messages listed per UID FETCH */
+#define BATCH_MAX           500     /* messages named per listing FETCH */
 #define FETCH_CHUNK         (1024 * 1024)  /* bytes of a message per UID FETCH */
 #define CHAIN_MAX           16
+#define KEEPALIVE_MAX_S     7200    /* the kernel's own default; TCP_KEEPIDLE allows 32767 */
+#define KEEPALIVE_PROBES    4       /* unanswered probes before the connection is dead */
 
 typedef struct {
 	guint32 uid;
@@ -53,6 +57,7 @@ typedef struct {
 	char *mailbox;
 	char *state_key;        /* imap_state row: imap://user@host:port/mailbox */
 	guint poll_interval_s;
+	guint keepalive_s;      /* TCP keepalive: quiet seconds before the first probe */
 
 	mailimap *imap;
 	MdStore *store;
@@ -115,7 +120,6 @@ static Mailbox *
 mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 {
 	g_autoptr (Mailbox) mb = g_new0 (Mailbox, 1);
-	g_autoptr (GError) uri_error = NULL;
 
 	mb->desk = desk;
 	mb->conf = conf;
@@ -124,28 +128,11 @@ mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 	g_cond_init (&mb->wake);
 	mb->label = g_strdup_printf ("imap.%s", conf->name);
 
-	g_autoptr (GUri) uri = conf->url ? g_uri_parse (conf->url, G_URI_FLAGS_NONE, &uri_error) : NULL;
-	if (!uri) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: bad url: %s", mb->label,
-		             uri_error ? uri_error->message : "missing");
+	g_autoptr (GError) url_error = NULL;
+	if (!md_imap_url_parse (conf->url, &mb->tls, &mb->host, &mb->port, &mb->mailbox, &url_error)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: %s", mb->label, url_error->message);
 		return NULL;
 	}
-	mb->tls = !g_ascii_strcasecmp (g_uri_get_scheme (uri), "imaps");
-	if (!mb->tls && g_ascii_strcasecmp (g_uri_get_scheme (uri), "imap")) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: url must start with imap:// or imaps://", mb->label);
-		return NULL;
-	}
-	if (!g_uri_get_host (uri) || !*g_uri_get_host (uri)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: url names no host", mb->label);
-		return NULL;
-	}
-	mb->host = g_strdup (g_uri_get_host (uri));
-	int port = g_uri_get_port (uri);
-	mb->port = port > 0 ? (guint16) port : (mb->tls ? 993 : 143);
-	const char *path = g_uri_get_path (uri);
-	while (*path == '/')
-		path++;
-	mb->mailbox = g_strdup (*path ? path : "INBOX");
 	if (!conf->user || !conf->password_file) {
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: needs a user and a password_file", mb->label);
 		return NULL;
@@ -156,6 +143,13 @@ mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
 		             "%s: poll_interval must be a number of seconds, or end in s, m or h (got \"%s\")",
 		             mb->label, conf->poll_interval);
+		return NULL;
+	}
+	if (!parse_interval (conf->keepalive ? conf->keepalive : "60s", &mb->keepalive_s) ||
+	    mb->keepalive_s > KEEPALIVE_MAX_S) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+		             "%s: keepalive must be a number of seconds up to 2h, or end in s, m or h (got \"%s\")",
+		             mb->label, conf->keepalive);
 		return NULL;
 	}
 	return g_steal_pointer (&mb);
@@ -368,6 +362,46 @@ out:
 
 /* ---- the session ---- */
 
+/* TCP keepalive (RFC 1122 4.2.3.6) on the connection's socket.  In IDLE
+ * neither side says anything for up to IDLE_MAX_S, and a NAT or firewall
+ * that forgets the connection in the meantime drops it without a word:
+ * no RST ever comes, and the thread would sit in IDLE until it ends it.
+ * Probes after keepalive_s of quiet keep such a middlebox's mapping
+ * fresh, and KEEPALIVE_PROBES unanswered ones (one every quarter of
+ * keepalive_s) make the socket fail with ETIMEDOUT, which wakes the IDLE
+ * wait: a dead peer is noticed about 2 x keepalive_s after it went
+ * silent.  Failing to set it is logged, not fatal: the re-IDLE after
+ * IDLE_MAX_S and the network timeout still bound the wait. */
+static void
+set_keepalive (Mailbox *mb, int fd)
+{
+	int on = 1, idle = (int) mb->keepalive_s, count = KEEPALIVE_PROBES;
+	int interval = MAX ((idle + KEEPALIVE_PROBES - 1) / KEEPALIVE_PROBES, 1);
+
+	if (fd < 0)
+		return;
+	if (setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+	    setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+	    setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) < 0 ||
+	    setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) < 0) {
+		g_warning ("%s: cannot turn on TCP keepalive: %s; a silently dropped connection is noticed only "
+		           "when IDLE is renewed", mb->label, g_strerror (errno));
+		return;
+	}
+	/* what the socket holds now, read back: the tests check this line */
+	socklen_t len = sizeof on;
+	on = idle = interval = count = 0;
+	getsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len);
+	len = sizeof idle;
+	getsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len);
+	len = sizeof interval;
+	getsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, &len);
+	len = sizeof count;
+	getsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &count, &len);
+	g_debug ("%s: connected to %s port %u keepalive=%s idle=%ds interval=%ds probes=%d", mb->label, mb->host,
+	         mb->port, on ? "on" : "off", idle, interval, count);
+}
+
 static gboolean
 refresh_capabilities (Mailbox *mb, GError **error)
 {
@@ -398,7 +432,9 @@ open_connection (Mailbox *mb, GError **error)
 		g_autofree char *what = g_strdup_printf ("connect to %s port %u", mb->host, mb->port);
 		return imap_failed (mb, r, what, error);
 	}
-	publish_fd (mb, mailstream_low_get_fd (mailstream_get_low (mb->imap->imap_stream)));
+	int fd = mailstream_low_get_fd (mailstream_get_low (mb->imap->imap_stream));
+	set_keepalive (mb, fd);
+	publish_fd (mb, fd);
 	if (!refresh_capabilities (mb, error))
 		return FALSE;
 	if (!mb->tls) {
@@ -574,29 +610,140 @@ pending_cmp (gconstpointer a, gconstpointer b)
 	return ua < ub ? -1 : ua > ub;
 }
 
+/* The messages above LAST_UID are the last ones by message number:
+ * UIDs rise with message numbers (RFC 3501 2.3.1.1).  Listing them as
+ * "UID FETCH last+1:*" would have the server name every one at once, and
+ * libetpan hold the whole answer: on a first run over a mailbox of
+ * millions (or after a UIDVALIDITY change) that is hundreds of bytes a
+ * message.  So the first new message's number is found with small
+ * "FETCH n (UID)" probes, and the listing names at most BATCH_MAX
+ * messages from there.  Message numbers hold still meanwhile: a server
+ * sends no EXPUNGE while no command runs, nor during FETCH (unlike
+ * UID FETCH; RFC 3501 7.4.1). */
+
+/* FETCH SEQ (UID): the UID of message SEQ. */
+static gboolean
+uid_at (Mailbox *mb, guint32 seq, guint32 *uid_r, GError **error)
+{
+	struct mailimap_set *set = mailimap_set_new_single (seq);
+	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att (mailimap_fetch_att_new_uid ());
+	clist *result = NULL;
+	int r = mailimap_fetch (mb->imap, set, type, &result);
+	mailimap_fetch_type_free (type);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("FETCH %u (UID)", seq);
+		return imap_failed (mb, r, what, error);
+	}
+	*uid_r = 0;
+	/* unsolicited FETCH responses for other messages may come along */
+	for (clistiter *it = clist_begin (result); it && !*uid_r; it = clist_next (it)) {
+		struct mailimap_msg_att *att = clist_content (it);
+		if (att->att_number != seq)
+			continue;
+		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
+			struct mailimap_msg_att_item *item = clist_content (i);
+			if (item->att_type == MAILIMAP_MSG_ATT_ITEM_STATIC &&
+			    item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_UID)
+				*uid_r = item->att_data.att_static->att_data.att_uid;
+		}
+	}
+	mailimap_fetch_list_free (result);
+	if (!*uid_r) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the server named no UID for message %u", mb->label, seq);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* *SEQ_R: the number of the first of the N messages whose UID is above
+ * LAST_UID, N + 1 when none is.  New mail sits at the end, so the search
+ * gallops back from the last message (n, n-1, n-3, n-7 ...) and then
+ * halves the gap: a handful of probes when a few messages are new, about
+ * 2 log2(N) when all of them are. */
+static gboolean
+first_new (Mailbox *mb, guint32 n, guint32 last_uid, guint32 *seq_r, GError **error)
+{
+	guint32 uid = 0;
+
+	if (last_uid == 0 || n == 0) {
+		*seq_r = 1;
+		return TRUE;
+	}
+	if (!uid_at (mb, n, &uid, error))
+		return FALSE;
+	if (uid <= last_uid) {
+		*seq_r = n + 1;
+		return TRUE;
+	}
+	guint32 hi = n, lo = 0;  /* UID(hi) > last_uid; UID(lo) <= last_uid, 0 before the first */
+	for (guint64 step = 1; hi > 1; step *= 2) {
+		guint32 probe = step < hi ? hi - (guint32) step : 1;
+		if (!uid_at (mb, probe, &uid, error))
+			return FALSE;
+		if (uid <= last_uid) {
+			lo = probe;
+			break;
+		}
+		hi = probe;
+	}
+	while (hi - lo > 1) {
+		guint32 mid = lo + (hi - lo) / 2;
+		if (!uid_at (mb, mid, &uid, error))
+			return FALSE;
+		if (uid > last_uid)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	*seq_r = hi;
+	return TRUE;
+}
+
 /* The messages above LAST_UID, lowest first, at most BATCH_MAX. */
 static GArray *
 list_new (Mailbox *mb, guint32 last_uid, GError **error)
 {
-	struct mailimap_set *set = mailimap_set_new_interval (last_uid + 1, 0);  /* last+1:* */
+	/* EXISTS as libetpan keeps it: set by SELECT and every EXISTS since,
+	 * one less for every EXPUNGE */
+	guint32 n = mb->imap->imap_selection_info ? mb->imap->imap_selection_info->sel_exists : 0;
+	GArray *pending = g_array_new (FALSE, TRUE, sizeof (Pending));
+	guint32 first = 0;
+
+	if (n == 0)
+		return pending;
+	if (!first_new (mb, n, last_uid, &first, error)) {
+		g_array_free (pending, TRUE);
+		return NULL;
+	}
+	if (first > n)
+		return pending;
+	/* from the message before the first new one: a check that none was missed */
+	guint32 from = first > 1 ? first - 1 : 1;
+	guint32 to = (guint32) MIN ((guint64) first + BATCH_MAX - 1, (guint64) n);
+	struct mailimap_set *set = mailimap_set_new_interval (from, to);
 	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
 	clist *result = NULL;
 
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_rfc822_size ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_flags ());
-	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
+	int r = mailimap_fetch (mb->imap, set, type, &result);
 	mailimap_fetch_type_free (type);
 	mailimap_set_free (set);
 	if (!imap_ok (r)) {
-		imap_failed (mb, r, "UID FETCH of new messages", error);
+		g_autofree char *what = g_strdup_printf ("FETCH %u:%u of new messages", from, to);
+		imap_failed (mb, r, what, error);
+		g_array_free (pending, TRUE);
 		return NULL;
 	}
 
-	GArray *pending = g_array_new (FALSE, TRUE, sizeof (Pending));
+	gboolean missed = FALSE;
 	for (clistiter *it = clist_begin (result); it; it = clist_next (it)) {
 		struct mailimap_msg_att *att = clist_content (it);
 		Pending p = { 0 };
+		if (att->att_number < from || att->att_number > to)
+			continue;  /* unsolicited, for another message */
 		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
 			struct mailimap_msg_att_item *item = clist_content (i);
 			if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
@@ -609,14 +756,26 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 					p.size = st->att_data.att_rfc822_size;
 			}
 		}
-		/* "n:*" names the last message even when its UID is below n */
+		if (att->att_number < first && p.uid > last_uid)
+			missed = TRUE;
 		if (p.uid > last_uid)
 			g_array_append_val (pending, p);
 	}
 	mailimap_fetch_list_free (result);
+	if (missed) {
+		/* the numbers moved under us (a server that breaks 7.4.1):
+		 * taking these would skip the ones before them for good */
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the mailbox changed while it was listed", mb->label);
+		g_array_free (pending, TRUE);
+		return NULL;
+	}
 	g_array_sort (pending, pending_cmp);
-	if (pending->len > BATCH_MAX)
-		g_array_set_size (pending, BATCH_MAX);
+	/* one message answered twice (a solicited and an unsolicited FETCH) */
+	guint kept = 0;
+	for (guint i = 0; i < pending->len; i++)
+		if (kept == 0 || g_array_index (pending, Pending, kept - 1).uid != g_array_index (pending, Pending, i).uid)
+			g_array_index (pending, Pending, kept++) = g_array_index (pending, Pending, i);
+	g_array_set_size (pending, kept);
 	return pending;
 }
 

@@ -79,6 +79,69 @@ def test_bad_templates(tap):
     desk.cleanup()
 
 
+def test_same_mailbox_twice(tap):
+    """Two [imap.NAME] sections polling one mailbox would race each other
+    for every message and share one saved last UID: check-config and
+    serve refuse it, naming both sections and their lines."""
+    import subprocess
+    from mdtest import free_port
+    desk = Desk()
+    port = free_port()
+    base = open(desk.conf_path).read() + f"[lmtp]\nlisten = 127.0.0.1:{port}\n"
+
+    def imap(name, url, user="support"):
+        return f"[imap.{name}]\n# {name}\nurl = {url}\nuser = {user}\npassword_file = {desk.dir}/secret\n"
+
+    def line_of(text, name):
+        lines = text.splitlines()
+        start = lines.index(f"[imap.{name}]")
+        return next(i + 1 for i in range(start, len(lines)) if lines[i].startswith("url = "))
+
+    cases = [("the same url", "imaps://imap.example.com/INBOX", "imaps://imap.example.com/INBOX"),
+             ("the host's case, the default port and INBOX's case", "imaps://imap.example.com/INBOX",
+              "imaps://IMAP.Example.com:993/inbox"),
+             ("imap:// and imaps:// on their default ports", "imap://imap.example.com/INBOX",
+              "imaps://imap.example.com")]
+    for what, first, second in cases:
+        text = base + imap("support", first) + imap("copy", second)
+        desk.write_conf(text)
+        p = desk.run("check-config")
+        err = p.stderr.decode()
+        path = desk.conf_path
+        tap.eq(p.returncode, 78, f"check-config refuses two sections polling one mailbox ({what})")
+        tap.ok(f"{path}:{line_of(text, 'copy')}: [imap.copy] polls the same mailbox as [imap.support] "
+               f"({path}:{line_of(text, 'support')})" in err, "naming both sections, with their lines", err)
+    text = base + imap("support", "imaps://imap.example.com/INBOX") + imap("copy", "imaps://imap.example.com:993/")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    tap.ok("share one saved last UID" in p.stderr.decode(), "one url spelled two ways: says they would share the "
+           "saved UID", p.stderr)
+    try:
+        p = desk.run("serve", timeout=20)
+        rc, err = p.returncode, p.stderr.decode() + p.stdout.decode()
+    except subprocess.TimeoutExpired:
+        rc, err = "still running after 20 s", ""
+    tap.eq(rc, 78, "serve refuses to start on it (EX_CONFIG)")
+    tap.ok("[imap.copy] polls the same mailbox as [imap.support]" in err, "with the same message", err)
+    for what, first, second in [("another mailbox", "imaps://imap.example.com/INBOX",
+                                 "imaps://imap.example.com/Support"),
+                                ("another port", "imaps://imap.example.com/INBOX", "imaps://imap.example.com:1993/"),
+                                ("another host", "imaps://imap.example.com/INBOX", "imaps://mail.example.com/INBOX")]:
+        desk.write_conf(base + imap("support", first) + imap("other", second))
+        p = desk.run("check-config")
+        tap.eq(p.returncode, 0, f"{what} is another mailbox", p.stderr)
+    desk.write_conf(base + imap("support", "imaps://imap.example.com/INBOX") +
+                    imap("other", "imaps://imap.example.com/INBOX", user="sales"))
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "another user's INBOX is another mailbox", p.stderr)
+    text = base + imap("nohost", "imaps:///INBOX")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    tap.ok(f"{desk.conf_path}:{line_of(text, 'nohost')}: [imap.nohost] url names no host" in p.stderr.decode(),
+           "a url without a host is reported at its line", p.stderr)
+    desk.cleanup()
+
+
 def test_classify_explain(tap):
     desk = Desk()
     p = desk.run("classify", "--explain", input=message(subject="Production is down",
@@ -97,4 +160,4 @@ def test_classify_explain(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_defaults, test_every_problem, test_bad_templates, test_classify_explain)
+    run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain)

@@ -278,6 +278,23 @@ def test_deleted_by_someone_else(tap):
     desk.cleanup()
 
 
+def fetch_peak_rss(desk):
+    """(peak RSS in KiB, exit code) of `maildesk fetch` on DESK."""
+    # Measured through a small intermediate process: Linux carries the
+    # forking process's peak RSS (this test's) into the child's.
+    measure = ("import os, sys\npid = os.fork()\nif pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n"
+               "_, status, usage = os.wait4(pid, 0)\nprint(usage.ru_maxrss, os.waitstatus_to_exitcode(status))\n")
+    env = dict(os.environ)
+    if env.get("ASAN_OPTIONS"):
+        # ASan keeps 256 MB of freed memory by default (its quarantine):
+        # made small, the figure stays the poller's (as test_hostile does)
+        env["ASAN_OPTIONS"] += ":quarantine_size_mb=16"
+    p = subprocess.run([sys.executable, "-c", measure, os.environ.get("MAILDESK", "maildesk"), "-c", desk.conf_path,
+                        "fetch"], capture_output=True, timeout=120, env=env)
+    rss, rc = map(int, p.stdout.split())
+    return rss, rc
+
+
 def test_big_message_memory(tap):
     """A 24 MB message (an 18 MB attachment) is fetched in pieces straight
     to the spool: the poller's memory does not grow with it."""
@@ -291,18 +308,7 @@ def test_big_message_memory(tap):
     DV.append("bigmsg", big)
     del data, big
     desk = imap_desk("bigmsg")
-    # Measured through a small intermediate process: Linux carries the
-    # forking process's peak RSS (this test's) into the child's.
-    measure = ("import os, sys\npid = os.fork()\nif pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n"
-               "_, status, usage = os.wait4(pid, 0)\nprint(usage.ru_maxrss, os.waitstatus_to_exitcode(status))\n")
-    env = dict(os.environ)
-    if env.get("ASAN_OPTIONS"):
-        # ASan keeps 256 MB of freed memory by default (its quarantine):
-        # made small, the figure stays the poller's (as test_hostile does)
-        env["ASAN_OPTIONS"] += ":quarantine_size_mb=16"
-    p = subprocess.run([sys.executable, "-c", measure, os.environ.get("MAILDESK", "maildesk"), "-c", desk.conf_path,
-                        "fetch"], capture_output=True, timeout=120, env=env)
-    rss, rc = map(int, p.stdout.split())
+    rss, rc = fetch_peak_rss(desk)
     eq(tap, (rc, subjects(desk)), (0, ["big"]), "the message is ingested")
     limit = 160 if os.environ.get("ASAN_OPTIONS") else 32
     tap.ok(rss < limit * 1024, f"in under {limit} MB of memory ({rss // 1024} MB)", f"{rss} KiB")
@@ -547,7 +553,7 @@ def test_fetch_by_name(tap):
         f.write(f"""
 [imap.bad]
 url = imaps://127.0.0.1:{DV.imaps_port}/INBOX
-user = names
+user = badpw
 password_file = {desk.dir}/missing.secret
 """)
     DV.append("names", *msgs("named"))
@@ -630,6 +636,74 @@ def test_idle_refused_backs_off(tap):
     desk.cleanup()
 
 
+def test_listing_is_bounded(tap):
+    """A mailbox of 300,000 messages, all new: the poller lists them a
+    window at a time (by message number, from the first above the last
+    UID handled), never all at once, so memory stays flat however big the
+    mailbox.  The fake server serves three bodies per login, so each
+    fetch run ends (exit 75) after three messages."""
+    proc, port = misbehaving("huge", lifetime=150)
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", extra="allow_plaintext = true", ca=False)
+    try:
+        rss, rc = fetch_peak_rss(desk)
+        eq(tap, (rc, subjects(desk)), (75, ["huge 1003", "huge 1006", "huge 1009"]),
+           "the first run ingests the three lowest UIDs, then stops at the refused fourth")
+        limit = 160 if os.environ.get("ASAN_OPTIONS") else 32
+        tap.ok(rss < limit * 1024, f"in under {limit} MB of memory ({rss // 1024} MB)", f"{rss} KiB")
+        p = fetch(desk)
+        eq(tap, (p.returncode, len(subjects(desk))), (75, 6), "the second run goes on after the last UID handled",
+           p.stderr)
+        tap.ok("huge 1018" in subjects(desk) and "huge 1012" in subjects(desk), "with the next three",
+               subjects(desk))
+    finally:
+        proc.kill()
+        out = proc.communicate()[0].splitlines()
+    listed = [int(line.split()[1]) for line in out if line.startswith("L ")]
+    tap.ok(listed and max(listed) <= 501, f"no listing names more than 501 messages (largest: "
+           f"{max(listed) if listed else None})", [line for line in out if "FETCH" in line][:10])
+    second = out[max(i for i, line in enumerate(out) if " LOGIN " in line):]
+    probes = [line for line in second if " FETCH " in line and "BODY" not in line]
+    tap.ok(len(probes) <= 60, f"finding the first new message among 300,000 takes a few dozen small FETCHes "
+           f"({len(probes)})", probes[:10])
+    desk.cleanup()
+
+
+def test_dropped_connection_noticed(tap):
+    """A NAT or firewall that forgets the connection while the poller
+    IDLEs drops its packets without a word: TCP keepalive probes notice,
+    within about twice `keepalive`, instead of the poller waiting out the
+    IDLE.  Played in a network namespace of its own (unshare -n), whose
+    loopback drops every packet on cue (tc qdisc blackhole)."""
+    import json
+    port = free_port()
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", ca=False,
+                     extra="allow_plaintext = true\nkeepalive = 2s\nprocessed_folder = Processed")
+    here = os.path.dirname(os.path.abspath(__file__))
+    log = os.path.join(desk.dir, "poller.log")
+    try:
+        p = subprocess.run(["unshare", "-n", sys.executable, os.path.join(here, "imap_dropped.py"), POLLER,
+                            desk.conf_path, str(port), log], capture_output=True, text=True, timeout=150)
+        got = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else None
+    except (OSError, subprocess.TimeoutExpired) as e:
+        p, got = None, {"error": str(e)}
+    if not got or (got.get("error") and not got.get("idle")) or (got.get("error") or "").startswith("cannot drop"):
+        # no network namespace or packet dropping here (not root, no tc)
+        tap.ok(True, "# SKIP a dropped connection: " + str(got and got.get("error") or (p and p.stderr[-300:])))
+        desk.cleanup()
+        return
+    with open(log) as f:
+        text = f.read()
+    tap.ok(got["idle"], "the poller reaches IDLE", text[-1500:])
+    tap.ok(re.search(r"imap\.support: connected to 127\.0\.0\.1 port \d+ keepalive=on idle=2s interval=1s probes=4",
+                     text), "the socket holds SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT (read back)",
+           text[-1500:])
+    eq(tap, got["timer"], "02", "the kernel runs a keepalive timer on the idle connection (/proc/net/tcp)")
+    detected = got["detected"]
+    tap.ok(detected is not None and detected < 12,
+           f"the dropped connection is noticed within 12 s (keepalive = 2s; took {detected} s)", text[-1500:])
+    desk.cleanup()
+
+
 def main():
     global DV
     DV = Dovecot()
@@ -638,7 +712,8 @@ def main():
                   test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
-                  test_server_closes_mid_message, test_idle_refused_backs_off)
+                  test_server_closes_mid_message, test_idle_refused_backs_off, test_listing_is_bounded,
+                  test_dropped_connection_noticed)
     finally:
         DV.stop()
 

@@ -368,7 +368,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.ticket_key = key,
 		.subject = subject,
 		.body = body,
-		.in_reply_to = o->in_reply_to,
 		.references = thread_references (store, o->ticket, refs_holder),
 		.date = md_now (),
 		.auto_submitted = o->auto_submitted,
@@ -376,6 +375,13 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.attachments = (const MdAttachmentFile *) files->data,
 		.n_attachments = files->len,
 	};
+	/* DESIGN 8: In-Reply-To on every mail of a thread.  Mail that answers
+	 * no message of its own (a status change, a reminder, a follow-up)
+	 * answers the thread's latest one. */
+	out.in_reply_to = o->in_reply_to;
+	for (guint i = 0; !out.in_reply_to && out.references && out.references[i]; i++)
+		if (!out.references[i + 1])
+			out.in_reply_to = out.references[i];
 	/* Bounces of the desk's mail come back to the ticket's own address. */
 	const char *envelope_from = reply_to ? reply_to : from_email;
 	/* One mail per MD_COMPOSE_MAX_RECIPIENTS (a large organization's

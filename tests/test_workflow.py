@@ -375,7 +375,35 @@ def test_reply_from_script_without_agent(tap):
     c.close()
 
 
+def test_every_mail_threads(tap):
+    """DESIGN 8: In-Reply-To/References on the desk's mail, also on mail
+    that answers no message of its own (a status change, a follow-up):
+    it answers the thread's latest message."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", msgid="first"))
+    ack = to_of(c.new_mail(), CUSTOMER)[0]
+    p = c.desk.run("ticket", "set", "1", "status=Waiting for customer", env={"MAILDESK_NOW": c.now})
+    tap.eq(p.returncode, 0, "ticket set succeeds", p.stderr)
+    mails = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(mails), 1, "the customer hears of the status change")
+    for label, m, parent in (("status change", mails[0] if mails else None, ack["Message-ID"]),):
+        if not m:
+            continue
+        tap.eq(m["In-Reply-To"], parent, f"the {label} answers the latest message of the thread", m)
+        tap.ok(m["References"] and m["References"].split()[0] == "<first@customer.example>"
+               and m["References"].split()[-1] == parent, f"and References run from the first to it", m["References"])
+    status_mail = mails[0] if mails else None
+    c.now = "2026-12-04T10:00:01+02:00"  # 3 business days on: the first follow-up
+    c.desk.run("tick", env={"MAILDESK_NOW": c.now}, check=True)
+    followups = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(followups), 1, "a follow-up is sent")
+    if followups and status_mail:
+        tap.eq(followups[0]["In-Reply-To"], status_mail["Message-ID"], "the follow-up answers the status change")
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
-              test_reply_from_command_line, test_reply_from_script_without_agent)
+              test_reply_from_command_line, test_reply_from_script_without_agent,
+              test_every_mail_threads)

@@ -96,6 +96,26 @@ parse_interval (const char *text, guint *seconds_r)
 	return TRUE;
 }
 
+void
+md_imap_conf_check (const MdImapConf *conf, MdConfProblemFunc report, gpointer data)
+{
+	g_autoptr (GError) uri_error = NULL;
+	g_autoptr (GUri) uri = conf->url ? g_uri_parse (conf->url, G_URI_FLAGS_NONE, &uri_error) : NULL;
+	guint seconds;
+
+	if (conf->url && !uri) {
+		g_autofree char *msg = g_strdup_printf ("bad url: %s", uri_error->message);
+		report ("url", msg, data);
+	} else if (uri && (!g_uri_get_host (uri) || !*g_uri_get_host (uri))) {
+		report ("url", "the url names no host", data);
+	}
+	if (!parse_interval (conf->poll_interval ? conf->poll_interval : "60s", &seconds)) {
+		g_autofree char *msg = g_strdup_printf ("poll_interval must be a number of seconds, or end in s, m or h "
+		                                        "(got \"%s\")", conf->poll_interval);
+		report ("poll_interval", msg, data);
+	}
+}
+
 static void
 mailbox_free (Mailbox *mb)
 {

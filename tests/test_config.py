@@ -96,5 +96,51 @@ def test_classify_explain(tap):
     desk.cleanup()
 
 
+def test_service_sections(tap):
+    """check-config validates [smtp], [lmtp] listen and every [imap.NAME]
+    (what serve, fetch and outbox flush would refuse), a value that kept
+    a trailing comment, and names the key of a rules or templates path
+    that cannot be read: every problem with file:line (DESIGN 3, 4)."""
+    desk = Desk()
+    conf = f"""[desk]
+domain = support.example.com # our domain
+data_dir = {desk.dir}/var
+rules = {desk.dir}/missing.rules
+templates = {desk.dir}/no-templates/
+forms =
+[lmtp]
+listen = 127.0.0.1:2424, localhost, unix:relative.sock
+[smtp]
+url = http://127.0.0.1:25
+user = desk
+from = not an address
+[imap.support]
+url = imaps:///INBOX
+user = support
+password_file = /nonexistent/secret
+poll_interval = often
+"""
+    desk.write_conf(conf)
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 78, "problems exit with EX_CONFIG", err)
+    path = desk.conf_path
+    for line, what in [(2, "domain"), (4, "missing.rules"), (5, "no-templates"), (8, "localhost"),
+                       (8, "relative.sock"), (10, "http://127.0.0.1:25"), (11, "password_file"),
+                       (12, "not an address"), (14, "host"), (17, "poll_interval")]:
+        tap.ok(any(l.startswith(f"{path}:{line}: ") and what in l for l in err.splitlines()),
+               f"line {line}: {what}", err)
+    good = conf.replace(" # our domain", "").replace(f"{desk.dir}/missing.rules", f"{TOP_SRCDIR}/filters/default.rules")
+    good = good.replace(f"{desk.dir}/no-templates/", f"{TOP_SRCDIR}/templates/")
+    good = good.replace("127.0.0.1:2424, localhost, unix:relative.sock", "127.0.0.1:2424, [::1]:2424, unix:/run/md.sock")
+    good = good.replace("http://", "smtp://").replace("user = desk\n", "").replace("not an address", "Desk <d@x.example>")
+    good = good.replace("imaps:///INBOX", "imaps://imap.example.com/INBOX").replace("often", "5m")
+    desk.write_conf(good)
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "the same sections set right pass", p.stderr.decode())
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_defaults, test_every_problem, test_bad_templates, test_classify_explain)
+    run_tests(test_defaults, test_every_problem, test_bad_templates, test_classify_explain,
+              test_service_sections)

@@ -193,6 +193,7 @@ md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 	set (vars, "ticket.key", key);
 	set (vars, "ticket.subject", t->subject);
 	set (vars, "ticket.status", t->status);
+	set (vars, "status", t->status);
 	set (vars, "ticket.priority", t->priority);
 	set (vars, "ticket.category", t->category);
 	set (vars, "ticket.requester", t->requester);

@@ -141,6 +141,40 @@ poll_interval = often
     desk.cleanup()
 
 
+def test_design_variables_everywhere(tap):
+    """DESIGN 8 names {{ticket.key}}, {{ticket.subject}}, {{status}} and
+    {{due}} as what templates substitute: any event's template may use
+    them (status: the ticket's status; due: its first-response deadline
+    unless the mail is about another)."""
+    import email
+    import email.policy
+    import shutil
+    from mdtest import Catcher
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n")
+    tdir = os.path.join(desk.dir, "templates")
+    shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), tdir)
+    for event in ("ack", "customer-reply"):
+        with open(os.path.join(tdir, event + ".tmpl"), "w") as f:
+            f.write("Subject: {{ticket.subject}}\n\n{{ticket.key}} is {{status}}, answer due {{due}}.\n")
+    text = open(desk.conf_path).read().replace(f"templates = {TOP_SRCDIR}/templates/", f"templates = {tdir}/")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "{{status}} and {{due}} pass check-config in the ack and customer-reply templates",
+           p.stderr.decode())
+    desk.run("agent", "add", "jane@support.example.com", check=True)
+    env = {"MAILDESK_NOW": "2026-12-04T16:00:00+02:00"}
+    desk.deliver(message(subject="Help"), env=env)
+    desk.run("outbox", "flush", env=env)
+    bodies = {tuple(e["rcpt_tos"]): email.message_from_bytes(raw, policy=email.policy.default).get_content()
+              for e, raw in catcher.messages()}
+    want = "SUP-1 is Waiting for triage, answer due Wed 09 Dec 2026 16:00 EET."
+    for rcpt in ("alice@customer.example", "jane@support.example.com"):
+        tap.ok(want in bodies.get((rcpt,), ""), f"substituted in the mail to {rcpt}", bodies)
+    catcher.cleanup()
+    desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_classify_explain,
-              test_service_sections)
+              test_service_sections, test_design_variables_everywhere)

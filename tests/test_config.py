@@ -90,8 +90,16 @@ def test_classify_explain(tap):
     counts = re.search(r"^body patterns: (\d+) run, (\d+) skipped", out, re.M)
     tap.ok(counts and int(counts.group(1)) > 0 and int(counts.group(2)) > 0,
            "--explain counts the body patterns run and skipped by the prefilter", out)
+    p = desk.run("classify", input=message(subject="Production is down",
+                                           body="Our shop is down, customers cannot order."))
+    out = p.stdout.decode()
+    tap.ok(re.search(r"^fired: p1-outage \(\S*default\.rules:\d+\)$", out, re.M),
+           "without --explain classify still names each rule that fired (DESIGN 3), with file:line", out)
+    tap.ok("matched" not in out and "body patterns" not in out, "but not why", out)
     p = desk.run("classify", input=message(subject="Feature request: dark mode", body="It would be nice to have."))
     tap.ok("priority: ER" in p.stdout.decode(), "a feature request is ER", p.stdout.decode())
+    p = desk.run("classify", input=message(subject="Hello", body="Just saying hi."))
+    tap.ok("no rule fired" in p.stdout.decode(), "and says so when none did", p.stdout.decode())
     tap.ok(not os.path.exists(os.path.join(desk.dir, "var", "maildesk.db")), "classify stores nothing")
     desk.cleanup()
 

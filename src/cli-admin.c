@@ -186,14 +186,15 @@ md_cmd_classify (int argc, char **argv)
 			printf ("action: quarantine\n");
 		if (cls.drop_silently)
 			printf ("action: drop-silently\n");
-		if (explain) {
-			if (!cls.fired || cls.fired->len == 0)
-				printf ("no rule fired; defaults apply\n");
-			for (guint i = 0; cls.fired && i < cls.fired->len; i++)
-				printf ("fired: %s\n", (char *) cls.fired->pdata[i]);
+		/* DESIGN 3: classify prints which rules fired; --explain, why. */
+		if (!cls.fired || cls.fired->len == 0)
+			printf ("no rule fired; defaults apply\n");
+		GPtrArray *fired = explain ? cls.fired : cls.fired_rules;
+		for (guint i = 0; fired && i < fired->len; i++)
+			printf ("fired: %s\n", (char *) fired->pdata[i]);
+		if (explain)
 			printf ("body patterns: %u run, %u skipped (no word they start with)\n",
 				cls.body_patterns_run, cls.body_patterns_skipped);
-		}
 		md_classification_clear (&cls);
 	}
 	md_rules_free (rules);

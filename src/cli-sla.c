@@ -63,6 +63,7 @@ print_json (MdDesk *desk, const MdSlaFigures *figures, GPtrArray *due, gint64 no
 		json_builder_set_member_name (b, "priority");
 		json_builder_add_string_value (b, f->priority);
 		add_count (b, "open", f->open);
+		add_count (b, "due", f->due);
 		add_count (b, "due_next_working_day", f->due_next_working_day);
 		add_count (b, "breached", f->breached);
 		add_count (b, "met", f->met);
@@ -82,15 +83,15 @@ print_json (MdDesk *desk, const MdSlaFigures *figures, GPtrArray *due, gint64 no
 static void
 print_text (MdDesk *desk, const MdSlaFigures *figures, GPtrArray *due, gint64 now)
 {
-	printf ("%-8s %6s %13s %9s %6s  %s\n", "PRIORITY", "OPEN", "DUE NEXT DAY", "BREACHED", "MET",
+	printf ("%-8s %6s %6s %13s %9s %6s  %s\n", "PRIORITY", "OPEN", "DUE", "DUE NEXT DAY", "BREACHED", "MET",
 	        "MEDIAN FIRST RESPONSE");
 	for (int i = 0; i < 5; i++) {
 		const MdSlaFigures *f = &figures[i];
 		g_autofree char *median = f->median_response_bh >= 0
 		                          ? g_strdup_printf ("%.1f business hours", f->median_response_bh)
 		                          : g_strdup ("-");
-		printf ("%-8s %6u %13u %9u %6u  %s\n", f->priority, f->open, f->due_next_working_day, f->breached, f->met,
-		        median);
+		printf ("%-8s %6u %6u %13u %9u %6u  %s\n", f->priority, f->open, f->due, f->due_next_working_day,
+		        f->breached, f->met, median);
 	}
 	if (!due->len)
 		return;

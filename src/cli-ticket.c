@@ -311,7 +311,8 @@ finish (MdStore *store, GError *error)
 		return MD_EX_OK;
 	md_store_rollback (store);
 	md_cli_error (error);
-	int rc = g_error_matches (error, MD_ERROR, MD_ERROR_INVALID) || g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND)
+	int rc = g_error_matches (error, MD_ERROR, MD_ERROR_INVALID) || g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND) ||
+	                 g_error_matches (error, MD_ERROR, MD_ERROR_DENIED)
 	         ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
 	g_error_free (error);
 	return rc;
@@ -396,10 +397,11 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	}
 	if (!cli_actor (desk, store, as, &actor, &email, &name))
 		return MD_EX_USAGE;
-	if (!actor.email) {
-		fprintf (stderr, "maildesk: say which agent replies: --as EMAIL or MAILDESK_AGENT\n");
-		return MD_EX_USAGE;
-	}
+	/* No agent named: the desk itself replies (DESIGN 3: `ticket reply
+	 * ID`, text on stdin), from its own address and name; a command it
+	 * cannot carry out fails the reply, since no mailbox hears of it. */
+	g_autofree char *desk_name = NULL, *desk_email = NULL;
+	md_notify_desk_from (desk, &desk_name, &desk_email);
 	if (!md_store_begin (store, &error))
 		return finish (store, error);
 	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
@@ -409,8 +411,8 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	if (t) {
 		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
 		m->ticket_id = t->id;
-		m->from_addr = g_strdup (actor.email);
-		m->from_name = g_strdup (actor.name);
+		m->from_addr = g_strdup (actor.email ? actor.email : desk_email);
+		m->from_name = g_strdup (actor.email ? actor.name : desk_name);
 		m->subject = g_strdup (t->subject);
 		m->body = g_strdup (text->str);
 		m->full_text = g_strdup (text->str);

@@ -116,4 +116,7 @@ gboolean md_imap_url_parse (const char *url, gboolean *tls_r, char **host_r, gui
  * "file:line", or the file name alone when unknown.  Free with g_free. */
 char *md_conf_where (const MdConf *conf, const char *group, const char *key);
 
+/* How a checker of one section reports a problem of KEY in it. */
+typedef void (*MdConfProblemFunc) (const char *key, const char *message, gpointer data);
+
 #endif

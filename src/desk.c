@@ -5,7 +5,10 @@
 
 #include "catalog.h"
 #include "desk.h"
+#include "imap.h"
+#include "lmtp.h"
 #include "md.h"
+#include "smtp.h"
 
 #define MD_BUSY_TIMEOUT_MS 5000
 
@@ -85,12 +88,23 @@ load_parts (MdDesk *desk, GString *problems)
 	desk->rules_path = md_desk_resolve_path (conf->rules, "filters/default.rules");
 	desk->templates_path = md_desk_resolve_path (conf->templates, "templates/");
 	desk->rules = md_rules_load_file (desk->rules_path, &error);
-	if (!desk->rules)
+	if (!desk->rules && g_error_matches (error, MD_ERROR, MD_ERROR_IO)) {
+		/* no file to point into: point at the key that names it */
+		g_autofree char *where = md_conf_where (conf, "desk", "rules");
+		g_autofree char *msg = g_strdup_printf ("%s: rules: %s", where, error->message);
+		add_problem (problems, msg);
+	} else if (!desk->rules) {
 		add_problem (problems, error->message);
+	}
 	g_clear_error (&error);
-	desk->templates = md_template_set_load (desk->templates_path, &error);
-	if (!desk->templates)
+	if (!g_file_test (desk->templates_path, G_FILE_TEST_IS_DIR)) {
+		g_autofree char *where = md_conf_where (conf, "desk", "templates");
+		g_autofree char *msg = g_strdup_printf ("%s: templates: \"%s\" is not a directory", where,
+		                                        desk->templates_path);
+		add_problem (problems, msg);
+	} else if (!(desk->templates = md_template_set_load (desk->templates_path, &error))) {
 		add_problem (problems, error->message);
+	}
 	g_clear_error (&error);
 	desk->forms_path = forms_path (conf);
 	if (desk->forms_path && !(desk->forms = md_forms_load_file (desk->forms_path, &error)))
@@ -142,6 +156,47 @@ load_parts (MdDesk *desk, GString *problems)
 	}
 }
 
+typedef struct {
+	MdConf *conf;
+	GString *problems;
+	const char *group;
+} Checking;
+
+static void
+report_problem (const char *key, const char *message, gpointer data)
+{
+	Checking *c = data;
+	g_autofree char *where = md_conf_where (c->conf, c->group, key);
+	g_autofree char *msg = g_strdup_printf ("%s: %s", where, message);
+	add_problem (c->problems, msg);
+}
+
+/* What serve, fetch and outbox flush would refuse at start, and values
+ * that cannot be meant (a trailing "# comment" kept in the value: GKeyFile
+ * has none), for check-config alone: other commands do not need them. */
+static void
+check_services (MdConf *conf, GString *problems)
+{
+	Checking c = { conf, problems, "desk" };
+	if (conf->domain && strpbrk (conf->domain, " \t@#;,<>"))
+		report_problem ("domain", "domain: expected a mail domain such as support.example.com "
+		                "(comments go on lines of their own)", &c);
+	c.group = "lmtp";
+	for (int i = 0; conf->listen && conf->listen[i]; i++) {
+		g_autoptr (GError) error = NULL;
+		if (!md_lmtp_listen_check (conf->listen[i], &error))
+			report_problem ("listen", error->message, &c);
+	}
+	c.group = "smtp";
+	md_smtp_conf_check (conf, report_problem, &c);
+	for (guint i = 0; conf->imap && i < conf->imap->len; i++) {
+		MdImapConf *m = conf->imap->pdata[i];
+		g_autofree char *group = g_strdup_printf ("imap.%s", m->name);
+		c.group = group;
+		md_imap_conf_check (m, report_problem, &c);
+	}
+}
+
 gboolean
 md_desk_check (MdConf *conf, GError **error)
 {
@@ -149,6 +204,7 @@ md_desk_check (MdConf *conf, GError **error)
 	g_autoptr (GString) problems = g_string_new (NULL);
 
 	load_parts (&scratch, problems);
+	check_services (conf, problems);
 	scratch.conf = NULL;
 	if (scratch.rules)
 		md_rules_free (scratch.rules);

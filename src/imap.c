@@ -101,6 +101,24 @@ parse_interval (const char *text, guint *seconds_r)
 	return TRUE;
 }
 
+void
+md_imap_conf_check (const MdImapConf *conf, MdConfProblemFunc report, gpointer data)
+{
+	guint seconds;
+
+	/* the url is the loader's (md_imap_url_parse), for every command */
+	if (!parse_interval (conf->poll_interval ? conf->poll_interval : "60s", &seconds)) {
+		g_autofree char *msg = g_strdup_printf ("poll_interval must be a number of seconds, or end in s, m or h "
+		                                        "(got \"%s\")", conf->poll_interval);
+		report ("poll_interval", msg, data);
+	}
+	if (!parse_interval (conf->keepalive ? conf->keepalive : "60s", &seconds) || seconds > KEEPALIVE_MAX_S) {
+		g_autofree char *msg = g_strdup_printf ("keepalive must be a number of seconds up to 2h, or end in s, "
+		                                        "m or h (got \"%s\")", conf->keepalive);
+		report ("keepalive", msg, data);
+	}
+}
+
 static void
 mailbox_free (Mailbox *mb)
 {

@@ -30,6 +30,11 @@ MdImapPoller *md_imap_start (MdDesk *desk, GError **error);
  * connect(), which its network timeout bounds.  NULL is fine. */
 void md_imap_stop (MdImapPoller *poller);
 
+/* check-config: what serve and fetch would refuse in one [imap.NAME]
+ * beyond the loader's checks (a bad poll_interval or keepalive);
+ * each problem goes to REPORT with its key. */
+void md_imap_conf_check (const MdImapConf *conf, MdConfProblemFunc report, gpointer data);
+
 /* `maildesk fetch [NAME]`: for each mailbox (or the one named), connect,
  * ingest everything new, and log out.  Every mailbox is tried; on
  * failure the error names each one that failed, one per line, and its

@@ -452,6 +452,29 @@ split_host_port (const char *entry, char **host_r, guint16 *port_r)
 	return TRUE;
 }
 
+gboolean
+md_lmtp_listen_check (const char *entry, GError **error)
+{
+	g_autofree char *host = NULL;
+	guint16 port;
+
+	if (g_str_has_prefix (entry, "unix:")) {
+		const char *path = entry + 5;
+		if (path[0] != '/' || strlen (path) >= 108) {  /* sizeof sun_path */
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "listen %s: need an absolute path under 108 bytes",
+			             entry);
+			return FALSE;
+		}
+		return TRUE;
+	}
+	if (!split_host_port (entry, &host, &port) || !*host) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+		             "listen %s: expected host:port, [ipv6]:port or unix:/path", entry);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 /* The socket addresses an inet entry names; "*" is every address. */
 static GList *
 resolve_inet (const char *entry, GError **error)

@@ -67,6 +67,9 @@ MdLmtpServer *md_lmtp_server_new (const MdLmtpConfig *cfg, MdSpool *spool, const
  * error (MD_ERROR_CONFIG).  Every address is bound before any is served:
  * on error none of this spec is left open. */
 gboolean md_lmtp_server_listen (MdLmtpServer *s, const char *listen_spec, GError **error);
+/* Whether one listen entry is well formed (host:port, [v6]:port,
+ * unix:/path), without resolving or binding it; MD_ERROR_CONFIG if not. */
+gboolean md_lmtp_listen_check (const char *entry, GError **error);
 /* The bound addresses in listen syntax ("127.0.0.1:41873"), NULL-terminated;
  * owned by the server, valid until the next listen or stop. */
 const char *const *md_lmtp_server_addresses (MdLmtpServer *s);

@@ -193,6 +193,7 @@ md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 	set (vars, "ticket.key", key);
 	set (vars, "ticket.subject", t->subject);
 	set (vars, "ticket.status", t->status);
+	set (vars, "status", t->status);
 	set (vars, "ticket.priority", t->priority);
 	set (vars, "ticket.category", t->category);
 	set (vars, "ticket.requester", t->requester);
@@ -447,7 +448,6 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.ticket_key = key,
 		.subject = subject,
 		.body = body,
-		.in_reply_to = o->in_reply_to,
 		.references = thread_references (store, o->ticket, refs_holder),
 		.date = md_now (),
 		.auto_submitted = o->auto_submitted,
@@ -455,6 +455,13 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.attachments = (const MdAttachmentFile *) files->data,
 		.n_attachments = files->len,
 	};
+	/* DESIGN 8: In-Reply-To on every mail of a thread.  Mail that answers
+	 * no message of its own (a status change, a reminder, a follow-up)
+	 * answers the thread's latest one. */
+	out.in_reply_to = o->in_reply_to;
+	for (guint i = 0; !out.in_reply_to && out.references && out.references[i]; i++)
+		if (!out.references[i + 1])
+			out.in_reply_to = out.references[i];
 	/* Bounces of the desk's mail come back to the ticket's own address. */
 	g_autofree char *message_id = enqueue_chunks (store, o, &out, reply_to ? reply_to : from_email, error);
 	if (!message_id)

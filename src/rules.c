@@ -956,6 +956,8 @@ md_rules_classify (const MdRules *rules, const MdRuleInput *input, MdClassificat
 		out->tags = g_ptr_array_new_with_free_func (g_free);
 	if (!out->fired)
 		out->fired = g_ptr_array_new_with_free_func (g_free);
+	if (!out->fired_rules)
+		out->fired_rules = g_ptr_array_new_with_free_func (g_free);
 	matcher_init (&m);
 	for (guint i = 0; i < rules->rules->len; i++) {
 		const Rule *rule = rules->rules->pdata[i];
@@ -967,6 +969,7 @@ md_rules_classify (const MdRules *rules, const MdRuleInput *input, MdClassificat
 		g_ptr_array_add (out->fired, g_strdup_printf ("%s (%s:%u): %s -> %s", rule->name,
 							      rules->filename, rule->line, why->str,
 							      rule->summary));
+		g_ptr_array_add (out->fired_rules, g_strdup_printf ("%s (%s:%u)", rule->name, rules->filename, rule->line));
 		if (rule->stop)
 			break;
 	}
@@ -983,6 +986,8 @@ md_classification_clear (MdClassification *out)
 		g_ptr_array_unref (out->tags);
 	if (out->fired)
 		g_ptr_array_unref (out->fired);
+	if (out->fired_rules)
+		g_ptr_array_unref (out->fired_rules);
 	memset (out, 0, sizeof *out);
 }
 

@@ -46,6 +46,9 @@ typedef struct {
 	 * where it is, what matched (field, pattern, matched text) and what
 	 * it set.  `maildesk classify --explain` prints these. */
 	GPtrArray *fired;
+	/* char *, owned: "name (file:line)" of each rule that fired, in
+	 * order; `maildesk classify` prints these without --explain. */
+	GPtrArray *fired_rules;
 	/* Body patterns run, and skipped because the body cannot match them
 	 * (prefilter.h); `maildesk classify --explain` prints both. */
 	guint body_patterns_run;

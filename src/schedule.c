@@ -1001,8 +1001,10 @@ md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures o
 			f->breached++;
 		else if (due < (open || !resolved ? now : resolved))
 			f->breached++;
-		else if (open && due <= horizon)
-			f->due_next_working_day++;
+		else if (open) {
+			f->due++;
+			f->due_next_working_day += due <= horizon;
+		}
 	}
 	for (int i = 0; i < 5; i++) {
 		out[i].median_response_bh = median (times[i]);

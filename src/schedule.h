@@ -38,6 +38,7 @@ gint64 md_schedule_next_due (MdStore *store, GError **error);
 typedef struct {
 	const char *priority;       /* static, from md_priorities */
 	guint open;                 /* not resolved */
+	guint due;                  /* open, no first response, deadline not passed yet */
 	guint due_next_working_day; /* open, no first response, due from now until now + 1bd */
 	guint breached;             /* responded late, or no response by now (or by the resolution) */
 	guint met;                  /* responded by the deadline */

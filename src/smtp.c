@@ -202,6 +202,43 @@ on_read (char *buf, size_t size, size_t nitems, void *user)
 	return out;
 }
 
+gboolean
+md_smtp_url_check (const char *url, GError **error)
+{
+	const char *rest = g_str_has_prefix (url, "smtp://") ? url + 7 : g_str_has_prefix (url, "smtps://") ? url + 8 : NULL;
+	if (!rest) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] url \"%s\" is not smtp:// or smtps://", url);
+		return FALSE;
+	}
+	if (!*rest || *rest == '/' || *rest == ':') {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] url \"%s\" names no host", url);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+void
+md_smtp_conf_check (const MdConf *conf, MdConfProblemFunc report, gpointer data)
+{
+	g_autoptr (GError) error = NULL;
+	if (!md_smtp_url_check (conf->smtp_url ? conf->smtp_url : "", &error))
+		report ("url", error->message, data);
+	if (conf->smtp_user && *conf->smtp_user && !conf->smtp_password_file)
+		report ("user", "[smtp] user is set but password_file is not", data);
+	if (conf->smtp_from) {
+		/* "Name <local@domain>" or a bare local@domain */
+		const char *lt = strchr (conf->smtp_from, '<');
+		const char *gt = lt ? strchr (lt, '>') : NULL;
+		g_autofree char *addr = lt && gt ? g_strndup (lt + 1, (gsize) (gt - lt - 1)) : g_strstrip (g_strdup (conf->smtp_from));
+		const char *at = strchr (addr, '@');
+		if ((lt && !gt) || !at || at == addr || !at[1] || strchr (at + 1, '@') || strpbrk (addr, " \t<>,;\"")) {
+			g_autofree char *msg = g_strdup_printf ("[smtp] from \"%s\" is not Name <local@domain> or local@domain",
+			                                        conf->smtp_from);
+			report ("from", msg, data);
+		}
+	}
+}
+
 MdSmtp *
 md_smtp_new (const MdConf *conf, GError **error)
 {
@@ -210,10 +247,8 @@ md_smtp_new (const MdConf *conf, GError **error)
 		return NULL;
 	}
 	const char *url = conf->smtp_url ? conf->smtp_url : "";
-	if (!g_str_has_prefix (url, "smtp://") && !g_str_has_prefix (url, "smtps://")) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] url \"%s\" is not smtp:// or smtps://", url);
+	if (!md_smtp_url_check (url, error))
 		return NULL;
-	}
 	g_autoptr (MdSmtp) s = g_new0 (MdSmtp, 1);
 	s->url = g_strdup (url);
 	s->user = g_strdup (conf->smtp_user);

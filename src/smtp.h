@@ -28,6 +28,13 @@ typedef enum {
 
 const char *md_smtp_outcome_name (MdSmtpOutcome outcome);
 
+/* [smtp] url is smtp:// or smtps:// with a host; else MD_ERROR_CONFIG. */
+gboolean md_smtp_url_check (const char *url, GError **error);
+/* check-config: what outbox flush and serve would refuse in [smtp] (url,
+ * a user without password_file, a from without an address); each
+ * problem goes to REPORT with its key.  Reads no password file. */
+void md_smtp_conf_check (const MdConf *conf, MdConfProblemFunc report, gpointer data);
+
 /* Reads the password file when a user is configured; fails with
  * MD_ERROR_CONFIG.  Free with md_smtp_free. */
 MdSmtp *md_smtp_new (const MdConf *conf, GError **error);

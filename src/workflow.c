@@ -354,7 +354,8 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		{ "internal", WHO_AGENT }, { "share", WHO_CUSTOMER }, { "private", WHO_CUSTOMER },
 		{ "list", WHO_AGENT | WHO_CUSTOMER },
 	};
-	Who who = actor->kind == MD_ACTOR_AGENT ? WHO_AGENT : WHO_CUSTOMER;
+	/* The system (a scripted reply as the desk) commands as an agent does. */
+	Who who = actor->kind == MD_ACTOR_CUSTOMER ? WHO_CUSTOMER : WHO_AGENT;
 	gsize i;
 	for (i = 0; i < G_N_ELEMENTS (table) && strcmp (table[i].name, c->name) != 0; i++)
 		;
@@ -370,6 +371,10 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 	}
 	const char *name = c->name;
 	if (strcmp (name, "list") == 0) {
+		if (!actor->email) {
+			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "#list answers a person by mail; the desk has no list");
+			return FALSE;
+		}
 		g_autofree char *text = list_text (desk, store, actor->email);
 		MdPersonRef to = { actor->email, actor->name };
 		return md_notify_list (desk, store, t, &to, text, msg, error);
@@ -425,7 +430,10 @@ md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *
 		GError *local = NULL;
 		if (run_one (desk, store, t, c, actor, msg, &local))
 			continue;
-		if (local->domain != MD_ERROR || (local->code != MD_ERROR_INVALID && local->code != MD_ERROR_DENIED)) {
+		/* Without an address (the desk replying from a script) there is no
+		 * one to mail the reason to: the caller reports it. */
+		if (local->domain != MD_ERROR || (local->code != MD_ERROR_INVALID && local->code != MD_ERROR_DENIED) ||
+		    !actor->email) {
 			g_propagate_error (error, local);
 			return FALSE;
 		}

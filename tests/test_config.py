@@ -153,11 +153,99 @@ def test_classify_explain(tap):
     counts = re.search(r"^body patterns: (\d+) run, (\d+) skipped", out, re.M)
     tap.ok(counts and int(counts.group(1)) > 0 and int(counts.group(2)) > 0,
            "--explain counts the body patterns run and skipped by the prefilter", out)
+    p = desk.run("classify", input=message(subject="Production is down",
+                                           body="Our shop is down, customers cannot order."))
+    out = p.stdout.decode()
+    tap.ok(re.search(r"^fired: p1-outage \(\S*default\.rules:\d+\)$", out, re.M),
+           "without --explain classify still names each rule that fired (DESIGN 3), with file:line", out)
+    tap.ok("matched" not in out and "body patterns" not in out, "but not why", out)
     p = desk.run("classify", input=message(subject="Feature request: dark mode", body="It would be nice to have."))
     tap.ok("priority: ER" in p.stdout.decode(), "a feature request is ER", p.stdout.decode())
+    p = desk.run("classify", input=message(subject="Hello", body="Just saying hi."))
+    tap.ok("no rule fired" in p.stdout.decode(), "and says so when none did", p.stdout.decode())
     tap.ok(not os.path.exists(os.path.join(desk.dir, "var", "maildesk.db")), "classify stores nothing")
     desk.cleanup()
 
 
+def test_service_sections(tap):
+    """check-config validates [smtp], [lmtp] listen and every [imap.NAME]
+    (what serve, fetch and outbox flush would refuse), a value that kept
+    a trailing comment, and names the key of a rules or templates path
+    that cannot be read: every problem with file:line (DESIGN 3, 4)."""
+    desk = Desk()
+    conf = f"""[desk]
+domain = support.example.com # our domain
+data_dir = {desk.dir}/var
+rules = {desk.dir}/missing.rules
+templates = {desk.dir}/no-templates/
+forms =
+[lmtp]
+listen = 127.0.0.1:2424, localhost, unix:relative.sock
+[smtp]
+url = http://127.0.0.1:25
+user = desk
+from = not an address
+[imap.support]
+url = imaps:///INBOX
+user = support
+password_file = /nonexistent/secret
+poll_interval = often
+"""
+    desk.write_conf(conf)
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 78, "problems exit with EX_CONFIG", err)
+    path = desk.conf_path
+    for line, what in [(2, "domain"), (4, "missing.rules"), (5, "no-templates"), (8, "localhost"),
+                       (8, "relative.sock"), (10, "http://127.0.0.1:25"), (11, "password_file"),
+                       (12, "not an address"), (14, "host"), (17, "poll_interval")]:
+        tap.ok(any(l.startswith(f"{path}:{line}: ") and what in l for l in err.splitlines()),
+               f"line {line}: {what}", err)
+    good = conf.replace(" # our domain", "").replace(f"{desk.dir}/missing.rules", f"{TOP_SRCDIR}/filters/default.rules")
+    good = good.replace(f"{desk.dir}/no-templates/", f"{TOP_SRCDIR}/templates/")
+    good = good.replace("127.0.0.1:2424, localhost, unix:relative.sock", "127.0.0.1:2424, [::1]:2424, unix:/run/md.sock")
+    good = good.replace("http://", "smtp://").replace("user = desk\n", "").replace("not an address", "Desk <d@x.example>")
+    good = good.replace("imaps:///INBOX", "imaps://imap.example.com/INBOX").replace("often", "5m")
+    desk.write_conf(good)
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "the same sections set right pass", p.stderr.decode())
+    desk.cleanup()
+
+
+def test_design_variables_everywhere(tap):
+    """DESIGN 8 names {{ticket.key}}, {{ticket.subject}}, {{status}} and
+    {{due}} as what templates substitute: any event's template may use
+    them (status: the ticket's status; due: its first-response deadline
+    unless the mail is about another)."""
+    import email
+    import email.policy
+    import shutil
+    from mdtest import Catcher
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n")
+    tdir = os.path.join(desk.dir, "templates")
+    shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), tdir)
+    for event in ("ack", "customer-reply"):
+        with open(os.path.join(tdir, event + ".tmpl"), "w") as f:
+            f.write("Subject: {{ticket.subject}}\n\n{{ticket.key}} is {{status}}, answer due {{due}}.\n")
+    text = open(desk.conf_path).read().replace(f"templates = {TOP_SRCDIR}/templates/", f"templates = {tdir}/")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "{{status}} and {{due}} pass check-config in the ack and customer-reply templates",
+           p.stderr.decode())
+    desk.run("agent", "add", "jane@support.example.com", check=True)
+    env = {"MAILDESK_NOW": "2026-12-04T16:00:00+02:00"}
+    desk.deliver(message(subject="Help"), env=env)
+    desk.run("outbox", "flush", env=env)
+    bodies = {tuple(e["rcpt_tos"]): email.message_from_bytes(raw, policy=email.policy.default).get_content()
+              for e, raw in catcher.messages()}
+    want = "SUP-1 is Waiting for triage, answer due Wed 09 Dec 2026 16:00 EET."
+    for rcpt in ("alice@customer.example", "jane@support.example.com"):
+        tap.ok(want in bodies.get((rcpt,), ""), f"substituted in the mail to {rcpt}", bodies)
+    catcher.cleanup()
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain)
+    run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
+              test_service_sections, test_design_variables_everywhere)

@@ -189,7 +189,7 @@ def simulate(tap):
 
     report = {r["priority"]: r for r in desk.json("sla", "report", env=env)}
     tap.eq(set(report), {"P1", "P2", "P3", "P4", "ER"}, "the report has every priority")
-    tap.eq(set(report["P3"]), {"priority", "open", "due_next_working_day", "breached", "met", "responded",
+    tap.eq(set(report["P3"]), {"priority", "open", "due", "due_next_working_day", "breached", "met", "responded",
                                "median_first_response_business_hours", "deliveries", "deliveries_overdue"},
            "report JSON fields")
     tap.eq({k: report["P1"][k] for k in ("open", "breached", "met", "median_first_response_business_hours")},
@@ -216,9 +216,15 @@ def test_report_due_next_day(tap):
     rows = {r["priority"]: r for r in desk.json("sla", "report", env={"MAILDESK_NOW": iso(t(4, "11:00"))})}
     tap.eq((rows["P3"]["open"], rows["P3"]["breached"], rows["P3"]["due_next_working_day"]), (2, 0, 1),
            "Friday: SUP-1 due by Monday 11:00, SUP-2 later")
+    tap.eq(rows["P3"].get("due"), 2, "DESIGN 3's tickets due: both still awaiting a first response in time")
     rows = {r["priority"]: r for r in desk.json("sla", "report", env={"MAILDESK_NOW": iso(t(7, "17:00"))})}
     tap.eq((rows["P3"]["breached"], rows["P3"]["due_next_working_day"]), (1, 1),
            "Monday evening: SUP-1 breached, SUP-2 due by Tuesday's close")
+    tap.eq(rows["P3"].get("due"), 1, "only SUP-2 is still due")
+    text = desk.run("sla", "report", env={"MAILDESK_NOW": iso(t(7, "17:00"))}, check=True).stdout.decode()
+    lines = text.splitlines()
+    tap.ok(lines[0].split()[:4] == ["PRIORITY", "OPEN", "DUE", "DUE"] and
+           any(l.split()[:5] == ["P3", "2", "1", "1", "1"] for l in lines), "the text report has the DUE column", text)
     desk.cleanup()
 
 

@@ -339,7 +339,71 @@ def test_reply_from_command_line(tap):
     c.close()
 
 
+def test_reply_from_script_without_agent(tap):
+    """DESIGN 3: `ticket reply ID` replies from a script with the text on
+    stdin and nothing else; without --as or MAILDESK_AGENT it writes as
+    the desk itself."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    env = {"MAILDESK_NOW": c.now, "MAILDESK_AGENT": ""}
+    p = c.desk.run("ticket", "reply", "SUP-1", input=b"We are on it.\n", env=env)
+    tap.eq(p.returncode, 0, "ticket reply ID without --as succeeds", p.stderr)
+    to_alice = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(to_alice), 1, "the reply goes to the customer")
+    if to_alice:
+        tap.ok("We are on it." in body_of(to_alice[0]), "with the text")
+        tap.eq(to_alice[0]["From"].addresses[0].addr_spec, "support@support.example.com", "from the desk's address")
+    t = c.desk.show(1)
+    tap.eq(t["status"], "Request acknowledged", "the desk's public reply acknowledges the ticket")
+    tap.ok(t["first_response_at"] is not None, "and meets the first response")
+    mine = [m for m in t["messages"] if m["direction"] == "in" and "We are on it." in m["body"]]
+    tap.ok(mine and mine[0]["from"] == "support@support.example.com", "stored from the desk's address",
+           [(m["from"], m["body"]) for m in t["messages"]])
+    p = c.desk.run("ticket", "reply", "1", input=b"#priority P9\nMore.\n", env=env)
+    tap.eq(p.returncode, 65, "a refused command in a scripted reply fails it (there is no mailbox to answer)")
+    tap.ok(b"P9" in p.stderr, "and says why on stderr", p.stderr)
+    tap.ok(not any("More." in m["body"] for m in c.desk.show(1)["messages"]), "nothing of that reply is kept")
+    p = c.desk.run("ticket", "reply", "1", input=b"#priority P2\n#assign me\n", env=env)
+    tap.eq(p.returncode, 65, "#assign me names no one when the desk replies")
+    p = c.desk.run("ticket", "reply", "1", input=b"#share\n", env=env)
+    tap.eq(p.returncode, 65, "a command the desk may not use is refused the same way", p.stderr)
+    p = c.desk.run("ticket", "reply", "1", input=b"#priority P2\n#waiting\nWhich version?\n", env=env)
+    tap.eq(p.returncode, 0, "agent commands work in the desk's reply", p.stderr)
+    t = c.desk.show(1)
+    tap.eq((t["priority"], t["status"]), ("P2", "Waiting for customer"), "and act on the ticket")
+    c.close()
+
+
+def test_every_mail_threads(tap):
+    """DESIGN 8: In-Reply-To/References on the desk's mail, also on mail
+    that answers no message of its own (a status change, a follow-up):
+    it answers the thread's latest message."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", msgid="first"))
+    ack = to_of(c.new_mail(), CUSTOMER)[0]
+    p = c.desk.run("ticket", "set", "1", "status=Waiting for customer", env={"MAILDESK_NOW": c.now})
+    tap.eq(p.returncode, 0, "ticket set succeeds", p.stderr)
+    mails = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(mails), 1, "the customer hears of the status change")
+    for label, m, parent in (("status change", mails[0] if mails else None, ack["Message-ID"]),):
+        if not m:
+            continue
+        tap.eq(m["In-Reply-To"], parent, f"the {label} answers the latest message of the thread", m)
+        tap.ok(m["References"] and m["References"].split()[0] == "<first@customer.example>"
+               and m["References"].split()[-1] == parent, f"and References run from the first to it", m["References"])
+    status_mail = mails[0] if mails else None
+    c.now = "2026-12-04T10:00:01+02:00"  # 3 business days on: the first follow-up
+    c.desk.run("tick", env={"MAILDESK_NOW": c.now}, check=True)
+    followups = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(followups), 1, "a follow-up is sent")
+    if followups and status_mail:
+        tap.eq(followups[0]["In-Reply-To"], status_mail["Message-ID"], "the follow-up answers the status change")
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
-              test_reply_from_command_line)
+              test_reply_from_command_line, test_reply_from_script_without_agent,
+              test_every_mail_threads)

@@ -190,6 +190,7 @@ url = imaps:///INBOX
 user = support
 password_file = /nonexistent/secret
 poll_interval = often
+keepalive = 3h
 """
     desk.write_conf(conf)
     p = desk.run("check-config")
@@ -198,14 +199,15 @@ poll_interval = often
     path = desk.conf_path
     for line, what in [(2, "domain"), (4, "missing.rules"), (5, "no-templates"), (8, "localhost"),
                        (8, "relative.sock"), (10, "http://127.0.0.1:25"), (11, "password_file"),
-                       (12, "not an address"), (14, "host"), (17, "poll_interval")]:
+                       (12, "not an address"), (14, "host"), (17, "poll_interval"),
+                       (18, "keepalive")]:
         tap.ok(any(l.startswith(f"{path}:{line}: ") and what in l for l in err.splitlines()),
                f"line {line}: {what}", err)
     good = conf.replace(" # our domain", "").replace(f"{desk.dir}/missing.rules", f"{TOP_SRCDIR}/filters/default.rules")
     good = good.replace(f"{desk.dir}/no-templates/", f"{TOP_SRCDIR}/templates/")
     good = good.replace("127.0.0.1:2424, localhost, unix:relative.sock", "127.0.0.1:2424, [::1]:2424, unix:/run/md.sock")
     good = good.replace("http://", "smtp://").replace("user = desk\n", "").replace("not an address", "Desk <d@x.example>")
-    good = good.replace("imaps:///INBOX", "imaps://imap.example.com/INBOX").replace("often", "5m")
+    good = good.replace("imaps:///INBOX", "imaps://imap.example.com/INBOX").replace("often", "5m").replace("3h", "2m")
     desk.write_conf(good)
     p = desk.run("check-config")
     tap.eq(p.returncode, 0, "the same sections set right pass", p.stderr.decode())

@@ -188,6 +188,10 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 		if (!s)
 			return invalid (error, "\"%s\" is not a status (Waiting for triage, Request acknowledged, In "
 			                       "progress, Waiting for customer, Resolved, Reopened)", value);
+		/* Already there (an agent's reply that moved it, then its
+		 * "#status In progress"): done, as for the other fields. */
+		if (g_strcmp0 (s, t->status) == 0)
+			return TRUE;
 		if (!md_workflow_may_set_status (t->status, s, actor ? actor->kind : MD_ACTOR_SYSTEM, &reason))
 			return invalid (error, "%s", reason);
 		if (g_strcmp0 (s, MD_STATUS_ACKNOWLEDGED) == 0 && !md_workflow_first_response (desk, store, t, actor, error))

@@ -167,6 +167,27 @@ def test_commands_and_errors(tap):
     c.close()
 
 
+def test_status_the_reply_already_set(tap):
+    """An agent's reply moves an acknowledged ticket to In progress before
+    its commands run; its own "#status In progress" is then already done,
+    not an error mailed back (as #category or #priority with the value a
+    ticket has)."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question"))
+    c.agent_says(1, "#ack")
+    c.new_mail()
+    c.agent_says(1, "#status In progress\nLooking into it now.")
+    tap.eq(c.status(), "In progress", "the ticket is In progress")
+    mails = c.new_mail()
+    tap.eq([body_of(m) for m in to_of(mails, AGENT)], [], "the agent gets no command error")
+    tap.eq(len([m for m in to_of(mails, CUSTOMER) if "Looking into it" in body_of(m)]), 1, "the customer gets the reply")
+    moves = [h for h in c.desk.show(1)["history"] if h["field"] == "status" and h["new"] == "In progress"]
+    tap.eq(len(moves), 1, "the move is recorded once", moves)
+    p = c.desk.run("ticket", "set", "1", "status=In progress")
+    tap.eq(p.returncode, 0, "ticket set to the status the ticket has succeeds, changing nothing", p.stderr.decode())
+    c.close()
+
+
 def test_organizations(tap):
     c = Conversation(tap)
     c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", "bob@customer.example", check=True)
@@ -403,7 +424,7 @@ def test_every_mail_threads(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_organizations, test_strangers,
+    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

@@ -152,11 +152,20 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 		t->category = c;
 		return record (store, t, actor, "category", old, c, error) && md_store_ticket_update (store, t, error);
 	}
+	if (g_strcmp0 (field, "assignee") == 0 && (!*value || g_ascii_strcasecmp (value, "none") == 0)) {
+		if (!t->assignee_id)
+			return TRUE;
+		g_autofree char *old = g_steal_pointer (&t->assignee);
+		t->assignee_id = 0;
+		/* reminders go to every agent again (md_schedule_ticket) */
+		return record (store, t, actor, "assignee", old, NULL, error) && md_store_ticket_update (store, t, error) &&
+		       md_schedule_ticket (desk, store, t, error);
+	}
 	if (g_strcmp0 (field, "assignee") == 0) {
 		g_autofree char *email = g_ascii_strdown (g_ascii_strcasecmp (value, "me") == 0 && actor && actor->email
 		                                          ? actor->email : value, -1);
 		if (!looks_like_address (email))
-			return invalid (error, "\"%s\" is not an email address (or \"me\")", value);
+			return invalid (error, "\"%s\" is not an email address (or \"me\", or \"none\" to unassign)", value);
 		if (!md_is_agent (store, email, (const char *const *) desk->conf->agents))
 			return invalid (error, "%s is not an agent of this desk", email);
 		gint64 id = 0;

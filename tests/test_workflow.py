@@ -188,6 +188,27 @@ def test_status_the_reply_already_set(tap):
     c.close()
 
 
+def test_unassign(tap):
+    """#assign none (and ticket set assignee= or assignee=none) takes the
+    assignee off: reminders go to every agent again."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question"))
+    c.agent_says(1, "#assign me")
+    tap.eq(c.desk.show(1)["assignee"], AGENT, "#assign me assigns")
+    c.agent_says(1, "#assign none")
+    tap.eq(c.desk.show(1)["assignee"], None, "#assign none unassigns")
+    hist = [h for h in c.desk.show(1)["history"] if h["field"] == "assignee"]
+    tap.ok(hist and hist[-1]["old"] == AGENT and hist[-1]["new"] is None, "recorded in the history", hist)
+    tap.eq([body_of(m) for m in to_of(c.new_mail(), AGENT) if "could not be carried out" in m["Subject"]], [],
+           "without a command error")
+    for value in ("", "none"):
+        c.desk.run("ticket", "set", "1", f"assignee={AGENT}", check=True)
+        p = c.desk.run("ticket", "set", "1", f"assignee={value}")
+        tap.eq((p.returncode, c.desk.show(1)["assignee"]), (0, None), f"ticket set assignee={value} unassigns",
+               p.stderr.decode())
+    c.close()
+
+
 def test_organizations(tap):
     c = Conversation(tap)
     c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", "bob@customer.example", check=True)
@@ -424,7 +445,7 @@ def test_every_mail_threads(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_organizations, test_strangers,
+    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_unassign, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import time
 
-from mdtest import MAILDESK, Desk, Server, free_port, message, run_tests, wait_port
+from mdtest import MAILDESK, TOP_SRCDIR, Desk, Server, free_port, message, run_tests, wait_port
 
 NOW = "2026-12-01T10:00:00+02:00"
 
@@ -69,5 +69,70 @@ def test_tmp_leftovers(tap):
         desk.cleanup()
 
 
+def attachment_message(subject, msgid, payload=b"the same log file\r\n"):
+    return (f"From: Bob <bob@customer.example>\r\nTo: support@support.example.com\r\n"
+            f"Subject: {subject}\r\nMessage-ID: <{msgid}@customer.example>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+            "See the log.\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Disposition: attachment; filename=app.log\r\n\r\n").encode() + payload + b"\r\n--b--\r\n"
+
+
+def test_root_on_a_users_desk(tap):
+    """The desk belongs to its own user (contrib/maildesk.service); root's
+    cron or an admin runs deliver, tick or ticket commands on it.  Nothing
+    root creates may lock the desk's user out of its own files."""
+    if os.geteuid() != 0:
+        tap.ok(True, "# SKIP not root")
+        return
+    import pwd
+    import shutil
+    nobody = pwd.getpwnam("nobody")
+    desk = Desk()
+    try:
+        # rules and templates where the desk's user can read them (the
+        # build tree may be in a directory of root's alone)
+        os.chmod(desk.dir, 0o755)
+        shutil.copy(os.path.join(TOP_SRCDIR, "filters", "default.rules"), desk.dir)
+        shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), os.path.join(desk.dir, "templates"))
+        with open(desk.conf_path) as f:
+            conf = f.read()
+        desk.write_conf(conf.replace(os.path.join(TOP_SRCDIR, "filters", "default.rules"),
+                                     os.path.join(desk.dir, "default.rules"))
+                            .replace(os.path.join(TOP_SRCDIR, "templates") + "/",
+                                     os.path.join(desk.dir, "templates") + "/"))
+        for root, dirs, files in os.walk(desk.dir):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+        var = os.path.join(desk.dir, "var")
+        desk.run("ticket", "list", check=True)   # the desk as its user would have made it
+        for root, dirs, files in os.walk(var):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), nobody.pw_uid, nobody.pw_gid)
+        os.chown(var, nobody.pw_uid, nobody.pw_gid)
+
+        p = desk.deliver(attachment_message("from root", "root1"), env={"MAILDESK_NOW": NOW})
+        tap.eq(p.returncode, 0, "root's deliver is accepted", p.stderr)
+        desk.run("tick", env={"MAILDESK_NOW": NOW}, check=True)
+        desk.run("ticket", "set", "1", "priority=P2", env={"MAILDESK_NOW": NOW}, check=True)
+        foreign = []
+        for root, dirs, files in os.walk(var):
+            for name in dirs + files:
+                st = os.lstat(os.path.join(root, name))
+                if st.st_uid != nobody.pw_uid:
+                    foreign.append(os.path.relpath(os.path.join(root, name), var))
+        tap.eq(sorted(foreign), [], "everything root's commands created belongs to the desk's user")
+
+        as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        if subprocess.run(as_user + ["test", "-x", MAILDESK]).returncode != 0:
+            tap.ok(True, "# SKIP the desk's user cannot run this build of maildesk")
+            return
+        p = subprocess.run(as_user + [MAILDESK, "-c", desk.conf_path, "deliver"],
+                           input=attachment_message("from the desk's user", "user1"), capture_output=True,
+                           env=dict(os.environ, MAILDESK_NOW=NOW), timeout=60)
+        tap.eq(p.returncode, 0, "the desk's user still stores the same attachment", p.stderr.decode(errors="replace"))
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_tmp_leftovers)
+    run_tests(test_tmp_leftovers, test_root_on_a_users_desk)

@@ -134,5 +134,42 @@ def test_root_on_a_users_desk(tap):
         desk.cleanup()
 
 
+def test_secret_key(tap):
+    """The reply-token key is made once per desk: a crash while an older
+    maildesk made it (an empty file) does not stop the desk for good, and
+    processes starting together on a new desk share one key."""
+    desk = Desk()
+    try:
+        var = os.path.join(desk.dir, "var")
+        os.makedirs(var)
+        open(os.path.join(var, "secret.key"), "wb").close()
+        p = desk.deliver(message(subject="after a crash"), env={"MAILDESK_NOW": NOW})
+        tap.eq((p.returncode, p.stderr.decode(errors="replace")), (0, ""),
+               "an empty secret.key (a crash while it was made) is replaced")
+        tap.eq(os.path.getsize(os.path.join(var, "secret.key")), 32, "with a whole key")
+        with open(os.path.join(var, "secret.key"), "wb") as f:
+            f.write(b"short")
+        p = desk.deliver(message(subject="short key"), env={"MAILDESK_NOW": NOW})
+        tap.ok(p.returncode == 75 and b"fewer than the 16" in p.stderr,
+               "a short key someone wrote is not replaced: the error says why", p.stderr)
+    finally:
+        desk.cleanup()
+
+    errors = []
+    for rnd in range(6):
+        desk = Desk()
+        try:
+            procs = [subprocess.Popen([MAILDESK, "-c", desk.conf_path, "deliver"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=dict(os.environ, MAILDESK_NOW=NOW)) for _ in range(8)]
+            for k, p in enumerate(procs):
+                out, err = p.communicate(message(subject=f"first {k}", sender=f"c{k}@customer.example"), timeout=60)
+                if b"secret.key" in err:
+                    errors.append(err.decode(errors="replace"))
+        finally:
+            desk.cleanup()
+    tap.eq(errors, [], "eight delivers on a new desk: none fails over the key")
+
+
 if __name__ == "__main__":
-    run_tests(test_tmp_leftovers, test_root_on_a_users_desk)
+    run_tests(test_tmp_leftovers, test_root_on_a_users_desk, test_secret_key)

@@ -171,5 +171,62 @@ def test_secret_key(tap):
     tap.eq(errors, [], "eight delivers on a new desk: none fails over the key")
 
 
+WAL_LIMIT = 16384000   # src/store.c WAL_SIZE_LIMIT
+
+
+def test_wal_after_long_reader(tap):
+    """A reader holding a snapshot (a backup, an sqlite3 shell left in a
+    transaction) while mail arrives lets the WAL grow past its checkpoint
+    size; once the reader is gone, the WAL of the running serve shrinks
+    back instead of keeping that size for as long as serve runs."""
+    import sqlite3
+    import threading
+    from mdtest import Lmtp
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    server = Server(desk).start(port)
+    path = os.path.join(desk.dir, "var", "maildesk.db")
+    body = "the printer says paper jam but there is no paper in it\n" * 60
+
+    def send(k, n, failures):
+        c = Lmtp(port)
+        c.cmd("LHLO load.example")
+        for i in range(n):
+            sender = f"wal{k}-{i}-{os.urandom(2).hex()}@customer.example"
+            _, data = c.deliver(sender, ["support@support.example.com"],
+                                message(subject=f"jam {k} {i}", body=body, sender=sender))
+            if not data or data[0][0] != 250:
+                failures.append(data)
+        c.close()
+
+    def burst(sessions, n):
+        failures = []
+        threads = [threading.Thread(target=send, args=(k, n, failures)) for k in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        return failures
+
+    try:
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM tickets").fetchone()
+        failures = burst(6, 60)
+        grown = os.path.getsize(path + "-wal")
+        tap.ok(grown > WAL_LIMIT, "the WAL grows past a checkpoint's worth while the reader holds it",
+               f"{grown} bytes, {len(failures)} failures")
+        reader.execute("COMMIT")
+        reader.close()
+        failures += burst(2, 20)
+        after = os.path.getsize(path + "-wal")
+        tap.ok(after <= WAL_LIMIT, "once the reader is gone, the WAL shrinks back to a checkpoint's worth",
+               f"{after} bytes after {grown}")
+        tap.eq(failures, [], "every message was accepted")
+    finally:
+        server.stop()
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_tmp_leftovers, test_root_on_a_users_desk, test_secret_key)
+    run_tests(test_tmp_leftovers, test_root_on_a_users_desk, test_secret_key, test_wal_after_long_reader)

@@ -28,6 +28,9 @@ md_cmd_tick (int argc, char **argv)
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;
 	}
+	/* A desk without serve (deliver and cron) has no other sweeper of
+	 * what killed writers left in spool/tmp (serve.c does the same). */
+	md_spool_clean_tmp (desk->spool, 24 * 3600);
 	printf ("ran %u timers\n", ran);
 	return MD_EX_OK;
 }

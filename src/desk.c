@@ -1,7 +1,12 @@
 /* desk.c - opening a desk: the things every entry point needs loaded. */
 #include "config.h"
 
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "desk.h"
@@ -221,6 +226,34 @@ md_desk_check (MdConf *conf, GError **error)
 	return TRUE;
 }
 
+/* Root working on a data directory another user owns (cron's tick, an
+ * admin's deliver or ticket set, an MTA's pipe run as root) becomes that
+ * user first: a spool directory, WAL or -shm file root created would be
+ * root's 0700/0600 and refuse the desk's own user from then on (every
+ * message whose attachment hashes under that directory deferred for
+ * good).  Root on a directory of root's, or one not yet made, stays root. */
+static gboolean
+become_data_dir_owner (const char *data_dir, GError **error)
+{
+	struct stat st;
+	if (geteuid () != 0 || stat (data_dir, &st) < 0 || st.st_uid == 0)
+		return TRUE;
+	struct passwd *pw = getpwuid (st.st_uid);
+	gid_t gid = pw ? pw->pw_gid : st.st_gid;
+	int rc = pw ? initgroups (pw->pw_name, gid) : setgroups (0, NULL);
+	if (rc == 0)
+		rc = setgid (gid);
+	if (rc == 0)
+		rc = setuid (st.st_uid);
+	if (rc < 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot become the owner (uid %u) of %s: %s",
+		             (unsigned) st.st_uid, data_dir, g_strerror (errno));
+		return FALSE;
+	}
+	g_debug ("desk: running as uid %u, the owner of %s", (unsigned) st.st_uid, data_dir);
+	return TRUE;
+}
+
 MdDesk *
 md_desk_open (MdConf *conf, GError **error)
 {
@@ -229,6 +262,8 @@ md_desk_open (MdConf *conf, GError **error)
 	desk->conf = conf;
 	g_rw_lock_init (&desk->rules_lock);
 
+	if (!become_data_dir_owner (conf->data_dir, error))
+		return NULL;
 	load_parts (desk, problems);
 	if (problems->len) {
 		g_set_error_literal (error, MD_ERROR, MD_ERROR_CONFIG, problems->str);

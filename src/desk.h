@@ -50,7 +50,9 @@ typedef struct {
 gboolean md_desk_check (MdConf *conf, GError **error);
 
 /* Takes ownership of CONF.  Loads the rules and the secret and opens the
- * spool; fails with every problem found. Free with md_desk_free. */
+ * spool; fails with every problem found. Free with md_desk_free.  Run
+ * as root on a data_dir that another user owns, the process becomes that
+ * user (and its groups) first, so nothing it creates there is root's. */
 MdDesk *md_desk_open (MdConf *conf, GError **error);
 void md_desk_free (MdDesk *desk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDesk, md_desk_free)

@@ -19,6 +19,11 @@
 #include "writer.h"
 
 #define DRAIN_TIMEOUT_US (15 * G_USEC_PER_SEC)
+/* spool/tmp: looked through at start and this often; a file there is
+ * another process's unfinished write unless that process is gone or it
+ * has not been written to for TMP_MAX_AGE. */
+#define TMP_CLEAN_SECONDS 3600
+#define TMP_MAX_AGE (24 * 3600)
 
 typedef struct {
 	MdDesk *desk;
@@ -123,6 +128,18 @@ after_commit (gpointer data)
 	md_outbox_sender_wake (d->sender);
 	if (d->scheduler)
 		md_scheduler_wake (d->scheduler);
+}
+
+/* What crashed writers (a deliver killed by its MTA's time limit, this
+ * daemon under kill -9) left in spool/tmp, which nothing else removes. */
+static gboolean
+clean_tmp (gpointer data)
+{
+	Daemon *d = data;
+	guint removed = md_spool_clean_tmp (d->desk->spool, TMP_MAX_AGE);
+	if (removed)
+		g_message ("serve: removed %u unfinished file%s from the spool's tmp", removed, removed == 1 ? "" : "s");
+	return G_SOURCE_CONTINUE;
 }
 
 /* ---- signals ---- */
@@ -242,6 +259,7 @@ md_cmd_serve (int argc, char **argv)
 	g_autoptr (GError) error = NULL;
 	Daemon d = { .desk = desk };
 
+	clean_tmp (&d);  /* before the listeners: what is in tmp/ now is no session's */
 	if (!daemon_start (&d, &error)) {
 		md_cli_error (error);
 		daemon_stop (&d);
@@ -251,6 +269,7 @@ md_cmd_serve (int argc, char **argv)
 	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
 	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
 	guint hup = g_unix_signal_add (SIGHUP, on_reload_signal, &d);
+	guint cleaner = g_timeout_add_seconds (TMP_CLEAN_SECONDS, clean_tmp, &d);
 	/* Relative paths follow the working directory: say which files the
 	 * desk really uses, forms included (a missing default means none). */
 	g_message ("serve: desk %s, database %s, rules %s, forms %s", desk->desk_address, desk->db_path,
@@ -261,6 +280,7 @@ md_cmd_serve (int argc, char **argv)
 	g_source_remove (term);
 	g_source_remove (intr);
 	g_source_remove (hup);
+	g_source_remove (cleaner);
 	daemon_stop (&d);
 	g_message ("serve: stopped");
 	return MD_EX_OK;

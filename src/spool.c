@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -222,6 +223,41 @@ md_spool_writer_commit (MdSpoolWriter *w, char **sha256_hex_r, GError **error)
 fail:
 	md_spool_writer_abort (w);
 	return FALSE;
+}
+
+/* The process a tmp/ name says wrote it ("PID.TIME.N.RANDOM", as
+ * md_spool_writer_new names them), or 0 for a name of another shape. */
+static pid_t
+tmp_writer_pid (const char *name)
+{
+	char *end = NULL;
+	gint64 pid = g_ascii_strtoll (name, &end, 10);
+	return end && *end == '.' && pid > 0 && pid <= G_MAXINT ? (pid_t) pid : 0;
+}
+
+guint
+md_spool_clean_tmp (MdSpool *spool, gint64 max_age)
+{
+	g_autoptr (GDir) dir = g_dir_open (spool->tmp_dir, 0, NULL);
+	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+	guint removed = 0;
+	const char *name;
+
+	if (!dir)
+		return 0;
+	while ((name = g_dir_read_name (dir))) {
+		g_autofree char *path = g_build_filename (spool->tmp_dir, name, NULL);
+		struct stat st;
+		if (lstat (path, &st) < 0 || !S_ISREG (st.st_mode))
+			continue;
+		pid_t pid = tmp_writer_pid (name);
+		/* kill(pid, 0): ESRCH means no such process; EPERM means one
+		 * that is not ours, which may be a writer all the same. */
+		gboolean writer_gone = pid && pid != getpid () && kill (pid, 0) < 0 && errno == ESRCH;
+		if ((writer_gone || now - (gint64) st.st_mtime > max_age) && unlink (path) == 0)
+			removed++;
+	}
+	return removed;
 }
 
 void

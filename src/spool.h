@@ -40,6 +40,12 @@ gboolean md_spool_writer_commit (MdSpoolWriter *w, char **sha256_hex_r, GError *
 /* Drops the temporary file and frees the writer; NULL is fine. */
 void md_spool_writer_abort (MdSpoolWriter *w);
 
+/* Removes what a writer left in tmp/ when it died (kill -9, a crash, a
+ * power cut): files whose writing process is gone, and any file not
+ * written to for MAX_AGE seconds (a pid from before a reboot may be
+ * reused).  A live writer's file is left alone.  Returns how many went. */
+guint md_spool_clean_tmp (MdSpool *spool, gint64 max_age);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdSpool, md_spool_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdSpoolWriter, md_spool_writer_abort)
 

@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -96,43 +98,93 @@ agent_token (GBytes *secret, gint64 ticket_id)
 	return g_strdup (token);
 }
 
+/* A key of at least 16 bytes in PATH, or NULL with *LEN_R its length
+ * (-1 when there is no file). */
+static GBytes *
+read_secret (const char *path, gssize *len_r)
+{
+	g_autofree char *data = NULL;
+	gsize len = 0;
+	*len_r = -1;
+	if (!g_file_get_contents (path, &data, &len, NULL))
+		return NULL;
+	*len_r = (gssize) len;
+	return len >= 16 ? g_bytes_new_take (g_steal_pointer (&data), len) : NULL;
+}
+
+/* Under the lock of FD_DIR: a new key, written to a file of its own,
+ * fsync'd and renamed to secret.key, so the name never holds a part of
+ * a key.  An empty secret.key is replaced: an older maildesk that died
+ * between creating the file and writing the key left it, and no key was
+ * ever taken from it. */
+static GBytes *
+create_secret (const char *data_dir, const char *path, GError **error)
+{
+	gssize len;
+	GBytes *key = read_secret (path, &len);
+	if (key)
+		return key;  /* another process made it while we waited */
+	if (len > 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s holds %" G_GSSIZE_FORMAT " bytes, fewer than the 16 "
+		             "a key needs; remove it only if no reply token made with it matters", path, len);
+		return NULL;
+	}
+	guint8 bytes[32];
+	if (getrandom (bytes, sizeof bytes, 0) != (ssize_t) sizeof bytes) {
+		md_set_errno_error (error, errno, "no random bytes for", path);
+		return NULL;
+	}
+	g_autofree char *tmp = g_strdup_printf ("%s.%d.tmp", path, (int) getpid ());
+	int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		md_set_errno_error (error, errno, "cannot create", tmp);
+		return NULL;
+	}
+	gboolean ok = write (fd, bytes, sizeof bytes) == (ssize_t) sizeof bytes && fsync (fd) == 0;
+	int errsv = errno;
+	close (fd);
+	if (!ok || rename (tmp, path) < 0) {
+		errsv = ok ? errno : errsv;
+		unlink (tmp);
+		md_set_errno_error (error, errsv, "cannot write", path);
+		return NULL;
+	}
+	int dfd = open (data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync (dfd) < 0) {
+		md_set_errno_error (error, errno, "cannot fsync directory", data_dir);
+		if (dfd >= 0)
+			close (dfd);
+		return NULL;
+	}
+	close (dfd);
+	return g_bytes_new (bytes, sizeof bytes);
+}
+
 GBytes *
 md_token_load_secret (const char *data_dir, GError **error)
 {
 	g_autofree char *path = g_build_filename (data_dir, "secret.key", NULL);
-	g_autofree char *data = NULL;
-	gsize len = 0;
-
-	if (g_file_get_contents (path, &data, &len, NULL) && len >= 16)
-		return g_bytes_new_take (g_steal_pointer (&data), len);
+	gssize len;
+	GBytes *key = read_secret (path, &len);
+	if (key)
+		return key;
 
 	if (g_mkdir_with_parents (data_dir, 0700) < 0) {
 		md_set_errno_error (error, errno, "cannot create", data_dir);
 		return NULL;
 	}
-	guint8 key[32];
-	if (getrandom (key, sizeof key, 0) != (ssize_t) sizeof key) {
-		md_set_errno_error (error, errno, "no random bytes for", path);
+	/* Processes starting at once on a new desk (eight delivers) make
+	 * the key one at a time, and all but the first read the first's. */
+	int lock = open (data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock < 0 || flock (lock, LOCK_EX) < 0) {
+		md_set_errno_error (error, errno, "cannot lock", data_dir);
+		if (lock >= 0)
+			close (lock);
 		return NULL;
 	}
-	/* O_EXCL: when two processes race, the loser reads the winner's key. */
-	int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == EEXIST) {
-		if (g_file_get_contents (path, &data, &len, NULL) && len >= 16)
-			return g_bytes_new_take (g_steal_pointer (&data), len);
-	}
-	if (fd < 0) {
-		md_set_errno_error (error, errno, "cannot create", path);
-		return NULL;
-	}
-	if (write (fd, key, sizeof key) != (ssize_t) sizeof key || fsync (fd) < 0) {
-		md_set_errno_error (error, errno, "cannot write", path);
-		close (fd);
-		unlink (path);
-		return NULL;
-	}
-	close (fd);
-	return g_bytes_new (key, sizeof key);
+	key = create_secret (data_dir, path, error);
+	close (lock);  /* releases the lock */
+	return key;
 }
 
 char *

@@ -15,7 +15,9 @@
 char *md_token_compute (GBytes *secret, gint64 ticket_id);
 
 /* Loads DATA_DIR/secret.key, creating 32 random bytes with mode 0600 on
- * first use.  Free with g_bytes_unref. */
+ * first use (under a lock of DATA_DIR, so processes starting together
+ * share one key; an empty file a crash left is replaced).  Free with
+ * g_bytes_unref. */
 GBytes *md_token_load_secret (const char *data_dir, GError **error);
 
 typedef enum {

@@ -376,10 +376,32 @@ md_imap_url_parse (const char *url, gboolean *tls_r, char **host_r, guint16 *por
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url names no host");
 		return FALSE;
 	}
+	/* GKeyFile keeps a trailing "# note" in the value, and GUri takes it
+	 * for a fragment after a host or mailbox that ends in a blank: a
+	 * server that cannot be found, a mailbox that does not exist. */
+	if (g_uri_get_query (uri) || g_uri_get_fragment (uri)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url has a '%c' part, which names no mailbox (a comment "
+		             "goes on a line of its own; in a mailbox name write %%23 for # and %%3F for ?)",
+		             g_uri_get_query (uri) ? '?' : '#');
+		return FALSE;
+	}
+	for (const char *h = g_uri_get_host (uri); *h; h++) {
+		if (g_ascii_isspace (*h) || g_ascii_iscntrl (*h)) {
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url: the host \"%s\" has a blank in it",
+			             g_uri_get_host (uri));
+			return FALSE;
+		}
+	}
 	int port = g_uri_get_port (uri);
 	const char *path = g_uri_get_path (uri);
 	while (*path == '/')
 		path++;
+	gsize path_len = strlen (path);
+	if (path_len && (g_ascii_isspace (path[0]) || g_ascii_isspace (path[path_len - 1]))) {
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url: the mailbox \"%s\" begins or ends with a blank",
+		             path);
+		return FALSE;
+	}
 	*tls_r = tls;
 	*host_r = g_strdup (g_uri_get_host (uri));
 	*port_r = port > 0 ? (guint16) port : (tls ? 993 : 143);

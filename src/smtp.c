@@ -214,6 +214,15 @@ md_smtp_url_check (const char *url, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] url \"%s\" names no host", url);
 		return FALSE;
 	}
+	/* libcurl refuses such a url on every message; most often it is a
+	 * trailing "# note", which GKeyFile keeps in the value. */
+	for (const char *p = url; *p; p++) {
+		if (g_ascii_isspace (*p) || g_ascii_iscntrl (*p)) {
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "[smtp] url \"%s\" has a blank in it (a comment goes "
+			             "on a line of its own)", url);
+			return FALSE;
+		}
+	}
 	return TRUE;
 }
 

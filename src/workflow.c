@@ -168,6 +168,8 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 			return invalid (error, "\"%s\" is not an email address (or \"me\", or \"none\" to unassign)", value);
 		if (!md_is_agent (store, email, (const char *const *) desk->conf->agents))
 			return invalid (error, "%s is not an agent of this desk", email);
+		if (t->assignee_id && t->assignee && g_ascii_strcasecmp (t->assignee, email) == 0)
+			return TRUE;  /* already theirs: nothing changes, as for the other fields */
 		gint64 id = 0;
 		if (!md_store_person_ensure (store, email, NULL, &id, error))
 			return FALSE;

@@ -248,6 +248,56 @@ def test_design_variables_everywhere(tap):
     desk.cleanup()
 
 
+def test_url_with_trailing_comment(tap):
+    """GKeyFile has no trailing comments (DESIGN 4): "url = ... # note"
+    keeps the note in the url.  GUri takes "imaps://host/INBOX # main"
+    apart as mailbox "INBOX " (and "imaps://host # main" as host
+    "host "; a query or fragment names no mailbox either), libcurl refuses "smtp://host:25 # MTA" on every message:
+    none can ever work, so check-config reports them at their lines and
+    the commands that use them refuse to start instead of retrying
+    forever."""
+    desk = Desk()
+    base = open(desk.conf_path).read()
+    conf = base + f"""[smtp]
+url = smtp://127.0.0.1:25 # the local MTA
+[imap.support]
+url = imaps://imap.example.com/INBOX # main mailbox
+user = support
+password_file = {desk.dir}/secret
+[imap.sales]
+url = imaps://imap.example.com # sales
+user = sales
+password_file = {desk.dir}/secret
+[imap.query]
+url = imaps://imap.example.com/Support?x
+user = query
+password_file = {desk.dir}/secret
+"""
+    desk.write_conf(conf)
+    lines = conf.splitlines()
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 78, "check-config refuses them", err)
+    for marker in ("# the local MTA", "# main mailbox", "# sales", "Support?x"):
+        line = next(i + 1 for i, l in enumerate(lines) if l.startswith("url = ") and marker in l)
+        tap.ok(any(l.startswith(f"{desk.conf_path}:{line}: ") and "url" in l for l in err.splitlines()),
+               f"the url at line {line} ({marker.strip()}) is reported there", err)
+    smtp_only = base + "[smtp]\nurl = smtp://127.0.0.1:25 # the local MTA\n"
+    desk.write_conf(smtp_only)
+    desk.deliver(message(subject="Help"))
+    p = desk.run("outbox", "flush")
+    tap.eq(p.returncode, 78, "outbox flush refuses such a url at start, not message by message", p.stderr)
+    desk.write_conf(base + "[smtp]\nurl = smtp://127.0.0.1:25\n[imap.support]\n"
+                    f"url = imaps://imap.example.com/Sent%20Items\nuser = support\npassword_file = {desk.dir}/secret\n")
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "a blank written as %20 in a mailbox name is fine", p.stderr)
+    desk.write_conf(base + "[smtp]\nurl = smtp://127.0.0.1:25\n[imap.support]\n"
+                    f"url = imaps://imap.example.com/Support Team\nuser = support\npassword_file = {desk.dir}/secret\n")
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "and so is one written as it is inside the name (it worked before)", p.stderr)
+    desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
-              test_service_sections, test_design_variables_everywhere)
+              test_service_sections, test_design_variables_everywhere, test_url_with_trailing_comment)

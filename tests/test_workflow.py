@@ -209,6 +209,26 @@ def test_unassign(tap):
     c.close()
 
 
+def test_assign_the_assignee(tap):
+    """Setting the assignee a ticket already has changes nothing, as the
+    manual says of every field: no history row "jane -> jane", no
+    ticket update."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question"))
+    c.agent_says(1, "#assign me")
+    before = c.desk.show(1)
+    c.agent_says(1, "#assign me")
+    p = c.desk.run("ticket", "set", "1", f"assignee={AGENT.upper()}")
+    tap.eq(p.returncode, 0, "ticket set to the assignee the ticket has succeeds", p.stderr.decode())
+    after = c.desk.show(1)
+    tap.eq(after["assignee"], AGENT, "the ticket keeps its assignee")
+    tap.eq([(h["old"], h["new"]) for h in after["history"] if h["field"] == "assignee"], [(None, AGENT)],
+           "the history records the assignment once", after["history"])
+    tap.eq([body_of(m) for m in to_of(c.new_mail(), AGENT) if "could not be carried out" in m["Subject"]], [],
+           "and the agent gets no command error")
+    c.close()
+
+
 def test_organizations(tap):
     c = Conversation(tap)
     c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", "bob@customer.example", check=True)
@@ -445,7 +465,7 @@ def test_every_mail_threads(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_unassign, test_organizations, test_strangers,
+    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_unassign, test_assign_the_assignee, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

@@ -16,7 +16,6 @@
 struct _MdStore {
 	sqlite3 *db;
 	GHashTable *stmts;  /* SQL text (static) -> sqlite3_stmt* */
-	int savepoint_depth;
 };
 
 void
@@ -289,22 +288,17 @@ md_store_rollback (MdStore *store)
 {
 	if (!sqlite3_get_autocommit (store->db))
 		sqlite3_exec (store->db, "ROLLBACK", NULL, NULL, NULL);
-	store->savepoint_depth = 0;
 }
 
 gboolean
 md_store_savepoint (MdStore *store, GError **error)
 {
-	if (!exec_cached (store, "SAVEPOINT ingest", error))
-		return FALSE;
-	store->savepoint_depth++;
-	return TRUE;
+	return exec_cached (store, "SAVEPOINT ingest", error);
 }
 
 gboolean
 md_store_release (MdStore *store, GError **error)
 {
-	store->savepoint_depth--;
 	return exec_cached (store, "RELEASE ingest", error);
 }
 
@@ -313,7 +307,6 @@ md_store_rollback_to (MdStore *store)
 {
 	sqlite3_exec (store->db, "ROLLBACK TO ingest", NULL, NULL, NULL);
 	sqlite3_exec (store->db, "RELEASE ingest", NULL, NULL, NULL);
-	store->savepoint_depth--;
 }
 
 /* ---- people and organizations ---- */

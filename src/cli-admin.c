@@ -15,13 +15,6 @@
 #include "message.h"
 #include "rules.h"
 
-static gboolean
-looks_like_address (const char *s)
-{
-	const char *at = strchr (s, '@');
-	return at && at != s && at[1] && !strchr (at + 1, '@') && !strpbrk (s, " \t\r\n<>,;");
-}
-
 int
 md_cmd_agent (int argc, char **argv)
 {
@@ -32,7 +25,7 @@ md_cmd_agent (int argc, char **argv)
 	};
 	if (!md_cli_parse ("agent", "add EMAIL", "Add an agent.", entries, &argc, &argv))
 		return MD_EX_USAGE;
-	if (argc != 3 || strcmp (argv[1], "add") || !looks_like_address (argv[2])) {
+	if (argc != 3 || strcmp (argv[1], "add") || !md_address_looks_valid (argv[2])) {
 		fprintf (stderr, "Usage: maildesk agent add EMAIL [--name NAME]\n");
 		return MD_EX_USAGE;
 	}
@@ -67,7 +60,7 @@ md_cmd_org (int argc, char **argv)
 		return MD_EX_USAGE;
 	}
 	for (int i = 0; members && members[i]; i++)
-		if (!looks_like_address (members[i])) {
+		if (!md_address_looks_valid (members[i])) {
 			fprintf (stderr, "maildesk: \"%s\" is not an email address\n", members[i]);
 			return MD_EX_USAGE;
 		}

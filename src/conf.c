@@ -520,6 +520,14 @@ check_values (Loader *l, MdConf *conf)
 				break;
 			}
 	}
+	/* a trailing "# note" stays in the value: mail to it would go nowhere */
+	for (int i = 0; conf->agents && conf->agents[i]; i++)
+		if (!md_address_looks_valid (conf->agents[i]))
+			loader_error (l, line_of (l->lines, "desk", "agents"), "agents: \"%s\" is not an email address",
+			              conf->agents[i]);
+	if (conf->escalate_to && *conf->escalate_to && !md_address_looks_valid (conf->escalate_to))
+		loader_error (l, line_of (l->lines, "sla", "escalate_to"), "escalate_to: \"%s\" is not an email address",
+		              conf->escalate_to);
 	if (conf->listen && !conf->listen[0])
 		loader_error (l, line_of (l->lines, "lmtp", "listen"), "listen needs at least one address");
 	if (conf->unix_group && !getgrnam (conf->unix_group))

@@ -111,6 +111,13 @@ md_thread_lower_priority (const char *what)
 #endif
 }
 
+gboolean
+md_address_looks_valid (const char *s)
+{
+	const char *at = s ? strchr (s, '@') : NULL;
+	return at && at != s && at[1] && !strchr (at + 1, '@') && !strpbrk (s, " \t\r\n<>,;\"#");
+}
+
 char *
 md_text_one_line (const char *text, gsize max_chars)
 {

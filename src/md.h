@@ -64,6 +64,11 @@ void md_thread_lower_priority (const char *what);
  * space, the ends trimmed; "" for NULL.  Free with g_free. */
 char *md_text_one_line (const char *text, gsize max_chars);
 
+/* Whether S is one bare address a person or a config could mean
+ * (local@domain, one '@', no blanks, brackets, separators or quotes):
+ * agents, members, assignees, escalate_to. */
+gboolean md_address_looks_valid (const char *s);
+
 /* Removes a directory and everything in it, not following symbolic
  * links; for throw-away trees (classify's scratch spool, tests). */
 void md_remove_tree (const char *path);

@@ -115,13 +115,6 @@ md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
 /* A value a person gave that cannot be used: answered by mail. */
 #define invalid(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_INVALID, __VA_ARGS__), FALSE)
 
-static gboolean
-looks_like_address (const char *s)
-{
-	const char *at = strchr (s, '@');
-	return at && at != s && at[1] && !strchr (at + 1, '@') && !strpbrk (s, " \t\r\n<>,;\"");
-}
-
 gboolean
 md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *field, const char *value,
                        const MdActor *actor, GError **error)
@@ -164,7 +157,7 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 	if (g_strcmp0 (field, "assignee") == 0) {
 		g_autofree char *email = g_ascii_strdown (g_ascii_strcasecmp (value, "me") == 0 && actor && actor->email
 		                                          ? actor->email : value, -1);
-		if (!looks_like_address (email))
+		if (!md_address_looks_valid (email))
 			return invalid (error, "\"%s\" is not an email address (or \"me\", or \"none\" to unassign)", value);
 		if (!md_is_agent (store, email, (const char *const *) desk->conf->agents))
 			return invalid (error, "%s is not an agent of this desk", email);

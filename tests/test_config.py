@@ -248,6 +248,32 @@ def test_design_variables_everywhere(tap):
     desk.cleanup()
 
 
+def test_addresses_with_trailing_comment(tap):
+    """agents and escalate_to are addresses mail goes to: a trailing
+    "# note" (kept in the value) or a name would make mail to them go
+    nowhere, so every command refuses them at their line."""
+    desk = Desk()
+    base = open(desk.conf_path).read()
+    conf = base.replace("[desk]\n", "[desk]\nagents = jane@support.example.com, bob@support.example.com # night shift\n", 1)
+    conf += "[sla]\nescalate_to = Team Lead <lead@support.example.com>\n"
+    desk.write_conf(conf)
+    lines = conf.splitlines()
+    err = desk.run("check-config").stderr.decode()
+    for key, bad in (("agents", "bob@support.example.com # night shift"),
+                     ("escalate_to", "Team Lead <lead@support.example.com>")):
+        line = next(i + 1 for i, l in enumerate(lines) if l.startswith(key + " ="))
+        tap.ok(any(l.startswith(f"{desk.conf_path}:{line}: ") and bad in l for l in err.splitlines()),
+               f"{key} at line {line} is reported there", err)
+    p = desk.deliver(message(subject="Help"))
+    tap.eq(p.returncode, 75, "deliver refuses the configuration too, as a temporary failure (the MTA keeps the mail)",
+           p.stderr)
+    good = conf.replace(" # night shift", "").replace("Team Lead <lead@support.example.com>", "lead@support.example.com")
+    desk.write_conf(good)
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "bare addresses pass", p.stderr.decode())
+    desk.cleanup()
+
+
 def test_url_with_trailing_comment(tap):
     """GKeyFile has no trailing comments (DESIGN 4): "url = ... # note"
     keeps the note in the url.  GUri takes "imaps://host/INBOX # main"
@@ -300,4 +326,5 @@ password_file = {desk.dir}/secret
 
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
-              test_service_sections, test_design_variables_everywhere, test_url_with_trailing_comment)
+              test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
+              test_url_with_trailing_comment)

@@ -416,6 +416,9 @@ def test_reply_from_script_without_agent(tap):
     if to_alice:
         tap.ok("We are on it." in body_of(to_alice[0]), "with the text")
         tap.eq(to_alice[0]["From"].addresses[0].addr_spec, "support@support.example.com", "from the desk's address")
+        lines = body_of(to_alice[0]).replace("\r\n", "\n").split("\n")
+        after = lines[lines.index("-- ") + 1] if "-- " in lines else None
+        tap.eq(after, "Test Support", "signed by the desk's name, with no empty signer line")
     t = c.desk.show(1)
     tap.eq(t["status"], "Request acknowledged", "the desk's public reply acknowledges the ticket")
     tap.ok(t["first_response_at"] is not None, "and meets the first response")

@@ -29,6 +29,17 @@
 #define TRANSFER_BYTES_PER_S 32768
 #define TRANSFER_MAX_S 3600
 #define REPLY_MAX 1000
+/* Stopping after the final "." waits this long for the server's answer:
+ * it may have taken the message already, and an abort then sends it twice. */
+#define STOP_REPLY_GRACE_S 5
+
+typedef struct {
+	FILE *file;
+	gboolean last_was_cr;
+	gboolean eof;       /* the whole message handed to curl */
+	char in[16384];
+	int errsv;
+} Upload;
 
 struct _MdSmtp {
 	CURL *curl;
@@ -47,14 +58,9 @@ struct _MdSmtp {
 	char *failed_reply; /* latest complete reply >= 400 */
 	char failed_verb[16];
 	char *final_reply;  /* last complete reply */
+	const Upload *upload;   /* of the current transfer */
+	gint64 stop_seen_us;    /* when on_progress first saw *cancel */
 };
-
-typedef struct {
-	FILE *file;
-	gboolean last_was_cr;
-	char in[16384];
-	int errsv;
-} Upload;
 
 const char *
 md_smtp_outcome_name (MdSmtpOutcome outcome)
@@ -175,7 +181,14 @@ on_progress (void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultota
 {
 	MdSmtp *s = user;
 	(void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
-	return s->cancel && g_atomic_int_get (s->cancel) ? 1 : 0;
+	if (!s->cancel || !g_atomic_int_get (s->cancel))
+		return 0;
+	if (!s->upload || !s->upload->eof)
+		return 1;
+	gint64 now = g_get_monotonic_time ();
+	if (!s->stop_seen_us)
+		s->stop_seen_us = now;
+	return now - s->stop_seen_us > STOP_REPLY_GRACE_S * G_USEC_PER_SEC;
 }
 
 /* Streams the file, turning a bare LF into CRLF; curl adds the dot
@@ -192,6 +205,7 @@ on_read (char *buf, size_t size, size_t nitems, void *user)
 		u->errsv = errno ? errno : EIO;
 		return CURL_READFUNC_ABORT;
 	}
+	u->eof |= n == 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = u->in[i];
 		if (c == '\n' && !u->last_was_cr)
@@ -315,6 +329,8 @@ watch_reset (MdSmtp *s)
 	g_clear_pointer (&s->failed_reply, g_free);
 	g_clear_pointer (&s->final_reply, g_free);
 	s->errbuf[0] = '\0';
+	s->upload = NULL;
+	s->stop_seen_us = 0;
 }
 
 static void
@@ -466,7 +482,9 @@ send_stream (MdSmtp *smtp, const char *mail_from, const char *rcpt, FILE *file, 
 
 	watch_reset (smtp);
 	set_options (smtp, from, rcpts, &u, size);
+	smtp->upload = &u;
 	CURLcode rc = curl_easy_perform (smtp->curl);
+	smtp->upload = NULL;
 	MdSmtpOutcome outcome = classify (smtp, rc, &u, what, reply_r);
 	/* the handle keeps pointers to these until the next reset */
 	curl_easy_setopt (smtp->curl, CURLOPT_MAIL_RCPT, NULL);

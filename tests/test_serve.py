@@ -214,5 +214,38 @@ def test_mail_goes_out(tap):
     desk.cleanup()
 
 
+
+def test_stop_waits_for_the_answer_to_a_sent_message(tap):
+    """SIGTERM while the SMTP server holds its answer to a message it
+    already has (after the final dot): the sender waits for the answer
+    (a few seconds at most) instead of aborting, so the row is marked
+    sent and the message does not go a second time."""
+    catcher = Catcher().start()
+    catcher.reply("DATA alice@customer.example wait 2\n")
+    port = free_port()
+    desk = serve_desk(port, catcher)
+    server = Server(desk).start(port)
+    c = Lmtp(port)
+    c.cmd("LHLO x")
+    c.deliver("alice@customer.example", ["support@support.example.com"],
+              message(subject="Stop now", msgid="stop1@customer.example"))
+    c.close()
+    time.sleep(1.0)  # the acknowledgement is sent; the server waits before its 250
+    started = time.time()
+    rc = server.stop()
+    took = time.time() - started
+    tap.eq(rc, 0, "SIGTERM exits 0")
+    tap.ok(took < 8, f"within the grace for the answer ({took:.1f} s)")
+    rows = desk.json("outbox", "list")
+    acks = [r for r in rows if r.get("kind") == "ack"]
+    tap.eq([r.get("state") for r in acks], ["sent"], "the acknowledgement is marked sent, not queued again", rows)
+    deadline = time.time() + 5
+    while time.time() < deadline and not catcher.messages():
+        time.sleep(0.1)
+    tap.eq(len(catcher.messages()), 1, "and the server has it once")
+    catcher.stop()
+    desk.cleanup()
+
 if __name__ == "__main__":
-    run_tests(test_conversation, test_swaks, test_reload, test_mail_goes_out)
+    run_tests(test_conversation, test_swaks, test_reload, test_mail_goes_out,
+              test_stop_waits_for_the_answer_to_a_sent_message)

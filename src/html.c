@@ -106,6 +106,7 @@ worth_showing_url (const char *href, const char *text, gsize len)
 }
 
 static void render_children (Render *r, xmlNode *node, int depth);
+static void render_element (Render *r, xmlNode *node, int depth);
 
 static void
 render_list (Render *r, xmlNode *list, int depth, gboolean ordered)
@@ -119,8 +120,12 @@ render_list (Render *r, xmlNode *list, int depth, gboolean ordered)
 			r->pending_space = TRUE;
 			render_children (r, child, depth + 1);
 			want_breaks (r, 1);
-		} else if (child->type == XML_ELEMENT_NODE || child->type == XML_TEXT_NODE) {
-			render_children (r, child, depth + 1);
+		} else if (child->type == XML_ELEMENT_NODE) {
+			/* itself, not only its children: a <style> or <script>
+			 * in a list is dropped, a <div> breaks its line */
+			render_element (r, child, depth + 1);
+		} else if (child->type == XML_TEXT_NODE || child->type == XML_CDATA_SECTION_NODE) {
+			emit_text (r, (const char *) child->content);
 		}
 	}
 }

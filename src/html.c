@@ -88,25 +88,25 @@ emit_text (Render *r, const char *text)
 	}
 }
 
-static char *
-node_text (xmlNode *node)
-{
-	xmlChar *content = xmlNodeGetContent (node);
-	char *text = g_strstrip (g_strdup (content ? (const char *) content : ""));
-	xmlFree (content);
-	return text;
-}
-
+/* Whether an anchor's URL says more than its shown text (the `len`
+ * bytes at `text`, trimmed): "(href)" follows the text unless the text
+ * is the URL, with or without its mailto:. */
 static gboolean
-worth_showing_url (const char *href, const char *text)
+worth_showing_url (const char *href, const char *text, gsize len)
 {
 	if (!href || !*href || href[0] == '#' || g_ascii_strncasecmp (href, "javascript:", 11) == 0)
 		return FALSE;
+	while (len > 0 && g_ascii_isspace (*text))
+		text++, len--;
+	while (len > 0 && g_ascii_isspace (text[len - 1]))
+		len--;
 	const char *bare = g_ascii_strncasecmp (href, "mailto:", 7) == 0 ? href + 7 : href;
-	return strcmp (bare, text) != 0 && strcmp (href, text) != 0;
+	return !(strlen (bare) == len && memcmp (bare, text, len) == 0)
+	       && !(strlen (href) == len && memcmp (href, text, len) == 0);
 }
 
 static void render_children (Render *r, xmlNode *node, int depth);
+static void render_element (Render *r, xmlNode *node, int depth);
 
 static void
 render_list (Render *r, xmlNode *list, int depth, gboolean ordered)
@@ -120,8 +120,12 @@ render_list (Render *r, xmlNode *list, int depth, gboolean ordered)
 			r->pending_space = TRUE;
 			render_children (r, child, depth + 1);
 			want_breaks (r, 1);
-		} else if (child->type == XML_ELEMENT_NODE || child->type == XML_TEXT_NODE) {
-			render_children (r, child, depth + 1);
+		} else if (child->type == XML_ELEMENT_NODE) {
+			/* itself, not only its children: a <style> or <script>
+			 * in a list is dropped, a <div> breaks its line */
+			render_element (r, child, depth + 1);
+		} else if (child->type == XML_TEXT_NODE || child->type == XML_CDATA_SECTION_NODE) {
+			emit_text (r, (const char *) child->content);
 		}
 	}
 }
@@ -162,10 +166,13 @@ render_element (Render *r, xmlNode *node, int depth)
 	} else if (g_ascii_strcasecmp ((const char *) name, "ul") == 0 || g_ascii_strcasecmp ((const char *) name, "ol") == 0) {
 		render_list (r, node, depth, g_ascii_strcasecmp ((const char *) name, "ol") == 0);
 	} else if (g_ascii_strcasecmp ((const char *) name, "a") == 0) {
+		/* Compared with the text as rendered, not a copy of the
+		 * anchor's content: every anchor of a nest held a copy of all
+		 * below it, 640 MB for a 5 MB body of nested links. */
 		xmlChar *href = xmlGetProp (node, (const xmlChar *) "href");
-		g_autofree char *text = node_text (node);
+		gsize start = r->out->len;
 		render_children (r, node, depth);
-		if (worth_showing_url ((const char *) href, text)) {
+		if (worth_showing_url ((const char *) href, r->out->str + start, r->out->len - start)) {
 			g_autofree char *shown = g_strdup_printf ("(%s)", (const char *) href);
 			r->pending_space = TRUE;
 			emit (r, shown, strlen (shown));

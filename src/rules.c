@@ -658,6 +658,10 @@ parse_text (Parser *p, const char *text, gsize length)
 	const char *end = text + length;
 	g_autoptr (GString) line = g_string_new (NULL);
 
+	/* the byte order mark some editors put first is no text */
+	if (length >= 3 && memcmp (text, "\xEF\xBB\xBF", 3) == 0)
+		text += 3;
+
 	for (const char *start = text; start < end;) {
 		const char *newline = memchr (start, '\n', end - start);
 		gsize len = (newline ? newline : end) - start;

@@ -28,4 +28,8 @@ char *md_trim_reply (const char *text, char **elided_r);
  * of it was written by somebody else. */
 gboolean md_trim_starts_with_forward (const char *text);
 
+/* How many pattern matches the calling thread has run in this module,
+ * so tests can check that the work grows with the lines, not faster. */
+guint64 md_trim_matches_run (void);
+
 #endif

@@ -272,6 +272,13 @@ test_html (void)
 		{ "<p><img src=x alt=\"logo\"> ok</p>", "logo ok" },
 		{ "unclosed <b>bold <i>tags", "unclosed bold tags" },
 		{ "", "" },
+		/* what is in a list but no item: dropped or shown as elsewhere */
+		{ "<ul><style>.x{color:red}</style><script>var s=1;</script><li>one</li>loose<div>in div</div></ul>end",
+		  "- one\nloose\nin div\n\nend" },
+		/* the URL follows a link's text unless it is that text */
+		{ "<a href=\"https://x.example\"> https://x.example </a>", "https://x.example" },
+		{ "<a href=\"https://x.example\"><b>go</b> <a href=\"https://y.example\">y</a></a>",
+		  "go y (https://y.example) (https://x.example)" },
 	};
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
 		g_autofree char *text = md_html_to_text (cases[i].html, strlen (cases[i].html));

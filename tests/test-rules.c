@@ -62,6 +62,9 @@ test_parse_valid (void)
 		{ "", 0 },
 		{ "# only a comment\n\n   # an indented comment\n", 0 },
 		{ "rule a\n  subject /x/\n  set priority P1\n", 1 },
+		/* a UTF-8 byte order mark, as Windows editors save it */
+		{ "\xEF\xBB\xBFrule a\n  subject /x/\n  stop\n", 1 },
+		{ "\xEF\xBB\xBF# a comment\r\nrule a\r\n  subject /x/\r\n  stop\r\n", 1 },
 		/* CRLF, tabs, trailing comments, spelling folded by the catalog */
 		{ "rule a # the first\r\n\tsubject /x/i # why\r\n\tset category \"security issue/incident\"\r\n", 1 },
 		{ "rule a\n  any\n    subject /x/\n    body /y/ms\n  from /z/x\n  set tag t\n  set tag u\n  stop\n", 1 },

@@ -317,6 +317,36 @@ test_bounds (void)
 	g_string_free (line, TRUE);
 }
 
+/* The patterns run a bounded number of times per line, whatever the
+ * lines are: a run of header-like lines without a From (a list of
+ * "To: a" lines) was scanned again from each of its lines, 2x10^8
+ * matches and minutes of CPU for a 120 KB reply. */
+static void
+test_work_per_line (void)
+{
+	static const char *const shapes[] = {
+		"To: a\n", "Subject: x\nCc: y\n", "Date: 2012\nnot a header\n",
+		"> On 1 Jan 2012, Bob <b@x.example> wrote:\n", "On 1 Jan 2012 aaaa aaaa:\n",
+	};
+	for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++) {
+		GString *text = g_string_new ("Hello,\n");
+		guint lines = 1;
+		while (lines < 4000) {
+			g_string_append (text, shapes[s]);
+			for (const char *c = shapes[s]; *c; c++)
+				lines += *c == '\n';
+		}
+		g_string_append (text, "Thanks\n");
+		guint64 before = md_trim_matches_run ();
+		g_autofree char *t = md_trim_reply (text->str, NULL);
+		guint64 run = md_trim_matches_run () - before;
+		g_autofree char *shown = g_strescape (shapes[s], NULL);
+		g_test_message ("%s: %" G_GUINT64_FORMAT " matches for %u lines", shown, run, lines);
+		g_assert_cmpuint (run, <=, 64 * (guint64) lines);
+		g_string_free (text, TRUE);
+	}
+}
+
 /* ---- corpora ---- */
 
 static char *
@@ -491,6 +521,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/trim/cases", test_cases);
 	g_test_add_func ("/trim/null", test_null_and_no_elided);
 	g_test_add_func ("/trim/bounds", test_bounds);
+	g_test_add_func ("/trim/work-per-line", test_work_per_line);
 	g_test_add_func ("/trim/corpus/email_reply_trimmer", test_corpus_email_reply_trimmer);
 	g_test_add_func ("/trim/corpus/talon", test_corpus_talon);
 	int rc = g_test_run ();

@@ -173,6 +173,25 @@ def test_many_parts_and_nesting(tap):
     desk.cleanup()
 
 
+def test_html_nested_links(tap):
+    """Links nested in links (libxml2 keeps <a> inside <b> inside <a>):
+    each anchor held a copy of all the text below it while the text was
+    rendered, 120 copies of a 4 MB body, 640 MB for one message."""
+    desk = Desk()
+    html = "<a href=x><b>" * 120 + "words " * (3_500_000 // 6)
+    data = ("From: Alice <alice@customer.example>\r\nTo: support@support.example.com\r\n"
+            "Subject: nested links\r\nMessage-ID: <links@customer.example>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n").encode()
+    rc, out, err, rss = deliver_measured(desk, data)
+    tap.diag(f"120 nested links over 3.5 MB: exit {rc}, peak RSS {rss} KiB")
+    tap.ok(rc == 0 and out.strip().startswith("SUP-"), "nested links: kept as a ticket", err)
+    tap.ok(0 < rss < RSS_LIMIT_KB, f"nested links: bounded memory ({rss} KiB)")
+    if rc == 0:
+        body = desk.show(out.strip())["messages"][0]["body"]
+        tap.ok(body.startswith("words words") and body.endswith("(x)"), "the text, then the links' URL")
+    desk.cleanup()
+
+
 def test_bytes_and_line_ends(tap):
     desk = Desk()
     cases = [
@@ -333,5 +352,6 @@ def test_lmtp_hostile(tap):
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_bytes_and_line_ends,
+    run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_html_nested_links,
+              test_bytes_and_line_ends,
               test_no_header_injection, test_path_names_and_syntax, test_lmtp_hostile)

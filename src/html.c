@@ -1,23 +1,43 @@
 /* html.c - rendering an HTML body as readable plain text.  libxml2 does
- * the parsing (tag soup, entities, recovery); this file only walks the
- * tree and decides where line breaks go. */
+ * the parsing (tag soup, entities, recovery) and reports it as events;
+ * this file decides where line breaks go, keeping only a stack of the
+ * open elements, so memory follows the text, not the tree. */
 #include "config.h"
 
 #include <string.h>
 #include <libxml/HTMLparser.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 
 #include "html.h"
 
-/* Deep trees are parsed by libxml2 (it limits depth itself); the walk stops
- * descending beyond this. */
-#define MAX_WALK_DEPTH 256
+/* Attributes of one tag that reach libxml2: it checks each new one
+ * against all before it (quadratic; a 350 KB tag took 15 s of CPU). */
+#define MAX_TAG_ATTRIBUTES 64
+
+/* What an open element does to the rendering, pushed at its start tag
+ * and popped at its end (libxml2 ends every element it starts, implied
+ * or not, so the stack follows the document). */
+typedef struct {
+	guint dropped : 1;    /* its content is not shown (<script>, <head>...) */
+	guint pre : 1;
+	guint list : 1;       /* <ul> or <ol>: its <li> children get markers */
+	guint ordered : 1;
+	guint item : 1;       /* an <li> of such a list */
+	guint breaks : 2;     /* line breaks owed after it: 1 block, 2 paragraph */
+	int number;           /* an <ol>'s next item number */
+	guint elements;       /* element children seen so far (a <td>'s tab) */
+	char *href;           /* an <a>'s URL */
+	gsize text_start;     /* where an <a>'s text begins in the output */
+} Frame;
 
 typedef struct {
 	GString *out;
 	int pending_breaks;   /* line breaks owed before the next text */
 	gboolean pending_space;
 	int pre;              /* inside <pre>: keep white space */
+	int dropped;          /* inside an element whose content is not shown */
+	GArray *frames;       /* Frame, the open elements */
 } Render;
 
 static const char *const dropped[] = { "script", "style", "head", "title", "template", "noscript", "object", "iframe", NULL };
@@ -60,12 +80,15 @@ emit (Render *r, const char *text, gsize len)
 }
 
 static void
-emit_text (Render *r, const char *text)
+emit_text (Render *r, const char *text, gsize len)
 {
+	const char *end = text + len;
+	if (r->dropped)
+		return;
 	if (r->pre) {
-		for (const char *line = text; line; ) {
-			const char *nl = strchr (line, '\n');
-			emit (r, line, nl ? (gsize) (nl - line) : strlen (line));
+		for (const char *line = text; line < end; ) {
+			const char *nl = memchr (line, '\n', (gsize) (end - line));
+			emit (r, line, nl ? (gsize) (nl - line) : (gsize) (end - line));
 			if (!nl)
 				break;
 			r->pending_breaks++;
@@ -75,14 +98,14 @@ emit_text (Render *r, const char *text)
 	}
 	/* collapse runs of white space (HTML's rendering rule) */
 	const char *p = text;
-	while (*p) {
+	while (p < end) {
 		if (g_ascii_isspace (*p)) {
 			r->pending_space = TRUE;
 			p++;
 			continue;
 		}
 		const char *start = p;
-		while (*p && !g_ascii_isspace (*p))
+		while (p < end && !g_ascii_isspace (*p))
 			p++;
 		emit (r, start, (gsize) (p - start));
 	}
@@ -105,100 +128,206 @@ worth_showing_url (const char *href, const char *text, gsize len)
 	       && !(strlen (href) == len && memcmp (href, text, len) == 0);
 }
 
-static void render_children (Render *r, xmlNode *node, int depth);
-static void render_element (Render *r, xmlNode *node, int depth);
-
-static void
-render_list (Render *r, xmlNode *list, int depth, gboolean ordered)
+static const char *
+attribute (const xmlChar **atts, const char *name)
 {
-	int number = 1;
-	for (xmlNode *child = list->children; child; child = child->next) {
-		if (child->type == XML_ELEMENT_NODE && g_ascii_strcasecmp ((const char *) child->name, "li") == 0) {
-			want_breaks (r, 1);
-			g_autofree char *marker = ordered ? g_strdup_printf ("%d.", number++) : g_strdup ("-");
-			emit (r, marker, strlen (marker));
-			r->pending_space = TRUE;
-			render_children (r, child, depth + 1);
-			want_breaks (r, 1);
-		} else if (child->type == XML_ELEMENT_NODE) {
-			/* itself, not only its children: a <style> or <script>
-			 * in a list is dropped, a <div> breaks its line */
-			render_element (r, child, depth + 1);
-		} else if (child->type == XML_TEXT_NODE || child->type == XML_CDATA_SECTION_NODE) {
-			emit_text (r, (const char *) child->content);
-		}
-	}
+	for (int i = 0; atts && atts[i]; i += 2)
+		if (g_ascii_strcasecmp ((const char *) atts[i], name) == 0)
+			return (const char *) atts[i + 1];
+	return NULL;
 }
 
-static void
-render_element (Render *r, xmlNode *node, int depth)
+static Frame *
+parent_frame (Render *r)
 {
-	const xmlChar *name = node->name;
+	return r->frames->len ? &g_array_index (r->frames, Frame, r->frames->len - 1) : NULL;
+}
 
-	if (name_in (name, dropped))
+/* A start tag.  Void elements (<br>, <img>, <hr>) get their end at once. */
+static void
+on_start (void *data, const xmlChar *tag, const xmlChar **atts)
+{
+	Render *r = data;
+	const char *name = (const char *) tag;
+	Frame *parent = parent_frame (r);
+	Frame f = { 0 };
+	guint sibling_elements = parent ? parent->elements++ : 0;
+
+	f.dropped = name_in (tag, dropped);
+	if (f.dropped || r->dropped) {
+		r->dropped += f.dropped;
+		g_array_append_val (r->frames, f);
 		return;
-	if (g_ascii_strcasecmp ((const char *) name, "br") == 0) {
+	}
+	gboolean paragraph = name_in (tag, paragraphs);
+	if (g_ascii_strcasecmp (name, "br") == 0) {
 		r->pending_breaks++;
 		if (r->out->len == 0)
 			r->pending_breaks = 0;
-		return;
-	}
-	if (g_ascii_strcasecmp ((const char *) name, "img") == 0) {
-		xmlChar *alt = xmlGetProp (node, (const xmlChar *) "alt");
-		if (alt && *alt)
-			emit_text (r, (const char *) alt);
-		xmlFree (alt);
-		render_children (r, node, depth);   /* libxml2 may nest what follows */
-		return;
-	}
-	if (g_ascii_strcasecmp ((const char *) name, "td") == 0 || g_ascii_strcasecmp ((const char *) name, "th") == 0) {
-		if (xmlPreviousElementSibling (node))
+	} else if (g_ascii_strcasecmp (name, "img") == 0) {
+		const char *alt = attribute (atts, "alt");
+		emit_text (r, alt ? alt : "", alt ? strlen (alt) : 0);
+	} else if (g_ascii_strcasecmp (name, "td") == 0 || g_ascii_strcasecmp (name, "th") == 0) {
+		if (sibling_elements > 0)
 			emit (r, "\t", 1);
-		render_children (r, node, depth);
-		return;
+	} else if (g_ascii_strcasecmp (name, "li") == 0 && parent && parent->list) {
+		want_breaks (r, 1);
+		g_autofree char *marker = parent->ordered ? g_strdup_printf ("%d.", parent->number++) : g_strdup ("-");
+		emit (r, marker, strlen (marker));
+		r->pending_space = TRUE;
+		f.item = TRUE;
+		f.breaks = 1;
+	} else if (paragraph || name_in (tag, blocks)) {
+		f.breaks = paragraph ? 2 : 1;
+		want_breaks (r, f.breaks);
+		if (g_ascii_strcasecmp (name, "hr") == 0)
+			emit (r, "----", 4);
+		f.list = g_ascii_strcasecmp (name, "ul") == 0 || g_ascii_strcasecmp (name, "ol") == 0;
+		f.ordered = g_ascii_strcasecmp (name, "ol") == 0;
+		f.number = 1;
+		f.pre = g_ascii_strcasecmp (name, "pre") == 0;
+		r->pre += f.pre;
+	} else if (g_ascii_strcasecmp (name, "a") == 0) {
+		f.href = g_strdup (attribute (atts, "href"));
+		f.text_start = r->out->len;
 	}
-	gboolean paragraph = name_in (name, paragraphs);
-	gboolean block = paragraph || name_in (name, blocks);
-	if (block)
-		want_breaks (r, paragraph ? 2 : 1);
-	if (g_ascii_strcasecmp ((const char *) name, "hr") == 0) {
-		emit (r, "----", 4);
-	} else if (g_ascii_strcasecmp ((const char *) name, "ul") == 0 || g_ascii_strcasecmp ((const char *) name, "ol") == 0) {
-		render_list (r, node, depth, g_ascii_strcasecmp ((const char *) name, "ol") == 0);
-	} else if (g_ascii_strcasecmp ((const char *) name, "a") == 0) {
-		/* Compared with the text as rendered, not a copy of the
-		 * anchor's content: every anchor of a nest held a copy of all
-		 * below it, 640 MB for a 5 MB body of nested links. */
-		xmlChar *href = xmlGetProp (node, (const xmlChar *) "href");
-		gsize start = r->out->len;
-		render_children (r, node, depth);
-		if (worth_showing_url ((const char *) href, r->out->str + start, r->out->len - start)) {
-			g_autofree char *shown = g_strdup_printf ("(%s)", (const char *) href);
-			r->pending_space = TRUE;
-			emit (r, shown, strlen (shown));
-		}
-		xmlFree (href);
-	} else {
-		gboolean pre = g_ascii_strcasecmp ((const char *) name, "pre") == 0;
-		r->pre += pre;
-		render_children (r, node, depth);
-		r->pre -= pre;
-	}
-	if (block)
-		want_breaks (r, paragraph ? 2 : 1);
+	g_array_append_val (r->frames, f);
 }
 
 static void
-render_children (Render *r, xmlNode *node, int depth)
+on_end (void *data, const xmlChar *tag)
 {
-	if (depth > MAX_WALK_DEPTH)
+	Render *r = data;
+	(void) tag;
+	if (r->frames->len == 0)
 		return;
-	for (xmlNode *child = node->children; child; child = child->next) {
-		if (child->type == XML_TEXT_NODE || child->type == XML_CDATA_SECTION_NODE)
-			emit_text (r, (const char *) child->content);
-		else if (child->type == XML_ELEMENT_NODE)
-			render_element (r, child, depth + 1);
+	Frame f = g_array_index (r->frames, Frame, r->frames->len - 1);
+	g_array_set_size (r->frames, r->frames->len - 1);
+	r->dropped -= f.dropped;
+	r->pre -= f.pre;
+	/* Compared with the text as rendered, not a copy of the anchor's
+	 * content: every anchor of a nest held a copy of all below it. */
+	if (f.href && worth_showing_url (f.href, r->out->str + f.text_start, r->out->len - f.text_start)) {
+		g_autofree char *shown = g_strdup_printf ("(%s)", f.href);
+		/* a blank the link ended with still separates what follows */
+		gboolean blank_after = r->pending_space;
+		r->pending_space = TRUE;
+		emit (r, shown, strlen (shown));
+		r->pending_space = blank_after;
 	}
+	g_free (f.href);
+	if (f.breaks)
+		want_breaks (r, f.breaks);
+}
+
+static void
+on_text (void *data, const xmlChar *text, int len)
+{
+	emit_text (data, (const char *) text, len > 0 ? (gsize) len : 0);
+}
+
+/* libxml2 calls white space it finds insignificant (between <html> and
+ * <body>...) "ignorable"; the rendering ignores it as well. */
+static void
+on_ignorable (void *data, const xmlChar *text, int len)
+{
+	(void) data, (void) text, (void) len;
+}
+
+/* The attributes of every tag cut to MAX_TAG_ATTRIBUTES, or NULL when
+ * no tag has more.  A tag is read as libxml2 reads one ("<" and a
+ * letter, names, "=" and a value quoted or not, up to ">"); comments
+ * and the content of <script> and <style> are passed over whole.  Where
+ * this reading and libxml2's could differ (broken markup), what is cut
+ * is only ever attributes beyond the limit. */
+static GString *
+cut_attributes (const char *html, gsize len)
+{
+	const char *p = html, *end = html + len;
+	GString *out = NULL;
+	const char *copied = html;   /* html before this is in out */
+
+	while (p < end && (p = memchr (p, '<', (gsize) (end - p)))) {
+		if (end - p >= 4 && memcmp (p, "<!--", 4) == 0) {
+			const char *close = g_strstr_len (p + 4, end - p - 4, "-->");
+			p = close ? close + 3 : end;
+			continue;
+		}
+		if (p + 1 >= end || !g_ascii_isalpha (p[1])) {
+			p++;
+			continue;
+		}
+		const char *name = p + 1, *q = name;
+		while (q < end && !g_ascii_isspace (*q) && *q != '>' && *q != '/')
+			q++;
+		gboolean raw_text = (q - name == 6 && g_ascii_strncasecmp (name, "script", 6) == 0) ||
+		                    (q - name == 5 && g_ascii_strncasecmp (name, "style", 5) == 0);
+		guint count = 0;
+		while (q < end && *q != '>') {
+			if (g_ascii_isspace (*q) || *q == '/') {
+				q++;
+				continue;
+			}
+			const char *attr = q;
+			while (q < end && !g_ascii_isspace (*q) && *q != '>' && *q != '=' && *q != '/')
+				q++;
+			if (q == attr)
+				q++;
+			while (q < end && g_ascii_isspace (*q))
+				q++;
+			if (q < end && *q == '=') {
+				for (q++; q < end && g_ascii_isspace (*q); q++)
+					;
+				if (q < end && (*q == '"' || *q == '\'')) {
+					const char *close = memchr (q + 1, *q, (gsize) (end - q - 1));
+					q = close ? close + 1 : end;
+				} else {
+					while (q < end && !g_ascii_isspace (*q) && *q != '>')
+						q++;
+				}
+			}
+			if (++count > MAX_TAG_ATTRIBUTES) {
+				if (!out)
+					out = g_string_sized_new (len);
+				g_string_append_len (out, copied, attr - copied);
+				copied = q;
+			}
+		}
+		p = q;
+		if (raw_text && p < end) {
+			const char *close = g_strstr_len (p, end - p, name[1] == 'c' || name[1] == 'C' ? "</script" : "</style");
+			if (!close)
+				close = g_strstr_len (p, end - p, name[1] == 'c' || name[1] == 'C' ? "</SCRIPT" : "</STYLE");
+			p = close ? close : end;
+		}
+	}
+	if (out)
+		g_string_append_len (out, copied, end - copied);
+	return out;
+}
+
+/* TEXT with every line's trailing blanks and the trailing empty lines
+ * removed, in place (a line array of a long list doubled the memory). */
+static char *
+chomp_lines (char *text)
+{
+	char *out = text;
+	const char *line = text;
+	while (*line) {
+		const char *nl = strchr (line, '\n');
+		const char *end = nl ? nl : line + strlen (line);
+		const char *last = end;
+		while (last > line && g_ascii_isspace (last[-1]))
+			last--;
+		memmove (out, line, (gsize) (last - line));
+		out += last - line;
+		if (!nl)
+			break;
+		*out++ = '\n';
+		line = nl + 1;
+	}
+	*out = '\0';
+	return g_strchomp (text);
 }
 
 char *
@@ -206,24 +335,36 @@ md_html_to_text (const char *html, gsize len)
 {
 	if (len > G_MAXINT)
 		len = G_MAXINT;
-	htmlDocPtr doc = htmlReadMemory (html, (int) len, NULL, "UTF-8",
-	                                 HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING
-	                                 | HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);
-	Render r = { .out = g_string_new (NULL) };
-	if (doc) {
-		for (xmlNode *node = doc->children; node; node = node->next) {
-			if (node->type == XML_ELEMENT_NODE)
-				render_element (&r, node, 0);
-			else if (node->type == XML_TEXT_NODE)
-				emit_text (&r, (const char *) node->content);
-		}
-		xmlFreeDoc (doc);
+	g_autoptr (GString) cut = cut_attributes (html, len);
+	if (cut) {
+		html = cut->str;
+		len = cut->len;
 	}
-	/* every line without trailing blanks, no trailing empty lines */
-	g_auto (GStrv) lines = g_strsplit (r.out->str, "\n", -1);
-	for (int i = 0; lines[i]; i++)
-		g_strchomp (lines[i]);
-	g_string_free (r.out, TRUE);
-	char *text = g_strjoinv ("\n", lines);
-	return g_strchomp (text);
+	Render r = { .out = g_string_new (NULL), .frames = g_array_new (FALSE, TRUE, sizeof (Frame)) };
+	/* Events, not a tree: libxml2's tree of a tag soup is 50-70 times
+	 * the size of its text (4 MB of <li>: 359 MB). */
+	htmlParserCtxtPtr ctxt = htmlCreateMemoryParserCtxt (html, (int) len);
+	if (ctxt) {
+		memset (ctxt->sax, 0, sizeof (htmlSAXHandler));
+		ctxt->sax->startElement = on_start;
+		ctxt->sax->endElement = on_end;
+		ctxt->sax->characters = on_text;
+		ctxt->sax->cdataBlock = on_text;
+		ctxt->sax->ignorableWhitespace = on_ignorable;
+		ctxt->userData = &r;
+		htmlCtxtUseOptions (ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
+		                          HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);
+		/* the text is UTF-8 already: a <meta charset> must not switch it */
+		xmlCharEncodingHandlerPtr utf8 = xmlFindCharEncodingHandler ("UTF-8");
+		if (utf8)
+			xmlSwitchToEncoding (ctxt, utf8);
+		htmlParseDocument (ctxt);
+		if (ctxt->myDoc)
+			xmlFreeDoc (ctxt->myDoc);
+		htmlFreeParserCtxt (ctxt);
+	}
+	for (guint i = 0; i < r.frames->len; i++)
+		g_free (g_array_index (r.frames, Frame, i).href);
+	g_array_free (r.frames, TRUE);
+	return chomp_lines (g_string_free (r.out, FALSE));
 }

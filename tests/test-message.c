@@ -277,8 +277,20 @@ test_html (void)
 		  "- one\nloose\nin div\n\nend" },
 		/* the URL follows a link's text unless it is that text */
 		{ "<a href=\"https://x.example\"> https://x.example </a>", "https://x.example" },
+		/* an <a> closes the one still open (as HTML5 does), each URL
+		 * after its own link's text */
 		{ "<a href=\"https://x.example\"><b>go</b> <a href=\"https://y.example\">y</a></a>",
+		  "go (https://x.example) y (https://y.example)" },
+		{ "<a href=\"https://x.example\"><b>go <a href=\"https://y.example\">y</a></b></a>",
 		  "go y (https://y.example) (https://x.example)" },
+		/* a tag of very many attributes: only the first ones reach libxml2 */
+		{ "<p><img a0 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15 a16 a17 a18 a19 a20 a21 a22 a23 a24 "
+		  "a25 a26 a27 a28 a29 a30 a31 a32 a33 a34 a35 a36 a37 a38 a39 a40 a41 a42 a43 a44 a45 a46 a47 a48 a49 a50 "
+		  "a51 a52 a53 a54 a55 a56 a57 a58 a59 a60 a61 a62 a63 a64 a65 a66 a67 a68 a69 a70 alt=\"late\"> text</p>",
+		  "text" },
+		{ "<p><img alt=\"early\" a1 a2 a3> text</p>", "early text" },
+		{ "<p title='a > b' x=1>quoted</p><!-- <p a1 a2> --><script>if (a < b) x();</script>after",
+		  "quoted\n\nafter" },
 	};
 	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
 		g_autofree char *text = md_html_to_text (cases[i].html, strlen (cases[i].html));

@@ -53,6 +53,7 @@ typedef struct {
 	Field field;
 	char *header;        /* FIELD_HEADER: the header's name */
 	char *source;        /* the pattern as written, for explanations */
+	char *where;         /* "file:line", for the log */
 	pcre2_code *code;
 	MdTriggers *triggers; /* body patterns only; NULL: runs on every body */
 } Condition;
@@ -94,6 +95,7 @@ condition_free (gpointer data)
 
 	g_free (c->header);
 	g_free (c->source);
+	g_free (c->where);
 	pcre2_code_free (c->code);
 	md_triggers_free (c->triggers);
 	g_free (c);
@@ -379,6 +381,7 @@ parse_condition (Parser *p, const char *word, char *rest)
 {
 	Condition *c = g_new0 (Condition, 1);
 
+	c->where = g_strdup_printf ("%s:%u", p->filename, p->line);
 	if (!parse_field (p, word, &c->field, &c->header) || !parse_pattern (p, &rest, c)) {
 		condition_free (c);
 		return;
@@ -839,7 +842,15 @@ match_value (Matcher *m, const Condition *c, const char *value, GString *why)
 		return FALSE;
 	gsize len = scan_length (value);
 	int rc = pcre2_match (c->code, (PCRE2_SPTR) value, len, 0, 0, m->data, m->context);
-	/* rc < 0: no match, or the limits said stop; either way no match */
+	/* A limit that stopped it counts as no match, and the message is
+	 * filed; the operator hears of it, since the rule is then no use. */
+	if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+		PCRE2_UCHAR reason[120];
+		if (pcre2_get_error_message (rc, reason, sizeof reason) < 0)
+			g_strlcpy ((char *) reason, "error", sizeof reason);
+		g_warning ("rules: %s: pattern %s gave up on a message (%s) and counted as not matching; "
+		           "see PERFORMANCE in maildesk.rules(5)", c->where, c->source, (const char *) reason);
+	}
 	if (rc < 0)
 		return FALSE;
 

@@ -28,6 +28,7 @@ struct _MdIngestJob {
 	gint64 token_ticket_id;
 	gboolean agent_token;      /* it came with the agent token (agent_token = separate) */
 	char *sender_addr;         /* From, else the envelope sender */
+	char *trimmed_body;        /* the body trimmed as a reply, made off the writer; NULL: not yet */
 	MdIngestResult result;
 };
 
@@ -114,6 +115,7 @@ md_ingest_job_free (MdIngestJob *job)
 		md_message_free (job->msg);
 	md_classification_clear (&job->cls);
 	g_free (job->sender_addr);
+	g_free (job->trimmed_body);
 	g_free (job->result.key);
 	g_free (job);
 }
@@ -237,6 +239,11 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	job->sender_addr = from ? g_ascii_strdown (from, -1) : NULL;
 	find_token (job);
 	classify (job);
+	/* A reply is trimmed here, on the parsing threads, not in the writer
+	 * every session waits for (a long body of quoted headers costs up
+	 * to ~2 s a MB).  Only mail that may be a reply: the writer knows. */
+	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references || strchr (job->msg->subject, '['))
+		job->trimmed_body = md_trim_reply (job->msg->body, NULL);
 	return TRUE;
 }
 
@@ -265,7 +272,8 @@ stored_message_new (MdIngestJob *job, gint64 ticket_id, gboolean trim)
 	m->from_name = g_strdup (msg->from_name);
 	m->subject = g_strdup (msg->subject);
 	m->full_text = g_strdup (msg->body);
-	m->body = trim ? md_trim_reply (msg->body, NULL) : g_strdup (msg->body);
+	m->body = !trim ? g_strdup (msg->body)
+	          : job->trimmed_body ? g_strdup (job->trimmed_body) : md_trim_reply (msg->body, NULL);
 	m->raw_sha256 = g_strdup (job->raw_sha256);
 	m->raw_size = job->raw_size;
 	m->created_at = md_now ();

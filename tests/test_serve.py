@@ -246,6 +246,50 @@ def test_stop_waits_for_the_answer_to_a_sent_message(tap):
     catcher.stop()
     desk.cleanup()
 
+
+def test_trimming_off_the_writer(tap):
+    """A reply whose quoted history is long and costly to trim (a MB of
+    "On ..., X wrote:" lines, seconds of work) is trimmed on the parsing
+    threads: a message from another session meanwhile is committed and
+    answered first, not queued behind it in the writer every session
+    waits for."""
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    server = Server(desk).start(port)
+    a, b = Lmtp(port, timeout=120), Lmtp(port, timeout=120)
+    a.cmd("LHLO a")
+    b.cmd("LHLO b")
+    a.deliver("alice@customer.example", ["support@support.example.com"],
+              message(subject="Slow to trim", msgid="trim0@customer.example"))
+    history = "".join(f"On day {i}, someone wrote:\r\n" for i in range(40000))
+    slow = ("From: alice@customer.example\r\nTo: support@support.example.com\r\nSubject: Re: [SUP-1] Slow to trim\r\n"
+            "Message-ID: <trim1@customer.example>\r\nIn-Reply-To: <trim0@customer.example>\r\n\r\n"
+            "The new text.\r\n\r\n" + history).encode()
+    a.cmd("MAIL FROM:<alice@customer.example>")
+    a.cmd("RCPT TO:<support@support.example.com>")
+    a.cmd("DATA")
+    a.sock.sendall(slow + b".\r\n")  # its reply is read later
+    time.sleep(0.5)
+    _, replies = b.deliver("bob@customer.example", ["support@support.example.com"],
+                           message(subject="Quick one", msgid="quick@customer.example"))
+    a.sock.setblocking(False)
+    try:
+        pending = a.sock.recv(4096)
+    except BlockingIOError:
+        pending = b""
+    a.sock.setblocking(True)
+    tap.eq([c for c, _ in replies], [250], "the other session's message is accepted")
+    tap.eq(pending, b"", "while the long reply is still being trimmed", pending)
+    a.buf = pending
+    code, _ = a.reply()
+    tap.eq(code, 250, "then the long reply is accepted too")
+    bodies = [m["body"] for m in desk.show(1)["messages"] if m["direction"] == "in"]
+    tap.ok(bodies and bodies[-1].startswith("The new text."), "filed on its ticket", [b[:80] for b in bodies])
+    a.close()
+    b.close()
+    server.stop()
+    desk.cleanup()
+
 if __name__ == "__main__":
     run_tests(test_conversation, test_swaks, test_reload, test_mail_goes_out,
-              test_stop_waits_for_the_answer_to_a_sent_message)
+              test_stop_waits_for_the_answer_to_a_sent_message, test_trimming_off_the_writer)

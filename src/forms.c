@@ -608,6 +608,9 @@ md_forms_new_from_data (const char *filename, const char *data, gsize len, GErro
 		return NULL;
 	}
 	const char *s = data, *end = data + len;
+	/* the byte order mark some editors put first is no text */
+	if (len >= 3 && memcmp (s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
 	while (s < end) {
 		const char *eol = memchr (s, '\n', end - s);
 		gsize n = eol ? (gsize) (eol - s) : (gsize) (end - s);

@@ -59,6 +59,15 @@ load_ok (const char *text)
 
 /* ---- the parser ---- */
 
+/* A file saved with a byte order mark (Windows editors) loads the same. */
+static void
+test_parse_bom (void)
+{
+	g_autofree char *text = g_strconcat ("\xEF\xBB\xBF", base, NULL);
+	g_autoptr (MdForms) forms = load_ok (text);
+	g_assert_nonnull (md_forms_get (forms, "env-request"));
+}
+
 static void
 test_parse_valid (void)
 {
@@ -312,6 +321,7 @@ main (int argc, char **argv)
 {
 	g_test_init (&argc, &argv, NULL);
 	g_test_add_func ("/forms/parse/valid", test_parse_valid);
+	g_test_add_func ("/forms/parse/bom", test_parse_bom);
 	g_test_add_func ("/forms/parse/errors", test_parse_errors);
 	g_test_add_func ("/forms/parse/every-error", test_parse_reports_every_error);
 	g_test_add_func ("/forms/match", test_match);

@@ -581,6 +581,11 @@ md_conf_load_lenient (const char *path, GError **problems_r)
 		return NULL;
 	}
 	conf->path = g_strdup (path);
+	/* the byte order mark some editors put first is no text */
+	if (len >= 3 && memcmp (text, "\xEF\xBB\xBF", 3) == 0) {
+		len -= 3;
+		memmove (text, text + 3, len + 1);
+	}
 
 	Loader l = { (char *) path, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL),
 		     g_string_new (NULL) };

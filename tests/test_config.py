@@ -274,6 +274,20 @@ def test_addresses_with_trailing_comment(tap):
     desk.cleanup()
 
 
+def test_byte_order_mark(tap):
+    """A maildesk.conf saved with a byte order mark (Windows editors)
+    reads as without it, as rules, forms and templates do."""
+    desk = Desk()
+    text = open(desk.conf_path).read()
+    with open(desk.conf_path, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + text.encode())
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 0, "check-config passes", p.stderr.decode())
+    p = desk.deliver(message(subject="BOM"))
+    tap.eq(p.returncode, 0, "and deliver works", p.stderr)
+    desk.cleanup()
+
+
 def test_url_with_trailing_comment(tap):
     """GKeyFile has no trailing comments (DESIGN 4): "url = ... # note"
     keeps the note in the url.  GUri takes "imaps://host/INBOX # main"
@@ -327,4 +341,4 @@ password_file = {desk.dir}/secret
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
-              test_url_with_trailing_comment)
+              test_url_with_trailing_comment, test_byte_order_mark)

@@ -37,6 +37,8 @@
 #define STEADY_SESSION_S    60      /* a session this long earns a fresh back-off */
 #define BATCH_MAX           500     /* messages named per listing FETCH */
 #define FETCH_CHUNK         (1024 * 1024)  /* bytes of a message per UID FETCH */
+#define READ_BUDGET         (16 * 1024 * 1024)  /* bytes any other exchange may read */
+#define READ_SLACK          (64 * 1024)  /* besides a chunk: its FETCH line, other responses */
 #define CHAIN_MAX           16
 #define KEEPALIVE_MAX_S     7200    /* the kernel's own default; TCP_KEEPIDLE allows 32767 */
 #define KEEPALIVE_PROBES    4       /* unanswered probes before the connection is dead */
@@ -245,10 +247,29 @@ etpan_error_text (int r)
 
 /* Sets an MD_ERROR_IO (temporary) error for a failed libetpan call R,
  * with what the server said, and returns FALSE. */
+/* What the current exchange may still read, per thread (each mailbox has
+ * its own): libetpan holds a whole response in memory, and a server that
+ * ignores the range of a partial FETCH (or just streams) would have it
+ * hold gigabytes.  Past the budget a read fails, as if the peer had gone. */
+static _Thread_local gint64 read_budget = -1;   /* -1: no limit */
+static _Thread_local gint64 read_budget_set_to;
+
+static void
+budget_reads (gint64 bytes)
+{
+	read_budget = read_budget_set_to = bytes;
+}
+
 static gboolean
 imap_failed (Mailbox *mb, int r, const char *what, GError **error)
 {
 	const char *said = mb->imap ? mb->imap->imap_response : NULL;
+	if (read_budget == 0) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: %s: the server sent more than the %" G_GINT64_FORMAT
+		             " bytes allowed for the answer (a partial FETCH answered whole?); connection dropped",
+		             mb->label, what, read_budget_set_to);
+		return FALSE;
+	}
 	g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: %s: %s%s%s", mb->label, what, etpan_error_text (r),
 	             said && *said ? ": " : "", said && *said ? said : "");
 	return FALSE;
@@ -493,7 +514,13 @@ static ssize_t
 guarded_read (mailstream_low *low, void *buf, size_t count)
 {
 	const GuardedDriver *g = (const GuardedDriver *) low->driver;
+	if (read_budget == 0)
+		return -1;
+	if (read_budget > 0 && count > (size_t) read_budget)
+		count = (size_t) read_budget;
 	ssize_t n = g->original->mailstream_read (low, buf, count);
+	if (n > 0 && read_budget > 0)
+		read_budget -= n;
 	return n == 0 && count > 0 ? -1 : n;
 }
 
@@ -598,6 +625,7 @@ mailbox_disconnect (Mailbox *mb, gboolean log_out)
 static gboolean
 mailbox_connect (Mailbox *mb, GError **error)
 {
+	budget_reads (READ_BUDGET);
 	if (!open_connection (mb, error) || !log_in (mb, error) || !select_mailbox (mb, error))
 		return FALSE;
 	mb->has_idle = mailimap_has_idle (mb->imap);
@@ -805,8 +833,9 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 /* UID FETCH UID BODY.PEEK[]<OFFSET.FETCH_CHUNK> into W; *GOT_R: bytes the
  * server sent (fewer than asked at the end of the message). */
 static gboolean
-fetch_chunk (Mailbox *mb, guint32 uid, guint32 offset, MdSpoolWriter *w, gsize *got_r, GError **error)
+fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gsize *got_r, GError **error)
 {
+	guint32 uid = p->uid;
 	struct mailimap_set *set = mailimap_set_new_single (uid);
 	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
 	clist *result = NULL;
@@ -814,6 +843,9 @@ fetch_chunk (Mailbox *mb, guint32 uid, guint32 offset, MdSpoolWriter *w, gsize *
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
 	mailimap_fetch_type_new_fetch_att_list_add (
 		type, mailimap_fetch_att_new_body_peek_section_partial (mailimap_section_new (NULL), offset, FETCH_CHUNK));
+	/* A server that ignores the range sends the whole message: as much
+	 * as its RFC822.SIZE said (checked against max_message_size), not more. */
+	budget_reads ((gint64) MAX (FETCH_CHUNK, offset == 0 ? p->size : 0) + READ_SLACK);
 	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
 	mailimap_fetch_type_free (type);
 	mailimap_set_free (set);
@@ -821,6 +853,7 @@ fetch_chunk (Mailbox *mb, guint32 uid, guint32 offset, MdSpoolWriter *w, gsize *
 		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
 		return imap_failed (mb, r, what, error);
 	}
+	budget_reads (READ_BUDGET);
 
 	const char *body = NULL;
 	size_t body_len = 0;
@@ -859,7 +892,7 @@ fetch_chunk (Mailbox *mb, guint32 uid, guint32 offset, MdSpoolWriter *w, gsize *
 }
 
 static gboolean
-fetch_to_spool (Mailbox *mb, guint32 uid, char **sha_r, gint64 *size_r, GError **error)
+fetch_to_spool (Mailbox *mb, const Pending *p, char **sha_r, gint64 *size_r, GError **error)
 {
 	MdSpoolWriter *w = md_spool_writer_new (mb->desk->spool, MD_SPOOL_RAW, mb->desk->conf->max_message_size, error);
 	if (!w)
@@ -869,11 +902,18 @@ fetch_to_spool (Mailbox *mb, guint32 uid, char **sha_r, gint64 *size_r, GError *
 	 * it is); the spool writer refuses what passes max_message_size. */
 	for (guint32 offset = 0;; offset += FETCH_CHUNK) {
 		gsize got = 0;
-		if (!fetch_chunk (mb, uid, offset, w, &got, error)) {
+		if (!fetch_chunk (mb, p, offset, w, &got, error)) {
 			md_spool_writer_abort (w);
 			return FALSE;
 		}
-		if (got < FETCH_CHUNK)
+		/* more than asked for: the range was ignored, that was all of it */
+		if (got > FETCH_CHUNK && offset > 0) {
+			md_spool_writer_abort (w);
+			g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: uid %u: the server answered a partial FETCH at "
+			             "offset %u with %zu bytes", mb->label, p->uid, offset, got);
+			return FALSE;
+		}
+		if (got != FETCH_CHUNK)
 			break;
 	}
 	*size_r = md_spool_writer_size (w);
@@ -1023,7 +1063,7 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 	if (max > 0 && (gint64) p->size > max) {
 		g_set_error (&refusal, MD_ERROR, MD_ERROR_TOO_BIG, "message of %u bytes is over max_message_size (%"
 		             G_GINT64_FORMAT ")", p->size, max);
-	} else if (fetch_to_spool (mb, p->uid, &sha, &size, &refusal)) {
+	} else if (fetch_to_spool (mb, p, &sha, &size, &refusal)) {
 		MdIngestResult result = { 0 };
 		MdEnvelope env = { NULL, NULL };
 		if (md_ingest_one (mb->desk, mb->store, sha, size, &env, &result, &refusal)) {
@@ -1068,6 +1108,7 @@ fetch_new (Mailbox *mb, GError **error)
 			return FALSE;
 	}
 	for (;;) {
+		budget_reads (READ_BUDGET);
 		g_autoptr (GArray) pending = list_new (mb, last_uid, error);
 		if (!pending)
 			return FALSE;
@@ -1092,6 +1133,7 @@ fetch_new (Mailbox *mb, GError **error)
 static gboolean
 idle_wait (Mailbox *mb, GError **error)
 {
+	budget_reads (READ_BUDGET);
 	int r = mailimap_idle (mb->imap);
 	if (!imap_ok (r))
 		return imap_failed (mb, r, "IDLE", error);

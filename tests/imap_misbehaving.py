@@ -10,6 +10,9 @@ for maildesk's poller to log in, select, list and fetch, then, by MODE:
             messages only (NO for the others, so each fetch run ends
             after three); after each listing it prints "L <count>", the
             number of messages the answer named
+  whole     one message of 6 MB, sent whole whatever range a partial
+            FETCH asks for (RFC822.SIZE says its true size)
+  liar      the same with 20 MB, while RFC822.SIZE says 1,000 bytes
   (other)   behaves: one message
 
 Each command received is printed as "C <command>", so a test can tell
@@ -37,7 +40,13 @@ def count():
     return HUGE if MODE == "huge" else 1
 
 
+BIG = {"whole": 6_000_000, "liar": 20_000_000}.get(MODE, 0)
+BIG_MSG = (MSG.replace(b"hello\r\n", b"") + b"big body line\r\n" * (BIG // 15)) if BIG else b""
+
+
 def message(uid):
+    if BIG:
+        return BIG_MSG
     if MODE != "huge":
         return MSG
     return (b"From: a@customer.example\r\nTo: support@support.example.com\r\nSubject: huge %d\r\n"
@@ -87,7 +96,7 @@ def fetch(tag, line, by_uid, send, logins):
     for n in numbers:
         want = [b"UID %d" % uid_of(n)]
         if b"RFC822.SIZE" in items:
-            want.append(b"RFC822.SIZE %d" % len(message(uid_of(n))))
+            want.append(b"RFC822.SIZE %d" % (1000 if MODE == "liar" else len(message(uid_of(n)))))
         if b"FLAGS" in items:
             want.append(b"FLAGS ()")
         out.append(b"* %d FETCH (%s)\r\n" % (n, b" ".join(want)))
@@ -140,6 +149,14 @@ def handle(conn, logins):
     conn.close()
 
 
+def quietly(conn, logins):
+    """handle(), for a client that may hang up mid-answer (it is allowed to)."""
+    try:
+        handle(conn, logins)
+    except OSError:
+        conn.close()
+
+
 def main():
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -152,7 +169,7 @@ def main():
         while time.monotonic() < end:
             s.settimeout(max(end - time.monotonic(), 0.01))
             c, _ = s.accept()
-            threading.Thread(target=handle, args=(c, logins), daemon=True).start()
+            threading.Thread(target=quietly, args=(c, logins), daemon=True).start()
     except (socket.timeout, KeyboardInterrupt):
         pass
     print(f"logins {len(logins)}", flush=True)

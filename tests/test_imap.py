@@ -668,6 +668,39 @@ def test_listing_is_bounded(tap):
     desk.cleanup()
 
 
+def test_partial_fetch_answered_whole(tap):
+    """A server that ignores the range of a partial FETCH and sends the
+    whole message: up to the size RFC822.SIZE announced, the message is
+    taken as it came, once (it was appended again for every range asked);
+    a server that sends more than it announced (20 MB for "1000") is cut
+    off at the budget instead of libetpan holding all of it."""
+    proc, port = misbehaving("whole", lifetime=60)
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", extra="allow_plaintext = true", ca=False)
+    try:
+        rss, rc = fetch_peak_rss(desk)
+        eq(tap, (rc, subjects(desk)), (0, ["fake"]), "a 6 MB message sent whole is ingested")
+        raw = [os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(os.path.join(desk.dir, "var", "spool", "raw"))
+               for f in files]
+        tap.ok(len(raw) == 1 and 5_900_000 < raw[0] < 6_100_000, f"once, at its size ({raw} bytes)")
+    finally:
+        proc.kill()
+        proc.communicate()
+    desk.cleanup()
+    proc, port = misbehaving("liar", lifetime=60)
+    desk = imap_desk("x", url=f"imap://127.0.0.1:{port}/INBOX", extra="allow_plaintext = true", ca=False)
+    try:
+        rss, rc = fetch_peak_rss(desk)
+        eq(tap, (rc, subjects(desk)), (75, []), "20 MB announced as 1,000 bytes: the fetch stops, nothing is stored")
+        limit = 160 if os.environ.get("ASAN_OPTIONS") else 24
+        tap.ok(rss < limit * 1024, f"in under {limit} MB of memory ({rss // 1024} MB)", f"{rss} KiB")
+        p = fetch(desk)
+        tap.ok("more than the" in p.stderr.decode(), "and says the server sent more than allowed", p.stderr)
+    finally:
+        proc.kill()
+        proc.communicate()
+    desk.cleanup()
+
+
 def test_dropped_connection_noticed(tap):
     """A NAT or firewall that forgets the connection while the poller
     IDLEs drops its packets without a word: TCP keepalive probes notice,
@@ -713,7 +746,7 @@ def main():
                   test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off, test_listing_is_bounded,
-                  test_dropped_connection_noticed)
+                  test_dropped_connection_noticed, test_partial_fetch_answered_whole)
     finally:
         DV.stop()
 

@@ -234,73 +234,159 @@ on_ignorable (void *data, const xmlChar *text, int len)
 	(void) data, (void) text, (void) len;
 }
 
-/* The attributes of every tag cut to MAX_TAG_ATTRIBUTES, or NULL when
- * no tag has more.  A tag is read as libxml2 reads one ("<" and a
- * letter, names, "=" and a value quoted or not, up to ">"); comments
- * and the content of <script> and <style> are passed over whole.  Where
- * this reading and libxml2's could differ (broken markup), what is cut
- * is only ever attributes beyond the limit. */
+/* libxml2's reading of markup (HTMLparser.c, 2.9): blanks, and the
+ * characters of a name, which it cuts into pieces of 100. */
+#define NAME_PIECE 100
+
+static gboolean
+is_blank (char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static gboolean
+is_name_start (char c)
+{
+	return g_ascii_isalpha (c) || c == '_' || c == ':' || c == '.';
+}
+
+static gboolean
+is_name_char (char c)
+{
+	return is_name_start (c) || g_ascii_isdigit (c) || c == '-';
+}
+
+/* What libxml2 reads by rules of its own is handed to it in a form this
+ * file reads the same way: a comment, <!DOCTYPE> or <?...> becomes an
+ * empty comment, the content of a <script> or <style> goes (none of it
+ * is shown), and an end tag keeps only its name.  Wherever the two
+ * readings of the original would part (a "</Script>", a quote inside a
+ * doctype), libxml2 reads what this file read, so no tag reaches it with
+ * more than MAX_TAG_ATTRIBUTES attributes. */
+static const char EMPTY_COMMENT[] = "<!---->";
+
+/* Where the content of a <script> or <style> (NAME, LEN bytes) ends, as
+ * libxml2 ends it: at "</" and the name, in any case, ending there. */
+static const char *
+raw_text_end (const char *p, const char *end, const char *name, gsize len)
+{
+	for (; (p = memchr (p, '<', (gsize) (end - p))); p++) {
+		if ((gsize) (end - p) >= len + 2 && p[1] == '/' && g_ascii_strncasecmp (p + 2, name, len) == 0 &&
+		    ((gsize) (end - p) == len + 2 || !is_name_char (p[2 + len])))
+			return p;
+	}
+	return end;
+}
+
+/* A start tag from its name on, read as libxml2's htmlParseStartTag reads
+ * it: *CUT_R set to where its attribute beyond MAX_TAG_ATTRIBUTES starts
+ * (NULL: none).  Returns where it ends: at its ">" or "/>", or END. */
+static const char *
+read_start_tag (const char *q, const char *end, const char **cut_r)
+{
+	guint count = 0;
+	*cut_r = NULL;
+	for (const char *name = q; q < end && is_name_char (*q) && q - name < NAME_PIECE; q++)
+		;
+	while (q < end && is_blank (*q))
+		q++;
+	while (q < end && *q != '>' && !(*q == '/' && q + 1 < end && q[1] == '>')) {
+		const char *attr = q;
+		if (is_name_start (*q)) {
+			for (const char *name = q; q < end && is_name_char (*q) && q - name < NAME_PIECE; q++)
+				;
+			while (q < end && is_blank (*q))
+				q++;
+			if (q < end && *q == '=') {
+				for (q++; q < end && is_blank (*q); q++)
+					;
+				if (q < end && (*q == '"' || *q == '\'')) {
+					const char *close = memchr (q + 1, *q, (gsize) (end - q - 1));
+					q = close ? close + 1 : end;
+				} else {
+					while (q < end && !is_blank (*q) && *q != '>')
+						q++;
+				}
+			}
+			if (++count > MAX_TAG_ATTRIBUTES && !*cut_r)
+				*cut_r = attr;
+		} else {
+			/* not an attribute: passed over up to a blank or the end */
+			while (q < end && !is_blank (*q) && *q != '>' && !(*q == '/' && q + 1 < end && q[1] == '>'))
+				q++;
+		}
+		while (q < end && is_blank (*q))
+			q++;
+	}
+	return q;
+}
+
+/* HTML as libxml2 is given it: the attributes of every tag cut to
+ * MAX_TAG_ATTRIBUTES, and what libxml2 might read otherwise than this
+ * file (see EMPTY_COMMENT) made plain.  NULL when nothing changes. */
 static GString *
 cut_attributes (const char *html, gsize len)
 {
 	const char *p = html, *end = html + len;
 	GString *out = NULL;
 	const char *copied = html;   /* html before this is in out */
+#define REPLACE(from, to, with, with_len) \
+	do { \
+		if (!out) \
+			out = g_string_sized_new (len); \
+		g_string_append_len (out, copied, (from) - copied); \
+		g_string_append_len (out, (with), (with_len)); \
+		copied = (to); \
+	} while (0)
 
 	while (p < end && (p = memchr (p, '<', (gsize) (end - p)))) {
-		if (end - p >= 4 && memcmp (p, "<!--", 4) == 0) {
-			const char *close = g_strstr_len (p + 4, end - p - 4, "-->");
-			p = close ? close + 3 : end;
-			continue;
-		}
-		if (p + 1 >= end || !g_ascii_isalpha (p[1])) {
+		gsize left = (gsize) (end - p);
+		if (left >= 4 && memcmp (p, "<!--", 4) == 0) {
+			const char *close = g_strstr_len (p + 4, (gssize) (left - 4), "-->");
+			const char *bang = g_strstr_len (p + 4, close ? close - p - 4 : (gssize) (left - 4), "--!>");
+			const char *after = bang ? bang + 4 : close ? close + 3 : end;
+			if (after - p != sizeof EMPTY_COMMENT - 1 || memcmp (p, EMPTY_COMMENT, sizeof EMPTY_COMMENT - 1) != 0)
+				REPLACE (p, after, EMPTY_COMMENT, sizeof EMPTY_COMMENT - 1);
+			p = after;
+		} else if (left >= 2 && (p[1] == '?' || (p[1] == '!' && left >= 9 && g_ascii_strncasecmp (p + 2, "doctype", 7) == 0))) {
+			const char *close = memchr (p, '>', left);
+			const char *after = close ? close + 1 : end;
+			REPLACE (p, after, EMPTY_COMMENT, sizeof EMPTY_COMMENT - 1);
+			p = after;
+		} else if (left >= 3 && p[1] == '/' && is_name_start (p[2])) {
+			const char *name_end = p + 2;
+			while (name_end < end && is_name_char (*name_end))
+				name_end++;
+			const char *close = memchr (name_end, '>', (gsize) (end - name_end));
+			const char *after = close ? close + 1 : end;
+			if (!close || close != name_end) {
+				REPLACE (p, after, p, (gsize) (name_end - p));
+				g_string_append_c (out, '>');
+			}
+			p = after;
+		} else if (left >= 2 && g_ascii_isalpha (p[1])) {
+			const char *name = p + 1, *cut;
+			gsize name_len = 0;
+			while (name_len < NAME_PIECE && name + name_len < end && is_name_char (name[name_len]))
+				name_len++;
+			const char *q = read_start_tag (name, end, &cut);
+			if (cut)
+				REPLACE (cut, q, "", 0);
+			gboolean closed = q < end && *q == '>';
+			p = q < end ? q + (*q == '>' ? 1 : 2) : end;
+			if (closed && ((name_len == 6 && g_ascii_strncasecmp (name, "script", 6) == 0) ||
+			               (name_len == 5 && g_ascii_strncasecmp (name, "style", 5) == 0))) {
+				/* not shown: only where it ends matters */
+				const char *close = raw_text_end (p, end, name, name_len);
+				if (close > p)
+					REPLACE (p, close, "", 0);
+				p = close;
+			}
+		} else {
 			p++;
-			continue;
-		}
-		const char *name = p + 1, *q = name;
-		while (q < end && !g_ascii_isspace (*q) && *q != '>' && *q != '/')
-			q++;
-		gboolean raw_text = (q - name == 6 && g_ascii_strncasecmp (name, "script", 6) == 0) ||
-		                    (q - name == 5 && g_ascii_strncasecmp (name, "style", 5) == 0);
-		guint count = 0;
-		while (q < end && *q != '>') {
-			if (g_ascii_isspace (*q) || *q == '/') {
-				q++;
-				continue;
-			}
-			const char *attr = q;
-			while (q < end && !g_ascii_isspace (*q) && *q != '>' && *q != '=' && *q != '/')
-				q++;
-			if (q == attr)
-				q++;
-			while (q < end && g_ascii_isspace (*q))
-				q++;
-			if (q < end && *q == '=') {
-				for (q++; q < end && g_ascii_isspace (*q); q++)
-					;
-				if (q < end && (*q == '"' || *q == '\'')) {
-					const char *close = memchr (q + 1, *q, (gsize) (end - q - 1));
-					q = close ? close + 1 : end;
-				} else {
-					while (q < end && !g_ascii_isspace (*q) && *q != '>')
-						q++;
-				}
-			}
-			if (++count > MAX_TAG_ATTRIBUTES) {
-				if (!out)
-					out = g_string_sized_new (len);
-				g_string_append_len (out, copied, attr - copied);
-				copied = q;
-			}
-		}
-		p = q;
-		if (raw_text && p < end) {
-			const char *close = g_strstr_len (p, end - p, name[1] == 'c' || name[1] == 'C' ? "</script" : "</style");
-			if (!close)
-				close = g_strstr_len (p, end - p, name[1] == 'c' || name[1] == 'C' ? "</SCRIPT" : "</STYLE");
-			p = close ? close : end;
 		}
 	}
+#undef REPLACE
 	if (out)
 		g_string_append_len (out, copied, end - copied);
 	return out;

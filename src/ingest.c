@@ -242,7 +242,7 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	/* A reply is trimmed here, on the parsing threads, not in the writer
 	 * every session waits for (a long body of quoted headers costs up
 	 * to ~2 s a MB).  Only mail that may be a reply: the writer knows. */
-	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references || strchr (job->msg->subject, '['))
+	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references->len || strchr (job->msg->subject, '['))
 		job->trimmed_body = md_trim_reply (job->msg->body, NULL);
 	return TRUE;
 }

@@ -8,10 +8,12 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
+#include "ingest.h"
 #include "md.h"
 #include "outbox.h"
 #include "outgoing.h"
 #include "smtp.h"
+#include "trim.h"
 
 #define T0 1796112000 /* 2026-12-01T08:00:00Z */
 #define FROM "support@support.example.com"
@@ -661,6 +663,38 @@ test_smtp_config_refused (void)
 	}
 }
 
+/* Ingest, on the same kind of desk: the parsing threads trim only mail
+ * that may be a reply (In-Reply-To, References, a token, a subject
+ * tag), so a new question full of "On ..., X wrote:" lines costs no
+ * trimming there (it took seconds a MB). */
+static void
+test_ingest_trims_only_replies (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	static const char *const heads[] = {
+		"Subject: A new question\n",
+		"Subject: Re: something\nIn-Reply-To: <earlier@customer.example>\n",
+		"Subject: Re: [SUP-1] something\n",
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (heads); i++) {
+		g_autoptr (GString) raw = g_string_new ("From: alice@customer.example\nTo: support@support.example.com\n");
+		g_string_append_printf (raw, "Message-ID: <q%zu@customer.example>\n%s\nThe new text.\n\n", i, heads[i]);
+		for (int n = 0; n < 50; n++)
+			g_string_append_printf (raw, "On day %d, someone wrote:\n", n);
+		g_autofree char *sha = spool (fx, raw->str);
+		MdEnvelope env = { NULL, NULL };
+		g_autoptr (MdIngestJob) job = md_ingest_job_new (fx->desk, sha, (gint64) raw->len, &env);
+		g_autoptr (GError) error = NULL;
+		guint64 before = md_trim_matches_run ();
+		g_assert_true (md_ingest_prepare (job, &error));
+		g_assert_no_error (error);
+		if (i == 0)
+			g_assert_cmpuint (md_trim_matches_run (), ==, before);
+		else
+			g_assert_cmpuint (md_trim_matches_run (), >, before);
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -684,5 +718,7 @@ main (int argc, char **argv)
 	ADD ("sender-thread", test_sender_thread, &up);
 	ADD ("sender-stop-is-bounded", test_sender_stop_is_bounded, NULL);
 	g_test_add_func ("/smtp/config-refused", test_smtp_config_refused);
+	g_test_add ("/ingest/trims-only-replies", Fixture, NULL, fixture_setup, test_ingest_trims_only_replies,
+	            fixture_teardown);
 	return g_test_run ();
 }

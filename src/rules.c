@@ -54,6 +54,8 @@ typedef struct {
 	char *header;        /* FIELD_HEADER: the header's name */
 	char *source;        /* the pattern as written, for explanations */
 	char *where;         /* "file:line", for the log */
+	gint warned_at;      /* atomic: monotonic second of its last limit warning, 0 never */
+	gint unwarned;       /* atomic: limit hits not logged since */
 	pcre2_code *code;
 	MdTriggers *triggers; /* body patterns only; NULL: runs on every body */
 } Condition;
@@ -755,6 +757,8 @@ typedef enum {
 	WORDS_UNUSABLE,   /* the body is not ASCII: every pattern runs */
 } WordsState;
 
+#define LIMIT_WARNING_EVERY_S 60
+
 /* Per-call matching state: PCRE2's match data and JIT stack are not
  * shareable between threads, the compiled patterns are. */
 typedef struct {
@@ -834,6 +838,29 @@ shown_text (const char *text, gsize len)
 	return g_string_free (out, FALSE);
 }
 
+/* A limit stopped C: logged at most once a minute per pattern (a crafted
+ * message can hit it once per header value), with how many went unsaid. */
+static void
+warn_limit (Condition *c, int rc)
+{
+	gint now = (gint) (g_get_monotonic_time () / G_USEC_PER_SEC) + 1;
+	gint last = g_atomic_int_get (&c->warned_at);
+	if (last && now - last < LIMIT_WARNING_EVERY_S) {
+		g_atomic_int_inc (&c->unwarned);
+		return;
+	}
+	if (!g_atomic_int_compare_and_exchange (&c->warned_at, last, now))
+		return;  /* another thread is saying it */
+	PCRE2_UCHAR reason[120];
+	if (pcre2_get_error_message (rc, reason, sizeof reason) < 0)
+		g_strlcpy ((char *) reason, "error", sizeof reason);
+	guint unwarned = g_atomic_int_and ((guint *) &c->unwarned, 0);
+	g_autofree char *more = unwarned ? g_strdup_printf (" (and %u times since the last such line)", unwarned)
+	                                 : g_strdup ("");
+	g_warning ("rules: %s: pattern %s gave up on a message (%s) and counted as not matching%s; "
+	           "see PERFORMANCE in maildesk.rules(5)", c->where, c->source, (const char *) reason, more);
+}
+
 /* Whether C matches VALUE; on a match appends to WHY what matched. */
 static gboolean
 match_value (Matcher *m, const Condition *c, const char *value, GString *why)
@@ -844,13 +871,8 @@ match_value (Matcher *m, const Condition *c, const char *value, GString *why)
 	int rc = pcre2_match (c->code, (PCRE2_SPTR) value, len, 0, 0, m->data, m->context);
 	/* A limit that stopped it counts as no match, and the message is
 	 * filed; the operator hears of it, since the rule is then no use. */
-	if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
-		PCRE2_UCHAR reason[120];
-		if (pcre2_get_error_message (rc, reason, sizeof reason) < 0)
-			g_strlcpy ((char *) reason, "error", sizeof reason);
-		g_warning ("rules: %s: pattern %s gave up on a message (%s) and counted as not matching; "
-		           "see PERFORMANCE in maildesk.rules(5)", c->where, c->source, (const char *) reason);
-	}
+	if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+		warn_limit ((Condition *) c, rc);
 	if (rc < 0)
 		return FALSE;
 

@@ -355,7 +355,8 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 			break;
 		}
 		g_autofree char *key = g_strndup (argv[i], (gsize) (eq - argv[i]));
-		md_workflow_set_field (desk, store, t, g_strstrip (key), eq + 1, &actor, &error);
+		g_autofree char *value = g_strdup (eq + 1);
+		md_workflow_set_field (desk, store, t, g_strstrip (key), g_strstrip (value), &actor, &error);
 	}
 	return finish (store, error);
 }

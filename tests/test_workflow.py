@@ -201,7 +201,7 @@ def test_unassign(tap):
     tap.ok(hist and hist[-1]["old"] == AGENT and hist[-1]["new"] is None, "recorded in the history", hist)
     tap.eq([body_of(m) for m in to_of(c.new_mail(), AGENT) if "could not be carried out" in m["Subject"]], [],
            "without a command error")
-    for value in ("", "none"):
+    for value in ("", "none", " none"):
         c.desk.run("ticket", "set", "1", f"assignee={AGENT}", check=True)
         p = c.desk.run("ticket", "set", "1", f"assignee={value}")
         tap.eq((p.returncode, c.desk.show(1)["assignee"]), (0, None), f"ticket set assignee={value} unassigns",

@@ -64,6 +64,7 @@ typedef struct {
 	mailimap *imap;
 	MdStore *store;
 	gboolean has_idle, has_move, has_uidplus;
+	guint32 overflowed_uid; /* its body came larger than announced: not fetched again */
 
 	/* shared with md_imap_stop */
 	GThread *thread;
@@ -851,6 +852,8 @@ fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gs
 	mailimap_set_free (set);
 	if (!imap_ok (r)) {
 		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
+		if (read_budget == 0)
+			mb->overflowed_uid = uid;
 		return imap_failed (mb, r, what, error);
 	}
 	budget_reads (READ_BUDGET);
@@ -1063,6 +1066,11 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 	if (max > 0 && (gint64) p->size > max) {
 		g_set_error (&refusal, MD_ERROR, MD_ERROR_TOO_BIG, "message of %u bytes is over max_message_size (%"
 		             G_GINT64_FORMAT ")", p->size, max);
+	} else if (p->uid == mb->overflowed_uid) {
+		/* Fetched again, it would end the session again: set aside,
+		 * so the mail behind it goes on. */
+		g_set_error (&refusal, MD_ERROR, MD_ERROR_TOO_BIG, "the server sent more of it than the %u bytes "
+		             "it announced; fetch it by hand", p->size);
 	} else if (fetch_to_spool (mb, p, &sha, &size, &refusal)) {
 		MdIngestResult result = { 0 };
 		MdEnvelope env = { NULL, NULL };
@@ -1171,6 +1179,13 @@ static gboolean
 mailbox_fetch_once (Mailbox *mb, GError **error)
 {
 	gboolean ok = mailbox_connect (mb, error) && fetch_new (mb, error);
+	mailbox_disconnect (mb, ok);
+	if (ok || !mb->overflowed_uid)
+		return ok;
+	/* the message that ended the session is set aside on a second one */
+	g_warning ("%s", (*error)->message);
+	g_clear_error (error);
+	ok = mailbox_connect (mb, error) && fetch_new (mb, error);
 	mailbox_disconnect (mb, ok);
 	return ok;
 }

@@ -115,93 +115,131 @@ md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
 /* A value a person gave that cannot be used: answered by mail. */
 #define invalid(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_INVALID, __VA_ARGS__), FALSE)
 
+/* ---- fields: each setter validates, applies, records ---- */
+
+typedef gboolean (*FieldSetter) (MdDesk *desk, MdStore *store, MdTicket *t, const char *value,
+                                 const MdActor *actor, GError **error);
+
+static gboolean
+set_priority (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor, GError **error)
+{
+	const char *p = md_priority_normalize (value);
+	if (!p)
+		return invalid (error, "\"%s\" is not a priority (P1, P2, P3, P4 or ER)", value);
+	if (p == t->priority)
+		return TRUE;
+	const char *old = t->priority;
+	t->priority = p;
+	/* A deadline already met (or missed) is history, not moved. */
+	if (!t->first_response_at)
+		t->first_response_due = md_workflow_first_response_due (desk, p, t->created_at);
+	return record (store, t, actor, "priority", old, p, error) && md_store_ticket_update (store, t, error) &&
+	       md_schedule_ticket (desk, store, t, error);
+}
+
+static gboolean
+set_category (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor, GError **error)
+{
+	(void) desk;
+	const char *c = md_category_normalize (value);
+	if (!c)
+		return invalid (error, "\"%s\" is not a category (Technical Request, Bug, Data Migration, "
+		                       "New Environment Request, Access Request, Security Issue/Incident, "
+		                       "Consulting Business Request)", value);
+	if (c == t->category)
+		return TRUE;
+	const char *old = t->category;
+	t->category = c;
+	return record (store, t, actor, "category", old, c, error) && md_store_ticket_update (store, t, error);
+}
+
+static gboolean
+unassign (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
+{
+	if (!t->assignee_id)
+		return TRUE;
+	g_autofree char *old = g_steal_pointer (&t->assignee);
+	t->assignee_id = 0;
+	/* reminders go to every agent again (md_schedule_ticket) */
+	return record (store, t, actor, "assignee", old, NULL, error) && md_store_ticket_update (store, t, error) &&
+	       md_schedule_ticket (desk, store, t, error);
+}
+
+static gboolean
+set_assignee (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor, GError **error)
+{
+	if (!*value || g_ascii_strcasecmp (value, "none") == 0)
+		return unassign (desk, store, t, actor, error);
+	g_autofree char *email = g_ascii_strdown (g_ascii_strcasecmp (value, "me") == 0 && actor && actor->email
+	                                          ? actor->email : value, -1);
+	if (!md_address_looks_valid (email))
+		return invalid (error, "\"%s\" is not an email address (or \"me\", or \"none\" to unassign)", value);
+	if (!md_is_agent (store, email, (const char *const *) desk->conf->agents))
+		return invalid (error, "%s is not an agent of this desk", email);
+	if (t->assignee_id && t->assignee && g_ascii_strcasecmp (t->assignee, email) == 0)
+		return TRUE;  /* already theirs: nothing changes, as for the other fields */
+	gint64 id = 0;
+	if (!md_store_person_ensure (store, email, NULL, &id, error))
+		return FALSE;
+	g_autofree char *old = g_strdup (t->assignee);
+	t->assignee_id = id;
+	g_free (t->assignee);
+	t->assignee = g_strdup (email);
+	return record (store, t, actor, "assignee", old, email, error) && md_store_ticket_update (store, t, error) &&
+	       md_schedule_ticket (desk, store, t, error);
+}
+
+static gboolean
+set_visibility (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor, GError **error)
+{
+	(void) desk;
+	const char *v = md_visibility_normalize (value);
+	if (!v)
+		return invalid (error, "\"%s\" is not a visibility (private or shared)", value);
+	gboolean shared = g_strcmp0 (v, "shared") == 0;
+	if (shared && !t->organization_id)
+		return invalid (error, "%s", "the requester belongs to no organization to share it with");
+	if (shared == t->shared)
+		return TRUE;
+	t->shared = shared;
+	return record (store, t, actor, "visibility", shared ? "private" : "shared", v, error) &&
+	       md_store_ticket_update (store, t, error);
+}
+
+static gboolean
+set_status_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor,
+                  GError **error)
+{
+	const char *s = md_status_normalize (value);
+	const char *reason = NULL;
+	if (!s)
+		return invalid (error, "\"%s\" is not a status (Waiting for triage, Request acknowledged, In "
+		                       "progress, Waiting for customer, Resolved, Reopened)", value);
+	/* Already there (an agent's reply that moved it, then its
+	 * "#status In progress"): done, as for the other fields. */
+	if (g_strcmp0 (s, t->status) == 0)
+		return TRUE;
+	if (!md_workflow_may_set_status (t->status, s, actor ? actor->kind : MD_ACTOR_SYSTEM, &reason))
+		return invalid (error, "%s", reason);
+	if (g_strcmp0 (s, MD_STATUS_ACKNOWLEDGED) == 0 && !md_workflow_first_response (desk, store, t, actor, error))
+		return FALSE;
+	return md_workflow_set_status (desk, store, t, s, actor, NULL, TRUE, error);
+}
+
 gboolean
 md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *field, const char *value,
                        const MdActor *actor, GError **error)
 {
-	if (g_strcmp0 (field, "priority") == 0) {
-		const char *p = md_priority_normalize (value);
-		if (!p)
-			return invalid (error, "\"%s\" is not a priority (P1, P2, P3, P4 or ER)", value);
-		if (p == t->priority)
-			return TRUE;
-		const char *old = t->priority;
-		t->priority = p;
-		/* A deadline already met (or missed) is history, not moved. */
-		if (!t->first_response_at)
-			t->first_response_due = md_workflow_first_response_due (desk, p, t->created_at);
-		return record (store, t, actor, "priority", old, p, error) && md_store_ticket_update (store, t, error) &&
-		       md_schedule_ticket (desk, store, t, error);
-	}
-	if (g_strcmp0 (field, "category") == 0) {
-		const char *c = md_category_normalize (value);
-		if (!c)
-			return invalid (error, "\"%s\" is not a category (Technical Request, Bug, Data Migration, "
-			                       "New Environment Request, Access Request, Security Issue/Incident, "
-			                       "Consulting Business Request)", value);
-		if (c == t->category)
-			return TRUE;
-		const char *old = t->category;
-		t->category = c;
-		return record (store, t, actor, "category", old, c, error) && md_store_ticket_update (store, t, error);
-	}
-	if (g_strcmp0 (field, "assignee") == 0 && (!*value || g_ascii_strcasecmp (value, "none") == 0)) {
-		if (!t->assignee_id)
-			return TRUE;
-		g_autofree char *old = g_steal_pointer (&t->assignee);
-		t->assignee_id = 0;
-		/* reminders go to every agent again (md_schedule_ticket) */
-		return record (store, t, actor, "assignee", old, NULL, error) && md_store_ticket_update (store, t, error) &&
-		       md_schedule_ticket (desk, store, t, error);
-	}
-	if (g_strcmp0 (field, "assignee") == 0) {
-		g_autofree char *email = g_ascii_strdown (g_ascii_strcasecmp (value, "me") == 0 && actor && actor->email
-		                                          ? actor->email : value, -1);
-		if (!md_address_looks_valid (email))
-			return invalid (error, "\"%s\" is not an email address (or \"me\", or \"none\" to unassign)", value);
-		if (!md_is_agent (store, email, (const char *const *) desk->conf->agents))
-			return invalid (error, "%s is not an agent of this desk", email);
-		if (t->assignee_id && t->assignee && g_ascii_strcasecmp (t->assignee, email) == 0)
-			return TRUE;  /* already theirs: nothing changes, as for the other fields */
-		gint64 id = 0;
-		if (!md_store_person_ensure (store, email, NULL, &id, error))
-			return FALSE;
-		g_autofree char *old = g_strdup (t->assignee);
-		t->assignee_id = id;
-		g_free (t->assignee);
-		t->assignee = g_strdup (email);
-		return record (store, t, actor, "assignee", old, email, error) && md_store_ticket_update (store, t, error) &&
-		       md_schedule_ticket (desk, store, t, error);
-	}
-	if (g_strcmp0 (field, "visibility") == 0) {
-		const char *v = md_visibility_normalize (value);
-		if (!v)
-			return invalid (error, "\"%s\" is not a visibility (private or shared)", value);
-		gboolean shared = g_strcmp0 (v, "shared") == 0;
-		if (shared && !t->organization_id)
-			return invalid (error, "%s", "the requester belongs to no organization to share it with");
-		if (shared == t->shared)
-			return TRUE;
-		t->shared = shared;
-		return record (store, t, actor, "visibility", shared ? "private" : "shared", v, error) &&
-		       md_store_ticket_update (store, t, error);
-	}
-	if (g_strcmp0 (field, "status") == 0) {
-		const char *s = md_status_normalize (value);
-		const char *reason = NULL;
-		if (!s)
-			return invalid (error, "\"%s\" is not a status (Waiting for triage, Request acknowledged, In "
-			                       "progress, Waiting for customer, Resolved, Reopened)", value);
-		/* Already there (an agent's reply that moved it, then its
-		 * "#status In progress"): done, as for the other fields. */
-		if (g_strcmp0 (s, t->status) == 0)
-			return TRUE;
-		if (!md_workflow_may_set_status (t->status, s, actor ? actor->kind : MD_ACTOR_SYSTEM, &reason))
-			return invalid (error, "%s", reason);
-		if (g_strcmp0 (s, MD_STATUS_ACKNOWLEDGED) == 0 && !md_workflow_first_response (desk, store, t, actor, error))
-			return FALSE;
-		return md_workflow_set_status (desk, store, t, s, actor, NULL, TRUE, error);
-	}
+	static const struct {
+		const char *name;
+		FieldSetter set;
+	} fields[] = {
+		{ "status", set_status_field }, { "priority", set_priority }, { "category", set_category },
+		{ "assignee", set_assignee }, { "visibility", set_visibility },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
+		if (g_strcmp0 (field, fields[i].name) == 0)
+			return fields[i].set (desk, store, t, value, actor, error);
 	return invalid (error, "\"%s\" is not a field (status, priority, category, assignee, visibility)", field);
 }
 

@@ -505,42 +505,80 @@ uu_begin_name (const char *line)
 	return p + 1;
 }
 
+/* The line after the one at LINE (the text's end after the last). */
+static const char *
+next_line (const char *line)
+{
+	const char *nl = strchr (line, '\n');
+	return nl ? nl + 1 : line + strlen (line);
+}
+
+/* Whether the line at LINE, trailing blanks aside, is "end". */
+static gboolean
+is_uu_end (const char *line)
+{
+	gsize len = (gsize) (next_line (line) - line);
+	while (len > 0 && g_ascii_isspace (line[len - 1]))
+		len--;
+	return len == 3 && memcmp (line, "end", 3) == 0;
+}
+
+/* The first "end" line from LINE on, or NULL. */
+static const char *
+find_uu_end (const char *line)
+{
+	for (; *line; line = next_line (line))
+		if (is_uu_end (line))
+			return line;
+	return NULL;
+}
+
+/* Decodes the uuencoded lines from FROM up to END and stores them as NAME. */
+static void
+store_uu_block (Walk *w, const char *name, const char *from, const char *end, int depth)
+{
+	GString *block = g_string_new (NULL);
+	for (const char *l = from; l < end; l = next_line (l)) {
+		gsize len = (gsize) (next_line (l) - l);
+		while (len > 0 && g_ascii_isspace (l[len - 1]))
+			len--;
+		g_string_append_len (block, l, (gssize) len);
+		g_string_append_c (block, '\n');
+	}
+	g_autofree guchar *decoded = g_malloc (block->len + 4);
+	int state = GMIME_UUDECODE_STATE_BEGIN;
+	guint32 save = 0;
+	gsize n = g_mime_encoding_uudecode_step ((const guchar *) block->str, block->len, decoded, &state, &save);
+	g_string_free (block, TRUE);
+	store_bytes (w, name, decoded, n, depth);
+}
+
 /* Moves every complete uuencoded block of text into an attachment and
- * returns the remaining text. */
+ * returns the remaining text.  One pass, line by line, without a copy
+ * of each line: a text of many "begin" lines and no "end" looks for one
+ * once, not again from each. */
 static char *
 extract_uuencoded (Walk *w, const char *text, int depth)
 {
-	g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
 	GString *rest = g_string_new (NULL);
-	for (int i = 0; lines[i]; i++) {
-		const char *name = uu_begin_name (lines[i]);
-		int end = -1;
-		for (int j = i + 1; name && lines[j]; j++) {
-			if (strcmp (g_strchomp (lines[j]), "end") == 0) {
-				end = j;
-				break;
-			}
-		}
-		if (!name || end < 0) {
+	gboolean end_below = TRUE;   /* FALSE once a search found no "end" further down */
+
+	for (const char *line = text; *line;) {
+		const char *after = next_line (line);
+		g_autofree char *header = g_str_has_prefix (line, "begin ")
+		                          ? g_strndup (line, (gsize) (after - line) - (after[-1] == '\n')) : NULL;
+		const char *name = header ? uu_begin_name (header) : NULL;
+		const char *end = name && end_below ? find_uu_end (after) : NULL;
+		end_below &= !name || end != NULL;
+		if (!end) {
 			if (name)
 				add_problem (w->msg, "uuencoded block without end in part %d", w->parts_seen);
-			g_string_append (rest, lines[i]);
-			if (lines[i + 1])
-				g_string_append_c (rest, '\n');
+			g_string_append_len (rest, line, after - line);
+			line = after;
 			continue;
 		}
-		GString *block = g_string_new (NULL);
-		for (int j = i + 1; j < end; j++) {
-			g_string_append (block, g_strchomp (lines[j]));
-			g_string_append_c (block, '\n');
-		}
-		g_autofree guchar *decoded = g_malloc (block->len + 4);
-		int state = GMIME_UUDECODE_STATE_BEGIN;
-		guint32 save = 0;
-		gsize n = g_mime_encoding_uudecode_step ((const guchar *) block->str, block->len, decoded, &state, &save);
-		g_string_free (block, TRUE);
-		store_bytes (w, name, decoded, n, depth);
-		i = end;
+		store_uu_block (w, name, after, end, depth);
+		line = next_line (end);
 		if (w->error)
 			break;
 	}

@@ -217,6 +217,23 @@ def test_html_soup(tap):
     desk.cleanup()
 
 
+def test_text_of_many_short_lines(tap):
+    """Plain text that made the text walk quadratic: 200,000 "begin 644"
+    lines and no "end" (each looked for an end through all the rest:
+    ~2 x 10^10 line comparisons) and 400,000 short lines (split into an
+    array of lines first).  One pass each: filed, memory in bounds."""
+    desk = Desk()
+    cases = [("begins", "begin 644 x.bin\r\n" * 200_000), ("lines", "big body line\r\n" * 400_000)]
+    for name, body in cases:
+        data = ("From: Alice <alice@customer.example>\r\nTo: support@support.example.com\r\n"
+                f"Subject: {name}\r\nMessage-ID: <short-{name}@customer.example>\r\n\r\n" + body).encode()
+        rc, out, err, rss = deliver_measured(desk, data)
+        tap.diag(f"{name}, {len(body) // 1024} KiB: exit {rc}, peak RSS {rss} KiB")
+        tap.ok(rc == 0 and out.strip().startswith("SUP-"), f"{name}: kept as a ticket", err)
+        tap.ok(0 < rss < RSS_LIMIT_KB, f"{name}: bounded memory ({rss} KiB)")
+    desk.cleanup()
+
+
 def test_bytes_and_line_ends(tap):
     desk = Desk()
     cases = [
@@ -378,5 +395,5 @@ def test_lmtp_hostile(tap):
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_html_nested_links,
-              test_html_soup, test_bytes_and_line_ends,
+              test_html_soup, test_text_of_many_short_lines, test_bytes_and_line_ends,
               test_no_header_injection, test_path_names_and_syntax, test_lmtp_hostile)

@@ -104,22 +104,30 @@ parse_interval (const char *text, guint *seconds_r)
 	return TRUE;
 }
 
-void
-md_imap_conf_check (const MdImapConf *conf, MdConfProblemFunc report, gpointer data)
+/* poll_interval and keepalive in seconds; each one that cannot be used
+ * goes to REPORT with its key. */
+static void
+read_intervals (const MdImapConf *conf, guint *poll_r, guint *keepalive_r, MdConfProblemFunc report, gpointer data)
 {
-	guint seconds;
-
-	/* the url is the loader's (md_imap_url_parse), for every command */
-	if (!parse_interval (conf->poll_interval ? conf->poll_interval : "60s", &seconds)) {
+	if (!parse_interval (conf->poll_interval ? conf->poll_interval : "60s", poll_r)) {
 		g_autofree char *msg = g_strdup_printf ("poll_interval must be a number of seconds, or end in s, m or h "
 		                                        "(got \"%s\")", conf->poll_interval);
 		report ("poll_interval", msg, data);
 	}
-	if (!parse_interval (conf->keepalive ? conf->keepalive : "60s", &seconds) || seconds > KEEPALIVE_MAX_S) {
+	if (!parse_interval (conf->keepalive ? conf->keepalive : "60s", keepalive_r) || *keepalive_r > KEEPALIVE_MAX_S) {
 		g_autofree char *msg = g_strdup_printf ("keepalive must be a number of seconds up to 2h, or end in s, "
 		                                        "m or h (got \"%s\")", conf->keepalive);
 		report ("keepalive", msg, data);
 	}
+}
+
+void
+md_imap_conf_check (const MdImapConf *conf, MdConfProblemFunc report, gpointer data)
+{
+	guint poll, keepalive;
+
+	/* the url is the loader's (md_imap_url_parse), for every command */
+	read_intervals (conf, &poll, &keepalive, report, data);
 }
 
 static void
@@ -136,6 +144,21 @@ mailbox_free (Mailbox *mb)
 	g_free (mb);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Mailbox, mailbox_free)
+
+typedef struct {
+	const char *label;
+	GError *error;
+} Refusal;
+
+/* read_intervals' report for mailbox_new: the first problem, as its error. */
+static void
+refuse_interval (const char *key, const char *message, gpointer data)
+{
+	Refusal *r = data;
+	(void) key;
+	if (!r->error)
+		g_set_error (&r->error, MD_ERROR, MD_ERROR_CONFIG, "%s: %s", r->label, message);
+}
 
 static Mailbox *
 mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
@@ -160,17 +183,10 @@ mailbox_new (MdDesk *desk, const MdImapConf *conf, GError **error)
 	}
 	mb->state_key = g_strdup_printf ("imap%s://%s@%s:%u/%s", mb->tls ? "s" : "", conf->user, mb->host,
 	                                 mb->port, mb->mailbox);
-	if (!parse_interval (conf->poll_interval ? conf->poll_interval : "60s", &mb->poll_interval_s)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-		             "%s: poll_interval must be a number of seconds, or end in s, m or h (got \"%s\")",
-		             mb->label, conf->poll_interval);
-		return NULL;
-	}
-	if (!parse_interval (conf->keepalive ? conf->keepalive : "60s", &mb->keepalive_s) ||
-	    mb->keepalive_s > KEEPALIVE_MAX_S) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-		             "%s: keepalive must be a number of seconds up to 2h, or end in s, m or h (got \"%s\")",
-		             mb->label, conf->keepalive);
+	Refusal refusal = { mb->label, NULL };
+	read_intervals (conf, &mb->poll_interval_s, &mb->keepalive_s, refuse_interval, &refusal);
+	if (refusal.error) {
+		g_propagate_error (error, refusal.error);
 		return NULL;
 	}
 	return g_steal_pointer (&mb);

@@ -23,7 +23,6 @@ typedef struct {
 	guint pre : 1;
 	guint list : 1;       /* <ul> or <ol>: its <li> children get markers */
 	guint ordered : 1;
-	guint item : 1;       /* an <li> of such a list */
 	guint breaks : 2;     /* line breaks owed after it: 1 block, 2 paragraph */
 	int number;           /* an <ol>'s next item number */
 	guint elements;       /* element children seen so far (a <td>'s tab) */
@@ -175,7 +174,6 @@ on_start (void *data, const xmlChar *tag, const xmlChar **atts)
 		g_autofree char *marker = parent->ordered ? g_strdup_printf ("%d.", parent->number++) : g_strdup ("-");
 		emit (r, marker, strlen (marker));
 		r->pending_space = TRUE;
-		f.item = TRUE;
 		f.breaks = 1;
 	} else if (paragraph || name_in (tag, blocks)) {
 		f.breaks = paragraph ? 2 : 1;
@@ -224,14 +222,6 @@ static void
 on_text (void *data, const xmlChar *text, int len)
 {
 	emit_text (data, (const char *) text, len > 0 ? (gsize) len : 0);
-}
-
-/* libxml2 calls white space it finds insignificant (between <html> and
- * <body>...) "ignorable"; the rendering ignores it as well. */
-static void
-on_ignorable (void *data, const xmlChar *text, int len)
-{
-	(void) data, (void) text, (void) len;
 }
 
 /* libxml2's reading of markup (HTMLparser.c, 2.9): blanks, and the
@@ -325,7 +315,7 @@ read_start_tag (const char *q, const char *end, const char **cut_r)
  * MAX_TAG_ATTRIBUTES, and what libxml2 might read otherwise than this
  * file (see EMPTY_COMMENT) made plain.  NULL when nothing changes. */
 static GString *
-cut_attributes (const char *html, gsize len)
+markup_for_libxml2 (const char *html, gsize len)
 {
 	const char *p = html, *end = html + len;
 	GString *out = NULL;
@@ -421,10 +411,10 @@ md_html_to_text (const char *html, gsize len)
 {
 	if (len > G_MAXINT)
 		len = G_MAXINT;
-	g_autoptr (GString) cut = cut_attributes (html, len);
-	if (cut) {
-		html = cut->str;
-		len = cut->len;
+	g_autoptr (GString) plain = markup_for_libxml2 (html, len);
+	if (plain) {
+		html = plain->str;
+		len = plain->len;
 	}
 	Render r = { .out = g_string_new (NULL), .frames = g_array_new (FALSE, TRUE, sizeof (Frame)) };
 	/* Events, not a tree: libxml2's tree of a tag soup is 50-70 times
@@ -436,7 +426,8 @@ md_html_to_text (const char *html, gsize len)
 		ctxt->sax->endElement = on_end;
 		ctxt->sax->characters = on_text;
 		ctxt->sax->cdataBlock = on_text;
-		ctxt->sax->ignorableWhitespace = on_ignorable;
+		/* no ignorableWhitespace: what libxml2 finds insignificant
+		 * (between <html> and <body>...) is not rendered either */
 		ctxt->userData = &r;
 		htmlCtxtUseOptions (ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
 		                          HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);

@@ -253,8 +253,7 @@ md_smtp_conf_check (const MdConf *conf, MdConfProblemFunc report, gpointer data)
 		const char *lt = strchr (conf->smtp_from, '<');
 		const char *gt = lt ? strchr (lt, '>') : NULL;
 		g_autofree char *addr = lt && gt ? g_strndup (lt + 1, (gsize) (gt - lt - 1)) : g_strstrip (g_strdup (conf->smtp_from));
-		const char *at = strchr (addr, '@');
-		if ((lt && !gt) || !at || at == addr || !at[1] || strchr (at + 1, '@') || strpbrk (addr, " \t<>,;\"")) {
+		if ((lt && !gt) || !md_address_looks_valid (addr)) {
 			g_autofree char *msg = g_strdup_printf ("[smtp] from \"%s\" is not Name <local@domain> or local@domain",
 			                                        conf->smtp_from);
 			report ("from", msg, data);

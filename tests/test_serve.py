@@ -214,7 +214,6 @@ def test_mail_goes_out(tap):
     desk.cleanup()
 
 
-
 def test_stop_waits_for_the_answer_to_a_sent_message(tap):
     """SIGTERM while the SMTP server holds its answer to a message it
     already has (after the final dot): the sender waits for the answer

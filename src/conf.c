@@ -525,9 +525,12 @@ check_values (Loader *l, MdConf *conf)
 		if (!md_address_looks_valid (conf->agents[i]))
 			loader_error (l, line_of (l->lines, "desk", "agents"), "agents: \"%s\" is not an email address",
 			              conf->agents[i]);
-	if (conf->escalate_to && *conf->escalate_to && !md_address_looks_valid (conf->escalate_to))
-		loader_error (l, line_of (l->lines, "sla", "escalate_to"), "escalate_to: \"%s\" is not an email address",
-		              conf->escalate_to);
+	/* comma-separated, as the scheduler reads it */
+	g_auto (GStrv) leads = conf->escalate_to && *conf->escalate_to ? g_strsplit (conf->escalate_to, ",", 0) : NULL;
+	for (int i = 0; leads && leads[i]; i++)
+		if (!md_address_looks_valid (g_strstrip (leads[i])))
+			loader_error (l, line_of (l->lines, "sla", "escalate_to"), "escalate_to: \"%s\" is not an email address",
+			              leads[i]);
 	if (conf->listen && !conf->listen[0])
 		loader_error (l, line_of (l->lines, "lmtp", "listen"), "listen needs at least one address");
 	if (conf->unix_group && !getgrnam (conf->unix_group))

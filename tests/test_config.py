@@ -267,10 +267,11 @@ def test_addresses_with_trailing_comment(tap):
     p = desk.deliver(message(subject="Help"))
     tap.eq(p.returncode, 75, "deliver refuses the configuration too, as a temporary failure (the MTA keeps the mail)",
            p.stderr)
-    good = conf.replace(" # night shift", "").replace("Team Lead <lead@support.example.com>", "lead@support.example.com")
+    good = conf.replace(" # night shift", "").replace("Team Lead <lead@support.example.com>",
+                                                      "lead@support.example.com, deputy@support.example.com")
     desk.write_conf(good)
     p = desk.run("check-config")
-    tap.eq(p.returncode, 0, "bare addresses pass", p.stderr.decode())
+    tap.eq(p.returncode, 0, "bare addresses pass (escalate_to a list of them)", p.stderr.decode())
     desk.cleanup()
 
 

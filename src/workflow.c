@@ -216,9 +216,14 @@ set_status_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, 
 		return invalid (error, "\"%s\" is not a status (Waiting for triage, Request acknowledged, In "
 		                       "progress, Waiting for customer, Resolved, Reopened)", value);
 	/* Already there (an agent's reply that moved it, then its
-	 * "#status In progress"): done, as for the other fields. */
-	if (g_strcmp0 (s, t->status) == 0)
-		return TRUE;
+	 * "#status In progress"): done, as for the other fields.  Except a
+	 * wait, entered again by an agent: that is #waiting, a new question
+	 * whose follow-ups count from now.  A customer cannot wait on himself. */
+	if (g_strcmp0 (s, t->status) == 0) {
+		if (g_strcmp0 (s, MD_STATUS_WAITING) != 0 || (actor && actor->kind == MD_ACTOR_CUSTOMER))
+			return TRUE;
+		return md_workflow_set_status (desk, store, t, s, actor, NULL, FALSE, error);
+	}
 	if (!md_workflow_may_set_status (t->status, s, actor ? actor->kind : MD_ACTOR_SYSTEM, &reason))
 		return invalid (error, "%s", reason);
 	if (g_strcmp0 (s, MD_STATUS_ACKNOWLEDGED) == 0 && !md_workflow_first_response (desk, store, t, actor, error))

@@ -322,17 +322,23 @@ def test_each_once(tap):
 
 
 def test_waiting_again(tap):
-    """An agent who asks a second question (#waiting on a ticket that
-    already waits) restarts the follow-ups from that question: the first
-    series is replaced, not run beside the new one."""
+    """An agent who asks a second question (#waiting, or #status Waiting
+    for customer, on a ticket that already waits) restarts the follow-ups
+    from that question: the first series is replaced, not run beside the
+    new one."""
+    for command in ("#waiting", "#status Waiting for customer"):
+        waiting_again(tap, command)
+
+
+def waiting_again(tap, command):
     d = waiting_desk("[followup]\nwaiting_reminders = 2bd, 4bd\nauto_resolve_after = 6bd\n")
-    tap.eq([k for k, _ in d.tick(t(7, "15:00"))], ["followup"], "follow-up 1 of the first wait")
+    tap.eq([k for k, _ in d.tick(t(7, "15:00"))], ["followup"], f"{command}: follow-up 1 of the first wait")
     d.seen = len(d.catcher.messages())
-    d.deliver(t(8, "10:00"), "Re: [SUP-1] Logs", "#waiting\nAnd which browser do you use?", ticket=1,
+    d.deliver(t(8, "10:00"), "Re: [SUP-1] Logs", command + "\nAnd which browser do you use?", ticket=1,
               sender="jane@support.example.com")
     show = d.desk.json("ticket", "show", "1")
-    tap.eq(show["status"], "Waiting for customer", "the ticket still waits")
-    tap.ok(not any(h["field"] == "command refused" for h in show["history"]), "#waiting is not refused",
+    tap.eq(show["status"], "Waiting for customer", f"{command}: the ticket still waits")
+    tap.ok(not any(h["field"] == "command refused" for h in show["history"]), f"{command} is not refused",
            show["history"])
     tap.ok(any(h["actor"] == "jane@support.example.com" and h["field"] == "status" and h["at"].startswith("2026-12-08")
                and (h["old"], h["new"]) == ("Waiting for customer", "Waiting for customer") for h in show["history"]),

@@ -944,6 +944,20 @@ fetch_to_spool (Mailbox *mb, const Pending *p, char **sha_r, gint64 *size_r, GEr
 	return md_spool_writer_commit (w, sha_r, error);
 }
 
+/* Test-only fault hook: MAILDESK_IMAP_CRASH_AFTER=POINT makes the
+ * process die there, so the tests can prove a rerun files a message
+ * exactly once: "commit" right after an ingest committed (before the
+ * message is filed), "copy" once the server answered a UID COPY (before
+ * the \Deleted flag), "move" once it answered a UID MOVE (before the
+ * mailbox's last UID advances). */
+static void
+crash_hook (const char *point)
+{
+	const char *v = g_getenv ("MAILDESK_IMAP_CRASH_AFTER");
+	if (v && !strcmp (v, point))
+		_exit (MD_EX_SOFTWARE);
+}
+
 static struct mailimap_set *
 uid_set (guint32 uid)
 {
@@ -1000,6 +1014,7 @@ move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 		mailimap_set_free (set);
 		if (!imap_ok (r))
 			return move_refused (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
+		crash_hook ("move");
 		return TRUE;
 	}
 	r = mailimap_uid_copy (mb->imap, set, wire);
@@ -1007,6 +1022,7 @@ move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 		mailimap_set_free (set);
 		return move_refused (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);
 	}
+	crash_hook ("copy");
 	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error)) {
 		mailimap_set_free (set);
 		return FALSE;
@@ -1058,17 +1074,6 @@ file_failed (Mailbox *mb, guint32 uid, GError **error)
 	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
 }
 
-/* Test-only fault hook: MAILDESK_IMAP_CRASH_AFTER_COMMIT=1 makes the
- * process die right after an ingest commits and before the message is
- * moved, so the tests can prove a rerun makes no duplicate. */
-static void
-crash_after_commit_hook (void)
-{
-	const char *v = g_getenv ("MAILDESK_IMAP_CRASH_AFTER_COMMIT");
-	if (v && !strcmp (v, "1"))
-		_exit (MD_EX_SOFTWARE);
-}
-
 /* Ingests one message and files it.  FALSE on trouble that must stop
  * the batch (temporary ingest failures, IMAP errors). */
 static gboolean
@@ -1091,7 +1096,7 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 		MdIngestResult result = { 0 };
 		MdEnvelope env = { NULL, NULL };
 		if (md_ingest_one (mb->desk, mb->store, sha, size, &env, &result, &refusal)) {
-			crash_after_commit_hook ();
+			crash_hook ("commit");
 			g_message ("%s: uid %u: %s", mb->label, p->uid,
 			           result.duplicate ? "duplicate, already ingested" :
 			           result.key ? result.key : "stored");

@@ -25,7 +25,7 @@ BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
 USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "utf7", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
-         "served"]
+         "served", "movecrash"]
 
 
 def eq(tap, got, want, name, detail=None):
@@ -385,7 +385,7 @@ def test_seen_without_folder(tap):
 def test_crash_between_commit_and_move(tap):
     desk = imap_desk("crash", extra="processed_folder = Processed")
     DV.append("crash", *msgs("alpha", "beta"))
-    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER_COMMIT": "1"})
+    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER": "commit"})
     eq(tap, p.returncode, 70, "the fault hook kills maildesk right after the first commit", p.stderr)
     eq(tap, subjects(desk), ["alpha"], "the first message was committed")
     eq(tap, len(DV.folder("crash", "INBOX")), 2, "and not moved")
@@ -395,6 +395,27 @@ def test_crash_between_commit_and_move(tap):
     tap.ok(b"duplicate" in p.stderr, "the re-fetched message is recognised as a duplicate", p.stderr)
     eq(tap, (DV.folder("crash", "INBOX"), len(DV.folder("crash", "Processed") or {})), ({}, 2),
            "both end in Processed")
+    desk.cleanup()
+
+
+def test_crash_after_move(tap):
+    """Killed once the server answered UID MOVE, before the last UID
+    handled advanced: what a kill between sending the MOVE and reading
+    its answer leaves when the server carried it out.  The message is
+    gone from the INBOX, so the rerun does not see it again.  (When the
+    server had not carried it out, it is the case above: still in the
+    INBOX, moved by the rerun; one MOVE never leaves two copies.)"""
+    desk = imap_desk("movecrash", extra="processed_folder = Processed")
+    DV.append("movecrash", *msgs("alpha", "beta"))
+    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER": "move"})
+    eq(tap, p.returncode, 70, "the fault hook kills maildesk right after the first UID MOVE", p.stderr)
+    eq(tap, (len(DV.folder("movecrash", "INBOX")), len(DV.folder("movecrash", "Processed") or {})), (1, 1),
+       "the first message was moved")
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["alpha", "beta"]), "the rerun takes the second one", p.stderr)
+    tap.ok(b"duplicate" not in p.stderr, "without seeing the first again", p.stderr)
+    eq(tap, (DV.folder("movecrash", "INBOX"), len(DV.folder("movecrash", "Processed") or {})), ({}, 2),
+       "each is in Processed once")
     desk.cleanup()
 
 
@@ -750,7 +771,7 @@ def main():
     try:
         run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory,
                   test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
-                  test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
+                  test_crash_between_commit_and_move, test_crash_after_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off, test_listing_is_bounded,
                   test_dropped_connection_noticed, test_partial_fetch_answered_whole)

@@ -614,14 +614,19 @@ select_mailbox (Mailbox *mb, GError **error)
 	}
 	if (!imap_ok (r))
 		return imap_failed (mb, r, "SELECT", error);
-	/* The folders we file into; "already exists" is the usual answer. */
+	return TRUE;
+}
+
+/* The folders we file into; "already exists" is the usual answer. */
+static void
+create_folders (Mailbox *mb)
+{
 	const char *folders[] = { mb->conf->processed_folder, mb->conf->failed_folder };
 	for (gsize i = 0; i < G_N_ELEMENTS (folders); i++)
 		if (folders[i] && *folders[i]) {
 			g_autofree char *folder = mailbox_wire_name (folders[i]);
 			mailimap_create (mb->imap, folder);
 		}
-	return TRUE;
 }
 
 /* LOGOUT only on a healthy connection: on a broken one it would wait
@@ -645,6 +650,7 @@ mailbox_connect (Mailbox *mb, GError **error)
 	budget_reads (READ_BUDGET);
 	if (!open_connection (mb, error) || !log_in (mb, error) || !select_mailbox (mb, error))
 		return FALSE;
+	create_folders (mb);
 	mb->has_idle = mailimap_has_idle (mb->imap);
 	mb->has_move = mailimap_has_extension (mb->imap, "MOVE");
 	mb->has_uidplus = mailimap_has_extension (mb->imap, "UIDPLUS");
@@ -844,13 +850,17 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 
 /* ---- one message ---- */
 
-/* Fetches UID with BODY.PEEK[] and spools it.  libetpan hands over the
- * literal in memory; its size was checked against max_message_size
- * (RFC822.SIZE) before, and the spool writer bounds it again. */
-/* UID FETCH UID BODY.PEEK[]<OFFSET.FETCH_CHUNK> into W; *GOT_R: bytes the
- * server sent (fewer than asked at the end of the message). */
+/* Where the pieces of a fetched message go (the spool, a checksum):
+ * FALSE with ERROR set stops the fetch. */
+typedef gboolean (*PieceSink) (gpointer sink, const char *data, gsize len, GError **error);
+
+/* UID FETCH P->uid BODY.PEEK[]<OFFSET.FETCH_CHUNK> into PUT; *GOT_R:
+ * bytes the server sent (fewer than asked at the end of the message).
+ * libetpan hands over the literal in memory; the read budget bounds it
+ * by P->size, checked against max_message_size before. */
 static gboolean
-fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gsize *got_r, GError **error)
+fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, PieceSink put, gpointer sink, gsize *got_r,
+             GError **error)
 {
 	guint32 uid = p->uid;
 	struct mailimap_set *set = mailimap_set_new_single (uid);
@@ -868,8 +878,6 @@ fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gs
 	mailimap_set_free (set);
 	if (!imap_ok (r)) {
 		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
-		if (read_budget == 0)
-			mb->overflowed_uid = uid;
 		return imap_failed (mb, r, what, error);
 	}
 	budget_reads (READ_BUDGET);
@@ -904,36 +912,52 @@ fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gs
 	if (!body && offset == 0)
 		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the server returned no body for UID %u", mb->label, uid);
 	else
-		ok = !body_len || md_spool_writer_write (w, body, body_len, error);
+		ok = !body_len || put (sink, body, body_len, error);
 	*got_r = body ? body_len : 0;
 	mailimap_fetch_list_free (result);
 	return ok;
 }
 
+/* The whole of message P into PUT, in pieces of FETCH_CHUNK: libetpan
+ * holds a whole literal in memory, and a message may be tens of
+ * megabytes (or claim to be smaller than it is). */
+static gboolean
+fetch_whole (Mailbox *mb, const Pending *p, PieceSink put, gpointer sink, GError **error)
+{
+	for (guint32 offset = 0;; offset += FETCH_CHUNK) {
+		gsize got = 0;
+		if (!fetch_chunk (mb, p, offset, put, sink, &got, error))
+			return FALSE;
+		/* more than asked for: the range was ignored, that was all of it */
+		if (got > FETCH_CHUNK && offset > 0) {
+			g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: uid %u: the server answered a partial FETCH at "
+			             "offset %u with %zu bytes", mb->label, p->uid, offset, got);
+			return FALSE;
+		}
+		if (got != FETCH_CHUNK)
+			return TRUE;
+	}
+}
+
+static gboolean
+put_spool (gpointer sink, const char *data, gsize len, GError **error)
+{
+	return md_spool_writer_write (sink, data, len, error);
+}
+
+/* Fetches message P with BODY.PEEK[] into the spool, which refuses what
+ * passes max_message_size as it arrives. */
 static gboolean
 fetch_to_spool (Mailbox *mb, const Pending *p, char **sha_r, gint64 *size_r, GError **error)
 {
 	MdSpoolWriter *w = md_spool_writer_new (mb->desk->spool, MD_SPOOL_RAW, mb->desk->conf->max_message_size, error);
 	if (!w)
 		return FALSE;
-	/* In pieces of FETCH_CHUNK: libetpan holds a whole literal in memory,
-	 * and a message may be tens of megabytes (or claim to be smaller than
-	 * it is); the spool writer refuses what passes max_message_size. */
-	for (guint32 offset = 0;; offset += FETCH_CHUNK) {
-		gsize got = 0;
-		if (!fetch_chunk (mb, p, offset, w, &got, error)) {
-			md_spool_writer_abort (w);
-			return FALSE;
-		}
-		/* more than asked for: the range was ignored, that was all of it */
-		if (got > FETCH_CHUNK && offset > 0) {
-			md_spool_writer_abort (w);
-			g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: uid %u: the server answered a partial FETCH at "
-			             "offset %u with %zu bytes", mb->label, p->uid, offset, got);
-			return FALSE;
-		}
-		if (got != FETCH_CHUNK)
-			break;
+	if (!fetch_whole (mb, p, put_spool, w, error)) {
+		if (read_budget == 0)
+			mb->overflowed_uid = p->uid;
+		md_spool_writer_abort (w);
+		return FALSE;
 	}
 	*size_r = md_spool_writer_size (w);
 	if (*size_r == 0) {
@@ -1000,40 +1024,42 @@ move_refused (Mailbox *mb, int r, const char *what, GError **error)
 	return FALSE;
 }
 
+/* \Deleted, then UID EXPUNGE when the server has UIDPLUS: the end of a
+ * move without MOVE, once the copy is made. */
+static gboolean
+delete_copied (Mailbox *mb, guint32 uid, GError **error)
+{
+	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error))
+		return FALSE;
+	/* Without UIDPLUS a plain EXPUNGE would also remove what others
+	 * flagged \Deleted; leave ours flagged (it is skipped from now on). */
+	if (!mb->has_uidplus)
+		return TRUE;
+	struct mailimap_set *set = uid_set (uid);
+	int r = mailimap_uid_expunge (mb->imap, set);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID EXPUNGE %u", uid);
+		return imap_failed (mb, r, what, error);
+	}
+	return TRUE;
+}
+
 /* MOVE when the server has it, else COPY + \Deleted + UID EXPUNGE. */
 static gboolean
 move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 {
-	struct mailimap_set *set = uid_set (uid);
-	g_autofree char *what = NULL;
 	g_autofree char *wire = mailbox_wire_name (folder);
-	int r;
+	struct mailimap_set *set = uid_set (uid);
+	int r = mb->has_move ? mailimap_uid_move (mb->imap, set, wire) : mailimap_uid_copy (mb->imap, set, wire);
 
-	if (mb->has_move) {
-		r = mailimap_uid_move (mb->imap, set, wire);
-		mailimap_set_free (set);
-		if (!imap_ok (r))
-			return move_refused (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
-		crash_hook ("move");
-		return TRUE;
-	}
-	r = mailimap_uid_copy (mb->imap, set, wire);
-	if (!imap_ok (r)) {
-		mailimap_set_free (set);
-		return move_refused (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);
-	}
-	crash_hook ("copy");
-	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error)) {
-		mailimap_set_free (set);
-		return FALSE;
-	}
-	/* Without UIDPLUS a plain EXPUNGE would also remove what others
-	 * flagged \Deleted; leave ours flagged (it is skipped from now on). */
-	r = mb->has_uidplus ? mailimap_uid_expunge (mb->imap, set) : MAILIMAP_NO_ERROR;
 	mailimap_set_free (set);
-	if (!imap_ok (r))
-		return imap_failed (mb, r, (what = g_strdup_printf ("UID EXPUNGE %u", uid)), error);
-	return TRUE;
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID %s %u to %s", mb->has_move ? "MOVE" : "COPY", uid, folder);
+		return move_refused (mb, r, what, error);
+	}
+	crash_hook (mb->has_move ? "move" : "copy");
+	return mb->has_move || delete_copied (mb, uid, error);
 }
 
 /* To FOLDER; when the server refuses that (the folder cannot be made,

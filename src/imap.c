@@ -6,8 +6,10 @@
  * Exactly once: a message is moved (or flagged \Seen) only after its
  * ingest committed, and the mailbox's last UID advances only after the
  * move.  A crash in between fetches the message again next time; ingest
- * dedupes it (Message-ID, else raw hash) and it is moved then.  A new
- * UIDVALIDITY restarts from UID 0 for the same reason.
+ * dedupes it (Message-ID, else raw hash) and it is moved then.  Without
+ * MOVE such a duplicate may have been copied already: processed_folder
+ * is searched for it first (already_filed), so it ends there once.  A
+ * new UIDVALIDITY restarts from UID 0 for the same reason.
  *
  * libetpan does not verify certificates (NOTES.md): after the handshake
  * and before LOGIN we check the peer's chain against the system store or
@@ -40,6 +42,7 @@
 #define READ_BUDGET         (16 * 1024 * 1024)  /* bytes any other exchange may read */
 #define READ_SLACK          (64 * 1024)  /* besides a chunk: its FETCH line, other responses */
 #define CHAIN_MAX           16
+#define COPIES_MAX          4       /* lookalikes of a duplicate fetched from processed_folder */
 #define KEEPALIVE_MAX_S     7200    /* the kernel's own default; TCP_KEEPIDLE allows 32767 */
 #define KEEPALIVE_PROBES    4       /* unanswered probes before the connection is dead */
 
@@ -614,14 +617,19 @@ select_mailbox (Mailbox *mb, GError **error)
 	}
 	if (!imap_ok (r))
 		return imap_failed (mb, r, "SELECT", error);
-	/* The folders we file into; "already exists" is the usual answer. */
+	return TRUE;
+}
+
+/* The folders we file into; "already exists" is the usual answer. */
+static void
+create_folders (Mailbox *mb)
+{
 	const char *folders[] = { mb->conf->processed_folder, mb->conf->failed_folder };
 	for (gsize i = 0; i < G_N_ELEMENTS (folders); i++)
 		if (folders[i] && *folders[i]) {
 			g_autofree char *folder = mailbox_wire_name (folders[i]);
 			mailimap_create (mb->imap, folder);
 		}
-	return TRUE;
 }
 
 /* LOGOUT only on a healthy connection: on a broken one it would wait
@@ -645,6 +653,7 @@ mailbox_connect (Mailbox *mb, GError **error)
 	budget_reads (READ_BUDGET);
 	if (!open_connection (mb, error) || !log_in (mb, error) || !select_mailbox (mb, error))
 		return FALSE;
+	create_folders (mb);
 	mb->has_idle = mailimap_has_idle (mb->imap);
 	mb->has_move = mailimap_has_extension (mb->imap, "MOVE");
 	mb->has_uidplus = mailimap_has_extension (mb->imap, "UIDPLUS");
@@ -844,13 +853,17 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 
 /* ---- one message ---- */
 
-/* Fetches UID with BODY.PEEK[] and spools it.  libetpan hands over the
- * literal in memory; its size was checked against max_message_size
- * (RFC822.SIZE) before, and the spool writer bounds it again. */
-/* UID FETCH UID BODY.PEEK[]<OFFSET.FETCH_CHUNK> into W; *GOT_R: bytes the
- * server sent (fewer than asked at the end of the message). */
+/* Where the pieces of a fetched message go (the spool, a checksum):
+ * FALSE with ERROR set stops the fetch. */
+typedef gboolean (*PieceSink) (gpointer sink, const char *data, gsize len, GError **error);
+
+/* UID FETCH P->uid BODY.PEEK[]<OFFSET.FETCH_CHUNK> into PUT; *GOT_R:
+ * bytes the server sent (fewer than asked at the end of the message).
+ * libetpan hands over the literal in memory; the read budget bounds it
+ * by P->size, checked against max_message_size before. */
 static gboolean
-fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gsize *got_r, GError **error)
+fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, PieceSink put, gpointer sink, gsize *got_r,
+             GError **error)
 {
 	guint32 uid = p->uid;
 	struct mailimap_set *set = mailimap_set_new_single (uid);
@@ -868,8 +881,6 @@ fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gs
 	mailimap_set_free (set);
 	if (!imap_ok (r)) {
 		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
-		if (read_budget == 0)
-			mb->overflowed_uid = uid;
 		return imap_failed (mb, r, what, error);
 	}
 	budget_reads (READ_BUDGET);
@@ -904,36 +915,52 @@ fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, MdSpoolWriter *w, gs
 	if (!body && offset == 0)
 		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: the server returned no body for UID %u", mb->label, uid);
 	else
-		ok = !body_len || md_spool_writer_write (w, body, body_len, error);
+		ok = !body_len || put (sink, body, body_len, error);
 	*got_r = body ? body_len : 0;
 	mailimap_fetch_list_free (result);
 	return ok;
 }
 
+/* The whole of message P into PUT, in pieces of FETCH_CHUNK: libetpan
+ * holds a whole literal in memory, and a message may be tens of
+ * megabytes (or claim to be smaller than it is). */
+static gboolean
+fetch_whole (Mailbox *mb, const Pending *p, PieceSink put, gpointer sink, GError **error)
+{
+	for (guint32 offset = 0;; offset += FETCH_CHUNK) {
+		gsize got = 0;
+		if (!fetch_chunk (mb, p, offset, put, sink, &got, error))
+			return FALSE;
+		/* more than asked for: the range was ignored, that was all of it */
+		if (got > FETCH_CHUNK && offset > 0) {
+			g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: uid %u: the server answered a partial FETCH at "
+			             "offset %u with %zu bytes", mb->label, p->uid, offset, got);
+			return FALSE;
+		}
+		if (got != FETCH_CHUNK)
+			return TRUE;
+	}
+}
+
+static gboolean
+put_spool (gpointer sink, const char *data, gsize len, GError **error)
+{
+	return md_spool_writer_write (sink, data, len, error);
+}
+
+/* Fetches message P with BODY.PEEK[] into the spool, which refuses what
+ * passes max_message_size as it arrives. */
 static gboolean
 fetch_to_spool (Mailbox *mb, const Pending *p, char **sha_r, gint64 *size_r, GError **error)
 {
 	MdSpoolWriter *w = md_spool_writer_new (mb->desk->spool, MD_SPOOL_RAW, mb->desk->conf->max_message_size, error);
 	if (!w)
 		return FALSE;
-	/* In pieces of FETCH_CHUNK: libetpan holds a whole literal in memory,
-	 * and a message may be tens of megabytes (or claim to be smaller than
-	 * it is); the spool writer refuses what passes max_message_size. */
-	for (guint32 offset = 0;; offset += FETCH_CHUNK) {
-		gsize got = 0;
-		if (!fetch_chunk (mb, p, offset, w, &got, error)) {
-			md_spool_writer_abort (w);
-			return FALSE;
-		}
-		/* more than asked for: the range was ignored, that was all of it */
-		if (got > FETCH_CHUNK && offset > 0) {
-			md_spool_writer_abort (w);
-			g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: uid %u: the server answered a partial FETCH at "
-			             "offset %u with %zu bytes", mb->label, p->uid, offset, got);
-			return FALSE;
-		}
-		if (got != FETCH_CHUNK)
-			break;
+	if (!fetch_whole (mb, p, put_spool, w, error)) {
+		if (read_budget == 0)
+			mb->overflowed_uid = p->uid;
+		md_spool_writer_abort (w);
+		return FALSE;
 	}
 	*size_r = md_spool_writer_size (w);
 	if (*size_r == 0) {
@@ -942,6 +969,20 @@ fetch_to_spool (Mailbox *mb, const Pending *p, char **sha_r, gint64 *size_r, GEr
 		return FALSE;
 	}
 	return md_spool_writer_commit (w, sha_r, error);
+}
+
+/* Test-only fault hook: MAILDESK_IMAP_CRASH_AFTER=POINT makes the
+ * process die there, so the tests can prove a rerun files a message
+ * exactly once: "commit" right after an ingest committed (before the
+ * message is filed), "copy" once the server answered a UID COPY (before
+ * the \Deleted flag), "move" once it answered a UID MOVE (before the
+ * mailbox's last UID advances). */
+static void
+crash_hook (const char *point)
+{
+	const char *v = g_getenv ("MAILDESK_IMAP_CRASH_AFTER");
+	if (v && !strcmp (v, point))
+		_exit (MD_EX_SOFTWARE);
 }
 
 static struct mailimap_set *
@@ -975,8 +1016,9 @@ server_refused (int r)
 	       r != MAILIMAP_ERROR_PARSE && r != MAILIMAP_ERROR_MEMORY && r != MAILIMAP_ERROR_DONT_ACCEPT_CONNECTION;
 }
 
-/* A MOVE or COPY the server refused (no such folder, quota): an
- * MD_ERROR_DENIED error, which the caller can work around. */
+/* A command the server refused (a MOVE or COPY to a folder it will not
+ * make, a quota, a SEARCH it does not take): an MD_ERROR_DENIED error,
+ * which the caller can work around. */
 static gboolean
 move_refused (Mailbox *mb, int r, const char *what, GError **error)
 {
@@ -986,38 +1028,260 @@ move_refused (Mailbox *mb, int r, const char *what, GError **error)
 	return FALSE;
 }
 
+/* \Deleted, then UID EXPUNGE when the server has UIDPLUS: the end of a
+ * move without MOVE, once the copy is made. */
+static gboolean
+delete_copied (Mailbox *mb, guint32 uid, GError **error)
+{
+	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error))
+		return FALSE;
+	/* Without UIDPLUS a plain EXPUNGE would also remove what others
+	 * flagged \Deleted; leave ours flagged (it is skipped from now on). */
+	if (!mb->has_uidplus)
+		return TRUE;
+	struct mailimap_set *set = uid_set (uid);
+	int r = mailimap_uid_expunge (mb->imap, set);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID EXPUNGE %u", uid);
+		return imap_failed (mb, r, what, error);
+	}
+	return TRUE;
+}
+
 /* MOVE when the server has it, else COPY + \Deleted + UID EXPUNGE. */
 static gboolean
 move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 {
-	struct mailimap_set *set = uid_set (uid);
-	g_autofree char *what = NULL;
 	g_autofree char *wire = mailbox_wire_name (folder);
-	int r;
+	struct mailimap_set *set = uid_set (uid);
+	int r = mb->has_move ? mailimap_uid_move (mb->imap, set, wire) : mailimap_uid_copy (mb->imap, set, wire);
 
-	if (mb->has_move) {
-		r = mailimap_uid_move (mb->imap, set, wire);
-		mailimap_set_free (set);
-		if (!imap_ok (r))
-			return move_refused (mb, r, (what = g_strdup_printf ("UID MOVE %u to %s", uid, folder)), error);
-		return TRUE;
-	}
-	r = mailimap_uid_copy (mb->imap, set, wire);
+	mailimap_set_free (set);
 	if (!imap_ok (r)) {
-		mailimap_set_free (set);
-		return move_refused (mb, r, (what = g_strdup_printf ("UID COPY %u to %s", uid, folder)), error);
+		g_autofree char *what = g_strdup_printf ("UID %s %u to %s", mb->has_move ? "MOVE" : "COPY", uid, folder);
+		return move_refused (mb, r, what, error);
 	}
-	if (!add_flag (mb, uid, mailimap_flag_new_deleted (), error)) {
-		mailimap_set_free (set);
+	crash_hook (mb->has_move ? "move" : "copy");
+	return mb->has_move || delete_copied (mb, uid, error);
+}
+
+/* ---- a copy an earlier session left ---- */
+
+/* Without MOVE, filing is UID COPY, then \Deleted, then UID EXPUNGE: a
+ * crash or a dropped connection after the COPY leaves the message in
+ * both places, and the next session finds it in the mailbox again.
+ * Ingest knows it (a duplicate: no second ticket), but copying it again
+ * would put a second copy in processed_folder, each time this happens.
+ * So for a duplicate, and only then, processed_folder is looked at
+ * first: EXAMINE it; UID SEARCH it for messages of exactly the same
+ * size and, when the message has one, the same Message-ID (from its
+ * ENVELOPE); fetch the newest COPIES_MAX of those and compare their
+ * SHA-256 with the spooled message's; SELECT the mailbox again.  The
+ * same bytes there mean our COPY went through: only \Deleted (and UID
+ * EXPUNGE) are left to do.  No copy, only lookalikes (the same
+ * Message-ID, other bytes: a second delivery), or a folder or search the
+ * server refuses: the message is copied, as before; a second copy is the
+ * lesser harm beside none.  The same holds with and without UIDPLUS.
+ *
+ * Cost: four commands and a download of each lookalike (usually one,
+ * the copy itself), on the rare path only (a duplicate: after an
+ * interruption, or mail that also came another way); a message seen
+ * for the first time is filed as before.  What was not
+ * chosen: a keyword set before the COPY only moves the window (a crash
+ * between the mark and the COPY would then expunge the message with no
+ * copy anywhere); UIDPLUS's COPYUID answer is lost with the connection
+ * in just the case that matters (a crash between the COPY and its
+ * answer), and not every server has it; a STATUS UIDNEXT of the folder
+ * before each COPY costs a round trip for every message.  With MOVE
+ * there is nothing to look for: it is one command, and RFC 6851 asks the
+ * server to leave each message moved or untouched, never in both
+ * mailboxes; a session that ends before the answer finds the message
+ * gone, or still there to move. */
+
+/* What can go in a SEARCH without a CHARSET: US-ASCII, one line. */
+static gboolean
+searchable (const char *text)
+{
+	gsize n = strlen (text);
+	if (n == 0 || n > 998)
+		return FALSE;
+	for (const char *c = text; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			return FALSE;
+	return TRUE;
+}
+
+/* *ID_R: the Message-ID of UID as the server's ENVELOPE has it, NULL
+ * when it has none a SEARCH can name.  Free with g_free. */
+static gboolean
+envelope_message_id (Mailbox *mb, guint32 uid, char **id_r, GError **error)
+{
+	struct mailimap_set *set = uid_set (uid);
+	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att_list_empty ();
+	clist *result = NULL;
+
+	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
+	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_envelope ());
+	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
+	mailimap_fetch_type_free (type);
+	mailimap_set_free (set);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID FETCH %u (ENVELOPE)", uid);
+		return imap_failed (mb, r, what, error);
+	}
+	*id_r = NULL;
+	for (clistiter *it = clist_begin (result); it && !*id_r; it = clist_next (it)) {
+		struct mailimap_msg_att *att = clist_content (it);
+		guint32 got_uid = 0;
+		const char *id = NULL;
+		for (clistiter *i = clist_begin (att->att_list); i; i = clist_next (i)) {
+			struct mailimap_msg_att_item *item = clist_content (i);
+			if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC)
+				continue;
+			struct mailimap_msg_att_static *st = item->att_data.att_static;
+			if (st->att_type == MAILIMAP_MSG_ATT_UID)
+				got_uid = st->att_data.att_uid;
+			else if (st->att_type == MAILIMAP_MSG_ATT_ENVELOPE && st->att_data.att_env)
+				id = st->att_data.att_env->env_message_id;
+		}
+		/* unsolicited FETCH responses for other messages may come along */
+		if (got_uid == uid && id && searchable (id))
+			*id_r = g_strdup (id);
+	}
+	mailimap_fetch_list_free (result);
+	return TRUE;
+}
+
+static gint
+uid_cmp_newest_first (gconstpointer a, gconstpointer b)
+{
+	guint32 ua = *(const guint32 *) a, ub = *(const guint32 *) b;
+	return ua > ub ? -1 : ua < ub;
+}
+
+/* The UIDs in the selected folder of messages of P's size and, unless
+ * ID is NULL, Message-ID ID: the newest COPIES_MAX. */
+static GArray *
+search_lookalikes (Mailbox *mb, const Pending *p, const char *id, GError **error)
+{
+	struct mailimap_search_key *key = mailimap_search_key_new_multiple_empty ();
+	clist *result = NULL;
+
+	/* LARGER and SMALLER are strict (RFC 3501 6.4.4): exactly p->size */
+	mailimap_search_key_multiple_add (key, mailimap_search_key_new_larger (p->size - 1));
+	mailimap_search_key_multiple_add (key, mailimap_search_key_new_smaller (p->size + 1));
+	if (id)  /* libetpan frees both strings with free() */
+		mailimap_search_key_multiple_add (key, mailimap_search_key_new_header (strdup ("Message-ID"), strdup (id)));
+	int r = mailimap_uid_search (mb->imap, NULL, key, &result);
+	mailimap_search_key_free (key);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("UID SEARCH for uid %u's copy", p->uid);
+		move_refused (mb, r, what, error);
+		return NULL;
+	}
+	GArray *uids = g_array_new (FALSE, FALSE, sizeof (guint32));
+	for (clistiter *it = clist_begin (result); it; it = clist_next (it)) {
+		guint32 uid = *(const uint32_t *) clist_content (it);
+		g_array_append_val (uids, uid);
+	}
+	mailimap_search_result_free (result);
+	g_array_sort (uids, uid_cmp_newest_first);
+	if (uids->len > COPIES_MAX)
+		g_array_set_size (uids, COPIES_MAX);
+	return uids;
+}
+
+static gboolean
+put_checksum (gpointer sink, const char *data, gsize len, GError **error)
+{
+	(void) error;
+	g_checksum_update (sink, (const guchar *) data, len);
+	return TRUE;
+}
+
+/* *SAME_R: whether message UID of the selected folder, of P's size,
+ * has the SHA-256 SHA (hex). */
+static gboolean
+same_bytes (Mailbox *mb, const Pending *p, guint32 uid, const char *sha, gboolean *same_r, GError **error)
+{
+	g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+	Pending copy = { .uid = uid, .size = p->size };
+
+	if (!fetch_whole (mb, &copy, put_checksum, sum, error))
+		return FALSE;
+	*same_r = !g_ascii_strcasecmp (g_checksum_get_string (sum), sha);
+	return TRUE;
+}
+
+/* EXAMINEs FOLDER (read-only) and sets *FOUND_R when it holds the bytes
+ * of P (SHA-256 SHA; Message-ID ID, may be NULL). */
+static gboolean
+look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, const char *sha, gboolean *found_r,
+         GError **error)
+{
+	g_autofree char *wire = mailbox_wire_name (folder);
+	int r = mailimap_examine (mb->imap, wire);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("EXAMINE %s", folder);
+		return move_refused (mb, r, what, error);
+	}
+	g_autoptr (GArray) uids = search_lookalikes (mb, p, id, error);
+	if (!uids)
+		return FALSE;
+	for (guint i = 0; i < uids->len && !*found_r; i++)
+		if (!same_bytes (mb, p, g_array_index (uids, guint32, i), sha, found_r, error))
+			return FALSE;
+	return TRUE;
+}
+
+/* SELECT the polled mailbox again after looking elsewhere: its UIDs must
+ * still name the messages they named (UIDVALIDITY VALIDITY). */
+static gboolean
+reselect (Mailbox *mb, guint32 validity, GError **error)
+{
+	g_autofree char *wire = mailbox_wire_name (mb->mailbox);
+	int r = mailimap_select (mb->imap, wire);
+	if (!imap_ok (r)) {
+		g_autofree char *what = g_strdup_printf ("SELECT %s again", mb->mailbox);
+		return imap_failed (mb, r, what, error);
+	}
+	guint32 now = mb->imap->imap_selection_info ? mb->imap->imap_selection_info->sel_uidvalidity : 0;
+	if (now != validity) {
+		g_set_error (error, MD_ERROR, MD_ERROR_IO, "%s: UIDVALIDITY of %s changed from %u to %u during the "
+		             "session", mb->label, mb->mailbox, validity, now);
 		return FALSE;
 	}
-	/* Without UIDPLUS a plain EXPUNGE would also remove what others
-	 * flagged \Deleted; leave ours flagged (it is skipped from now on). */
-	r = mb->has_uidplus ? mailimap_uid_expunge (mb->imap, set) : MAILIMAP_NO_ERROR;
-	mailimap_set_free (set);
-	if (!imap_ok (r))
-		return imap_failed (mb, r, (what = g_strdup_printf ("UID EXPUNGE %u", uid)), error);
 	return TRUE;
+}
+
+/* *FOUND_R: whether FOLDER holds message P (SHA-256 SHA) already, copied
+ * there by a session that ended before its \Deleted (see above).  The
+ * polled mailbox is selected again afterwards: a failed EXAMINE leaves
+ * none selected (RFC 3501 6.3.1). */
+static gboolean
+already_filed (Mailbox *mb, const Pending *p, const char *folder, const char *sha, gboolean *found_r,
+               GError **error)
+{
+	guint32 validity = mb->imap->imap_selection_info ? mb->imap->imap_selection_info->sel_uidvalidity : 0;
+	g_autofree char *id = NULL;
+	g_autoptr (GError) local = NULL;
+
+	*found_r = FALSE;
+	if (p->size == 0 || p->size == G_MAXUINT32)
+		return TRUE;  /* no SEARCH names exactly that size */
+	if (!envelope_message_id (mb, p->uid, &id, error))
+		return FALSE;
+	if (!look_in (mb, folder, p, id, sha, found_r, &local)) {
+		if (!g_error_matches (local, MD_ERROR, MD_ERROR_DENIED)) {
+			g_propagate_error (error, g_steal_pointer (&local));
+			return FALSE;
+		}
+		g_warning ("%s; copying uid %u to %s without knowing whether a copy is there already", local->message,
+		           p->uid, folder);
+		*found_r = FALSE;
+	}
+	return reselect (mb, validity, error);
 }
 
 /* To FOLDER; when the server refuses that (the folder cannot be made,
@@ -1038,14 +1302,24 @@ file_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
 }
 
-/* Ingested: to processed_folder, or \Seen where it is. */
+/* Ingested: to processed_folder, or \Seen where it is.  KNOWN_SHA: the
+ * message's SHA-256 when ingest had seen it before, else NULL; without
+ * MOVE such a message may have been copied already (see already_filed). */
 static gboolean
-file_processed (Mailbox *mb, guint32 uid, GError **error)
+file_processed (Mailbox *mb, const Pending *p, const char *known_sha, GError **error)
 {
 	const char *folder = mb->conf->processed_folder;
-	if (folder && *folder)
-		return file_to (mb, uid, folder, error);
-	return add_flag (mb, uid, mailimap_flag_new_seen (), error);
+	gboolean filed = FALSE;
+
+	if (!folder || !*folder)
+		return add_flag (mb, p->uid, mailimap_flag_new_seen (), error);
+	if (known_sha && !mb->has_move && !already_filed (mb, p, folder, known_sha, &filed, error))
+		return FALSE;
+	if (!filed)
+		return file_to (mb, p->uid, folder, error);
+	g_message ("%s: uid %u: already in %s (copied by a session that ended before deleting it); deleting it "
+	           "from %s", mb->label, p->uid, folder, mb->mailbox);
+	return delete_copied (mb, p->uid, error);
 }
 
 /* Refused: to failed_folder, or \Flagged where it is; never deleted. */
@@ -1056,17 +1330,6 @@ file_failed (Mailbox *mb, guint32 uid, GError **error)
 	if (folder && *folder)
 		return file_to (mb, uid, folder, error);
 	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
-}
-
-/* Test-only fault hook: MAILDESK_IMAP_CRASH_AFTER_COMMIT=1 makes the
- * process die right after an ingest commits and before the message is
- * moved, so the tests can prove a rerun makes no duplicate. */
-static void
-crash_after_commit_hook (void)
-{
-	const char *v = g_getenv ("MAILDESK_IMAP_CRASH_AFTER_COMMIT");
-	if (v && !strcmp (v, "1"))
-		_exit (MD_EX_SOFTWARE);
 }
 
 /* Ingests one message and files it.  FALSE on trouble that must stop
@@ -1091,7 +1354,7 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 		MdIngestResult result = { 0 };
 		MdEnvelope env = { NULL, NULL };
 		if (md_ingest_one (mb->desk, mb->store, sha, size, &env, &result, &refusal)) {
-			crash_after_commit_hook ();
+			crash_hook ("commit");
 			g_message ("%s: uid %u: %s", mb->label, p->uid,
 			           result.duplicate ? "duplicate, already ingested" :
 			           result.key ? result.key : "stored");
@@ -1101,7 +1364,7 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 			 * user's \Deleted mail that is new is ingested like any. */
 			if (p->deleted && result.duplicate)
 				return TRUE;
-			return file_processed (mb, p->uid, error);
+			return file_processed (mb, p, result.duplicate ? sha : NULL, error);
 		}
 	}
 	if (md_error_is_temporary (refusal)) {

@@ -4,7 +4,8 @@
  * BODY.PEEK[], spooled, ingested, and only after the commit moved to
  * processed_folder (or flagged \Seen); a message ingest refuses goes to
  * failed_folder.  A crash between commit and move re-fetches the message
- * next time and dedupe makes it a no-op.
+ * next time and dedupe makes it a no-op; without MOVE, a copy a crash
+ * left in processed_folder is looked for first, so none is made twice.
  *
  * libetpan blocks, so every mailbox has a thread of its own, never the
  * main loop's; each opens its own MdStore. */

@@ -25,7 +25,7 @@ BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
 USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "utf7", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
-         "served"]
+         "served", "movecrash", "copycrash", "copycrashplain", "known"]
 
 
 def eq(tap, got, want, name, detail=None):
@@ -66,7 +66,7 @@ class Dovecot:
         self.cert = os.path.join(d, "cert.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                         "-keyout", os.path.join(d, "key.pem"), "-out", self.cert, "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2"],
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.4"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         self.imap_port, self.imaps_port = free_port(), free_port()
         self.conf = os.path.join(d, "dovecot.conf")
@@ -74,7 +74,7 @@ class Dovecot:
             f.write(f"""base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-listen = 127.0.0.1, 127.0.0.2, 127.0.0.3
+listen = 127.0.0.1, 127.0.0.2, 127.0.0.3, 127.0.0.4
 protocols = imap
 ssl = yes
 ssl_cert = <{d}/cert.pem
@@ -96,6 +96,13 @@ first_valid_uid = 1
 local 127.0.0.2 {{
   protocol imap {{
     imap_capability = IMAP4rev1 IDLE UIDPLUS
+  }}
+}}
+# Through 127.0.0.4 it has neither MOVE nor UIDPLUS: COPY and \\Deleted,
+# no expunge.
+local 127.0.0.4 {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 IDLE
   }}
 }}
 # Through 127.0.0.3 (not in the certificate) it has no IDLE: polling.
@@ -385,7 +392,7 @@ def test_seen_without_folder(tap):
 def test_crash_between_commit_and_move(tap):
     desk = imap_desk("crash", extra="processed_folder = Processed")
     DV.append("crash", *msgs("alpha", "beta"))
-    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER_COMMIT": "1"})
+    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER": "commit"})
     eq(tap, p.returncode, 70, "the fault hook kills maildesk right after the first commit", p.stderr)
     eq(tap, subjects(desk), ["alpha"], "the first message was committed")
     eq(tap, len(DV.folder("crash", "INBOX")), 2, "and not moved")
@@ -395,6 +402,97 @@ def test_crash_between_commit_and_move(tap):
     tap.ok(b"duplicate" in p.stderr, "the re-fetched message is recognised as a duplicate", p.stderr)
     eq(tap, (DV.folder("crash", "INBOX"), len(DV.folder("crash", "Processed") or {})), ({}, 2),
            "both end in Processed")
+    desk.cleanup()
+
+
+def test_crash_after_move(tap):
+    """Killed once the server answered UID MOVE, before the last UID
+    handled advanced: what a kill between sending the MOVE and reading
+    its answer leaves when the server carried it out.  The message is
+    gone from the INBOX, so the rerun does not see it again.  (When the
+    server had not carried it out, it is the case above: still in the
+    INBOX, moved by the rerun; one MOVE never leaves two copies.)"""
+    desk = imap_desk("movecrash", extra="processed_folder = Processed")
+    DV.append("movecrash", *msgs("alpha", "beta"))
+    p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER": "move"})
+    eq(tap, p.returncode, 70, "the fault hook kills maildesk right after the first UID MOVE", p.stderr)
+    eq(tap, (len(DV.folder("movecrash", "INBOX")), len(DV.folder("movecrash", "Processed") or {})), (1, 1),
+       "the first message was moved")
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["alpha", "beta"]), "the rerun takes the second one", p.stderr)
+    tap.ok(b"duplicate" not in p.stderr, "without seeing the first again", p.stderr)
+    eq(tap, (DV.folder("movecrash", "INBOX"), len(DV.folder("movecrash", "Processed") or {})), ({}, 2),
+       "each is in Processed once")
+    desk.cleanup()
+
+
+def processed_subjects(user, host):
+    """The subjects in USER's Processed folder, sorted, duplicates kept."""
+    m = DV.client(user)
+    try:
+        m.select("Processed", readonly=True)
+        typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return sorted(re.search(rb"Subject: (.*?)\r\n", part[1]).group(1).decode()
+                      for part in data if isinstance(part, tuple))
+    finally:
+        m.logout()
+
+
+def test_crash_between_copy_and_delete(tap):
+    """Without MOVE, killed once the server answered UID COPY, before the
+    \\Deleted flag: the rerun sees the message in the INBOX again (a
+    duplicate for ingest), finds the copy already in Processed, and only
+    deletes it from the INBOX: one copy in Processed, not two.  With
+    UIDPLUS (127.0.0.2) it is expunged; without (127.0.0.4) it stays
+    flagged \\Deleted."""
+    for user, host, uidplus in (("copycrash", "127.0.0.2", True), ("copycrashplain", "127.0.0.4", False)):
+        desk = imap_desk(user, url=f"imaps://{host}:{DV.imaps_port}/INBOX", extra="processed_folder = Processed")
+        m = DV.client(user, host=host)
+        caps = m.capability()[1][0].split()
+        m.logout()
+        how = "with UIDPLUS" if uidplus else "without UIDPLUS"
+        tap.ok(b"MOVE" not in caps and (b"UIDPLUS" in caps) == uidplus, f"through {host} no MOVE, {how}", caps)
+        DV.append(user, *msgs("alpha", "beta"))
+        p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER": "copy"})
+        eq(tap, p.returncode, 70, f"{how}: the fault hook kills maildesk right after the first UID COPY", p.stderr)
+        inbox = DV.folder(user, "INBOX")
+        eq(tap, (len(inbox), processed_subjects(user, host)), (2, ["alpha"]),
+           f"{how}: the first message is copied, still in the INBOX", inbox)
+        tap.ok(not any("\\Deleted" in f for f in inbox.values()), f"{how}: and not flagged \\Deleted", inbox)
+        p = fetch(desk)
+        eq(tap, (p.returncode, subjects(desk)), (0, ["alpha", "beta"]), f"{how}: the rerun makes no second ticket",
+           p.stderr)
+        eq(tap, processed_subjects(user, host), ["alpha", "beta"], f"{how}: nor a second copy in Processed",
+           p.stderr)
+        tap.ok(b"already in Processed" in p.stderr, f"{how}: the log says the copy was found", p.stderr)
+        inbox = DV.folder(user, "INBOX")
+        if uidplus:
+            eq(tap, inbox, {}, f"{how}: the INBOX is empty")
+        else:
+            tap.ok(len(inbox) == 2 and all("\\Deleted" in f for f in inbox.values()),
+                   f"{how}: both are flagged \\Deleted in the INBOX", inbox)
+            p = fetch(desk)
+            eq(tap, (p.returncode, processed_subjects(user, host)), (0, ["alpha", "beta"]),
+               f"{how}: a third run changes nothing", p.stderr)
+        desk.cleanup()
+
+
+def test_known_message_still_copied(tap):
+    """A message ingest knows already (it came by `deliver` first) but
+    never filed: the look in Processed must not take a lookalike (the
+    same Message-ID and size, other bytes) for it: it is copied."""
+    desk = imap_desk("known", url=f"imaps://127.0.0.2:{DV.imaps_port}/INBOX", extra="processed_folder = Processed")
+    real = msgs("known")[0]
+    lookalike = real.replace(b"Hello", b"Jello")
+    tap.ok(lookalike != real and len(lookalike) == len(real), "the lookalike differs in one byte")
+    eq(tap, desk.deliver(real).returncode, 0, "the message came by deliver first")
+    DV.command("known", "create", "Processed")
+    DV.append("known", lookalike, mailbox="Processed")
+    DV.append("known", real)
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["known"]), "fetch sees a duplicate: no second ticket", p.stderr)
+    eq(tap, (DV.folder("known", "INBOX"), len(DV.folder("known", "Processed") or {})), ({}, 2),
+       "it is copied to Processed beside the lookalike, and removed from the INBOX")
     desk.cleanup()
 
 
@@ -750,7 +848,8 @@ def main():
     try:
         run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory,
                   test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
-                  test_crash_between_commit_and_move, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
+                  test_crash_between_commit_and_move, test_crash_after_move, test_crash_between_copy_and_delete,
+                  test_known_message_still_copied, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off, test_listing_is_bounded,
                   test_dropped_connection_noticed, test_partial_fetch_answered_whole)

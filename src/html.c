@@ -382,6 +382,23 @@ markup_for_libxml2 (const char *html, gsize len)
 	return out;
 }
 
+/* What libxml2 reads, handed to it a piece at a time by feed_read (it
+ * keeps only what it has not read yet, not a copy of it all). */
+typedef struct {
+	const char *p, *end;       /* what is not handed on yet */
+} Feed;
+
+/* libxml2's read callback: the next piece of the HTML, 0 at its end. */
+static int
+feed_read (void *data, char *buf, int len)
+{
+	Feed *f = data;
+	gsize n = len > 0 ? MIN ((gsize) len, (gsize) (f->end - f->p)) : 0;
+	memcpy (buf, f->p, n);
+	f->p += n;
+	return (int) n;
+}
+
 /* TEXT with every line's trailing blanks and the trailing empty lines
  * removed, in place (a line array of a long list doubled the memory). */
 static char *
@@ -409,17 +426,16 @@ chomp_lines (char *text)
 char *
 md_html_to_text (const char *html, gsize len)
 {
-	if (len > G_MAXINT)
-		len = G_MAXINT;
 	g_autoptr (GString) plain = markup_for_libxml2 (html, len);
 	if (plain) {
 		html = plain->str;
 		len = plain->len;
 	}
 	Render r = { .out = g_string_new (NULL), .frames = g_array_new (FALSE, TRUE, sizeof (Frame)) };
+	Feed feed = { .p = html, .end = html + len };
 	/* Events, not a tree: libxml2's tree of a tag soup is 50-70 times
 	 * the size of its text (4 MB of <li>: 359 MB). */
-	htmlParserCtxtPtr ctxt = htmlCreateMemoryParserCtxt (html, (int) len);
+	htmlParserCtxtPtr ctxt = htmlNewParserCtxt ();
 	if (ctxt) {
 		memset (ctxt->sax, 0, sizeof (htmlSAXHandler));
 		ctxt->sax->startElement = on_start;
@@ -429,15 +445,12 @@ md_html_to_text (const char *html, gsize len)
 		/* no ignorableWhitespace: what libxml2 finds insignificant
 		 * (between <html> and <body>...) is not rendered either */
 		ctxt->userData = &r;
-		htmlCtxtUseOptions (ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-		                          HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);
 		/* the text is UTF-8 already: a <meta charset> must not switch it */
-		xmlCharEncodingHandlerPtr utf8 = xmlFindCharEncodingHandler ("UTF-8");
-		if (utf8)
-			xmlSwitchToEncoding (ctxt, utf8);
-		htmlParseDocument (ctxt);
-		if (ctxt->myDoc)
-			xmlFreeDoc (ctxt->myDoc);
+		htmlDocPtr doc = htmlCtxtReadIO (ctxt, feed_read, NULL, &feed, NULL, "UTF-8",
+		                                 HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
+		                                 HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);
+		if (doc)
+			xmlFreeDoc (doc);
 		htmlFreeParserCtxt (ctxt);
 	}
 	for (guint i = 0; i < r.frames->len; i++)

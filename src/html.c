@@ -443,10 +443,10 @@ depth_ahead (htmlParserCtxtPtr ctxt)
  * (*DEPTH, counted on), it is ended at once: the element is rendered
  * as anywhere else (a line break, a list item's marker, a link's URL),
  * only empty, and what it held follows it one level up.  From the first
- * one on, libxml2 no longer sees the document's own tree, so an element
- * whose content is not shown (a <title> that an end tag meant for an
- * element now missing would have ended) could stay open over text that
- * would have been shown: nothing is dropped from there on. */
+ * one on, libxml2's tree is no longer the document's: an end tag meant
+ * for an element ended early could leave open one whose content is not
+ * shown (<title>, <object>) over text that would have been shown, so
+ * nothing is dropped from there on. */
 static void
 feed_start_tag (Feed *f, int *depth)
 {
@@ -461,7 +461,7 @@ feed_start_tag (Feed *f, int *depth)
 	const char *q = read_start_tag (name, f->end, &cut);
 	f->copy_to = q < f->end ? q + (*q == '>' ? 1 : 2) : f->end;
 	const htmlElemDesc *element = htmlTagLookup ((const xmlChar *) lower);
-	/* <br>, <img>, "<x/>": libxml2 ends them at once */
+	/* <br>, <img>, "<x/>", a tag the HTML ends in: libxml2 ends them at once */
 	if ((element && element->empty) || q == f->end || *q == '/')
 		return;
 	if (*depth < MAX_DEPTH) {

@@ -1,7 +1,8 @@
 /* html.c - rendering an HTML body as readable plain text.  libxml2 does
  * the parsing (tag soup, entities, recovery) and reports it as events;
  * this file decides where line breaks go, keeping only a stack of the
- * open elements, so memory follows the text, not the tree. */
+ * open elements, so memory follows the text, not the tree.  libxml2 is
+ * fed through a filter that bounds how deep that stack gets. */
 #include "config.h"
 
 #include <string.h>
@@ -14,6 +15,18 @@
 /* Attributes of one tag that reach libxml2: it checks each new one
  * against all before it (quadratic; a 350 KB tag took 15 s of CPU). */
 #define MAX_TAG_ATTRIBUTES 64
+
+/* Elements libxml2 is let to have open at once (a reply chain quoted
+ * a hundred times deep is some 300).  It looks for an end tag's element
+ * through all that are open, and for an open <body> at each <body>:
+ * 80,000 <b> then as many </i> (560 KB) took 27 s, and our stack of
+ * them was 40 bytes each.  An element that would go deeper is ended as
+ * soon as it starts (see feed_start_tag); no text is left out. */
+#define MAX_DEPTH 1024
+
+/* Bytes given to libxml2 at a time: whatever of them it has not read
+ * yet counts as open elements when the next start tags are let in. */
+#define FEED_PIECE 256
 
 /* What an open element does to the rendering, pushed at its start tag
  * and popped at its end (libxml2 ends every element it starts, implied
@@ -36,6 +49,7 @@ typedef struct {
 	gboolean pending_space;
 	int pre;              /* inside <pre>: keep white space */
 	int dropped;          /* inside an element whose content is not shown */
+	gboolean show_all;    /* no content is dropped any more */
 	GArray *frames;       /* Frame, the open elements */
 } Render;
 
@@ -136,6 +150,19 @@ attribute (const xmlChar **atts, const char *name)
 	return NULL;
 }
 
+/* From here on nothing is dropped: the content of every element is
+ * shown, of those already open too. */
+static void
+show_all (Render *r)
+{
+	if (r->show_all)
+		return;
+	r->show_all = TRUE;
+	r->dropped = 0;
+	for (guint i = 0; i < r->frames->len; i++)
+		g_array_index (r->frames, Frame, i).dropped = FALSE;
+}
+
 static Frame *
 parent_frame (Render *r)
 {
@@ -152,7 +179,7 @@ on_start (void *data, const xmlChar *tag, const xmlChar **atts)
 	Frame f = { 0 };
 	guint sibling_elements = parent ? parent->elements++ : 0;
 
-	f.dropped = name_in (tag, dropped);
+	f.dropped = !r->show_all && name_in (tag, dropped);
 	if (f.dropped || r->dropped) {
 		r->dropped += f.dropped;
 		g_array_append_val (r->frames, f);
@@ -382,6 +409,139 @@ markup_for_libxml2 (const char *html, gsize len)
 	return out;
 }
 
+/* What libxml2 reads, handed to it a piece at a time by feed_read (it
+ * keeps only what it has not read yet, not a copy of it all), so that
+ * the depth it has reached can be looked at between pieces. */
+typedef struct {
+	const char *p, *end;       /* what is not handed on yet */
+	const char *copy_to;       /* the rest of a tag, up to here */
+	char owed[NAME_PIECE + 16]; /* an end tag to hand on after it */
+	gsize owed_len, owed_done;
+	htmlParserCtxtPtr ctxt;
+	Render *render;
+} Feed;
+
+/* Longer than the name of any element libxml2 knows. */
+#define KNOWN_NAME_MAX 16
+
+/* How many elements libxml2 may have open once it has read what it was
+ * given: those open now, the one whose tag (or implied <p>) it may be
+ * in the middle of, and one for each start tag it holds unread, which
+ * takes 3 bytes at least ("<b>").  Called back as it reads, libxml2 may
+ * just have moved its buffer: only the distance between its pointers
+ * is used, as libxml2 does itself then (xmlParserInputGrow). */
+static int
+depth_ahead (htmlParserCtxtPtr ctxt)
+{
+	xmlParserInputPtr in = ctxt->input;
+	gsize unread = in ? (gsize) ((guintptr) in->end - (guintptr) in->cur) : 0;
+	return ctxt->nameNr + 1 + (int) MIN ((unread + 2) / 3, MAX_DEPTH);
+}
+
+/* The start tag at F->p is handed on (F->copy_to set to its end), and
+ * when the element it opens could take libxml2 beyond MAX_DEPTH
+ * (*DEPTH, counted on), it is ended at once: the element is rendered
+ * as anywhere else (a line break, a list item's marker, a link's URL),
+ * only empty, and what it held follows it one level up.  From the first
+ * one on, libxml2's tree is no longer the document's: an end tag meant
+ * for an element ended early could leave open one whose content is not
+ * shown (<title>, <object>) over text that would have been shown, so
+ * nothing is dropped from there on. */
+static void
+feed_start_tag (Feed *f, int *depth)
+{
+	const char *name = f->p + 1, *cut;
+	char lower[KNOWN_NAME_MAX] = "";
+	gsize name_len = 0;
+	while (name_len < NAME_PIECE && name + name_len < f->end && is_name_char (name[name_len]))
+		name_len++;
+	if (name_len < sizeof lower)
+		for (gsize i = 0; i < name_len; i++)
+			lower[i] = g_ascii_tolower (name[i]);
+	const char *q = read_start_tag (name, f->end, &cut);
+	f->copy_to = q < f->end ? q + (*q == '>' ? 1 : 2) : f->end;
+	const htmlElemDesc *element = htmlTagLookup ((const xmlChar *) lower);
+	/* <br>, <img>, "<x/>", a tag the HTML ends in: libxml2 ends them at once */
+	if ((element && element->empty) || q == f->end || *q == '/')
+		return;
+	if (*depth < MAX_DEPTH) {
+		++*depth;
+		return;
+	}
+	show_all (f->render);
+	/* and an empty comment: libxml2 lets go of what it has read only as
+	 * it reads text, comments and the like, and would keep all of a
+	 * flood of tags (2.3 times its size once ended) */
+	f->owed_len = (gsize) g_snprintf (f->owed, sizeof f->owed, "</%.*s><!---->", (int) name_len, name);
+	f->owed_done = 0;
+}
+
+/* Where the end tag or comment at P ends, as markup_for_libxml2 left
+ * them ("</b>", "<!---->"); NULL when the "<" there is text. */
+static const char *
+other_markup_end (const char *p, const char *end)
+{
+	gsize left = (gsize) (end - p);
+	if (left >= 3 && p[1] == '/' && is_name_start (p[2])) {
+		const char *close = memchr (p + 2, '>', left - 2);
+		return close ? close + 1 : end;
+	}
+	if (left >= 4 && memcmp (p, "<!--", 4) == 0) {
+		const char *close = g_strstr_len (p + 4, (gssize) (left - 4), "-->");
+		return close ? close + 3 : end;
+	}
+	return NULL;
+}
+
+/* Copies what is at F->p, up to F->copy_to or else the next tag, into
+ * BUF (SPACE bytes at most, a UTF-8 character not split if it can be
+ * helped); the bytes copied. */
+static gsize
+feed_copy (Feed *f, char *buf, gsize space)
+{
+	const char *stop = f->copy_to > f->p ? f->copy_to : memchr (f->p + 1, '<', (gsize) (f->end - f->p - 1));
+	gsize n = (gsize) ((stop ? stop : f->end) - f->p);
+	if (n > space) {
+		n = space;
+		while (n > 0 && (f->p[n] & 0xc0) == 0x80)
+			n--;
+		if (n == 0)
+			n = space;   /* libxml2 waits for the rest of it */
+	}
+	memcpy (buf, f->p, n);
+	f->p += n;
+	return n;
+}
+
+/* libxml2's read callback: the next piece of the HTML, 0 at its end. */
+static int
+feed_read (void *data, char *buf, int len)
+{
+	Feed *f = data;
+	gsize space = len > 0 ? MIN ((gsize) len, FEED_PIECE) : 0, n = 0;
+	int depth = depth_ahead (f->ctxt);
+	while (n < space && (f->p < f->end || f->owed_done < f->owed_len)) {
+		const char *after;
+		if (f->copy_to > f->p) {
+			n += feed_copy (f, buf + n, space - n);
+		} else if (f->owed_done < f->owed_len) {
+			gsize owed = MIN (f->owed_len - f->owed_done, space - n);
+			memcpy (buf + n, f->owed + f->owed_done, owed);
+			f->owed_done += owed;
+			n += owed;
+		} else if (*f->p != '<' || f->p + 1 == f->end) {
+			n += feed_copy (f, buf + n, space - n);
+		} else if (g_ascii_isalpha (f->p[1])) {
+			feed_start_tag (f, &depth);
+		} else if ((after = other_markup_end (f->p, f->end))) {
+			f->copy_to = after;
+		} else {
+			n += feed_copy (f, buf + n, space - n);
+		}
+	}
+	return (int) n;
+}
+
 /* TEXT with every line's trailing blanks and the trailing empty lines
  * removed, in place (a line array of a long list doubled the memory). */
 static char *
@@ -409,17 +569,16 @@ chomp_lines (char *text)
 char *
 md_html_to_text (const char *html, gsize len)
 {
-	if (len > G_MAXINT)
-		len = G_MAXINT;
 	g_autoptr (GString) plain = markup_for_libxml2 (html, len);
 	if (plain) {
 		html = plain->str;
 		len = plain->len;
 	}
 	Render r = { .out = g_string_new (NULL), .frames = g_array_new (FALSE, TRUE, sizeof (Frame)) };
+	Feed feed = { .p = html, .end = html + len, .copy_to = html };
 	/* Events, not a tree: libxml2's tree of a tag soup is 50-70 times
 	 * the size of its text (4 MB of <li>: 359 MB). */
-	htmlParserCtxtPtr ctxt = htmlCreateMemoryParserCtxt (html, (int) len);
+	htmlParserCtxtPtr ctxt = htmlNewParserCtxt ();
 	if (ctxt) {
 		memset (ctxt->sax, 0, sizeof (htmlSAXHandler));
 		ctxt->sax->startElement = on_start;
@@ -429,15 +588,14 @@ md_html_to_text (const char *html, gsize len)
 		/* no ignorableWhitespace: what libxml2 finds insignificant
 		 * (between <html> and <body>...) is not rendered either */
 		ctxt->userData = &r;
-		htmlCtxtUseOptions (ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-		                          HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);
+		feed.ctxt = ctxt;
+		feed.render = &r;
 		/* the text is UTF-8 already: a <meta charset> must not switch it */
-		xmlCharEncodingHandlerPtr utf8 = xmlFindCharEncodingHandler ("UTF-8");
-		if (utf8)
-			xmlSwitchToEncoding (ctxt, utf8);
-		htmlParseDocument (ctxt);
-		if (ctxt->myDoc)
-			xmlFreeDoc (ctxt->myDoc);
+		htmlDocPtr doc = htmlCtxtReadIO (ctxt, feed_read, NULL, &feed, NULL, "UTF-8",
+		                                 HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
+		                                 HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED);
+		if (doc)
+			xmlFreeDoc (doc);
 		htmlFreeParserCtxt (ctxt);
 	}
 	for (guint i = 0; i < r.frames->len; i++)

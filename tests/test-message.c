@@ -339,6 +339,103 @@ test_html (void)
 	}
 }
 
+/* HTML of N times OPEN, then TEXT; free with g_free. */
+static char *
+nested_html (const char *open, int n, const char *text)
+{
+	GString *html = g_string_new (NULL);
+	for (int i = 0; i < n; i++)
+		g_string_append (html, open);
+	g_string_append (html, text);
+	return g_string_free (html, FALSE);
+}
+
+/* Text after deep nesting (reply chains quote each other a level
+ * deeper each time).  libxml2's tree stopped at 256 open elements and
+ * lost all that came after; html.c keeps libxml2 within 1,024 (it looks
+ * for an end tag's element through all that are open), ending deeper
+ * elements as they start: their text stays, and what follows the deep
+ * part is rendered as ever. */
+static void
+test_html_deep (void)
+{
+	static const char SENTENCE[] = "Where is my order?";
+	static const char *const opens[] = {
+		"<div>", "<b>", "<b><i>", "<font face=\"Arial\">", "<blockquote type=\"cite\"><div>",
+		"<ul><li>", "<table><tr><td>", "<span><p>", "<a href=\"https://x.example\"><b>",
+	};
+	static const int depths[] = { 300, 10000 };
+	for (gsize i = 0; i < G_N_ELEMENTS (opens); i++) {
+		for (gsize j = 0; j < G_N_ELEMENTS (depths); j++) {
+			g_autofree char *html = nested_html (opens[i], depths[j], SENTENCE);
+			g_autofree char *text = md_html_to_text (html, strlen (html));
+			if (!strstr (text, SENTENCE))
+				g_error ("%d x %s: no \"%s\" in the text, which ends \"%s\"", depths[j], opens[i], SENTENCE,
+				         text + strlen (text) - MIN (strlen (text), 60));
+		}
+	}
+
+	/* beyond 1,024 too: a block ends a line, what was on either side of
+	 * a tag stays apart ("<" and "b>", "&" and "amp;"), a link keeps its
+	 * URL, and what follows the deep part is rendered as ever */
+	static const struct { const char *inner, *after, *const has[3], *ends; } beyond[] = {
+		{ "<div>one</div><div>two</div>", "<ul><li>a<li>b</ul><p>after</p>", { NULL }, "one\ntwo\n\n- a\n- b\n\nafter" },
+		{ "x<<b>b>y &<i>amp; <a href=\"https://x.example\">link</a>", "<ol><li>a</ol>",
+		  { "x<b>y &amp; ", "(https://x.example)", "link" }, "\n\n1. a" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (beyond); i++) {
+		g_autofree char *deep = nested_html ("<div>", 2000, beyond[i].inner);
+		g_autoptr (GString) html = g_string_new (deep);
+		for (int k = 0; k < 2000; k++)
+			g_string_append (html, "</div>");
+		g_string_append (html, beyond[i].after);
+		g_autofree char *text = md_html_to_text (html->str, html->len);
+		for (gsize k = 0; k < G_N_ELEMENTS (beyond[i].has) && beyond[i].has[k]; k++)
+			if (!strstr (text, beyond[i].has[k]))
+				g_error ("no \"%s\" in \"%s\"", beyond[i].has[k], text);
+		if (!g_str_has_suffix (text, beyond[i].ends))
+			g_error ("\"%s\" does not end \"%s\"", beyond[i].ends, text);
+	}
+}
+
+/* 5 MB of nested tags: the open elements cost libxml2 and the renderer
+ * 50 bytes each (77 MB); kept within 1,024, the memory stays flat. */
+static void
+test_html_deep_memory (void)
+{
+	static const char SENTENCE[] = "Where is my order?";
+	g_autofree char *html = nested_html ("<b>", 5 * 1000 * 1000 / 3, SENTENCE);
+	int fds[2];
+	g_assert_cmpint (pipe (fds), ==, 0);
+	pid_t pid = fork ();
+	g_assert_cmpint (pid, >=, 0);
+	if (pid == 0) {
+		/* the growth of the peak past what the child started with */
+		struct rusage usage;
+		getrusage (RUSAGE_SELF, &usage);
+		long at_start = usage.ru_maxrss;
+		char *text = md_html_to_text (html, strlen (html));
+		getrusage (RUSAGE_SELF, &usage);
+		long result[2] = { usage.ru_maxrss - at_start, (long) strlen (text) };
+		if (strcmp (text, SENTENCE) != 0)
+			result[1] = -1;
+		g_free (text);
+		if (write (fds[1], result, sizeof result) != sizeof result)
+			_exit (2);
+		_exit (0);
+	}
+	close (fds[1]);
+	long result[2] = { 0, 0 };
+	g_assert_cmpint (read (fds[0], result, sizeof result), ==, sizeof result);
+	close (fds[0]);
+	int status = 0;
+	waitpid (pid, &status, 0);
+	g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+	g_test_message ("5 MB of nested <b>: peak RSS grew by %ld KiB", result[0]);
+	g_assert_cmpint (result[1], ==, (long) strlen (SENTENCE));
+	g_assert_cmpint (result[0], <, 16 * 1024);
+}
+
 static void
 test_body_choice (void)
 {
@@ -702,6 +799,8 @@ main (int argc, char **argv)
 	g_test_add_func ("/message/corpus/stalwart", test_corpus_stalwart);
 	g_test_add_func ("/message/names", test_names);
 	g_test_add_func ("/message/html", test_html);
+	g_test_add_func ("/message/html-deep", test_html_deep);
+	g_test_add_func ("/message/html-deep-memory", test_html_deep_memory);
 	g_test_add_func ("/message/body-choice", test_body_choice);
 	g_test_add_func ("/message/uuencode", test_uuencode);
 	g_test_add_func ("/message/charsets", test_charsets);

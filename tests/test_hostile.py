@@ -217,6 +217,53 @@ def test_html_soup(tap):
     desk.cleanup()
 
 
+def html_mail(key, html):
+    return ("From: Alice <alice@customer.example>\r\nTo: support@support.example.com\r\n"
+            f"Subject: {key}\r\nMessage-ID: <{key}@customer.example>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n").encode()
+
+
+def test_html_deep_nesting(tap):
+    """Text after deeply nested HTML (reply chains quote each other a
+    level deeper each time; an attacker can go further).  libxml2's tree
+    stopped at 256 open elements and the rest of the body was lost; its
+    events go on, but it looks for an end tag's element through all that
+    are open (80,000 <b> then as many </i> took 27 s, 4 MB of them would
+    take many minutes), and each open one cost it and the renderer 50
+    bytes (4 MB of <b>: 83 MB).  The sentence after the nesting is in the
+    body, and 4 MB of nested tags are filed in bounded memory, their body
+    the sentence."""
+    desk = Desk()
+    sentence = "Where is my order?"
+    for i, opens in enumerate(("<div>", "<b><i>", '<blockquote type="cite"><div>', '<font face="Arial">')):
+        for n in (300, 10_000):
+            p = desk.deliver(html_mail(f"deep-{i}-{n}", opens * n + sentence), env={"MAILDESK_NOW": NOW})
+            ident = p.stdout.decode().strip()
+            body = desk.show(ident)["messages"][0]["body"] if p.returncode == 0 else ""
+            tap.ok(body.endswith(sentence), f"{n} x {opens}: the sentence after them is in the body",
+                   p.stderr.decode(errors="replace") + body[-200:])
+    cases = [("nested <b>", "<b>" * 1_300_000), ("nested <div>", "<div>" * 780_000),
+             ("nested <b><i>", "<b><i>" * 650_000)]
+    for i, (name, html) in enumerate(cases):
+        rc, out, err, rss = deliver_measured(desk, html_mail(f"deep-big-{i}", html + sentence))
+        tap.diag(f"{name}, {len(html) // 1024} KiB of HTML: exit {rc}, peak RSS {rss} KiB")
+        tap.ok(rc == 0 and out.strip().startswith("SUP-"), f"{name}: kept as a ticket", err)
+        tap.ok(0 < rss < RSS_LIMIT_KB, f"{name}: bounded memory ({rss} KiB)")
+        if rc == 0:
+            body = desk.show(out.strip())["messages"][0]["body"]
+            tap.eq(body, sentence, f"{name}: the body is the sentence after them")
+    # run as a direct child, so that a parse that never ends is killed
+    stray = html_mail("deep-stray", "<b>" * 500_000 + "</i>" * 500_000 + sentence)
+    try:
+        p = desk.run("deliver", input=stray, env={"MAILDESK_NOW": NOW}, timeout=120)
+        ident = p.stdout.decode().strip()
+        tap.ok(p.returncode == 0 and desk.show(ident)["messages"][0]["body"] == sentence,
+               "500,000 <b> then as many stray </i>: filed, the body the sentence", p.stderr.decode(errors="replace"))
+    except subprocess.TimeoutExpired:
+        tap.ok(False, "500,000 <b> then as many stray </i>: filed within 120 s")
+    desk.cleanup()
+
+
 def test_text_of_many_short_lines(tap):
     """Plain text that made the text walk quadratic: 200,000 "begin 644"
     lines and no "end" (each looked for an end through all the rest:
@@ -395,5 +442,5 @@ def test_lmtp_hostile(tap):
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_html_nested_links,
-              test_html_soup, test_text_of_many_short_lines, test_bytes_and_line_ends,
+              test_html_soup, test_html_deep_nesting, test_text_of_many_short_lines, test_bytes_and_line_ends,
               test_no_header_injection, test_path_names_and_syntax, test_lmtp_hostile)

@@ -53,7 +53,7 @@ typedef struct {
 	GArray *frames;       /* Frame, the open elements */
 } Render;
 
-static const char *const dropped[] = { "script", "style", "head", "title", "template", "noscript", "object", "iframe", NULL };
+static const char *const dropped[] = { "script", "style", "head", "title", "template", "object", "iframe", NULL };
 static const char *const paragraphs[] = { "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl", "hr", NULL };
 static const char *const blocks[] = { "div", "tr", "li", "dt", "dd", "section", "article", "header", "footer",
 	                              "nav", "aside", "main", "address", "form", "fieldset", "figure", "figcaption",

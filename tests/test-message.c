@@ -289,6 +289,9 @@ test_html (void)
 		  "a51 a52 a53 a54 a55 a56 a57 a58 a59 a60 a61 a62 a63 a64 a65 a66 a67 a68 a69 a70 alt=\"late\"> text</p>",
 		  "text" },
 		{ "<p><img alt=\"early\" a1 a2 a3> text</p>", "early text" },
+		/* mail clients run no script, so they show <noscript>: so do we,
+		 * or text the customer saw (or an attacker hid) is not the agent's */
+		{ "<p>Hi</p><noscript><p>Call 555-0100</p></noscript>", "Hi\n\nCall 555-0100" },
 		{ "<p title='a > b' x=1>quoted</p><!-- <p a1 a2> --><script>if (a < b) x();</script>after",
 		  "quoted\n\nafter" },
 	};

@@ -939,21 +939,43 @@ md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
 	return out;
 }
 
+/* The first message and the newest MAX - 1, read as the newest MAX with
+ * the first in place of the oldest when there are more: two walks of
+ * messages_ticket instead of a UNION, whose temporary b-trees made it
+ * the dearest statement of a new ticket (it runs for each of its mails). */
 GPtrArray *
 md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error)
 {
-	sqlite3_stmt *s = stmt (store,
-	                        "SELECT message_id FROM ("
-	                        "  SELECT id, message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL "
-	                        "  AND NOT internal AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 "
-	                        "  AND message_id IS NOT NULL AND NOT internal) "
-	                        "  UNION SELECT * FROM (SELECT id, message_id FROM messages WHERE ticket_id = ?1 "
-	                        "    AND message_id IS NOT NULL AND NOT internal ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
+#define THREAD_MESSAGES "SELECT message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL " \
+	"AND NOT internal ORDER BY id "
+	guint keep = MAX (max, 2);
+	sqlite3_stmt *s = stmt (store, THREAD_MESSAGES "DESC LIMIT ?2", error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, ticket_id);
-	sqlite3_bind_int (s, 2, (int) MAX (max, 2) - 1);
-	return string_column (store, s, "thread ids", error);
+	sqlite3_bind_int (s, 2, (int) keep);
+	GPtrArray *ids = string_column (store, s, "thread ids", error);
+	if (ids && ids->len == keep) {
+		s = stmt (store, THREAD_MESSAGES "LIMIT 1", error);
+		if (s)
+			sqlite3_bind_int64 (s, 1, ticket_id);
+		g_autoptr (GPtrArray) first = s ? string_column (store, s, "thread ids", error) : NULL;
+		if (!first) {
+			g_ptr_array_unref (ids);
+			return NULL;
+		}
+		if (first->len) {
+			g_free (ids->pdata[keep - 1]);
+			ids->pdata[keep - 1] = g_steal_pointer (&first->pdata[0]);
+		}
+	}
+#undef THREAD_MESSAGES
+	for (guint i = 0; ids && i < ids->len / 2; i++) {
+		gpointer newer = ids->pdata[i];
+		ids->pdata[i] = ids->pdata[ids->len - 1 - i];
+		ids->pdata[ids->len - 1 - i] = newer;
+	}
+	return ids;
 }
 
 gint64

@@ -415,7 +415,8 @@ test_store_thread_ids (void)
 		const char *expected;
 	} cases[] = {
 		{ 0, 5, "" }, { 2, 5, "" }, { 3, 5, "m2@x" }, { 3, 1, "m2@x" }, { 4, 2, "m2@x m3@x" },
-		{ 8, 2, "m2@x m6@x" }, { 8, 3, "m2@x m5@x m6@x" }, { 8, 10, "m2@x m3@x m5@x m6@x" },
+		{ 6, 3, "m2@x m3@x m5@x" }, { 8, 2, "m2@x m6@x" }, { 8, 3, "m2@x m5@x m6@x" },
+		{ 8, 4, "m2@x m3@x m5@x m6@x" }, { 8, 10, "m2@x m3@x m5@x m6@x" },
 	};
 	guint stored = 0;
 

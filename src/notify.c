@@ -549,12 +549,16 @@ gboolean
 md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *author,
                           const char *comment, const MdMessage *msg, GError **error)
 {
+	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
+	/* A desk without agents yet relays nothing: no variables to make
+	 * (every new ticket comes here). */
+	if (rcpts->len == 0)
+		return TRUE;
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *names = attachment_names (msg);
 	set_author (vars, author);
 	set (vars, "comment", comment);
 	set (vars, "attachments", names);
-	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
 	/* Relayed by the desk, not written to the agents: auto-generated,
 	 * which also keeps their out-of-office replies away. */
 	Outgoing o = { .event = "customer-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,

@@ -93,18 +93,29 @@ sla_in_business_time (MdDesk *desk, const char *priority)
 	       desk->first_response[i].unit != MD_DURATION_SECONDS;
 }
 
+/* The working seconds from creation to the first-response deadline,
+ * which the reminders divide when the target is in business units, or
+ * -1 when it is counted in calendar time or has no length. */
+static gint64
+sla_business_span (MdDesk *desk, const MdTicket *t)
+{
+	if (t->first_response_due <= t->created_at || !sla_in_business_time (desk, t->priority))
+		return -1;
+	return md_calendar_business_seconds (desk->calendar, t->created_at, t->first_response_due);
+}
+
 /* The instant FRACTION of the way from creation to the first-response
  * deadline, measured in working time when the target is in business
- * units (50% of 24bh is 12 working hours), or -1. */
+ * units (50% of 24bh is 12 working hours; SPAN from sla_business_span),
+ * or -1. */
 static gint64
-reminder_time (MdDesk *desk, const MdTicket *t, double fraction)
+reminder_time (MdDesk *desk, const MdTicket *t, gint64 span, double fraction)
 {
 	gint64 start = t->created_at, due = t->first_response_due;
 	if (due <= start)
 		return -1;
 	if (!sla_in_business_time (desk, t->priority))
 		return start + (gint64) ((double) (due - start) * fraction + 0.5);
-	gint64 span = md_calendar_business_seconds (desk->calendar, start, due);
 	if (span <= 0)
 		return -1;
 	MdDuration part = { MD_DURATION_BUSINESS_SECONDS, (gint64) ((double) span * fraction + 0.5) };
@@ -152,8 +163,10 @@ sla_timers (MdDesk *desk, const MdTicket *t, TimerSet *set)
 {
 	if (!md_status_is_open (t->status) || t->first_response_at || !t->first_response_due)
 		return;
+	/* Walked once for all the fractions, not once each. */
+	gint64 span = desk->conf->n_remind_at > 0 ? sla_business_span (desk, t) : -1;
 	for (int i = 0; i < desk->conf->n_remind_at && i < 8; i++) {
-		gint64 at = reminder_time (desk, t, desk->conf->remind_at[i]);
+		gint64 at = reminder_time (desk, t, span, desk->conf->remind_at[i]);
 		char arg[16];
 		g_snprintf (arg, sizeof arg, "%.4g%%", desk->conf->remind_at[i] * 100.0);
 		if (at > t->created_at && at < t->first_response_due && !find_timer (set, KIND_REMINDER, arg))

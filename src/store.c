@@ -186,6 +186,19 @@ finalize_stmt (gpointer s)
 	sqlite3_finalize (s);
 }
 
+/* SQLite's memory statistics, which maildesk never reads, cost a lock
+ * of one process-wide mutex around every malloc and free SQLite makes:
+ * off, before the first connection (sqlite3_config refuses after). */
+static void
+configure_sqlite (void)
+{
+	static gsize once = 0;
+	if (g_once_init_enter (&once)) {
+		sqlite3_config (SQLITE_CONFIG_MEMSTATUS, 0);
+		g_once_init_leave (&once, 1);
+	}
+}
+
 MdStore *
 md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GError **error)
 {
@@ -193,6 +206,7 @@ md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GEr
 	int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
 	g_autoptr (MdStore) store = g_new0 (MdStore, 1);
 
+	configure_sqlite ();
 	store->stmts = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, finalize_stmt);
 	if (sqlite3_open_v2 (db_path, &store->db, oflags, NULL) != SQLITE_OK) {
 		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open database %s: %s", db_path,

@@ -77,11 +77,15 @@ md_store_statement_release (sqlite3_stmt *s)
 		sqlite3_reset (s);
 }
 
+/* Bound, not copied: every statement here runs and is reset before its
+ * caller returns, and stmt() clears the bindings before the next use, so
+ * SQLite never reads the text after the caller's strings are gone (a
+ * copy was a malloc and a memcpy per value, a message body among them). */
 static void
 bind_text (sqlite3_stmt *s, int i, const char *text)
 {
 	if (text)
-		sqlite3_bind_text (s, i, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text (s, i, text, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null (s, i);
 }

@@ -191,7 +191,7 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 {
 	gsize len = 0;
 	const guchar *data = g_bytes_get_data (raw, &len);
-	g_autofree char *sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+	g_autofree char *sha = md_sha256_hex (data, len);
 	sqlite3_stmt *s = prepare (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)", error);
 
 	if (!s)

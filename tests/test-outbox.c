@@ -248,6 +248,27 @@ test_enqueue_bytes (Fixture *fx, gconstpointer unused)
 	g_assert_cmpstr (got, ==, MESSAGE);
 }
 
+/* Queued bytes are filed under their SHA-256 as GLib writes it (md_sha256_hex
+ * computes it with GnuTLS): every length around SHA-256's 64-byte blocks
+ * and its 55/56-byte padding edge, and larger ones, of random bytes. */
+static void
+test_blob_hash (void)
+{
+	g_autoptr (GRand) rand = g_rand_new_with_seed (20261201);
+	g_autofree guint8 *data = g_malloc (70000);
+	for (gsize i = 0; i < 70000; i++)
+		data[i] = (guint8) g_rand_int (rand);
+	static const gsize big[] = { 1000, 4096, 4097, 65535, 70000 };
+	for (gsize len = 0; len < 300 + G_N_ELEMENTS (big); len++) {
+		gsize n = len < 300 ? len : big[len - 300];
+		g_autofree char *expected = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, n);
+		g_autofree char *got = md_sha256_hex (data, n);
+		g_assert_cmpstr (got, ==, expected);
+	}
+	g_autofree char *empty = md_sha256_hex ("", 0);
+	g_assert_cmpstr (empty, ==, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 /* The desk's mail is queued as a spec (outgoing.h): the sender composes
  * it and the catcher gets the message, with the Message-ID fixed when it
  * was queued; a spec that cannot be composed fails with the reason, and
@@ -717,6 +738,7 @@ main (int argc, char **argv)
 	ADD ("missing-spool-file", test_missing_spool_file, &up);
 	ADD ("sender-thread", test_sender_thread, &up);
 	ADD ("sender-stop-is-bounded", test_sender_stop_is_bounded, NULL);
+	g_test_add_func ("/outbox/blob-hash", test_blob_hash);
 	g_test_add_func ("/smtp/config-refused", test_smtp_config_refused);
 	g_test_add ("/ingest/trims-only-replies", Fixture, NULL, fixture_setup, test_ingest_trims_only_replies,
 	            fixture_teardown);

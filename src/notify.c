@@ -297,26 +297,43 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 	return (const char *const *) holder->pdata;
 }
 
-/* Whether the mail goes to agents only: an agents' event, or an answer
- * (a command error, #list) addressed to agents alone. */
-static gboolean
-addressed_to_agents (MdDesk *desk, MdStore *store, const Outgoing *o)
+/* The desk's record of each recipient (NULL where it has none).  Read
+ * once for automatic mail to customers, which asks of every recipient
+ * both whether it is an agent and whether it bounces (an
+ * acknowledgement read the requester's row twice for it). */
+static GPtrArray *
+recipients_known (MdStore *store, const Outgoing *o)
 {
+	GPtrArray *people = g_ptr_array_new_with_free_func ((GDestroyNotify) md_person_free);
+	for (guint i = 0; i < o->rcpts->len; i++)
+		g_ptr_array_add (people, md_store_person_find (store, o->rcpts->pdata[i], NULL));
+	return people;
+}
+
+/* Whether the mail goes to agents only: an agents' event, or an answer
+ * (a command error, #list) addressed to agents alone.  PEOPLE: the
+ * recipients' records from recipients_known, or NULL to look them up. */
+static gboolean
+addressed_to_agents (MdDesk *desk, MdStore *store, const Outgoing *o, GPtrArray *people)
+{
+	const char *const *agents = (const char *const *) desk->conf->agents;
 	if (!md_template_event_is_customer_facing (o->event))
 		return TRUE;
 	for (guint i = 0; i < o->rcpts->len; i++)
-		if (!md_is_agent (store, o->rcpts->pdata[i], (const char *const *) desk->conf->agents))
+		if (people ? !md_person_is_agent (people->pdata[i], o->rcpts->pdata[i], agents)
+		           : !md_is_agent (store, o->rcpts->pdata[i], agents))
 			return FALSE;
 	return o->rcpts->len > 0;
 }
 
-/* Automatic mail to customers skips addresses known to bounce.  Not
- * the agents': a report anyone can send must not cut them off. */
+/* Automatic mail to customers skips addresses known to bounce (PEOPLE:
+ * their records, from recipients_known).  Not the agents': a report
+ * anyone can send must not cut them off. */
 static void
-drop_bouncing (MdStore *store, Outgoing *o)
+drop_bouncing (Outgoing *o, GPtrArray *people)
 {
 	for (guint i = o->rcpts->len; i > 0; i--) {
-		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		const MdPerson *p = people->pdata[i - 1];
 		if (p && p->bouncing)
 			g_ptr_array_remove_index (o->rcpts, i - 1);
 	}
@@ -413,9 +430,12 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 static gboolean
 queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 {
-	gboolean to_agents = addressed_to_agents (desk, store, o);
-	if (!to_agents && o->auto_submitted != MD_AUTO_SUBMITTED_NONE)
-		drop_bouncing (store, o);
+	gboolean automatic = o->auto_submitted != MD_AUTO_SUBMITTED_NONE;
+	g_autoptr (GPtrArray) people = automatic && md_template_event_is_customer_facing (o->event)
+	                               ? recipients_known (store, o) : NULL;
+	gboolean to_agents = addressed_to_agents (desk, store, o, people);
+	if (!to_agents && automatic)
+		drop_bouncing (o, people);
 	if (o->rcpts->len == 0)
 		return TRUE;
 

@@ -641,6 +641,24 @@ md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error)
 	return step_done (store, s, "update ticket", error);
 }
 
+/* No column a foreign key or an index but tickets_status reads: SQLite
+ * rewrites only that index, checks no parent row, and needs no statement
+ * journal (the whole-row update costs about three times as much). */
+gboolean
+md_store_ticket_update_status (MdStore *store, const MdTicket *t, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "UPDATE tickets SET (status, status_changed_at, resolved_at) = (?2, ?3, ?4) "
+	                        "WHERE id = ?1", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, t->id);
+	bind_text (s, 2, t->status);
+	sqlite3_bind_int64 (s, 3, t->status_changed_at);
+	bind_time (s, 4, t->resolved_at);
+	return step_done (store, s, "update ticket status", error);
+}
+
 #define TICKET_SELECT \
 	"SELECT t.id, t.subject, t.category, t.priority, t.status, t.requester_id, r.email, " \
 	"t.organization_id, o.name, t.shared, t.assignee_id, a.email, t.created_at, t.updated_at, " \

@@ -390,27 +390,53 @@ md_store_person_find (MdStore *store, const char *email, GError **error)
 	return person_query (store, s, error);
 }
 
+/* An insert that does nothing for a known address, then for those only
+ * a lookup, and a write only to give a nameless row its name: a new
+ * ticket's sender costs one plain insert, not an upsert whose RETURNING
+ * fills a temporary table, and a reply's rewrites no row. */
 gboolean
 md_store_person_ensure (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error)
 {
+	const char *given = name && *name ? name : NULL;
 	sqlite3_stmt *s = stmt (store,
 	                        "INSERT INTO people (email, name, created_at) VALUES (?1, ?2, ?3) "
-	                        "ON CONFLICT (email) DO UPDATE SET name = coalesce(people.name, excluded.name) "
-	                        "RETURNING id", error);
+	                        "ON CONFLICT (email) DO NOTHING", error);
 	if (!s)
 		return FALSE;
 	bind_text (s, 1, email);
-	bind_text (s, 2, name && *name ? name : NULL);
+	bind_text (s, 2, given);
 	sqlite3_bind_int64 (s, 3, md_now ());
-	if (sqlite3_step (s) != SQLITE_ROW) {
-		sqlite3_reset (s);
-		md_store_set_error (store, error, "add person");
+	if (!step_done (store, s, "add person", error))
 		return FALSE;
+	if (sqlite3_changes (store->db) == 1) {
+		if (id_r)
+			*id_r = sqlite3_last_insert_rowid (store->db);
+		return TRUE;
 	}
-	if (id_r)
-		*id_r = sqlite3_column_int64 (s, 0);
+	s = stmt (store, "SELECT id, name IS NULL FROM people WHERE email = ?1", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, email);
+	int rc = sqlite3_step (s);
+	gint64 id = rc == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
+	gboolean nameless = rc == SQLITE_ROW && sqlite3_column_int (s, 1);
 	sqlite3_reset (s);
-	return TRUE;
+	if (rc == SQLITE_DONE)
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "add person: %s is taken but not there", email);
+	else if (rc != SQLITE_ROW)
+		md_store_set_error (store, error, "add person");
+	if (rc != SQLITE_ROW)
+		return FALSE;
+	if (id_r)
+		*id_r = id;
+	if (!nameless || !given)
+		return TRUE;
+	s = stmt (store, "UPDATE people SET name = ?2 WHERE id = ?1", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, id);
+	bind_text (s, 2, given);
+	return step_done (store, s, "name person", error);
 }
 
 gboolean

@@ -437,6 +437,44 @@ test_store_thread_ids (void)
 	}
 }
 
+/* A person is added once, keeps the id, and gets a name only while it
+ * has none (a later From's name does not replace the first); an empty
+ * name is none.  In and out of a transaction, as the CLI and the writer
+ * call it. */
+static void
+test_store_person_ensure (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	gint64 first = 0, again = 0, other = 0;
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", "", &first, &error));
+	g_assert_cmpint (first, >, 0);
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", NULL, &again, &error));
+	g_assert_cmpint (again, ==, first);
+	g_autoptr (MdPerson) p = md_store_person_find (store, "nameless@example.org", &error);
+	g_assert_null (p->name);
+	g_assert_true (md_store_begin (store, &error));
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", "Olena", &again, &error));
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", "Someone Else", &again, &error));
+	g_assert_true (md_store_person_ensure (store, "other@example.org", "Other", &other, &error));
+	g_assert_true (md_store_commit (store, &error));
+	g_assert_no_error (error);
+	g_assert_cmpint (again, ==, first);
+	g_assert_cmpint (other, >, first);
+	g_autoptr (MdPerson) named = md_store_person_find (store, "nameless@example.org", &error);
+	g_assert_cmpstr (named->name, ==, "Olena");
+	g_assert_cmpint (named->id, ==, first);
+	g_autoptr (MdPerson) o = md_store_person_get (store, other, &error);
+	g_assert_cmpstr (o->email, ==, "other@example.org");
+	g_assert_cmpstr (o->name, ==, "Other");
+	gint64 ignored = 0;
+	g_assert_true (md_store_person_ensure (store, "other@example.org", NULL, NULL, &error));
+	g_assert_true (md_store_person_ensure (store, "other@example.org", NULL, &ignored, &error));
+	g_assert_cmpint (ignored, ==, other);
+}
+
 /* What a person's #list shows: their own tickets, their organization's
  * shared ones and those they take part in; found through indexes, so it
  * costs the same in a desk of a million tickets.  The check of the plan
@@ -528,5 +566,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/store/durability", test_store_durability);
 	g_test_add_func ("/store/full-text-once", test_store_full_text_once);
 	g_test_add_func ("/store/thread-ids", test_store_thread_ids);
+	g_test_add_func ("/store/person-ensure", test_store_person_ensure);
 	return g_test_run ();
 }

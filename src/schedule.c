@@ -304,13 +304,12 @@ wants_waiting_work (const TimerSet *wanted)
  * customer: once the ticket leaves it, its rows go, done or not, and
  * the next stay starts afresh.  A reminder whose time has already
  * passed when it is armed (the deadline moved closer) is not sent late:
- * it would only repeat what a later one says.  NONE: the ticket is
- * known to have no rows yet, so none are read. */
+ * it would only repeat what a later one says. */
 static gboolean
-sync_rows_known (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, gboolean none, GError **error)
+sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, GError **error)
 {
 	Row rows[MAX_ROWS];
-	int n = none ? 0 : read_rows (store, ticket_id, rows, error);
+	int n = read_rows (store, ticket_id, rows, error);
 	gboolean ok = n >= 0;
 	gboolean waiting = wants_waiting_work (wanted);
 
@@ -342,12 +341,6 @@ sync_rows_known (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint6
 	return ok;
 }
 
-static gboolean
-sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, GError **error)
-{
-	return sync_rows_known (store, ticket_id, wanted, now, FALSE, error);
-}
-
 gboolean
 md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
 {
@@ -373,14 +366,57 @@ md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticke
 	return run_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
 }
 
+/* "INSERT INTO timers ... VALUES" with N rows of parameters (?1 the
+ * ticket, then kind, arg and due_at of each), N from 1 to MAX_TIMERS;
+ * made once, so the store caches one statement per N. */
+static const char *
+insert_rows_sql (int n)
+{
+	static char *sql[MAX_TIMERS + 1];
+	static gsize made = 0;
+	g_assert (n >= 1 && n <= MAX_TIMERS);
+	if (g_once_init_enter (&made)) {
+		for (int k = 1; k <= MAX_TIMERS; k++) {
+			GString *s = g_string_new ("INSERT INTO timers (ticket_id, kind, arg, due_at) VALUES ");
+			for (int i = 0; i < k; i++)
+				g_string_append_printf (s, "%s(?1, ?%d, ?%d, ?%d)", i ? ", " : "", 3 * i + 2, 3 * i + 3,
+				                        3 * i + 4);
+			sql[k] = g_string_free (s, FALSE);
+		}
+		g_once_init_leave (&made, 1);
+	}
+	return sql[n];
+}
+
 /* Ticket ids are AUTOINCREMENT, never reused, and timers reference
- * tickets: a ticket made in this transaction has no rows to read. */
+ * tickets: a ticket made in this transaction has no rows, so what
+ * sync_rows would do comes to arming each wanted timer but a reminder
+ * already due, and that is one insert of them all (a new ticket has
+ * seven; one statement each was the dearest part of its timers). */
 gboolean
 md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
 {
 	TimerSet wanted;
+	const Timer *arming[MAX_TIMERS];
+	int n = 0;
+	gint64 now = md_now ();
+
 	wanted_timers (desk, ticket, &wanted);
-	return sync_rows_known (store, ticket->id, &wanted, md_now (), TRUE, error);
+	for (int i = 0; i < wanted.n; i++)
+		if (strcmp (wanted.t[i].kind, KIND_REMINDER) != 0 || wanted.t[i].due_at > now)
+			arming[n++] = &wanted.t[i];
+	if (n == 0)
+		return TRUE;
+	g_autoptr (sqlite3_stmt) s = prepare (store, insert_rows_sql (n), error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket->id);
+	for (int i = 0; i < n; i++) {
+		sqlite3_bind_text (s, 3 * i + 2, arming[i]->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text (s, 3 * i + 3, arming[i]->arg, -1, SQLITE_STATIC);
+		sqlite3_bind_int64 (s, 3 * i + 4, arming[i]->due_at);
+	}
+	return run_done (store, s, "arm timers", error);
 }
 
 gint64

@@ -412,8 +412,11 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 {
 	g_autoptr (MdStoredMessage) copy = g_new0 (MdStoredMessage, 1);
 	g_autoptr (GString) rcpt_list = g_string_new (NULL);
-	for (guint i = 0; i < o->rcpts->len; i++)
-		g_string_append_printf (rcpt_list, "%s%s", i ? ", " : "", (char *) o->rcpts->pdata[i]);
+	for (guint i = 0; i < o->rcpts->len; i++) {
+		if (i)
+			g_string_append (rcpt_list, ", ");
+		g_string_append (rcpt_list, o->rcpts->pdata[i]);
+	}
 	copy->ticket_id = o->ticket->id;
 	copy->outgoing = TRUE;
 	copy->message_id = g_strdup (message_id);
@@ -421,8 +424,8 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 	copy->from_name = g_strdup (o->agent_name ? o->agent_name : out->desk_name);
 	copy->subject = g_strdup (out->subject);
 	copy->body = g_strdup (out->body);
-	copy->full_text = g_strdup_printf ("To: %s\n\n%s", rcpt_list->str, out->body);
-	copy->flag = g_strdup_printf ("sent: %s", o->event);
+	copy->full_text = g_strconcat ("To: ", rcpt_list->str, "\n\n", out->body, NULL);
+	copy->flag = g_strconcat ("sent: ", o->event, NULL);
 	copy->created_at = md_now ();
 	return md_store_message_insert (store, copy, error);
 }

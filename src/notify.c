@@ -205,6 +205,22 @@ md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 	return vars;
 }
 
+/* The variables of a mail about TICKET: with SHARED, a table of the
+ * mail's own to render over the ticket's (*UNDER_R), which *SHARED keeps
+ * for the caller's next mail (made into it when NULL: an acknowledgement
+ * and intake's question had each made the same); else one table of both. */
+static GHashTable *
+mail_vars (MdDesk *desk, const MdTicket *ticket, GHashTable **shared, GHashTable **under_r)
+{
+	*under_r = NULL;
+	if (!shared)
+		return md_notify_ticket_vars (desk, ticket);
+	if (!*shared)
+		*shared = md_notify_ticket_vars (desk, ticket);
+	*under_r = *shared;
+	return g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+}
+
 static void
 add_vars (GHashTable *vars, GHashTable *extra)
 {
@@ -277,6 +293,7 @@ typedef struct {
 	const char *kind;                 /* outbox kind; the event when NULL */
 	const MdTicket *ticket;
 	GHashTable *vars;
+	GHashTable *under;                /* variables shared with other mails, under vars; may be NULL */
 	GPtrArray *rcpts;                 /* char* */
 	const char *in_reply_to;
 	MdAutoSubmitted auto_submitted;
@@ -346,7 +363,7 @@ render (MdDesk *desk, const Outgoing *o, char **subject_r, char **body_r, GStrv 
 {
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
-	gboolean rendered = tmpl && md_template_render (tmpl, o->vars, subject_r, body_r, error);
+	gboolean rendered = tmpl && md_template_render_over (tmpl, o->vars, o->under, subject_r, body_r, error);
 	*headers_r = tmpl ? g_strdupv ((char **) md_template_headers (tmpl)) : NULL;
 	g_rw_lock_reader_unlock (&desk->rules_lock);
 	if (!tmpl)
@@ -510,7 +527,7 @@ md_notify_rate_limited (MdDesk *desk, MdStore *store, const char *rcpt, const ch
 
 gboolean
 md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
-               const char *envelope_sender, GHashTable *extra, GError **error)
+               const char *envelope_sender, GHashTable *extra, GHashTable **ticket_vars, GError **error)
 {
 	const char *why = md_notify_suppress_reason (msg, envelope_sender);
 	if (why || !ticket->requester) {
@@ -523,11 +540,12 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 		return TRUE;
 	if (md_notify_rate_limited (desk, store, ticket->requester, "ack"))
 		return TRUE;
-	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
+	GHashTable *under = NULL;
+	g_autoptr (GHashTable) vars = mail_vars (desk, ticket, ticket_vars, &under);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, ticket->requester, NULL);
-	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .rcpts = rcpts,
+	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .under = under, .rcpts = rcpts,
 		       .in_reply_to = msg->message_id, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED, .record = TRUE };
 	return queue (desk, store, &o, error);
 }
@@ -654,14 +672,16 @@ md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPe
 gboolean
 md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *extra,
                  const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, guint *queued_r,
-                 GError **error)
+                 GHashTable **ticket_vars, GError **error)
 {
-	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
+	GHashTable *under = NULL;
+	g_autoptr (GHashTable) vars = mail_vars (desk, ticket, ticket_vars, &under);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
 	for (int i = 0; rcpts && rcpts[i]; i++)
 		add_rcpt (list, rcpts[i], NULL);
-	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .rcpts = list, .in_reply_to = in_reply_to,
+	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .under = under, .rcpts = list,
+		       .in_reply_to = in_reply_to,
 		       .auto_submitted = auto_generated ? MD_AUTO_SUBMITTED_GENERATED : MD_AUTO_SUBMITTED_REPLIED,
 		       .record = md_template_event_is_customer_facing (event) };
 	gboolean ok = queue (desk, store, &o, error);

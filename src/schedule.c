@@ -511,7 +511,7 @@ send (MdDesk *desk, MdStore *store, const MdTicket *t, const char *event, GHashT
 		return TRUE;
 	g_ptr_array_add (rcpts, NULL);
 	gboolean ok = md_notify_event (desk, store, t, event, vars, (const char *const *) rcpts->pdata, NULL, TRUE,
-	                               queued_r, error);
+	                               queued_r, NULL, error);
 	g_ptr_array_remove_index (rcpts, rcpts->len - 1);
 	return ok;
 }

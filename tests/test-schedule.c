@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "md.h"
+#include "notify.h"
 #include "outbox.h"
 #include "schedule.h"
 #include "workflow.h"
@@ -304,6 +305,44 @@ test_arm_new_ticket (Fixture *fx, gconstpointer data)
 	}
 }
 
+/* A mail rendered over ticket variables shared with an earlier one (a
+ * new ticket's question over its acknowledgement's) says what it says
+ * with its own: the kept copies of a question made with them, without
+ * them and with them again have the same subject and text. */
+static void
+test_shared_ticket_vars (Fixture *fx, gconstpointer data)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdTicket) t = new_ticket (fx, "2026-12-01T09:30:00+02:00", "P2");
+	g_autoptr (GHashTable) extra = g_hash_table_new (g_str_hash, g_str_equal);
+	g_hash_table_insert (extra, "missing", "  * License key\n");
+	g_hash_table_insert (extra, "form", "License key: \n");
+	g_hash_table_insert (extra, "notice", "");
+	const char *rcpts[] = { "alice@customer.example", NULL };
+	g_autoptr (GHashTable) shared = NULL;
+	g_assert_true (md_store_begin (fx->store, &error));
+	for (int i = 0; i < 3; i++)
+		g_assert_true (md_notify_event (fx->desk, fx->store, t, "fields-missing", extra, rcpts, NULL, FALSE, NULL,
+		                                i == 1 ? NULL : &shared, &error));
+	g_assert_true (md_store_commit (fx->store, &error));
+	g_assert_no_error (error);
+	g_assert_nonnull (shared);
+	g_autoptr (GPtrArray) copies = md_store_ticket_messages (fx->store, t->id, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (copies->len, ==, 3);
+	for (guint i = 1; i < 3; i++) {
+		MdStoredMessage *first = copies->pdata[0], *m = copies->pdata[i];
+		g_assert_cmpstr (m->subject, ==, first->subject);
+		g_assert_cmpstr (m->body, ==, first->body);
+		g_assert_cmpstr (m->full_text, ==, first->full_text);
+	}
+	MdStoredMessage *m = copies->pdata[0];
+	g_autofree char *key = md_ticket_key (fx->desk->conf->ticket_prefix, t->id);
+	g_assert_nonnull (strstr (m->subject, "Export fails"));
+	g_assert_nonnull (strstr (m->body, key));
+	g_assert_nonnull (strstr (m->body, "License key"));
+}
+
 /* Each timer runs once at its time, to the right people, and a second
  * run at the same or a later time queues nothing more. */
 static void
@@ -555,6 +594,7 @@ main (int argc, char **argv)
 		{ "/schedule/arm/calendar-hours", test_arm_calendar },
 		{ "/schedule/arm/no-target", test_arm_none },
 		{ "/schedule/arm/new-ticket", test_arm_new_ticket },
+		{ "/schedule/notify/shared-ticket-vars", test_shared_ticket_vars },
 		{ "/schedule/run/once", test_run_once },
 		{ "/schedule/run/assignee", test_assignee },
 		{ "/schedule/run/late-tick", test_late_tick },

@@ -294,6 +294,7 @@ typedef struct {
 	const MdTicket *ticket;
 	GHashTable *vars;
 	GHashTable *under;                /* variables shared with other mails, under vars; may be NULL */
+	const char *const *thread;        /* the ticket's Message-IDs when known; NULL: read from the store */
 	GPtrArray *rcpts;                 /* char* */
 	const char *in_reply_to;
 	MdAutoSubmitted auto_submitted;
@@ -488,7 +489,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.ticket_key = key,
 		.subject = subject,
 		.body = body,
-		.references = thread_references (store, o->ticket, refs_holder),
+		.references = o->thread ? o->thread : thread_references (store, o->ticket, refs_holder),
 		.date = md_now (),
 		.auto_submitted = o->auto_submitted,
 		.headers = (const char *const *) headers,
@@ -545,8 +546,11 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, ticket->requester, NULL);
-	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .under = under, .rcpts = rcpts,
-		       .in_reply_to = msg->message_id, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED, .record = TRUE };
+	/* The new ticket's thread is so far the message acknowledged. */
+	const char *const thread[] = { msg->message_id, NULL };
+	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .under = under, .thread = thread,
+		       .rcpts = rcpts, .in_reply_to = msg->message_id, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED,
+		       .record = TRUE };
 	return queue (desk, store, &o, error);
 }
 

@@ -30,7 +30,8 @@ typedef struct {
 	const char *name;
 } MdPersonRef;
 
-/* The acknowledgement of a new ticket, to its requester, answering MSG;
+/* The acknowledgement of a new ticket, to its requester, answering MSG,
+ * the ticket's only message so far (its References name MSG alone);
  * skipped (returning TRUE) when the rate limit or loop safety says so.
  * EXTRA (may be NULL) adds variables (intake's delivery and notice).
  * TICKET_VARS (may be NULL) keeps md_notify_ticket_vars of TICKET for

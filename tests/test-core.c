@@ -32,6 +32,18 @@ test_token_vectors (void)
 		g_autofree char *t = md_token_compute (key, vectors[i].id);
 		g_assert_cmpstr (t, ==, vectors[i].token);
 	}
+	/* a key longer than SHA-256's block, which HMAC hashes first */
+	guint8 long_key[100];
+	for (int i = 0; i < 100; i++)
+		long_key[i] = (guint8) (i * 7 + 3);
+	g_autoptr (GBytes) hashed = g_bytes_new (long_key, sizeof long_key);
+	static const struct { gint64 id; const char *token; } long_vectors[] = {
+		{ 1, "oe4q2yfiaz" }, { 123, "wfsrgpirta" }, { 99999, "ngkhzrsweb" }, { 4000000000, "vsaqsciadg" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (long_vectors); i++) {
+		g_autofree char *t = md_token_compute (hashed, long_vectors[i].id);
+		g_assert_cmpstr (t, ==, long_vectors[i].token);
+	}
 }
 
 static gpointer
@@ -40,8 +52,8 @@ token_in_thread (gpointer key)
 	return md_token_compute (key, 123);
 }
 
-/* md_token_compute keeps per-thread state (the keyed HMAC, the last
- * token): another secret, the same id again, and another thread all
+/* md_token_compute keeps per-thread state (the last token and its
+ * secret): another secret, the same id again, and another thread all
  * give the right tokens. */
 static void
 test_token_cache (void)

@@ -160,7 +160,7 @@ bench_ack (MdDesk *desk, MdStore *store, const char *dir, int n)
 	}
 	gint64 t0 = g_get_monotonic_time ();
 	for (guint i = 0; i < tickets->len; i++)
-		if (!md_notify_ack (desk, store, tickets->pdata[i], msg, "olena@customer.example", NULL, &error))
+		if (!md_notify_ack (desk, store, tickets->pdata[i], msg, "olena@customer.example", NULL, NULL, &error))
 			g_error ("ack: %s", error->message);
 	gint64 usecs = g_get_monotonic_time () - t0;
 	md_store_rollback (store);

@@ -30,10 +30,27 @@ typedef struct {
 	Range r[MAX_RANGES_PER_DAY];
 } Hours;
 
+/* What md_calendar_local_to_utc knows of recent days (steady_offset). */
+#define STEADY_DAYS 64
+#define STEADY_MARGIN (2 * SEC_PER_DAY)
+
+typedef struct {
+	guint32 day;               /* 0: none */
+	gboolean steady;
+	gint32 offset;
+} DayOffset;
+
+typedef struct {
+	GMutex lock;               /* threads share a desk's calendar */
+	DayOffset days[STEADY_DAYS];
+} DayCache;
+
 struct _MdCalendar {
 	GTimeZone *zone;
+	gint last_interval;        /* of the zone */
 	Hours week[7];             /* 0 = Monday, as ISO 8601 */
 	GArray *holidays;          /* sorted guint32 julian days */
+	DayCache *cache;
 };
 
 /* One working range of one day as real instants [open, close). */
@@ -440,6 +457,9 @@ md_calendar_new (const char *zone, const char *hours, const char *holidays, GErr
 		             "time zone %s: unknown (expected an IANA name such as Europe/Kyiv)", q);
 		return NULL;
 	}
+	cal->last_interval = g_time_zone_find_interval (cal->zone, G_TIME_TYPE_UNIVERSAL, G_MAXINT64);
+	cal->cache = g_new0 (DayCache, 1);
+	g_mutex_init (&cal->cache->lock);
 	if (!parse_hours (hours, cal->week, error))
 		return NULL;
 	cal->holidays = parse_holidays (holidays, error);
@@ -455,6 +475,10 @@ md_calendar_free (MdCalendar *cal)
 		return;
 	g_clear_pointer (&cal->zone, g_time_zone_unref);
 	g_clear_pointer (&cal->holidays, g_array_unref);
+	if (cal->cache) {
+		g_mutex_clear (&cal->cache->lock);
+		g_free (cal->cache);
+	}
 	g_free (cal);
 }
 
@@ -496,12 +520,61 @@ local_day (const MdCalendar *cal, gint64 t, gint64 *secs)
 	return (guint32) (days + EPOCH_JULIAN);
 }
 
-/* The instant a local day shows a wall-clock time: a time the zone skips
- * maps to the change itself, a repeated one to its first occurrence. */
-static gint64
-local_to_utc (const MdCalendar *cal, guint32 day, gint64 secs)
+/* Whether DAY is far from the zone's transitions, with its offset: when
+ * one interval of the zone holds from STEADY_MARGIN before the day's
+ * wall-clock midnight (taken as UTC) to as long after its end, and it
+ * and its neighbours are offset by less than the margin, then every
+ * wall-clock time of the day, 00:00 to 24:00, lies within the interval's
+ * local bounds and outside its neighbours', so g_time_zone_adjust_time
+ * answers that interval for either type and moves no time: the general
+ * case of md_calendar_local_to_utc comes to wall - offset. */
+static gboolean
+find_steady_offset (const MdCalendar *cal, guint32 day, gint32 *offset_r)
+{
+	gint64 midnight = ((gint64) day - EPOCH_JULIAN) * SEC_PER_DAY;
+	gint i = g_time_zone_find_interval (cal->zone, G_TIME_TYPE_UNIVERSAL, midnight - STEADY_MARGIN);
+	if (i != g_time_zone_find_interval (cal->zone, G_TIME_TYPE_UNIVERSAL, midnight + SEC_PER_DAY + STEADY_MARGIN))
+		return FALSE;
+	for (gint j = MAX (i - 1, 0); j <= MIN (i + 1, cal->last_interval); j++) {
+		gint32 offset = g_time_zone_get_offset (cal->zone, j);
+		if (offset <= -STEADY_MARGIN || offset >= STEADY_MARGIN)
+			return FALSE;
+	}
+	*offset_r = g_time_zone_get_offset (cal->zone, i);
+	return TRUE;
+}
+
+/* find_steady_offset, remembered for the calendar's recent days: GLib
+ * searches a zone's transitions one by one (Europe/Kyiv has ~180), and
+ * the deadline and reminders of every new ticket walk the same few days. */
+static gboolean
+steady_offset (const MdCalendar *cal, guint32 day, gint32 *offset_r)
+{
+	DayOffset *slot = &cal->cache->days[day % STEADY_DAYS];
+	g_mutex_lock (&cal->cache->lock);
+	DayOffset known = *slot;
+	g_mutex_unlock (&cal->cache->lock);
+	if (known.day != day) {
+		known.day = day;
+		known.steady = find_steady_offset (cal, day, &known.offset);
+		g_mutex_lock (&cal->cache->lock);
+		*slot = known;
+		g_mutex_unlock (&cal->cache->lock);
+	}
+	*offset_r = known.offset;
+	return known.steady;
+}
+
+/* The instant a local day shows a wall-clock time (0 to 24:00): a time
+ * the zone skips maps to the change itself, a repeated one to its first
+ * occurrence. */
+gint64
+md_calendar_local_to_utc (const MdCalendar *cal, guint32 day, gint64 secs)
 {
 	gint64 wall = ((gint64) day - EPOCH_JULIAN) * SEC_PER_DAY + secs;
+	gint32 offset;
+	if (secs >= 0 && secs <= SEC_PER_DAY && steady_offset (cal, day, &offset))
+		return wall - offset;
 	gint64 as_dst = wall, as_std = wall;
 	gint i_dst = g_time_zone_adjust_time (cal->zone, G_TIME_TYPE_DAYLIGHT, &as_dst);
 	gint i_std = g_time_zone_adjust_time (cal->zone, G_TIME_TYPE_STANDARD, &as_std);
@@ -520,8 +593,8 @@ next_window (const MdCalendar *cal, guint32 day, guint range, gint64 after,
 		for (; h && range < h->n; range++) {
 			w->day = day;
 			w->range = range;
-			w->open = local_to_utc (cal, day, h->r[range].open);
-			w->close = local_to_utc (cal, day, h->r[range].close);
+			w->open = md_calendar_local_to_utc (cal, day, h->r[range].open);
+			w->close = md_calendar_local_to_utc (cal, day, h->r[range].close);
 			if (w->close > w->open && w->close > after)
 				return TRUE;
 		}
@@ -629,7 +702,7 @@ add_business_days (const MdCalendar *cal, gint64 t, gint64 days)
 		if (hours_of (cal, day))
 			n++;
 	}
-	return local_to_utc (cal, day, clamp_to_hours (hours_of (cal, day), wall));
+	return md_calendar_local_to_utc (cal, day, clamp_to_hours (hours_of (cal, day), wall));
 }
 
 gint64

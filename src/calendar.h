@@ -108,6 +108,11 @@ gint64 md_calendar_add (const MdCalendar *cal, gint64 t, const MdDuration *d);
  * range.  Walks the days between: a year takes about 2 ms. */
 gint64 md_calendar_business_seconds (const MdCalendar *cal, gint64 from, gint64 to);
 
+/* The instant local day DAY (a GDate julian day) shows the wall-clock
+ * time SECS after its midnight (0 to 86400): a time the zone skips maps
+ * to the change itself, a repeated one to its first occurrence. */
+gint64 md_calendar_local_to_utc (const MdCalendar *cal, guint32 day, gint64 secs);
+
 /* Whether t is within working hours (windows are [open, close)). */
 gboolean md_calendar_is_working (const MdCalendar *cal, gint64 t);
 

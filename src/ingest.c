@@ -432,10 +432,14 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	if (!intake)
 		return FALSE;
 	MdPersonRef author = { job->sender_addr, msg->from_name };
+	/* The acknowledgement and intake's question are mailed about the
+	 * same ticket, unchanged in between: its variables are made once. */
+	g_autoptr (GHashTable) ticket_vars = NULL;
 	/* A quarantined ticket is held for a human: nobody is mailed. */
 	if (!cls->quarantine &&
-	    !(md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), error) &&
-	      md_intake_ask (job->desk, store, full, intake, msg, error) &&
+	    !(md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), &ticket_vars,
+	                     error) &&
+	      md_intake_ask (job->desk, store, full, intake, msg, &ticket_vars, error) &&
 	      md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error)))
 		return FALSE;
 	full->timers_held = FALSE;

@@ -281,9 +281,10 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 	return g_steal_pointer (&in);
 }
 
+/* TICKET_VARS as for md_notify_event (may be NULL). */
 static gboolean
 ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char *fill_in, const char *notice,
-     const char *summary, const MdMessage *msg, GError **error)
+     const char *summary, const MdMessage *msg, GHashTable **ticket_vars, GError **error)
 {
 	g_autoptr (GHashTable) vars = g_hash_table_new (g_str_hash, g_str_equal);
 	g_hash_table_insert (vars, "missing", (gpointer) missing);
@@ -291,12 +292,13 @@ ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char 
 	g_hash_table_insert (vars, "notice", (gpointer) (notice ? notice : ""));
 	const char *rcpts[] = { t->requester, NULL };
 	return md_notify_event (desk, store, t, "fields-missing", vars, rcpts, msg ? msg->message_id : NULL, FALSE,
-	                        NULL, error) &&
+	                        NULL, ticket_vars, error) &&
 	       record (store, t, NULL, "fields missing", NULL, summary, error);
 }
 
 gboolean
-md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMessage *msg, GError **error)
+md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMessage *msg,
+               GHashTable **ticket_vars, GError **error)
 {
 	if (!in->form || !t->requester || md_notify_suppress_reason (msg, NULL) || !md_status_is_open (t->status) ||
 	    md_notify_rate_limited (desk, store, t->requester, "fields-missing"))
@@ -306,7 +308,7 @@ md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const Md
 	if (!*missing)
 		return TRUE;
 	/* The acknowledgement told the customer of a short notice already. */
-	return ask (desk, store, t, missing, fill_in, NULL, summary, msg, error) &&
+	return ask (desk, store, t, missing, fill_in, NULL, summary, msg, ticket_vars, error) &&
 	       (g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ||
 	        md_workflow_set_status (desk, store, t, MD_STATUS_WAITING, &intake_actor, NULL, FALSE, error));
 }
@@ -360,7 +362,7 @@ md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdAct
 			return FALSE;
 		if (md_notify_suppress_reason (msg, NULL))
 			return TRUE;
-		return ask (desk, store, t, missing, fill_in, notice, summary, msg, error);
+		return ask (desk, store, t, missing, fill_in, notice, summary, msg, NULL, error);
 	}
 	const char *previous = md_status_normalize (before);
 	if (!previous || !md_status_is_open (previous) || g_strcmp0 (previous, MD_STATUS_WAITING) == 0)

@@ -38,9 +38,10 @@ GHashTable *md_intake_ack_vars (MdIntake *intake);
  * Waiting for customer.  Does nothing when the form is complete, when
  * no form applies, or when MSG may not be answered automatically.  The
  * fields are those md_intake_new_ticket stored: nothing may set others
- * in between. */
+ * in between.  TICKET_VARS as for md_notify_event (may be NULL): the
+ * question is mailed before the status changes. */
 gboolean md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *ticket, MdIntake *intake, const MdMessage *msg,
-                        GError **error);
+                        GHashTable **ticket_vars, GError **error);
 
 /* A customer's reply TEXT (trimmed, commands stripped): stores the
  * fields it supplies.  When the ticket waits for fields because intake

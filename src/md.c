@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -109,6 +111,22 @@ md_thread_lower_priority (const char *what)
 #else
 	(void) what;
 #endif
+}
+
+char *
+md_sha256_hex (const void *data, gsize len)
+{
+	static const char hex[] = "0123456789abcdef";
+	guint8 digest[32];
+	if (gnutls_hash_fast (GNUTLS_DIG_SHA256, data, len, digest) < 0)
+		return g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+	char *out = g_malloc (2 * sizeof digest + 1);
+	for (gsize i = 0; i < sizeof digest; i++) {
+		out[2 * i] = hex[digest[i] >> 4];
+		out[2 * i + 1] = hex[digest[i] & 0xf];
+	}
+	out[2 * sizeof digest] = '\0';
+	return out;
 }
 
 gboolean

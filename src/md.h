@@ -64,6 +64,13 @@ void md_thread_lower_priority (const char *what);
  * space, the ends trimmed; "" for NULL.  Free with g_free. */
 char *md_text_one_line (const char *text, gsize max_chars);
 
+/* The SHA-256 of LEN bytes at DATA in lowercase hex, the same string as
+ * g_compute_checksum_for_data (G_CHECKSUM_SHA256, ...) gives, by
+ * GnuTLS, whose nettle uses the CPU's SHA instructions where it has
+ * them (about five times faster than GLib's portable code: the writer
+ * hashes every queued mail).  Free with g_free. */
+char *md_sha256_hex (const void *data, gsize len);
+
 /* Whether S is one bare address a person or a config could mean
  * (local@domain, one '@', no blanks, brackets, separators or quotes):
  * agents, members, assignees, escalate_to. */

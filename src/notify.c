@@ -205,6 +205,22 @@ md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 	return vars;
 }
 
+/* The variables of a mail about TICKET: with SHARED, a table of the
+ * mail's own to render over the ticket's (*UNDER_R), which *SHARED keeps
+ * for the caller's next mail (made into it when NULL: an acknowledgement
+ * and intake's question had each made the same); else one table of both. */
+static GHashTable *
+mail_vars (MdDesk *desk, const MdTicket *ticket, GHashTable **shared, GHashTable **under_r)
+{
+	*under_r = NULL;
+	if (!shared)
+		return md_notify_ticket_vars (desk, ticket);
+	if (!*shared)
+		*shared = md_notify_ticket_vars (desk, ticket);
+	*under_r = *shared;
+	return g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+}
+
 static void
 add_vars (GHashTable *vars, GHashTable *extra)
 {
@@ -277,6 +293,8 @@ typedef struct {
 	const char *kind;                 /* outbox kind; the event when NULL */
 	const MdTicket *ticket;
 	GHashTable *vars;
+	GHashTable *under;                /* variables shared with other mails, under vars; may be NULL */
+	const char *const *thread;        /* the ticket's Message-IDs when known; NULL: read from the store */
 	GPtrArray *rcpts;                 /* char* */
 	const char *in_reply_to;
 	MdAutoSubmitted auto_submitted;
@@ -297,26 +315,43 @@ thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
 	return (const char *const *) holder->pdata;
 }
 
-/* Whether the mail goes to agents only: an agents' event, or an answer
- * (a command error, #list) addressed to agents alone. */
-static gboolean
-addressed_to_agents (MdDesk *desk, MdStore *store, const Outgoing *o)
+/* The desk's record of each recipient (NULL where it has none).  Read
+ * once for automatic mail to customers, which asks of every recipient
+ * both whether it is an agent and whether it bounces (an
+ * acknowledgement read the requester's row twice for it). */
+static GPtrArray *
+recipients_known (MdStore *store, const Outgoing *o)
 {
+	GPtrArray *people = g_ptr_array_new_with_free_func ((GDestroyNotify) md_person_free);
+	for (guint i = 0; i < o->rcpts->len; i++)
+		g_ptr_array_add (people, md_store_person_find (store, o->rcpts->pdata[i], NULL));
+	return people;
+}
+
+/* Whether the mail goes to agents only: an agents' event, or an answer
+ * (a command error, #list) addressed to agents alone.  PEOPLE: the
+ * recipients' records from recipients_known, or NULL to look them up. */
+static gboolean
+addressed_to_agents (MdDesk *desk, MdStore *store, const Outgoing *o, GPtrArray *people)
+{
+	const char *const *agents = (const char *const *) desk->conf->agents;
 	if (!md_template_event_is_customer_facing (o->event))
 		return TRUE;
 	for (guint i = 0; i < o->rcpts->len; i++)
-		if (!md_is_agent (store, o->rcpts->pdata[i], (const char *const *) desk->conf->agents))
+		if (people ? !md_person_is_agent (people->pdata[i], o->rcpts->pdata[i], agents)
+		           : !md_is_agent (store, o->rcpts->pdata[i], agents))
 			return FALSE;
 	return o->rcpts->len > 0;
 }
 
-/* Automatic mail to customers skips addresses known to bounce.  Not
- * the agents': a report anyone can send must not cut them off. */
+/* Automatic mail to customers skips addresses known to bounce (PEOPLE:
+ * their records, from recipients_known).  Not the agents': a report
+ * anyone can send must not cut them off. */
 static void
-drop_bouncing (MdStore *store, Outgoing *o)
+drop_bouncing (Outgoing *o, GPtrArray *people)
 {
 	for (guint i = o->rcpts->len; i > 0; i--) {
-		g_autoptr (MdPerson) p = md_store_person_find (store, o->rcpts->pdata[i - 1], NULL);
+		const MdPerson *p = people->pdata[i - 1];
 		if (p && p->bouncing)
 			g_ptr_array_remove_index (o->rcpts, i - 1);
 	}
@@ -329,7 +364,7 @@ render (MdDesk *desk, const Outgoing *o, char **subject_r, char **body_r, GStrv 
 {
 	g_rw_lock_reader_lock (&desk->rules_lock);
 	const MdTemplate *tmpl = md_template_set_get (desk->templates, o->event);
-	gboolean rendered = tmpl && md_template_render (tmpl, o->vars, subject_r, body_r, error);
+	gboolean rendered = tmpl && md_template_render_over (tmpl, o->vars, o->under, subject_r, body_r, error);
 	*headers_r = tmpl ? g_strdupv ((char **) md_template_headers (tmpl)) : NULL;
 	g_rw_lock_reader_unlock (&desk->rules_lock);
 	if (!tmpl)
@@ -395,8 +430,11 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 {
 	g_autoptr (MdStoredMessage) copy = g_new0 (MdStoredMessage, 1);
 	g_autoptr (GString) rcpt_list = g_string_new (NULL);
-	for (guint i = 0; i < o->rcpts->len; i++)
-		g_string_append_printf (rcpt_list, "%s%s", i ? ", " : "", (char *) o->rcpts->pdata[i]);
+	for (guint i = 0; i < o->rcpts->len; i++) {
+		if (i)
+			g_string_append (rcpt_list, ", ");
+		g_string_append (rcpt_list, o->rcpts->pdata[i]);
+	}
 	copy->ticket_id = o->ticket->id;
 	copy->outgoing = TRUE;
 	copy->message_id = g_strdup (message_id);
@@ -404,8 +442,8 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 	copy->from_name = g_strdup (o->agent_name ? o->agent_name : out->desk_name);
 	copy->subject = g_strdup (out->subject);
 	copy->body = g_strdup (out->body);
-	copy->full_text = g_strdup_printf ("To: %s\n\n%s", rcpt_list->str, out->body);
-	copy->flag = g_strdup_printf ("sent: %s", o->event);
+	copy->full_text = g_strconcat ("To: ", rcpt_list->str, "\n\n", out->body, NULL);
+	copy->flag = g_strconcat ("sent: ", o->event, NULL);
 	copy->created_at = md_now ();
 	return md_store_message_insert (store, copy, error);
 }
@@ -413,9 +451,12 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 static gboolean
 queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 {
-	gboolean to_agents = addressed_to_agents (desk, store, o);
-	if (!to_agents && o->auto_submitted != MD_AUTO_SUBMITTED_NONE)
-		drop_bouncing (store, o);
+	gboolean automatic = o->auto_submitted != MD_AUTO_SUBMITTED_NONE;
+	g_autoptr (GPtrArray) people = automatic && md_template_event_is_customer_facing (o->event)
+	                               ? recipients_known (store, o) : NULL;
+	gboolean to_agents = addressed_to_agents (desk, store, o, people);
+	if (!to_agents && automatic)
+		drop_bouncing (o, people);
 	if (o->rcpts->len == 0)
 		return TRUE;
 
@@ -448,7 +489,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.ticket_key = key,
 		.subject = subject,
 		.body = body,
-		.references = thread_references (store, o->ticket, refs_holder),
+		.references = o->thread ? o->thread : thread_references (store, o->ticket, refs_holder),
 		.date = md_now (),
 		.auto_submitted = o->auto_submitted,
 		.headers = (const char *const *) headers,
@@ -487,7 +528,7 @@ md_notify_rate_limited (MdDesk *desk, MdStore *store, const char *rcpt, const ch
 
 gboolean
 md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
-               const char *envelope_sender, GHashTable *extra, GError **error)
+               const char *envelope_sender, GHashTable *extra, GHashTable **ticket_vars, GError **error)
 {
 	const char *why = md_notify_suppress_reason (msg, envelope_sender);
 	if (why || !ticket->requester) {
@@ -500,12 +541,16 @@ md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMes
 		return TRUE;
 	if (md_notify_rate_limited (desk, store, ticket->requester, "ack"))
 		return TRUE;
-	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
+	GHashTable *under = NULL;
+	g_autoptr (GHashTable) vars = mail_vars (desk, ticket, ticket_vars, &under);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, ticket->requester, NULL);
-	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .rcpts = rcpts,
-		       .in_reply_to = msg->message_id, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED, .record = TRUE };
+	/* The new ticket's thread is so far the message acknowledged. */
+	const char *const thread[] = { msg->message_id, NULL };
+	Outgoing o = { .event = "ack", .ticket = ticket, .vars = vars, .under = under, .thread = thread,
+		       .rcpts = rcpts, .in_reply_to = msg->message_id, .auto_submitted = MD_AUTO_SUBMITTED_REPLIED,
+		       .record = TRUE };
 	return queue (desk, store, &o, error);
 }
 
@@ -549,12 +594,16 @@ gboolean
 md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *author,
                           const char *comment, const MdMessage *msg, GError **error)
 {
+	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
+	/* A desk without agents yet relays nothing: no variables to make
+	 * (every new ticket comes here). */
+	if (rcpts->len == 0)
+		return TRUE;
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *names = attachment_names (msg);
 	set_author (vars, author);
 	set (vars, "comment", comment);
 	set (vars, "attachments", names);
-	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
 	/* Relayed by the desk, not written to the agents: auto-generated,
 	 * which also keeps their out-of-office replies away. */
 	Outgoing o = { .event = "customer-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,
@@ -627,14 +676,16 @@ md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPe
 gboolean
 md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *extra,
                  const char *const *rcpts, const char *in_reply_to, gboolean auto_generated, guint *queued_r,
-                 GError **error)
+                 GHashTable **ticket_vars, GError **error)
 {
-	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
+	GHashTable *under = NULL;
+	g_autoptr (GHashTable) vars = mail_vars (desk, ticket, ticket_vars, &under);
 	add_vars (vars, extra);
 	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
 	for (int i = 0; rcpts && rcpts[i]; i++)
 		add_rcpt (list, rcpts[i], NULL);
-	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .rcpts = list, .in_reply_to = in_reply_to,
+	Outgoing o = { .event = event, .ticket = ticket, .vars = vars, .under = under, .rcpts = list,
+		       .in_reply_to = in_reply_to,
 		       .auto_submitted = auto_generated ? MD_AUTO_SUBMITTED_GENERATED : MD_AUTO_SUBMITTED_REPLIED,
 		       .record = md_template_event_is_customer_facing (event) };
 	gboolean ok = queue (desk, store, &o, error);

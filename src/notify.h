@@ -30,11 +30,16 @@ typedef struct {
 	const char *name;
 } MdPersonRef;
 
-/* The acknowledgement of a new ticket, to its requester, answering MSG;
+/* The acknowledgement of a new ticket, to its requester, answering MSG,
+ * the ticket's only message so far (its References name MSG alone);
  * skipped (returning TRUE) when the rate limit or loop safety says so.
- * EXTRA (may be NULL) adds variables (intake's delivery and notice). */
+ * EXTRA (may be NULL) adds variables (intake's delivery and notice).
+ * TICKET_VARS (may be NULL) keeps md_notify_ticket_vars of TICKET for
+ * the caller's next mail about it (md_notify_event), while the ticket
+ * does not change: made into *TICKET_VARS when it is NULL, read from it
+ * otherwise; the caller frees it. */
 gboolean md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdMessage *msg,
-                        const char *envelope_sender, GHashTable *extra, GError **error);
+                        const char *envelope_sender, GHashTable *extra, GHashTable **ticket_vars, GError **error);
 
 /* An agent's public reply relayed to the customer side (requester,
  * participants, and for a shared ticket its organization's members),
@@ -69,10 +74,11 @@ gboolean md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
  * *QUEUED_R (may be NULL) is how many recipients it was queued to: 0
  * when none was usable (unusable addresses, and for automatic mail to
  * customers addresses that bounce, are left out), so that a caller
- * does not record mail that never went. */
+ * does not record mail that never went.  TICKET_VARS as for
+ * md_notify_ack (may be NULL). */
 gboolean md_notify_event (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event,
                           GHashTable *vars, const char *const *rcpts, const char *in_reply_to,
-                          gboolean auto_generated, guint *queued_r, GError **error);
+                          gboolean auto_generated, guint *queued_r, GHashTable **ticket_vars, GError **error);
 
 /* The variables every template gets for TICKET (may be NULL): desk.*,
  * ticket.*, reply_address, resolve_link, due, response_time.  Free with

@@ -40,11 +40,16 @@ prepare (MdStore *store, const char *sql, GError **error)
 	return md_store_statement (store, sql, error);
 }
 
+/* Bound, not copied: every statement here runs and is reset before its
+ * caller returns, and md_store_statement clears the bindings before the
+ * next use, so SQLite never reads the text after the caller's strings
+ * are gone (a copy was a malloc and a memcpy per value, a message body
+ * among them). */
 static void
 bind_text (sqlite3_stmt *s, int i, const char *text)
 {
 	if (text)
-		sqlite3_bind_text (s, i, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text (s, i, text, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null (s, i);
 }
@@ -186,13 +191,13 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 {
 	gsize len = 0;
 	const guchar *data = g_bytes_get_data (raw, &len);
-	g_autofree char *sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+	g_autofree char *sha = md_sha256_hex (data, len);
 	sqlite3_stmt *s = prepare (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)", error);
 
 	if (!s)
 		return FALSE;
 	bind_text (s, 1, sha);
-	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_TRANSIENT);
+	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_STATIC);  /* RAW outlives the step, as for bind_text */
 	int rc = sqlite3_step (s);
 	md_store_statement_release (s);
 	if (rc != SQLITE_DONE) {

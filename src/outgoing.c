@@ -16,63 +16,87 @@
 
 /* JSON strings are UTF-8; what is not is made so (compose would do the
  * same to any text it sends). */
-static void
-add_string (JsonBuilder *b, const char *value)
+static JsonNode *
+string_node (const char *value)
 {
+	JsonNode *n = json_node_alloc ();
 	if (g_utf8_validate (value, -1, NULL)) {
-		json_builder_add_string_value (b, value);
+		json_node_init_string (n, value);
 	} else {
 		g_autofree char *valid = g_utf8_make_valid (value, -1);
-		json_builder_add_string_value (b, valid);
+		json_node_init_string (n, valid);
 	}
+	return n;
 }
 
 static void
-add_text (JsonBuilder *b, const char *name, const char *value)
+add_text (JsonObject *o, const char *name, const char *value)
 {
-	if (!value)
-		return;
-	json_builder_set_member_name (b, name);
-	add_string (b, value);
+	if (value)
+		json_object_set_member (o, name, string_node (value));
 }
 
 static void
-add_mailboxes (JsonBuilder *b, const char *name, const MdMailbox *boxes, gsize n)
+add_mailboxes (JsonObject *o, const char *name, const MdMailbox *boxes, gsize n)
 {
-	json_builder_set_member_name (b, name);
-	json_builder_begin_array (b);
+	JsonArray *a = json_array_sized_new ((guint) n);
 	for (gsize i = 0; i < n; i++) {
-		json_builder_begin_object (b);
-		add_text (b, "name", boxes[i].name);
-		add_text (b, "email", boxes[i].email);
-		json_builder_end_object (b);
+		JsonObject *box = json_object_new ();
+		add_text (box, "name", boxes[i].name);
+		add_text (box, "email", boxes[i].email);
+		json_array_add_object_element (a, box);
 	}
-	json_builder_end_array (b);
+	json_object_set_array_member (o, name, a);
 }
 
 static void
-add_texts (JsonBuilder *b, const char *name, const char *const *list)
+add_texts (JsonObject *o, const char *name, const char *const *list)
 {
-	json_builder_set_member_name (b, name);
-	json_builder_begin_array (b);
+	JsonArray *a = json_array_new ();
 	for (gsize i = 0; list && list[i]; i++)
-		add_string (b, list[i]);
-	json_builder_end_array (b);
+		json_array_add_element (a, string_node (list[i]));
+	json_object_set_array_member (o, name, a);
 }
 
 static void
-add_attachments (JsonBuilder *b, const MdAttachmentFile *files, gsize n)
+add_attachments (JsonObject *o, const MdAttachmentFile *files, gsize n)
 {
-	json_builder_set_member_name (b, "attachments");
-	json_builder_begin_array (b);
+	JsonArray *a = json_array_sized_new ((guint) n);
 	for (gsize i = 0; i < n; i++) {
-		json_builder_begin_object (b);
-		add_text (b, "filename", files[i].filename);
-		add_text (b, "content_type", files[i].content_type);
-		add_text (b, "path", files[i].path);
-		json_builder_end_object (b);
+		JsonObject *file = json_object_new ();
+		add_text (file, "filename", files[i].filename);
+		add_text (file, "content_type", files[i].content_type);
+		add_text (file, "path", files[i].path);
+		json_array_add_object_element (a, file);
 	}
-	json_builder_end_array (b);
+	json_object_set_array_member (o, "attachments", a);
+}
+
+/* The members in this order: the order the JSON is written in. */
+static JsonNode *
+spec_tree (const MdOutgoing *o, const char *message_id)
+{
+	JsonObject *root = json_object_new ();
+	add_text (root, "message_id", message_id);
+	json_object_set_int_member (root, "date", o->date ? o->date : md_now ());
+	add_text (root, "desk_name", o->desk_name);
+	add_text (root, "desk_address", o->desk_address);
+	add_text (root, "agent_name", o->agent_name);
+	add_mailboxes (root, "to", o->to, o->n_to);
+	add_mailboxes (root, "cc", o->cc, o->n_cc);
+	add_text (root, "reply_to", o->reply_to);
+	add_text (root, "ticket_key", o->ticket_key);
+	add_text (root, "subject", o->subject);
+	add_text (root, "in_reply_to", o->in_reply_to);
+	add_texts (root, "references", o->references);
+	json_object_set_int_member (root, "auto_submitted", o->auto_submitted);
+	add_texts (root, "headers", o->headers);
+	add_attachments (root, o->attachments, o->n_attachments);
+	add_text (root, "body", o->body);
+	JsonNode *node = json_node_alloc ();
+	json_node_init_object (node, root);
+	json_object_unref (root);
+	return node;
 }
 
 GBytes *
@@ -82,30 +106,10 @@ md_outgoing_spec_new (const MdOutgoing *o, char **message_id_r, GError **error)
 		return NULL;
 	g_autofree char *message_id = o->message_id ? g_strdup (o->message_id)
 	                                            : md_compose_new_message_id (o->desk_address);
-	g_autoptr (JsonBuilder) b = json_builder_new ();
-	json_builder_begin_object (b);
-	add_text (b, "message_id", message_id);
-	json_builder_set_member_name (b, "date");
-	json_builder_add_int_value (b, o->date ? o->date : md_now ());
-	add_text (b, "desk_name", o->desk_name);
-	add_text (b, "desk_address", o->desk_address);
-	add_text (b, "agent_name", o->agent_name);
-	add_mailboxes (b, "to", o->to, o->n_to);
-	add_mailboxes (b, "cc", o->cc, o->n_cc);
-	add_text (b, "reply_to", o->reply_to);
-	add_text (b, "ticket_key", o->ticket_key);
-	add_text (b, "subject", o->subject);
-	add_text (b, "in_reply_to", o->in_reply_to);
-	add_texts (b, "references", o->references);
-	json_builder_set_member_name (b, "auto_submitted");
-	json_builder_add_int_value (b, o->auto_submitted);
-	add_texts (b, "headers", o->headers);
-	add_attachments (b, o->attachments, o->n_attachments);
-	add_text (b, "body", o->body);
-	json_builder_end_object (b);
-
+	/* The tree made directly, not through a JsonBuilder: the same JSON,
+	 * without the builder's object and its copy of every member name. */
+	g_autoptr (JsonNode) root = spec_tree (o, message_id);
 	g_autoptr (JsonGenerator) gen = json_generator_new ();
-	g_autoptr (JsonNode) root = json_builder_get_root (b);
 	json_generator_set_root (gen, root);
 	gsize len = 0;
 	g_autofree char *json = json_generator_to_data (gen, &len);

@@ -93,18 +93,29 @@ sla_in_business_time (MdDesk *desk, const char *priority)
 	       desk->first_response[i].unit != MD_DURATION_SECONDS;
 }
 
+/* The working seconds from creation to the first-response deadline,
+ * which the reminders divide when the target is in business units, or
+ * -1 when it is counted in calendar time or has no length. */
+static gint64
+sla_business_span (MdDesk *desk, const MdTicket *t)
+{
+	if (t->first_response_due <= t->created_at || !sla_in_business_time (desk, t->priority))
+		return -1;
+	return md_calendar_business_seconds (desk->calendar, t->created_at, t->first_response_due);
+}
+
 /* The instant FRACTION of the way from creation to the first-response
  * deadline, measured in working time when the target is in business
- * units (50% of 24bh is 12 working hours), or -1. */
+ * units (50% of 24bh is 12 working hours; SPAN from sla_business_span),
+ * or -1. */
 static gint64
-reminder_time (MdDesk *desk, const MdTicket *t, double fraction)
+reminder_time (MdDesk *desk, const MdTicket *t, gint64 span, double fraction)
 {
 	gint64 start = t->created_at, due = t->first_response_due;
 	if (due <= start)
 		return -1;
 	if (!sla_in_business_time (desk, t->priority))
 		return start + (gint64) ((double) (due - start) * fraction + 0.5);
-	gint64 span = md_calendar_business_seconds (desk->calendar, start, due);
 	if (span <= 0)
 		return -1;
 	MdDuration part = { MD_DURATION_BUSINESS_SECONDS, (gint64) ((double) span * fraction + 0.5) };
@@ -152,8 +163,10 @@ sla_timers (MdDesk *desk, const MdTicket *t, TimerSet *set)
 {
 	if (!md_status_is_open (t->status) || t->first_response_at || !t->first_response_due)
 		return;
+	/* Walked once for all the fractions, not once each. */
+	gint64 span = desk->conf->n_remind_at > 0 ? sla_business_span (desk, t) : -1;
 	for (int i = 0; i < desk->conf->n_remind_at && i < 8; i++) {
-		gint64 at = reminder_time (desk, t, desk->conf->remind_at[i]);
+		gint64 at = reminder_time (desk, t, span, desk->conf->remind_at[i]);
 		char arg[16];
 		g_snprintf (arg, sizeof arg, "%.4g%%", desk->conf->remind_at[i] * 100.0);
 		if (at > t->created_at && at < t->first_response_due && !find_timer (set, KIND_REMINDER, arg))
@@ -291,13 +304,12 @@ wants_waiting_work (const TimerSet *wanted)
  * customer: once the ticket leaves it, its rows go, done or not, and
  * the next stay starts afresh.  A reminder whose time has already
  * passed when it is armed (the deadline moved closer) is not sent late:
- * it would only repeat what a later one says.  NONE: the ticket is
- * known to have no rows yet, so none are read. */
+ * it would only repeat what a later one says. */
 static gboolean
-sync_rows_known (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, gboolean none, GError **error)
+sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, GError **error)
 {
 	Row rows[MAX_ROWS];
-	int n = none ? 0 : read_rows (store, ticket_id, rows, error);
+	int n = read_rows (store, ticket_id, rows, error);
 	gboolean ok = n >= 0;
 	gboolean waiting = wants_waiting_work (wanted);
 
@@ -329,12 +341,6 @@ sync_rows_known (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint6
 	return ok;
 }
 
-static gboolean
-sync_rows (MdStore *store, gint64 ticket_id, const TimerSet *wanted, gint64 now, GError **error)
-{
-	return sync_rows_known (store, ticket_id, wanted, now, FALSE, error);
-}
-
 gboolean
 md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
 {
@@ -360,14 +366,57 @@ md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticke
 	return run_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
 }
 
+/* "INSERT INTO timers ... VALUES" with N rows of parameters (?1 the
+ * ticket, then kind, arg and due_at of each), N from 1 to MAX_TIMERS;
+ * made once, so the store caches one statement per N. */
+static const char *
+insert_rows_sql (int n)
+{
+	static char *sql[MAX_TIMERS + 1];
+	static gsize made = 0;
+	g_assert (n >= 1 && n <= MAX_TIMERS);
+	if (g_once_init_enter (&made)) {
+		for (int k = 1; k <= MAX_TIMERS; k++) {
+			GString *s = g_string_new ("INSERT INTO timers (ticket_id, kind, arg, due_at) VALUES ");
+			for (int i = 0; i < k; i++)
+				g_string_append_printf (s, "%s(?1, ?%d, ?%d, ?%d)", i ? ", " : "", 3 * i + 2, 3 * i + 3,
+				                        3 * i + 4);
+			sql[k] = g_string_free (s, FALSE);
+		}
+		g_once_init_leave (&made, 1);
+	}
+	return sql[n];
+}
+
 /* Ticket ids are AUTOINCREMENT, never reused, and timers reference
- * tickets: a ticket made in this transaction has no rows to read. */
+ * tickets: a ticket made in this transaction has no rows, so what
+ * sync_rows would do comes to arming each wanted timer but a reminder
+ * already due, and that is one insert of them all (a new ticket has
+ * seven; one statement each was the dearest part of its timers). */
 gboolean
 md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
 {
 	TimerSet wanted;
+	const Timer *arming[MAX_TIMERS];
+	int n = 0;
+	gint64 now = md_now ();
+
 	wanted_timers (desk, ticket, &wanted);
-	return sync_rows_known (store, ticket->id, &wanted, md_now (), TRUE, error);
+	for (int i = 0; i < wanted.n; i++)
+		if (strcmp (wanted.t[i].kind, KIND_REMINDER) != 0 || wanted.t[i].due_at > now)
+			arming[n++] = &wanted.t[i];
+	if (n == 0)
+		return TRUE;
+	g_autoptr (sqlite3_stmt) s = prepare (store, insert_rows_sql (n), error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket->id);
+	for (int i = 0; i < n; i++) {
+		sqlite3_bind_text (s, 3 * i + 2, arming[i]->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text (s, 3 * i + 3, arming[i]->arg, -1, SQLITE_STATIC);
+		sqlite3_bind_int64 (s, 3 * i + 4, arming[i]->due_at);
+	}
+	return run_done (store, s, "arm timers", error);
 }
 
 gint64
@@ -462,7 +511,7 @@ send (MdDesk *desk, MdStore *store, const MdTicket *t, const char *event, GHashT
 		return TRUE;
 	g_ptr_array_add (rcpts, NULL);
 	gboolean ok = md_notify_event (desk, store, t, event, vars, (const char *const *) rcpts->pdata, NULL, TRUE,
-	                               queued_r, error);
+	                               queued_r, NULL, error);
 	g_ptr_array_remove_index (rcpts, rcpts->len - 1);
 	return ok;
 }

@@ -77,11 +77,15 @@ md_store_statement_release (sqlite3_stmt *s)
 		sqlite3_reset (s);
 }
 
+/* Bound, not copied: every statement here runs and is reset before its
+ * caller returns, and stmt() clears the bindings before the next use, so
+ * SQLite never reads the text after the caller's strings are gone (a
+ * copy was a malloc and a memcpy per value, a message body among them). */
 static void
 bind_text (sqlite3_stmt *s, int i, const char *text)
 {
 	if (text)
-		sqlite3_bind_text (s, i, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text (s, i, text, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null (s, i);
 }
@@ -186,6 +190,19 @@ finalize_stmt (gpointer s)
 	sqlite3_finalize (s);
 }
 
+/* SQLite's memory statistics, which maildesk never reads, cost a lock
+ * of one process-wide mutex around every malloc and free SQLite makes:
+ * off, before the first connection (sqlite3_config refuses after). */
+static void
+configure_sqlite (void)
+{
+	static gsize once = 0;
+	if (g_once_init_enter (&once)) {
+		sqlite3_config (SQLITE_CONFIG_MEMSTATUS, 0);
+		g_once_init_leave (&once, 1);
+	}
+}
+
 MdStore *
 md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GError **error)
 {
@@ -193,6 +210,7 @@ md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GEr
 	int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
 	g_autoptr (MdStore) store = g_new0 (MdStore, 1);
 
+	configure_sqlite ();
 	store->stmts = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, finalize_stmt);
 	if (sqlite3_open_v2 (db_path, &store->db, oflags, NULL) != SQLITE_OK) {
 		g_set_error (error, MD_ERROR, MD_ERROR_IO, "cannot open database %s: %s", db_path,
@@ -372,27 +390,53 @@ md_store_person_find (MdStore *store, const char *email, GError **error)
 	return person_query (store, s, error);
 }
 
+/* An insert that does nothing for a known address, then for those only
+ * a lookup, and a write only to give a nameless row its name: a new
+ * ticket's sender costs one plain insert, not an upsert whose RETURNING
+ * fills a temporary table, and a reply's rewrites no row. */
 gboolean
 md_store_person_ensure (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error)
 {
+	const char *given = name && *name ? name : NULL;
 	sqlite3_stmt *s = stmt (store,
 	                        "INSERT INTO people (email, name, created_at) VALUES (?1, ?2, ?3) "
-	                        "ON CONFLICT (email) DO UPDATE SET name = coalesce(people.name, excluded.name) "
-	                        "RETURNING id", error);
+	                        "ON CONFLICT (email) DO NOTHING", error);
 	if (!s)
 		return FALSE;
 	bind_text (s, 1, email);
-	bind_text (s, 2, name && *name ? name : NULL);
+	bind_text (s, 2, given);
 	sqlite3_bind_int64 (s, 3, md_now ());
-	if (sqlite3_step (s) != SQLITE_ROW) {
-		sqlite3_reset (s);
-		md_store_set_error (store, error, "add person");
+	if (!step_done (store, s, "add person", error))
 		return FALSE;
+	if (sqlite3_changes (store->db) == 1) {
+		if (id_r)
+			*id_r = sqlite3_last_insert_rowid (store->db);
+		return TRUE;
 	}
-	if (id_r)
-		*id_r = sqlite3_column_int64 (s, 0);
+	s = stmt (store, "SELECT id, name IS NULL FROM people WHERE email = ?1", error);
+	if (!s)
+		return FALSE;
+	bind_text (s, 1, email);
+	int rc = sqlite3_step (s);
+	gint64 id = rc == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
+	gboolean nameless = rc == SQLITE_ROW && sqlite3_column_int (s, 1);
 	sqlite3_reset (s);
-	return TRUE;
+	if (rc == SQLITE_DONE)
+		g_set_error (error, MD_ERROR, MD_ERROR_INTERNAL, "add person: %s is taken but not there", email);
+	else if (rc != SQLITE_ROW)
+		md_store_set_error (store, error, "add person");
+	if (rc != SQLITE_ROW)
+		return FALSE;
+	if (id_r)
+		*id_r = id;
+	if (!nameless || !given)
+		return TRUE;
+	s = stmt (store, "UPDATE people SET name = ?2 WHERE id = ?1", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, id);
+	bind_text (s, 2, given);
+	return step_done (store, s, "name person", error);
 }
 
 gboolean
@@ -621,6 +665,24 @@ md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error)
 	sqlite3_bind_int64 (s, 1, t->id);
 	bind_ticket (s, 2, t);
 	return step_done (store, s, "update ticket", error);
+}
+
+/* No column a foreign key or an index but tickets_status reads: SQLite
+ * rewrites only that index, checks no parent row, and needs no statement
+ * journal (the whole-row update costs about three times as much). */
+gboolean
+md_store_ticket_update_status (MdStore *store, const MdTicket *t, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "UPDATE tickets SET (status, status_changed_at, resolved_at) = (?2, ?3, ?4) "
+	                        "WHERE id = ?1", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, t->id);
+	bind_text (s, 2, t->status);
+	sqlite3_bind_int64 (s, 3, t->status_changed_at);
+	bind_time (s, 4, t->resolved_at);
+	return step_done (store, s, "update ticket status", error);
 }
 
 #define TICKET_SELECT \
@@ -939,21 +1001,43 @@ md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
 	return out;
 }
 
+/* The first message and the newest MAX - 1, read as the newest MAX with
+ * the first in place of the oldest when there are more: two walks of
+ * messages_ticket instead of a UNION, whose temporary b-trees made it
+ * the dearest statement of a new ticket (it runs for each of its mails). */
 GPtrArray *
 md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error)
 {
-	sqlite3_stmt *s = stmt (store,
-	                        "SELECT message_id FROM ("
-	                        "  SELECT id, message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL "
-	                        "  AND NOT internal AND id = (SELECT min(id) FROM messages WHERE ticket_id = ?1 "
-	                        "  AND message_id IS NOT NULL AND NOT internal) "
-	                        "  UNION SELECT * FROM (SELECT id, message_id FROM messages WHERE ticket_id = ?1 "
-	                        "    AND message_id IS NOT NULL AND NOT internal ORDER BY id DESC LIMIT ?2)) ORDER BY id", error);
+#define THREAD_MESSAGES "SELECT message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL " \
+	"AND NOT internal ORDER BY id "
+	guint keep = MAX (max, 2);
+	sqlite3_stmt *s = stmt (store, THREAD_MESSAGES "DESC LIMIT ?2", error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, ticket_id);
-	sqlite3_bind_int (s, 2, (int) MAX (max, 2) - 1);
-	return string_column (store, s, "thread ids", error);
+	sqlite3_bind_int (s, 2, (int) keep);
+	GPtrArray *ids = string_column (store, s, "thread ids", error);
+	if (ids && ids->len == keep) {
+		s = stmt (store, THREAD_MESSAGES "LIMIT 1", error);
+		if (s)
+			sqlite3_bind_int64 (s, 1, ticket_id);
+		g_autoptr (GPtrArray) first = s ? string_column (store, s, "thread ids", error) : NULL;
+		if (!first) {
+			g_ptr_array_unref (ids);
+			return NULL;
+		}
+		if (first->len) {
+			g_free (ids->pdata[keep - 1]);
+			ids->pdata[keep - 1] = g_steal_pointer (&first->pdata[0]);
+		}
+	}
+#undef THREAD_MESSAGES
+	for (guint i = 0; ids && i < ids->len / 2; i++) {
+		gpointer newer = ids->pdata[i];
+		ids->pdata[i] = ids->pdata[ids->len - 1 - i];
+		ids->pdata[ids->len - 1 - i] = newer;
+	}
+	return ids;
 }
 
 gint64

@@ -110,6 +110,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdTicket, md_ticket_free)
 gboolean md_store_ticket_insert (MdStore *store, MdTicket *t, GError **error);
 /* Writes every field of t back. */
 gboolean md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error);
+/* Writes back t's status, status_changed_at and resolved_at only, for a
+ * caller whose other changes to t are written already. */
+gboolean md_store_ticket_update_status (MdStore *store, const MdTicket *t, GError **error);
 MdTicket *md_store_ticket_get (MdStore *store, gint64 id, GError **error);
 
 typedef struct {

@@ -687,15 +687,26 @@ md_template_load (const char *path, GError **error)
 
 /* ---- rendering ---- */
 
-static gboolean
-is_true (GHashTable *vars, const char *name)
+typedef struct {
+	GHashTable *vars, *under;  /* either may be NULL */
+} Vars;
+
+static const char *
+lookup (const Vars *v, const char *name)
 {
-	const char *value = vars ? g_hash_table_lookup (vars, name) : NULL;
+	const char *value = v->vars ? g_hash_table_lookup (v->vars, name) : NULL;
+	return value ? value : v->under ? g_hash_table_lookup (v->under, name) : NULL;
+}
+
+static gboolean
+is_true (const Vars *v, const char *name)
+{
+	const char *value = lookup (v, name);
 	return value && value[0];
 }
 
 static gboolean
-render_nodes (GPtrArray *nodes, GHashTable *vars, GString *out, gsize limit)
+render_nodes (GPtrArray *nodes, const Vars *vars, GString *out, gsize limit)
 {
 	for (guint i = 0; i < nodes->len; i++) {
 		Node *node = g_ptr_array_index (nodes, i);
@@ -706,7 +717,7 @@ render_nodes (GPtrArray *nodes, GHashTable *vars, GString *out, gsize limit)
 			g_string_append (out, node->text);
 			break;
 		case NODE_VAR: {
-			const char *value = vars ? g_hash_table_lookup (vars, node->text) : NULL;
+			const char *value = lookup (vars, node->text);
 			if (!value)
 				break;
 			gsize len = strlen (value);
@@ -732,15 +743,16 @@ render_nodes (GPtrArray *nodes, GHashTable *vars, GString *out, gsize limit)
 }
 
 gboolean
-md_template_render (const MdTemplate *t, GHashTable *vars,
-                    char **subject_r, char **body_r, GError **error)
+md_template_render_over (const MdTemplate *t, GHashTable *vars, GHashTable *under,
+                         char **subject_r, char **body_r, GError **error)
 {
 	g_autoptr (GString) subject = g_string_new (NULL);
 	g_autoptr (GString) body = g_string_new (NULL);
+	Vars v = { vars, under };
 
 	/* an over-long subject is cut, not refused: compose bounds it anyway */
-	render_nodes (t->subject, vars, subject, MAX_SUBJECT_OUTPUT);
-	if (!render_nodes (t->body, vars, body, MD_TEMPLATE_MAX_OUTPUT)) {
+	render_nodes (t->subject, &v, subject, MAX_SUBJECT_OUTPUT);
+	if (!render_nodes (t->body, &v, body, MD_TEMPLATE_MAX_OUTPUT)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_TOO_BIG,
 		             "%s mail would be larger than %d bytes", t->event, MD_TEMPLATE_MAX_OUTPUT);
 		return FALSE;
@@ -752,6 +764,13 @@ md_template_render (const MdTemplate *t, GHashTable *vars,
 	*subject_r = md_text_one_line (subject->str, G_MAXSIZE);
 	*body_r = g_string_free (g_steal_pointer (&body), FALSE);
 	return TRUE;
+}
+
+gboolean
+md_template_render (const MdTemplate *t, GHashTable *vars,
+                    char **subject_r, char **body_r, GError **error)
+{
+	return md_template_render_over (t, vars, NULL, subject_r, body_r, error);
 }
 
 /* ---- the set ---- */

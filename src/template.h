@@ -73,6 +73,12 @@ const char *const *md_template_headers (const MdTemplate *t);
  * when the body would exceed MD_TEMPLATE_MAX_OUTPUT. */
 gboolean md_template_render (const MdTemplate *t, GHashTable *vars,
                              char **subject_r, char **body_r, GError **error);
+/* md_template_render with the variables of VARS over those of UNDER (a
+ * name VARS lacks is looked up there; either may be NULL): the same as
+ * with one table holding UNDER's entries and then VARS', without making
+ * it, so mails about one ticket can share its variables. */
+gboolean md_template_render_over (const MdTemplate *t, GHashTable *vars, GHashTable *under,
+                                  char **subject_r, char **body_r, GError **error);
 
 /* Load DIR/E.tmpl for every event E; a missing file is an error.
  * Free with md_template_set_free. */

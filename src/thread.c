@@ -120,16 +120,30 @@ md_thread_find (MdStore *store, const char *prefix, gint64 token_ticket_id, cons
 	return 0;
 }
 
+static gboolean
+is_extra_agent (const char *email, const char *const *extra_agents)
+{
+	for (guint i = 0; extra_agents && extra_agents[i]; i++)
+		if (g_ascii_strcasecmp (extra_agents[i], email) == 0)
+			return TRUE;
+	return FALSE;
+}
+
 gboolean
 md_is_agent (MdStore *store, const char *email, const char *const *extra_agents)
 {
 	if (!email)
 		return FALSE;
-	for (guint i = 0; extra_agents && extra_agents[i]; i++)
-		if (g_ascii_strcasecmp (extra_agents[i], email) == 0)
-			return TRUE;
+	if (is_extra_agent (email, extra_agents))
+		return TRUE;
 	g_autoptr (MdPerson) p = md_store_person_find (store, email, NULL);
 	return p && p->is_agent;
+}
+
+gboolean
+md_person_is_agent (const MdPerson *p, const char *email, const char *const *extra_agents)
+{
+	return email && (is_extra_agent (email, extra_agents) || (p && p->is_agent));
 }
 
 MdSenderRole

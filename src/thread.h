@@ -56,5 +56,8 @@ MdSenderRole md_thread_role (MdStore *store, const MdTicket *ticket, const char 
                              const char *const *extra_agents);
 
 gboolean md_is_agent (MdStore *store, const char *email, const char *const *extra_agents);
+/* md_is_agent for a caller that has looked up EMAIL's person P already
+ * (NULL: the desk does not know it). */
+gboolean md_person_is_agent (const MdPerson *p, const char *email, const char *const *extra_agents);
 
 #endif

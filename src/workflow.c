@@ -83,7 +83,7 @@ md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *s
 		t->resolved_at = now;
 	else if (g_strcmp0 (old, MD_STATUS_RESOLVED) == 0)
 		t->resolved_at = 0;
-	if (!record (store, t, actor, "status", old, status, error) || !md_store_ticket_update (store, t, error) ||
+	if (!record (store, t, actor, "status", old, status, error) || !md_store_ticket_update_status (store, t, error) ||
 	    !(again ? md_schedule_restart_waiting (desk, store, t, error) : md_schedule_ticket (desk, store, t, error)))
 		return FALSE;
 	if (!notify)

@@ -475,6 +475,60 @@ test_add_inverse (void)
 	}
 }
 
+/* md_calendar_local_to_utc as GLib answers it for any day: both readings
+ * of the wall-clock time, the earlier instant. */
+static gint64
+local_to_utc_by_glib (GTimeZone *zone, guint32 day, gint64 secs)
+{
+	gint64 as_dst = ((gint64) day - 719163) * 86400 + secs, as_std = as_dst;
+	gint i_dst = g_time_zone_adjust_time (zone, G_TIME_TYPE_DAYLIGHT, &as_dst);
+	gint i_std = g_time_zone_adjust_time (zone, G_TIME_TYPE_STANDARD, &as_std);
+	return MIN (as_dst - g_time_zone_get_offset (zone, i_dst), as_std - g_time_zone_get_offset (zone, i_std));
+}
+
+/* The calendar takes a day far from the zone's transitions as one offset
+ * all day (remembered per day): every day of 25 years, in zones with
+ * DST, changes at midnight (Santiago, Beirut), half-hour ones, a skipped
+ * day (Apia, December 2011), two changes a month apart (Casablanca's
+ * Ramadan) and none,
+ * against GLib's answer, with the cache cold, warm and overwritten. */
+static void
+test_local_to_utc_steady_days (void)
+{
+	static const char *const zones[] = {
+		KYIV, "America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Africa/Casablanca",
+		"America/Santiago", "Asia/Beirut", "America/St_Johns", "Asia/Kathmandu", "Antarctica/Troll", "UTC",
+		"+05:30",
+	};
+	static const gint64 secs[] = { 0, 1, 1800, 3599, 3600, 5400, 7200, 9000, 10800, 14400, 43200, 82800, 86399, 86400 };
+	GDate first, last;
+	g_date_clear (&first, 1);
+	g_date_clear (&last, 1);
+	g_date_set_dmy (&first, 1, 1, 2005);
+	g_date_set_dmy (&last, 31, 12, 2029);
+	for (guint z = 0; z < G_N_ELEMENTS (zones); z++) {
+		g_autoptr (MdCalendar) cal = calendar (zones[z], OFFICE, NULL);
+		GTimeZone *zone = md_calendar_zone (cal);
+		guint checked = 0;
+		for (int pass = 0; pass < 3; pass++) {
+			/* pass 1 reads each day again; pass 2 walks backwards, each
+			 * day evicting the one 64 days after it */
+			for (guint32 k = g_date_get_julian (&first); k <= g_date_get_julian (&last); k++) {
+				guint32 day = pass == 2 ? g_date_get_julian (&last) - (k - g_date_get_julian (&first)) : k;
+				for (gsize i = 0; i < G_N_ELEMENTS (secs); i++) {
+					gint64 expected = local_to_utc_by_glib (zone, day, secs[i]);
+					gint64 got = md_calendar_local_to_utc (cal, day, secs[i]);
+					if (got != expected)
+						g_error ("%s, julian day %u, %" G_GINT64_FORMAT " s: got %" G_GINT64_FORMAT
+						         ", GLib says %" G_GINT64_FORMAT, zones[z], day, secs[i], got, expected);
+					checked++;
+				}
+			}
+		}
+		g_assert_cmpuint (checked, >, 0);
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -489,5 +543,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/calendar/add-bounds", test_add_bounds);
 	g_test_add_func ("/calendar/business-seconds", test_business_seconds);
 	g_test_add_func ("/calendar/add-inverse", test_add_inverse);
+	g_test_add_func ("/calendar/local-to-utc-steady-days", test_local_to_utc_steady_days);
 	return g_test_run ();
 }

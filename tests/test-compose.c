@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <gmime/gmime.h>
+#include <json-glib/json-glib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -846,6 +847,138 @@ without_boundaries (GBytes *bytes)
 	                                "=-BOUNDARY", 0, NULL);
 }
 
+/* ---- the spec's JSON, as JsonBuilder wrote it ---- */
+
+static void
+builder_string (JsonBuilder *b, const char *value)
+{
+	g_autofree char *valid = g_utf8_validate (value, -1, NULL) ? NULL : g_utf8_make_valid (value, -1);
+	json_builder_add_string_value (b, valid ? valid : value);
+}
+
+static void
+builder_text (JsonBuilder *b, const char *name, const char *value)
+{
+	if (!value)
+		return;
+	json_builder_set_member_name (b, name);
+	builder_string (b, value);
+}
+
+static void
+builder_mailboxes (JsonBuilder *b, const char *name, const MdMailbox *boxes, gsize n)
+{
+	json_builder_set_member_name (b, name);
+	json_builder_begin_array (b);
+	for (gsize i = 0; i < n; i++) {
+		json_builder_begin_object (b);
+		builder_text (b, "name", boxes[i].name);
+		builder_text (b, "email", boxes[i].email);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+}
+
+static void
+builder_texts (JsonBuilder *b, const char *name, const char *const *list)
+{
+	json_builder_set_member_name (b, name);
+	json_builder_begin_array (b);
+	for (gsize i = 0; list && list[i]; i++)
+		builder_string (b, list[i]);
+	json_builder_end_array (b);
+}
+
+/* The spec of O (with its Message-ID and date set) as the first layout
+ * was made, through a JsonBuilder. */
+static GBytes *
+spec_by_builder (const MdOutgoing *o)
+{
+	g_autoptr (JsonBuilder) b = json_builder_new ();
+	json_builder_begin_object (b);
+	builder_text (b, "message_id", o->message_id);
+	json_builder_set_member_name (b, "date");
+	json_builder_add_int_value (b, o->date);
+	builder_text (b, "desk_name", o->desk_name);
+	builder_text (b, "desk_address", o->desk_address);
+	builder_text (b, "agent_name", o->agent_name);
+	builder_mailboxes (b, "to", o->to, o->n_to);
+	builder_mailboxes (b, "cc", o->cc, o->n_cc);
+	builder_text (b, "reply_to", o->reply_to);
+	builder_text (b, "ticket_key", o->ticket_key);
+	builder_text (b, "subject", o->subject);
+	builder_text (b, "in_reply_to", o->in_reply_to);
+	builder_texts (b, "references", o->references);
+	json_builder_set_member_name (b, "auto_submitted");
+	json_builder_add_int_value (b, o->auto_submitted);
+	builder_texts (b, "headers", o->headers);
+	json_builder_set_member_name (b, "attachments");
+	json_builder_begin_array (b);
+	for (gsize i = 0; i < o->n_attachments; i++) {
+		json_builder_begin_object (b);
+		builder_text (b, "filename", o->attachments[i].filename);
+		builder_text (b, "content_type", o->attachments[i].content_type);
+		builder_text (b, "path", o->attachments[i].path);
+		json_builder_end_object (b);
+	}
+	json_builder_end_array (b);
+	builder_text (b, "body", o->body);
+	json_builder_end_object (b);
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
+	g_autoptr (JsonNode) root = json_builder_get_root (b);
+	json_generator_set_root (gen, root);
+	gsize len = 0;
+	g_autofree char *json = json_generator_to_data (gen, &len);
+	GByteArray *out = g_byte_array_new ();
+	g_byte_array_append (out, (const guint8 *) "\0mdspec1\n", 9);
+	g_byte_array_append (out, (const guint8 *) json, (guint) len);
+	return g_byte_array_free_to_bytes (out);
+}
+
+/* The spec's tree is made without a JsonBuilder: its bytes are the ones
+ * the builder gave, byte for byte, for every field set or not, empty
+ * and full lists, and texts that are not UTF-8 or hold what JSON must
+ * escape. */
+static void
+test_spec_bytes (void)
+{
+	MdAttachmentFile files[] = { { "звіт.bin", "application/octet-stream", "/var/spool/a" },
+	                             { NULL, NULL, "/var/spool/b" }, { "bad\xff.txt", "text/plain", "/p\"q\\r" } };
+	MdMailbox to[] = { { "Ольга \"O\" Петренко", "olga@customer.example" }, { NULL, "ann@customer.example" } };
+	MdMailbox cc[] = { { "Unit\x1fSeparator\x7f", "cc@customer.example" } };
+	const char *refs[] = { "<root@customer.example>", "mid@x", "\xc3", NULL };
+	const char *headers[] = { "Importance", "high", "Content-Language", "uk/\"x\"", NULL };
+	const char *bodies[] = { "Привіт,\n\nmany lines\r\n-- \nDesk\n", "body \xc3 broken\x01\x1f\b\f", "", NULL };
+	for (int i = 0; i < 8; i++) {
+		MdOutgoing o = base_outgoing ();
+		o.message_id = "20261201.abc@support.example.com";
+		o.date = 1796112000 + i;
+		o.agent_name = i & 1 ? "Агент \"A\"" : NULL;
+		o.to = i & 2 ? to : customer;
+		o.n_to = i & 2 ? 2 : 1;
+		o.cc = i & 4 ? cc : NULL;
+		o.n_cc = i & 4 ? 1 : 0;
+		o.reply_to = i & 1 ? TOKEN_ADDRESS : NULL;
+		o.ticket_key = i & 2 ? "SUP-7" : NULL;
+		o.subject = i & 4 ? "Принтер\x1f горить \xff" : "Printer on fire";
+		o.in_reply_to = i & 1 ? NULL : "<parent@customer.example>";
+		o.references = i & 2 ? refs : NULL;
+		o.auto_submitted = (MdAutoSubmitted) (i % 3);
+		o.headers = i & 4 ? headers : NULL;
+		o.attachments = i & 1 ? files : NULL;
+		o.n_attachments = i & 1 ? G_N_ELEMENTS (files) : 0;
+		o.body = bodies[i % 3];
+		g_autoptr (GError) error = NULL;
+		g_autoptr (GBytes) spec = md_outgoing_spec_new (&o, NULL, &error);
+		g_assert_no_error (error);
+		g_autoptr (GBytes) expected = spec_by_builder (&o);
+		if (!g_bytes_equal (spec, expected))
+			g_error ("case %d: spec %.*s differs from %.*s", i, (int) g_bytes_get_size (spec) - 9,
+			         (const char *) g_bytes_get_data (spec, NULL) + 9, (int) g_bytes_get_size (expected) - 9,
+			         (const char *) g_bytes_get_data (expected, NULL) + 9);
+	}
+}
+
 /* A spec queued now and composed later (outgoing.h) is the message
  * composing now would have made, byte for byte, whatever the texts hold;
  * what compose refuses is refused when queueing; a damaged spec or a
@@ -953,5 +1086,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/attachment-names", test_attachment_names);
 	g_test_add_func ("/compose/write-fd", test_write_fd);
 	g_test_add_func ("/compose/spec-round-trip", test_spec_round_trip);
+	g_test_add_func ("/compose/spec-bytes", test_spec_bytes);
 	return g_test_run ();
 }

@@ -32,6 +32,18 @@ test_token_vectors (void)
 		g_autofree char *t = md_token_compute (key, vectors[i].id);
 		g_assert_cmpstr (t, ==, vectors[i].token);
 	}
+	/* a key longer than SHA-256's block, which HMAC hashes first */
+	guint8 long_key[100];
+	for (int i = 0; i < 100; i++)
+		long_key[i] = (guint8) (i * 7 + 3);
+	g_autoptr (GBytes) hashed = g_bytes_new (long_key, sizeof long_key);
+	static const struct { gint64 id; const char *token; } long_vectors[] = {
+		{ 1, "oe4q2yfiaz" }, { 123, "wfsrgpirta" }, { 99999, "ngkhzrsweb" }, { 4000000000, "vsaqsciadg" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (long_vectors); i++) {
+		g_autofree char *t = md_token_compute (hashed, long_vectors[i].id);
+		g_assert_cmpstr (t, ==, long_vectors[i].token);
+	}
 }
 
 static gpointer
@@ -40,8 +52,8 @@ token_in_thread (gpointer key)
 	return md_token_compute (key, 123);
 }
 
-/* md_token_compute keeps per-thread state (the keyed HMAC, the last
- * token): another secret, the same id again, and another thread all
+/* md_token_compute keeps per-thread state (the last token and its
+ * secret): another secret, the same id again, and another thread all
  * give the right tokens. */
 static void
 test_token_cache (void)
@@ -415,7 +427,8 @@ test_store_thread_ids (void)
 		const char *expected;
 	} cases[] = {
 		{ 0, 5, "" }, { 2, 5, "" }, { 3, 5, "m2@x" }, { 3, 1, "m2@x" }, { 4, 2, "m2@x m3@x" },
-		{ 8, 2, "m2@x m6@x" }, { 8, 3, "m2@x m5@x m6@x" }, { 8, 10, "m2@x m3@x m5@x m6@x" },
+		{ 6, 3, "m2@x m3@x m5@x" }, { 8, 2, "m2@x m6@x" }, { 8, 3, "m2@x m5@x m6@x" },
+		{ 8, 4, "m2@x m3@x m5@x m6@x" }, { 8, 10, "m2@x m3@x m5@x m6@x" },
 	};
 	guint stored = 0;
 
@@ -434,6 +447,44 @@ test_store_thread_ids (void)
 		g_autofree char *got = g_strjoinv (" ", (char **) ids->pdata);
 		g_assert_cmpstr (got, ==, cases[i].expected);
 	}
+}
+
+/* A person is added once, keeps the id, and gets a name only while it
+ * has none (a later From's name does not replace the first); an empty
+ * name is none.  In and out of a transaction, as the CLI and the writer
+ * call it. */
+static void
+test_store_person_ensure (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *path = temp_db ();
+	g_autoptr (MdStore) store = md_store_open (path, MD_STORE_READ_WRITE, 1000, &error);
+	g_assert_no_error (error);
+	gint64 first = 0, again = 0, other = 0;
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", "", &first, &error));
+	g_assert_cmpint (first, >, 0);
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", NULL, &again, &error));
+	g_assert_cmpint (again, ==, first);
+	g_autoptr (MdPerson) p = md_store_person_find (store, "nameless@example.org", &error);
+	g_assert_null (p->name);
+	g_assert_true (md_store_begin (store, &error));
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", "Olena", &again, &error));
+	g_assert_true (md_store_person_ensure (store, "nameless@example.org", "Someone Else", &again, &error));
+	g_assert_true (md_store_person_ensure (store, "other@example.org", "Other", &other, &error));
+	g_assert_true (md_store_commit (store, &error));
+	g_assert_no_error (error);
+	g_assert_cmpint (again, ==, first);
+	g_assert_cmpint (other, >, first);
+	g_autoptr (MdPerson) named = md_store_person_find (store, "nameless@example.org", &error);
+	g_assert_cmpstr (named->name, ==, "Olena");
+	g_assert_cmpint (named->id, ==, first);
+	g_autoptr (MdPerson) o = md_store_person_get (store, other, &error);
+	g_assert_cmpstr (o->email, ==, "other@example.org");
+	g_assert_cmpstr (o->name, ==, "Other");
+	gint64 ignored = 0;
+	g_assert_true (md_store_person_ensure (store, "other@example.org", NULL, NULL, &error));
+	g_assert_true (md_store_person_ensure (store, "other@example.org", NULL, &ignored, &error));
+	g_assert_cmpint (ignored, ==, other);
 }
 
 /* What a person's #list shows: their own tickets, their organization's
@@ -527,5 +578,6 @@ main (int argc, char **argv)
 	g_test_add_func ("/store/durability", test_store_durability);
 	g_test_add_func ("/store/full-text-once", test_store_full_text_once);
 	g_test_add_func ("/store/thread-ids", test_store_thread_ids);
+	g_test_add_func ("/store/person-ensure", test_store_person_ensure);
 	return g_test_run ();
 }

@@ -5,6 +5,8 @@
 #include "config.h"
 
 #include <gio/gio.h>
+#include <json-glib/json-glib.h>
+#include <sqlite3.h>
 #include <glib/gstdio.h>
 #include <string.h>
 
@@ -246,6 +248,27 @@ test_enqueue_bytes (Fixture *fx, gconstpointer unused)
 	g_assert_cmpuint (st.sent, ==, 1);
 	g_autofree char *got = caught_file (fx, 1, ".eml");
 	g_assert_cmpstr (got, ==, MESSAGE);
+}
+
+/* Queued bytes are filed under their SHA-256 as GLib writes it (md_sha256_hex
+ * computes it with GnuTLS): every length around SHA-256's 64-byte blocks
+ * and its 55/56-byte padding edge, and larger ones, of random bytes. */
+static void
+test_blob_hash (void)
+{
+	g_autoptr (GRand) rand = g_rand_new_with_seed (20261201);
+	g_autofree guint8 *data = g_malloc (70000);
+	for (gsize i = 0; i < 70000; i++)
+		data[i] = (guint8) g_rand_int (rand);
+	static const gsize big[] = { 1000, 4096, 4097, 65535, 70000 };
+	for (gsize len = 0; len < 300 + G_N_ELEMENTS (big); len++) {
+		gsize n = len < 300 ? len : big[len - 300];
+		g_autofree char *expected = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, n);
+		g_autofree char *got = md_sha256_hex (data, n);
+		g_assert_cmpstr (got, ==, expected);
+	}
+	g_autofree char *empty = md_sha256_hex ("", 0);
+	g_assert_cmpstr (empty, ==, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 /* The desk's mail is queued as a spec (outgoing.h): the sender composes
@@ -695,6 +718,64 @@ test_ingest_trims_only_replies (Fixture *fx, gconstpointer unused)
 	}
 }
 
+/* The References of the acknowledgement queued for a new ticket: "id id"
+ * from its spec.  Free with g_free. */
+static char *
+ack_references (Fixture *fx, gint64 ticket_id)
+{
+	sqlite3_stmt *s = NULL;
+	g_assert_cmpint (sqlite3_prepare_v2 (md_store_db (fx->store),
+	                                     "SELECT b.raw FROM outbox o JOIN outbox_blobs b ON b.sha256 = o.raw_sha256 "
+	                                     "WHERE o.ticket_id = ? AND o.kind = 'ack'", -1, &s, NULL), ==, SQLITE_OK);
+	sqlite3_bind_int64 (s, 1, ticket_id);
+	g_assert_cmpint (sqlite3_step (s), ==, SQLITE_ROW);
+	g_autoptr (JsonParser) parser = json_parser_new ();
+	g_assert_true (json_parser_load_from_data (parser, (const char *) sqlite3_column_blob (s, 0) + 9,
+	                                           sqlite3_column_bytes (s, 0) - 9, NULL));
+	sqlite3_finalize (s);
+	JsonArray *refs = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+	                                                "references");
+	g_autoptr (GString) out = g_string_new (NULL);
+	for (guint i = 0; i < json_array_get_length (refs); i++)
+		g_string_append_printf (out, "%s%s", i ? " " : "", json_array_get_string_element (refs, i));
+	return g_strdup (out->str);
+}
+
+/* A new ticket's acknowledgement takes its References from the message
+ * it answers, not from the store: they are what the store's thread was
+ * when it was queued (the public messages with a Message-ID before its
+ * kept copy), with a Message-ID and without one. */
+static void
+test_ack_thread (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	for (int i = 0; i < 2; i++) {
+		g_autofree char *raw = g_strdup_printf ("From: Alice <alice%d@customer.example>\n"
+		                                        "To: support@support.example.com\nSubject: Printer on fire\n%s"
+		                                        "\nIt burns.\n", i, i ? "" : "Message-ID: <fire@customer.example>\n");
+		g_autofree char *sha = spool (fx, raw);
+		g_autoptr (GError) error = NULL;
+		MdIngestResult r = { 0 };
+		g_assert_true (md_ingest_one (fx->desk, fx->store, sha, (gint64) strlen (raw), NULL, &r, &error));
+		g_assert_no_error (error);
+		g_free (r.key);
+		g_autoptr (GPtrArray) messages = md_store_ticket_messages (fx->store, r.ticket_id, &error);
+		g_assert_no_error (error);
+		g_autoptr (GString) expected = g_string_new (NULL);
+		gboolean acked = FALSE;
+		for (guint k = 0; k < messages->len && !acked; k++) {
+			MdStoredMessage *m = messages->pdata[k];
+			acked = m->outgoing && g_strcmp0 (m->flag, "sent: ack") == 0;
+			if (!acked && m->message_id && !m->internal)
+				g_string_append_printf (expected, "%s%s", expected->len ? " " : "", m->message_id);
+		}
+		g_assert_true (acked);
+		g_autofree char *got = ack_references (fx, r.ticket_id);
+		g_assert_cmpstr (got, ==, expected->str);
+		g_assert_cmpstr (got, ==, i ? "" : "fire@customer.example");
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -717,8 +798,10 @@ main (int argc, char **argv)
 	ADD ("missing-spool-file", test_missing_spool_file, &up);
 	ADD ("sender-thread", test_sender_thread, &up);
 	ADD ("sender-stop-is-bounded", test_sender_stop_is_bounded, NULL);
+	g_test_add_func ("/outbox/blob-hash", test_blob_hash);
 	g_test_add_func ("/smtp/config-refused", test_smtp_config_refused);
 	g_test_add ("/ingest/trims-only-replies", Fixture, NULL, fixture_setup, test_ingest_trims_only_replies,
 	            fixture_teardown);
+	g_test_add ("/ingest/ack-thread", Fixture, NULL, fixture_setup, test_ack_thread, fixture_teardown);
 	return g_test_run ();
 }

@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "md.h"
+#include "notify.h"
 #include "outbox.h"
 #include "schedule.h"
 #include "workflow.h"
@@ -232,6 +233,114 @@ test_arm_none (Fixture *fx, gconstpointer data)
 	g_autoptr (MdTicket) t = new_ticket (fx, "2026-12-01T09:30:00+02:00", "ER");
 	g_autofree char *got = pending (fx);
 	g_assert_cmpstr (got, ==, "");
+}
+
+/* Every timer row of ticket ID, "kind arg due_at done_at" in id order. */
+static char *
+timer_rows (Fixture *fx, gint64 id)
+{
+	sqlite3_stmt *s = NULL;
+	g_assert_cmpint (sqlite3_prepare_v2 (md_store_db (fx->store),
+	                                     "SELECT kind, arg, due_at, done_at FROM timers WHERE ticket_id = ? "
+	                                     "ORDER BY id", -1, &s, NULL), ==, SQLITE_OK);
+	sqlite3_bind_int64 (s, 1, id);
+	g_autoptr (GString) out = g_string_new (NULL);
+	while (sqlite3_step (s) == SQLITE_ROW)
+		g_string_append_printf (out, "%s%s %s %" G_GINT64_FORMAT " %s", out->len ? "; " : "", sqlite3_column_text (s, 0),
+		                        sqlite3_column_text (s, 1), (gint64) sqlite3_column_int64 (s, 2),
+		                        sqlite3_column_type (s, 3) == SQLITE_NULL ? "pending" : "done");
+	sqlite3_finalize (s);
+	return g_strdup (out->str);
+}
+
+/* A new ticket's timers, armed by one insert (md_schedule_new_ticket),
+ * are the rows md_schedule_ticket's general sync writes for a ticket
+ * that has none: business and calendar targets, waiting for the customer
+ * or not, reminders already due when armed, no target, and no timers. */
+static void
+test_arm_new_ticket (Fixture *fx, gconstpointer data)
+{
+	static const struct {
+		const char *created, *now, *priority, *status;
+		gboolean none;
+	} cases[] = {
+		{ "2026-12-01T09:30:00+02:00", "2026-12-01T09:30:00+02:00", "P3", MD_STATUS_TRIAGE, FALSE },
+		{ "2026-12-01T09:30:00+02:00", "2026-12-01T09:30:00+02:00", "P2", MD_STATUS_WAITING, FALSE },
+		{ "2026-12-05T22:00:00+02:00", "2026-12-05T22:00:00+02:00", "P1", MD_STATUS_WAITING, FALSE },
+		{ "2026-12-05T22:00:00+02:00", "2026-12-06T01:10:00+02:00", "P1", MD_STATUS_TRIAGE, FALSE },
+		{ "2026-12-01T09:30:00+02:00", "2026-12-03T12:00:00+02:00", "P3", MD_STATUS_WAITING, FALSE },
+		{ "2026-12-01T09:30:00+02:00", "2026-12-01T09:30:00+02:00", "ER", MD_STATUS_WAITING, FALSE },
+		{ "2026-12-01T09:30:00+02:00", "2026-12-01T09:30:00+02:00", "ER", MD_STATUS_TRIAGE, TRUE },
+		{ "2026-12-01T09:30:00+02:00", "2026-12-01T09:30:00+02:00", "P3", MD_STATUS_RESOLVED, TRUE },
+	};
+	g_autoptr (GError) error = NULL;
+	for (gsize c = 0; c < G_N_ELEMENTS (cases); c++) {
+		gint64 ids[2];
+		set_now (cases[c].now);
+		g_assert_true (md_store_begin (fx->store, &error));
+		for (int k = 0; k < 2; k++) {
+			MdTicket t = {
+				.subject = (char *) "Export fails",
+				.category = MD_DEFAULT_CATEGORY,
+				.priority = cases[c].priority,
+				.status = cases[c].status,
+				.created_at = at (cases[c].created),
+				.updated_at = at (cases[c].created),
+				.status_changed_at = at (cases[c].created),
+			};
+			t.first_response_due = md_workflow_first_response_due (fx->desk, t.priority, t.created_at);
+			g_assert_true (md_store_ticket_insert (fx->store, &t, &error));
+			g_autoptr (MdTicket) full = md_store_ticket_get (fx->store, t.id, &error);
+			g_assert_no_error (error);
+			g_assert_true (k == 0 ? md_schedule_new_ticket (fx->desk, fx->store, full, &error)
+			                      : md_schedule_ticket (fx->desk, fx->store, full, &error));
+			ids[k] = t.id;
+		}
+		g_assert_true (md_store_commit (fx->store, &error));
+		g_assert_no_error (error);
+		g_autofree char *one_insert = timer_rows (fx, ids[0]);
+		g_autofree char *general = timer_rows (fx, ids[1]);
+		g_assert_cmpstr (one_insert, ==, general);
+		g_assert_cmpint (*general == '\0', ==, cases[c].none);
+	}
+}
+
+/* A mail rendered over ticket variables shared with an earlier one (a
+ * new ticket's question over its acknowledgement's) says what it says
+ * with its own: the kept copies of a question made with them, without
+ * them and with them again have the same subject and text. */
+static void
+test_shared_ticket_vars (Fixture *fx, gconstpointer data)
+{
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdTicket) t = new_ticket (fx, "2026-12-01T09:30:00+02:00", "P2");
+	g_autoptr (GHashTable) extra = g_hash_table_new (g_str_hash, g_str_equal);
+	g_hash_table_insert (extra, "missing", "  * License key\n");
+	g_hash_table_insert (extra, "form", "License key: \n");
+	g_hash_table_insert (extra, "notice", "");
+	const char *rcpts[] = { "alice@customer.example", NULL };
+	g_autoptr (GHashTable) shared = NULL;
+	g_assert_true (md_store_begin (fx->store, &error));
+	for (int i = 0; i < 3; i++)
+		g_assert_true (md_notify_event (fx->desk, fx->store, t, "fields-missing", extra, rcpts, NULL, FALSE, NULL,
+		                                i == 1 ? NULL : &shared, &error));
+	g_assert_true (md_store_commit (fx->store, &error));
+	g_assert_no_error (error);
+	g_assert_nonnull (shared);
+	g_autoptr (GPtrArray) copies = md_store_ticket_messages (fx->store, t->id, &error);
+	g_assert_no_error (error);
+	g_assert_cmpuint (copies->len, ==, 3);
+	for (guint i = 1; i < 3; i++) {
+		MdStoredMessage *first = copies->pdata[0], *m = copies->pdata[i];
+		g_assert_cmpstr (m->subject, ==, first->subject);
+		g_assert_cmpstr (m->body, ==, first->body);
+		g_assert_cmpstr (m->full_text, ==, first->full_text);
+	}
+	MdStoredMessage *m = copies->pdata[0];
+	g_autofree char *key = md_ticket_key (fx->desk->conf->ticket_prefix, t->id);
+	g_assert_nonnull (strstr (m->subject, "Export fails"));
+	g_assert_nonnull (strstr (m->body, key));
+	g_assert_nonnull (strstr (m->body, "License key"));
 }
 
 /* Each timer runs once at its time, to the right people, and a second
@@ -484,6 +593,8 @@ main (int argc, char **argv)
 		{ "/schedule/arm/business-hours", test_arm_business },
 		{ "/schedule/arm/calendar-hours", test_arm_calendar },
 		{ "/schedule/arm/no-target", test_arm_none },
+		{ "/schedule/arm/new-ticket", test_arm_new_ticket },
+		{ "/schedule/notify/shared-ticket-vars", test_shared_ticket_vars },
 		{ "/schedule/run/once", test_run_once },
 		{ "/schedule/run/assignee", test_assignee },
 		{ "/schedule/run/late-tick", test_late_tick },

@@ -329,6 +329,51 @@ test_variable_table (void)
 	g_assert_null (md_template_variable_description ("nope"));
 }
 
+/* Rendering with a mail's own variables over shared ones (a ticket's,
+ * for its acknowledgement and its question) is rendering with one table
+ * of the shared entries and then the mail's: every shipped template,
+ * each variable shared, the mail's own, both (the mail's wins) or unset,
+ * empty or not (for {{#if}}), over many draws. */
+static void
+test_render_over (void)
+{
+	const char *top = g_getenv ("MD_TOP_SRCDIR");
+	g_autofree char *dir = g_build_filename (top ? top : ".", "templates", NULL);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdTemplateSet) set = md_template_set_load (dir, &error);
+	g_assert_no_error (error);
+	g_autoptr (GRand) rand = g_rand_new_with_seed (20261201);
+
+	for (int i = 0; md_template_events[i]; i++) {
+		const MdTemplate *t = md_template_set_get (set, md_template_events[i]);
+		g_auto (GStrv) names = md_template_event_variables (md_template_events[i]);
+		for (int draw = 0; draw < 200; draw++) {
+			g_autoptr (GHashTable) under = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+			g_autoptr (GHashTable) own = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+			g_autoptr (GHashTable) one = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+			for (char **n = names; *n; n++) {
+				guint32 where = g_rand_int_range (rand, 0, 4);   /* none, under, own, both */
+				const char *under_value = g_rand_boolean (rand) ? "" : "shared";
+				const char *own_value = g_rand_boolean (rand) ? "" : "own";
+				if (where & 1) {
+					g_hash_table_insert (under, g_strdup (*n), g_strdup (under_value));
+					g_hash_table_insert (one, g_strdup (*n), g_strdup (under_value));
+				}
+				if (where & 2) {
+					g_hash_table_insert (own, g_strdup (*n), g_strdup (own_value));
+					g_hash_table_insert (one, g_strdup (*n), g_strdup (own_value));
+				}
+			}
+			g_autofree char *subject = NULL, *body = NULL, *subject_over = NULL, *body_over = NULL;
+			g_assert_true (md_template_render (t, one, &subject, &body, &error));
+			g_assert_true (md_template_render_over (t, own, under, &subject_over, &body_over, &error));
+			g_assert_no_error (error);
+			g_assert_cmpstr (subject_over, ==, subject);
+			g_assert_cmpstr (body_over, ==, body);
+		}
+	}
+}
+
 int
 main (int argc, char **argv)
 {
@@ -338,6 +383,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/template/load-files", test_load_files);
 	g_test_add_func ("/template/shipped", test_shipped_templates);
 	g_test_add_func ("/template/render", test_render);
+	g_test_add_func ("/template/render-over", test_render_over);
 	g_test_add_func ("/template/subject-one-line", test_subject_one_line);
 	g_test_add_func ("/template/render-bounds", test_render_bounds);
 	g_test_add_func ("/template/variable-table", test_variable_table);

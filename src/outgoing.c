@@ -99,20 +99,6 @@ spec_tree (const MdOutgoing *o, const char *message_id)
 	return node;
 }
 
-/* The calling thread's generator, kept: a GObject made and finalized per
- * queued mail cost more than its use.  Left without a root between uses. */
-static JsonGenerator *
-thread_generator (void)
-{
-	static GPrivate kept = G_PRIVATE_INIT (g_object_unref);
-	JsonGenerator *gen = g_private_get (&kept);
-	if (!gen) {
-		gen = json_generator_new ();
-		g_private_set (&kept, gen);
-	}
-	return gen;
-}
-
 GBytes *
 md_outgoing_spec_new (const MdOutgoing *o, char **message_id_r, GError **error)
 {
@@ -123,11 +109,10 @@ md_outgoing_spec_new (const MdOutgoing *o, char **message_id_r, GError **error)
 	/* The tree made directly, not through a JsonBuilder: the same JSON,
 	 * without the builder's object and its copy of every member name. */
 	g_autoptr (JsonNode) root = spec_tree (o, message_id);
-	JsonGenerator *gen = thread_generator ();
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
 	json_generator_set_root (gen, root);
 	gsize len = 0;
 	g_autofree char *json = json_generator_to_data (gen, &len);
-	json_generator_set_root (gen, NULL);
 	guint8 *data = g_malloc (SPEC_MAGIC_LEN + len);
 	memcpy (data, SPEC_MAGIC, SPEC_MAGIC_LEN);
 	memcpy (data + SPEC_MAGIC_LEN, json, len);

@@ -9,7 +9,6 @@
 #include <glib-unix.h>
 #include <stdio.h>
 
-#include "checkpointer.h"
 #include "cli.h"
 #include "imap.h"
 #include "ingest.h"
@@ -28,7 +27,6 @@
 
 typedef struct {
 	MdDesk *desk;
-	MdCheckpointer *checkpointer;
 	MdWriter *writer;
 	MdLmtpServer *lmtp;
 	MdOutboxSender *sender;
@@ -217,8 +215,7 @@ static gboolean
 daemon_start (Daemon *d, GError **error)
 {
 	d->loop = g_main_loop_new (NULL, FALSE);
-	if (!(d->checkpointer = md_checkpointer_start (d->desk, error)) ||
-	    !(d->writer = md_writer_start (d->desk, d->checkpointer, error)) ||
+	if (!(d->writer = md_writer_start (d->desk, error)) ||
 	    !(d->sender = md_outbox_sender_start (d->desk, error)))
 		return FALSE;
 	/* Mail queued by an ingest goes out as soon as its commit is done. */
@@ -230,20 +227,6 @@ daemon_start (Daemon *d, GError **error)
 		return FALSE;
 	md_scheduler_set_on_queued (d->scheduler, wake_sender, d->sender);
 	return TRUE;
-}
-
-/* How the WAL fared, for whoever wonders about its size or the writer's
- * pace. */
-static void
-log_checkpoints (Daemon *d)
-{
-	MdCheckpointerStats st;
-	if (!d->checkpointer)
-		return;
-	md_checkpointer_get_stats (d->checkpointer, &st);
-	g_message ("serve: checkpoints passes=%" G_GUINT64_FORMAT " tails=%" G_GUINT64_FORMAT
-	           " wal_restarts=%" G_GUINT64_FORMAT " max_wal_pages=%u", st.passes, st.tails, st.wal_restarts,
-	           st.max_frames);
 }
 
 /* Stops whatever runs, producers before consumers; NULL parts are fine. */
@@ -259,8 +242,6 @@ daemon_stop (Daemon *d)
 	for (int i = 0; i < 3000 && g_atomic_int_get (&d->submitting) > 0; i++)
 		g_usleep (10 * 1000);
 	md_writer_stop (d->writer);
-	log_checkpoints (d);
-	md_checkpointer_stop (d->checkpointer);
 	if (d->lmtp)
 		md_lmtp_server_free (d->lmtp);
 	md_outbox_sender_stop (d->sender);

@@ -504,7 +504,6 @@ check_fields (Parser *p)
 			parser_error (p, f->line, "field %s is a choice but lists no choices", f->name);
 		if (f->type != MD_FIELD_CHOICE && f->choices)
 			parser_error (p, f->line, "field %s has choices but is not of type choice", f->name);
-		g_autofree char *own = g_strdup (f->name);
 		for (guint k = 0; k <= f->synonyms->len; k++) {
 			const char *text = k == 0 ? f->label : f->synonyms->pdata[k - 1];
 			char *norm = normalize_label (text);

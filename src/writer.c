@@ -42,7 +42,6 @@ static void
 commit_batch (MdWriter *w, GPtrArray *batch)
 {
 	g_autoptr (GError) error = NULL;
-	g_autoptr (GPtrArray) errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
 	gboolean stored = FALSE;
 
 	if (!md_store_begin (w->store, &error)) {

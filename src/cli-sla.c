@@ -1,5 +1,6 @@
 /* cli-sla.c - `maildesk sla report [--json]`: first-response figures per
- * priority (DESIGN 3, 9), and the open tickets with a delivery estimate
+ * priority (DESIGN 3, 9), over every ticket or, with --since, the recent
+ * ones and every open one; and the open tickets with a delivery estimate
  * from the intake forms.  JSON is an array of one object per priority
  * with stable names: add, never rename. */
 #include "config.h"
@@ -104,16 +105,39 @@ print_text (MdDesk *desk, const MdSlaFigures *figures, GPtrArray *due, gint64 no
 	}
 }
 
+/* --since counts back in elapsed time: a window of business days would
+ * move with the calendar's holidays, and a report's window should not. */
+static gboolean
+parse_since (const char *text, gint64 now, gint64 *since_r)
+{
+	g_autoptr (GError) error = NULL;
+	MdDuration d;
+
+	if (!md_duration_parse (text, &d, &error)) {
+		fprintf (stderr, "maildesk: --since: %s\n", error->message);
+		return FALSE;
+	}
+	if (d.unit != MD_DURATION_SECONDS) {
+		fprintf (stderr, "maildesk: --since takes elapsed time (30d, 12h), not business time: %s\n", text);
+		return FALSE;
+	}
+	*since_r = MAX (now - d.amount, 1);
+	return TRUE;
+}
+
 int
 md_cmd_sla (int argc, char **argv)
 {
 	gboolean json = FALSE;
+	g_autofree char *since_text = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
+		{ "since", 0, 0, G_OPTION_ARG_STRING, &since_text,
+		  "only tickets created in the last DURATION (e.g. 30d), and every open one", "DURATION" },
 		{ NULL },
 	};
 	if (argc < 2 || strcmp (argv[1], "report") != 0) {
-		fprintf (stderr, "Usage: maildesk sla report [--json]\n");
+		fprintf (stderr, "Usage: maildesk sla report [--since DURATION] [--json]\n");
 		return MD_EX_USAGE;
 	}
 	argc--;
@@ -124,16 +148,19 @@ md_cmd_sla (int argc, char **argv)
 		fprintf (stderr, "maildesk: sla report takes no arguments\n");
 		return MD_EX_USAGE;
 	}
+	gint64 now = md_now ();
+	gint64 since = 0;
+	if (since_text && !parse_since (since_text, now, &since))
+		return MD_EX_USAGE;
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
 	MdSlaFigures figures[5];
-	gint64 now = md_now ();
 	MdTicketFilter with_due = { .with_due_at = TRUE };
 	g_autoptr (GPtrArray) due = NULL;
-	if (!store || !md_schedule_sla_report (desk, store, now, figures, &error) ||
+	if (!store || !md_schedule_sla_report (desk, store, now, since, figures, &error) ||
 	    !(due = md_store_ticket_list (store, &with_due, &error))) {
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;

@@ -1012,7 +1012,8 @@ median (GArray *values)
 }
 
 gboolean
-md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures out[5], GError **error)
+md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, gint64 since, MdSlaFigures out[5],
+                        GError **error)
 {
 	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT priority, status, created_at, first_response_due, "
 	                                      "first_response_at, resolved_at FROM tickets", error);
@@ -1035,6 +1036,9 @@ md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures o
 		gint64 responded = sqlite3_column_int64 (s, 4), resolved = sqlite3_column_int64 (s, 5);
 		gboolean open = md_status_is_open (status);
 		MdSlaFigures *f = &out[p];
+
+		if (!open && created < since)
+			continue;
 
 		f->open += open;
 		if (responded) {

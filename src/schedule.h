@@ -46,9 +46,12 @@ typedef struct {
 	double median_response_bh;  /* business hours from creation to first response; < 0 when none */
 } MdSlaFigures;
 
-/* One MdSlaFigures per priority, in md_priorities order, at NOW.  Reads
- * every ticket once: a report, not a hot path. */
-gboolean md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, MdSlaFigures out[5], GError **error);
+/* One MdSlaFigures per priority, in md_priorities order, at NOW, over the
+ * tickets created at or after SINCE (0: all) and every open ticket,
+ * whenever created: a window leaves out closed history, never current
+ * work.  Reads every ticket once: a report, not a hot path. */
+gboolean md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, gint64 since, MdSlaFigures out[5],
+                                 GError **error);
 
 /* serve's scheduler: a thread with its own connection that runs what is
  * due, then sleeps until the next due time, a wake-up, or at most 60 s

@@ -562,7 +562,7 @@ test_report (Fixture *fx, gconstpointer data)
 	g_autoptr (MdTicket) silent = new_ticket (fx, "2026-12-02T09:00:00+02:00", "P3");
 	g_autoptr (MdTicket) soon = new_ticket (fx, "2026-12-01T09:00:00+02:00", "P2");
 	MdSlaFigures f[5];
-	g_assert_true (md_schedule_sla_report (fx->desk, fx->store, at ("2026-12-04T10:00:00+02:00"), f, &error));
+	g_assert_true (md_schedule_sla_report (fx->desk, fx->store, at ("2026-12-04T10:00:00+02:00"), 0, f, &error));
 	g_assert_no_error (error);
 	/* P1: responded late */
 	g_assert_cmpuint (f[0].open, ==, 1);

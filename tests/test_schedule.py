@@ -228,6 +228,36 @@ def test_report_due_next_day(tap):
     desk.cleanup()
 
 
+def test_report_since(tap):
+    """`sla report --since` leaves out closed history, never open work."""
+    d = Desk2()
+    jane = ("--as", "jane@support.example.com")
+    d.deliver(t(1, "10:00"), "Question", "q")                # SUP-1: answered in 1bh, resolved
+    d.at(t(1, "11:00"), "ticket", "reply", "1", *jane, input=b"Answer.\n")
+    d.at(t(1, "12:00"), "ticket", "set", "1", "status=Resolved", *jane)
+    d.deliver(t(2, "10:00"), "Question two", "q")            # SUP-2: never answered, still open
+    d.deliver(t(14, "10:00"), "Question three", "q")         # SUP-3: answered in 2bh
+    d.at(t(14, "12:00"), "ticket", "reply", "3", *jane, input=b"Answer.\n")
+    now = {"MAILDESK_NOW": iso(t(15, "10:00"))}
+    fields = ("open", "breached", "met", "responded", "median_first_response_business_hours")
+
+    def p3(*args):
+        rows = {r["priority"]: r for r in d.desk.json("sla", "report", *args, env=now)}
+        return tuple(rows["P3"][k] for k in fields)
+
+    tap.eq(p3(), (2, 1, 2, 2, 1.5), "all time: SUP-1 and SUP-3 met, SUP-2 breached")
+    tap.eq(p3("--since", "3d"), (2, 1, 1, 1, 2.0),
+           "last 3 days: resolved SUP-1 left out, SUP-2 still open and breached, SUP-3 in")
+    tap.eq(p3("--since", "30d"), p3(), "a window before the first ticket is all time")
+    text = d.desk.run("sla", "report", "--since", "3d", env=now, check=True).stdout.decode()
+    tap.ok(any(l.split()[:6] == ["P3", "2", "0", "0", "1", "1"] for l in text.splitlines()),
+           "the text report takes the window too", text)
+    for bad in ("3bd", "soon"):
+        p = d.desk.run("sla", "report", "--since", bad, env=now)
+        tap.ok(p.returncode == 64 and b"--since" in p.stderr, f"--since {bad} is refused", p.stderr)
+    d.close()
+
+
 class Desk2:
     """A desk with one agent, its mail caught, driven at given times."""
 
@@ -417,4 +447,4 @@ def test_nobody_to_follow_up(tap):
 
 
 if __name__ == "__main__":
-    run_tests(simulate, test_report_due_next_day, test_each_once, test_waiting_again, test_nobody_to_follow_up)
+    run_tests(simulate, test_report_due_next_day, test_report_since, test_each_once, test_waiting_again, test_nobody_to_follow_up)

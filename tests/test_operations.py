@@ -5,13 +5,19 @@ long reader let grow, a secret key whose first writer died.
 
 Loopback only; each check finishes in seconds.
 """
+import base64
+import hashlib
+import hmac
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
+import threading
 import time
 
-from mdtest import MAILDESK, TOP_SRCDIR, Desk, Server, free_port, message, run_tests, wait_port
+from mdtest import MAILDESK, TOP_SRCDIR, Desk, Lmtp, Server, free_port, message, run_tests, wait_port
 
 NOW = "2026-12-01T10:00:00+02:00"
 
@@ -228,5 +234,93 @@ def test_wal_after_long_reader(tap):
         desk.cleanup()
 
 
+def test_backup_while_serving(tap):
+    """maildesk(8) BACKUP: SQLite's online backup of the database, then a
+    copy of the spool, then the key, all while serve takes mail, restore
+    to a desk that has every ticket of the snapshot with every file it
+    names, and whose reply addresses still work."""
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    backup = tempfile.mkdtemp(prefix="maildesk-backup-")
+    restored = Desk()
+    try:
+        server = Server(desk).start(port)
+        var = os.path.join(desk.dir, "var")
+        stop = threading.Event()
+        outcomes = []
+
+        def feed():
+            client = Lmtp(port)
+            client.cmd("LHLO backup.test")
+            for i in range(400):
+                if stop.is_set():
+                    break
+                payload = f"log {i}\r\n".encode() * 50
+                _, replies = client.deliver("bob@customer.example", ["support@support.example.com"],
+                                            attachment_message(f"Crash {i}", f"backup-{i}", payload))
+                outcomes.append(replies)
+            client.close()
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        for _ in range(200):
+            if len(outcomes) >= 20:
+                break
+            time.sleep(0.05)
+        # 1. the database: a consistent snapshot while serve writes
+        src = sqlite3.connect(os.path.join(var, "maildesk.db"), timeout=30)
+        dst = sqlite3.connect(os.path.join(backup, "maildesk.db"))
+        src.backup(dst)
+        dst.close()
+        src.close()
+        # 2. then the spool: its files never change once named, so a later copy has all the snapshot names
+        shutil.copytree(os.path.join(var, "spool"), os.path.join(backup, "spool"),
+                        ignore=lambda d, names: ["tmp"] if d == os.path.join(var, "spool") else [])
+        # 3. the key of the reply addresses
+        shutil.copy2(os.path.join(var, "secret.key"), os.path.join(backup, "secret.key"))
+        stop.set()
+        feeder.join(timeout=120)
+        tap.eq(server.stop(), 0, "serve stops cleanly")
+        tap.ok(outcomes and all(r and r[0][0] == 250 for r in outcomes), "every delivery was accepted",
+               outcomes[-3:])
+        snapshot = sqlite3.connect(os.path.join(backup, "maildesk.db")).execute(
+            "SELECT count(*) FROM tickets").fetchone()[0]
+        tap.ok(20 <= snapshot <= len(outcomes), f"the snapshot holds the tickets committed by then ({snapshot})")
+
+        shutil.copytree(backup, os.path.join(restored.dir, "var"))
+        tickets = restored.tickets()
+        tap.eq(len(tickets), snapshot, "the restored desk lists every ticket of the snapshot")
+        missing = []
+        for t in tickets:
+            for m in restored.show(t["id"])["messages"]:
+                for a in m["attachments"]:
+                    path = os.path.join(restored.dir, "var", "spool", "blob", a["sha256"][:2], a["sha256"])
+                    try:
+                        with open(path, "rb") as f:
+                            if hashlib.sha256(f.read()).hexdigest() != a["sha256"]:
+                                missing.append((t["key"], a["filename"], "differs"))
+                    except OSError:
+                        missing.append((t["key"], a["filename"], "missing"))
+        tap.eq(missing, [], "every attachment of every restored ticket is there, byte for byte")
+        raw = [r[0] for r in sqlite3.connect(os.path.join(backup, "maildesk.db")).execute(
+            "SELECT raw_sha256 FROM messages WHERE raw_sha256 IS NOT NULL")]
+        tap.ok(raw and all(os.path.exists(os.path.join(restored.dir, "var", "spool", "raw", h[:2], h)) for h in raw),
+               "and every raw message the snapshot names")
+        with open(os.path.join(var, "secret.key"), "rb") as f:   # the key of the mail customers hold
+            key = f.read()
+        token = base64.b32encode(hmac.new(key, b"1", hashlib.sha256).digest()).decode().lower()[:10]
+        to = f"support+SUP-1.{token}@support.example.com"
+        before = len(restored.show(1)["messages"])
+        p = restored.deliver(message(subject="Any news?", sender="bob@customer.example", to=to), "--recipient", to)
+        tap.eq((p.returncode, p.stdout.decode().strip(), len(restored.show(1)["messages"]), len(restored.tickets())),
+               (0, "SUP-1", before + 1, snapshot),
+               "a reply to an address sent before the backup reaches its ticket on the restored desk")
+    finally:
+        desk.cleanup()
+        restored.cleanup()
+        shutil.rmtree(backup, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    run_tests(test_tmp_leftovers, test_root_on_a_users_desk, test_secret_key, test_wal_after_long_reader)
+    run_tests(test_tmp_leftovers, test_root_on_a_users_desk, test_secret_key, test_wal_after_long_reader,
+              test_backup_while_serving)

@@ -53,11 +53,16 @@ typedef struct {
 	GArray *frames;       /* Frame, the open elements */
 } Render;
 
-static const char *const dropped[] = { "script", "style", "head", "title", "template", "object", "iframe", NULL };
+/* Not dropped: what mail clients show in place of what they do not
+ * render or run, the fallback content of <object> (all but its <param>s),
+ * <iframe> (in HTML4-era mail), <noscript>, <noembed> and <noframes>;
+ * text there reached the reader, or was hidden from the agent alone.
+ * Dropped: <template>, inert in every client. */
+static const char *const dropped[] = { "script", "style", "head", "title", "template", NULL };
 static const char *const paragraphs[] = { "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl", "hr", NULL };
 static const char *const blocks[] = { "div", "tr", "li", "dt", "dd", "section", "article", "header", "footer",
 	                              "nav", "aside", "main", "address", "form", "fieldset", "figure", "figcaption",
-	                              "center", "caption", "tbody", "thead", "tfoot", "body", "html", NULL };
+	                              "center", "caption", "tbody", "thead", "tfoot", "body", "html", "noframes", NULL };
 
 static gboolean
 name_in (const xmlChar *name, const char *const *list)
@@ -445,7 +450,7 @@ depth_ahead (htmlParserCtxtPtr ctxt)
  * only empty, and what it held follows it one level up.  From the first
  * one on, libxml2's tree is no longer the document's: an end tag meant
  * for an element ended early could leave open one whose content is not
- * shown (<title>, <object>) over text that would have been shown, so
+ * shown (<title>, <template>) over text that would have been shown, so
  * nothing is dropped from there on. */
 static void
 feed_start_tag (Feed *f, int *depth)

@@ -292,6 +292,19 @@ test_html (void)
 		/* mail clients run no script, so they show <noscript>: so do we,
 		 * or text the customer saw (or an attacker hid) is not the agent's */
 		{ "<p>Hi</p><noscript><p>Call 555-0100</p></noscript>", "Hi\n\nCall 555-0100" },
+		/* fallback content is shown for the same reason: an <object>'s
+		 * but its <param>s, an <iframe>'s (HTML4-era mail), <noembed>'s
+		 * and <noframes>' (a block, in HTML4); the URL of what is
+		 * embedded is not, as for an <img>; a <template> is inert */
+		{ "<p>See<object data=\"https://x.example/a.swf\"><param name=q value=hidden>"
+		  "<p>the <b>chart</b></p></object>", "See\n\nthe chart" },
+		{ "Order <iframe src=\"https://x.example/o\">#1234 <b>shipped</b></iframe>.", "Order #1234 shipped." },
+		{ "a<iframe src=\"https://x.example/track\" width=0 height=0></iframe>b", "ab" },
+		{ "<embed src=\"https://x.example/v\"><noembed>Watch <a href=\"https://x.example/v\">it</a></noembed>",
+		  "Watch it (https://x.example/v)" },
+		{ "<frameset><frame src=a><noframes><body>No frames</body></noframes></frameset>", "No frames" },
+		{ "one<noframes>two</noframes>three", "one\ntwo\nthree" },
+		{ "<p>a</p><template><p>hidden</p></template><p>b</p>", "a\n\nb" },
 		{ "<p title='a > b' x=1>quoted</p><!-- <p a1 a2> --><script>if (a < b) x();</script>after",
 		  "quoted\n\nafter" },
 	};

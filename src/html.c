@@ -34,6 +34,7 @@
 typedef struct {
 	guint dropped : 1;    /* its content is not shown (<script>, <head>...) */
 	guint pre : 1;
+	guint anchor : 1;
 	guint list : 1;       /* <ul> or <ol>: its <li> children get markers */
 	guint ordered : 1;
 	guint breaks : 2;     /* line breaks owed after it: 1 block, 2 paragraph */
@@ -47,17 +48,35 @@ typedef struct {
 	GString *out;
 	int pending_breaks;   /* line breaks owed before the next text */
 	gboolean pending_space;
-	int pre;              /* inside <pre>: keep white space */
+	int pre;              /* inside <pre>: keep white space (those ended
+	                       * early for libxml2 counted too, see MARK_OPEN) */
 	int dropped;          /* inside an element whose content is not shown */
 	gboolean show_all;    /* no content is dropped any more */
 	GArray *frames;       /* Frame, the open elements */
+	char *link;           /* the URL of an <a> ended early for libxml2 */
+	gsize link_start;     /* where its text begins in the output */
 } Render;
 
-static const char *const dropped[] = { "script", "style", "head", "title", "template", "object", "iframe", NULL };
+/* What feed_start_tag tells the renderer, in comments of its own: those
+ * of the HTML reach libxml2 empty (see EMPTY_COMMENT).  MARK_OPEN is in
+ * a <pre> or <a> that libxml2 is made to end at once: for the rendering
+ * it stays open, and its end tag becomes MARK_END_PRE or MARK_END_A.
+ * They are counted, not stacked (a link ends any still open, as HTML5's
+ * do), so memory stays flat however deep they go. */
+#define MARK_OPEN "maildesk:open"
+#define MARK_END_PRE "maildesk:/pre"
+#define MARK_END_A "maildesk:/a"
+
+/* Not dropped: what mail clients show in place of what they do not
+ * render or run, the fallback content of <object> (all but its <param>s),
+ * <iframe> (in HTML4-era mail), <noscript>, <noembed> and <noframes>;
+ * text there reached the reader, or was hidden from the agent alone.
+ * Dropped: <template>, inert in every client. */
+static const char *const dropped[] = { "script", "style", "head", "title", "template", NULL };
 static const char *const paragraphs[] = { "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl", "hr", NULL };
 static const char *const blocks[] = { "div", "tr", "li", "dt", "dd", "section", "article", "header", "footer",
 	                              "nav", "aside", "main", "address", "form", "fieldset", "figure", "figcaption",
-	                              "center", "caption", "tbody", "thead", "tfoot", "body", "html", NULL };
+	                              "center", "caption", "tbody", "thead", "tfoot", "body", "html", "noframes", NULL };
 
 static gboolean
 name_in (const xmlChar *name, const char *const *list)
@@ -141,6 +160,24 @@ worth_showing_url (const char *href, const char *text, gsize len)
 	       && !(strlen (href) == len && memcmp (href, text, len) == 0);
 }
 
+/* The end of a link to HREF (freed) whose text began at TEXT_START in
+ * the output: "(href)" after it, unless it says no more.  Compared with
+ * the text as rendered, not a copy of the anchor's content: every
+ * anchor of a nest held a copy of all below it. */
+static void
+end_link (Render *r, char *href, gsize text_start)
+{
+	if (href && worth_showing_url (href, r->out->str + text_start, r->out->len - text_start)) {
+		g_autofree char *shown = g_strdup_printf ("(%s)", href);
+		/* a blank the link ended with still separates what follows */
+		gboolean blank_after = r->pending_space;
+		r->pending_space = TRUE;
+		emit (r, shown, strlen (shown));
+		r->pending_space = blank_after;
+	}
+	g_free (href);
+}
+
 static const char *
 attribute (const xmlChar **atts, const char *name)
 {
@@ -213,6 +250,7 @@ on_start (void *data, const xmlChar *tag, const xmlChar **atts)
 		f.pre = g_ascii_strcasecmp (name, "pre") == 0;
 		r->pre += f.pre;
 	} else if (g_ascii_strcasecmp (name, "a") == 0) {
+		f.anchor = TRUE;
 		f.href = g_strdup (attribute (atts, "href"));
 		f.text_start = r->out->len;
 	}
@@ -230,19 +268,33 @@ on_end (void *data, const xmlChar *tag)
 	g_array_set_size (r->frames, r->frames->len - 1);
 	r->dropped -= f.dropped;
 	r->pre -= f.pre;
-	/* Compared with the text as rendered, not a copy of the anchor's
-	 * content: every anchor of a nest held a copy of all below it. */
-	if (f.href && worth_showing_url (f.href, r->out->str + f.text_start, r->out->len - f.text_start)) {
-		g_autofree char *shown = g_strdup_printf ("(%s)", f.href);
-		/* a blank the link ended with still separates what follows */
-		gboolean blank_after = r->pending_space;
-		r->pending_space = TRUE;
-		emit (r, shown, strlen (shown));
-		r->pending_space = blank_after;
-	}
-	g_free (f.href);
+	end_link (r, f.href, f.text_start);
 	if (f.breaks)
 		want_breaks (r, f.breaks);
+}
+
+/* A comment: one of the marks of feed_start_tag, or empty. */
+static void
+on_comment (void *data, const xmlChar *value)
+{
+	Render *r = data;
+	Frame *top = parent_frame (r);
+	const char *mark = (const char *) value;
+	if (!mark)
+		return;
+	if (strcmp (mark, MARK_OPEN) == 0 && top && top->pre) {
+		top->pre = FALSE;   /* and r->pre still counts it */
+	} else if (strcmp (mark, MARK_OPEN) == 0 && top && top->anchor) {
+		end_link (r, r->link, r->link_start);
+		r->link = g_steal_pointer (&top->href);
+		r->link_start = top->text_start;
+	} else if (strcmp (mark, MARK_END_PRE) == 0 && r->pre > 0) {
+		r->pre--;
+		want_breaks (r, 2);
+	} else if (strcmp (mark, MARK_END_A) == 0) {
+		end_link (r, r->link, r->link_start);
+		r->link = NULL;
+	}
 }
 
 static void
@@ -415,11 +467,22 @@ markup_for_libxml2 (const char *html, gsize len)
 typedef struct {
 	const char *p, *end;       /* what is not handed on yet */
 	const char *copy_to;       /* the rest of a tag, up to here */
-	char owed[NAME_PIECE + 16]; /* an end tag to hand on after it */
+	char owed[NAME_PIECE + 48]; /* an end tag or mark to hand on after it */
 	gsize owed_len, owed_done;
+	int open_pre;              /* <pre>s ended early, their end tags to come */
+	gboolean open_link;        /* an <a> ended early, its end tag to come */
+	guint link_level;          /* elements open in it, by their tags */
 	htmlParserCtxtPtr ctxt;
 	Render *render;
 } Feed;
+
+/* TEXT is handed on next (the rest of a tag first, if any). */
+static void
+feed_owe (Feed *f, const char *text)
+{
+	f->owed_len = (gsize) g_strlcpy (f->owed, text, sizeof f->owed);
+	f->owed_done = 0;
+}
 
 /* Longer than the name of any element libxml2 knows. */
 #define KNOWN_NAME_MAX 16
@@ -445,8 +508,9 @@ depth_ahead (htmlParserCtxtPtr ctxt)
  * only empty, and what it held follows it one level up.  From the first
  * one on, libxml2's tree is no longer the document's: an end tag meant
  * for an element ended early could leave open one whose content is not
- * shown (<title>, <object>) over text that would have been shown, so
- * nothing is dropped from there on. */
+ * shown (<title>, <template>) over text that would have been shown, so
+ * nothing is dropped from there on.  A <pre> or <a> ended early stays
+ * open for the renderer (MARK_OPEN) up to its end tag. */
 static void
 feed_start_tag (Feed *f, int *depth)
 {
@@ -458,12 +522,20 @@ feed_start_tag (Feed *f, int *depth)
 	if (name_len < sizeof lower)
 		for (gsize i = 0; i < name_len; i++)
 			lower[i] = g_ascii_tolower (name[i]);
+	gboolean pre = strcmp (lower, "pre") == 0, anchor = strcmp (lower, "a") == 0;
+	if (anchor && f->open_link) {
+		/* before this tag: a link ends the one still open */
+		f->open_link = FALSE;
+		feed_owe (f, "<!--" MARK_END_A "-->");
+		return;
+	}
 	const char *q = read_start_tag (name, f->end, &cut);
 	f->copy_to = q < f->end ? q + (*q == '>' ? 1 : 2) : f->end;
 	const htmlElemDesc *element = htmlTagLookup ((const xmlChar *) lower);
 	/* <br>, <img>, "<x/>", a tag the HTML ends in: libxml2 ends them at once */
 	if ((element && element->empty) || q == f->end || *q == '/')
 		return;
+	f->link_level += f->open_link;
 	if (*depth < MAX_DEPTH) {
 		++*depth;
 		return;
@@ -472,8 +544,42 @@ feed_start_tag (Feed *f, int *depth)
 	/* and an empty comment: libxml2 lets go of what it has read only as
 	 * it reads text, comments and the like, and would keep all of a
 	 * flood of tags (2.3 times its size once ended) */
-	f->owed_len = (gsize) g_snprintf (f->owed, sizeof f->owed, "</%.*s><!---->", (int) name_len, name);
+	f->owed_len = (gsize) g_snprintf (f->owed, sizeof f->owed, "%s</%.*s><!---->",
+	                                  pre || anchor ? "<!--" MARK_OPEN "-->" : "", (int) name_len, name);
 	f->owed_done = 0;
+	f->open_pre += pre;
+	if (anchor) {
+		f->open_link = TRUE;
+		f->link_level = 0;
+	}
+}
+
+/* Whether the end tag at F->p (as markup_for_libxml2 left it, "</pre>")
+ * ends a <pre> or <a> ended early: a mark is handed on instead (libxml2
+ * would end one of the same name further out).  A link ends too before
+ * the end tag of an element it is in, as libxml2 would end it. */
+static gboolean
+feed_end_tag (Feed *f)
+{
+	gsize left = (gsize) (f->end - f->p);
+	if (left < 3 || f->p[1] != '/' || !is_name_start (f->p[2]))
+		return FALSE;
+	gboolean anchor = left >= 4 && g_ascii_strncasecmp (f->p, "</a>", 4) == 0;
+	gboolean pre = left >= 6 && g_ascii_strncasecmp (f->p, "</pre>", 6) == 0;
+	if (f->open_link && (anchor || f->link_level == 0)) {
+		f->open_link = FALSE;
+		feed_owe (f, "<!--" MARK_END_A "-->");
+		f->p += anchor ? 4 : 0;
+		return TRUE;
+	}
+	if (f->open_link)
+		f->link_level--;
+	if (!pre || f->open_pre == 0)
+		return FALSE;
+	f->open_pre--;
+	feed_owe (f, "<!--" MARK_END_PRE "-->");
+	f->p += 6;
+	return TRUE;
 }
 
 /* Where the end tag or comment at P ends, as markup_for_libxml2 left
@@ -520,6 +626,11 @@ feed_read (void *data, char *buf, int len)
 	Feed *f = data;
 	gsize space = len > 0 ? MIN ((gsize) len, FEED_PIECE) : 0, n = 0;
 	int depth = depth_ahead (f->ctxt);
+	if (f->p == f->end && f->owed_done == f->owed_len && f->open_link) {
+		/* a link left open ends with the HTML, before those further out */
+		f->open_link = FALSE;
+		feed_owe (f, "<!--" MARK_END_A "-->");
+	}
 	while (n < space && (f->p < f->end || f->owed_done < f->owed_len)) {
 		const char *after;
 		if (f->copy_to > f->p) {
@@ -533,6 +644,8 @@ feed_read (void *data, char *buf, int len)
 			n += feed_copy (f, buf + n, space - n);
 		} else if (g_ascii_isalpha (f->p[1])) {
 			feed_start_tag (f, &depth);
+		} else if (feed_end_tag (f)) {
+			continue;
 		} else if ((after = other_markup_end (f->p, f->end))) {
 			f->copy_to = after;
 		} else {
@@ -584,6 +697,7 @@ md_html_to_text (const char *html, gsize len)
 		ctxt->sax->startElement = on_start;
 		ctxt->sax->endElement = on_end;
 		ctxt->sax->characters = on_text;
+		ctxt->sax->comment = on_comment;
 		ctxt->sax->cdataBlock = on_text;
 		/* no ignorableWhitespace: what libxml2 finds insignificant
 		 * (between <html> and <body>...) is not rendered either */
@@ -600,6 +714,7 @@ md_html_to_text (const char *html, gsize len)
 	}
 	for (guint i = 0; i < r.frames->len; i++)
 		g_free (g_array_index (r.frames, Frame, i).href);
+	g_free (r.link);
 	g_array_free (r.frames, TRUE);
 	return chomp_lines (g_string_free (r.out, FALSE));
 }

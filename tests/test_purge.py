@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 
-from mdtest import Desk, message, run_tests
+from mdtest import Desk, Lmtp, Server, free_port, message, run_tests
 
 NOW = "2026-12-01T10:00:00+02:00"
 LATER = "2027-01-15T10:00:00+02:00"   # 45 days on
@@ -76,10 +76,10 @@ def purge(desk, *args, env=LATER_ENV, check=True):
     return json.loads(p.stdout) if p.returncode == 0 else p
 
 
-def two_tickets():
+def two_tickets(extra_conf=""):
     """Ticket 1 (resolved on NOW) and ticket 2 (open) share an attachment;
     ticket 1 has one of its own too."""
-    desk = Desk()
+    desk = Desk(extra_conf=extra_conf)
     desk.run("agent", "add", "jane@support.example.com", check=True)
     r = desk.deliver(with_files("first", "first", [SHARED, OWN]), env=ENV)
     assert r.returncode == 0, r.stderr
@@ -244,6 +244,31 @@ def test_person(tap):
         desk.cleanup()
 
 
+def test_beside_serve(tap):
+    """serve keeps the database open and stores mail between and after
+    purges; mail bringing back a purged file gets it back."""
+    port = free_port()
+    desk = two_tickets(f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    server = Server(desk, env=LATER_ENV).start(port)
+    try:
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq((got["tickets"], got["files_waiting"]), (1, 0), "purge runs while serve runs")
+        c = Lmtp(port)
+        c.cmd("LHLO x")
+        for i in range(3):
+            _, data = c.deliver("dan@customer.example", ["support@support.example.com"],
+                                with_files(f"again {i}", f"again{i}", [OWN], sender="dan@customer.example"))
+            tap.eq([code for code, _ in data], [250], f"serve stores message {i} after the purge")
+            purge(desk, "--resolved-before", "30")
+        own = os.path.join(desk.dir, "var", "spool", "blob", sha(OWN)[:2], sha(OWN))
+        tap.ok(os.path.exists(own), "the file a new message brought back is in place")
+        tap.eq(len(desk.tickets()), 4, "no open ticket was purged")
+        c.close()
+    finally:
+        server.stop()
+        desk.cleanup()
+
+
 def test_indexes(tap):
     """Every statement a purge runs finds its rows through an index."""
     desk = two_tickets()
@@ -259,4 +284,4 @@ def test_indexes(tap):
 
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_person,
-              test_indexes)
+              test_beside_serve, test_indexes)

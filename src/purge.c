@@ -262,24 +262,39 @@ is_sha256_hex (const char *s)
 	return n == 64;
 }
 
-/* One file noted in purge_files, under the write lock: kept while a row
- * names it, else removed (a queued message's blob row with it); its note
- * goes unless the file was too recent to remove. */
-static gboolean
-reap_one (MdDesk *desk, MdStore *store, const char *sha, gboolean referenced, const char *kind, gint64 now,
-          MdPurgeStats *st, GError **error)
+/* A file noted in purge_files, and whether a row names it (again, or
+ * still: a file two tickets shared). */
+typedef struct {
+	char *sha256;
+	char *kind;
+	gboolean referenced;
+} Note;
+
+static void
+note_clear (Note *n)
 {
-	MdSpoolKind k = g_strcmp0 (kind, "blob") == 0 ? MD_SPOOL_BLOB : MD_SPOOL_RAW;
+	g_free (n->sha256);
+	g_free (n->kind);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Note, note_clear)
+
+/* Under the write lock: a file a row names stays, any other is removed
+ * (a queued message's blob row with it); its note goes unless the file
+ * was too recent to remove. */
+static gboolean
+reap_one (MdDesk *desk, MdStore *store, const Note *note, gint64 now, MdPurgeStats *st, GError **error)
+{
+	MdSpoolKind k = g_strcmp0 (note->kind, "blob") == 0 ? MD_SPOOL_BLOB : MD_SPOOL_RAW;
 	FileFate fate = FILE_GONE;
 
-	if (!is_sha256_hex (sha)) {
+	if (!is_sha256_hex (note->sha256)) {
 		/* not a name the spool gives: nothing to remove */
-	} else if (referenced) {
-		restore_aside (desk->spool, k, sha);
+	} else if (note->referenced) {
+		restore_aside (desk->spool, k, note->sha256);
 	} else {
-		fate = remove_file (desk->spool, k, sha, now);
+		fate = remove_file (desk->spool, k, note->sha256, now);
 		if (k == MD_SPOOL_RAW && fate != FILE_WAITING) {
-			gint64 n = exec3 (store, "DELETE FROM outbox_blobs WHERE sha256 = ?2", 0, sha, 0, error);
+			gint64 n = exec3 (store, "DELETE FROM outbox_blobs WHERE sha256 = ?2", 0, note->sha256, 0, error);
 			if (n < 0)
 				return FALSE;
 			st->files += (guint) n;
@@ -295,13 +310,44 @@ reap_one (MdDesk *desk, MdStore *store, const char *sha, gboolean referenced, co
 	                                                 error);
 	if (!s)
 		return FALSE;
-	sqlite3_bind_text (s, 1, sha, -1, SQLITE_STATIC);
-	sqlite3_bind_text (s, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text (s, 1, note->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text (s, 2, note->kind, -1, SQLITE_STATIC);
 	if (sqlite3_step (s) != SQLITE_DONE) {
 		md_store_set_error (store, error, "purge note");
 		return FALSE;
 	}
 	return TRUE;
+}
+
+/* The next notes after AFTER (in key order), read under the lock. */
+static GArray *
+next_notes (MdStore *store, const Note *after, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT p.sha256, p.kind, " REFERENCED " FROM purge_files p "
+		"WHERE (p.sha256, p.kind) > (?1, ?2) ORDER BY p.sha256, p.kind LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_text (s, 1, after->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text (s, 2, after->kind, -1, SQLITE_STATIC);
+	GArray *notes = g_array_new (FALSE, FALSE, sizeof (Note));
+	g_array_set_clear_func (notes, (GDestroyNotify) note_clear);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
+		Note n = {
+			g_strdup ((const char *) sqlite3_column_text (s, 0)),
+			g_strdup ((const char *) sqlite3_column_text (s, 1)),
+			sqlite3_column_int (s, 2),
+		};
+		g_array_append_val (notes, n);
+	}
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge notes");
+		g_array_unref (notes);
+		return NULL;
+	}
+	return notes;
 }
 
 /* Every file noted in purge_files, a batch per transaction.  A file is
@@ -310,45 +356,23 @@ reap_one (MdDesk *desk, MdStore *store, const char *sha, gboolean referenced, co
 static gboolean
 reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
 {
-	g_autofree char *after_sha = g_strdup ("");
-	g_autofree char *after_kind = g_strdup ("");
+	g_auto (Note) after = { g_strdup (""), g_strdup (""), FALSE };
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 
 	for (;;) {
 		if (!md_store_begin (store, error))
 			return FALSE;
-		g_autoptr (sqlite3_stmt) s = md_store_statement (store,
-			"SELECT p.sha256, p.kind, " REFERENCED " FROM purge_files p "
-			"WHERE (p.sha256, p.kind) > (?1, ?2) ORDER BY p.sha256, p.kind LIMIT "
-			G_STRINGIFY (MD_PURGE_BATCH), error);
-		if (!s) {
-			md_store_rollback (store);
-			return FALSE;
-		}
-		sqlite3_bind_text (s, 1, after_sha, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text (s, 2, after_kind, -1, SQLITE_TRANSIENT);
-		g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func (g_free);
-		while (sqlite3_step (s) == SQLITE_ROW) {
-			g_ptr_array_add (batch, g_strdup ((const char *) sqlite3_column_text (s, 0)));
-			g_ptr_array_add (batch, g_strdup ((const char *) sqlite3_column_text (s, 1)));
-			g_ptr_array_add (batch, GINT_TO_POINTER (sqlite3_column_int (s, 2)));
-		}
-		md_store_statement_release (g_steal_pointer (&s));
-		gboolean ok = TRUE;
-		for (guint i = 0; ok && i < batch->len; i += 3)
-			ok = reap_one (desk, store, batch->pdata[i], GPOINTER_TO_INT (batch->pdata[i + 2]),
-			               batch->pdata[i + 1], now, st, error);
-		/* the third of each triple is no pointer to free */
-		for (guint i = 2; i < batch->len; i += 3)
-			batch->pdata[i] = NULL;
+		g_autoptr (GArray) notes = next_notes (store, &after, error);
+		gboolean ok = notes != NULL;
+		for (guint i = 0; ok && i < notes->len; i++)
+			ok = reap_one (desk, store, &g_array_index (notes, Note, i), now, st, error);
 		if (!finish (store, ok, FALSE, error))
 			return FALSE;
-		if (batch->len < 3 * MD_PURGE_BATCH)
+		if (notes->len < MD_PURGE_BATCH)
 			return TRUE;
-		g_free (after_sha);
-		g_free (after_kind);
-		after_sha = g_strdup (batch->pdata[batch->len - 3]);
-		after_kind = g_strdup (batch->pdata[batch->len - 2]);
+		Note *last = &g_array_index (notes, Note, notes->len - 1);
+		note_clear (&after);
+		after = (Note) { g_steal_pointer (&last->sha256), g_steal_pointer (&last->kind), FALSE };
 	}
 }
 

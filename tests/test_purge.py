@@ -269,6 +269,27 @@ def test_beside_serve(tap):
         desk.cleanup()
 
 
+def test_batches(tap):
+    """More tickets and files than one transaction takes: every batch
+    goes, and the open ticket among them stays."""
+    desk = Desk()
+    try:
+        n = 2 * 100 + 5
+        for i in range(n):
+            desk.deliver(message(subject=f"t{i}", msgid=f"t{i}", body=f"ticket {i}\n"), env=ENV)
+        with db(desk) as c:
+            c.execute("UPDATE tickets SET status = 'Resolved', resolved_at = strftime('%s', '2026-12-01') "
+                      "WHERE id != 150")
+        age_files(desk)
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq(got["tickets"], n - 1, "every resolved ticket goes, batch after batch")
+        tap.eq([r[0] for r in rows(desk, "SELECT id FROM tickets")], [150], "the open one stays")
+        tap.eq(count(desk, "purge_files"), 0, "every noted file is dealt with")
+        tap.eq(len([f for f in spool_files(desk) if f.startswith("raw/")]), 1, "only its raw message is left")
+    finally:
+        desk.cleanup()
+
+
 def test_indexes(tap):
     """Every statement a purge runs finds its rows through an index."""
     desk = two_tickets()
@@ -284,4 +305,4 @@ def test_indexes(tap):
 
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_person,
-              test_beside_serve, test_indexes)
+              test_beside_serve, test_batches, test_indexes)

@@ -439,15 +439,20 @@ redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeSta
 	return TRUE;
 }
 
-/* The person's own rows, and mail to them.  ?1 = their id, ?2 = their
- * address (queued as the ticket knew it, mostly lowercase). */
+/* Mail to the person (addressed as the ticket knew them, mostly
+ * lowercase) on tickets not theirs: a dry run still has its own and has
+ * counted their mail.  ?1 = their id, ?2 = their address. */
+#define TO_THEM "rcpt_to IN (?2, lower (?2)) " \
+	"AND (ticket_id IS NULL OR ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?1))"
+
+/* The person's own rows, and mail to them. */
 static const struct {
 	const char *sql;
 	gssize counts;
 } person_deletes[] = {
 	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM outbox "
-	  "WHERE rcpt_to IN (?2, lower (?2))", UNCOUNTED },
-	{ "DELETE FROM outbox WHERE rcpt_to IN (?2, lower (?2))", COUNTS (outbox) },
+	  "WHERE " TO_THEM, UNCOUNTED },
+	{ "DELETE FROM outbox WHERE " TO_THEM, COUNTS (outbox) },
 	{ "DELETE FROM participants WHERE person_id = ?1", UNCOUNTED },
 	{ "DELETE FROM memberships WHERE person_id = ?1", UNCOUNTED },
 	{ "UPDATE tickets SET assignee_id = NULL WHERE assignee_id = ?1", UNCOUNTED },
@@ -470,8 +475,8 @@ forget_person (MdStore *store, const MdPerson *p, const TicketQuery *theirs, gbo
 	ok = ids != NULL;
 	for (guint i = 0; ok && i < ids->len; i++)
 		ok = delete_ticket (store, g_array_index (ids, gint64, i), st, error);
-	gint64 queued = ok ? count (store, "SELECT count(*) FROM outbox WHERE rcpt_to IN (?2, lower (?2)) "
-	                            "AND state = 'queued'", 0, p->email, error) : -1;
+	gint64 queued = ok ? count (store, "SELECT count(*) FROM outbox WHERE " TO_THEM " AND state = 'queued'",
+	                            p->id, p->email, error) : -1;
 	ok = queued >= 0;
 	if (ok)
 		st->outbox_queued += (guint) queued;

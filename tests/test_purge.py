@@ -121,6 +121,7 @@ def test_retention(tap):
         got = purge(desk, "--resolved-before", "30")
         tap.eq((got["tickets"], got["messages"], got["attachments"], got["outbox_queued"]), (1, msgs, 2, queued),
                "the resolved ticket goes with its message, attachments and queued mail")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
         tap.eq([r[0] for r in rows(desk, "SELECT id FROM tickets")], [2], "the open ticket stays")
         for table in ("history", "participants", "message_ids", "timers", "fields", "outbox"):
             tap.eq(count(desk, table, "ticket_id = 1"), 0, f"no {table} row of ticket 1 is left")
@@ -226,6 +227,7 @@ def test_person(tap):
         got = purge(desk, "--person", "Carol@Customer.example")
         tap.eq((got["tickets"], got["messages_erased_elsewhere"], got["person_removed"]), (1, 1, True),
                "carol's ticket goes, her message on ticket 2 is emptied, her record removed")
+        tap.eq({**dry, "dry_run": False}, got, "--person --dry-run said exactly that")
         tap.eq(count(desk, "tickets", "id = ?", own[0][0]), 0, "her own (open) ticket is gone")
         tap.eq(count(desk, "people", "email = 'carol@customer.example'"), 0, "her record is gone")
         tap.eq(count(desk, "participants", "person_id = ?", carol), 0, "her participation is gone")

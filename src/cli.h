@@ -42,5 +42,6 @@ int md_cmd_outbox (int argc, char **argv);
 int md_cmd_fetch (int argc, char **argv);
 int md_cmd_tick (int argc, char **argv);
 int md_cmd_sla (int argc, char **argv);
+int md_cmd_purge (int argc, char **argv);
 
 #endif

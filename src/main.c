@@ -31,6 +31,7 @@ static const Command commands[] = {
 	{ "outbox", md_cmd_outbox, "send due mail now, or list outgoing mail" },
 	{ "tick", md_cmd_tick, "run due scheduler work once (SLA reminders, follow-ups, auto-resolve)" },
 	{ "sla", md_cmd_sla, "first-response figures per priority (sla report)" },
+	{ "purge", md_cmd_purge, "delete old resolved tickets, or erase a person (--dry-run first)" },
 	{ "check-config", md_cmd_check_config, "validate configuration, rules and templates" },
 };
 

@@ -11,7 +11,7 @@
 
 typedef struct _MdStore MdStore;
 
-#define MD_STORE_SCHEMA_VERSION 3
+#define MD_STORE_SCHEMA_VERSION 4
 
 typedef enum {
 	MD_STORE_READ_WRITE = 0,

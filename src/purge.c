@@ -1,0 +1,534 @@
+/* purge.c - md_purge_resolved and md_purge_person (purge.h): tickets
+ * deleted a batch per transaction, a person's traces on other tickets
+ * emptied a range of rows per transaction, then the files no row names
+ * any more, noted in purge_files while their rows still existed. */
+#include "config.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "md.h"
+#include "purge.h"
+
+/* Rows of messages (and of history) looked at per transaction when
+ * looking for a person's messages on other tickets: no index holds
+ * senders, and erasure is too rare to make every ingest pay for one. */
+#define SCAN_CHUNK 10000
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
+
+/* MAILDESK_PURGE_CRASH_AFTER=POINT makes the process die there, so the
+ * tests can prove a rerun finishes the work: "rows" once a batch of
+ * tickets committed (before any file goes), "unlink" once a file is
+ * unlinked (before its note's deletion commits). */
+static void
+crash_hook (const char *point)
+{
+	const char *v = g_getenv ("MAILDESK_PURGE_CRASH_AFTER");
+	if (v && !strcmp (v, point))
+		_exit (MD_EX_SOFTWARE);
+}
+
+/* Runs SQL with ?1 = ID and ?2 = TEXT (when given) and ?3 = ID3; the
+ * number of rows it changed, or -1. */
+static gint64
+exec3 (MdStore *store, const char *sql, gint64 id, const char *text, gint64 id3, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, sql, error);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64 (s, 1, id);
+	if (text)
+		sqlite3_bind_text (s, 2, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64 (s, 3, id3);
+	if (sqlite3_step (s) != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge");
+		return -1;
+	}
+	return sqlite3_changes (md_store_db (store));
+}
+
+static gint64
+exec_id (MdStore *store, const char *sql, gint64 id, GError **error)
+{
+	return exec3 (store, sql, id, NULL, 0, error);
+}
+
+/* The one integer SQL selects with ?1 = ID and ?2 = TEXT; -1 on error. */
+static gint64
+count (MdStore *store, const char *sql, gint64 id, const char *text, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, sql, error);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64 (s, 1, id);
+	if (text)
+		sqlite3_bind_text (s, 2, text, -1, SQLITE_STATIC);
+	if (sqlite3_step (s) != SQLITE_ROW) {
+		md_store_set_error (store, error, "purge count");
+		return -1;
+	}
+	return sqlite3_column_int64 (s, 0);
+}
+
+#define COUNTS(field) G_STRUCT_OFFSET (MdPurgeStats, field)
+#define UNCOUNTED (-1)
+
+/* What goes with a ticket, in an order the foreign keys accept.  Its
+ * files are noted first, while rows still name them.  A received
+ * message stays as a tombstone (no ticket, no content) under its dedupe
+ * keys: the same mail redelivered is a duplicate, not a new ticket. */
+static const struct {
+	const char *sql;
+	gssize counts;   /* the MdPurgeStats field the changed rows add to */
+} ticket_deletes[] = {
+	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM messages "
+	  "WHERE ticket_id = ?1 AND raw_sha256 IS NOT NULL", UNCOUNTED },
+	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT a.sha256, 'blob' FROM messages m "
+	  "JOIN attachments a ON a.message_id = m.id WHERE m.ticket_id = ?1", UNCOUNTED },
+	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM outbox "
+	  "WHERE ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE ticket_id = ?1)",
+	  COUNTS (attachments) },
+	{ "UPDATE messages SET ticket_id = NULL, message_id = NULL, from_addr = NULL, from_name = NULL, "
+	  "subject = NULL, flag = 'purged', body = '', full_text = '', raw_sha256 = NULL, raw_size = 0 "
+	  "WHERE ticket_id = ?1 AND EXISTS (SELECT 1 FROM received WHERE message_row_id = messages.id)",
+	  COUNTS (messages) },
+	{ "DELETE FROM messages WHERE ticket_id = ?1", COUNTS (messages) },
+	{ "DELETE FROM message_ids WHERE ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM history WHERE ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM timers WHERE ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM participants WHERE ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM fields WHERE ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM outbox WHERE ticket_id = ?1", COUNTS (outbox) },
+	{ "UPDATE tickets SET linked_ticket_id = NULL WHERE linked_ticket_id = ?1", UNCOUNTED },
+	{ "DELETE FROM tickets WHERE id = ?1", COUNTS (tickets) },
+};
+
+static gboolean
+delete_ticket (MdStore *store, gint64 id, MdPurgeStats *st, GError **error)
+{
+	gint64 queued = count (store, "SELECT count(*) FROM outbox WHERE ticket_id = ?1 AND state = 'queued'",
+	                       id, NULL, error);
+	if (queued < 0)
+		return FALSE;
+	st->outbox_queued += (guint) queued;
+	for (gsize i = 0; i < G_N_ELEMENTS (ticket_deletes); i++) {
+		gint64 n = exec_id (store, ticket_deletes[i].sql, id, error);
+		if (n < 0)
+			return FALSE;
+		if (ticket_deletes[i].counts != UNCOUNTED)
+			G_STRUCT_MEMBER (guint, st, ticket_deletes[i].counts) += (guint) n;
+	}
+	return TRUE;
+}
+
+/* A file noted in purge_files that a row names again (or still). */
+#define REFERENCED \
+	"CASE p.kind WHEN 'blob' THEN EXISTS (SELECT 1 FROM attachments WHERE sha256 = p.sha256) " \
+	"ELSE EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = p.sha256) " \
+	"OR EXISTS (SELECT 1 FROM outbox WHERE raw_sha256 = p.sha256) END"
+
+/* Ids of the next batch of tickets to delete: SQL selects them with
+ * ?1 = KEY and ?2 = the last id of the batch before. */
+typedef struct {
+	const char *sql;
+	gint64 key;
+} TicketQuery;
+
+static GArray *
+next_batch (MdStore *store, const TicketQuery *q, gint64 after, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, q->sql, error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_int64 (s, 1, q->key);
+	sqlite3_bind_int64 (s, 2, after);
+	GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
+		gint64 id = sqlite3_column_int64 (s, 0);
+		g_array_append_val (ids, id);
+	}
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge select");
+		g_array_unref (ids);
+		return NULL;
+	}
+	return ids;
+}
+
+/* A dry run's transaction is rolled back: the files it would remove are
+ * those of its own batch that no row left names. */
+static gboolean
+count_files (MdStore *store, MdPurgeStats *st, GError **error)
+{
+	gint64 n = count (store, "SELECT count(*) FROM purge_files p WHERE NOT (" REFERENCED ")", 0, NULL, error);
+	if (n < 0)
+		return FALSE;
+	st->files += (guint) n;
+	return TRUE;
+}
+
+/* Ends a transaction: committed, or with DRY_RUN rolled back. */
+static gboolean
+finish (MdStore *store, gboolean ok, gboolean dry_run, GError **error)
+{
+	if (!ok || dry_run) {
+		md_store_rollback (store);
+		return ok;
+	}
+	return md_store_commit (store, error);
+}
+
+/* Deletes the tickets Q selects, a batch per transaction; the batch is
+ * selected under the write lock, so a ticket reopened a moment ago is
+ * not in it. */
+static gboolean
+purge_tickets (MdStore *store, const TicketQuery *q, gboolean dry_run, MdPurgeStats *st, GError **error)
+{
+	gint64 after = 0;
+	for (;;) {
+		if (!md_store_begin (store, error))
+			return FALSE;
+		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
+		g_autoptr (GArray) ids = ok ? next_batch (store, q, after, error) : NULL;
+		ok = ids != NULL;
+		for (guint i = 0; ok && i < ids->len; i++)
+			ok = delete_ticket (store, g_array_index (ids, gint64, i), st, error);
+		if (ok && dry_run)
+			ok = count_files (store, st, error);
+		if (!finish (store, ok, dry_run, error))
+			return FALSE;
+		if (!dry_run && ids->len)
+			crash_hook ("rows");
+		if (ids->len < MD_PURGE_BATCH)
+			return TRUE;
+		after = g_array_index (ids, gint64, ids->len - 1);
+	}
+}
+
+typedef enum { FILE_GONE, FILE_REMOVED, FILE_WAITING } FileFate;
+
+/* Removes a spool file no row names.  It is moved aside first: a writer
+ * storing the same bytes again right now renamed its copy into place
+ * either before (then the file moved aside is fresh and goes back) or
+ * after (a new file, left alone); the row naming it is committed later. */
+static FileFate
+remove_file (MdSpool *spool, MdSpoolKind kind, const char *sha, gint64 now)
+{
+	g_autofree char *path = md_spool_path (spool, kind, sha);
+	g_autofree char *name = g_strdup_printf ("purge.%s.%s", kind == MD_SPOOL_RAW ? "raw" : "blob", sha);
+	g_autofree char *aside = g_build_filename (md_spool_root (spool), "tmp", name, NULL);
+	struct stat st;
+
+	if (rename (path, aside) < 0 && errno != ENOENT) {
+		g_warning ("purge: cannot move %s aside: %s", path, g_strerror (errno));
+		return FILE_WAITING;
+	}
+	if (lstat (aside, &st) < 0)
+		return FILE_GONE;
+	if (now - (gint64) st.st_mtime < MD_PURGE_FILE_GRACE) {
+		if (rename (aside, path) < 0)
+			g_warning ("purge: cannot move %s back: %s", path, g_strerror (errno));
+		return FILE_WAITING;
+	}
+	return unlink (aside) == 0 ? FILE_REMOVED : FILE_WAITING;
+}
+
+/* A file named again after a crash left it moved aside goes back. */
+static void
+restore_aside (MdSpool *spool, MdSpoolKind kind, const char *sha)
+{
+	g_autofree char *path = md_spool_path (spool, kind, sha);
+	g_autofree char *name = g_strdup_printf ("purge.%s.%s", kind == MD_SPOOL_RAW ? "raw" : "blob", sha);
+	g_autofree char *aside = g_build_filename (md_spool_root (spool), "tmp", name, NULL);
+	if (g_file_test (aside, G_FILE_TEST_EXISTS) && rename (aside, path) < 0)
+		g_warning ("purge: cannot move %s back: %s", path, g_strerror (errno));
+}
+
+static gboolean
+is_sha256_hex (const char *s)
+{
+	gsize n = 0;
+	for (; s[n]; n++)
+		if (!g_ascii_isxdigit (s[n]) || g_ascii_isupper (s[n]))
+			return FALSE;
+	return n == 64;
+}
+
+/* A file noted in purge_files, and whether a row names it (again, or
+ * still: a file two tickets shared). */
+typedef struct {
+	char *sha256;
+	char *kind;
+	gboolean referenced;
+} Note;
+
+static void
+note_clear (Note *n)
+{
+	g_free (n->sha256);
+	g_free (n->kind);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Note, note_clear)
+
+/* Under the write lock: a file a row names stays, any other is removed
+ * (a queued message's blob row with it); its note goes unless the file
+ * was too recent to remove. */
+static gboolean
+reap_one (MdDesk *desk, MdStore *store, const Note *note, gint64 now, MdPurgeStats *st, GError **error)
+{
+	MdSpoolKind k = g_strcmp0 (note->kind, "blob") == 0 ? MD_SPOOL_BLOB : MD_SPOOL_RAW;
+	FileFate fate = FILE_GONE;
+
+	if (!is_sha256_hex (note->sha256)) {
+		/* not a name the spool gives: nothing to remove */
+	} else if (note->referenced) {
+		restore_aside (desk->spool, k, note->sha256);
+	} else {
+		fate = remove_file (desk->spool, k, note->sha256, now);
+		if (k == MD_SPOOL_RAW && fate != FILE_WAITING) {
+			gint64 n = exec3 (store, "DELETE FROM outbox_blobs WHERE sha256 = ?2", 0, note->sha256, 0, error);
+			if (n < 0)
+				return FALSE;
+			st->files += (guint) n;
+		}
+	}
+	if (fate == FILE_REMOVED)
+		crash_hook ("unlink");
+	st->files += fate == FILE_REMOVED;
+	st->files_waiting += fate == FILE_WAITING;
+	if (fate == FILE_WAITING)
+		return TRUE;
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, "DELETE FROM purge_files WHERE sha256 = ?1 AND kind = ?2",
+	                                                 error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_text (s, 1, note->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text (s, 2, note->kind, -1, SQLITE_STATIC);
+	if (sqlite3_step (s) != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge note");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* The next notes after AFTER (in key order), read under the lock. */
+static GArray *
+next_notes (MdStore *store, const Note *after, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT p.sha256, p.kind, " REFERENCED " FROM purge_files p "
+		"WHERE (p.sha256, p.kind) > (?1, ?2) ORDER BY p.sha256, p.kind LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		error);
+	if (!s)
+		return NULL;
+	sqlite3_bind_text (s, 1, after->sha256, -1, SQLITE_STATIC);
+	sqlite3_bind_text (s, 2, after->kind, -1, SQLITE_STATIC);
+	GArray *notes = g_array_new (FALSE, FALSE, sizeof (Note));
+	g_array_set_clear_func (notes, (GDestroyNotify) note_clear);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
+		Note n = {
+			g_strdup ((const char *) sqlite3_column_text (s, 0)),
+			g_strdup ((const char *) sqlite3_column_text (s, 1)),
+			sqlite3_column_int (s, 2),
+		};
+		g_array_append_val (notes, n);
+	}
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge notes");
+		g_array_unref (notes);
+		return NULL;
+	}
+	return notes;
+}
+
+/* Every file noted in purge_files, a batch per transaction.  A file is
+ * unlinked before its note's deletion commits: a crash in between
+ * leaves a note whose file is gone, which the next run just drops. */
+static gboolean
+reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
+{
+	g_auto (Note) after = { g_strdup (""), g_strdup (""), FALSE };
+	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+	for (;;) {
+		if (!md_store_begin (store, error))
+			return FALSE;
+		g_autoptr (GArray) notes = next_notes (store, &after, error);
+		gboolean ok = notes != NULL;
+		for (guint i = 0; ok && i < notes->len; i++)
+			ok = reap_one (desk, store, &g_array_index (notes, Note, i), now, st, error);
+		if (!finish (store, ok, FALSE, error))
+			return FALSE;
+		if (notes->len < MD_PURGE_BATCH)
+			return TRUE;
+		Note *last = &g_array_index (notes, Note, notes->len - 1);
+		note_clear (&after);
+		after = (Note) { g_steal_pointer (&last->sha256), g_steal_pointer (&last->kind), FALSE };
+	}
+}
+
+gboolean
+md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run, MdPurgeStats *stats,
+                   GError **error)
+{
+	const TicketQuery q = {
+		"SELECT id FROM tickets WHERE status = '" MD_STATUS_RESOLVED "' AND resolved_at > 0 "
+		"AND resolved_at < ?1 AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		before,
+	};
+	memset (stats, 0, sizeof *stats);
+	return purge_tickets (store, &q, dry_run, stats, error) && (dry_run || reap_files (desk, store, stats, error));
+}
+
+/* The messages EMAIL sent to tickets other than their own (what they
+ * wrote to another's shared ticket, notes flagged "unverified sender")
+ * keep their place in the thread with the content gone; their name
+ * leaves the history.  ?1 = the first id of the range, ?2 = EMAIL, ?3 =
+ * the person's id. */
+#define THEIRS "id >= ?1 AND id < ?1 + " G_STRINGIFY (SCAN_CHUNK) " AND from_addr = ?2 COLLATE NOCASE " \
+	"AND (ticket_id IS NULL OR ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?3))"
+
+static const struct {
+	const char *sql;
+	gssize counts;
+} message_redactions[] = {
+	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM messages "
+	  "WHERE " THEIRS " AND raw_sha256 IS NOT NULL", UNCOUNTED },
+	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT sha256, 'blob' FROM attachments "
+	  "WHERE message_id IN (SELECT id FROM messages WHERE " THEIRS ")", UNCOUNTED },
+	{ "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE " THEIRS ")",
+	  COUNTS (attachments) },
+	{ "UPDATE messages SET from_addr = NULL, from_name = NULL, subject = NULL, "
+	  "body = '[erased on request]', full_text = '', raw_sha256 = NULL, raw_size = 0 WHERE " THEIRS,
+	  COUNTS (redacted) },
+	{ "UPDATE history SET actor = 'erased' WHERE id >= ?1 AND id < ?1 + " G_STRINGIFY (SCAN_CHUNK)
+	  " AND actor = ?2 COLLATE NOCASE", UNCOUNTED },
+};
+
+static gboolean
+redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeStats *st, GError **error)
+{
+	gint64 last = count (store, "SELECT max(coalesce((SELECT max(id) FROM messages), 0), "
+	                     "coalesce((SELECT max(id) FROM history), 0))", 0, NULL, error);
+	if (last < 0)
+		return FALSE;
+	for (gint64 from = 0; from <= last; from += SCAN_CHUNK) {
+		if (!md_store_begin (store, error))
+			return FALSE;
+		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
+		for (gsize i = 0; ok && i < G_N_ELEMENTS (message_redactions); i++) {
+			gint64 n = exec3 (store, message_redactions[i].sql, from, p->email, p->id, error);
+			ok = n >= 0;
+			if (ok && message_redactions[i].counts != UNCOUNTED)
+				G_STRUCT_MEMBER (guint, st, message_redactions[i].counts) += (guint) n;
+		}
+		if (ok && dry_run)
+			ok = count_files (store, st, error);
+		if (!finish (store, ok, dry_run, error))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Mail to the person (addressed as the ticket knew them, mostly
+ * lowercase) on tickets not theirs: a dry run still has its own and has
+ * counted their mail.  ?1 = their id, ?2 = their address. */
+#define TO_THEM "rcpt_to IN (?2, lower (?2)) " \
+	"AND (ticket_id IS NULL OR ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?1))"
+
+/* The person's own rows, and mail to them. */
+static const struct {
+	const char *sql;
+	gssize counts;
+} person_deletes[] = {
+	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM outbox "
+	  "WHERE " TO_THEM, UNCOUNTED },
+	{ "DELETE FROM outbox WHERE " TO_THEM, COUNTS (outbox) },
+	{ "DELETE FROM participants WHERE person_id = ?1", UNCOUNTED },
+	{ "DELETE FROM memberships WHERE person_id = ?1", UNCOUNTED },
+	{ "UPDATE tickets SET assignee_id = NULL WHERE assignee_id = ?1", UNCOUNTED },
+	{ "DELETE FROM people WHERE id = ?1", COUNTS (people) },  /* last: a dry run stops before it */
+};
+
+/* In one transaction with the deletion of any ticket they opened since
+ * the batches ran (the row is gone only with all of them). */
+static gboolean
+forget_person (MdStore *store, const MdPerson *p, const TicketQuery *theirs, gboolean dry_run,
+               MdPurgeStats *st, GError **error)
+{
+	if (!md_store_begin (store, error))
+		return FALSE;
+	gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
+	/* A dry run's batches were rolled back: their tickets are counted
+	 * already, and still name the person, whose row then stays. */
+	g_autoptr (GArray) ids = !ok ? NULL : dry_run ? g_array_new (FALSE, FALSE, sizeof (gint64))
+	                                              : next_batch (store, theirs, 0, error);
+	ok = ids != NULL;
+	for (guint i = 0; ok && i < ids->len; i++)
+		ok = delete_ticket (store, g_array_index (ids, gint64, i), st, error);
+	gint64 queued = ok ? count (store, "SELECT count(*) FROM outbox WHERE " TO_THEM " AND state = 'queued'",
+	                            p->id, p->email, error) : -1;
+	ok = queued >= 0;
+	if (ok)
+		st->outbox_queued += (guint) queued;
+	gsize n_deletes = G_N_ELEMENTS (person_deletes) - (dry_run ? 1 : 0);
+	st->people += dry_run;
+	for (gsize i = 0; ok && i < n_deletes; i++) {
+		gint64 n = exec3 (store, person_deletes[i].sql, p->id, p->email, 0, error);
+		ok = n >= 0;
+		if (ok && person_deletes[i].counts != UNCOUNTED)
+			G_STRUCT_MEMBER (guint, st, person_deletes[i].counts) += (guint) n;
+	}
+	if (ok && dry_run)
+		ok = count_files (store, st, error);
+	return finish (store, ok, dry_run, error);
+}
+
+static gboolean
+is_agent (MdDesk *desk, const MdPerson *p)
+{
+	for (char **a = desk->conf->agents; a && *a; a++)
+		if (g_ascii_strcasecmp (*a, p->email) == 0)
+			return TRUE;
+	return p->is_agent;
+}
+
+gboolean
+md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_run, MdPurgeStats *stats,
+                 GError **error)
+{
+	GError *local = NULL;
+	memset (stats, 0, sizeof *stats);
+	g_autoptr (MdPerson) p = md_store_person_find (store, email, &local);
+	if (!p && !g_error_matches (local, MD_ERROR, MD_ERROR_NOT_FOUND)) {
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	g_clear_error (&local);
+	if (p && is_agent (desk, p)) {
+		g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
+		             "%s is an agent: remove them from the agents first", p->email);
+		return FALSE;
+	}
+	if (p) {
+		const TicketQuery theirs = {
+			"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
+			G_STRINGIFY (MD_PURGE_BATCH),
+			p->id,
+		};
+		if (!purge_tickets (store, &theirs, dry_run, stats, error) ||
+		    !redact_messages (store, p, dry_run, stats, error) ||
+		    !forget_person (store, p, &theirs, dry_run, stats, error))
+			return FALSE;
+	}
+	return dry_run || reap_files (desk, store, stats, error);
+}

@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""maildesk purge: retention (--resolved-before DAYS) and erasure
+(--person EMAIL).  Rows and spool files gone or kept exactly, a file two
+tickets share kept while one still names it, --dry-run changing nothing,
+a rerun after a crash finishing the work, a second run doing nothing.
+"""
+import hashlib
+import json
+import os
+import sqlite3
+import time
+
+from mdtest import Desk, Lmtp, Server, free_port, message, run_tests
+
+NOW = "2026-12-01T10:00:00+02:00"
+LATER = "2027-01-15T10:00:00+02:00"   # 45 days on
+ENV = {"MAILDESK_NOW": NOW}
+LATER_ENV = {"MAILDESK_NOW": LATER}
+
+SHARED = b"the same log file, attached to two tickets\r\n"
+OWN = b"a screenshot only the first ticket has\r\n"
+
+
+def with_files(subject, msgid, payloads, sender="bob@customer.example", headers=""):
+    parts = "".join("--b\r\nContent-Type: application/octet-stream\r\n"
+                    f"Content-Disposition: attachment; filename=f{i}.bin\r\n"
+                    "Content-Transfer-Encoding: 8bit\r\n\r\n" + p.decode() + "\r\n"
+                    for i, p in enumerate(payloads))
+    return (f"From: Bob <{sender}>\r\nTo: support@support.example.com\r\n{headers}"
+            f"Subject: {subject}\r\nMessage-ID: <{msgid}@customer.example>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+            f"See attached.\r\n{parts}--b--\r\n").encode()
+
+
+def db(desk):
+    return sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"))
+
+
+def rows(desk, sql, *args):
+    with db(desk) as c:
+        return c.execute(sql, args).fetchall()
+
+
+def count(desk, table, where="1", *args):
+    return rows(desk, f"SELECT count(*) FROM {table} WHERE {where}", *args)[0][0]
+
+
+def spool_files(desk):
+    """Every file under raw/ and blob/, as 'raw/HEX' or 'blob/HEX'."""
+    root = os.path.join(desk.dir, "var", "spool")
+    found = set()
+    for kind in ("raw", "blob"):
+        for d, _, names in os.walk(os.path.join(root, kind)):
+            found |= {f"{kind}/{n}" for n in names}
+    return found
+
+
+def age_files(desk):
+    """Spool files as a purge finds them a month on: not written just now."""
+    old = time.time() - 86400
+    for f in spool_files(desk):
+        kind, name = f.split("/")
+        path = os.path.join(desk.dir, "var", "spool", kind, name[:2], name)
+        os.utime(path, (old, old))
+
+
+def dump(desk):
+    with db(desk) as c:
+        return "\n".join(c.iterdump())
+
+
+def purge(desk, *args, env=LATER_ENV, check=True):
+    p = desk.run("purge", *args, "--json", env=env)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"purge {args} exited {p.returncode}: {p.stderr.decode()}")
+    return json.loads(p.stdout) if p.returncode == 0 else p
+
+
+def two_tickets(extra_conf=""):
+    """Ticket 1 (resolved on NOW) and ticket 2 (open) share an attachment;
+    ticket 1 has one of its own too."""
+    desk = Desk(extra_conf=extra_conf)
+    desk.run("agent", "add", "jane@support.example.com", check=True)
+    r = desk.deliver(with_files("first", "first", [SHARED, OWN]), env=ENV)
+    assert r.returncode == 0, r.stderr
+    r = desk.deliver(with_files("second", "second", [SHARED], headers="Cc: carol@customer.example\r\n"), env=ENV)
+    assert r.returncode == 0, r.stderr
+    desk.run("ticket", "set", "1", "status=Resolved", env=ENV, check=True)
+    age_files(desk)
+    return desk
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def test_retention(tap):
+    desk = two_tickets()
+    try:
+        files = spool_files(desk)
+        first_raw = rows(desk, "SELECT raw_sha256 FROM messages WHERE ticket_id = 1")
+        second_raw = rows(desk, "SELECT raw_sha256 FROM messages WHERE ticket_id = 2")
+        tap.ok({f"blob/{sha(SHARED)}", f"blob/{sha(OWN)}"} <= files, "both attachments are spool files",
+               sorted(files))
+        queued = count(desk, "outbox", "ticket_id = 1 AND state = 'queued'")
+        msgs = count(desk, "messages", "ticket_id = 1")
+        tap.ok(queued >= 1, "ticket 1's acknowledgement is still queued")
+
+        before = dump(desk)
+        dry = purge(desk, "--resolved-before", "30", "--dry-run")
+        tap.eq((dry["dry_run"], dry["tickets"], dry["messages"], dry["attachments"]), (True, 1, msgs, 2),
+               "--dry-run says what would go")
+        tap.eq(dry["outbox_queued"], queued, "--dry-run counts the queued mail it would drop")
+        tap.eq(dry["files"], 2 + queued, "--dry-run counts the raw message, the own attachment, the queued blobs")
+        tap.eq(dump(desk), before, "--dry-run changes no row")
+        tap.eq(spool_files(desk), files, "--dry-run removes no file")
+
+        early = purge(desk, "--resolved-before", "60")
+        tap.eq(early["tickets"], 0, "a ticket resolved 45 days ago is kept by --resolved-before 60")
+
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq((got["tickets"], got["messages"], got["attachments"], got["outbox_queued"]), (1, msgs, 2, queued),
+               "the resolved ticket goes with its message, attachments and queued mail")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.eq([r[0] for r in rows(desk, "SELECT id FROM tickets")], [2], "the open ticket stays")
+        for table in ("history", "participants", "message_ids", "timers", "fields", "outbox"):
+            tap.eq(count(desk, table, "ticket_id = 1"), 0, f"no {table} row of ticket 1 is left")
+        tap.eq(count(desk, "messages", "ticket_id = 1"), 0, "no message of ticket 1 is left")
+        tap.eq(count(desk, "outbox_blobs"), count(desk, "outbox", "ticket_id = 2"),
+               "only ticket 2's queued mail is left in outbox_blobs")
+        tap.eq(rows(desk, "SELECT body, from_addr, raw_sha256 FROM messages WHERE ticket_id IS NULL"),
+               [("", None, None)], "a tombstone without content keeps the dedupe key")
+        left = spool_files(desk)
+        tap.ok(f"blob/{sha(SHARED)}" in left, "the attachment ticket 2 shares is kept", sorted(left))
+        tap.ok(f"blob/{sha(OWN)}" not in left, "the attachment only ticket 1 had is removed", sorted(left))
+        tap.ok(f"raw/{first_raw[0][0]}" not in left and f"raw/{second_raw[0][0]}" in left,
+               "ticket 1's raw message is removed, ticket 2's kept", sorted(left))
+        tap.eq(count(desk, "purge_files"), 0, "no file is left waiting")
+        tap.eq(desk.show(2)["messages"][0]["attachments"][0]["sha256"], sha(SHARED), "ticket 2 still shows its file")
+
+        again = purge(desk, "--resolved-before", "30")
+        tap.eq([again[k] for k in ("tickets", "messages", "attachments", "outbox", "files")], [0] * 5,
+               "a second run is a no-op")
+
+        r = desk.deliver(with_files("first", "first", [SHARED, OWN]), env=LATER_ENV)
+        tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"),
+               "the purged ticket's message redelivered is a duplicate")
+        tap.eq([t["id"] for t in desk.tickets()], [2], "it resurrects nothing")
+        reply = message(subject="Re: first", sender="bob@customer.example",
+                        headers=["In-Reply-To: <first@customer.example>"])
+        desk.deliver(reply, env=LATER_ENV)
+        tap.eq([t["id"] for t in desk.tickets()], [2, 3], "a reply to it opens a new ticket")
+    finally:
+        desk.cleanup()
+
+
+def test_never_open_tickets(tap):
+    desk = two_tickets()
+    try:
+        desk.run("ticket", "set", "1", "status=Reopened", env=ENV, check=True)
+        got = purge(desk, "--resolved-before", "0")
+        tap.eq(got["tickets"], 0, "a reopened (once resolved) ticket is never purged")
+        tap.eq(count(desk, "tickets"), 2, "both tickets stay")
+    finally:
+        desk.cleanup()
+
+
+def test_recent_files_wait(tap):
+    """A file written moments ago may be a message being stored now: it
+    waits for a later run."""
+    desk = two_tickets()
+    try:
+        own = os.path.join(desk.dir, "var", "spool", "blob", sha(OWN)[:2], sha(OWN))
+        os.utime(own, None)
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq(got["files_waiting"], 1, "a fresh unreferenced file is left for later")
+        tap.ok(os.path.exists(own), "it is still in place")
+        age_files(desk)
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq((got["tickets"], got["files"], got["files_waiting"]), (0, 1, 0), "the next run removes it")
+        tap.ok(not os.path.exists(own), "and it is gone")
+    finally:
+        desk.cleanup()
+
+
+def test_crash(tap):
+    """Killed after the rows committed, or after a file was unlinked but
+    before its note went: the next run removes what is left."""
+    for point in ("rows", "unlink"):
+        desk = two_tickets()
+        try:
+            p = desk.run("purge", "--resolved-before", "30", env={**LATER_ENV, "MAILDESK_PURGE_CRASH_AFTER": point})
+            tap.eq(p.returncode, 70, f"the process dies after {point}")
+            tap.eq(count(desk, "tickets", "id = 1"), 0, f"crash after {point}: the rows are gone")
+            tap.ok(count(desk, "purge_files") > 0, f"crash after {point}: files wait in purge_files")
+            got = purge(desk, "--resolved-before", "30")
+            tap.eq(got["tickets"], 0, f"crash after {point}: the rerun deletes no ticket twice")
+            left = spool_files(desk)
+            tap.ok(f"blob/{sha(OWN)}" not in left and f"blob/{sha(SHARED)}" in left,
+                   f"crash after {point}: the rerun removes the orphaned file, keeps the shared one", sorted(left))
+            tap.eq(count(desk, "purge_files"), 0, f"crash after {point}: nothing waits any more")
+        finally:
+            desk.cleanup()
+
+
+def test_person(tap):
+    desk = two_tickets()
+    try:
+        # carol (Cc on ticket 2) writes to it, and opens a ticket of her own
+        reply = message(subject="Re: second", sender="carol@customer.example", body="Me too, carol here.\n",
+                        headers=["In-Reply-To: <second@customer.example>"])
+        desk.deliver(reply, env=ENV)
+        desk.deliver(message(subject="carol's own", sender="carol@customer.example"), env=ENV)
+        tap.eq(count(desk, "messages", "ticket_id = 2 AND from_addr = 'carol@customer.example'"), 1,
+               "carol wrote on ticket 2")
+        carol = rows(desk, "SELECT id FROM people WHERE email = 'carol@customer.example'")[0][0]
+        own = rows(desk, "SELECT id FROM tickets WHERE requester_id = ?", carol)
+        tap.eq(len(own), 1, "carol requested one ticket")
+        age_files(desk)
+
+        before = dump(desk)
+        dry = purge(desk, "--person", "Carol@Customer.example", "--dry-run")
+        tap.eq((dry["tickets"], dry["messages_erased_elsewhere"], dry["person_removed"]), (1, 1, True),
+               "--person --dry-run says what would go")
+        tap.eq(dump(desk), before, "--person --dry-run changes nothing")
+
+        got = purge(desk, "--person", "Carol@Customer.example")
+        tap.eq((got["tickets"], got["messages_erased_elsewhere"], got["person_removed"]), (1, 1, True),
+               "carol's ticket goes, her message on ticket 2 is emptied, her record removed")
+        tap.eq({**dry, "dry_run": False}, got, "--person --dry-run said exactly that")
+        tap.eq(count(desk, "tickets", "id = ?", own[0][0]), 0, "her own (open) ticket is gone")
+        tap.eq(count(desk, "people", "email = 'carol@customer.example'"), 0, "her record is gone")
+        tap.eq(count(desk, "participants", "person_id = ?", carol), 0, "her participation is gone")
+        tap.eq(count(desk, "outbox", "rcpt_to = 'carol@customer.example'"), 0, "no mail to her is left")
+        with db(desk) as c:
+            text = "\n".join(c.iterdump())
+        tap.ok("carol" not in text.lower(), "her address and name are nowhere in the database",
+               [l for l in text.splitlines() if "carol" in l.lower()][:5])
+        tap.eq(count(desk, "tickets", "id = 2"), 1, "ticket 2 stays")
+        again = purge(desk, "--person", "carol@customer.example")
+        tap.eq((again["tickets"], again["person_removed"]), (0, False), "a second erasure is a no-op")
+
+        p = desk.run("purge", "--person", "jane@support.example.com", env=LATER_ENV)
+        tap.eq(p.returncode, 65, "an agent is refused", p.stderr)
+    finally:
+        desk.cleanup()
+
+
+def test_beside_serve(tap):
+    """serve keeps the database open and stores mail between and after
+    purges; mail bringing back a purged file gets it back."""
+    port = free_port()
+    desk = two_tickets(f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    server = Server(desk, env=LATER_ENV).start(port)
+    try:
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq((got["tickets"], got["files_waiting"]), (1, 0), "purge runs while serve runs")
+        c = Lmtp(port)
+        c.cmd("LHLO x")
+        for i in range(3):
+            _, data = c.deliver("dan@customer.example", ["support@support.example.com"],
+                                with_files(f"again {i}", f"again{i}", [OWN], sender="dan@customer.example"))
+            tap.eq([code for code, _ in data], [250], f"serve stores message {i} after the purge")
+            purge(desk, "--resolved-before", "30")
+        own = os.path.join(desk.dir, "var", "spool", "blob", sha(OWN)[:2], sha(OWN))
+        tap.ok(os.path.exists(own), "the file a new message brought back is in place")
+        tap.eq(len(desk.tickets()), 4, "no open ticket was purged")
+        c.close()
+    finally:
+        server.stop()
+        desk.cleanup()
+
+
+def test_batches(tap):
+    """More tickets and files than one transaction takes: every batch
+    goes, and the open ticket among them stays."""
+    desk = Desk()
+    try:
+        n = 2 * 100 + 5
+        for i in range(n):
+            desk.deliver(message(subject=f"t{i}", msgid=f"t{i}", body=f"ticket {i}\n"), env=ENV)
+        with db(desk) as c:
+            c.execute("UPDATE tickets SET status = 'Resolved', resolved_at = strftime('%s', '2026-12-01') "
+                      "WHERE id != 150")
+        age_files(desk)
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq(got["tickets"], n - 1, "every resolved ticket goes, batch after batch")
+        tap.eq([r[0] for r in rows(desk, "SELECT id FROM tickets")], [150], "the open one stays")
+        tap.eq(count(desk, "purge_files"), 0, "every noted file is dealt with")
+        tap.eq(len([f for f in spool_files(desk) if f.startswith("raw/")]), 1, "only its raw message is left")
+    finally:
+        desk.cleanup()
+
+
+def test_indexes(tap):
+    """Every statement a purge runs finds its rows through an index."""
+    desk = two_tickets()
+    try:
+        desk.deliver(message(subject="carol's own", sender="carol@customer.example"), env=ENV)
+        for args in (("--resolved-before", "30"), ("--person", "carol@customer.example")):
+            p = desk.run("purge", *args, env={**LATER_ENV, "MAILDESK_DEBUG_SCANS": "1"})
+            scans = [l for l in p.stderr.decode().splitlines() if "full scan" in l]
+            tap.eq((p.returncode, scans), (0, []), f"purge {args[0]} scans no table", p.stderr)
+    finally:
+        desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_person,
+              test_beside_serve, test_batches, test_indexes)

@@ -65,12 +65,12 @@ print_text (const MdPurgeStats *st, const char *person, gboolean dry_run)
 int
 md_cmd_purge (int argc, char **argv)
 {
-	int days = -1;
+	g_autofree char *before = NULL;
 	g_autofree char *person = NULL;
 	gboolean dry_run = FALSE, json = FALSE;
 	GOptionEntry entries[] = {
-		{ "resolved-before", 0, 0, G_OPTION_ARG_INT, &days,
-		  "delete tickets resolved more than DAYS days ago", "DAYS" },
+		{ "resolved-before", 0, 0, G_OPTION_ARG_STRING, &before,
+		  "delete tickets resolved more than DAYS days (or 12h, 30d) ago", "DAYS" },
 		{ "person", 0, 0, G_OPTION_ARG_STRING, &person,
 		  "erase this person: their tickets, their messages elsewhere, their record", "EMAIL" },
 		{ "dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, "say what would go, change nothing", NULL },
@@ -79,10 +79,13 @@ md_cmd_purge (int argc, char **argv)
 	};
 	if (!md_cli_parse ("purge", NULL, "Delete old resolved tickets, or erase a person.", entries, &argc, &argv))
 		return MD_EX_USAGE;
-	if (argc != 1 || (days >= 0) == (person != NULL) || (person && !*person)) {
+	if (argc != 1 || (before != NULL) == (person != NULL) || (person && !*person)) {
 		fprintf (stderr, "Usage: maildesk purge --resolved-before DAYS | --person EMAIL [--dry-run] [--json]\n");
 		return MD_EX_USAGE;
 	}
+	gint64 age = 0;
+	if (before && !md_cli_parse_age ("--resolved-before", before, &age))
+		return MD_EX_USAGE;
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;
@@ -90,7 +93,7 @@ md_cmd_purge (int argc, char **argv)
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
 	MdPurgeStats st;
 	gboolean ok = store && (person ? md_purge_person (desk, store, person, dry_run, &st, &error)
-	                               : md_purge_resolved (desk, store, md_now () - (gint64) days * 86400,
+	                               : md_purge_resolved (desk, store, md_now () - age,
 	                                                    dry_run, &st, &error));
 	if (!ok) {
 		md_cli_error (error);

@@ -105,26 +105,6 @@ print_text (MdDesk *desk, const MdSlaFigures *figures, GPtrArray *due, gint64 no
 	}
 }
 
-/* --since counts back in elapsed time: a window of business days would
- * move with the calendar's holidays, and a report's window should not. */
-static gboolean
-parse_since (const char *text, gint64 now, gint64 *since_r)
-{
-	g_autoptr (GError) error = NULL;
-	MdDuration d;
-
-	if (!md_duration_parse (text, &d, &error)) {
-		fprintf (stderr, "maildesk: --since: %s\n", error->message);
-		return FALSE;
-	}
-	if (d.unit != MD_DURATION_SECONDS) {
-		fprintf (stderr, "maildesk: --since takes elapsed time (30d, 12h), not business time: %s\n", text);
-		return FALSE;
-	}
-	*since_r = MAX (now - d.amount, 1);
-	return TRUE;
-}
-
 int
 md_cmd_sla (int argc, char **argv)
 {
@@ -133,11 +113,11 @@ md_cmd_sla (int argc, char **argv)
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
 		{ "since", 0, 0, G_OPTION_ARG_STRING, &since_text,
-		  "only tickets created in the last DURATION (e.g. 30d), and every open one", "DURATION" },
+		  "only tickets created in the last DAYS (or 30d, 12h), and every open one", "DAYS" },
 		{ NULL },
 	};
 	if (argc < 2 || strcmp (argv[1], "report") != 0) {
-		fprintf (stderr, "Usage: maildesk sla report [--since DURATION] [--json]\n");
+		fprintf (stderr, "Usage: maildesk sla report [--since DAYS] [--json]\n");
 		return MD_EX_USAGE;
 	}
 	argc--;
@@ -149,9 +129,11 @@ md_cmd_sla (int argc, char **argv)
 		return MD_EX_USAGE;
 	}
 	gint64 now = md_now ();
-	gint64 since = 0;
-	if (since_text && !parse_since (since_text, now, &since))
+	gint64 since = 0, age = 0;
+	if (since_text && !md_cli_parse_age ("--since", since_text, &age))
 		return MD_EX_USAGE;
+	if (since_text)
+		since = MAX (now - age, 1);
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;

@@ -8,6 +8,30 @@
 #include "cli.h"
 #include "md.h"
 
+gboolean
+md_cli_parse_age (const char *option, const char *text, gint64 *seconds_r)
+{
+	g_autoptr (GError) error = NULL;
+	guint64 days;
+	MdDuration d;
+
+	if (g_ascii_string_to_unsigned (text, 10, 0, MD_DURATION_MAX_DAYS, &days, NULL)) {
+		*seconds_r = (gint64) days * 86400;
+		return TRUE;
+	}
+	if (!md_duration_parse (text, &d, &error)) {
+		fprintf (stderr, "maildesk: %s: %s\n", option, error->message);
+		return FALSE;
+	}
+	if (d.unit != MD_DURATION_SECONDS) {
+		fprintf (stderr, "maildesk: %s takes days or elapsed time (30, 30d, 12h), not business time: %s\n",
+		         option, text);
+		return FALSE;
+	}
+	*seconds_r = d.amount;
+	return TRUE;
+}
+
 void
 md_cli_error (const GError *error)
 {

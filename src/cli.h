@@ -23,6 +23,11 @@ gboolean md_cli_parse (const char *name, const char *params, const char *summary
                        int *argc, char ***argv);
 /* Prints an error once, as "maildesk: message". */
 void md_cli_error (const GError *error);
+/* An age given to OPTION: days as a bare number ("30"), or elapsed time
+ * as a configuration duration ("30d", "12h"); business units are refused
+ * (a window that moved with holidays would not compare from one run to
+ * the next).  Prints the problem and returns FALSE on anything else. */
+gboolean md_cli_parse_age (const char *option, const char *text, gint64 *seconds_r);
 
 /* JSON output (json-glib): a string member or null; a time member as
  * ISO 8601 UTC, null when 0; the document printed pretty on stdout. */

@@ -117,6 +117,11 @@ def test_retention(tap):
 
         early = purge(desk, "--resolved-before", "60")
         tap.eq(early["tickets"], 0, "a ticket resolved 45 days ago is kept by --resolved-before 60")
+        tap.eq(purge(desk, "--resolved-before", "1440h", "--dry-run")["tickets"], 0,
+               "and by 1440h (elapsed time, as in the configuration)")
+        tap.eq(purge(desk, "--resolved-before", "30d", "--dry-run"), dry, "30d is 30 days")
+        bad = desk.run("purge", "--resolved-before", "30bd", env=LATER_ENV)
+        tap.ok(bad.returncode == 64 and b"business" in bad.stderr, "business days are refused", bad.stderr)
 
         got = purge(desk, "--resolved-before", "30")
         tap.eq((got["tickets"], got["messages"], got["attachments"], got["outbox_queued"]), (1, msgs, 2, queued),

@@ -249,6 +249,7 @@ def test_report_since(tap):
     tap.eq(p3("--since", "3d"), (2, 1, 1, 1, 2.0),
            "last 3 days: resolved SUP-1 left out, SUP-2 still open and breached, SUP-3 in")
     tap.eq(p3("--since", "30d"), p3(), "a window before the first ticket is all time")
+    tap.eq(p3("--since", "3"), p3("--since", "72h"), "a bare number is days")
     text = d.desk.run("sla", "report", "--since", "3d", env=now, check=True).stdout.decode()
     tap.ok(any(l.split()[:6] == ["P3", "2", "0", "0", "1", "1"] for l in text.splitlines()),
            "the text report takes the window too", text)

@@ -4,7 +4,8 @@
  *
  * A row is queued, then sent (only after the server accepted its DATA)
  * or failed (a 5xx to RCPT or DATA, or five days of temporary failures);
- * rows are never deleted.  Temporary failures (4xx, no connection, TLS
+ * the sender never deletes a row (only `maildesk purge` does, with its
+ * ticket or its recipient).  Temporary failures (4xx, no connection, TLS
  * trouble, a 5xx to EHLO, AUTH or MAIL, a 530 "authenticate first"
  * anywhere: the desk's setup, not the mail) retry after 1, 2, 4 ...
  * minutes, at most an hour apart.

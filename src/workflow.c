@@ -273,15 +273,17 @@ md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActo
 
 	if (says_something (comment, msg) && !internal) {
 		MdPersonRef agent = { actor->email, actor->name };
-		if (!md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) ||
-		    !md_workflow_first_response (desk, store, t, actor, error))
+		if (!md_workflow_first_response (desk, store, t, actor, error))
 			return FALSE;
 		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
 		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
 		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
 		                   : NULL;
-		/* The reply itself tells the customer; no separate status mail. */
-		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error))
+		/* The reply itself tells the customer; no separate status mail.
+		 * So it is written after the move: its footer shows the status
+		 * the reply put the ticket in, not the one it left. */
+		if ((next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) ||
+		    !md_notify_agent_reply (desk, store, t, &agent, comment, msg, error))
 			return FALSE;
 	}
 	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);

@@ -188,6 +188,21 @@ def test_status_the_reply_already_set(tap):
     c.close()
 
 
+def test_reply_footer_shows_the_new_status(tap):
+    """The footer of an agent's reply ("Ticket SUP-1 · STATUS · P3") shows
+    the status the reply moved the ticket to, not the one it left."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question"))
+    c.new_mail()
+    for reply, want in (("First answer.", "Request acknowledged"), ("Second answer.", "In progress")):
+        c.agent_says(1, reply)
+        got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER) if reply in body_of(m)]
+        tap.ok(len(got) == 1 and f"Ticket SUP-1 \u00b7 {want} \u00b7 P3" in got[0],
+               f"the reply's footer says {want}", got)
+        tap.eq(c.status(), want, f"the ticket is {want}")
+    c.close()
+
+
 def test_unassign(tap):
     """#assign none (and ticket set assignee= or assignee=none) takes the
     assignee off: reminders go to every agent again."""
@@ -468,7 +483,8 @@ def test_every_mail_threads(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_unassign, test_assign_the_assignee, test_organizations, test_strangers,
+    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+              test_unassign, test_assign_the_assignee, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

@@ -214,7 +214,8 @@ print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *messages, GPtrArray *hi
 	for (guint i = 0; i < messages->len; i++) {
 		MdStoredMessage *m = messages->pdata[i];
 		g_autofree char *at = md_time_iso_utc (m->created_at);
-		printf ("\n--- #%" G_GINT64_FORMAT " %s %s %s%s%s%s\n", m->id, m->outgoing ? "to" : "from",
+		/* An outgoing message's address is the desk's own: its sender. */
+		printf ("\n--- #%" G_GINT64_FORMAT " %s %s %s%s%s%s\n", m->id, m->outgoing ? "out from" : "from",
 		        m->from_addr ? m->from_addr : "?", at, m->internal ? " [internal]" : "",
 		        m->flag ? " " : "", m->flag ? m->flag : "");
 		fputs (full ? m->full_text : m->body, stdout);

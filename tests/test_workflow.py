@@ -203,6 +203,18 @@ def test_reply_footer_shows_the_new_status(tap):
     c.close()
 
 
+def test_show_text_names_the_sender(tap):
+    """`ticket show` in text names each message's sender: the desk's own
+    mail is "out from" the desk, never "to" its own address."""
+    desk = Desk()
+    desk.deliver(message(subject="help", body="Question"), env={"MAILDESK_NOW": "2026-12-01T10:00:00+02:00"})
+    text = desk.run("ticket", "show", "1", check=True).stdout.decode()
+    heads = [line for line in text.splitlines() if line.startswith("--- #")]
+    tap.ok(len(heads) == 2 and " from alice@customer.example " in heads[0]
+           and " out from support@support.example.com " in heads[1], "in from the customer, out from the desk", heads)
+    desk.cleanup()
+
+
 def test_unassign(tap):
     """#assign none (and ticket set assignee= or assignee=none) takes the
     assignee off: reminders go to every agent again."""
@@ -484,6 +496,7 @@ def test_every_mail_threads(tap):
 
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+              test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,

@@ -136,10 +136,8 @@ md_cmd_sla (int argc, char **argv)
 		  "only tickets created in the last DURATION (e.g. 30d), and every open one", "DURATION" },
 		{ NULL },
 	};
-	if (argc < 2 || strcmp (argv[1], "report") != 0) {
-		fprintf (stderr, "Usage: maildesk sla report [--since DURATION] [--json]\n");
-		return MD_EX_USAGE;
-	}
+	if (argc < 2 || strcmp (argv[1], "report") != 0)
+		return md_cli_usage (argc, argv, "Usage: maildesk sla report [--since DURATION] [--json]\n");
 	argc--;
 	argv++;
 	if (!md_cli_parse ("sla report", NULL, "First-response figures per priority.", entries, &argc, &argv))

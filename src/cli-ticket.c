@@ -435,13 +435,11 @@ md_cmd_ticket (int argc, char **argv)
 	gboolean known = FALSE;
 	for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS (verbs); i++)
 		known |= strcmp (argv[1], verbs[i]) == 0;
-	if (!known) {
-		fprintf (stderr, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
-		                 "       maildesk ticket show ID [--json] [--full]\n"
-		                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
-		                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
-		return MD_EX_USAGE;
-	}
+	if (!known)
+		return md_cli_usage (argc, argv, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
+		                                 "       maildesk ticket show ID [--json] [--full]\n"
+		                                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
+		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;

@@ -299,6 +299,23 @@ def test_file_names_with_trailing_comment(tap):
     desk.cleanup()
 
 
+def test_help(tap):
+    """`maildesk COMMAND --help` prints the command's usage on stdout and
+    exits 0, for the commands with verbs as for the others; a missing verb
+    is still a usage error on stderr."""
+    desk = Desk()
+    for cmd, verb in (("ticket", "ticket list"), ("outbox", "outbox flush"), ("sla", "sla report"),
+                      ("agent", "agent add"), ("org", "org add")):
+        p = desk.run(cmd, "--help")
+        tap.ok(p.returncode == 0 and verb in p.stdout.decode(), f"{cmd} --help: usage on stdout, exit 0",
+               (p.returncode, p.stdout, p.stderr))
+    for cmd in ("ticket", "outbox", "sla"):
+        p = desk.run(cmd)
+        tap.ok(p.returncode == 64 and b"Usage" in p.stderr and not p.stdout, f"{cmd} alone: usage on stderr, exit 64",
+               (p.returncode, p.stdout, p.stderr))
+    desk.cleanup()
+
+
 def test_byte_order_mark(tap):
     """A maildesk.conf saved with a byte order mark (Windows editors)
     reads as without it, as rules, forms and templates do."""
@@ -367,4 +384,4 @@ if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
               test_file_names_with_trailing_comment,
-              test_url_with_trailing_comment, test_byte_order_mark)
+              test_url_with_trailing_comment, test_byte_order_mark, test_help)

@@ -197,6 +197,15 @@ set_visibility (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, co
 	if (!v)
 		return invalid (error, "\"%s\" is not a visibility (private or shared)", value);
 	gboolean shared = g_strcmp0 (v, "shared") == 0;
+	/* A ticket opened before its requester's organization was made (or
+	 * joined) has none: the organization is the requester's now. */
+	if (shared && !t->organization_id && t->requester &&
+	    (t->organization_id = md_store_org_of (store, t->requester, NULL))) {
+		g_free (t->organization);
+		t->organization = md_store_org_name (store, t->organization_id);
+		if (!record (store, t, actor, "organization", NULL, t->organization, error))
+			return FALSE;
+	}
 	if (shared && !t->organization_id)
 		return invalid (error, "%s", "the requester belongs to no organization to share it with");
 	if (shared == t->shared)

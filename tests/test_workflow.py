@@ -286,6 +286,27 @@ def test_organizations(tap):
     c.close()
 
 
+def test_share_after_the_organization_is_made(tap):
+    """A ticket opened before its requester's organization existed can
+    still be shared once the requester belongs to one (here by domain):
+    it becomes the organization's, and the colleague may then reply."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question before the organization"))
+    c.new_mail()
+    c.desk.run("org", "add", "Customer Inc", "--domain", "customer.example", check=True)
+    c.customer_says("I have more", sender="bob@customer.example")
+    tap.eq(c.desk.show(1)["messages"][-1]["flag"], "unverified sender", "a colleague is not let in before #share")
+    c.customer_says("#share")
+    t = c.desk.show(1)
+    tap.eq((t["organization"], t["visibility"]), ("Customer Inc", "shared"), "#share shares it with the organization")
+    tap.eq([m["Subject"] for m in to_of(c.new_mail(), CUSTOMER) if "could not be carried out" in m["Subject"]], [],
+           "without a command error")
+    c.customer_says("Thanks from Bob", sender="bob@customer.example")
+    last = [m for m in c.desk.show(1)["messages"] if m["direction"] == "in"][-1]
+    tap.eq((last["from"], last["internal"]), ("bob@customer.example", False), "the colleague may reply now")
+    c.close()
+
+
 def test_strangers(tap):
     c = Conversation(tap)
     c.deliver(message(subject="help", body="My secret data"))
@@ -497,7 +518,8 @@ def test_every_mail_threads(tap):
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
-              test_unassign, test_assign_the_assignee, test_organizations, test_strangers,
+              test_unassign, test_assign_the_assignee, test_organizations,
+              test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

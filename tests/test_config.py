@@ -309,6 +309,10 @@ def test_help(tap):
         p = desk.run(cmd, "--help")
         tap.ok(p.returncode == 0 and verb in p.stdout.decode(), f"{cmd} --help: usage on stdout, exit 0",
                (p.returncode, p.stdout, p.stderr))
+    for args in (("ticket", "list"), ("tick",), ("sla", "report")):
+        out = desk.run(*args, "--help").stdout.decode()
+        tap.ok(re.search(rf"^  maildesk \[OPTION[^]]*\] {' '.join(args)}$", out, re.M),
+               f"{' '.join(args)} --help names maildesk", out)
     for cmd in ("ticket", "outbox", "sla"):
         p = desk.run(cmd)
         tap.ok(p.returncode == 64 and b"Usage" in p.stderr and not p.stdout, f"{cmd} alone: usage on stderr, exit 64",

@@ -139,10 +139,8 @@ md_cmd_outbox (int argc, char **argv)
 	int (*run) (MdDesk *, int, char **) = !strcmp (sub, "list") ? outbox_list
 	                                      : !strcmp (sub, "flush") ? outbox_flush
 	                                      : !strcmp (sub, "retry") ? outbox_retry : NULL;
-	if (!run) {
-		fprintf (stderr, "Usage: maildesk outbox flush | list [--state S] [--json] | retry [ID...]\n");
-		return MD_EX_USAGE;
-	}
+	if (!run)
+		return md_cli_usage (argc, argv, "Usage: maildesk outbox flush | list [--state S] [--json] | retry [ID...]\n");
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;

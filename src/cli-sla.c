@@ -116,10 +116,8 @@ md_cmd_sla (int argc, char **argv)
 		  "only tickets created in the last DAYS (or 30d, 12h), and every open one", "DAYS" },
 		{ NULL },
 	};
-	if (argc < 2 || strcmp (argv[1], "report") != 0) {
-		fprintf (stderr, "Usage: maildesk sla report [--since DAYS] [--json]\n");
-		return MD_EX_USAGE;
-	}
+	if (argc < 2 || strcmp (argv[1], "report") != 0)
+		return md_cli_usage (argc, argv, "Usage: maildesk sla report [--since DAYS] [--json]\n");
 	argc--;
 	argv++;
 	if (!md_cli_parse ("sla report", NULL, "First-response figures per priority.", entries, &argc, &argv))

@@ -214,7 +214,8 @@ print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *messages, GPtrArray *hi
 	for (guint i = 0; i < messages->len; i++) {
 		MdStoredMessage *m = messages->pdata[i];
 		g_autofree char *at = md_time_iso_utc (m->created_at);
-		printf ("\n--- #%" G_GINT64_FORMAT " %s %s %s%s%s%s\n", m->id, m->outgoing ? "to" : "from",
+		/* An outgoing message's address is the desk's own: its sender. */
+		printf ("\n--- #%" G_GINT64_FORMAT " %s %s %s%s%s%s\n", m->id, m->outgoing ? "out from" : "from",
 		        m->from_addr ? m->from_addr : "?", at, m->internal ? " [internal]" : "",
 		        m->flag ? " " : "", m->flag ? m->flag : "");
 		fputs (full ? m->full_text : m->body, stdout);
@@ -434,13 +435,11 @@ md_cmd_ticket (int argc, char **argv)
 	gboolean known = FALSE;
 	for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS (verbs); i++)
 		known |= strcmp (argv[1], verbs[i]) == 0;
-	if (!known) {
-		fprintf (stderr, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
-		                 "       maildesk ticket show ID [--json] [--full]\n"
-		                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
-		                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
-		return MD_EX_USAGE;
-	}
+	if (!known)
+		return md_cli_usage (argc, argv, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
+		                                 "       maildesk ticket show ID [--json] [--full]\n"
+		                                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
+		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;

@@ -4,6 +4,7 @@
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "md.h"
@@ -36,6 +37,14 @@ void
 md_cli_error (const GError *error)
 {
 	fprintf (stderr, "maildesk: %s\n", error ? error->message : "unknown error");
+}
+
+int
+md_cli_usage (int argc, char **argv, const char *usage)
+{
+	gboolean help = argc > 1 && (!strcmp (argv[1], "-h") || !strcmp (argv[1], "--help"));
+	fputs (usage, help ? stdout : stderr);
+	return help ? MD_EX_OK : MD_EX_USAGE;
 }
 
 MdConf *

@@ -21,6 +21,10 @@ MdDesk *md_cli_open_desk (void);
 /* Parses subcommand options; on error prints usage and returns FALSE. */
 gboolean md_cli_parse (const char *name, const char *params, const char *summary, GOptionEntry *entries,
                        int *argc, char ***argv);
+/* A command's usage, for a command given no verb or an unknown one:
+ * on stdout with exit 0 when ARGV[1] asks for it (-h, --help), else on
+ * stderr with exit 64. */
+int md_cli_usage (int argc, char **argv, const char *usage);
 /* Prints an error once, as "maildesk: message". */
 void md_cli_error (const GError *error);
 /* An age given to OPTION: days as a bare number ("30"), or elapsed time

@@ -475,6 +475,20 @@ check_imap_duplicates (Loader *l, GPtrArray *imap)
 	}
 }
 
+/* A file name with a blank before a '#': the trailing "# note" that
+ * GKeyFile keeps in the value.  check-config reads no password file, so
+ * without this the mistake shows only when the desk first logs in. */
+static void
+check_file_name (Loader *l, const char *group, const char *key, const char *value)
+{
+	for (const char *p = value ? strchr (value, '#') : NULL; p; p = strchr (p + 1, '#'))
+		if (p > value && g_ascii_isspace (p[-1])) {
+			loader_error (l, line_of (l->lines, group, key), "%s: \"%s\" keeps a trailing comment "
+			              "(a comment goes on a line of its own)", key, value);
+			return;
+		}
+}
+
 static void
 check_imap (Loader *l, MdImapConf *m)
 {
@@ -493,6 +507,8 @@ check_imap (Loader *l, MdImapConf *m)
 		loader_error (l, line, "[%s] needs a user", g);
 	if (!m->password_file)
 		loader_error (l, line, "[%s] needs a password_file", g);
+	check_file_name (l, g, "password_file", m->password_file);
+	check_file_name (l, g, "ca_file", m->ca_file);
 	if (m->auth && g_ascii_strcasecmp (m->auth, "login") && g_ascii_strcasecmp (m->auth, "plain"))
 		loader_error (l, line_of (l->lines, g, "auth"), "[%s] auth must be login or plain", g);
 }
@@ -509,6 +525,8 @@ check_values (Loader *l, MdConf *conf)
 		if (!values[i])
 			loader_error (l, line_of (l->lines, required[i][0], required[i][1]),
 			              "%s must not be empty", required[i][1]);
+	check_file_name (l, "smtp", "password_file", conf->smtp_password_file);
+	check_file_name (l, "smtp", "ca_file", conf->smtp_ca_file);
 	if (conf->intake && strpbrk (conf->intake, "@+ \t"))
 		loader_error (l, line_of (l->lines, "desk", "intake"),
 		              "intake is a local part: no '@', '+' or blanks");

@@ -367,6 +367,10 @@ md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdAct
 	const char *previous = md_status_normalize (before);
 	if (!previous || !md_status_is_open (previous) || g_strcmp0 (previous, MD_STATUS_WAITING) == 0)
 		previous = MD_STATUS_TRIAGE;
+	/* An agent who answered (or #ack'ed) while intake waited moved
+	 * nothing then, the ticket being in a wait: triage is behind it. */
+	if (g_strcmp0 (previous, MD_STATUS_TRIAGE) == 0 && t->first_response_at)
+		previous = MD_STATUS_ACKNOWLEDGED;
 	g_autofree char *comment = g_strdup_printf ("Thank you: we now have every detail this request needs.%s%s",
 	                                            notice ? "\n\n" : "", notice ? notice : "");
 	return record (store, t, NULL, "fields missing", NULL, "none", error) &&

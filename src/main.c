@@ -48,6 +48,9 @@ int
 main (int argc, char **argv)
 {
 	setlocale (LC_ALL, "");
+	/* GOption's usage lines start with the program's name; without this
+	 * it takes the subcommand's argv[0] ("Usage: list [OPTION…] ticket list"). */
+	g_set_prgname ("maildesk");
 	/* Everything maildesk creates holds customers' mail or the desk's
 	 * secret: owner only, whatever umask it was started with.  The LMTP
 	 * socket gets its mode from the engine (lmtp.h: unix_mode). */

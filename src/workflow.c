@@ -197,6 +197,15 @@ set_visibility (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, co
 	if (!v)
 		return invalid (error, "\"%s\" is not a visibility (private or shared)", value);
 	gboolean shared = g_strcmp0 (v, "shared") == 0;
+	/* A ticket opened before its requester's organization was made (or
+	 * joined) has none: the organization is the requester's now. */
+	if (shared && !t->organization_id && t->requester &&
+	    (t->organization_id = md_store_org_of (store, t->requester, NULL))) {
+		g_free (t->organization);
+		t->organization = md_store_org_name (store, t->organization_id);
+		if (!record (store, t, actor, "organization", NULL, t->organization, error))
+			return FALSE;
+	}
 	if (shared && !t->organization_id)
 		return invalid (error, "%s", "the requester belongs to no organization to share it with");
 	if (shared == t->shared)
@@ -273,15 +282,17 @@ md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActo
 
 	if (says_something (comment, msg) && !internal) {
 		MdPersonRef agent = { actor->email, actor->name };
-		if (!md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) ||
-		    !md_workflow_first_response (desk, store, t, actor, error))
+		if (!md_workflow_first_response (desk, store, t, actor, error))
 			return FALSE;
 		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
 		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
 		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
 		                   : NULL;
-		/* The reply itself tells the customer; no separate status mail. */
-		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error))
+		/* The reply itself tells the customer; no separate status mail.
+		 * So it is written after the move: its footer shows the status
+		 * the reply put the ticket in, not the one it left. */
+		if ((next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) ||
+		    !md_notify_agent_reply (desk, store, t, &agent, comment, msg, error))
 			return FALSE;
 	}
 	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);

@@ -275,6 +275,51 @@ def test_addresses_with_trailing_comment(tap):
     desk.cleanup()
 
 
+def test_file_names_with_trailing_comment(tap):
+    """password_file and ca_file keep a trailing "# note" in the value,
+    and check-config reads no password file: it reports such a name at
+    its line.  The shipped example, uncommented, has none."""
+    desk = Desk()
+    base = open(desk.conf_path).read()
+    conf = base + ("[smtp]\nuser = desk\npassword_file = /etc/maildesk/smtp.secret   # mode 0600\n"
+                   "[imap.support]\nurl = imaps://imap.example.com/INBOX\nuser = support\n"
+                   "password_file = /etc/maildesk/imap.secret\nca_file = /etc/maildesk/ca.pem\t# private CA\n")
+    desk.write_conf(conf)
+    lines = conf.splitlines()
+    err = desk.run("check-config").stderr.decode()
+    for key, bad in (("password_file", "smtp.secret   # mode 0600"), ("ca_file", "ca.pem\t# private CA")):
+        line = next(i + 1 for i, l in enumerate(lines) if l.startswith(key + " =") and bad in l)
+        tap.ok(any(l.startswith(f"{desk.conf_path}:{line}: ") and "trailing comment" in l for l in err.splitlines()),
+               f"{key} at line {line} is reported there", err)
+    tap.eq(len([l for l in err.splitlines() if "trailing comment" in l]), 2, "the clean password_file is not", err)
+    example = open(os.path.join(TOP_SRCDIR, "contrib", "maildesk.conf.example")).read()
+    desk.write_conf(re.sub(r"\n#([\w\[])", r"\n\1", example).replace("data_dir = ./var", f"data_dir = {desk.dir}/var"))
+    err = desk.run("check-config").stderr.decode()
+    tap.eq([l for l in err.splitlines() if "trailing comment" in l], [], "the example with every key uncommented", err)
+    desk.cleanup()
+
+
+def test_help(tap):
+    """`maildesk COMMAND --help` prints the command's usage on stdout and
+    exits 0, for the commands with verbs as for the others; a missing verb
+    is still a usage error on stderr."""
+    desk = Desk()
+    for cmd, verb in (("ticket", "ticket list"), ("outbox", "outbox flush"), ("sla", "sla report"),
+                      ("agent", "agent add"), ("org", "org add")):
+        p = desk.run(cmd, "--help")
+        tap.ok(p.returncode == 0 and verb in p.stdout.decode(), f"{cmd} --help: usage on stdout, exit 0",
+               (p.returncode, p.stdout, p.stderr))
+    for args in (("ticket", "list"), ("tick",), ("sla", "report")):
+        out = desk.run(*args, "--help").stdout.decode()
+        tap.ok(re.search(rf"^  maildesk \[OPTION[^]]*\] {' '.join(args)}$", out, re.M),
+               f"{' '.join(args)} --help names maildesk", out)
+    for cmd in ("ticket", "outbox", "sla"):
+        p = desk.run(cmd)
+        tap.ok(p.returncode == 64 and b"Usage" in p.stderr and not p.stdout, f"{cmd} alone: usage on stderr, exit 64",
+               (p.returncode, p.stdout, p.stderr))
+    desk.cleanup()
+
+
 def test_byte_order_mark(tap):
     """A maildesk.conf saved with a byte order mark (Windows editors)
     reads as without it, as rules, forms and templates do."""
@@ -342,4 +387,5 @@ password_file = {desk.dir}/secret
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
-              test_url_with_trailing_comment, test_byte_order_mark)
+              test_file_names_with_trailing_comment,
+              test_url_with_trailing_comment, test_byte_order_mark, test_help)

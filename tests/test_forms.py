@@ -196,6 +196,23 @@ def test_agent_question_takes_over(tap):
     c.close()
 
 
+def test_answered_ticket_not_back_to_triage(tap):
+    """An agent who answers while intake waits for fields has acknowledged
+    the ticket: once the customer sends the fields it goes back to
+    Request acknowledged, not to Waiting for triage."""
+    c = Intake()
+    c.desk.run("agent", "add", "jane@support.example.com", check=True)
+    c.new_ticket("Bug in checkout", "The checkout throws an exception.\n")
+    p = c.desk.run("ticket", "reply", "1", "--as", "jane@support.example.com", input=b"We are looking at it.\n",
+                   env={"MAILDESK_NOW": c.now})
+    tap.eq((p.returncode, c.desk.show(1)["status"]), (0, "Waiting for customer"), "the reply leaves the wait as it is")
+    c.mails()
+    c.reply(1, "License key: ABC-1\nCompany: Acme GmbH\n")
+    tap.eq(c.desk.show(1)["status"], "Request acknowledged", "the fields complete: Request acknowledged")
+    tap.eq([s for s, _ in c.mails() if "Waiting for triage" in s], [], "no status mail says Waiting for triage")
+    c.close()
+
+
 def test_access_complete(tap):
     c = Intake()
     c.new_ticket("SSH access request", "Please grant SSH access to our developer.\n\nName: Bob Builder\n"
@@ -315,5 +332,5 @@ def test_questions_are_automatic_mail(tap):
 
 if __name__ == "__main__":
     run_tests(test_new_environment, test_partial_answer, test_partial_answer_restarts_followups,
-              test_agent_question_takes_over, test_access_complete, test_go_live,
+              test_agent_question_takes_over, test_answered_ticket_not_back_to_triage, test_access_complete, test_go_live,
               test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail)

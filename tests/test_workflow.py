@@ -188,6 +188,33 @@ def test_status_the_reply_already_set(tap):
     c.close()
 
 
+def test_reply_footer_shows_the_new_status(tap):
+    """The footer of an agent's reply ("Ticket SUP-1 · STATUS · P3") shows
+    the status the reply moved the ticket to, not the one it left."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question"))
+    c.new_mail()
+    for reply, want in (("First answer.", "Request acknowledged"), ("Second answer.", "In progress")):
+        c.agent_says(1, reply)
+        got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER) if reply in body_of(m)]
+        tap.ok(len(got) == 1 and f"Ticket SUP-1 \u00b7 {want} \u00b7 P3" in got[0],
+               f"the reply's footer says {want}", got)
+        tap.eq(c.status(), want, f"the ticket is {want}")
+    c.close()
+
+
+def test_show_text_names_the_sender(tap):
+    """`ticket show` in text names each message's sender: the desk's own
+    mail is "out from" the desk, never "to" its own address."""
+    desk = Desk()
+    desk.deliver(message(subject="help", body="Question"), env={"MAILDESK_NOW": "2026-12-01T10:00:00+02:00"})
+    text = desk.run("ticket", "show", "1", check=True).stdout.decode()
+    heads = [line for line in text.splitlines() if line.startswith("--- #")]
+    tap.ok(len(heads) == 2 and " from alice@customer.example " in heads[0]
+           and " out from support@support.example.com " in heads[1], "in from the customer, out from the desk", heads)
+    desk.cleanup()
+
+
 def test_unassign(tap):
     """#assign none (and ticket set assignee= or assignee=none) takes the
     assignee off: reminders go to every agent again."""
@@ -256,6 +283,27 @@ def test_organizations(tap):
     tap.ok(any("[SUP-1]" in body_of(m) for m in mails), "and see it in #list")
     c.customer_says("#private")
     tap.eq(c.desk.show(1)["visibility"], "private", "#private takes it back")
+    c.close()
+
+
+def test_share_after_the_organization_is_made(tap):
+    """A ticket opened before its requester's organization existed can
+    still be shared once the requester belongs to one (here by domain):
+    it becomes the organization's, and the colleague may then reply."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="Question before the organization"))
+    c.new_mail()
+    c.desk.run("org", "add", "Customer Inc", "--domain", "customer.example", check=True)
+    c.customer_says("I have more", sender="bob@customer.example")
+    tap.eq(c.desk.show(1)["messages"][-1]["flag"], "unverified sender", "a colleague is not let in before #share")
+    c.customer_says("#share")
+    t = c.desk.show(1)
+    tap.eq((t["organization"], t["visibility"]), ("Customer Inc", "shared"), "#share shares it with the organization")
+    tap.eq([m["Subject"] for m in to_of(c.new_mail(), CUSTOMER) if "could not be carried out" in m["Subject"]], [],
+           "without a command error")
+    c.customer_says("Thanks from Bob", sender="bob@customer.example")
+    last = [m for m in c.desk.show(1)["messages"] if m["direction"] == "in"][-1]
+    tap.eq((last["from"], last["internal"]), ("bob@customer.example", False), "the colleague may reply now")
     c.close()
 
 
@@ -468,7 +516,10 @@ def test_every_mail_threads(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_unassign, test_assign_the_assignee, test_organizations, test_strangers,
+    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+              test_show_text_names_the_sender,
+              test_unassign, test_assign_the_assignee, test_organizations,
+              test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

@@ -234,14 +234,17 @@ static void
 daemon_stop (Daemon *d)
 {
 	md_imap_stop (d->imap);
-	if (d->scheduler)
-		md_scheduler_stop (d->scheduler);
 	/* The writer before the sessions: answers still queued reach them.
 	 * Not while a worker hands it a message (bounded: a parse). */
 	g_atomic_int_set (&d->closing, 1);
 	for (int i = 0; i < 3000 && g_atomic_int_get (&d->submitting) > 0; i++)
 		g_usleep (10 * 1000);
+	/* and before the scheduler and the sender: each of its commits wakes
+	 * them (after_commit), those of what a drain that ran out left
+	 * queued too, after the main loop has stopped. */
 	md_writer_stop (d->writer);
+	if (d->scheduler)
+		md_scheduler_stop (d->scheduler);
 	if (d->lmtp)
 		md_lmtp_server_free (d->lmtp);
 	md_outbox_sender_stop (d->sender);

@@ -9,6 +9,7 @@
 #include <glib-unix.h>
 #include <stdio.h>
 
+#include "checkpointer.h"
 #include "cli.h"
 #include "imap.h"
 #include "ingest.h"
@@ -27,6 +28,7 @@
 
 typedef struct {
 	MdDesk *desk;
+	MdCheckpointer *checkpointer;
 	MdWriter *writer;
 	MdLmtpServer *lmtp;
 	MdOutboxSender *sender;
@@ -215,7 +217,8 @@ static gboolean
 daemon_start (Daemon *d, GError **error)
 {
 	d->loop = g_main_loop_new (NULL, FALSE);
-	if (!(d->writer = md_writer_start (d->desk, error)) ||
+	if (!(d->checkpointer = md_checkpointer_start (d->desk, error)) ||
+	    !(d->writer = md_writer_start (d->desk, d->checkpointer, error)) ||
 	    !(d->sender = md_outbox_sender_start (d->desk, error)))
 		return FALSE;
 	/* Mail queued by an ingest goes out as soon as its commit is done. */
@@ -227,6 +230,20 @@ daemon_start (Daemon *d, GError **error)
 		return FALSE;
 	md_scheduler_set_on_queued (d->scheduler, wake_sender, d->sender);
 	return TRUE;
+}
+
+/* How the WAL fared, for whoever wonders about its size or the writer's
+ * pace. */
+static void
+log_checkpoints (Daemon *d)
+{
+	MdCheckpointerStats st;
+	if (!d->checkpointer)
+		return;
+	md_checkpointer_get_stats (d->checkpointer, &st);
+	g_message ("serve: checkpoints passes=%" G_GUINT64_FORMAT " tails=%" G_GUINT64_FORMAT
+	           " wal_restarts=%" G_GUINT64_FORMAT " max_wal_pages=%u", st.passes, st.tails, st.wal_restarts,
+	           st.max_frames);
 }
 
 /* Stops whatever runs, producers before consumers; NULL parts are fine. */
@@ -243,6 +260,8 @@ daemon_stop (Daemon *d)
 	 * them (after_commit), those of what a drain that ran out left
 	 * queued too, after the main loop has stopped. */
 	md_writer_stop (d->writer);
+	log_checkpoints (d);
+	md_checkpointer_stop (d->checkpointer);
 	if (d->scheduler)
 		md_scheduler_stop (d->scheduler);
 	if (d->lmtp)

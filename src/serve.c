@@ -9,6 +9,7 @@
 #include <glib-unix.h>
 #include <stdio.h>
 
+#include "checkpointer.h"
 #include "cli.h"
 #include "imap.h"
 #include "ingest.h"
@@ -27,6 +28,7 @@
 
 typedef struct {
 	MdDesk *desk;
+	MdCheckpointer *checkpointer;
 	MdWriter *writer;
 	MdLmtpServer *lmtp;
 	MdOutboxSender *sender;
@@ -215,7 +217,8 @@ static gboolean
 daemon_start (Daemon *d, GError **error)
 {
 	d->loop = g_main_loop_new (NULL, FALSE);
-	if (!(d->writer = md_writer_start (d->desk, error)) ||
+	if (!(d->checkpointer = md_checkpointer_start (d->desk, error)) ||
+	    !(d->writer = md_writer_start (d->desk, d->checkpointer, error)) ||
 	    !(d->sender = md_outbox_sender_start (d->desk, error)))
 		return FALSE;
 	/* Mail queued by an ingest goes out as soon as its commit is done. */
@@ -229,19 +232,38 @@ daemon_start (Daemon *d, GError **error)
 	return TRUE;
 }
 
+/* How the WAL fared, for whoever wonders about its size or the writer's
+ * pace. */
+static void
+log_checkpoints (Daemon *d)
+{
+	MdCheckpointerStats st;
+	if (!d->checkpointer)
+		return;
+	md_checkpointer_get_stats (d->checkpointer, &st);
+	g_message ("serve: checkpoints passes=%" G_GUINT64_FORMAT " tails=%" G_GUINT64_FORMAT
+	           " wal_restarts=%" G_GUINT64_FORMAT " max_wal_pages=%u", st.passes, st.tails, st.wal_restarts,
+	           st.max_frames);
+}
+
 /* Stops whatever runs, producers before consumers; NULL parts are fine. */
 static void
 daemon_stop (Daemon *d)
 {
 	md_imap_stop (d->imap);
-	if (d->scheduler)
-		md_scheduler_stop (d->scheduler);
 	/* The writer before the sessions: answers still queued reach them.
 	 * Not while a worker hands it a message (bounded: a parse). */
 	g_atomic_int_set (&d->closing, 1);
 	for (int i = 0; i < 3000 && g_atomic_int_get (&d->submitting) > 0; i++)
 		g_usleep (10 * 1000);
+	/* and before the scheduler and the sender: each of its commits wakes
+	 * them (after_commit), those of what a drain that ran out left
+	 * queued too, after the main loop has stopped. */
 	md_writer_stop (d->writer);
+	log_checkpoints (d);
+	md_checkpointer_stop (d->checkpointer);
+	if (d->scheduler)
+		md_scheduler_stop (d->scheduler);
 	if (d->lmtp)
 		md_lmtp_server_free (d->lmtp);
 	md_outbox_sender_stop (d->sender);

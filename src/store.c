@@ -12,10 +12,14 @@
 
 #define WAL_CHECKPOINT_PAGES 4000
 #define WAL_SIZE_LIMIT 16384000  /* bytes: 4,000 pages of 4 KiB, one checkpoint's worth */
+#define CHECKPOINT_WAIT_MS 10    /* what a restarting checkpoint waits for others */
 
 struct _MdStore {
 	sqlite3 *db;
 	GHashTable *stmts;  /* SQL text (static) -> sqlite3_stmt* */
+	int busy_timeout_ms;
+	MdStoreWalHook wal_hook;
+	gpointer wal_hook_data;
 };
 
 void
@@ -217,6 +221,7 @@ md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GEr
 		             store->db ? sqlite3_errmsg (store->db) : "out of memory");
 		return NULL;
 	}
+	store->busy_timeout_ms = busy_timeout_ms;
 	sqlite3_busy_timeout (store->db, busy_timeout_ms);
 	sqlite3_extended_result_codes (store->db, 1);
 	/* A checkpoint every 4,000 pages (16 MiB of WAL) instead of SQLite's
@@ -299,6 +304,51 @@ md_store_commit (MdStore *store, GError **error)
 		return TRUE;
 	md_store_rollback (store);
 	return FALSE;
+}
+
+/* After each commit of a connection with a hook: the hook, then SQLite's
+ * own rule (a checkpoint once the WAL holds WAL_CHECKPOINT_PAGES), which
+ * bounds the WAL whatever the hook does. */
+static int
+wal_committed (void *data, sqlite3 *db, const char *name, int frames)
+{
+	MdStore *store = data;
+	store->wal_hook (store, (guint) MAX (frames, 0), store->wal_hook_data);
+	if (frames >= WAL_CHECKPOINT_PAGES)
+		sqlite3_wal_checkpoint_v2 (db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
+}
+
+void
+md_store_set_wal_hook (MdStore *store, MdStoreWalHook hook, gpointer user_data)
+{
+	store->wal_hook = hook;
+	store->wal_hook_data = user_data;
+	sqlite3_wal_hook (store->db, hook ? wal_committed : NULL, hook ? store : NULL);
+	if (!hook)
+		sqlite3_wal_autocheckpoint (store->db, WAL_CHECKPOINT_PAGES);
+}
+
+gboolean
+md_store_checkpoint (MdStore *store, MdStoreCheckpoint mode, guint *frames_r, guint *copied_r, GError **error)
+{
+	int frames = -1, copied = -1;
+	gboolean restart = mode == MD_STORE_CHECKPOINT_RESTART;
+	/* The wait is for statements of a few milliseconds; a reader that
+	 * stays longer (a backup) is let be. */
+	if (restart)
+		sqlite3_busy_timeout (store->db, CHECKPOINT_WAIT_MS);
+	int rc = sqlite3_wal_checkpoint_v2 (store->db, NULL, restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
+	                                    &frames, &copied);
+	if (rc != SQLITE_OK)
+		md_store_set_error (store, error, "checkpoint");
+	if (restart)
+		sqlite3_busy_timeout (store->db, store->busy_timeout_ms);
+	if (rc != SQLITE_OK)
+		return FALSE;
+	*frames_r = (guint) MAX (frames, 0);
+	*copied_r = (guint) MAX (copied, 0);
+	return TRUE;
 }
 
 void

@@ -45,6 +45,29 @@ gboolean md_store_savepoint (MdStore *store, GError **error);
 gboolean md_store_release (MdStore *store, GError **error);
 void md_store_rollback_to (MdStore *store);
 
+/* Checkpoints: copying the WAL back into the database.  Every connection
+ * does it itself once a commit leaves the WAL 4,000 pages long (16 MiB).
+ * The daemon's writer hands that work to a thread of its own
+ * (checkpointer.c): set_wal_hook has HOOK called on STORE's thread after
+ * each of STORE's commits, with the frames the WAL then holds; STORE
+ * still checkpoints itself past 4,000 pages, so the WAL stays bounded
+ * however the hook fares.  A NULL hook restores the default. */
+typedef void (*MdStoreWalHook) (MdStore *store, guint frames, gpointer user_data);
+void md_store_set_wal_hook (MdStore *store, MdStoreWalHook hook, gpointer user_data);
+/* PASSIVE copies the frames no reader still needs, waiting for no one.
+ * RESTART also waits, 10 ms at most, for writers and for readers of the
+ * WAL, so that all of it is copied and the next transaction starts the
+ * WAL over (if nobody stayed longer).  *FRAMES_R is the frames in the
+ * WAL, *COPIED_R how many of them are now in the database.
+ * MD_ERROR_DB_BUSY when another connection is checkpointing, or when
+ * RESTART waited in vain (what could be copied was). */
+typedef enum {
+	MD_STORE_CHECKPOINT_PASSIVE,
+	MD_STORE_CHECKPOINT_RESTART,
+} MdStoreCheckpoint;
+gboolean md_store_checkpoint (MdStore *store, MdStoreCheckpoint mode, guint *frames_r, guint *copied_r,
+                              GError **error);
+
 /* ---- people and organizations ---- */
 typedef struct {
 	gint64 id;

@@ -96,7 +96,7 @@ writer_main (gpointer data)
 }
 
 MdWriter *
-md_writer_start (MdDesk *desk, GError **error)
+md_writer_start (MdDesk *desk, MdCheckpointer *checkpointer, GError **error)
 {
 	MdWriter *w = g_new0 (MdWriter, 1);
 	w->desk = desk;
@@ -105,6 +105,8 @@ md_writer_start (MdDesk *desk, GError **error)
 		g_free (w);
 		return NULL;
 	}
+	if (checkpointer)
+		md_checkpointer_attach (checkpointer, w->store);
 	w->ready = g_async_queue_new ();
 	g_mutex_init (&w->stats_lock);
 	w->thread = g_thread_new ("md-writer", writer_main, w);

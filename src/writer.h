@@ -10,6 +10,7 @@
 
 #include <glib.h>
 
+#include "checkpointer.h"
 #include "desk.h"
 #include "ingest.h"
 
@@ -20,7 +21,10 @@ typedef struct _MdWriter MdWriter;
  * are freed when it returns. */
 typedef void (*MdWriterDone) (MdIngestJob *job, const GError *error, gpointer user_data);
 
-MdWriter *md_writer_start (MdDesk *desk, GError **error);
+/* CHECKPOINTER, when not NULL, takes the writer's checkpoints (it must
+ * outlive the writer); without it the writer checkpoints as every
+ * connection does. */
+MdWriter *md_writer_start (MdDesk *desk, MdCheckpointer *checkpointer, GError **error);
 /* Takes ownership of JOB, parses it on the calling thread (a worker,
  * never the main loop: parsing takes a while) and queues it for the
  * writer.  Any thread. */

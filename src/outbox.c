@@ -2,11 +2,14 @@
  * recipient, claiming due rows, sending each through smtp.c, recording
  * the outcome, and the background thread of `serve`.
  *
- * Every write here is one short statement (or one savepoint for a
+ * Every write here is a few short statements (or one savepoint for a
  * queueing), so the sender never holds the database while it talks to
- * the SMTP server and never blocks ingest for longer than a row update.
- * Each row is claimed just before its send and its outcome written just
- * after, so what the server accepted is marked sent at once. */
+ * the SMTP server and never blocks ingest for longer than a few row
+ * updates.  `outbox flush` claims each row just before its send and
+ * writes its outcome just after, so what the server accepted is marked
+ * sent at once; serve's sender, which waits its turn behind the writer
+ * for every write, claims a batch at a time and writes outcomes as soon
+ * as no one else wants the turn (see Flush). */
 #include "config.h"
 
 #include <sqlite3.h>

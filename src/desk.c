@@ -301,6 +301,7 @@ md_desk_free (MdDesk *desk)
 	g_free (desk->forms_path);
 	md_calendar_free (desk->calendar);
 	md_spool_free (desk->spool);
+	md_turn_free (desk->write_turn);
 	if (desk->secret)
 		g_bytes_unref (desk->secret);
 	g_free (desk->db_path);
@@ -313,8 +314,11 @@ md_desk_free (MdDesk *desk)
 MdStore *
 md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error)
 {
-	return md_store_open (desk->db_path, read_only ? MD_STORE_READ_ONLY : MD_STORE_READ_WRITE,
-	                      MD_BUSY_TIMEOUT_MS, error);
+	MdStore *store = md_store_open (desk->db_path, read_only ? MD_STORE_READ_ONLY : MD_STORE_READ_WRITE,
+	                                MD_BUSY_TIMEOUT_MS, error);
+	if (store && !read_only && desk->write_turn)
+		md_store_share_turn (store, desk->write_turn);
+	return store;
 }
 
 void

@@ -15,6 +15,7 @@
 #include "store.h"
 #include "template.h"
 #include "token.h"
+#include "turn.h"
 
 typedef struct {
 	MdConf *conf;
@@ -42,6 +43,9 @@ typedef struct {
 	MdDuration reopen_window;
 	int ack_limit;                    /* acknowledgements per sender ... */
 	gint64 ack_limit_period;          /* ... in this many seconds */
+	/* Set by `serve` before it starts a thread, NULL elsewhere: the
+	 * write turn its connections share (turn.h). */
+	MdTurn *write_turn;
 } MdDesk;
 
 /* Everything md_desk_open checks, without opening anything: rules,
@@ -67,7 +71,8 @@ MdForms *md_desk_forms (MdDesk *desk);
  * stay in force. */
 gboolean md_desk_reload (MdDesk *desk, GError **error);
 
-/* A connection to the desk's database; busy waits are bounded. */
+/* A connection to the desk's database; busy waits are bounded.  A
+ * writable one shares the desk's write turn, if it has one. */
 MdStore *md_desk_open_store (MdDesk *desk, gboolean read_only, GError **error);
 
 /* A configured path, or when it is the default and missing, the copy

@@ -1377,6 +1377,20 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 	return file_failed (mb, p->uid, error);
 }
 
+/* In a transaction of its own: in serve it then waits its turn behind
+ * the LMTP writer's batch (turn.h) instead of polling for the lock. */
+static gboolean
+save_state (Mailbox *mb, guint32 uidvalidity, guint32 last_uid, GError **error)
+{
+	if (!md_store_begin (mb->store, error))
+		return FALSE;
+	if (!md_store_imap_state_set (mb->store, mb->state_key, uidvalidity, last_uid, error)) {
+		md_store_rollback (mb->store);
+		return FALSE;
+	}
+	return md_store_commit (mb->store, error);
+}
+
 /* Ingests everything new in the selected mailbox. */
 static gboolean
 fetch_new (Mailbox *mb, GError **error)
@@ -1391,7 +1405,7 @@ fetch_new (Mailbox *mb, GError **error)
 			g_message ("%s: UIDVALIDITY changed from %u to %u: scanning %s again from the start", mb->label,
 			           stored_validity, uidvalidity, mb->mailbox);
 		last_uid = 0;
-		if (!md_store_imap_state_set (mb->store, mb->state_key, uidvalidity, 0, error))
+		if (!save_state (mb, uidvalidity, 0, error))
 			return FALSE;
 	}
 	for (;;) {
@@ -1408,7 +1422,7 @@ fetch_new (Mailbox *mb, GError **error)
 			if (!handle_message (mb, p, error))
 				return FALSE;
 			last_uid = p->uid;
-			if (!md_store_imap_state_set (mb->store, mb->state_key, uidvalidity, last_uid, error))
+			if (!save_state (mb, uidvalidity, last_uid, error))
 				return FALSE;
 		}
 	}

@@ -2,11 +2,14 @@
  * recipient, claiming due rows, sending each through smtp.c, recording
  * the outcome, and the background thread of `serve`.
  *
- * Every write here is one short statement (or one savepoint for a
+ * Every write here is a few short statements (or one savepoint for a
  * queueing), so the sender never holds the database while it talks to
- * the SMTP server and never blocks ingest for longer than a row update.
- * Each row is claimed just before its send and its outcome written just
- * after, so what the server accepted is marked sent at once. */
+ * the SMTP server and never blocks ingest for longer than a few row
+ * updates.  `outbox flush` claims each row just before its send and
+ * writes its outcome just after, so what the server accepted is marked
+ * sent at once; serve's sender, which waits its turn behind the writer
+ * for every write, claims a batch at a time and writes outcomes as soon
+ * as no one else wants the turn (see Flush). */
 #include "config.h"
 
 #include <sqlite3.h>
@@ -453,36 +456,17 @@ record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const cha
 	return TRUE;
 }
 
-/* Defers the rows of UNSENT (still due and not another sender's) with
- * REASON, in one transaction: once the server proved unreachable, the
- * rest of a batch is not tried, and a backlog is not one commit a row. */
-static gboolean
-defer_unsent (MdStore *store, GPtrArray *unsent, const char *reason, gint64 now, MdOutboxStats *stats,
-              GError **error)
-{
-	if (!unsent->len)
-		return TRUE;
-	if (!md_store_begin (store, error))
-		return FALSE;
-	for (guint i = 0; i < unsent->len; i++) {
-		const MdOutboxEntry *e = unsent->pdata[i];
-		GError *local = NULL;
-		if (!claim (store, e->id, now, now, &local) && !local)
-			continue;  /* another sender has it */
-		if (local || !record (store, e, MD_SMTP_UNREACHABLE, reason, now, stats, &local)) {
-			md_store_rollback (store);
-			g_propagate_error (error, local);
-			return FALSE;
-		}
-	}
-	return md_store_commit (store, error);
-}
-
 typedef struct {
 	MdOutboxEntry *entry;
 	MdSmtpOutcome outcome;
 	char *reply;
 } Attempt;
+
+static void
+attempt_clear (gpointer data)
+{
+	g_free (((Attempt *) data)->reply);
+}
 
 /* A queued spec becomes the message it describes (outgoing.h); other
  * bytes stay as they are.  FALSE when it cannot be composed, with A's
@@ -513,88 +497,204 @@ flush_clock (gint64 now, gint64 started_us)
 	return now + (g_get_monotonic_time () - started_us) / G_USEC_PER_SEC;
 }
 
-/* Sends every due row once, in id order, a batch read at a time.  Each
- * row is claimed, sent and its outcome written before the next is
- * claimed: accepted mail is marked sent while the rest of the batch is
- * still going out, and a claim covers the one transfer that can be in
- * flight.  A crash between a send and its record sends that message
- * again once the claim has run out (at least once, same Message-ID).
- * *SMTP_IO is the connection to keep using (created when NULL; freed
- * when the server turned out unreachable). */
-static gboolean
-flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, const gint *cancel,
-                       MdSmtp **smtp_io, GError **error)
-{
-	g_autofree char *unreachable = NULL;  /* set once the server could not be reached */
-	gint64 after_id = 0;
-	gint64 started = g_get_monotonic_time ();
+/* One flush: what it has claimed and what it has tried.
+ *
+ * A row is claimed before its send and its outcome written after, each
+ * write a transaction.  A flusher of its own (`outbox flush`) claims one
+ * row at a time and writes each outcome at once.  serve's sender shares
+ * the write turn with the writer (turn.h), which under load always has a
+ * batch in progress: a write per row and per outcome would wait for one
+ * of the writer's commits each, and the sender would fall behind the
+ * mail it must send.  So while the turn is wanted by another thread it
+ * claims the rest of a batch read (at most BATCH rows) in one transaction
+ * and writes outcomes whenever the turn is free, else all at once when
+ * the claimed rows are done: one or two turns per batch.  The price, in
+ * a burst only: a crashed serve's claimed rows wait out their claims,
+ * and what the server accepted since the last write is sent again after
+ * a crash (at least once, the same Message-ID). */
+typedef struct {
+	MdDesk *desk;
+	MdStore *store;
+	gint64 now;
+	gint64 started;         /* monotonic */
+	MdOutboxStats *stats;
+	const gint *cancel;
+	MdSmtp **smtp_io;
+	gboolean claim_ahead;   /* serve's sender: claims a batch at once */
+	char *unreachable;      /* set once the server could not be reached */
+	GArray *tried;          /* Attempt, outcome not written yet */
+} Flush;
 
-	memset (stats, 0, sizeof *stats);
-	for (;;) {
-		g_autoptr (GPtrArray) batch = due_batch (store, now, after_id, error);
-		if (!batch)
+/* A claim is trusted for a send that starts this soon after it: it lasts
+ * CLAIM_SECONDS and a transfer takes at most an hour. */
+#define CLAIM_FRESH_SECONDS (CLAIM_SECONDS - 3600 - 60)
+
+/* Writes the outcomes tried so far and gives back the claims of LEFT
+ * (rows claimed and not tried), in one transaction.  If this fails the
+ * rows stay claimed and are sent again when the claims run out. */
+static gboolean
+write_back (Flush *f, GPtrArray *left, guint from, GError **error)
+{
+	if (!f->tried->len && (!left || from >= left->len))
+		return TRUE;
+	if (!md_store_begin (f->store, error))
+		return FALSE;
+	for (guint i = 0; i < f->tried->len; i++) {
+		Attempt *a = &g_array_index (f->tried, Attempt, i);
+		if (!record (f->store, a->entry, a->outcome, a->reply, f->now, f->stats, error)) {
+			md_store_rollback (f->store);
 			return FALSE;
-		if (batch->len == 0)
-			return TRUE;
-		after_id = ((MdOutboxEntry *) batch->pdata[batch->len - 1])->id;
-		/* rows of BATCH not tried because the server is unreachable */
-		g_autoptr (GPtrArray) unsent = g_ptr_array_new ();
-		for (guint i = 0; i < batch->len; i++) {
-			MdOutboxEntry *e = batch->pdata[i];
-			GError *local = NULL;
-			if (cancel && g_atomic_int_get (cancel))
-				return TRUE;  /* the rows left were never claimed: due as before */
-			if (unreachable) {
-				/* one unreachable server is not worth a connect timeout per row */
-				g_ptr_array_add (unsent, e);
-				continue;
-			}
-			if (!claim (store, e->id, now, flush_clock (now, started) + CLAIM_SECONDS, &local)) {
-				if (!local)
-					continue;  /* another sender has it, or has sent it */
-				g_propagate_error (error, local);
-				return FALSE;
-			}
-			if (!*smtp_io) {
-				*smtp_io = md_smtp_new (desk->conf, error);
-				if (!*smtp_io) {
-					unclaim (store, e);
-					return FALSE;
-				}
-				md_smtp_set_cancel (*smtp_io, cancel);
-			}
-			Attempt a = { e, MD_SMTP_UNREACHABLE, NULL };
-			g_autoptr (GBytes) bytes = queued_bytes (store, e->raw_sha256);
-			g_autofree char *path = md_spool_path (desk->spool, MD_SPOOL_RAW, e->raw_sha256);
-			if (compose_queued (&bytes, &a))  /* else a says why not */
-				a.outcome = bytes ? md_smtp_send_bytes (*smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
-				                  : md_smtp_send (*smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
-			g_autofree char *reply = a.reply;
-			if (a.outcome == MD_SMTP_UNREACHABLE) {
-				unreachable = g_strdup (reply);
-				g_clear_pointer (smtp_io, md_smtp_free);
-			}
-			if (cancel && g_atomic_int_get (cancel) && a.outcome != MD_SMTP_SENT) {
-				/* interrupted, not failed: due again as before */
-				unclaim (store, e);
-				return TRUE;
-			}
-			/* Written now, not after the batch: until then an accepted
-			 * message looks queued.  If this fails the row stays claimed
-			 * and is sent again when the claim runs out. */
-			if (!record (store, e, a.outcome, reply, now, stats, error))
-				return FALSE;
 		}
-		if (!defer_unsent (store, unsent, unreachable, now, stats, error))
+	}
+	for (guint i = from; left && i < left->len; i++)
+		unclaim (f->store, left->pdata[i]);
+	g_array_set_size (f->tried, 0);
+	return md_store_commit (f->store, error);
+}
+
+/* Claims rows of BATCH from *NEXT on, in one transaction: one row, or
+ * the rest of the batch for serve's sender or once the server proved
+ * unreachable (those are not tried: a backlog is not one commit a row).
+ * Adds the rows taken to CLAIMED; the others are another sender's. */
+static gboolean
+claim_rows (Flush *f, GPtrArray *batch, guint *next, GPtrArray *claimed, GError **error)
+{
+	/* Ahead only while another thread wants the turn: a crash then
+	 * leaves the rows claimed until their claims run out, so an idle
+	 * desk claims one at a time as `outbox flush` does. */
+	gboolean ahead = f->claim_ahead && md_store_would_wait (f->store);
+	guint end = ahead || f->unreachable ? batch->len : *next + 1;
+	gint64 until = flush_clock (f->now, f->started) + CLAIM_SECONDS;
+
+	if (!md_store_begin (f->store, error))
+		return FALSE;
+	for (; *next < end; (*next)++) {
+		MdOutboxEntry *e = batch->pdata[*next];
+		GError *local = NULL;
+		if (claim (f->store, e->id, f->now, until, &local))
+			g_ptr_array_add (claimed, e);
+		else if (local) {
+			md_store_rollback (f->store);
+			g_ptr_array_set_size (claimed, 0);
+			g_propagate_error (error, local);
+			return FALSE;
+		}
+	}
+	return md_store_commit (f->store, error);
+}
+
+/* Sends E (claimed) and notes the outcome in F->tried. */
+static void
+try_one (Flush *f, MdOutboxEntry *e)
+{
+	Attempt a = { e, MD_SMTP_UNREACHABLE, NULL };
+	if (f->unreachable) {
+		/* one unreachable server is not worth a connect timeout per row */
+		a.reply = g_strdup (f->unreachable);
+		g_array_append_val (f->tried, a);
+		return;
+	}
+	g_autoptr (GBytes) bytes = queued_bytes (f->store, e->raw_sha256);
+	g_autofree char *path = md_spool_path (f->desk->spool, MD_SPOOL_RAW, e->raw_sha256);
+	if (compose_queued (&bytes, &a))  /* else a says why not */
+		a.outcome = bytes ? md_smtp_send_bytes (*f->smtp_io, e->mail_from, e->rcpt_to, bytes, &a.reply)
+		                  : md_smtp_send (*f->smtp_io, e->mail_from, e->rcpt_to, path, &a.reply);
+	if (a.outcome == MD_SMTP_UNREACHABLE) {
+		f->unreachable = g_strdup (a.reply);
+		g_clear_pointer (f->smtp_io, md_smtp_free);
+	}
+	g_array_append_val (f->tried, a);
+}
+
+static gboolean
+cancelled (Flush *f)
+{
+	return f->cancel && g_atomic_int_get (f->cancel);
+}
+
+/* Tries the rows of CLAIMED in order, writing outcomes as it goes when
+ * the write turn is free, and the rest at the end.  Rows left untried
+ * (cancelled; a claim too old to cover a transfer) are given back, due
+ * as before; *LAST_R is the id of the last row tried. */
+static gboolean
+send_claimed (Flush *f, GPtrArray *claimed, gint64 *last_r, GError **error)
+{
+	gint64 claimed_at = flush_clock (f->now, f->started);
+
+	for (guint i = 0; i < claimed->len; i++) {
+		MdOutboxEntry *e = claimed->pdata[i];
+		if (cancelled (f) || flush_clock (f->now, f->started) - claimed_at > CLAIM_FRESH_SECONDS)
+			return write_back (f, claimed, i, error);
+		if (!*f->smtp_io && !f->unreachable) {
+			*f->smtp_io = md_smtp_new (f->desk->conf, error);
+			if (!*f->smtp_io) {
+				GError *ignored = NULL;
+				write_back (f, claimed, i, &ignored);
+				g_clear_error (&ignored);
+				return FALSE;
+			}
+			md_smtp_set_cancel (*f->smtp_io, f->cancel);
+		}
+		try_one (f, e);
+		Attempt *a = &g_array_index (f->tried, Attempt, f->tried->len - 1);
+		if (cancelled (f) && a->outcome != MD_SMTP_SENT) {
+			/* interrupted, not failed: due as before */
+			g_array_set_size (f->tried, f->tried->len - 1);
+			return write_back (f, claimed, i, error);
+		}
+		*last_r = e->id;
+		/* Written now when no one waits, so what the server accepted
+		 * shows as sent while the rest goes out. */
+		if (!f->unreachable && !md_store_would_wait (f->store) && !write_back (f, NULL, 0, error))
 			return FALSE;
 	}
+	return write_back (f, NULL, 0, error);
+}
+
+/* Sends every due row once, in id order, a batch read at a time (see
+ * Flush for how rows are claimed and outcomes written).  A claim covers
+ * the transfers that can be in flight while it holds.  A crash between
+ * a send and its record sends that message again once the claim has run
+ * out (at least once, same Message-ID).  *SMTP_IO is the connection to
+ * keep using (created when NULL; freed when the server turned out
+ * unreachable). */
+static gboolean
+flush_until_cancelled (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, const gint *cancel,
+                       gboolean claim_ahead, MdSmtp **smtp_io, GError **error)
+{
+	g_autoptr (GArray) tried = g_array_new (FALSE, FALSE, sizeof (Attempt));
+	Flush f = { desk, store, now, g_get_monotonic_time (), stats, cancel, smtp_io, claim_ahead, NULL, tried };
+	gint64 after_id = 0;
+	gboolean ok = TRUE;
+
+	g_array_set_clear_func (tried, attempt_clear);
+	memset (stats, 0, sizeof *stats);
+	while (ok && !cancelled (&f)) {
+		g_autoptr (GPtrArray) batch = due_batch (store, now, after_id, error);
+		if (!batch || batch->len == 0) {
+			ok = batch != NULL;
+			break;
+		}
+		gint64 last = after_id;
+		for (guint next = 0; ok && next < batch->len && !cancelled (&f);) {
+			g_autoptr (GPtrArray) claimed = g_ptr_array_new ();
+			ok = claim_rows (&f, batch, &next, claimed, error) && send_claimed (&f, claimed, &last, error);
+			/* rows given back are read again from after the last one tried */
+			if (ok && claimed->len && last != ((MdOutboxEntry *) claimed->pdata[claimed->len - 1])->id)
+				break;
+			last = next ? ((MdOutboxEntry *) batch->pdata[next - 1])->id : last;
+		}
+		after_id = last;
+	}
+	g_free (f.unreachable);
+	return ok;
 }
 
 gboolean
 md_outbox_flush (MdDesk *desk, MdStore *store, gint64 now, MdOutboxStats *stats, GError **error)
 {
 	g_autoptr (MdSmtp) smtp = NULL;
-	return flush_until_cancelled (desk, store, now, stats, NULL, &smtp, error);
+	return flush_until_cancelled (desk, store, now, stats, NULL, FALSE, &smtp, error);
 }
 
 /* ---- the background sender ---- */
@@ -627,7 +727,7 @@ sender_round (MdOutboxSender *o, MdStore *store)
 	/* A connection idle for a while is closed rather than trusted. */
 	if (o->smtp && g_get_monotonic_time () - o->smtp_used > SMTP_IDLE_SECONDS * G_USEC_PER_SEC)
 		g_clear_pointer (&o->smtp, md_smtp_free);
-	gboolean ok = flush_until_cancelled (o->desk, store, md_now (), &stats, &o->stopping, &o->smtp, &error);
+	gboolean ok = flush_until_cancelled (o->desk, store, md_now (), &stats, &o->stopping, TRUE, &o->smtp, &error);
 	if (stats.sent || stats.deferred || stats.failed)
 		o->smtp_used = g_get_monotonic_time ();
 	if (!ok)

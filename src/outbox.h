@@ -94,7 +94,10 @@ GPtrArray *md_outbox_list (MdStore *store, const char *state, GError **error);
 
 /* The background sender of `serve`: a thread with its own database
  * connection that flushes, then sleeps until the next row is due, a
- * wake-up, or 30 s (rows queued by other processes), and repeats. */
+ * wake-up, or 30 s (rows queued by other processes), and repeats.  It
+ * claims the rows of a batch read together and may write several
+ * outcomes at once (its connection waits its turn behind serve's writer,
+ * turn.h), so a crash may send again more than the one row in flight. */
 typedef struct _MdOutboxSender MdOutboxSender;
 
 /* DESK must outlive the sender.  Free with md_outbox_sender_stop. */

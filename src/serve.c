@@ -217,6 +217,10 @@ static gboolean
 daemon_start (Daemon *d, GError **error)
 {
 	d->loop = g_main_loop_new (NULL, FALSE);
+	/* Before any connection: the sender, the scheduler and the IMAP
+	 * pollers queue for their writes behind the writer's current batch
+	 * instead of polling for a lock it is never seen to leave. */
+	d->desk->write_turn = md_turn_new ();
 	if (!(d->checkpointer = md_checkpointer_start (d->desk, error)) ||
 	    !(d->writer = md_writer_start (d->desk, d->checkpointer, error)) ||
 	    !(d->sender = md_outbox_sender_start (d->desk, error)))

@@ -9,6 +9,7 @@
 #include "md.h"
 #include "schema.sql.h"
 #include "store.h"
+#include "turn.h"
 
 #define WAL_CHECKPOINT_PAGES 4000
 #define WAL_SIZE_LIMIT 16384000  /* bytes: 4,000 pages of 4 KiB, one checkpoint's worth */
@@ -20,6 +21,8 @@ struct _MdStore {
 	int busy_timeout_ms;
 	MdStoreWalHook wal_hook;
 	gpointer wal_hook_data;
+	MdTurn *turn;       /* shared with the process's other connections, or NULL */
+	gboolean turn_held; /* from md_store_begin to the commit or rollback */
 };
 
 void
@@ -291,17 +294,52 @@ md_store_close (MdStore *store)
 	g_free (store);
 }
 
+void
+md_store_share_turn (MdStore *store, MdTurn *turn)
+{
+	store->turn = turn;
+}
+
+gboolean
+md_store_would_wait (MdStore *store)
+{
+	return store->turn && md_turn_busy (store->turn);
+}
+
+static void
+give_turn (MdStore *store)
+{
+	if (store->turn_held) {
+		store->turn_held = FALSE;
+		md_turn_give (store->turn);
+	}
+}
+
+/* The turn before SQLite's lock, and never the other way round: a
+ * connection waiting for the turn holds no write lock, so its holder
+ * only ever waits for another process. */
 gboolean
 md_store_begin (MdStore *store, GError **error)
 {
-	return exec_cached (store, "BEGIN IMMEDIATE", error);
+	gboolean took = store->turn && !store->turn_held;
+	if (took) {
+		md_turn_take (store->turn);
+		store->turn_held = TRUE;
+	}
+	if (exec_cached (store, "BEGIN IMMEDIATE", error))
+		return TRUE;
+	if (took)
+		give_turn (store);
+	return FALSE;
 }
 
 gboolean
 md_store_commit (MdStore *store, GError **error)
 {
-	if (exec_cached (store, "COMMIT", error))
+	if (exec_cached (store, "COMMIT", error)) {
+		give_turn (store);
 		return TRUE;
+	}
 	md_store_rollback (store);
 	return FALSE;
 }
@@ -356,6 +394,7 @@ md_store_rollback (MdStore *store)
 {
 	if (!sqlite3_get_autocommit (store->db))
 		sqlite3_exec (store->db, "ROLLBACK", NULL, NULL, NULL);
+	give_turn (store);
 }
 
 gboolean

@@ -9,6 +9,8 @@
 
 #include <glib.h>
 
+#include "turn.h"
+
 typedef struct _MdStore MdStore;
 
 #define MD_STORE_SCHEMA_VERSION 4
@@ -34,6 +36,16 @@ int md_store_schema_version (MdStore *store);
  * delivery allows (DESIGN 10 asks synchronous=FULL of what answers a
  * sender). */
 gboolean md_store_lazy_commits (MdStore *store, GError **error);
+
+/* Makes md_store_begin take TURN (turn.h) before SQLite's lock, until
+ * the commit or rollback: for the connections of one process, which then
+ * get to write in the order they asked.  TURN must outlive STORE.  Writes
+ * outside md_store_begin do not take it (they are served by SQLite's busy
+ * handler, fairly or not). */
+void md_store_share_turn (MdStore *store, MdTurn *turn);
+/* Whether md_store_begin would wait for another connection of the
+ * process now (FALSE without a shared turn).  A hint: it may change. */
+gboolean md_store_would_wait (MdStore *store);
 
 /* Transactions.  begin takes the write lock at once (BEGIN IMMEDIATE).
  * Savepoints nest inside a transaction so one failed ingest in a group

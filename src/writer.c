@@ -36,18 +36,32 @@ item_finish (Item *item, const GError *error)
 }
 
 
-/* One transaction over the batch; a job that fails rolls back to its own
- * savepoint, so the others still commit. */
-static void
-commit_batch (MdWriter *w, GPtrArray *batch)
+/* One transaction over FIRST and whatever else is ready once the write
+ * turn is ours: what arrived while another thread of the process had the
+ * turn goes in this batch.  A job that fails rolls back to its own
+ * savepoint, so the others still commit.  TRUE when the stop marker was
+ * taken. */
+static gboolean
+commit_batch (MdWriter *w, Item *first)
 {
 	g_autoptr (GError) error = NULL;
-	gboolean stored = FALSE;
+	g_autoptr (GPtrArray) batch = g_ptr_array_new ();
+	gboolean stored = FALSE, stopping = FALSE;
+	gboolean begun = md_store_begin (w->store, &error);
 
-	if (!md_store_begin (w->store, &error)) {
+	for (Item *item = first; item; item = batch->len < MAX_BATCH ? g_async_queue_try_pop (w->ready) : NULL) {
+		if (!item->job) {
+			/* the marker queues behind every job: nothing follows it */
+			stopping = TRUE;
+			g_free (item);
+			break;
+		}
+		g_ptr_array_add (batch, item);
+	}
+	if (!begun) {
 		for (guint i = 0; i < batch->len; i++)
 			item_finish (batch->pdata[i], error);
-		return;
+		return stopping;
 	}
 	for (guint i = 0; i < batch->len; i++) {
 		Item *item = batch->pdata[i];
@@ -59,7 +73,7 @@ commit_batch (MdWriter *w, GPtrArray *batch)
 	if (!md_store_commit (w->store, &error)) {
 		for (guint i = 0; i < batch->len; i++)
 			item_finish (batch->pdata[i], error);
-		return;
+		return stopping;
 	}
 	g_mutex_lock (&w->stats_lock);
 	w->stats.commits++;
@@ -70,6 +84,7 @@ commit_batch (MdWriter *w, GPtrArray *batch)
 		item_finish (batch->pdata[i], NULL);
 	if (stored && w->commit_hook)
 		w->commit_hook (w->commit_hook_data);
+	return stopping;
 }
 
 static gpointer
@@ -79,18 +94,12 @@ writer_main (gpointer data)
 	gboolean stopping = FALSE;
 
 	while (!stopping) {
-		g_autoptr (GPtrArray) batch = g_ptr_array_new ();
-		Item *item = g_async_queue_pop (w->ready);
-		do {
-			if (!item->job) {
-				stopping = TRUE;
-				g_free (item);
-				continue;
-			}
-			g_ptr_array_add (batch, item);
-		} while (batch->len < MAX_BATCH && (item = g_async_queue_try_pop (w->ready)));
-		if (batch->len)
-			commit_batch (w, batch);
+		Item *first = g_async_queue_pop (w->ready);
+		if (!first->job) {
+			g_free (first);
+			break;
+		}
+		stopping = commit_batch (w, first);
 	}
 	return NULL;
 }

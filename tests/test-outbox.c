@@ -16,6 +16,7 @@
 #include "outgoing.h"
 #include "smtp.h"
 #include "trim.h"
+#include "writer.h"
 
 #define T0 1796112000 /* 2026-12-01T08:00:00Z */
 #define FROM "support@support.example.com"
@@ -630,6 +631,111 @@ test_sender_thread (Fixture *fx, gconstpointer unused)
 	g_assert_cmpuint (caught_count (fx), ==, 2);
 }
 
+/* ---- the write turn under ingest load ---- */
+
+#define LOAD_JOBS (256 * 16)
+#define LOAD_ROWS 16
+
+static void
+on_loaded (MdIngestJob *job, const GError *error, gpointer done)
+{
+	(void) job;
+	(void) error;
+	g_atomic_int_inc ((gint *) done);
+}
+
+static guint64
+writer_commits (MdWriter *w)
+{
+	MdWriterStats stats;
+	md_writer_get_stats (w, &stats);
+	return stats.commits;
+}
+
+static guint
+rows_sent (Fixture *fx)
+{
+	g_autoptr (GPtrArray) sent = md_outbox_list (fx->store, "sent", NULL);
+	guint n = 0;
+	for (guint i = 0; sent && i < sent->len; i++)
+		n += ((MdOutboxEntry *) sent->pdata[i])->id <= LOAD_ROWS;
+	return n;
+}
+
+/* The writer of serve committing batch after batch: another connection
+ * of the process (the sender, the scheduler) still gets to write after
+ * at most the writer's current batch, not when a poll finds SQLite's lock
+ * free, which the writer hardly ever leaves it.  Counted in the writer's
+ * commits, and every row is sent and marked while its backlog lasts. */
+static void
+test_sender_turn_under_load (Fixture *fx, gconstpointer unused)
+{
+	(void) unused;
+	g_autoptr (GError) error = NULL;
+	g_autofree char *sha = spool (fx, MESSAGE);
+	for (guint i = 0; i < LOAD_ROWS; i++) {
+		g_autofree char *rcpt = g_strdup_printf ("r%u@customer.example", i);
+		const char *rcpts[] = { rcpt, NULL };
+		enqueue (fx, sha, rcpts);
+	}
+	fx->desk->write_turn = md_turn_new ();  /* as serve does */
+	MdWriter *w = md_writer_start (fx->desk, NULL, &error);
+	g_assert_no_error (error);
+	g_autoptr (MdStore) other = md_desk_open_store (fx->desk, FALSE, &error);
+	g_assert_no_error (error);
+
+	/* The backlog (a new ticket each) is queued while OTHER writes: it
+	 * is all there when the writer starts. */
+	const char *to[] = { "support@support.example.com", NULL };
+	MdEnvelope env = { "alice@customer.example", to };
+	g_autoptr (GPtrArray) shas = g_ptr_array_new_with_free_func (g_free);
+	g_autoptr (GArray) sizes = g_array_new (FALSE, FALSE, sizeof (gint64));
+	for (guint i = 0; i < LOAD_JOBS; i++) {
+		g_autofree char *text = g_strdup_printf ("From: Alice <alice@customer.example>\r\n"
+		                                         "To: support@support.example.com\r\nSubject: load %u\r\n"
+		                                         "Message-ID: <load%u@customer.example>\r\n\r\nHello %u\r\n",
+		                                         i, i, i);
+		gint64 size = (gint64) strlen (text);
+		g_ptr_array_add (shas, spool (fx, text));
+		g_array_append_val (sizes, size);
+	}
+	gint done = 0;
+	g_assert_true (md_store_begin (other, &error));
+	for (guint i = 0; i < LOAD_JOBS; i++)
+		md_writer_submit (w, md_ingest_job_new (fx->desk, shas->pdata[i], g_array_index (sizes, gint64, i), &env),
+		                  on_loaded, &done);
+	g_assert_true (md_store_commit (other, &error));
+	/* measured from the writer's first commit: it is at work by then */
+	for (int i = 0; i < 600 && writer_commits (w) == 0; i++)
+		g_usleep (G_USEC_PER_SEC / 20);
+
+	guint64 most = 0;
+	for (int i = 0; i < 5; i++) {
+		guint64 before = writer_commits (w);
+		g_assert_true (md_store_begin (other, &error));
+		most = MAX (most, writer_commits (w) - before);
+		g_assert_true (md_store_meta_set (other, "turn-test", "x", &error));
+		g_assert_true (md_store_commit (other, &error));
+	}
+	g_test_message ("writes waited for at most %" G_GUINT64_FORMAT " writer commits", most);
+	g_assert_cmpuint (most, <=, 2);
+	g_assert_cmpint (g_atomic_int_get (&done), <, LOAD_JOBS);  /* the writer was busy throughout */
+
+	MdOutboxSender *sender = md_outbox_sender_start (fx->desk, &error);
+	g_assert_no_error (error);
+	guint sent = 0;
+	gint busy_with = 0;
+	while ((busy_with = LOAD_JOBS - g_atomic_int_get (&done)) > 0 && (sent = rows_sent (fx)) < LOAD_ROWS)
+		g_usleep (1000);
+	guint64 commits = writer_commits (w);
+	md_outbox_sender_stop (sender);
+	md_writer_stop (w);
+	g_test_message ("%u rows sent with %d jobs left, after %" G_GUINT64_FORMAT " writer commits", sent, busy_with,
+	                commits);
+	g_assert_cmpuint (sent, ==, LOAD_ROWS);
+	g_assert_cmpint (busy_with, >, 0);
+}
+
 /* A server that takes the connection and never says a word: stopping
  * must not wait for curl's timeouts, and the row stays due. */
 static void
@@ -798,6 +904,7 @@ main (int argc, char **argv)
 	ADD ("missing-spool-file", test_missing_spool_file, &up);
 	ADD ("sender-thread", test_sender_thread, &up);
 	ADD ("sender-stop-is-bounded", test_sender_stop_is_bounded, NULL);
+	ADD ("sender-turn-under-load", test_sender_turn_under_load, &up);
 	g_test_add_func ("/outbox/blob-hash", test_blob_hash);
 	g_test_add_func ("/smtp/config-refused", test_smtp_config_refused);
 	g_test_add ("/ingest/trims-only-replies", Fixture, NULL, fixture_setup, test_ingest_trims_only_replies,

@@ -509,7 +509,7 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 	 * same ticket, unchanged in between: its variables are made once. */
 	g_autoptr (GHashTable) ticket_vars = NULL;
 	/* A quarantined ticket is held for a human: nobody is mailed, and
-	 * its commands wait for that human too.  The others run before the
+	 * its commands are left to that human.  The others run before the
 	 * acknowledgement, which shows the visibility #share asked for. */
 	if (!cls->quarantine &&
 	    !(md_workflow_opening_commands (job->desk, store, full, commands, &sender, msg, error) &&

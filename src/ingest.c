@@ -222,6 +222,16 @@ has_null_return_path (MdMessage *msg)
 	return strcmp (value, "<>") == 0;
 }
 
+/* Whether TEXT begins with a command line: mail to the intake address
+ * is then trimmed as a reply is (a #list signed by its sender is a #list
+ * alone). */
+static gboolean
+starts_with_command (const char *text)
+{
+	g_autoptr (GPtrArray) commands = md_commands_parse (text);
+	return commands->len > 0;
+}
+
 gboolean
 md_ingest_prepare (MdIngestJob *job, GError **error)
 {
@@ -242,7 +252,8 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	/* A reply is trimmed here, on the parsing threads, not in the writer
 	 * every session waits for (a long body of quoted headers costs up
 	 * to ~2 s a MB).  Only mail that may be a reply: the writer knows. */
-	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references->len || strchr (job->msg->subject, '['))
+	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references->len || strchr (job->msg->subject, '[') ||
+	    starts_with_command (job->msg->body))
 		job->trimmed_body = md_trim_reply (job->msg->body, NULL);
 	return TRUE;
 }
@@ -374,8 +385,67 @@ join_tags (GPtrArray *tags)
 	return joined;
 }
 
+/* The command lines at the top of a message that opens a ticket, read
+ * as in a reply (trimmed; none in a forwarded message). */
+static GPtrArray *
+opening_commands (MdIngestJob *job)
+{
+	GPtrArray *commands = md_commands_parse (job->trimmed_body ? job->trimmed_body : job->msg->body);
+	if (commands->len && md_trim_starts_with_forward (job->msg->body))
+		g_ptr_array_set_size (commands, 0);
+	return commands;
+}
+
+static MdActorKind
+sender_kind (MdIngestJob *job, MdStore *store)
+{
+	return job->sender_addr && md_is_agent (store, job->sender_addr, (const char *const *) job->desk->conf->agents)
+	       ? MD_ACTOR_AGENT : MD_ACTOR_CUSTOMER;
+}
+
+/* Whether the message is commands alone, all #list: answered with the
+ * list, it opens no ticket.  Not one that needs a human (unparsed parts,
+ * quarantine), nor one with a file, which says something (as a reply's
+ * does), nor one without a sender to answer. */
 static gboolean
-create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **error)
+only_list (MdIngestJob *job, GPtrArray *commands)
+{
+	if (!commands->len || !job->sender_addr || job->cls.quarantine || job->cls.drop_silently ||
+	    (job->msg->problems && job->msg->problems->len))
+		return FALSE;
+	for (guint i = 0; i < commands->len; i++)
+		if (strcmp (((MdCommand *) commands->pdata[i])->name, "list") != 0)
+			return FALSE;
+	for (guint i = 0; i < job->msg->attachments->len; i++) {
+		const MdAttachment *a = job->msg->attachments->pdata[i];
+		if (a->depth == 0 && !a->is_body)
+			return FALSE;
+	}
+	g_autofree char *rest = md_commands_strip (job->trimmed_body ? job->trimmed_body : job->msg->body);
+	return !*g_strstrip (rest);
+}
+
+/* A #list alone: kept and recorded as any received mail (so that a
+ * redelivery does nothing), attached to no ticket, and answered under
+ * the loop rules and the per-sender limit of automatic mail. */
+static gboolean
+answer_list (MdIngestJob *job, MdStore *store, GError **error)
+{
+	g_autoptr (MdStoredMessage) m = stored_message_new (job, 0, TRUE);
+	m->internal = TRUE;
+	g_free (m->flag);
+	m->flag = g_strdup ("#list answered; no ticket");
+	if (!insert_message (job, store, m, error))
+		return FALSE;
+	if (md_notify_rate_limited (job->desk, store, job->sender_addr, "list"))
+		return TRUE;
+	MdActor actor = { sender_kind (job, store), job->sender_addr, job->msg->from_name };
+	return md_workflow_list (job->desk, store, NULL, &actor, job->msg, error);
+}
+
+/* COMMANDS: those the message begins with (opening_commands). */
+static gboolean
+create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *commands, GError **error)
 {
 	MdMessage *msg = job->msg;
 	MdClassification *cls = &job->cls;
@@ -432,15 +502,21 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GError **erro
 	if (!intake)
 		return FALSE;
 	MdPersonRef author = { job->sender_addr, msg->from_name };
+	/* Agents read the request without the command lines, as in a reply. */
+	g_autofree char *request = commands->len ? md_commands_strip (msg->body) : g_strdup (msg->body);
+	MdActor sender = { sender_kind (job, store), job->sender_addr, msg->from_name };
 	/* The acknowledgement and intake's question are mailed about the
 	 * same ticket, unchanged in between: its variables are made once. */
 	g_autoptr (GHashTable) ticket_vars = NULL;
-	/* A quarantined ticket is held for a human: nobody is mailed. */
+	/* A quarantined ticket is held for a human: nobody is mailed, and
+	 * its commands are left to that human.  The others run before the
+	 * acknowledgement, which shows the visibility #share asked for. */
 	if (!cls->quarantine &&
-	    !(md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), &ticket_vars,
+	    !(md_workflow_opening_commands (job->desk, store, full, commands, &sender, msg, error) &&
+	      md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), &ticket_vars,
 	                     error) &&
 	      md_intake_ask (job->desk, store, full, intake, msg, &ticket_vars, error) &&
-	      md_notify_customer_reply (job->desk, store, full, &author, msg->body, msg, error)))
+	      md_notify_customer_reply (job->desk, store, full, &author, request, msg, error)))
 		return FALSE;
 	full->timers_held = FALSE;
 	return md_schedule_new_ticket (job->desk, store, full, error);
@@ -627,10 +703,13 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 		action = MD_THREAD_UNVERIFIED_AGENT;
 	job->result.action = action;
 
-	if (action == MD_THREAD_NEW_TICKET)
-		return create_ticket (job, store, 0, error);
-	if (action == MD_THREAD_COMMENT && reopen_window_passed (job->desk, t))
-		return create_ticket (job, store, t->id, error);
+	/* A reply after the reopen window opens a ticket linking the old one. */
+	gint64 linked_to = action == MD_THREAD_COMMENT && reopen_window_passed (job->desk, t) ? t->id : 0;
+	if (action == MD_THREAD_NEW_TICKET || linked_to) {
+		g_autoptr (GPtrArray) commands = opening_commands (job);
+		return only_list (job, commands) ? answer_list (job, store, error)
+		                                 : create_ticket (job, store, linked_to, commands, error);
+	}
 	return add_comment (job, store, t, action, error);
 }
 

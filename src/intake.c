@@ -13,6 +13,7 @@
 #include "intake.h"
 #include "md.h"
 #include "notify.h"
+#include "thread.h"
 #include "token.h"
 
 #define MAX_REMEMBERED_TICKETS 10
@@ -300,7 +301,10 @@ gboolean
 md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMessage *msg,
                GHashTable **ticket_vars, GError **error)
 {
+	/* An agent who opens a ticket (for a customer, say) knows the form:
+	 * no question, and no wait for its fields. */
 	if (!in->form || !t->requester || md_notify_suppress_reason (msg, NULL) || !md_status_is_open (t->status) ||
+	    md_is_agent (store, t->requester, (const char *const *) desk->conf->agents) ||
 	    md_notify_rate_limited (desk, store, t->requester, "fields-missing"))
 		return TRUE;
 	g_autofree char *missing = NULL, *fill_in = NULL, *summary = NULL;

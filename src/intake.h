@@ -36,7 +36,8 @@ GHashTable *md_intake_ack_vars (MdIntake *intake);
 /* When the new ticket's form lacks fields or has invalid ones: mails the
  * requester one question listing exactly those (fields-missing) and sets
  * Waiting for customer.  Does nothing when the form is complete, when
- * no form applies, or when MSG may not be answered automatically.  The
+ * no form applies, when the requester is an agent (who knows the form),
+ * or when MSG may not be answered automatically.  The
  * fields are those md_intake_new_ticket stored: nothing may set others
  * in between.  TICKET_VARS as for md_notify_event (may be NULL): the
  * question is mailed before the status changes. */

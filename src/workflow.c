@@ -402,6 +402,19 @@ list_text (MdDesk *desk, MdStore *store, const char *email)
 	return g_string_free (s, FALSE);
 }
 
+gboolean
+md_workflow_list (MdDesk *desk, MdStore *store, const MdTicket *t, const MdActor *actor, const MdMessage *msg,
+                  GError **error)
+{
+	if (!actor->email) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "#list answers a person by mail; the desk has no list");
+		return FALSE;
+	}
+	g_autofree char *text = list_text (desk, store, actor->email);
+	MdPersonRef to = { actor->email, actor->name };
+	return md_notify_list (desk, store, t, &to, text, msg, error);
+}
+
 typedef enum { WHO_AGENT = 1, WHO_CUSTOMER = 2 } Who;
 
 /* Runs one command; FALSE with MD_ERROR_INVALID/DENIED is answered by
@@ -432,15 +445,8 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		return FALSE;
 	}
 	const char *name = c->name;
-	if (strcmp (name, "list") == 0) {
-		if (!actor->email) {
-			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "#list answers a person by mail; the desk has no list");
-			return FALSE;
-		}
-		g_autofree char *text = list_text (desk, store, actor->email);
-		MdPersonRef to = { actor->email, actor->name };
-		return md_notify_list (desk, store, t, &to, text, msg, error);
-	}
+	if (strcmp (name, "list") == 0)
+		return md_workflow_list (desk, store, t, actor, msg, error);
 	if (strcmp (name, "internal") == 0)
 		return TRUE;  /* handled by the caller: the message stays internal */
 	if (!md_status_is_open (t->status) && strcmp (name, "status") != 0) {
@@ -483,28 +489,84 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 	return md_workflow_set_status (desk, store, t, target, actor, NULL, TRUE, error);
 }
 
+/* Records that COMMAND was refused for REASON and, when MAIL and there
+ * is someone to write to, answers it by mail. */
+static gboolean
+refuse (MdDesk *desk, MdStore *store, MdTicket *t, const char *command, const char *reason, const MdActor *actor,
+        gboolean mail, const MdMessage *msg, GError **error)
+{
+	MdPersonRef to = { actor->email, actor->name };
+	return md_store_history_add (store, t->id, md_now (), actor_label (actor), "command refused", command, reason,
+	                             error) &&
+	       (!mail || !actor->email || md_notify_command_error (desk, store, t, &to, command, reason, msg, error));
+}
+
+/* Runs C; one that fails or is not allowed is refused (and, when MAIL,
+ * answered).  FALSE on database trouble, or with the reason when there
+ * is no address to answer. */
+static gboolean
+run_or_refuse (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, gboolean mail,
+               const MdMessage *msg, GError **error)
+{
+	GError *local = NULL;
+	if (run_one (desk, store, t, c, actor, msg, &local))
+		return TRUE;
+	/* Without an address (the desk replying from a script) there is no
+	 * one to mail the reason to: the caller reports it. */
+	if (local->domain != MD_ERROR || (local->code != MD_ERROR_INVALID && local->code != MD_ERROR_DENIED) ||
+	    !actor->email) {
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	gboolean ok = refuse (desk, store, t, c->line, local->message, actor, mail, msg, error);
+	g_error_free (local);
+	return ok;
+}
+
 gboolean
 md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
                           const MdMessage *msg, GError **error)
 {
+	for (guint i = 0; commands && i < commands->len; i++)
+		if (!run_or_refuse (desk, store, t, commands->pdata[i], actor, TRUE, msg, error))
+			return FALSE;
+	return TRUE;
+}
+
+/* Why C may not run in the mail that opened a ticket, or NULL when it
+ * may be tried (the requester's #share and #private; run_one refuses a
+ * customer's agent commands and unknown ones with its own reasons). */
+static const char *
+opening_refusal (const MdCommand *c, const MdActor *actor)
+{
+	/* DESIGN 7: an agent's commands count only at the token address. */
+	if (actor->kind != MD_ACTOR_CUSTOMER)
+		return "an agent's commands count only in mail to the ticket's reply address for agents, not in mail "
+		       "that opens a ticket; reply to this message to use them";
+	if (strcmp (c->name, "list") == 0)
+		return "#list is answered when it comes alone; this message also asked something, so it opened a "
+		       "ticket. Send #list on its own to the desk's address, or reply with it to this message";
+	if (strcmp (c->name, "resolve") == 0)
+		return "commands run in replies to the ticket's address, not in mail that opens a ticket; reply to this "
+		       "message to resolve it";
+	return NULL;
+}
+
+gboolean
+md_workflow_opening_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands,
+                              const MdActor *actor, const MdMessage *msg, GError **error)
+{
+	/* Mail to the intake address opens tickets for anyone: the answers
+	 * are held to the acknowledgement's limit per sender. */
+	gboolean mail = commands && commands->len && actor->email &&
+	                !md_notify_rate_limited (desk, store, actor->email, "command-error");
 	for (guint i = 0; commands && i < commands->len; i++) {
 		MdCommand *c = commands->pdata[i];
-		GError *local = NULL;
-		if (run_one (desk, store, t, c, actor, msg, &local))
-			continue;
-		/* Without an address (the desk replying from a script) there is no
-		 * one to mail the reason to: the caller reports it. */
-		if (local->domain != MD_ERROR || (local->code != MD_ERROR_INVALID && local->code != MD_ERROR_DENIED) ||
-		    !actor->email) {
-			g_propagate_error (error, local);
-			return FALSE;
-		}
-		MdPersonRef to = { actor->email, actor->name };
-		gboolean ok = md_store_history_add (store, t->id, md_now (), actor_label (actor), "command refused",
-		                                    c->line, local->message, error) &&
-		              md_notify_command_error (desk, store, t, &to, c->line, local->message, msg, error);
-		g_error_free (local);
-		if (!ok)
+		/* No one to answer: refused, for a human to see in the history. */
+		const char *reason = !actor->email ? "the message has no sender address to answer"
+		                     : opening_refusal (c, actor);
+		if (reason ? !refuse (desk, store, t, c->line, reason, actor, mail, msg, error)
+		           : !run_or_refuse (desk, store, t, c, actor, mail, msg, error))
 			return FALSE;
 	}
 	return TRUE;

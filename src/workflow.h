@@ -102,4 +102,21 @@ char *md_commands_strip (const char *text);
 gboolean md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *ticket, GPtrArray *commands,
                                    const MdActor *actor, const MdMessage *msg, GError **error);
 
+/* The mail that opened TICKET began with COMMANDS (ACTOR its sender;
+ * DESIGN 7 has commands in replies to a ticket's address): the
+ * requester's #share and #private run on it, which make sense on a new
+ * ticket; every other command is refused with the reason and answered
+ * by mail (an agent's count only at the token address, #resolve in a
+ * reply, #list alone), as is one that fails.  The answers are subject
+ * to the per-sender limit of automatic mail (md_notify_rate_limited);
+ * every refusal is in the history.  FALSE only on database trouble. */
+gboolean md_workflow_opening_commands (MdDesk *desk, MdStore *store, MdTicket *ticket, GPtrArray *commands,
+                                       const MdActor *actor, const MdMessage *msg, GError **error);
+
+/* The #list answer to ACTOR (who has an address): their tickets and the
+ * shared ones of their organization.  TICKET (may be NULL) is the one
+ * the asking mail reached. */
+gboolean md_workflow_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdActor *actor,
+                           const MdMessage *msg, GError **error);
+
 #endif

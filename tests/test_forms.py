@@ -330,7 +330,28 @@ def test_questions_are_automatic_mail(tap):
     c.close()
 
 
+def test_agent_opens_without_question(tap):
+    """An agent opening a ticket (for a customer, say) knows the form:
+    the ticket opens, with no question and no wait for its fields."""
+    c = Intake()
+    agent = "jane@support.example.com"
+    c.desk.run("agent", "add", agent, check=True)
+    tap.eq(c.deliver(message(subject="Bug in checkout", body="Acme's checkout throws an exception.\n", sender=agent)),
+           "SUP-1", "the agent's mail opens a ticket")
+    t = c.desk.show(1)
+    tap.eq((t["category"], t["status"]), ("Bug", "Waiting for triage"), "which has a form but waits for triage")
+    c.desk.run("outbox", "flush", env={"MAILDESK_NOW": c.now}, check=True)
+    subjects = [email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
+                for env, raw in c.catcher.messages() if agent in env["rcpt_tos"]]
+    tap.ok(subjects and not any(QUESTION in s for s in subjects), "the agent is not asked the form's questions", subjects)
+    tap.eq([h for h in t["history"] if h["field"] == "fields missing"], [], "nor is anything recorded as missing")
+    c.new_ticket("Bug in checkout", "The checkout throws an exception.\n")
+    tap.eq(len(questions(c.mails())), 1, "a customer's like ticket is still asked")
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_new_environment, test_partial_answer, test_partial_answer_restarts_followups,
               test_agent_question_takes_over, test_answered_ticket_not_back_to_triage, test_access_complete, test_go_live,
-              test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail)
+              test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail,
+              test_agent_opens_without_question)

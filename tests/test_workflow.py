@@ -515,6 +515,97 @@ def test_every_mail_threads(tap):
     c.close()
 
 
+def intake_rows(desk, sql, *args):
+    import sqlite3
+    with sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db")) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def test_list_alone_at_intake(tap):
+    """#list alone (commands only, once trimmed) in new mail to the
+    intake address is answered with the list and opens no ticket."""
+    c = Conversation(tap)
+    c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", "bob@customer.example", check=True)
+    c.deliver(message(subject="help", body="Shared question"))
+    c.customer_says("#share")
+    c.deliver(message(subject="bob's own", body="Private question", sender="bob@customer.example"))
+    c.new_mail()
+
+    alone = message(subject="my tickets", body="#list\n\n-- \nAlice Customer\nCustomer Inc.\n", msgid="list-1")
+    tap.eq(c.deliver(alone), "", "#list alone to the intake address opens no ticket")
+    tap.eq(len(c.desk.tickets()), 2, "no ticket is added")
+    mails = c.new_mail()
+    lists = [m for m in to_of(mails, CUSTOMER) if "Your tickets" in m["Subject"]]
+    tap.eq(len(lists), 1, "the sender gets the #list answer", [m["Subject"] for _, m in mails])
+    tap.ok(lists and "[SUP-1]" in body_of(lists[0]) and "[SUP-2]" not in body_of(lists[0]),
+           "with their own tickets, not a colleague's private one", lists and body_of(lists[0]))
+    tap.eq(len(mails), len(lists), "and nothing else goes out: no acknowledgement, nothing to the agents",
+           [(r, m["Subject"]) for r, m in mails])
+    tap.ok(lists and lists[0]["In-Reply-To"] == "<list-1@customer.example>" and lists[0]["Auto-Submitted"],
+           "it answers the message, as automatic mail", lists and dict(lists[0]))
+    kept = intake_rows(c.desk, "SELECT direction, internal, flag, raw_sha256 IS NOT NULL FROM messages "
+                               "WHERE ticket_id IS NULL")
+    tap.eq(kept, [("in", 1, "#list answered; no ticket", 1)], "the message is kept, on no ticket")
+
+    tap.eq(c.deliver(alone), "duplicate", "a redelivery is a duplicate")
+    tap.eq(c.new_mail(), [], "and answers nothing twice")
+    tap.eq(len(intake_rows(c.desk, "SELECT id FROM messages WHERE ticket_id IS NULL")), 1, "nor is it kept twice")
+
+    c.deliver(message(subject="list", body="#list", sender="bob@customer.example"))
+    bob = [body_of(m) for m in to_of(c.new_mail(), "bob@customer.example")]
+    tap.ok(len(bob) == 1 and "[SUP-1]" in bob[0] and "[SUP-2]" in bob[0] and "shared with your organization" in bob[0],
+           "a colleague's #list has their own tickets and the organization's shared ones", bob)
+
+    c.deliver(message(subject="list", body="#list", headers=["Auto-Submitted: auto-replied"]))
+    c.deliver(message(subject="list", body="#list", headers=["List-Id: <l.customer.example>"]))
+    tap.eq(c.new_mail(), [], "automatic mail and a list's get no answer")
+    tap.eq(len(c.desk.tickets()), 2, "and open no ticket either")
+    for i in range(6):
+        c.deliver(message(subject=f"list {i}", body="#list"))
+    tap.eq(len(to_of(c.new_mail(), CUSTOMER)), 4, "answers to one sender keep to ack_rate_limit (5 an hour)")
+    c.close()
+
+
+def test_commands_at_intake(tap):
+    """Command lines in mail that opens a ticket: the requester's #share
+    and #private run on it, every other one is answered with the reason."""
+    c = Conversation(tap)
+    c.desk.run("org", "add", "Acme", "--member", CUSTOMER, check=True)
+    tap.eq(c.deliver(message(subject="help", body="#share\nThe export fails.")), "SUP-1", "the mail opens its ticket")
+    tap.eq(c.desk.show(1)["visibility"], "shared", "#share shares the new ticket")
+    mails = c.new_mail()
+    acks = [body_of(m) for m in to_of(mails, CUSTOMER) if "We received" in m["Subject"]]
+    tap.ok(len(acks) == 1 and "This ticket is shared." in acks[0],
+           "and the acknowledgement says it is shared", acks)
+    tap.eq([m["Subject"] for m in to_of(mails, CUSTOMER) if "could not be carried out" in m["Subject"]], [],
+           "without a command error")
+    relay = [body_of(m) for m in to_of(mails, AGENT)]
+    tap.ok(relay and "export fails" in relay[0] and "#share" not in relay[0], "agents get the request without it", relay)
+
+    body = "#resolve\n#list\n#priority P1\n#frobnicate\nThe import fails too."
+    tap.eq(c.deliver(message(subject="import", body=body)), "SUP-2", "a mail with other commands opens its ticket")
+    t = c.desk.show(2)
+    tap.eq((t["status"], t["priority"]), ("Waiting for triage", "P3"), "which they do not change")
+    mails = c.new_mail()
+    errors = [body_of(m) for m in to_of(mails, CUSTOMER) if "could not be carried out" in m["Subject"]]
+    tap.eq(len(errors), 4, "each is answered by mail", errors)
+    for line, why in (("#resolve", "replies to the ticket's address"), ("#list", "#list on its own"),
+                      ("#priority P1", "only agents"), ("#frobnicate", "unknown command")):
+        tap.ok(any(line in e and why in e.replace("\n", " ") for e in errors), f"{line}: {why}", errors)
+    tap.eq(len([m for m in to_of(mails, CUSTOMER) if "We received" in m["Subject"]]), 1, "besides the acknowledgement")
+    refused = [h for h in c.desk.show(2)["history"] if h["field"] == "command refused"]
+    tap.eq(len(refused), 4, "every refusal is in the history", refused)
+
+    c.deliver(message(subject="for a customer", sender=AGENT,
+                      body="#priority P1\n#assign me\nBob at Acme called: the site is slow."))
+    t = c.desk.show(3)
+    tap.eq((t["priority"], t["assignee"]), ("P3", None), "an agent's commands in mail to the intake do not run")
+    errors = [body_of(m) for m in to_of(c.new_mail(), AGENT) if "could not be carried out" in m["Subject"]]
+    tap.ok(len(errors) == 2 and all("reply address for agents" in e.replace("\n", " ") for e in errors),
+           "and the agent is told where they count", errors)
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
@@ -522,4 +613,4 @@ if __name__ == "__main__":
               test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
               test_reply_from_command_line, test_reply_from_script_without_agent,
-              test_every_mail_threads)
+              test_every_mail_threads, test_list_alone_at_intake, test_commands_at_intake)

@@ -386,14 +386,29 @@ join_tags (GPtrArray *tags)
 }
 
 /* The command lines at the top of a message that opens a ticket, read
- * as in a reply (trimmed; none in a forwarded message). */
+ * as in a reply (trimmed; none in a forwarded message), up to the first
+ * that names no command: a new request that opens with "#include" or
+ * "#2 of 3" is text, not a mistyped command to answer. */
 static GPtrArray *
 opening_commands (MdIngestJob *job)
 {
 	GPtrArray *commands = md_commands_parse (job->trimmed_body ? job->trimmed_body : job->msg->body);
-	if (commands->len && md_trim_starts_with_forward (job->msg->body))
-		g_ptr_array_set_size (commands, 0);
+	guint known = 0;
+	while (known < commands->len && md_command_is_known (((MdCommand *) commands->pdata[known])->name))
+		known++;
+	if (md_trim_starts_with_forward (job->msg->body))
+		known = 0;
+	g_ptr_array_set_size (commands, known);
 	return commands;
+}
+
+/* Whether COMMANDS (opening_commands) are all the command-like lines
+ * TEXT opens with, so that stripping them leaves the rest as written. */
+static gboolean
+commands_are_all (GPtrArray *commands, const char *text)
+{
+	g_autoptr (GPtrArray) lines = md_commands_parse (text);
+	return commands->len && commands->len == lines->len;
 }
 
 static MdActorKind
@@ -421,8 +436,9 @@ only_list (MdIngestJob *job, GPtrArray *commands)
 		if (a->depth == 0 && !a->is_body)
 			return FALSE;
 	}
-	g_autofree char *rest = md_commands_strip (job->trimmed_body ? job->trimmed_body : job->msg->body);
-	return !*g_strstrip (rest);
+	const char *text = job->trimmed_body ? job->trimmed_body : job->msg->body;
+	g_autofree char *rest = md_commands_strip (text);
+	return commands_are_all (commands, text) && !*g_strstrip (rest);
 }
 
 /* A #list alone: kept and recorded as any received mail (so that a
@@ -503,7 +519,8 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 		return FALSE;
 	MdPersonRef author = { job->sender_addr, msg->from_name };
 	/* Agents read the request without the command lines, as in a reply. */
-	g_autofree char *request = commands->len ? md_commands_strip (msg->body) : g_strdup (msg->body);
+	g_autofree char *request = commands_are_all (commands, msg->body) ? md_commands_strip (msg->body)
+	                                                                  : g_strdup (msg->body);
 	MdActor sender = { sender_kind (job, store), job->sender_addr, msg->from_name };
 	/* The acknowledgement and intake's question are mailed about the
 	 * same ticket, unchanged in between: its variables are made once. */

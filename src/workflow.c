@@ -417,29 +417,39 @@ md_workflow_list (MdDesk *desk, MdStore *store, const MdTicket *t, const MdActor
 
 typedef enum { WHO_AGENT = 1, WHO_CUSTOMER = 2 } Who;
 
+static const struct { const char *name; Who who; } command_table[] = {
+	{ "ack", WHO_AGENT }, { "status", WHO_AGENT }, { "priority", WHO_AGENT }, { "category", WHO_AGENT },
+	{ "assign", WHO_AGENT }, { "waiting", WHO_AGENT }, { "resolve", WHO_AGENT | WHO_CUSTOMER },
+	{ "internal", WHO_AGENT }, { "share", WHO_CUSTOMER }, { "private", WHO_CUSTOMER },
+	{ "list", WHO_AGENT | WHO_CUSTOMER },
+};
+
+gboolean
+md_command_is_known (const char *name)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS (command_table); i++)
+		if (strcmp (command_table[i].name, name) == 0)
+			return TRUE;
+	return FALSE;
+}
+
 /* Runs one command; FALSE with MD_ERROR_INVALID/DENIED is answered by
  * mail, other errors abort. */
 static gboolean
 run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, const MdMessage *msg,
          GError **error)
 {
-	static const struct { const char *name; Who who; } table[] = {
-		{ "ack", WHO_AGENT }, { "status", WHO_AGENT }, { "priority", WHO_AGENT }, { "category", WHO_AGENT },
-		{ "assign", WHO_AGENT }, { "waiting", WHO_AGENT }, { "resolve", WHO_AGENT | WHO_CUSTOMER },
-		{ "internal", WHO_AGENT }, { "share", WHO_CUSTOMER }, { "private", WHO_CUSTOMER },
-		{ "list", WHO_AGENT | WHO_CUSTOMER },
-	};
 	/* The system (a scripted reply as the desk) commands as an agent does. */
 	Who who = actor->kind == MD_ACTOR_CUSTOMER ? WHO_CUSTOMER : WHO_AGENT;
 	gsize i;
-	for (i = 0; i < G_N_ELEMENTS (table) && strcmp (table[i].name, c->name) != 0; i++)
+	for (i = 0; i < G_N_ELEMENTS (command_table) && strcmp (command_table[i].name, c->name) != 0; i++)
 		;
-	if (i == G_N_ELEMENTS (table)) {
+	if (i == G_N_ELEMENTS (command_table)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "unknown command #%s; commands are #ack, #status, "
 		             "#priority, #category, #assign, #waiting, #resolve, #internal, #share, #private and #list", c->name);
 		return FALSE;
 	}
-	if (!(table[i].who & who)) {
+	if (!(command_table[i].who & who)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "only %s may use #%s",
 		             who == WHO_AGENT ? "the customer" : "agents", c->name);
 		return FALSE;

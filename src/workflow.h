@@ -93,6 +93,9 @@ void md_command_free (MdCommand *c);
  * not blank and not a command).  MdCommand*; free with g_ptr_array_unref. */
 GPtrArray *md_commands_parse (const char *text);
 
+/* Whether NAME (lowercase, no '#') is one of DESIGN 7's commands. */
+gboolean md_command_is_known (const char *name);
+
 /* TEXT without its leading command lines.  Free with g_free. */
 char *md_commands_strip (const char *text);
 

@@ -588,17 +588,28 @@ def test_commands_at_intake(tap):
     tap.eq((t["status"], t["priority"]), ("Waiting for triage", "P3"), "which they do not change")
     mails = c.new_mail()
     errors = [body_of(m) for m in to_of(mails, CUSTOMER) if "could not be carried out" in m["Subject"]]
-    tap.eq(len(errors), 4, "each is answered by mail", errors)
+    tap.eq(len(errors), 3, "each is answered by mail", errors)
     for line, why in (("#resolve", "replies to the ticket's address"), ("#list", "#list on its own"),
-                      ("#priority P1", "only agents"), ("#frobnicate", "unknown command")):
+                      ("#priority P1", "only agents")):
         tap.ok(any(line in e and why in e.replace("\n", " ") for e in errors), f"{line}: {why}", errors)
     tap.eq(len([m for m in to_of(mails, CUSTOMER) if "We received" in m["Subject"]]), 1, "besides the acknowledgement")
     refused = [h for h in c.desk.show(2)["history"] if h["field"] == "command refused"]
-    tap.eq(len(refused), 4, "every refusal is in the history", refused)
+    tap.eq(len(refused), 3, "every refusal is in the history", refused)
+    relay = [body_of(m) for m in to_of(mails, AGENT)]
+    tap.ok(relay and "#frobnicate" in relay[0] and "import fails" in relay[0],
+           "a line naming no command ends them: it is the request's text, which agents get whole", relay)
+
+    code = "#include <stdio.h>\nint main(void) { return puts(\"hi\"); }\nThis crashes."
+    tap.eq(c.deliver(message(subject="crash", body=code)), "SUP-3", "a request that opens with '#include' opens its ticket")
+    mails = c.new_mail()
+    tap.eq([m["Subject"] for m in to_of(mails, CUSTOMER) if "could not be carried out" in m["Subject"]], [],
+           "and is not answered as a mistyped command")
+    relay = [body_of(m) for m in to_of(mails, AGENT)]
+    tap.ok(relay and "#include <stdio.h>" in relay[0], "agents get its first line", relay)
 
     c.deliver(message(subject="for a customer", sender=AGENT,
                       body="#priority P1\n#assign me\nBob at Acme called: the site is slow."))
-    t = c.desk.show(3)
+    t = c.desk.show(4)
     tap.eq((t["priority"], t["assignee"]), ("P3", None), "an agent's commands in mail to the intake do not run")
     errors = [body_of(m) for m in to_of(c.new_mail(), AGENT) if "could not be carried out" in m["Subject"]]
     tap.ok(len(errors) == 2 and all("reply address for agents" in e.replace("\n", " ") for e in errors),

@@ -384,7 +384,7 @@ attachment_files (MdDesk *desk, const Outgoing *o, GPtrArray *paths)
 			continue;
 		char *path = md_spool_path (desk->spool, MD_SPOOL_BLOB, a->sha256);
 		g_ptr_array_add (paths, path);
-		MdAttachmentFile f = { a->filename, a->content_type, path };
+		MdAttachmentFile f = { a->filename, a->content_type, path, a->charset };
 		g_array_append_val (files, f);
 	}
 	return files;

@@ -433,6 +433,57 @@ def test_file_only_replies(tap):
     c.close()
 
 
+def agent_mail_with(tok, parts, msgid):
+    """The agent's reply to ticket 1 with PARTS: (headers, body bytes) each."""
+    head = (f"From: Jane Agent <{AGENT}>\r\nTo: {tok}\r\nSubject: Re: [SUP-1] help\r\n"
+            f"Message-ID: <{msgid}@support.example.com>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+            "--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe files.\r\n").encode()
+    body = b"".join(b"--B\r\n" + h.encode() + b"\r\n\r\n" + data + b"\r\n" for h, data in parts)
+    return head + body + b"--B--\r\n"
+
+
+def test_attachment_charsets(tap):
+    """The charset the agent declared goes out again; undeclared text goes
+    out as UTF-8 only when its bytes are UTF-8 with 8-bit characters."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    tok = token_address(c.desk, 1)
+    utf8 = "Grüße aus Köln\n".encode()
+    latin1 = "Grüße aus Köln\n".encode("iso-8859-1")
+
+    def named(name, ctype, cte="8bit"):
+        return f"Content-Type: {ctype}\r\nContent-Disposition: attachment; filename={name}\r\n" \
+               f"Content-Transfer-Encoding: {cte}"
+    import base64
+    parts = [(named("utf8.txt", "text/plain; charset=utf-8"), utf8),
+             (named("latin1.txt", "text/plain; charset=ISO-8859-1", "base64"), base64.b64encode(latin1)),
+             (named("bare.txt", "text/plain"), utf8),
+             (named("ascii.txt", "text/plain"), b"plain ASCII\n"),
+             (named("bare-latin1.txt", "text/plain"), latin1),
+             (named("data.csv", "text/csv; charset=\"windows-1252\""), b"a;b\n"),
+             (named("junk.txt", "text/plain; charset=\"utf-8 bad\""), b"x\n"),
+             (named("blob.bin", "application/octet-stream", "base64"), base64.b64encode(utf8))]
+    c.deliver(agent_mail_with(tok, parts, "charsets"), "--recipient", tok)
+    sent = to_of(c.new_mail(), CUSTOMER)
+    got = {p.get_filename(): (p.get_content_type(), p.get_param("charset")) for m in sent for p in m.iter_attachments()}
+    tap.eq(got, {"utf8.txt": ("text/plain", "utf-8"), "latin1.txt": ("text/plain", "ISO-8859-1"),
+                 "bare.txt": ("text/plain", "utf-8"), "ascii.txt": ("text/plain", None),
+                 "bare-latin1.txt": ("text/plain", None), "data.csv": ("text/csv", "windows-1252"),
+                 "junk.txt": ("text/plain", None), "blob.bin": ("application/octet-stream", None)},
+           "each attachment goes out with the charset declared, or UTF-8 seen in undeclared text, or none")
+    files = {p.get_filename(): p.get_payload(decode=True) for m in sent for p in m.iter_attachments()}
+    tap.eq((files.get("latin1.txt"), files.get("bare.txt")), (latin1, utf8), "with their bytes unchanged")
+    for m in sent:
+        for p in m.iter_attachments():
+            if p.get_filename() in ("utf8.txt", "latin1.txt", "bare.txt"):
+                tap.eq(p.get_content(), "Grüße aus Köln\n", f"{p.get_filename()} reads as written")
+    shown = [a["content_type"] for m in c.desk.show(1)["messages"] for a in m["attachments"]]
+    tap.ok(shown and all(";" not in t for t in shown), "ticket show --json keeps content_type the bare type", shown)
+    c.close()
+
+
 def test_reply_from_command_line(tap):
     """`ticket reply --as` writes as the agent the desk knows, by name."""
     c = Conversation(tap)
@@ -521,5 +572,6 @@ if __name__ == "__main__":
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
+              test_attachment_charsets,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads)

@@ -70,7 +70,7 @@ quoted (const char *s, gssize len)
 {
 	gsize n = len < 0 ? strlen (s) : (gsize) len;
 	g_autofree char *valid = g_utf8_make_valid (s, MIN (n, QUOTE_MAX));
-	return g_strdup_printf ("“%s%s”", valid, n > QUOTE_MAX ? "…" : "");
+	return g_strdup_printf ("\"%s%s\"", valid, n > QUOTE_MAX ? "…" : "");
 }
 
 static const char *

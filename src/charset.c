@@ -1,5 +1,6 @@
 /* charset.c - bytes of any charset to valid UTF-8, with the fallbacks that
- * real mail needs (undeclared 8-bit, wrong labels, unknown names). */
+ * real mail needs (undeclared 8-bit, wrong labels, unknown names); which
+ * charset names and which undeclared bytes may be labelled so. */
 #include "config.h"
 
 #include <string.h>
@@ -110,4 +111,49 @@ md_charset_strip_controls (char *utf8)
 	if (w > utf8 && w[-1] == ' ')
 		w--;
 	*w = 0;
+}
+
+gboolean
+md_charset_name_is_valid (const char *name)
+{
+	gsize len = name ? strlen (name) : 0;
+	return len > 0 && len <= 40
+	       && strspn (name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'+-^_`{}~") == len;
+}
+
+void
+md_utf8_scan_feed (MdUtf8Scan *scan, const char *bytes, gsize len)
+{
+	if (scan->invalid)
+		return;
+	for (gsize i = 0; !scan->eight_bit && i < len; i++)
+		scan->eight_bit = (guchar) bytes[i] >= 0x80;
+	/* First complete the character the last piece ended inside. */
+	while (scan->carry_len > 0 && len > 0) {
+		scan->carry[scan->carry_len++] = (guchar) *bytes++;
+		len--;
+		gunichar c = g_utf8_get_char_validated ((const char *) scan->carry, (gssize) scan->carry_len);
+		if (c == (gunichar) -1) {
+			scan->invalid = TRUE;
+			return;
+		}
+		if (c != (gunichar) -2)
+			scan->carry_len = 0;
+	}
+	const char *end = NULL;
+	if (g_utf8_validate_len (bytes, len, &end))
+		return;
+	gsize rest = len - (gsize) (end - bytes);
+	if (rest < sizeof scan->carry && *end && g_utf8_get_char_validated (end, (gssize) rest) == (gunichar) -2) {
+		memcpy (scan->carry, end, rest);
+		scan->carry_len = (guint) rest;
+	} else {
+		scan->invalid = TRUE;
+	}
+}
+
+gboolean
+md_utf8_scan_is_8bit_utf8 (const MdUtf8Scan *scan)
+{
+	return scan->eight_bit && !scan->invalid && scan->carry_len == 0;
 }

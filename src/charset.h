@@ -20,4 +20,23 @@ char *md_charset_to_utf8 (const char *bytes, gsize len, const char *declared, gb
  * one-line values such as subjects, names and header values. */
 void md_charset_strip_controls (char *utf8);
 
+/* Whether NAME may stand as a MIME charset parameter (RFC 2978's
+ * mime-charset characters, at most 40 of them): a declared charset that
+ * is not one is no charset. */
+gboolean md_charset_name_is_valid (const char *name);
+
+/* Whether bytes arriving in pieces (a streamed part) are UTF-8 with
+ * 8-bit characters, the one charset that can be told from the bytes.
+ * Zero-initialize; feed every piece in order; then ask. */
+typedef struct {
+	guchar carry[4];     /* a character split between pieces */
+	guint carry_len;
+	gboolean invalid;    /* not UTF-8, or holds a NUL */
+	gboolean eight_bit;
+} MdUtf8Scan;
+
+void md_utf8_scan_feed (MdUtf8Scan *scan, const char *bytes, gsize len);
+/* TRUE when everything fed was valid UTF-8 and not all ASCII. */
+gboolean md_utf8_scan_is_8bit_utf8 (const MdUtf8Scan *scan);
+
 #endif

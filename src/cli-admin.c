@@ -196,6 +196,87 @@ md_cmd_classify (int argc, char **argv)
 	return rc;
 }
 
+/* One problem check-config prints, and the file and line it points at. */
+typedef struct {
+	char *text;
+	char *file;          /* NULL: no file we know */
+	guint64 line;        /* 0: the file as a whole */
+	gboolean in_config;  /* the configuration file: printed first */
+	guint order;         /* as reported: the last tie-breaker */
+} Problem;
+
+static void
+problem_clear (gpointer data)
+{
+	Problem *p = data;
+	g_free (p->text);
+	g_free (p->file);
+}
+
+/* "FILE:LINE: message" or "FILE: message", FILE being the configuration
+ * (CONFIG) or a file that exists: not any text before a colon. */
+static void
+problem_locate (Problem *p, const char *config)
+{
+	const char *sep = strstr (p->text, ": ");
+	if (!sep)
+		return;
+	g_autofree char *where = g_strndup (p->text, (gsize) (sep - p->text));
+	char *colon = strrchr (where, ':');
+	guint64 line = 0;
+	if (colon && g_ascii_string_to_unsigned (colon + 1, 10, 1, G_MAXUINT64, &line, NULL))
+		*colon = '\0';
+	else
+		line = 0;
+	gboolean in_config = g_strcmp0 (where, config) == 0;
+	if (!in_config && !g_file_test (where, G_FILE_TEST_EXISTS))
+		return;
+	p->file = g_steal_pointer (&where);
+	p->line = line;
+	p->in_config = in_config;
+}
+
+static int
+problem_compare (gconstpointer a, gconstpointer b)
+{
+	const Problem *x = a, *y = b;
+	if (!x->file != !y->file)
+		return x->file ? -1 : 1;
+	if (x->file && x->in_config != y->in_config)
+		return x->in_config ? -1 : 1;
+	int by_file = x->file ? strcmp (x->file, y->file) : 0;
+	if (by_file)
+		return by_file;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The problems of every report, one a line, in the order of the files
+ * they point at (the configuration first, then the others by name) and
+ * of their lines, wherever the check that found them runs: the
+ * configuration's own, then the rules, templates and forms it names,
+ * then the values of its keys again. */
+static void
+print_problems (const char *const *reports, const char *config)
+{
+	g_autoptr (GArray) problems = g_array_new (FALSE, TRUE, sizeof (Problem));
+	g_array_set_clear_func (problems, problem_clear);
+	for (int r = 0; reports[r]; r++) {
+		g_auto (GStrv) lines = g_strsplit (reports[r], "\n", -1);
+		for (int i = 0; lines[i]; i++) {
+			if (!*lines[i])
+				continue;
+			Problem p = { .text = g_strdup (lines[i]), .order = problems->len };
+			problem_locate (&p, config);
+			g_array_append_val (problems, p);
+		}
+	}
+	g_array_sort (problems, problem_compare);
+	for (guint i = 0; i < problems->len; i++)
+		fprintf (stderr, "%s\n", g_array_index (problems, Problem, i).text);
+}
+
 int
 md_cmd_check_config (int argc, char **argv)
 {
@@ -205,13 +286,11 @@ md_cmd_check_config (int argc, char **argv)
 	g_autoptr (GError) problems = NULL;
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdConf) conf = path ? md_conf_load_lenient (path, &problems) : md_conf_new_defaults ();
-	if (problems)
-		fprintf (stderr, "%s\n", problems->message);
-	if (!conf)
-		return MD_EX_CONFIG;
-	if (!md_desk_check (conf, &error))
-		fprintf (stderr, "%s\n", error->message);
-	if (problems || error)
+	if (conf)
+		md_desk_check (conf, &error);
+	const char *reports[] = { problems ? problems->message : "", error ? error->message : "", NULL };
+	print_problems (reports, conf && conf->path ? conf->path : path ? path : "(built-in defaults)");
+	if (problems || error || !conf)
 		return MD_EX_CONFIG;
 	printf ("%s: configuration OK\n", conf->path ? conf->path : "built-in defaults");
 	return MD_EX_OK;

@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 #include <gmime/gmime.h>
 
+#include "charset.h"
 #include "compose.h"
 #include "md.h"
 #include "spool.h"      /* md_set_errno_error */
@@ -467,6 +468,11 @@ attachment_part (const MdAttachmentFile *a, GError **error)
 		g_ascii_strcasecmp (media, "multipart") != 0 && g_ascii_strcasecmp (media, "message") != 0;
 	GMimePart *part = g_mime_part_new_with_type (type_ok ? media : "application",
 	                                             type_ok ? sub : "octet-stream");
+	/* The bytes go out as they came: without the charset the sender
+	 * declared, a client reads text as US-ASCII or windows-1252.  Only
+	 * text has one (RFC 2046 4.1.2). */
+	if (type_ok && g_ascii_strcasecmp (media, "text") == 0 && md_charset_name_is_valid (a->charset))
+		g_mime_object_set_content_type_parameter (GMIME_OBJECT (part), "charset", a->charset);
 	g_clear_object (&type);
 
 	GMimeDataWrapper *content = g_mime_data_wrapper_new_with_stream (stream, GMIME_CONTENT_ENCODING_DEFAULT);

@@ -42,6 +42,8 @@ typedef struct {
 	                            * "attachment"; NULL: the path's last part */
 	const char *content_type;  /* "application/pdf"; NULL or invalid: application/octet-stream */
 	const char *path;          /* the bytes, read while writing */
+	const char *charset;       /* the charset parameter of a text/ type
+	                            * ("utf-8"); NULL or invalid: none */
 } MdAttachmentFile;
 
 typedef struct {

@@ -380,7 +380,7 @@ md_imap_url_parse (const char *url, gboolean *tls_r, char **host_r, guint16 *por
 	 * for a fragment after a host or mailbox that ends in a blank: a
 	 * server that cannot be found, a mailbox that does not exist. */
 	if (g_uri_get_query (uri) || g_uri_get_fragment (uri)) {
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url has a '%c' part, which names no mailbox (a comment "
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "url has a \"%c\" part, which names no mailbox (a comment "
 		             "goes on a line of its own; in a mailbox name write %%23 for # and %%3F for ?)",
 		             g_uri_get_query (uri) ? '?' : '#');
 		return FALSE;

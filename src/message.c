@@ -57,6 +57,7 @@ typedef struct {
 	GByteArray *capture;    /* not owned; NULL = none */
 	gsize capture_max;
 	gboolean capture_cut;
+	MdUtf8Scan *scan;       /* not owned; NULL = none */
 	GError *error;          /* first spool error */
 } MdMessageSink;
 
@@ -81,6 +82,8 @@ sink_write (GMimeStream *stream, const char *buf, size_t len)
 		g_byte_array_append (sink->capture, (const guint8 *) buf, (guint) MIN (room, len));
 		sink->capture_cut |= len > room;
 	}
+	if (sink->scan)
+		md_utf8_scan_feed (sink->scan, buf, len);
 	stream->position += (gint64) len;
 	return (ssize_t) len;
 }
@@ -229,6 +232,7 @@ attachment_free (gpointer data)
 	MdAttachment *att = data;
 	g_free (att->filename);
 	g_free (att->content_type);
+	g_free (att->charset);
 	g_free (att->sha256);
 	g_free (att);
 }
@@ -425,6 +429,20 @@ commit_attachment (Walk *w, MdSpoolWriter *writer, char *filename, char *mime, i
 	return att;
 }
 
+/* The charset a text attachment goes out with again: the one its sender
+ * declared; else UTF-8 when its bytes say so (a client's default,
+ * US-ASCII or windows-1252, would garble them), and nothing when they
+ * do not.  Other types have none (RFC 2046 4.1.2). */
+static char *
+attachment_charset (const char *declared, const char *mime, const MdUtf8Scan *scan)
+{
+	if (!g_str_has_prefix (mime, "text/"))
+		return NULL;
+	if (md_charset_name_is_valid (declared))
+		return g_strdup (declared);
+	return md_utf8_scan_is_8bit_utf8 (scan) ? g_strdup ("utf-8") : NULL;
+}
+
 /* Stores obj's decoded content as an attachment; capture (may be NULL)
  * receives the first capture_max bytes too.  NULL on I/O error. */
 static MdAttachment *
@@ -433,7 +451,9 @@ store_part (Walk *w, GMimeObject *obj, int depth, GByteArray *capture, gsize cap
 	MdSpoolWriter *writer = md_spool_writer_new (w->spool, MD_SPOOL_BLOB, 0, &w->error);
 	if (!writer)
 		return NULL;
+	MdUtf8Scan scan = { 0 };
 	MdMessageSink *sink = sink_new (writer, capture, capture_max);
+	sink->scan = has_type (obj, "text", "*") ? &scan : NULL;
 	gboolean written = write_content (obj, sink);
 	if (sink->error) {
 		g_propagate_error (&w->error, g_steal_pointer (&sink->error));
@@ -446,12 +466,17 @@ store_part (Walk *w, GMimeObject *obj, int depth, GByteArray *capture, gsize cap
 		add_problem (w->msg, "cannot decode part %d", w->parts_seen);
 
 	char *mime = mime_type_of (obj);
+	char *charset = attachment_charset (g_mime_object_get_content_type_parameter (obj, "charset"), mime, &scan);
 	char *name = safe_filename (raw_filename (obj));
 	if (!name)
 		name = synthesized_name (mime, w->parts_seen);
 	MdAttachment *att = commit_attachment (w, writer, name, mime, depth);
-	if (att)
+	if (att) {
 		att->is_inline = is_inline (obj);
+		att->charset = charset;
+	} else {
+		g_free (charset);
+	}
 	return att;
 }
 
@@ -481,9 +506,16 @@ store_bytes (Walk *w, const char *raw_name, const void *data, gsize len, int dep
 	}
 	char *name = safe_filename (raw_name);
 	char *mime = guess_type_from_name (name ? name : "");
+	MdUtf8Scan scan = { 0 };
+	md_utf8_scan_feed (&scan, data, len);
+	char *charset = attachment_charset (NULL, mime, &scan);
 	if (!name)
 		name = synthesized_name (mime, w->parts_seen);
-	commit_attachment (w, writer, name, mime, depth);
+	MdAttachment *att = commit_attachment (w, writer, name, mime, depth);
+	if (att)
+		att->charset = charset;
+	else
+		g_free (charset);
 }
 
 /* ---- uuencoded blocks inside text ---- */

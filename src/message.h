@@ -16,6 +16,9 @@ typedef struct {
 	                      * ("part-3.bin", "message.eml", "body.html")
 	                      * when the part has none */
 	char *content_type;  /* "type/subtype", lowercase */
+	char *charset;       /* text/ only: the charset parameter as
+	                      * declared; else "utf-8" for UTF-8 with 8-bit
+	                      * characters; else NULL */
 	gint64 size;         /* decoded bytes */
 	char *sha256;        /* hex; the bytes are in the spool's blob/ */
 	gboolean is_inline;  /* Content-Disposition: inline (or none, for

@@ -372,19 +372,32 @@ render (MdDesk *desk, const Outgoing *o, char **subject_r, char **body_r, GStrv 
 	return rendered;
 }
 
-/* The relayed message's attachments as files of the spool (their paths
- * owned by paths). */
-static GArray *
-attachment_files (MdDesk *desk, const Outgoing *o, GPtrArray *paths)
+/* The relayed message's attachments that go out: its own files (not
+ * those of a message inside it, nor the HTML its text came from), at
+ * most MD_COMPOSE_MAX_ATTACHMENTS.  Borrowed from o->attachments_of. */
+static GPtrArray *
+sent_attachments (const Outgoing *o)
 {
-	GArray *files = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
+	GPtrArray *sent = g_ptr_array_new ();
 	for (guint i = 0; o->attachments_of && i < o->attachments_of->attachments->len; i++) {
 		MdAttachment *a = o->attachments_of->attachments->pdata[i];
-		if (a->depth > 0 || a->is_body || files->len >= MD_COMPOSE_MAX_ATTACHMENTS)
-			continue;
+		if (a->depth == 0 && !a->is_body && sent->len < MD_COMPOSE_MAX_ATTACHMENTS)
+			g_ptr_array_add (sent, a);
+	}
+	return sent;
+}
+
+/* The attachments that go out as files of the spool (their paths owned
+ * by paths). */
+static GArray *
+attachment_files (MdDesk *desk, GPtrArray *sent, GPtrArray *paths)
+{
+	GArray *files = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
+	for (guint i = 0; i < sent->len; i++) {
+		MdAttachment *a = sent->pdata[i];
 		char *path = md_spool_path (desk->spool, MD_SPOOL_BLOB, a->sha256);
 		g_ptr_array_add (paths, path);
-		MdAttachmentFile f = { a->filename, a->content_type, path };
+		MdAttachmentFile f = { a->filename, a->content_type, path, a->charset };
 		g_array_append_val (files, f);
 	}
 	return files;
@@ -424,9 +437,30 @@ enqueue_chunks (MdStore *store, const Outgoing *o, MdOutgoing *out, const char *
 	return g_steal_pointer (&message_id);
 }
 
-/* The copy of the sent mail kept among the ticket's messages. */
+/* The kept copy's rows for the attachments that went out: the same
+ * blobs, so the ticket shows what the customer was sent.  The strings
+ * are borrowed: the store only reads them during the insert. */
+static GPtrArray *
+copy_attachments (GPtrArray *sent)
+{
+	GPtrArray *rows = g_ptr_array_new_full (sent->len, g_free);
+	for (guint i = 0; i < sent->len; i++) {
+		MdAttachment *a = sent->pdata[i];
+		MdStoredAttachment *sa = g_new0 (MdStoredAttachment, 1);
+		sa->filename = a->filename;
+		sa->content_type = a->content_type;
+		sa->size = a->size;
+		sa->sha256 = a->sha256;
+		g_ptr_array_add (rows, sa);
+	}
+	return rows;
+}
+
+/* The copy of the sent mail kept among the ticket's messages, with the
+ * attachments SENT. */
 static gboolean
-record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const char *message_id, GError **error)
+record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, GPtrArray *sent, const char *message_id,
+             GError **error)
 {
 	g_autoptr (MdStoredMessage) copy = g_new0 (MdStoredMessage, 1);
 	g_autoptr (GString) rcpt_list = g_string_new (NULL);
@@ -445,6 +479,7 @@ record_copy (MdStore *store, const Outgoing *o, const MdOutgoing *out, const cha
 	copy->full_text = g_strconcat ("To: ", rcpt_list->str, "\n\n", out->body, NULL);
 	copy->flag = g_strconcat ("sent: ", o->event, NULL);
 	copy->created_at = md_now ();
+	copy->attachments = copy_attachments (sent);
 	return md_store_message_insert (store, copy, error);
 }
 
@@ -480,7 +515,8 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	g_autofree char *key = o->ticket ? md_ticket_key (desk->conf->ticket_prefix, o->ticket->id) : NULL;
 	g_autoptr (GPtrArray) refs_holder = g_ptr_array_new_with_free_func (g_free);
 	g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
-	g_autoptr (GArray) files = attachment_files (desk, o, paths);
+	g_autoptr (GPtrArray) sent = sent_attachments (o);
+	g_autoptr (GArray) files = attachment_files (desk, sent, paths);
 	MdOutgoing out = {
 		.desk_name = from_name,
 		.desk_address = from_email,
@@ -511,7 +547,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		return TRUE;
 	if (!o->record)
 		return md_store_message_id_add (store, message_id, o->ticket->id, error);
-	return record_copy (store, o, &out, message_id, error);
+	return record_copy (store, o, &out, sent, message_id, error);
 }
 
 /* ---- events ---- */

@@ -67,6 +67,7 @@ add_attachments (JsonObject *o, const MdAttachmentFile *files, gsize n)
 		add_text (file, "filename", files[i].filename);
 		add_text (file, "content_type", files[i].content_type);
 		add_text (file, "path", files[i].path);
+		add_text (file, "charset", files[i].charset);
 		json_array_add_object_element (a, file);
 	}
 	json_object_set_array_member (o, "attachments", a);
@@ -202,7 +203,9 @@ attachments (JsonObject *o)
 	GArray *out = g_array_new (FALSE, TRUE, sizeof (MdAttachmentFile));
 	for (guint i = 0; i < list->len; i++) {
 		JsonObject *f = list->pdata[i];
-		MdAttachmentFile file = { text (f, "filename"), text (f, "content_type"), text (f, "path") };
+		/* a spec queued before "charset" was written has none */
+		MdAttachmentFile file = { text (f, "filename"), text (f, "content_type"), text (f, "path"),
+		                          text (f, "charset") };
 		if (file.path)
 			g_array_append_val (out, file);
 	}

@@ -276,7 +276,7 @@ parse_value (Parser *p, char **s, GString *buffer)
 			q++;
 		g_string_append_c (buffer, *q);
 	}
-	parser_error (p, "unterminated string (missing closing '\"')");
+	parser_error (p, "unterminated string (no closing double quote)");
 	return NULL;
 }
 
@@ -309,7 +309,7 @@ parse_pattern (Parser *p, char **s, Condition *c)
 		g_string_append_c (text, *q);
 	}
 	if (*q != delimiter) {
-		parser_error (p, "unterminated pattern (missing closing '%c')", delimiter);
+		parser_error (p, "unterminated pattern (missing closing \"%c\")", delimiter);
 		return FALSE;
 	}
 	if (text->len == 0) {
@@ -323,11 +323,11 @@ parse_pattern (Parser *p, char **s, Condition *c)
 		case 's': options |= PCRE2_DOTALL; break;
 		case 'x': options |= PCRE2_EXTENDED; break;
 		default:
-			parser_error (p, "unknown pattern flag '%c' (expected i, m, s or x)", *q);
+			parser_error (p, "unknown pattern flag \"%c\" (expected i, m, s or x)", *q);
 			return FALSE;
 		}
 		if (delimiter == '"') {
-			parser_error (p, "flag '%c' makes no sense on a \"literal\" (only i does)", *q);
+			parser_error (p, "flag \"%c\" makes no sense on a \"literal\" (only i does)", *q);
 			return FALSE;
 		}
 	}
@@ -360,7 +360,7 @@ parse_field (Parser *p, const char *word, Field *field_r, char **header_r)
 {
 	if (g_str_has_prefix (word, "header:")) {
 		if (!is_header_name (word + 7)) {
-			parser_error (p, "bad header name '%s' (header:NAME)", word + 7);
+			parser_error (p, "bad header name \"%s\" (header:NAME)", word + 7);
 			return FALSE;
 		}
 		*field_r = FIELD_HEADER;
@@ -373,7 +373,7 @@ parse_field (Parser *p, const char *word, Field *field_r, char **header_r)
 			return TRUE;
 		}
 	}
-	parser_error (p, "unknown field or action '%s' (fields: from, to, cc, subject, body, "
+	parser_error (p, "unknown field or action \"%s\" (fields: from, to, cc, subject, body, "
 		      "header:NAME, attachment; actions: set, action, stop)", word);
 	return FALSE;
 }
@@ -407,7 +407,7 @@ parse_condition (Parser *p, const char *word, char *rest)
 		clause->line = p->line;
 		g_ptr_array_add (clauses, clause);
 	} else if (clause->conditions->len >= MD_RULES_MAX_CONDITIONS) {
-		parser_error (p, "too many conditions in one 'any' group (limit %d)", MD_RULES_MAX_CONDITIONS);
+		parser_error (p, "too many conditions in one \"any\" group (limit %d)", MD_RULES_MAX_CONDITIONS);
 		condition_free (c);
 		return;
 	}
@@ -426,7 +426,7 @@ set_catalog_value (Parser *p, const char *what, const char **slot, const char *v
 		parser_error (p, "%s is set twice in one rule", what);
 	} else if (!canonical) {
 		g_autofree char *list = g_strjoinv (", ", (char **) known);
-		parser_error (p, "unknown %s '%s' (expected one of: %s)", what, value, list);
+		parser_error (p, "unknown %s \"%s\" (expected one of: %s)", what, value, list);
 	} else {
 		*slot = canonical;
 	}
@@ -441,18 +441,18 @@ parse_set (Parser *p, char *rest)
 	g_autoptr (GString) buffer = g_string_new (NULL);
 
 	if (!*key) {
-		parser_error (p, "'set' needs a setting and a value");
+		parser_error (p, "\"set\" needs a setting and a value");
 		return;
 	}
 	if (!g_strv_contains ((const char *const[]) { "category", "priority", "visibility", "assignee", "tag", NULL }, key)) {
-		parser_error (p, "unknown setting '%s' (expected category, priority, visibility, assignee or tag)", key);
+		parser_error (p, "unknown setting \"%s\" (expected category, priority, visibility, assignee or tag)", key);
 		return;
 	}
 	const char *value = parse_value (p, &rest, buffer);
 	if (!value)
 		return;
 	if (!*value) {
-		parser_error (p, "'set %s' needs a value", key);
+		parser_error (p, "\"set %s\" needs a value", key);
 		return;
 	}
 	if (!at_end (rest)) {
@@ -471,11 +471,11 @@ parse_set (Parser *p, char *rest)
 		if (rule->assignee)
 			parser_error (p, "assignee is set twice in one rule");
 		else if (!is_address (value))
-			parser_error (p, "bad assignee '%s' (expected an address, local@domain)", value);
+			parser_error (p, "bad assignee \"%s\" (expected an address, local@domain)", value);
 		else
 			rule->assignee = g_strdup (value);
 	} else if (!is_name (value, "-_.+/:")) {
-		parser_error (p, "bad tag '%s' (letters, digits and - _ . + / :, at most %d)", value, MAX_NAME);
+		parser_error (p, "bad tag \"%s\" (letters, digits and - _ . + / :, at most %d)", value, MAX_NAME);
 	} else if (!g_ptr_array_find_with_equal_func (rule->tags, value, g_str_equal, NULL)) {
 		g_ptr_array_add (rule->tags, g_strdup (value));
 	}
@@ -497,10 +497,10 @@ parse_action (Parser *p, const char *word, char *rest)
 		else if (strcmp (what, "drop-silently") == 0)
 			p->rule->drop_silently = TRUE;
 		else
-			parser_error (p, "unknown action '%s' (expected quarantine or drop-silently)", what);
+			parser_error (p, "unknown action \"%s\" (expected quarantine or drop-silently)", what);
 	}
 	if (!at_end (rest))
-		parser_error (p, "unexpected text after '%s': %s", word, skip_blanks (rest));
+		parser_error (p, "unexpected text after \"%s\": %s", word, skip_blanks (rest));
 }
 
 static gboolean
@@ -539,7 +539,7 @@ static void
 close_any (Parser *p)
 {
 	if (p->any && p->any->conditions->len == 0)
-		parser_error_at (p, p->any->line, "empty 'any' group (indent its conditions under it)");
+		parser_error_at (p, p->any->line, "empty \"any\" group (indent its conditions under it)");
 	p->any = NULL;
 }
 
@@ -557,9 +557,9 @@ finish_rule (Parser *p)
 	 * mostly because they were the mistakes: say nothing more. */
 	gboolean clean = p->error_count == rule->errors_before;
 	if (clean && rule->clauses->len == 0)
-		parser_error_at (p, rule->line, "rule '%s' has no conditions", name);
+		parser_error_at (p, rule->line, "rule \"%s\" has no conditions", name);
 	if (clean && !rule_has_action (rule))
-		parser_error_at (p, rule->line, "rule '%s' has no actions", name);
+		parser_error_at (p, rule->line, "rule \"%s\" has no actions", name);
 	rule->summary = rule_summary (rule);
 	g_ptr_array_add (p->rules, rule);
 }
@@ -572,7 +572,7 @@ start_rule (Parser *p, char *text)
 	guint errors_before = p->error_count;
 
 	if (!is_rule)
-		parser_error (p, "expected 'rule NAME' (conditions and actions are indented under it)");
+		parser_error (p, "expected \"rule NAME\" (conditions and actions are indented under it)");
 	if (p->rules->len >= MD_RULES_MAX_RULES) {
 		if (p->rules->len == MD_RULES_MAX_RULES)
 			parser_error (p, "too many rules (limit %d)", MD_RULES_MAX_RULES);
@@ -590,9 +590,9 @@ start_rule (Parser *p, char *text)
 
 	const char *name = next_word (&text);
 	if (!is_name (name, "-_.")) {
-		parser_error (p, "bad rule name '%s' (letters, digits and - _ ., at most %d)", name, MAX_NAME);
+		parser_error (p, "bad rule name \"%s\" (letters, digits and - _ ., at most %d)", name, MAX_NAME);
 	} else if (g_hash_table_contains (p->names, name)) {
-		parser_error (p, "duplicate rule name '%s' (first at line %u)", name,
+		parser_error (p, "duplicate rule name \"%s\" (first at line %u)", name,
 			      GPOINTER_TO_UINT (g_hash_table_lookup (p->names, name)));
 	} else {
 		rule->name = g_strdup (name);
@@ -611,9 +611,9 @@ parse_indented (Parser *p, guint indent, char *text)
 		close_any (p);
 	if (strcmp (word, "any") == 0) {
 		if (p->any)
-			parser_error (p, "'any' groups do not nest");
+			parser_error (p, "\"any\" groups do not nest");
 		else if (!at_end (text))
-			parser_error (p, "'any' stands alone on its line; its conditions go on the lines below");
+			parser_error (p, "\"any\" stands alone on its line; its conditions go on the lines below");
 		else if (p->rule->clauses->len >= MD_RULES_MAX_CONDITIONS)
 			parser_error (p, "too many conditions in one rule (limit %d)", MD_RULES_MAX_CONDITIONS);
 		else {
@@ -626,7 +626,7 @@ parse_indented (Parser *p, guint indent, char *text)
 		}
 	} else if (strcmp (word, "set") == 0 || strcmp (word, "action") == 0 || strcmp (word, "stop") == 0) {
 		if (p->any)
-			parser_error (p, "'%s' inside an 'any' group: actions belong to the rule (indent it less)", word);
+			parser_error (p, "\"%s\" inside an \"any\" group: actions belong to the rule (indent it less)", word);
 		else
 			parse_action (p, word, text);
 	} else {
@@ -650,7 +650,7 @@ parse_line (Parser *p, char *line)
 	} else if (!p->rule) {
 		/* said once per run of such lines */
 		if (!p->outside_reported)
-			parser_error (p, "indented line outside a rule (start a block with 'rule NAME')");
+			parser_error (p, "indented line outside a rule (start a block with \"rule NAME\")");
 		p->outside_reported = TRUE;
 	} else {
 		parse_indented (p, indent, text);

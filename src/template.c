@@ -260,16 +260,16 @@ static gboolean
 check_variable (Parser *p, int line, const char *name)
 {
 	if (!is_variable_name (name)) {
-		parse_error (p, line, "bad variable name '%s'", name);
+		parse_error (p, line, "bad variable name \"%s\"", name);
 		return FALSE;
 	}
 	const Variable *v = find_variable (name);
 	if (!v) {
-		parse_error (p, line, "unknown variable '%s'", name);
+		parse_error (p, line, "unknown variable \"%s\"", name);
 		return FALSE;
 	}
 	if (!(v->events & p->event_bit)) {
-		parse_error (p, line, "variable '%s' is not available in %s mail", name, p->event);
+		parse_error (p, line, "variable \"%s\" is not available in %s mail", name, p->event);
 		return FALSE;
 	}
 	return TRUE;
@@ -402,7 +402,7 @@ parse_nodes (Parser *p, const char *text, int first_line, GPtrArray *out)
 		const char *close = strstr (open + 2, "}}");
 		if (!close || close > eol) {
 			add_text (&s, pos, open);
-			parse_error (p, s.line, "unclosed '{{'");
+			parse_error (p, s.line, "unclosed \"{{\"");
 			add_text (&s, open, open + 2);
 			pos = open + 2;
 			continue;
@@ -435,7 +435,7 @@ parse_nodes (Parser *p, const char *text, int first_line, GPtrArray *out)
 			close_section (&s);
 			break;
 		case TAG_BAD:
-			parse_error (p, s.line, "unknown tag '{{%s}}'", inside);
+			parse_error (p, s.line, "unknown tag \"{{%s}}\"", inside);
 			break;
 		}
 		for (const char *c = text_end; c < after; c++)
@@ -482,7 +482,7 @@ parse_extra_header (Parser *p, MdTemplate *t, int line, const char *name, const 
 		if (g_ascii_strcasecmp (name, extra_headers[i]) == 0)
 			canonical = extra_headers[i];
 	if (!canonical) {
-		parse_error (p, line, "header '%s' is not allowed in a template "
+		parse_error (p, line, "header \"%s\" is not allowed in a template "
 		             "(only Subject, Importance, Content-Language)", name);
 		return;
 	}
@@ -496,12 +496,12 @@ parse_extra_header (Parser *p, MdTemplate *t, int line, const char *name, const 
 		normalized = g_ascii_strdown (value, -1);
 		if (strcmp (normalized, "low") != 0 && strcmp (normalized, "normal") != 0 &&
 		    strcmp (normalized, "high") != 0) {
-			parse_error (p, line, "Importance must be low, normal or high, not '%s'", value);
+			parse_error (p, line, "Importance must be low, normal or high, not \"%s\"", value);
 			return;
 		}
 	} else {
 		if (!is_language_tag (value)) {
-			parse_error (p, line, "Content-Language must be a language tag such as en or uk-UA, not '%s'", value);
+			parse_error (p, line, "Content-Language must be a language tag such as en or uk-UA, not \"%s\"", value);
 			return;
 		}
 		normalized = g_strdup (value);
@@ -538,7 +538,7 @@ parse_headers (Parser *p, MdTemplate *t, const char *text, int *body_line_r)
 		for (char *c = header; name_ok && c < colon; c++)
 			name_ok = g_ascii_isalnum (*c) || *c == '-';
 		if (!name_ok) {
-			parse_error (p, line, "expected 'Name: value' or a blank line ending the headers");
+			parse_error (p, line, "expected \"Name: value\" or a blank line ending the headers");
 			continue;
 		}
 		*colon = '\0';
@@ -627,7 +627,7 @@ parse_into (GString *errors, const char *event, const char *filename,
 	Parser p = { .filename = filename, .event = event, .errors = errors };
 	int i = event_index (event);
 	if (i < 0) {
-		g_string_append_printf (errors, "%s: '%s' is not a template event\n", filename, event);
+		g_string_append_printf (errors, "%s: \"%s\" is not a template event\n", filename, event);
 		return NULL;
 	}
 	p.event_bit = 1u << i;

@@ -765,6 +765,54 @@ test_attachments (void)
 	g_assert_cmpint (system (cmd), ==, 0);
 }
 
+/* An attachment goes out with the charset it came with, so that a client
+ * does not read UTF-8 or Latin-1 text as US-ASCII; a name that is no
+ * charset, or one on a type that is not sent, is left out. */
+static void
+test_attachment_charsets (void)
+{
+	g_autoptr (GError) error = NULL;
+	g_autofree char *dir = g_dir_make_tmp ("md-charsets-XXXXXX", &error);
+	g_assert_no_error (error);
+	g_autofree char *file = g_build_filename (dir, "data", NULL);
+	g_assert_true (g_file_set_contents (file, "Gr\xc3\xbc\xc3\x9f\xc3\xa9\n", -1, NULL));
+	struct { const char *type; const char *charset; const char *sent_type; const char *expected; } cases[] = {
+		{ "text/plain", "utf-8", "text/plain", "utf-8" },
+		{ "text/plain", "ISO-8859-1", "text/plain", "ISO-8859-1" },
+		{ "text/csv", "windows-1252", "text/csv", "windows-1252" },
+		{ "text/plain", NULL, "text/plain", NULL },
+		{ "text/plain", "", "text/plain", NULL },
+		{ "text/plain", "utf-8\r\nBcc: x@y", "text/plain", NULL },
+		{ "text/plain", "utf 8", "text/plain", NULL },
+		{ "text/plain", "a-name-longer-than-forty-characters-is-none", "text/plain", NULL },
+		{ "not a type", "utf-8", "application/octet-stream", NULL },
+		{ "multipart/mixed", "utf-8", "application/octet-stream", NULL },
+	};
+	g_autofree MdAttachmentFile *files = g_new0 (MdAttachmentFile, G_N_ELEMENTS (cases));
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+		files[i] = (MdAttachmentFile) { "notes.txt", cases[i].type, file, cases[i].charset };
+	MdOutgoing o = base_outgoing ();
+	o.attachments = files;
+	o.n_attachments = G_N_ELEMENTS (cases);
+	g_autofree char *raw = NULL;
+	g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, NULL);
+	g_assert_null (strstr (raw, "Bcc"));
+	GMimeMultipart *mixed = GMIME_MULTIPART (g_mime_message_get_mime_part (msg));
+	g_assert_cmpint (g_mime_multipart_get_count (mixed), ==, G_N_ELEMENTS (cases) + 1);
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("case %" G_GSIZE_FORMAT, i);
+		GMimeObject *part = g_mime_multipart_get_part (mixed, i + 1);
+		g_autofree char *type = g_mime_content_type_get_mime_type (g_mime_object_get_content_type (part));
+		g_assert_cmpstr (type, ==, cases[i].sent_type);
+		g_assert_cmpstr (g_mime_object_get_content_type_parameter (part, "charset"), ==, cases[i].expected);
+		g_autofree char *want = sha256_file (file);
+		g_autofree char *got = sha256_part (GMIME_PART (part));
+		g_assert_cmpstr (got, ==, want);
+	}
+	g_assert_cmpint (g_unlink (file), ==, 0);
+	g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 /* No file name sent can lead a client that saves it outside the folder
  * it chose, whichever separator its system uses. */
 static void
@@ -919,6 +967,7 @@ spec_by_builder (const MdOutgoing *o)
 		builder_text (b, "filename", o->attachments[i].filename);
 		builder_text (b, "content_type", o->attachments[i].content_type);
 		builder_text (b, "path", o->attachments[i].path);
+		builder_text (b, "charset", o->attachments[i].charset);
 		json_builder_end_object (b);
 	}
 	json_builder_end_array (b);
@@ -943,7 +992,7 @@ static void
 test_spec_bytes (void)
 {
 	MdAttachmentFile files[] = { { "звіт.bin", "application/octet-stream", "/var/spool/a" },
-	                             { NULL, NULL, "/var/spool/b" }, { "bad\xff.txt", "text/plain", "/p\"q\\r" } };
+	                             { NULL, NULL, "/var/spool/b" }, { "bad\xff.txt", "text/plain", "/p\"q\\r", "utf-8" } };
 	MdMailbox to[] = { { "Ольга \"O\" Петренко", "olga@customer.example" }, { NULL, "ann@customer.example" } };
 	MdMailbox cc[] = { { "Unit\x1fSeparator\x7f", "cc@customer.example" } };
 	const char *refs[] = { "<root@customer.example>", "mid@x", "\xc3", NULL };
@@ -990,7 +1039,8 @@ test_spec_round_trip (void)
 	g_autofree char *dir = g_dir_make_tmp ("md-spec-XXXXXX", &error);
 	g_autofree char *file = g_build_filename (dir, "report.bin", NULL);
 	g_assert_true (g_file_set_contents (file, "\x01\x02binary\xff", 9, NULL));
-	MdAttachmentFile files[] = { { "звіт.bin", "application/octet-stream", file }, { NULL, NULL, file } };
+	MdAttachmentFile files[] = { { "звіт.bin", "application/octet-stream", file }, { NULL, NULL, file },
+	                             { "notes.txt", "text/plain", file, "iso-8859-1" } };
 	MdMailbox to[] = { { "Ольга \"O\" Петренко", "olga@customer.example" }, { NULL, "ann@customer.example" } };
 	MdMailbox cc[] = { { "Unit\x1fSeparator", "cc@customer.example" } };
 	const char *refs[] = { "<root@customer.example>", "mid@x", NULL };
@@ -1009,7 +1059,7 @@ test_spec_round_trip (void)
 		o.references = refs;
 		o.headers = headers;
 		o.attachments = i == 3 ? files : NULL;
-		o.n_attachments = i == 3 ? 2 : 0;
+		o.n_attachments = i == 3 ? G_N_ELEMENTS (files) : 0;
 		g_autofree char *id = NULL;
 		g_autoptr (GBytes) spec = md_outgoing_spec_new (&o, &id, &error);
 		g_assert_no_error (error);
@@ -1084,6 +1134,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/compose/extra-headers", test_extra_headers);
 	g_test_add_func ("/compose/attachments", test_attachments);
 	g_test_add_func ("/compose/attachment-names", test_attachment_names);
+	g_test_add_func ("/compose/attachment-charsets", test_attachment_charsets);
 	g_test_add_func ("/compose/write-fd", test_write_fd);
 	g_test_add_func ("/compose/spec-round-trip", test_spec_round_trip);
 	g_test_add_func ("/compose/spec-bytes", test_spec_bytes);

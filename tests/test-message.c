@@ -555,6 +555,72 @@ test_charsets (void)
 	g_assert_true (has_problem (msg, "declared charset"));
 }
 
+/* Whether a text attachment is UTF-8 is decided on the pieces GMime
+ * writes: a character split between two pieces is still one. */
+static void
+test_utf8_scan (void)
+{
+	static const struct { const char *bytes; gssize len; gboolean utf8; } cases[] = {
+		{ "Gr\xc3\xbc\xc3\x9f\xe2\x82\xac\xf0\x9f\x99\x82 ok\n", -1, TRUE },
+		{ "plain ASCII\n", -1, FALSE },                      /* nothing to label */
+		{ "", -1, FALSE },
+		{ "caf\xe9\n", -1, FALSE },                         /* Latin-1 */
+		{ "ends inside \xe2\x82", -1, FALSE },
+		{ "\xc0\xaf overlong", -1, FALSE },
+		{ "\xed\xa0\x80 surrogate", -1, FALSE },
+		{ "\xc3\xbc\0nul", 7, FALSE },
+		{ "\xc3\0", 2, FALSE },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		gsize len = cases[i].len < 0 ? strlen (cases[i].bytes) : (gsize) cases[i].len;
+		/* whole, byte by byte, and cut in two at every place */
+		for (gsize cut = 0; cut <= len + 1; cut++) {
+			g_test_message ("case %" G_GSIZE_FORMAT " cut %" G_GSIZE_FORMAT, i, cut);
+			MdUtf8Scan scan = { 0 };
+			if (cut == len + 1) {
+				for (gsize k = 0; k < len; k++)
+					md_utf8_scan_feed (&scan, cases[i].bytes + k, 1);
+			} else {
+				md_utf8_scan_feed (&scan, cases[i].bytes, cut);
+				md_utf8_scan_feed (&scan, cases[i].bytes + cut, len - cut);
+			}
+			g_assert_cmpint (md_utf8_scan_is_8bit_utf8 (&scan), ==, cases[i].utf8);
+		}
+	}
+}
+
+/* A text attachment keeps the charset it was declared in, to go out in
+ * it again; undeclared, it is UTF-8 only when its bytes are. */
+static void
+test_attachment_charsets (void)
+{
+	/* longer than the pieces GMime decodes in, with a character on the seams */
+	g_autoptr (GString) big = g_string_new (NULL);
+	while (big->len < 64 * 1024)
+		g_string_append (big, "\xc3\xbc\xe2\x82\xac\xf0\x9f\x99\x82.");
+	g_autofree char *big64 = g_base64_encode ((const guchar *) big->str, big->len);
+	g_autofree char *text = g_strdup_printf (
+		"From: a@example.com\nContent-Type: multipart/mixed; boundary=B\n\n"
+		"--B\nContent-Type: text/plain\n\nsee the files\n"
+		"--B\nContent-Type: text/plain; charset=\"ISO-8859-1\"; name=a.txt\n\ncaf\xe9\n"
+		"--B\nContent-Type: text/plain; name=b.txt\nContent-Transfer-Encoding: base64\n\n%s\n"
+		"--B\nContent-Type: text/plain; name=c.txt\n\ncaf\xe9\n"
+		"--B\nContent-Type: text/plain; name=d.txt\n\nascii\n"
+		"--B\nContent-Type: text/plain; charset=\"a b\"; name=e.txt\n\n\xc3\xbc\n"
+		"--B\nContent-Type: application/json; charset=utf-8; name=f.json\n\n\"\xc3\xbc\"\n"
+		"--B\nContent-Type: text/plain\n\nbegin 644 g.txt\n#P[P*\n`\nend\n"
+		"--B--\n", big64);
+	g_autoptr (MdMessage) msg = parse_text (text);
+	const char *want[][2] = { { "a.txt", "ISO-8859-1" }, { "b.txt", "utf-8" }, { "c.txt", NULL }, { "d.txt", NULL },
+	                          { "e.txt", "utf-8" }, { "f.json", NULL }, { "g.txt", "utf-8" } };
+	g_assert_cmpuint (msg->attachments->len, ==, G_N_ELEMENTS (want));
+	for (gsize i = 0; i < G_N_ELEMENTS (want); i++) {
+		g_assert_cmpstr (attachment (msg, i)->filename, ==, want[i][0]);
+		g_assert_cmpstr (attachment (msg, i)->charset, ==, want[i][1]);
+	}
+	g_assert_cmpint (attachment (msg, 1)->size, ==, big->len);
+}
+
 /* GMime 3.2.13 reads "=?UTF-8?B?YWI=?= =?UTF-8?B?Yw==?=" as "ab"; long
  * non-ASCII subjects, names and file names from Thunderbird are such runs
  * of padded words. */
@@ -837,6 +903,8 @@ main (int argc, char **argv)
 	g_test_add_func ("/message/body-choice", test_body_choice);
 	g_test_add_func ("/message/uuencode", test_uuencode);
 	g_test_add_func ("/message/charsets", test_charsets);
+	g_test_add_func ("/message/utf8-scan", test_utf8_scan);
+	g_test_add_func ("/message/attachment-charsets", test_attachment_charsets);
 	g_test_add_func ("/message/envelope", test_envelope);
 	g_test_add_func ("/message/encoded-word-runs", test_encoded_word_runs);
 	g_test_add_func ("/message/report", test_report);

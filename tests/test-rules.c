@@ -132,40 +132,40 @@ static const struct {
 	  STRV ("t.rules:2: bad pattern /(unclosed/: missing closing parenthesis") },
 	{ "rule a\n  subject /x\n  stop\n", STRV ("t.rules:2: unterminated pattern") },
 	{ "rule a\n  subject //\n  stop\n", STRV ("t.rules:2: empty pattern") },
-	{ "rule a\n  subject /x/q\n  stop\n", STRV ("t.rules:2: unknown pattern flag 'q'") },
-	{ "rule a\n  subject \"x\"m\n  stop\n", STRV ("t.rules:2: flag 'm' makes no sense") },
+	{ "rule a\n  subject /x/q\n  stop\n", STRV ("t.rules:2: unknown pattern flag \"q\"") },
+	{ "rule a\n  subject \"x\"m\n  stop\n", STRV ("t.rules:2: flag \"m\" makes no sense") },
 	{ "rule a\n  subject x\n  stop\n", STRV ("t.rules:2: expected a pattern") },
 	{ "rule a\n  subject /x/ trailing\n  stop\n", STRV ("t.rules:2: unexpected text after the pattern") },
-	{ "rule a\n  sender /x/\n  stop\n", STRV ("t.rules:2: unknown field or action 'sender'") },
+	{ "rule a\n  sender /x/\n  stop\n", STRV ("t.rules:2: unknown field or action \"sender\"") },
 	{ "rule a\n  header: /x/\n  stop\n", STRV ("t.rules:2: bad header name") },
-	{ "rule a\n  to /x/\n  action delete\n", STRV ("t.rules:3: unknown action 'delete'") },
-	{ "rule a\n  to /x/\n  set colour red\n", STRV ("t.rules:3: unknown setting 'colour'") },
-	{ "rule a\n  to /x/\n  set category Sales\n", STRV ("t.rules:3: unknown category 'Sales'") },
-	{ "rule a\n  to /x/\n  set priority P5\n", STRV ("t.rules:3: unknown priority 'P5'") },
-	{ "rule a\n  to /x/\n  set visibility public\n", STRV ("t.rules:3: unknown visibility 'public'") },
-	{ "rule a\n  to /x/\n  set assignee bob\n", STRV ("t.rules:3: bad assignee 'bob'") },
-	{ "rule a\n  to /x/\n  set tag \"two words\"\n", STRV ("t.rules:3: bad tag 'two words'") },
+	{ "rule a\n  to /x/\n  action delete\n", STRV ("t.rules:3: unknown action \"delete\"") },
+	{ "rule a\n  to /x/\n  set colour red\n", STRV ("t.rules:3: unknown setting \"colour\"") },
+	{ "rule a\n  to /x/\n  set category Sales\n", STRV ("t.rules:3: unknown category \"Sales\"") },
+	{ "rule a\n  to /x/\n  set priority P5\n", STRV ("t.rules:3: unknown priority \"P5\"") },
+	{ "rule a\n  to /x/\n  set visibility public\n", STRV ("t.rules:3: unknown visibility \"public\"") },
+	{ "rule a\n  to /x/\n  set assignee bob\n", STRV ("t.rules:3: bad assignee \"bob\"") },
+	{ "rule a\n  to /x/\n  set tag \"two words\"\n", STRV ("t.rules:3: bad tag \"two words\"") },
 	{ "rule a\n  to /x/\n  set category Access Request\n", STRV ("t.rules:3: unexpected text after the value") },
 	{ "rule a\n  to /x/\n  set category \"Bug\n", STRV ("t.rules:3: unterminated string") },
-	{ "rule a\n  to /x/\n  set priority\n", STRV ("t.rules:3: 'set priority' needs a value") },
+	{ "rule a\n  to /x/\n  set priority\n", STRV ("t.rules:3: \"set priority\" needs a value") },
 	{ "rule a\n  to /x/\n  set priority P1\n  set priority P2\n", STRV ("t.rules:4: priority is set twice") },
-	{ "rule a\n  to /x/\n  stop now\n", STRV ("t.rules:3: unexpected text after 'stop'") },
-	{ "rule a\n  set priority P1\n", STRV ("t.rules:1: rule 'a' has no conditions") },
-	{ "rule a\n  to /x/\n", STRV ("t.rules:1: rule 'a' has no actions") },
+	{ "rule a\n  to /x/\n  stop now\n", STRV ("t.rules:3: unexpected text after \"stop\"") },
+	{ "rule a\n  set priority P1\n", STRV ("t.rules:1: rule \"a\" has no conditions") },
+	{ "rule a\n  to /x/\n", STRV ("t.rules:1: rule \"a\" has no actions") },
 	{ "rule a\n  to /x/\n  stop\n\nrule a\n  to /y/\n  stop\n",
-	  STRV ("t.rules:5: duplicate rule name 'a' (first at line 1)") },
-	{ "rule bad/name\n  to /x/\n  stop\n", STRV ("t.rules:1: bad rule name 'bad/name'") },
-	{ "rule\n  to /x/\n  stop\n", STRV ("t.rules:1: bad rule name ''") },
+	  STRV ("t.rules:5: duplicate rule name \"a\" (first at line 1)") },
+	{ "rule bad/name\n  to /x/\n  stop\n", STRV ("t.rules:1: bad rule name \"bad/name\"") },
+	{ "rule\n  to /x/\n  stop\n", STRV ("t.rules:1: bad rule name \"\"") },
 	{ "rule a b\n  to /x/\n  stop\n", STRV ("t.rules:1: unexpected text after the rule name") },
-	{ "subject /x/\n", STRV ("t.rules:1: expected 'rule NAME'") },
+	{ "subject /x/\n", STRV ("t.rules:1: expected \"rule NAME\"") },
 	{ "  subject /x/\n  stop\nrule a\n  to /x/\n  stop\n", STRV ("t.rules:1: indented line outside a rule") },
-	{ "rule a\n  any\n  to /x/\n  stop\n", STRV ("t.rules:2: empty 'any' group") },
-	{ "rule a\n  any\n    any\n      to /x/\n  stop\n", STRV ("t.rules:3: 'any' groups do not nest") },
-	{ "rule a\n  any\n    to /x/\n    stop\n", STRV ("t.rules:4: 'stop' inside an 'any' group") },
+	{ "rule a\n  any\n  to /x/\n  stop\n", STRV ("t.rules:2: empty \"any\" group") },
+	{ "rule a\n  any\n    any\n      to /x/\n  stop\n", STRV ("t.rules:3: \"any\" groups do not nest") },
+	{ "rule a\n  any\n    to /x/\n    stop\n", STRV ("t.rules:4: \"stop\" inside an \"any\" group") },
 	/* a mistake in a block hides its consequences, not later mistakes */
 	{ "rule a\n  subject /(/\n  stop\nrule b\n  to /x/\n",
-	  STRV ("t.rules:2: bad pattern", "t.rules:4: rule 'b' has no actions") },
-	{ "rule a\n  any now\n    to /x/\n  stop\n", STRV ("t.rules:2: 'any' stands alone") },
+	  STRV ("t.rules:2: bad pattern", "t.rules:4: rule \"b\" has no actions") },
+	{ "rule a\n  any now\n    to /x/\n  stop\n", STRV ("t.rules:2: \"any\" stands alone") },
 	{ "rule a\n  to /x/\n  set tag caf\xc3\n", STRV ("t.rules:3: not valid UTF-8") },
 };
 
@@ -204,12 +204,12 @@ test_parse_all_errors (void)
 		"rule empty\n";                                                 /* 18 */
 
 	assert_errors (text, STRV ("t.rules:7: bad pattern /a(/",
-				   "t.rules:11: unknown field or action 'subjet'",
-				   "t.rules:13: unknown priority 'P9'",
-				   "t.rules:15: duplicate rule name 'fine' (first at line 2)",
-				   "t.rules:17: unknown action 'bounce'",
-				   "t.rules:18: rule 'empty' has no conditions",
-				   "t.rules:18: rule 'empty' has no actions"));
+				   "t.rules:11: unknown field or action \"subjet\"",
+				   "t.rules:13: unknown priority \"P9\"",
+				   "t.rules:15: duplicate rule name \"fine\" (first at line 2)",
+				   "t.rules:17: unknown action \"bounce\"",
+				   "t.rules:18: rule \"empty\" has no conditions",
+				   "t.rules:18: rule \"empty\" has no actions"));
 }
 
 static void
@@ -253,7 +253,7 @@ test_parse_limits (void)
 	g_assert_null (md_rules_load_data ("t.rules", noisy->str, &error));
 	g_auto (GStrv) lines = g_strsplit (error->message, "\n", -1);
 	g_assert_cmpuint (g_strv_length (lines), ==, 101);
-	g_assert_cmpstr (lines[99], ==, "t.rules:299: unknown field or action 'subjet' (fields: from, to, cc, "
+	g_assert_cmpstr (lines[99], ==, "t.rules:299: unknown field or action \"subjet\" (fields: from, to, cc, "
 			 "subject, body, header:NAME, attachment; actions: set, action, stop)");
 	g_assert_cmpstr (lines[100], ==, "t.rules: 50 more errors not shown");
 }
@@ -273,7 +273,7 @@ test_load_file (void)
 	close (fd);
 	g_assert_true (g_file_set_contents (path, "rule a\n  to /x/\n  set priority Q\n", -1, &error));
 	g_assert_null (md_rules_load_file (path, &error));
-	g_autofree char *want = g_strdup_printf ("%s:3: unknown priority 'Q'", path);
+	g_autofree char *want = g_strdup_printf ("%s:3: unknown priority \"Q\"", path);
 	g_assert_true (g_str_has_prefix (error->message, want));
 	g_clear_error (&error);
 

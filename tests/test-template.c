@@ -17,43 +17,43 @@ typedef struct {
 } ErrorCase;
 
 static const ErrorCase error_cases[] = {
-	{ "ack", "Subject: x\n\n{{nope}}\n", -1, "t.tmpl:3: unknown variable 'nope'" },
-	{ "ack", "Subject: x\n\nline\nsee {{ticket.key\n", -1, "t.tmpl:4: unclosed '{{'" },
-	{ "ack", "Subject: x\n\nsee {{ticket.key\n}}\n", -1, "t.tmpl:3: unclosed '{{'" },
+	{ "ack", "Subject: x\n\n{{nope}}\n", -1, "t.tmpl:3: unknown variable \"nope\"" },
+	{ "ack", "Subject: x\n\nline\nsee {{ticket.key\n", -1, "t.tmpl:4: unclosed \"{{\"" },
+	{ "ack", "Subject: x\n\nsee {{ticket.key\n}}\n", -1, "t.tmpl:3: unclosed \"{{\"" },
 	{ "ack", "Subject: x\n\n{{#if due}}\nA\n", -1, "t.tmpl:3: {{#if due}} is never closed" },
 	{ "ack", "Subject: x\n\nA\n\n{{/if}}\n", -1, "t.tmpl:5: {{/if}} without {{#if}}" },
 	{ "ack", "Subject: x\n\n{{else}}\n", -1, "t.tmpl:3: {{else}} outside {{#if}}" },
 	{ "ack", "Subject: x\n\n{{#if due}}\n{{else}}\n{{else}}\n{{/if}}\n", -1,
 	  "t.tmpl:5: second {{else}} in the {{#if}} of line 3" },
-	{ "ack", "Subject: x\n\n{{#each due}}\n", -1, "t.tmpl:3: unknown tag '{{#each due}}'" },
-	{ "ack", "Subject: x\n\n{{Ticket.Key}}\n", -1, "t.tmpl:3: bad variable name 'Ticket.Key'" },
-	{ "ack", "Subject: x\n\n{{comment}}\n", -1, "t.tmpl:3: variable 'comment' is not available in ack mail" },
+	{ "ack", "Subject: x\n\n{{#each due}}\n", -1, "t.tmpl:3: unknown tag \"{{#each due}}\"" },
+	{ "ack", "Subject: x\n\n{{Ticket.Key}}\n", -1, "t.tmpl:3: bad variable name \"Ticket.Key\"" },
+	{ "ack", "Subject: x\n\n{{comment}}\n", -1, "t.tmpl:3: variable \"comment\" is not available in ack mail" },
 	{ "ack", "\nbody\n", -1, "t.tmpl:1: missing Subject header" },
 	{ "ack", "Subject:   \n\nbody\n", -1, "t.tmpl:1: empty Subject" },
 	{ "ack", "Subject: a\nSubject: b\n\nbody\n", -1, "t.tmpl:2: duplicate Subject header" },
 	{ "ack", "Subject: x\nTo: evil@example.com\n\nbody\n", -1,
-	  "t.tmpl:2: header 'To' is not allowed in a template (only Subject, Importance, Content-Language)" },
+	  "t.tmpl:2: header \"To\" is not allowed in a template (only Subject, Importance, Content-Language)" },
 	{ "ack", "Subject: x\nImportance: urgent\n\nbody\n", -1,
-	  "t.tmpl:2: Importance must be low, normal or high, not 'urgent'" },
+	  "t.tmpl:2: Importance must be low, normal or high, not \"urgent\"" },
 	{ "ack", "Subject: x\nContent-Language: {{x}}\n\nbody\n", -1,
-	  "t.tmpl:2: Content-Language must be a language tag such as en or uk-UA, not '{{x}}'" },
+	  "t.tmpl:2: Content-Language must be a language tag such as en or uk-UA, not \"{{x}}\"" },
 	{ "ack", "Subject: x\n continued\n\nbody\n", -1, "t.tmpl:2: folded header lines are not supported" },
 	{ "ack", "Subject: x\nHello there\n", -1,
-	  "t.tmpl:2: expected 'Name: value' or a blank line ending the headers\n"
+	  "t.tmpl:2: expected \"Name: value\" or a blank line ending the headers\n"
 	  "t.tmpl:3: no blank line between the headers and the body" },
 	{ "ack", "Subject: x\n\nok\n\xff\n", -1, "t.tmpl:4: not valid UTF-8" },
 	{ "ack", "Subject: x\n\na\0b\n", 15, "t.tmpl:3: contains a NUL byte" },
 	{ "ack", "Subject: x\r\n\r\nA\r\n{{/if}}\r\n", -1, "t.tmpl:4: {{/if}} without {{#if}}" },
 	{ "ack", "Subject: {{ticket.key}} {{oops}}\n\n{{x.y}}\nfine\n{{#if due}}{{/if}} {{/if}}\n", -1,
-	  "t.tmpl:1: unknown variable 'oops'\n"
-	  "t.tmpl:3: unknown variable 'x.y'\n"
+	  "t.tmpl:1: unknown variable \"oops\"\n"
+	  "t.tmpl:3: unknown variable \"x.y\"\n"
 	  "t.tmpl:5: {{/if}} without {{#if}}" },
 	{ "ack", "Subject: {{#if due}}x\n\nbody\n", -1, "t.tmpl:1: {{#if due}} is never closed" },
 	{ "ack", "Subject: x\n\n{{#if due}}{{#if due}}{{#if due}}{{#if due}}\n"
 	  "{{#if due}}{{#if due}}{{#if due}}{{#if due}}\n{{#if due}}{{#if due}}\n"
 	  "{{/if}}{{/if}}{{/if}}{{/if}}{{/if}}{{/if}}{{/if}}{{/if}}{{/if}}{{/if}}\n", -1,
 	  "t.tmpl:5: {{#if}} sections nested deeper than 8" },
-	{ "nonsense", "Subject: x\n\n", -1, "t.tmpl: 'nonsense' is not a template event" },
+	{ "nonsense", "Subject: x\n\n", -1, "t.tmpl: \"nonsense\" is not a template event" },
 };
 
 static void
@@ -82,8 +82,8 @@ test_error_count_bounded (void)
 	g_assert_null (t);
 	g_auto (GStrv) lines = g_strsplit (error->message, "\n", -1);
 	g_assert_cmpuint (g_strv_length (lines), ==, 51);
-	g_assert_cmpstr (lines[0], ==, "t.tmpl:3: unknown variable 'bad'");
-	g_assert_cmpstr (lines[49], ==, "t.tmpl:52: unknown variable 'bad'");
+	g_assert_cmpstr (lines[0], ==, "t.tmpl:3: unknown variable \"bad\"");
+	g_assert_cmpstr (lines[49], ==, "t.tmpl:52: unknown variable \"bad\"");
 	g_assert_cmpstr (lines[50], ==, "t.tmpl: too many errors");
 }
 

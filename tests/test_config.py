@@ -79,6 +79,63 @@ def test_bad_templates(tap):
     desk.cleanup()
 
 
+def test_problems_in_file_order(tap):
+    """check-config prints its problems by file (the configuration first,
+    then the others by name) and line, whichever check found them, and
+    quotes what it quotes in double quotes."""
+    import shutil
+    desk = Desk()
+    tdir = os.path.join(desk.dir, "templates")
+    shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), tdir)
+    with open(os.path.join(tdir, "ack.tmpl"), "w") as f:
+        f.write("Subject: Hi {{nope}}\n\nHello {{customer.shoe_size}}\n")
+    with open(os.path.join(tdir, "status-change.tmpl"), "w") as f:
+        f.write("Subject: x\n\n{{also.bad}}\n")
+    rules = os.path.join(desk.dir, "z.rules")
+    with open(rules, "w") as f:
+        f.write("rule broken\n  subject /unclosed(/\n  set priority P9\nrule two\n  from /x/\n  set category\n")
+    desk.write_conf(f"""[desk]
+data_dir = {desk.dir}/var
+rules = {rules}
+templates = {tdir}/
+agent_token = sometimes
+colour = blue
+[sla]
+P1.first_response = 4x
+remind_at = 50%, 150%
+[calendar]
+timezone = Mars/Olympus
+[lmtp]
+max_message_size = lots
+[followup]
+reopen_window = banana
+[nonsense]
+""")
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 78, "the problems fail check-config")
+    lines = err.splitlines()
+    where = []
+    for line in lines:
+        m = re.match(r"(.+?):(\d+): ", line)
+        where.append((m.group(1), int(m.group(2))) if m else (None, 0))
+    tap.ok(all(f for f, _ in where), "every problem has its file:line", err)
+    files = [f for f, _ in where]
+    order = [desk.conf_path, os.path.join(tdir, "ack.tmpl"), os.path.join(tdir, "status-change.tmpl"), rules]
+    tap.eq(sorted(set(files)), sorted(order), "the configuration's, the templates' and the rules' problems are all there",
+           err)
+    tap.eq(where, sorted(where, key=lambda w: (order.index(w[0]) if w[0] in order else 99, w[1])),
+           "by file, the configuration first, and by line", err)
+    conf_lines = [n for f, n in where if f == desk.conf_path]
+    tap.eq(conf_lines, [5, 6, 8, 9, 11, 13, 15, 16], "the configuration's from its first line to its last", err)
+    tap.eq([n for f, n in where if f == rules], [2, 3, 6], "the rules file's in line order", err)
+    tap.ok(not re.search(r"'[^'\s]+'|[\u201c\u201d]", err), "no value is quoted in single or curly quotes", err)
+    for quoted in ('"sometimes"', '"colour"', '"4x"', '"Mars/Olympus"', '"lots"', '"banana"', '"P9"',
+                   '"set category"', '"nope"', '"customer.shoe_size"', '"also.bad"'):
+        tap.ok(quoted in err, f"{quoted} in double quotes", err)
+    desk.cleanup()
+
+
 def test_same_mailbox_twice(tap):
     """Two [imap.NAME] sections polling one mailbox would race each other
     for every message and share one saved last UID: check-config and
@@ -385,7 +442,7 @@ password_file = {desk.dir}/secret
 
 
 if __name__ == "__main__":
-    run_tests(test_defaults, test_every_problem, test_bad_templates, test_same_mailbox_twice, test_classify_explain,
+    run_tests(test_defaults, test_every_problem, test_bad_templates, test_problems_in_file_order, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
               test_file_names_with_trailing_comment,
               test_url_with_trailing_comment, test_byte_order_mark, test_help)

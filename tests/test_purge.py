@@ -208,6 +208,36 @@ def test_crash(tap):
             desk.cleanup()
 
 
+def test_kept_copies(tap):
+    """The copy of an agent's reply kept on the ticket names the files the
+    customer was sent (the agent's own blobs): a purge deletes its rows
+    with the ticket's, and a file goes only when neither names it."""
+    from test_workflow import token_address
+    desk = two_tickets()
+    try:
+        tok = token_address(desk, 1)
+        agent_file = b"the agent's patch\r\n"
+        r = desk.deliver(with_files("Re: [SUP-1] first", "agent", [agent_file, SHARED],
+                                    sender="jane@support.example.com"), "--recipient", tok, env=ENV)
+        tap.eq(r.returncode, 0, "the agent's reply with two files is taken", r.stderr)
+        copy = [m for m in desk.show(1)["messages"] if m["flag"] == "sent: agent-reply"]
+        tap.eq([a["sha256"] for m in copy for a in m["attachments"]], [sha(agent_file), sha(SHARED)],
+               "its kept copy names both files")
+        desk.run("ticket", "set", "1", "status=Resolved", env=ENV, check=True)
+        age_files(desk)
+        rows_before = count(desk, "attachments", "message_id IN (SELECT id FROM messages WHERE ticket_id = 1)")
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq((got["tickets"], got["attachments"]), (1, rows_before), "the purge deletes every attachment row")
+        tap.eq(rows_before, 6, "the customer's two, the agent's two and the copy's two")
+        left = spool_files(desk)
+        tap.ok(f"blob/{sha(agent_file)}" not in left and f"blob/{sha(OWN)}" not in left,
+               "the files only ticket 1 named are removed", sorted(left))
+        tap.ok(f"blob/{sha(SHARED)}" in left, "the one ticket 2 names is kept", sorted(left))
+        tap.eq(count(desk, "purge_files"), 0, "no file is left waiting")
+    finally:
+        desk.cleanup()
+
+
 def test_person(tap):
     desk = two_tickets()
     try:
@@ -311,5 +341,5 @@ def test_indexes(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_person,
+    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_kept_copies, test_person,
               test_beside_serve, test_batches, test_indexes)

@@ -433,6 +433,102 @@ def test_file_only_replies(tap):
     c.close()
 
 
+def agent_mail_with(tok, parts, msgid):
+    """The agent's reply to ticket 1 with PARTS: (headers, body bytes) each."""
+    head = (f"From: Jane Agent <{AGENT}>\r\nTo: {tok}\r\nSubject: Re: [SUP-1] help\r\n"
+            f"Message-ID: <{msgid}@support.example.com>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+            "--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe files.\r\n").encode()
+    body = b"".join(b"--B\r\n" + h.encode() + b"\r\n\r\n" + data + b"\r\n" for h, data in parts)
+    return head + body + b"--B--\r\n"
+
+
+def test_attachment_charsets(tap):
+    """The charset the agent declared goes out again; undeclared text goes
+    out as UTF-8 only when its bytes are UTF-8 with 8-bit characters."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    tok = token_address(c.desk, 1)
+    utf8 = "Grüße aus Köln\n".encode()
+    latin1 = "Grüße aus Köln\n".encode("iso-8859-1")
+
+    def named(name, ctype, cte="8bit"):
+        return f"Content-Type: {ctype}\r\nContent-Disposition: attachment; filename={name}\r\n" \
+               f"Content-Transfer-Encoding: {cte}"
+    import base64
+    parts = [(named("utf8.txt", "text/plain; charset=utf-8"), utf8),
+             (named("latin1.txt", "text/plain; charset=ISO-8859-1", "base64"), base64.b64encode(latin1)),
+             (named("bare.txt", "text/plain"), utf8),
+             (named("ascii.txt", "text/plain"), b"plain ASCII\n"),
+             (named("bare-latin1.txt", "text/plain"), latin1),
+             (named("data.csv", "text/csv; charset=\"windows-1252\""), b"a;b\n"),
+             (named("junk.txt", "text/plain; charset=\"utf-8 bad\""), b"x\n"),
+             (named("blob.bin", "application/octet-stream", "base64"), base64.b64encode(utf8))]
+    c.deliver(agent_mail_with(tok, parts, "charsets"), "--recipient", tok)
+    sent = to_of(c.new_mail(), CUSTOMER)
+    got = {p.get_filename(): (p.get_content_type(), p.get_param("charset")) for m in sent for p in m.iter_attachments()}
+    tap.eq(got, {"utf8.txt": ("text/plain", "utf-8"), "latin1.txt": ("text/plain", "ISO-8859-1"),
+                 "bare.txt": ("text/plain", "utf-8"), "ascii.txt": ("text/plain", None),
+                 "bare-latin1.txt": ("text/plain", None), "data.csv": ("text/csv", "windows-1252"),
+                 "junk.txt": ("text/plain", None), "blob.bin": ("application/octet-stream", None)},
+           "each attachment goes out with the charset declared, or UTF-8 seen in undeclared text, or none")
+    files = {p.get_filename(): p.get_payload(decode=True) for m in sent for p in m.iter_attachments()}
+    tap.eq((files.get("latin1.txt"), files.get("bare.txt")), (latin1, utf8), "with their bytes unchanged")
+    for m in sent:
+        for p in m.iter_attachments():
+            if p.get_filename() in ("utf8.txt", "latin1.txt", "bare.txt"):
+                tap.eq(p.get_content(), "Grüße aus Köln\n", f"{p.get_filename()} reads as written")
+    shown = [a["content_type"] for m in c.desk.show(1)["messages"] for a in m["attachments"]]
+    tap.ok(shown and all(";" not in t for t in shown), "ticket show --json keeps content_type the bare type", shown)
+    c.close()
+
+
+def test_kept_copy_has_the_attachments(tap):
+    """The copy of an agent's reply kept on the ticket lists the files the
+    customer was sent, naming the same blobs; mail without files keeps none."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.new_mail()
+    tok = token_address(c.desk, 1)
+    patch = b"--- a\n+++ b\n"
+    c.deliver(agent_mail_with(tok, [("Content-Type: text/x-diff\r\nContent-Disposition: attachment; "
+                                     "filename=fix.patch", patch)], "one"), "--recipient", tok)
+    c.new_mail()
+    msgs = c.desk.show(1)["messages"]
+    copies = [m for m in msgs if m["direction"] == "out"]
+    tap.eq([m["flag"] for m in copies], ["sent: ack", "sent: agent-reply"], "the ticket keeps the ack and the reply",
+           [m["flag"] for m in copies])
+    tap.eq(copies[0]["attachments"], [], "the acknowledgement's copy has no attachment")
+    import hashlib
+    want = [{"filename": "fix.patch", "content_type": "text/x-diff", "size": len(patch),
+             "sha256": hashlib.sha256(patch).hexdigest(), "depth": 0}]
+    tap.eq(copies[-1]["attachments"], want, "the reply's copy has the file it carried")
+    tap.eq(msgs[-2]["attachments"], want, "the same blob as the agent's own message")
+    blob_dir = os.path.join(c.desk.dir, "var", "spool", "blob")
+    blobs = [n for d, _, names in os.walk(blob_dir) for n in names]
+    tap.eq(blobs.count(hashlib.sha256(patch).hexdigest()), 1, "kept once in the spool", blobs)
+    text = c.desk.run("ticket", "show", "1", check=True).stdout.decode()
+    tap.eq(text.count("[attachment] fix.patch (text/x-diff"), 2, "ticket show lists it under both messages", text)
+
+    c.customer_says("Thanks")
+    c.new_mail()
+    c.desk.run("ticket", "set", "1", "status=Resolved", "--as", AGENT, env={"MAILDESK_NOW": c.now}, check=True)
+    c.new_mail()
+    tap.eq([m["attachments"] for m in c.desk.show(1)["messages"] if m["direction"] == "out"][2:], [[]],
+           "the status change's copy has none", c.desk.show(1)["messages"])
+
+    many = [(f"Content-Type: text/plain\r\nContent-Disposition: attachment; filename=f{i:03}.txt",
+             f"file {i}\n".encode()) for i in range(105)]
+    c.deliver(agent_mail_with(tok, many, "many"), "--recipient", tok)
+    sent = to_of(c.new_mail(), CUSTOMER)
+    names = [p.get_filename() for m in sent for p in m.iter_attachments()]
+    kept = [a["filename"] for a in c.desk.show(1)["messages"][-1]["attachments"]]
+    tap.eq(len(names), 100, "a reply with 105 files sends the first 100 (MD_COMPOSE_MAX_ATTACHMENTS)")
+    tap.eq(kept, names, "and its copy lists exactly those, in order")
+    c.close()
+
+
 def test_reply_from_command_line(tap):
     """`ticket reply --as` writes as the agent the desk knows, by name."""
     c = Conversation(tap)
@@ -623,5 +719,6 @@ if __name__ == "__main__":
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
+              test_attachment_charsets, test_kept_copy_has_the_attachments,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads, test_list_alone_at_intake, test_commands_at_intake)

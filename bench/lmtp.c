@@ -255,7 +255,7 @@ run_session (int session, double seconds, int ready_fd, int go_fd, SessionResult
 }
 
 /* utime+stime in seconds of a /proc/.../stat file, or -1; with COMM, only
- * if the task's name is COMM. */
+ * if the task's name is COMM (or begins with it, when COMM ends in '-'). */
 static double
 stat_cpu_seconds (const char *path, const char *comm)
 {
@@ -268,8 +268,10 @@ stat_cpu_seconds (const char *path, const char *comm)
 	buf[n] = '\0';
 	char *p = strrchr (buf, ')');  /* the command name may hold spaces */
 	char *name = strchr (buf, '(');
-	if (comm && (!p || !name || (size_t) (p - name - 1) != strlen (comm) ||
-	             strncmp (name + 1, comm, strlen (comm)) != 0))
+	size_t len = comm ? strlen (comm) : 0;
+	int prefix = len && comm[len - 1] == '-';
+	if (comm && (!p || !name || (size_t) (p - name - 1) < len ||
+	             (!prefix && (size_t) (p - name - 1) != len) || strncmp (name + 1, comm, len) != 0))
 		return -1;
 	unsigned long utime, stime;
 	if (!p || sscanf (p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
@@ -392,7 +394,7 @@ run_load (int sessions, double seconds, long server_pid)
 	}
 	double cpu0 = server_pid ? cpu_seconds (server_pid) : 0;
 	double writer0 = server_pid ? thread_cpu_seconds (server_pid, "md-writer") : 0;
-	double pool0 = server_pid ? thread_cpu_seconds (server_pid, "pool-serve") : 0;
+	double pool0 = server_pid ? thread_cpu_seconds (server_pid, "pool-") : 0;
 	double loop0 = server_pid ? thread_cpu_seconds (server_pid, "maildesk") : 0;
 	double client0 = children_cpu_seconds ();
 	double t0 = now_s ();
@@ -404,7 +406,7 @@ run_load (int sessions, double seconds, long server_pid)
 	double wall = now_s () - t0;
 	double cpu1 = server_pid ? cpu_seconds (server_pid) : 0;
 	double writer1 = server_pid ? thread_cpu_seconds (server_pid, "md-writer") : 0;
-	double pool1 = server_pid ? thread_cpu_seconds (server_pid, "pool-serve") : 0;
+	double pool1 = server_pid ? thread_cpu_seconds (server_pid, "pool-") : 0;
 	double loop1 = server_pid ? thread_cpu_seconds (server_pid, "maildesk") : 0;
 	double client_cpu = children_cpu_seconds () - client0;
 
@@ -428,7 +430,8 @@ run_load (int sessions, double seconds, long server_pid)
 		        cpu1 - cpu0, 100 * (cpu1 - cpu0) / wall, total ? 1e6 * (cpu1 - cpu0) / total : 0,
 		        status_mb (server_pid, "VmHWM"));
 	/* maildesk's threads: the writer (the serial part), the pool that
-	 * spools and parses (GLib names its threads "pool-" and the program),
+	 * spools and parses (GLib names its threads "pool-" and the program's
+	 * name, which was once the subcommand's),
 	 * the main loop (LMTP sessions).  Threads that ended are not counted. */
 	if (server_pid && writer1 > 0)
 		printf (" writer_cpu_us_per_msg=%.0f pool_cpu_us_per_msg=%.0f loop_cpu_us_per_msg=%.0f",

@@ -396,7 +396,9 @@ opening_commands (MdIngestJob *job)
 	guint known = 0;
 	while (known < commands->len && md_command_is_known (((MdCommand *) commands->pdata[known])->name))
 		known++;
-	if (md_trim_starts_with_forward (job->msg->body))
+	/* (no command in a forwarded message; the check costs a scan of the
+	 * text, so only when there is one) */
+	if (known && md_trim_starts_with_forward (job->msg->body))
 		known = 0;
 	g_ptr_array_set_size (commands, known);
 	return commands;
@@ -563,7 +565,10 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, t->id, TRUE);
 	/* Commands are the author's own lines: none in a forwarded message,
 	 * whoever forwards it (what trimming keeps of it is the other's). */
-	g_autoptr (GPtrArray) commands = md_commands_parse (md_trim_starts_with_forward (job->msg->body) ? "" : m->body);
+	g_autoptr (GPtrArray) commands = md_commands_parse (m->body);
+	/* none in a forwarded message (a scan of the text: only when needed) */
+	if (commands->len && md_trim_starts_with_forward (job->msg->body))
+		g_ptr_array_set_size (commands, 0);
 	gboolean internal_cmd = FALSE;
 
 	/* An out-of-office or other machine's answer, the customer's or an

@@ -141,7 +141,8 @@ md_cmd_outbox (int argc, char **argv)
 	                                      : !strcmp (sub, "retry") ? outbox_retry : NULL;
 	if (!run)
 		return md_cli_usage (argc, argv, "Usage: maildesk outbox flush | list [--state S] [--json] | retry [ID...]\n");
-	g_autoptr (MdDesk) desk = md_cli_open_desk ();
+	/* Only flush composes and sends: list and retry read and mark rows. */
+	g_autoptr (MdDesk) desk = run == outbox_flush ? md_cli_open_desk () : md_cli_open_reader ();
 	if (!desk)
 		return MD_EX_CONFIG;
 	return run (desk, argc - 1, argv + 1);

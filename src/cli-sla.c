@@ -132,7 +132,7 @@ md_cmd_sla (int argc, char **argv)
 		return MD_EX_USAGE;
 	if (since_text)
 		since = MAX (now - age, 1);
-	g_autoptr (MdDesk) desk = md_cli_open_desk ();
+	g_autoptr (MdDesk) desk = md_cli_open_reader ();
 	if (!desk)
 		return MD_EX_CONFIG;
 	g_autoptr (GError) error = NULL;

@@ -440,7 +440,8 @@ md_cmd_ticket (int argc, char **argv)
 		                                 "       maildesk ticket show ID [--json] [--full]\n"
 		                                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
 		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
-	g_autoptr (MdDesk) desk = md_cli_open_desk ();
+	gboolean reads = strcmp (argv[1], "list") == 0 || strcmp (argv[1], "show") == 0;
+	g_autoptr (MdDesk) desk = reads ? md_cli_open_reader () : md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;
 	if (strcmp (argv[1], "list") == 0)

@@ -61,17 +61,29 @@ md_cli_load_conf (void)
 	return conf;
 }
 
-MdDesk *
-md_cli_open_desk (void)
+static MdDesk *
+open_desk (MdDesk *(*open) (MdConf *, GError **))
 {
 	g_autoptr (GError) error = NULL;
 	MdConf *conf = md_cli_load_conf ();
 	if (!conf)
 		return NULL;
-	MdDesk *desk = md_desk_open (conf, &error);
+	MdDesk *desk = open (conf, &error);
 	if (!desk)
 		md_cli_error (error);
 	return desk;
+}
+
+MdDesk *
+md_cli_open_desk (void)
+{
+	return open_desk (md_desk_open);
+}
+
+MdDesk *
+md_cli_open_reader (void)
+{
+	return open_desk (md_desk_open_reader);
 }
 
 gboolean

@@ -18,6 +18,8 @@ extern MdCliGlobals md_cli;
 MdConf *md_cli_load_conf (void);
 /* Configuration, rules, spool and secret; NULL (after printing) on failure. */
 MdDesk *md_cli_open_desk (void);
+/* The same for a command that only reads the database (md_desk_open_reader). */
+MdDesk *md_cli_open_reader (void);
 /* Parses subcommand options; on error prints usage and returns FALSE. */
 gboolean md_cli_parse (const char *name, const char *params, const char *summary, GOptionEntry *entries,
                        int *argc, char ***argv);

@@ -83,15 +83,14 @@ forms_path (MdConf *conf)
 	return path;
 }
 
-/* Fills desk (which may be a scratch one) and collects every problem. */
+/* The rules, the templates and the intake forms: the files of the mail
+ * flow, which an agent may be editing while serve runs the last good set. */
 static void
-load_parts (MdDesk *desk, GString *problems)
+load_mail_files (MdDesk *desk, GString *problems)
 {
 	MdConf *conf = desk->conf;
 	g_autoptr (GError) error = NULL;
 
-	desk->rules_path = md_desk_resolve_path (conf->rules, "filters/default.rules");
-	desk->templates_path = md_desk_resolve_path (conf->templates, "templates/");
 	desk->rules = md_rules_load_file (desk->rules_path, &error);
 	if (!desk->rules && g_error_matches (error, MD_ERROR, MD_ERROR_IO)) {
 		/* no file to point into: point at the key that names it */
@@ -115,6 +114,21 @@ load_parts (MdDesk *desk, GString *problems)
 	if (desk->forms_path && !(desk->forms = md_forms_load_file (desk->forms_path, &error)))
 		add_problem (problems, error->message);
 	g_clear_error (&error);
+}
+
+/* Fills desk (which may be a scratch one) and collects every problem.
+ * For a READER the files of the mail flow (rules, templates, intake
+ * forms) are neither loaded nor checked. */
+static void
+load_parts (MdDesk *desk, GString *problems, gboolean reader)
+{
+	MdConf *conf = desk->conf;
+	g_autoptr (GError) error = NULL;
+
+	desk->rules_path = md_desk_resolve_path (conf->rules, "filters/default.rules");
+	desk->templates_path = md_desk_resolve_path (conf->templates, "templates/");
+	if (!reader)
+		load_mail_files (desk, problems);
 	desk->calendar = md_calendar_new (conf->timezone, conf->hours, conf->holidays, &error);
 	if (!desk->calendar) {
 		const char *key = strstr (error->message, "hours") ? "hours"
@@ -208,7 +222,7 @@ md_desk_check (MdConf *conf, GError **error)
 	MdDesk scratch = { .conf = conf };
 	g_autoptr (GString) problems = g_string_new (NULL);
 
-	load_parts (&scratch, problems);
+	load_parts (&scratch, problems, FALSE);
 	check_services (conf, problems);
 	scratch.conf = NULL;
 	if (scratch.rules)
@@ -254,8 +268,8 @@ become_data_dir_owner (const char *data_dir, GError **error)
 	return TRUE;
 }
 
-MdDesk *
-md_desk_open (MdConf *conf, GError **error)
+static MdDesk *
+desk_open (MdConf *conf, gboolean reader, GError **error)
 {
 	g_autoptr (MdDesk) desk = g_new0 (MdDesk, 1);
 	g_autoptr (GString) problems = g_string_new (NULL);
@@ -264,7 +278,7 @@ md_desk_open (MdConf *conf, GError **error)
 
 	if (!become_data_dir_owner (conf->data_dir, error))
 		return NULL;
-	load_parts (desk, problems);
+	load_parts (desk, problems, reader);
 	if (problems->len) {
 		g_set_error_literal (error, MD_ERROR, MD_ERROR_CONFIG, problems->str);
 		return NULL;
@@ -285,6 +299,18 @@ md_desk_open (MdConf *conf, GError **error)
 	desk->addressing.agent_tokens = g_strcmp0 (conf->agent_token, "separate") == 0;
 	desk->limits = md_message_limits_default ();
 	return g_steal_pointer (&desk);
+}
+
+MdDesk *
+md_desk_open (MdConf *conf, GError **error)
+{
+	return desk_open (conf, FALSE, error);
+}
+
+MdDesk *
+md_desk_open_reader (MdConf *conf, GError **error)
+{
+	return desk_open (conf, TRUE, error);
 }
 
 void

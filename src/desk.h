@@ -58,6 +58,11 @@ gboolean md_desk_check (MdConf *conf, GError **error);
  * as root on a data_dir that another user owns, the process becomes that
  * user (and its groups) first, so nothing it creates there is root's. */
 MdDesk *md_desk_open (MdConf *conf, GError **error);
+/* The same for commands that only read the database (ticket list and
+ * show, outbox list, sla report): no rules, templates or intake forms
+ * (NULL), so a mistake in one, being mended while serve runs the last
+ * good set, does not keep an agent from the tickets. */
+MdDesk *md_desk_open_reader (MdConf *conf, GError **error);
 void md_desk_free (MdDesk *desk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDesk, md_desk_free)
 

@@ -441,8 +441,32 @@ password_file = {desk.dir}/secret
     desk.cleanup()
 
 
+def test_reading_while_rules_are_broken(tap):
+    """A mistake in the rules (being mended while serve runs the last good
+    set) stops what classifies or sends, not what only reads."""
+    desk = Desk()
+    try:
+        tap.eq(desk.deliver(message(subject="Export fails")).returncode, 0, "a ticket first")
+        rules = os.path.join(desk.dir, "broken.rules")
+        with open(rules, "w") as f:
+            f.write("rule Broken\n  match subject /(unclosed/\n  set category Bug\n")
+        with open(desk.conf_path) as f:
+            conf = f.read()
+        desk.write_conf(re.sub(r"(?m)^rules = .*$", f"rules = {rules}", conf))
+        for args in (("ticket", "list"), ("ticket", "show", "1"), ("outbox", "list"), ("sla", "report")):
+            p = desk.run(*args)
+            tap.ok(p.returncode == 0 and p.stdout, f"{' '.join(args)} still works", p.stderr.decode())
+        p = desk.run("ticket", "set", "1", "priority=P1")
+        tap.ok(p.returncode == 78 and b"broken.rules" in p.stderr, "ticket set, which mails, names the mistake",
+               p.stderr.decode())
+        p = desk.deliver(message(subject="Another"))
+        tap.eq(p.returncode, 75, "deliver asks the MTA to retry")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_problems_in_file_order, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
               test_file_names_with_trailing_comment,
-              test_url_with_trailing_comment, test_byte_order_mark, test_help)
+              test_url_with_trailing_comment, test_byte_order_mark, test_help, test_reading_while_rules_are_broken)

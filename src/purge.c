@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,17 @@ crash_hook (const char *point)
 	const char *v = g_getenv ("MAILDESK_PURGE_CRASH_AFTER");
 	if (v && !strcmp (v, point))
 		_exit (MD_EX_SOFTWARE);
+}
+
+/* MAILDESK_PURGE_STOP_AFTER=snapshot stops the process (SIGSTOP) once
+ * the files' snapshot is read, so a test can add a row naming a noted
+ * file before the rest runs under the lock. */
+static void
+stop_hook (const char *point)
+{
+	const char *v = g_getenv ("MAILDESK_PURGE_STOP_AFTER");
+	if (v && !strcmp (v, point))
+		raise (SIGSTOP);
 }
 
 /* Runs SQL with ?1 = ID and ?2 = TEXT (when given) and ?3 = ID3; the
@@ -453,6 +465,7 @@ reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
 
 	if (!snapshot_notes (store, &seen, error))
 		return FALSE;
+	stop_hook ("snapshot");
 	for (;;) {
 		if (!md_store_begin (store, error))
 			return FALSE;

@@ -208,6 +208,40 @@ def test_crash(tap):
             desk.cleanup()
 
 
+def test_row_added_during_purge(tap):
+    """A row naming a noted file added after the purge read the tables
+    (as a kept copy of an agent's reply adds, without writing the file
+    again) keeps the file: the rows added since are read under the lock."""
+    import signal
+    import subprocess
+    from mdtest import MAILDESK
+    desk = two_tickets()
+    try:
+        env = {**os.environ, **LATER_ENV, "MAILDESK_PURGE_STOP_AFTER": "snapshot"}
+        p = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "purge", "--resolved-before", "30", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        stopped = False
+        for _ in range(500):
+            with open(f"/proc/{p.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                    stopped = True
+                    break
+            time.sleep(0.02)
+        tap.ok(stopped, "purge stops after its snapshot")
+        with db(desk) as c:
+            c.execute("INSERT INTO attachments (message_id, filename, content_type, size, sha256) "
+                      "SELECT id, 'again.bin', 'application/octet-stream', ?, ? FROM messages WHERE ticket_id = 2",
+                      (len(OWN), sha(OWN)))
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=60)
+        tap.eq(p.returncode, 0, "it finishes", err)
+        tap.eq(json.loads(out)["tickets"], 1, "ticket 1 goes")
+        tap.ok(f"blob/{sha(OWN)}" in spool_files(desk), "the file the new row names stays", sorted(spool_files(desk)))
+        tap.eq(count(desk, "purge_files"), 0, "and its note is done with")
+    finally:
+        desk.cleanup()
+
+
 def test_kept_copies(tap):
     """The copy of an agent's reply kept on the ticket names the files the
     customer was sent (the agent's own blobs): a purge deletes its rows
@@ -438,6 +472,7 @@ def test_one_at_a_time(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_kept_copies, test_person,
+    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
+              test_row_added_during_purge, test_kept_copies, test_person,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
               test_one_at_a_time)

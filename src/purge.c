@@ -5,9 +5,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +35,17 @@ crash_hook (const char *point)
 	const char *v = g_getenv ("MAILDESK_PURGE_CRASH_AFTER");
 	if (v && !strcmp (v, point))
 		_exit (MD_EX_SOFTWARE);
+}
+
+/* MAILDESK_PURGE_STOP_AFTER=snapshot stops the process (SIGSTOP) once
+ * the files' snapshot is read, so a test can add a row naming a noted
+ * file before the rest runs under the lock. */
+static void
+stop_hook (const char *point)
+{
+	const char *v = g_getenv ("MAILDESK_PURGE_STOP_AFTER");
+	if (v && !strcmp (v, point))
+		raise (SIGSTOP);
 }
 
 /* Runs SQL with ?1 = ID and ?2 = TEXT (when given) and ?3 = ID3; the
@@ -79,60 +93,129 @@ count (MdStore *store, const char *sql, gint64 id, const char *text, GError **er
 #define COUNTS(field) G_STRUCT_OFFSET (MdPurgeStats, field)
 #define UNCOUNTED (-1)
 
-/* What goes with a ticket, in an order the foreign keys accept.  Its
- * files are noted first, while rows still name them.  A received
- * message stays as a tombstone (no ticket, no content) under its dedupe
- * keys: the same mail redelivered is a duplicate, not a new ticket. */
+/* The tickets of one batch, in temp.purge_batch: each statement below
+ * reads them all at once, so a table with no index on its ticket column
+ * (message_ids, outbox; an index there would cost every ingest) is read
+ * once per batch, not once per ticket. */
+#define BATCH "(SELECT id FROM temp.purge_batch)"
+
+/* One note per file, however many rows named it. */
+#define NOTE "INSERT OR IGNORE INTO purge_files (sha256, kind) "
+
+/* What goes with a batch of tickets, children before parents: purge's
+ * connection checks no foreign key (begin_run), since each check would
+ * read a whole table.  The batch's files are noted first, while rows
+ * still name them.  A received message stays as a tombstone (no ticket,
+ * no content) under its dedupe keys: the same mail redelivered is a
+ * duplicate, not a new ticket.  Every received message is 'in', and
+ * so is a reply written with `ticket reply` (no dedupe key: its empty
+ * row is harmless); finding the received ones exactly would read the
+ * whole of received, whose only index is the dedupe key. */
 static const struct {
 	const char *sql;
 	gssize counts;   /* the MdPurgeStats field the changed rows add to */
-} ticket_deletes[] = {
-	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM messages "
-	  "WHERE ticket_id = ?1 AND raw_sha256 IS NOT NULL", UNCOUNTED },
-	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT a.sha256, 'blob' FROM messages m "
-	  "JOIN attachments a ON a.message_id = m.id WHERE m.ticket_id = ?1", UNCOUNTED },
-	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM outbox "
-	  "WHERE ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE ticket_id = ?1)",
-	  COUNTS (attachments) },
+} batch_deletes[] = {
+	{ "DELETE FROM temp.purge_outbox", UNCOUNTED },
+	/* outbox's one read per batch */
+	{ "INSERT INTO temp.purge_outbox (id, raw_sha256, queued) SELECT id, raw_sha256, state = 'queued' "
+	  "FROM outbox WHERE ticket_id IN " BATCH, UNCOUNTED },
+	{ NOTE "SELECT raw_sha256, 'raw' FROM messages WHERE ticket_id IN " BATCH " AND raw_sha256 IS NOT NULL",
+	  UNCOUNTED },
+	{ NOTE "SELECT a.sha256, 'blob' FROM temp.purge_batch b JOIN messages m ON m.ticket_id = b.id "
+	  "JOIN attachments a ON a.message_id = m.id", UNCOUNTED },
+	{ NOTE "SELECT raw_sha256, 'raw' FROM temp.purge_outbox", UNCOUNTED },
+	{ "DELETE FROM attachments WHERE message_id IN (SELECT m.id FROM temp.purge_batch b "
+	  "JOIN messages m ON m.ticket_id = b.id)", COUNTS (attachments) },
 	{ "UPDATE messages SET ticket_id = NULL, message_id = NULL, from_addr = NULL, from_name = NULL, "
 	  "subject = NULL, flag = 'purged', body = '', full_text = '', raw_sha256 = NULL, raw_size = 0 "
-	  "WHERE ticket_id = ?1 AND EXISTS (SELECT 1 FROM received WHERE message_row_id = messages.id)",
-	  COUNTS (messages) },
-	{ "DELETE FROM messages WHERE ticket_id = ?1", COUNTS (messages) },
-	{ "DELETE FROM message_ids WHERE ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM history WHERE ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM timers WHERE ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM participants WHERE ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM fields WHERE ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM outbox WHERE ticket_id = ?1", COUNTS (outbox) },
-	{ "UPDATE tickets SET linked_ticket_id = NULL WHERE linked_ticket_id = ?1", UNCOUNTED },
-	{ "DELETE FROM tickets WHERE id = ?1", COUNTS (tickets) },
+	  "WHERE ticket_id IN " BATCH " AND direction = 'in'", COUNTS (messages) },
+	{ "DELETE FROM messages WHERE ticket_id IN " BATCH, COUNTS (messages) },
+	/* message_ids' one read per batch */
+	{ "DELETE FROM message_ids WHERE ticket_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM history WHERE ticket_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM timers WHERE ticket_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM participants WHERE ticket_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM fields WHERE ticket_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM outbox WHERE id IN (SELECT id FROM temp.purge_outbox)", COUNTS (outbox) },
+	{ "UPDATE tickets SET linked_ticket_id = NULL WHERE linked_ticket_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM tickets WHERE id IN " BATCH, COUNTS (tickets) },
 };
 
+/* Deletes the tickets IDS (at most a batch) in the open transaction. */
 static gboolean
-delete_ticket (MdStore *store, gint64 id, MdPurgeStats *st, GError **error)
+delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 {
-	gint64 queued = count (store, "SELECT count(*) FROM outbox WHERE ticket_id = ?1 AND state = 'queued'",
-	                       id, NULL, error);
+	if (exec_id (store, "DELETE FROM temp.purge_batch", 0, error) < 0)
+		return FALSE;
+	for (guint i = 0; i < ids->len; i++)
+		if (exec_id (store, "INSERT INTO temp.purge_batch (id) VALUES (?1)", g_array_index (ids, gint64, i),
+		             error) < 0)
+			return FALSE;
+	for (gsize i = 0; i < G_N_ELEMENTS (batch_deletes); i++) {
+		gint64 n = exec_id (store, batch_deletes[i].sql, 0, error);
+		if (n < 0)
+			return FALSE;
+		if (batch_deletes[i].counts != UNCOUNTED)
+			G_STRUCT_MEMBER (guint, st, batch_deletes[i].counts) += (guint) n;
+	}
+	gint64 queued = count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", 0, NULL, error);
 	if (queued < 0)
 		return FALSE;
 	st->outbox_queued += (guint) queued;
-	for (gsize i = 0; i < G_N_ELEMENTS (ticket_deletes); i++) {
-		gint64 n = exec_id (store, ticket_deletes[i].sql, id, error);
-		if (n < 0)
+	return TRUE;
+}
+
+/* Which noted files a row names: temp.purge_notes holds the notes, and
+ * each statement reads one table once for all of them ("all"), or only
+ * the rows inserted after rowid ?1 ("since": a range of the rowid).  No
+ * UPDATE ever sets these columns to a hash: a reference appears only
+ * with a new row. */
+#define MARK(kind, col, table, since) \
+	"UPDATE temp.purge_notes SET referenced = 1 WHERE kind = '" kind "' AND sha256 IN (SELECT " col \
+	" FROM " table " WHERE " since col " IN (SELECT sha256 FROM temp.purge_notes WHERE kind = '" kind "'))"
+#define REFERENCES(kind, col, table) { \
+	"SELECT coalesce (max (rowid), 0) FROM " table, \
+	MARK (kind, col, table, ""), \
+	MARK (kind, col, table, "rowid > ?1 AND "), \
+}
+
+static const struct {
+	const char *max;
+	const char *all;
+	const char *since;
+} references[] = {
+	REFERENCES ("raw", "raw_sha256", "messages"),
+	REFERENCES ("blob", "sha256", "attachments"),
+	REFERENCES ("raw", "raw_sha256", "outbox"),
+};
+
+/* The rowid up to which each table of references[] has been read. */
+typedef struct {
+	gint64 seen[G_N_ELEMENTS (references)];
+} Seen;
+
+/* Marks the notes a row names, reading each table WHOLE or only its rows
+ * after SEEN; SEEN then holds each table's last row. */
+static gboolean
+mark_referenced (MdStore *store, gboolean whole, Seen *seen, GError **error)
+{
+	for (gsize i = 0; i < G_N_ELEMENTS (references); i++) {
+		gint64 max = count (store, references[i].max, 0, NULL, error);
+		if (max < 0 || exec_id (store, whole ? references[i].all : references[i].since, seen->seen[i], error) < 0)
 			return FALSE;
-		if (ticket_deletes[i].counts != UNCOUNTED)
-			G_STRUCT_MEMBER (guint, st, ticket_deletes[i].counts) += (guint) n;
+		seen->seen[i] = max;
 	}
 	return TRUE;
 }
 
-/* A file noted in purge_files that a row names again (or still). */
-#define REFERENCED \
-	"CASE p.kind WHEN 'blob' THEN EXISTS (SELECT 1 FROM attachments WHERE sha256 = p.sha256) " \
-	"ELSE EXISTS (SELECT 1 FROM messages WHERE raw_sha256 = p.sha256) " \
-	"OR EXISTS (SELECT 1 FROM outbox WHERE raw_sha256 = p.sha256) END"
+/* The notes of purge_files, copied to temp.purge_notes, none referenced yet. */
+static gboolean
+copy_notes (MdStore *store, GError **error)
+{
+	return exec_id (store, "DELETE FROM temp.purge_notes", 0, error) >= 0 &&
+	       exec_id (store, "INSERT INTO temp.purge_notes (sha256, kind) SELECT sha256, kind FROM purge_files", 0,
+	                error) >= 0;
+}
 
 /* Ids of the next batch of tickets to delete: SQL selects them with
  * ?1 = KEY and ?2 = the last id of the batch before. */
@@ -164,11 +247,15 @@ next_batch (MdStore *store, const TicketQuery *q, gint64 after, GError **error)
 }
 
 /* A dry run's transaction is rolled back: the files it would remove are
- * those of its own batch that no row left names. */
+ * those of its own batch that no row left names.  It reads the tables
+ * of references[] whole in each batch's transaction, under the lock. */
 static gboolean
 count_files (MdStore *store, MdPurgeStats *st, GError **error)
 {
-	gint64 n = count (store, "SELECT count(*) FROM purge_files p WHERE NOT (" REFERENCED ")", 0, NULL, error);
+	Seen seen = { { 0 } };
+	if (!copy_notes (store, error) || !mark_referenced (store, TRUE, &seen, error))
+		return FALSE;
+	gint64 n = count (store, "SELECT count(*) FROM temp.purge_notes WHERE NOT referenced", 0, NULL, error);
 	if (n < 0)
 		return FALSE;
 	st->files += (guint) n;
@@ -198,9 +285,7 @@ purge_tickets (MdStore *store, const TicketQuery *q, gboolean dry_run, MdPurgeSt
 			return FALSE;
 		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
 		g_autoptr (GArray) ids = ok ? next_batch (store, q, after, error) : NULL;
-		ok = ids != NULL;
-		for (guint i = 0; ok && i < ids->len; i++)
-			ok = delete_ticket (store, g_array_index (ids, gint64, i), st, error);
+		ok = ids != NULL && (!ids->len || delete_tickets (store, ids, st, error));
 		if (ok && dry_run)
 			ok = count_files (store, st, error);
 		if (!finish (store, ok, dry_run, error))
@@ -324,8 +409,8 @@ static GArray *
 next_notes (MdStore *store, const Note *after, GError **error)
 {
 	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
-		"SELECT p.sha256, p.kind, " REFERENCED " FROM purge_files p "
-		"WHERE (p.sha256, p.kind) > (?1, ?2) ORDER BY p.sha256, p.kind LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		"SELECT sha256, kind, referenced FROM temp.purge_notes "
+		"WHERE (sha256, kind) > (?1, ?2) ORDER BY sha256, kind LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
 		error);
 	if (!s)
 		return NULL;
@@ -350,20 +435,43 @@ next_notes (MdStore *store, const Note *after, GError **error)
 	return notes;
 }
 
-/* Every file noted in purge_files, a batch per transaction.  A file is
- * unlinked before its note's deletion commits: a crash in between
- * leaves a note whose file is gone, which the next run just drops. */
+/* Outside the write lock, on one read snapshot: the notes, which of
+ * them a row names (each table of references[] read once), and where
+ * each table ended.  Serve goes on writing meanwhile. */
+static gboolean
+snapshot_notes (MdStore *store, Seen *seen, GError **error)
+{
+	if (exec_id (store, "BEGIN", 0, error) < 0)
+		return FALSE;
+	if (copy_notes (store, error) && mark_referenced (store, TRUE, seen, error) &&
+	    exec_id (store, "COMMIT", 0, error) >= 0)
+		return TRUE;
+	md_store_rollback (store);
+	return FALSE;
+}
+
+/* Every file noted in purge_files, a batch per transaction.  Under the
+ * write lock, only the rows added since the snapshot are read (a range
+ * of rowids): rows are deleted by purge alone, which runs one at a time
+ * (begin_run), so a new row always has a rowid past the snapshot's.  A
+ * file is unlinked before its note's deletion commits: a crash in
+ * between leaves a note whose file is gone, which the next run drops. */
 static gboolean
 reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
 {
 	g_auto (Note) after = { g_strdup (""), g_strdup (""), FALSE };
 	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+	Seen seen = { { 0 } };
 
+	if (!snapshot_notes (store, &seen, error))
+		return FALSE;
+	stop_hook ("snapshot");
 	for (;;) {
 		if (!md_store_begin (store, error))
 			return FALSE;
-		g_autoptr (GArray) notes = next_notes (store, &after, error);
-		gboolean ok = notes != NULL;
+		gboolean ok = mark_referenced (store, FALSE, &seen, error);
+		g_autoptr (GArray) notes = ok ? next_notes (store, &after, error) : NULL;
+		ok = notes != NULL;
 		for (guint i = 0; ok && i < notes->len; i++)
 			ok = reap_one (desk, store, &g_array_index (notes, Note, i), now, st, error);
 		if (!finish (store, ok, FALSE, error))
@@ -376,6 +484,48 @@ reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
 	}
 }
 
+/* Purge's connection for one run: no foreign key checks (every delete
+ * goes children first, and a check of a child table with no index on
+ * its key would read it whole); the temporary tables of the batches and
+ * notes; and the lock that lets one purge run at a time, held until
+ * end_run or exit.  -1 on error. */
+static int
+begin_run (MdDesk *desk, MdStore *store, GError **error)
+{
+	g_autofree char *path = g_build_filename (md_spool_root (desk->spool), "tmp", "purge.lock", NULL);
+	int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || flock (fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		g_set_error (error, MD_ERROR, e == EWOULDBLOCK ? MD_ERROR_DB_BUSY : MD_ERROR_IO,
+		             e == EWOULDBLOCK ? "another purge is running (%s)" : "cannot lock %s: %s", path,
+		             g_strerror (e));
+		if (fd >= 0)
+			close (fd);
+		return -1;
+	}
+	if (sqlite3_exec (md_store_db (store),
+	                  "PRAGMA foreign_keys = OFF;"
+	                  "CREATE TEMP TABLE IF NOT EXISTS purge_batch (id INTEGER PRIMARY KEY);"
+	                  "CREATE TEMP TABLE IF NOT EXISTS purge_outbox (id INTEGER PRIMARY KEY, raw_sha256 TEXT,"
+	                  " queued INTEGER NOT NULL);"
+	                  "CREATE TEMP TABLE IF NOT EXISTS purge_notes (sha256 TEXT NOT NULL, kind TEXT NOT NULL,"
+	                  " referenced INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sha256, kind)) WITHOUT ROWID;",
+	                  NULL, NULL, NULL) != SQLITE_OK) {
+		md_store_set_error (store, error, "purge setup");
+		close (fd);
+		return -1;
+	}
+	return fd;
+}
+
+static gboolean
+end_run (MdStore *store, int lock, gboolean ok)
+{
+	sqlite3_exec (md_store_db (store), "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	close (lock);
+	return ok;
+}
+
 gboolean
 md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run, MdPurgeStats *stats,
                    GError **error)
@@ -386,7 +536,11 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
 		before,
 	};
 	memset (stats, 0, sizeof *stats);
-	return purge_tickets (store, &q, dry_run, stats, error) && (dry_run || reap_files (desk, store, stats, error));
+	int lock = begin_run (desk, store, error);
+	if (lock < 0)
+		return FALSE;
+	return end_run (store, lock, purge_tickets (store, &q, dry_run, stats, error) &&
+	                             (dry_run || reap_files (desk, store, stats, error)));
 }
 
 /* The messages EMAIL sent to tickets other than their own (what they
@@ -472,9 +626,7 @@ forget_person (MdStore *store, const MdPerson *p, const TicketQuery *theirs, gbo
 	 * already, and still name the person, whose row then stays. */
 	g_autoptr (GArray) ids = !ok ? NULL : dry_run ? g_array_new (FALSE, FALSE, sizeof (gint64))
 	                                              : next_batch (store, theirs, 0, error);
-	ok = ids != NULL;
-	for (guint i = 0; ok && i < ids->len; i++)
-		ok = delete_ticket (store, g_array_index (ids, gint64, i), st, error);
+	ok = ids != NULL && (!ids->len || delete_tickets (store, ids, st, error));
 	gint64 queued = ok ? count (store, "SELECT count(*) FROM outbox WHERE " TO_THEM " AND state = 'queued'",
 	                            p->id, p->email, error) : -1;
 	ok = queued >= 0;
@@ -502,6 +654,24 @@ is_agent (MdDesk *desk, const MdPerson *p)
 	return p->is_agent;
 }
 
+/* P's rows (P may be NULL: no one), then the files no row names. */
+static gboolean
+erase (MdDesk *desk, MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeStats *st, GError **error)
+{
+	if (p) {
+		const TicketQuery theirs = {
+			"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
+			G_STRINGIFY (MD_PURGE_BATCH),
+			p->id,
+		};
+		if (!purge_tickets (store, &theirs, dry_run, st, error) ||
+		    !redact_messages (store, p, dry_run, st, error) ||
+		    !forget_person (store, p, &theirs, dry_run, st, error))
+			return FALSE;
+	}
+	return dry_run || reap_files (desk, store, st, error);
+}
+
 gboolean
 md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_run, MdPurgeStats *stats,
                  GError **error)
@@ -519,16 +689,8 @@ md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_r
 		             "%s is an agent: remove them from the agents first", p->email);
 		return FALSE;
 	}
-	if (p) {
-		const TicketQuery theirs = {
-			"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
-			G_STRINGIFY (MD_PURGE_BATCH),
-			p->id,
-		};
-		if (!purge_tickets (store, &theirs, dry_run, stats, error) ||
-		    !redact_messages (store, p, dry_run, stats, error) ||
-		    !forget_person (store, p, &theirs, dry_run, stats, error))
-			return FALSE;
-	}
-	return dry_run || reap_files (desk, store, stats, error);
+	int lock = begin_run (desk, store, error);
+	if (lock < 0)
+		return FALSE;
+	return end_run (store, lock, erase (desk, store, p, dry_run, stats, error));
 }

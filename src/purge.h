@@ -4,9 +4,11 @@
  *
  * Safe beside a running serve: rows go in transactions of at most
  * MD_PURGE_BATCH tickets, then files, each unlinked only once no row
- * names its SHA-256 (checked under the write lock).  Restartable at any
- * point: a file whose rows are gone waits in purge_files until a run
- * removes it, and running twice deletes nothing twice.
+ * names its SHA-256 (the rows a snapshot did not see checked under the
+ * write lock).  One purge runs at a time (a second fails with
+ * MD_ERROR_DB_BUSY).  Restartable at any point: a file whose rows are
+ * gone waits in purge_files until a run removes it, and running twice
+ * deletes nothing twice.
  *
  * A deleted ticket's received messages leave a tombstone: a message row
  * with no ticket and no content, holding the dedupe keys, so the same

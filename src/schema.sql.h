@@ -99,18 +99,15 @@ static const char *const md_schema_migrations[] = {
 	 * maildesk must not read the new ones as empty) */
 	"SELECT 1;\n",
 	/* version 4: purge (purge.h).  Files whose rows a purge deleted wait
-	 * here until no row names them; the indexes let every delete of a
-	 * ticket and every foreign key check it makes, and the check of a
-	 * file's last reference, read only what they need. */
+	 * here until no row names them.  The two indexes are partial, and a
+	 * new ticket is in neither (no link unless it follows up a closed
+	 * one, no assignee): ingest does not write them.  The tables whose
+	 * ticket or hash columns no index covers, purge reads whole once per
+	 * batch or per run instead (purge.c): an index there would cost
+	 * every ingest. */
 	"CREATE TABLE purge_files (\n"
 	"  sha256 TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('raw', 'blob')),\n"
 	"  PRIMARY KEY (sha256, kind)) WITHOUT ROWID;\n"
-	"CREATE INDEX attachments_sha256 ON attachments(sha256);\n"
-	"CREATE INDEX messages_raw ON messages(raw_sha256) WHERE raw_sha256 IS NOT NULL;\n"
-	"CREATE INDEX outbox_raw ON outbox(raw_sha256);\n"
-	"CREATE INDEX outbox_ticket ON outbox(ticket_id) WHERE ticket_id IS NOT NULL;\n"
-	"CREATE INDEX message_ids_ticket ON message_ids(ticket_id);\n"
-	"CREATE INDEX received_message ON received(message_row_id);\n"
 	"CREATE INDEX tickets_linked ON tickets(linked_ticket_id) WHERE linked_ticket_id IS NOT NULL;\n"
 	"CREATE INDEX tickets_assignee ON tickets(assignee_id) WHERE assignee_id IS NOT NULL;\n",
 };

@@ -208,6 +208,40 @@ def test_crash(tap):
             desk.cleanup()
 
 
+def test_row_added_during_purge(tap):
+    """A row naming a noted file added after the purge read the tables
+    (as a kept copy of an agent's reply adds, without writing the file
+    again) keeps the file: the rows added since are read under the lock."""
+    import signal
+    import subprocess
+    from mdtest import MAILDESK
+    desk = two_tickets()
+    try:
+        env = {**os.environ, **LATER_ENV, "MAILDESK_PURGE_STOP_AFTER": "snapshot"}
+        p = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "purge", "--resolved-before", "30", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        stopped = False
+        for _ in range(500):
+            with open(f"/proc/{p.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                    stopped = True
+                    break
+            time.sleep(0.02)
+        tap.ok(stopped, "purge stops after its snapshot")
+        with db(desk) as c:
+            c.execute("INSERT INTO attachments (message_id, filename, content_type, size, sha256) "
+                      "SELECT id, 'again.bin', 'application/octet-stream', ?, ? FROM messages WHERE ticket_id = 2",
+                      (len(OWN), sha(OWN)))
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=60)
+        tap.eq(p.returncode, 0, "it finishes", err)
+        tap.eq(json.loads(out)["tickets"], 1, "ticket 1 goes")
+        tap.ok(f"blob/{sha(OWN)}" in spool_files(desk), "the file the new row names stays", sorted(spool_files(desk)))
+        tap.eq(count(desk, "purge_files"), 0, "and its note is done with")
+    finally:
+        desk.cleanup()
+
+
 def test_kept_copies(tap):
     """The copy of an agent's reply kept on the ticket names the files the
     customer was sent (the agent's own blobs): a purge deletes its rows
@@ -327,19 +361,118 @@ def test_batches(tap):
         desk.cleanup()
 
 
+def scans(p):
+    """(statement, runs) of each statement MAILDESK_DEBUG_SCANS saw read a
+    whole table."""
+    found = []
+    for line in p.stderr.decode().splitlines():
+        if "full scan" in line:
+            head, sql = line.split(": ", 2)[1:]
+            found.append((sql, int(head.split("runs=")[1])))
+    return found
+
+
+# Read whole once per batch of tickets: no index of their ticket column
+# (one would cost every ingest).
+PER_BATCH = ("FROM outbox WHERE ticket_id IN", "DELETE FROM message_ids WHERE ticket_id IN")
+# Read whole once per run: which noted files a row names.
+PER_RUN = ("FROM messages WHERE raw_sha256 IN", "FROM attachments WHERE sha256 IN",
+           "FROM outbox WHERE raw_sha256 IN")
+
+
+def test_scans(tap):
+    """A purge reads outbox and message_ids once per batch of tickets,
+    and messages, attachments and outbox once per run for the files;
+    nothing whole per ticket or per file (the temporary tables it reads
+    whole hold one batch)."""
+    desk = Desk()
+    try:
+        n = 2 * 100 + 5
+        for i in range(n):
+            desk.deliver(message(subject=f"t{i}", msgid=f"t{i}", body=f"ticket {i}\n"), env=ENV)
+        with db(desk) as c:
+            c.execute("UPDATE tickets SET status = 'Resolved', resolved_at = strftime('%s', '2026-12-01')")
+        desk.deliver(with_files("kept", "kept", [SHARED]), env=ENV)  # rows left in every table read
+        age_files(desk)
+        p = desk.run("purge", "--resolved-before", "30", "--json", env={**LATER_ENV, "MAILDESK_DEBUG_SCANS": "1"})
+        tap.eq(p.returncode, 0, "the purge runs", p.stderr)
+        got = json.loads(p.stdout)
+        batches = 3
+        tap.ok(got["tickets"] == n and got["files"] > batches, "more tickets and files than batches", got)
+        found = scans(p)
+        for sql, runs in found:
+            tap.ok(runs <= batches, f"read whole at most once per batch ({runs}): {sql}")
+        for part in PER_BATCH:
+            tap.eq([r for sql, r in found if part in sql], [batches], f"once per batch: {part}")
+        for part in PER_RUN:
+            tap.eq([r for sql, r in found if part in sql], [1], f"once per run: {part}")
+    finally:
+        desk.cleanup()
+
+
 def test_indexes(tap):
-    """Every statement a purge runs finds its rows through an index."""
+    """Every statement a purge runs that reads a table whole runs once
+    per batch or per run (test_scans), here a single batch."""
     desk = two_tickets()
     try:
         desk.deliver(message(subject="carol's own", sender="carol@customer.example"), env=ENV)
         for args in (("--resolved-before", "30"), ("--person", "carol@customer.example")):
             p = desk.run("purge", *args, env={**LATER_ENV, "MAILDESK_DEBUG_SCANS": "1"})
-            scans = [l for l in p.stderr.decode().splitlines() if "full scan" in l]
-            tap.eq((p.returncode, scans), (0, []), f"purge {args[0]} scans no table", p.stderr)
+            tap.eq(p.returncode, 0, f"purge {args[0]} runs", p.stderr)
+            tap.eq([(sql, runs) for sql, runs in scans(p) if runs > 1], [],
+                   f"purge {args[0]} reads no table whole more than once", p.stderr)
+    finally:
+        desk.cleanup()
+
+
+# What ingest writes: schema 1's indexes, and no index purge needs.
+INGEST_INDEXES = {
+    "messages": ["messages_ticket"],
+    "attachments": ["attachments_message"],
+    "message_ids": [],
+    "received": [],
+    "outbox": ["outbox_due", "outbox_rcpt"],
+}
+
+
+def test_ingest_pays_nothing(tap):
+    """Schema 4 adds no index to a table every new message or queued mail
+    writes: purge is a rare batch job, ingest the hot path."""
+    desk = Desk()
+    try:
+        desk.deliver(message(subject="hello"), env=ENV)
+        for table, want in INGEST_INDEXES.items():
+            got = [r[0] for r in rows(desk, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                      "AND sql IS NOT NULL ORDER BY name", table)]
+            tap.eq(got, want, f"the indexes of {table}")
+        partial = rows(desk, "SELECT name FROM sqlite_master WHERE name IN ('tickets_linked', 'tickets_assignee') "
+                       "AND sql LIKE '%WHERE%IS NOT NULL%' ORDER BY name")
+        tap.eq([r[0] for r in partial], ["tickets_assignee", "tickets_linked"],
+               "the tickets' purge indexes are partial: a new ticket is in neither")
+    finally:
+        desk.cleanup()
+
+
+def test_one_at_a_time(tap):
+    """A second purge while one runs is refused (its file check relies on
+    no other process deleting rows meanwhile)."""
+    import fcntl
+    desk = two_tickets()
+    try:
+        path = os.path.join(desk.dir, "var", "spool", "tmp", "purge.lock")
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            p = desk.run("purge", "--resolved-before", "30", env=LATER_ENV)
+            tap.ok(p.returncode == 75 and b"another purge" in p.stderr, "refused while another holds the lock",
+                   p.stderr)
+            tap.eq(count(desk, "tickets"), 2, "and it deleted nothing")
+        tap.eq(purge(desk, "--resolved-before", "30")["tickets"], 1, "once it is done, purge runs")
     finally:
         desk.cleanup()
 
 
 if __name__ == "__main__":
-    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash, test_kept_copies, test_person,
-              test_beside_serve, test_batches, test_indexes)
+    run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
+              test_row_added_during_purge, test_kept_copies, test_person,
+              test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
+              test_one_at_a_time)

@@ -136,6 +136,28 @@ exec (MdStore *store, const char *sql, GError **error)
 	return TRUE;
 }
 
+/* The switch to WAL of a connection opened while others do the same (a
+ * fresh desk: serve's threads and a command run at once) may answer
+ * SQLITE_BUSY at once, without the busy handler: SQLite's way out of two
+ * connections that each hold a shared lock and want an exclusive one.
+ * Tried again, a few ms apart, for as long as the busy timeout. */
+static gboolean
+set_wal (MdStore *store, GError **error)
+{
+	static const char sql[] = "PRAGMA journal_mode = WAL";
+	gint64 give_up = g_get_monotonic_time () + (gint64) store->busy_timeout_ms * 1000;
+	int rc;
+
+	while ((rc = sqlite3_exec (store->db, sql, NULL, NULL, NULL)) != SQLITE_OK &&
+	       (rc & 0xff) == SQLITE_BUSY && g_get_monotonic_time () < give_up)
+		g_usleep (5000);
+	if (rc != SQLITE_OK) {
+		md_store_set_error (store, error, sql);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 /* Runs a statement of no result through the statement cache: the
  * writer runs SAVEPOINT and RELEASE once each per message, and
  * sqlite3_exec would compile them every time. */
@@ -238,7 +260,7 @@ md_store_open (const char *db_path, MdStoreFlags flags, int busy_timeout_ms, GEr
 	 * file then kept its largest size for as long as serve held the
 	 * database open, months; with one, the first write after a complete
 	 * checkpoint cuts it back to one checkpoint's worth. */
-	if (!ro && (!exec (store, "PRAGMA journal_mode = WAL", error) ||
+	if (!ro && (!set_wal (store, error) ||
 	            !exec (store, "PRAGMA synchronous = FULL", error) ||
 	            !exec (store, "PRAGMA wal_autocheckpoint = " G_STRINGIFY (WAL_CHECKPOINT_PAGES), error) ||
 	            !exec (store, "PRAGMA journal_size_limit = " G_STRINGIFY (WAL_SIZE_LIMIT), error)))

@@ -315,14 +315,23 @@ def test_commit_after_drain(tap):
         server = Server(desk, env={"MAILDESK_NOW": NOW0}).start(port)
         holder = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"), timeout=30, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
-        # two sessions a second apart: the writer, waiting 5 s for the
-        # lock each time, answers them in turns, so one always waits
+        # two sessions a second apart keep deliveries queued for the
+        # writer, which waits 5 s for the lock each time; the writer
+        # answers everything it gathered at once, so between its rounds
+        # nothing may be in flight: a third session, stopped in the middle
+        # of its DATA, keeps a transaction open so that the drain runs out
         replies, stop = collections.Counter(), threading.Event()
         clients = []
         for k in range(2):
             clients.append(threading.Thread(target=resender, args=(port, f"h{k}", replies, stop)))
             clients[-1].start()
             time.sleep(1)
+        slow = Lmtp(port)
+        slow.cmd("LHLO slow.test")
+        slow.cmd("MAIL FROM:<slow@customer.example>")
+        slow.cmd("RCPT TO:<support@support.example.com>")
+        slow.cmd("DATA")
+        slow.sock.sendall(message(subject="half a message")[:60])
         server.signal(signal.SIGTERM)
         gave_up = False
         for _ in range(600):   # the drain's bound is 15 s
@@ -344,6 +353,7 @@ def test_commit_after_drain(tap):
         stop.set()
         for t in clients:
             t.join(60)
+        slow.sock.close()
         server.stop()
         tap.ok(gave_up, "the drain ran out with deliveries pending", server.read_log()[-2000:])
         log = server.read_log()

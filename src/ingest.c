@@ -409,8 +409,10 @@ opening_commands (MdIngestJob *job)
 static gboolean
 commands_are_all (GPtrArray *commands, const char *text)
 {
+	if (!commands->len)
+		return FALSE;
 	g_autoptr (GPtrArray) lines = md_commands_parse (text);
-	return commands->len && commands->len == lines->len;
+	return commands->len == lines->len;
 }
 
 static MdActorKind
@@ -521,9 +523,11 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 		return FALSE;
 	MdPersonRef author = { job->sender_addr, msg->from_name };
 	/* Agents read the request without the command lines, as in a reply. */
-	g_autofree char *request = commands_are_all (commands, msg->body) ? md_commands_strip (msg->body)
-	                                                                  : g_strdup (msg->body);
-	MdActor sender = { sender_kind (job, store), job->sender_addr, msg->from_name };
+	g_autofree char *stripped = commands_are_all (commands, msg->body) ? md_commands_strip (msg->body) : NULL;
+	const char *request = stripped ? stripped : msg->body;
+	/* Who sent it matters only to commands (a person lookup per ticket). */
+	MdActor sender = { commands->len ? sender_kind (job, store) : MD_ACTOR_CUSTOMER, job->sender_addr,
+	                   msg->from_name };
 	/* The acknowledgement and intake's question are mailed about the
 	 * same ticket, unchanged in between: its variables are made once. */
 	g_autoptr (GHashTable) ticket_vars = NULL;

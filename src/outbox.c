@@ -92,17 +92,6 @@ envelope_address_ok (const char *a, gboolean may_be_empty)
 }
 
 static gboolean
-is_sha256_hex (const char *s)
-{
-	if (!s || strlen (s) != 64)
-		return FALSE;
-	for (; *s; s++)
-		if (!g_ascii_isxdigit (*s) || g_ascii_isupper (*s))
-			return FALSE;
-	return TRUE;
-}
-
-static gboolean
 validate (const char *kind, const char *mail_from, const char *const *rcpts, const char *raw_sha256,
           const char *message_id, GError **error)
 {
@@ -111,7 +100,7 @@ validate (const char *kind, const char *mail_from, const char *const *rcpts, con
 		bad = "empty kind";
 	else if (!envelope_address_ok (mail_from, TRUE))
 		bad = "bad sender address";
-	else if (!is_sha256_hex (raw_sha256))
+	else if (!md_spool_name_is_valid (raw_sha256))
 		bad = "bad spool hash";
 	else if (!message_id || !*message_id || strpbrk (message_id, "\r\n"))
 		bad = "bad Message-ID";

@@ -337,16 +337,6 @@ restore_aside (MdSpool *spool, MdSpoolKind kind, const char *sha)
 		g_warning ("purge: cannot move %s back: %s", path, g_strerror (errno));
 }
 
-static gboolean
-is_sha256_hex (const char *s)
-{
-	gsize n = 0;
-	for (; s[n]; n++)
-		if (!g_ascii_isxdigit (s[n]) || g_ascii_isupper (s[n]))
-			return FALSE;
-	return n == 64;
-}
-
 /* A file noted in purge_files, and whether a row names it (again, or
  * still: a file two tickets shared). */
 typedef struct {
@@ -372,7 +362,7 @@ reap_one (MdDesk *desk, MdStore *store, const Note *note, gint64 now, MdPurgeSta
 	MdSpoolKind k = g_strcmp0 (note->kind, "blob") == 0 ? MD_SPOOL_BLOB : MD_SPOOL_RAW;
 	FileFate fate = FILE_GONE;
 
-	if (!is_sha256_hex (note->sha256)) {
+	if (!md_spool_name_is_valid (note->sha256)) {
 		/* not a name the spool gives: nothing to remove */
 	} else if (note->referenced) {
 		restore_aside (desk->spool, k, note->sha256);

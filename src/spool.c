@@ -115,6 +115,16 @@ md_spool_path (const MdSpool *spool, MdSpoolKind kind, const char *sha256_hex)
 	return g_build_filename (spool->root, kind_dir (kind), prefix, sha256_hex, NULL);
 }
 
+gboolean
+md_spool_name_is_valid (const char *name)
+{
+	gsize n = 0;
+	for (; name && name[n]; n++)
+		if (!g_ascii_isxdigit (name[n]) || g_ascii_isupper (name[n]))
+			return FALSE;
+	return n == 64;
+}
+
 MdSpoolWriter *
 md_spool_writer_new (MdSpool *spool, MdSpoolKind kind, gint64 max_size, GError **error)
 {

@@ -27,6 +27,9 @@ const char *md_spool_root (const MdSpool *spool);
 
 /* Path of a stored file by kind and hash; free with g_free. */
 char *md_spool_path (const MdSpool *spool, MdSpoolKind kind, const char *sha256_hex);
+/* Whether NAME is one the spool gives (64 lowercase hex digits), and so
+ * safe to make a path of. */
+gboolean md_spool_name_is_valid (const char *name);
 
 /* Streaming writer.  Bytes go to a temporary file as they arrive and are
  * hashed on the way; nothing is held in memory.  max_size 0 = unbounded;

@@ -300,6 +300,15 @@ purge_tickets (MdStore *store, const TicketQuery *q, gboolean dry_run, MdPurgeSt
 
 typedef enum { FILE_GONE, FILE_REMOVED, FILE_WAITING } FileFate;
 
+/* Where remove_file moves a file before it goes: in the spool's tmp,
+ * under a name of purge's own. */
+static char *
+aside_path (MdSpool *spool, MdSpoolKind kind, const char *sha)
+{
+	g_autofree char *name = g_strdup_printf ("purge.%s.%s", kind == MD_SPOOL_RAW ? "raw" : "blob", sha);
+	return g_build_filename (md_spool_root (spool), "tmp", name, NULL);
+}
+
 /* Removes a spool file no row names.  It is moved aside first: a writer
  * storing the same bytes again right now renamed its copy into place
  * either before (then the file moved aside is fresh and goes back) or
@@ -308,8 +317,7 @@ static FileFate
 remove_file (MdSpool *spool, MdSpoolKind kind, const char *sha, gint64 now)
 {
 	g_autofree char *path = md_spool_path (spool, kind, sha);
-	g_autofree char *name = g_strdup_printf ("purge.%s.%s", kind == MD_SPOOL_RAW ? "raw" : "blob", sha);
-	g_autofree char *aside = g_build_filename (md_spool_root (spool), "tmp", name, NULL);
+	g_autofree char *aside = aside_path (spool, kind, sha);
 	struct stat st;
 
 	if (rename (path, aside) < 0 && errno != ENOENT) {
@@ -331,8 +339,7 @@ static void
 restore_aside (MdSpool *spool, MdSpoolKind kind, const char *sha)
 {
 	g_autofree char *path = md_spool_path (spool, kind, sha);
-	g_autofree char *name = g_strdup_printf ("purge.%s.%s", kind == MD_SPOOL_RAW ? "raw" : "blob", sha);
-	g_autofree char *aside = g_build_filename (md_spool_root (spool), "tmp", name, NULL);
+	g_autofree char *aside = aside_path (spool, kind, sha);
 	if (g_file_test (aside, G_FILE_TEST_EXISTS) && rename (aside, path) < 0)
 		g_warning ("purge: cannot move %s back: %s", path, g_strerror (errno));
 }

@@ -515,8 +515,8 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 	g_autoptr (MdTicket) full = md_store_ticket_get (store, t->id, error);
 	if (!full)
 		return FALSE;
-	/* Intake may change the status again (Waiting for customer): the
-	 * timers are armed once, for the state the ticket ends in. */
+	/* Opening commands may change the ticket again: the timers are
+	 * armed once, for the state it ends in. */
 	full->timers_held = TRUE;
 	g_autoptr (MdIntake) intake = md_intake_new_ticket (job->desk, store, full, msg, error);
 	if (!intake)
@@ -528,17 +528,12 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 	/* Who sent it matters only to commands (a person lookup per ticket). */
 	MdActor sender = { commands->len ? sender_kind (job, store) : MD_ACTOR_CUSTOMER, job->sender_addr,
 	                   msg->from_name };
-	/* The acknowledgement and intake's question are mailed about the
-	 * same ticket, unchanged in between: its variables are made once. */
-	g_autoptr (GHashTable) ticket_vars = NULL;
 	/* A quarantined ticket is held for a human: nobody is mailed, and
 	 * its commands are left to that human.  The others run before the
 	 * acknowledgement, which shows the visibility #share asked for. */
 	if (!cls->quarantine &&
 	    !(md_workflow_opening_commands (job->desk, store, full, commands, &sender, msg, error) &&
-	      md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), &ticket_vars,
-	                     error) &&
-	      md_intake_ask (job->desk, store, full, intake, msg, &ticket_vars, error) &&
+	      md_notify_ack (job->desk, store, full, msg, job->sender, md_intake_ack_vars (intake), NULL, error) &&
 	      md_notify_customer_reply (job->desk, store, full, &author, request, msg, error)))
 		return FALSE;
 	full->timers_held = FALSE;

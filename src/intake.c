@@ -1,8 +1,10 @@
 /* intake.c - forms at work on tickets: which form a ticket has (kept as
  * a "form" entry of its history), the fields collected from mail, the
- * question for what is missing, the return to the previous status when
- * the answer completes the form, delivery estimates and the go-live
- * notice period. */
+ * question for what is missing (in the acknowledgement, then after a
+ * reply that gave only some), delivery estimates and the go-live notice
+ * period.  Intake never moves a ticket's status: DESIGN 1's table is
+ * the whole workflow, and a ticket that lacks details still waits for
+ * triage, in the agents' queue and under its SLA. */
 #include "config.h"
 
 #include <stdio.h>
@@ -17,8 +19,6 @@
 #include "token.h"
 
 #define MAX_REMEMBERED_TICKETS 10
-
-static const MdActor intake_actor = { MD_ACTOR_SYSTEM, MD_INTAKE_ACTOR, NULL };
 
 struct _MdIntake {
 	MdForms *forms;            /* a reference: the form points into it */
@@ -235,6 +235,25 @@ last_history (MdStore *store, gint64 ticket_id, const char *field, char **old_r,
 	return NULL;
 }
 
+/* What the new ticket's form still lacks goes into the acknowledgement
+ * (`missing` and `form`), so the customer gets one mail, not two.  Not
+ * to an agent who opens a ticket (for a customer, say): they know the
+ * form. */
+static gboolean
+ask_in_ack (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMessage *msg, GError **error)
+{
+	if (!t->requester || md_notify_suppress_reason (msg, NULL) ||
+	    md_is_agent (store, t->requester, (const char *const *) desk->conf->agents))
+		return TRUE;
+	g_autofree char *missing = NULL, *fill_in = NULL, *summary = NULL;
+	describe_missing (in->form, in->fields, in->entries, &missing, &fill_in, &summary);
+	if (!*missing)
+		return TRUE;
+	g_hash_table_insert (in->ack_vars, g_strdup ("missing"), g_steal_pointer (&missing));
+	g_hash_table_insert (in->ack_vars, g_strdup ("form"), g_steal_pointer (&fill_in));
+	return record (store, t, NULL, "fields missing", NULL, summary, error);
+}
+
 MdIntake *
 md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage *msg, GError **error)
 {
@@ -242,6 +261,8 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 	in->ack_vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 	g_hash_table_insert (in->ack_vars, g_strdup ("delivery"), g_strdup (""));
 	g_hash_table_insert (in->ack_vars, g_strdup ("notice"), g_strdup (""));
+	g_hash_table_insert (in->ack_vars, g_strdup ("missing"), g_strdup (""));
+	g_hash_table_insert (in->ack_vars, g_strdup ("form"), g_strdup (""));
 	in->forms = md_desk_forms (desk);
 	in->form = in->forms ? md_forms_match (in->forms, t->category, t->tags, msg->subject, msg->body) : NULL;
 	if (!in->form)
@@ -250,7 +271,7 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 	if (!record (store, t, NULL, "form", NULL, md_form_name (in->form), error))
 		return NULL;
 	/* None stored yet: ticket ids are AUTOINCREMENT, never reused, and
-	 * fields reference tickets.  Kept up to date for md_intake_ask. */
+	 * fields reference tickets. */
 	in->fields = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 	GHashTable *fields = in->fields;
 	in->entries = md_form_recognize (in->form, msg->body);
@@ -279,13 +300,15 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 		return NULL;
 	if (notice)
 		g_hash_table_insert (in->ack_vars, g_strdup ("notice"), g_steal_pointer (&notice));
+	if (!ask_in_ack (desk, store, t, in, msg, error))
+		return NULL;
 	return g_steal_pointer (&in);
 }
 
-/* TICKET_VARS as for md_notify_event (may be NULL). */
+/* Asks the requester for what the form still lacks (fields-missing). */
 static gboolean
 ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char *fill_in, const char *notice,
-     const char *summary, const MdMessage *msg, GHashTable **ticket_vars, GError **error)
+     const char *summary, const MdMessage *msg, GError **error)
 {
 	g_autoptr (GHashTable) vars = g_hash_table_new (g_str_hash, g_str_equal);
 	g_hash_table_insert (vars, "missing", (gpointer) missing);
@@ -293,36 +316,15 @@ ask (MdDesk *desk, MdStore *store, MdTicket *t, const char *missing, const char 
 	g_hash_table_insert (vars, "notice", (gpointer) (notice ? notice : ""));
 	const char *rcpts[] = { t->requester, NULL };
 	return md_notify_event (desk, store, t, "fields-missing", vars, rcpts, msg ? msg->message_id : NULL, FALSE,
-	                        NULL, ticket_vars, error) &&
+	                        NULL, NULL, error) &&
 	       record (store, t, NULL, "fields missing", NULL, summary, error);
 }
 
 gboolean
-md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMessage *msg,
-               GHashTable **ticket_vars, GError **error)
-{
-	/* An agent who opens a ticket (for a customer, say) knows the form:
-	 * no question, and no wait for its fields. */
-	if (!in->form || !t->requester || md_notify_suppress_reason (msg, NULL) || !md_status_is_open (t->status) ||
-	    md_is_agent (store, t->requester, (const char *const *) desk->conf->agents) ||
-	    md_notify_rate_limited (desk, store, t->requester, "fields-missing"))
-		return TRUE;
-	g_autofree char *missing = NULL, *fill_in = NULL, *summary = NULL;
-	describe_missing (in->form, in->fields, in->entries, &missing, &fill_in, &summary);
-	if (!*missing)
-		return TRUE;
-	/* The acknowledgement told the customer of a short notice already. */
-	return ask (desk, store, t, missing, fill_in, NULL, summary, msg, ticket_vars, error) &&
-	       (g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ||
-	        md_workflow_set_status (desk, store, t, MD_STATUS_WAITING, &intake_actor, NULL, FALSE, error));
-}
-
-gboolean
 md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
-                          const MdMessage *msg, gboolean *holds_r, GError **error)
+                          const MdMessage *msg, GError **error)
 {
 	GError *local = NULL;
-	*holds_r = FALSE;
 	g_autofree char *form_name = last_history (store, t->id, "form", NULL, NULL, &local);
 	if (local) {
 		g_propagate_error (error, local);
@@ -337,47 +339,29 @@ md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdAct
 	if (!fields)
 		return FALSE;
 	g_autoptr (GPtrArray) entries = md_form_recognize (form, text);
+	if (entries->len == 0)
+		return TRUE;  /* the customer wrote about something else */
 	gboolean date_set = FALSE;
 	g_autofree char *notice = NULL;
 	if (!store_entries (store, t, fields, entries, actor->email, &date_set, md_form_notice (form, NULL), error) ||
 	    (date_set && !check_notice (desk, store, t, form, fields, &notice, error)))
 		return FALSE;
 
-	/* Did intake put the ticket where it is? */
-	g_autofree char *before = NULL, *who = NULL;
-	g_autofree char *status_set = last_history (store, t->id, "status", &before, &who, &local);
+	/* Only an answer to intake's question is answered in turn: a form
+	 * nobody asked about (an agent opened the ticket) stays quiet, and
+	 * once an agent has answered, the agent asks what they need. */
+	g_autofree char *asked = last_history (store, t->id, "fields missing", NULL, NULL, &local);
 	if (local) {
 		g_propagate_error (error, local);
 		return FALSE;
 	}
-	if (g_strcmp0 (t->status, MD_STATUS_WAITING) != 0 || g_strcmp0 (status_set, MD_STATUS_WAITING) != 0 ||
-	    g_strcmp0 (who, MD_INTAKE_ACTOR) != 0)
+	if (!asked || strcmp (asked, "none") == 0)
 		return TRUE;
-
 	g_autofree char *missing = NULL, *fill_in = NULL, *summary = NULL;
 	describe_missing (form, fields, entries, &missing, &fill_in, &summary);
-	if (*missing) {
-		if (entries->len == 0)
-			return TRUE;  /* the customer wrote about something else: a person answers */
-		*holds_r = TRUE;
-		/* The customer did answer: the follow-ups and the auto-resolve
-		 * count from this reply, not from the first question. */
-		if (!md_workflow_restart_waiting (desk, store, t, actor, error))
-			return FALSE;
-		if (md_notify_suppress_reason (msg, NULL))
-			return TRUE;
-		return ask (desk, store, t, missing, fill_in, notice, summary, msg, NULL, error);
-	}
-	const char *previous = md_status_normalize (before);
-	if (!previous || !md_status_is_open (previous) || g_strcmp0 (previous, MD_STATUS_WAITING) == 0)
-		previous = MD_STATUS_TRIAGE;
-	/* An agent who answered (or #ack'ed) while intake waited moved
-	 * nothing then, the ticket being in a wait: triage is behind it. */
-	if (g_strcmp0 (previous, MD_STATUS_TRIAGE) == 0 && t->first_response_at)
-		previous = MD_STATUS_ACKNOWLEDGED;
-	g_autofree char *comment = g_strdup_printf ("Thank you: we now have every detail this request needs.%s%s",
-	                                            notice ? "\n\n" : "", notice ? notice : "");
-	return record (store, t, NULL, "fields missing", NULL, "none", error) &&
-	       md_workflow_set_status (desk, store, t, previous, &intake_actor, NULL, FALSE, error) &&
-	       md_notify_status_change (desk, store, t, MD_STATUS_WAITING, NULL, comment, error);
+	if (!*missing)
+		return record (store, t, NULL, "fields missing", asked, "none", error);
+	if (t->first_response_at || md_notify_suppress_reason (msg, NULL))
+		return TRUE;
+	return ask (desk, store, t, missing, fill_in, notice, summary, msg, error);
 }

@@ -22,35 +22,25 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdIntake, md_intake_free)
 /* A new TICKET, first message MSG: finds the ticket's form, stores the
  * fields MSG supplies (and remembered ones from the requester's earlier
  * tickets), sets due_at from the form's estimate in working days and
- * tags a go-live notice that comes too late.  Returns what the
- * acknowledgement and md_intake_ask need (also when no form applies);
- * NULL only on database trouble.  Free with md_intake_free. */
+ * tags a go-live notice that comes too late, and records the fields it
+ * lacks.  Returns what the acknowledgement needs (also when no form
+ * applies); NULL only on database trouble.  Free with md_intake_free. */
 MdIntake *md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdMessage *msg,
                                 GError **error);
 
-/* Variables for the acknowledgement: `delivery` (the promised date and
- * the estimate) and `notice` (why a go-live notice is short), each ""
- * when it does not apply.  Owned by INTAKE. */
+/* Variables for the acknowledgement, each "" when it does not apply:
+ * `delivery` (the promised date and the estimate), `notice` (why a
+ * go-live notice is short), and what the form still lacks: `missing`
+ * (one line per field, with what is wrong) and `form` (`Label: ` lines
+ * to fill in).  Owned by INTAKE. */
 GHashTable *md_intake_ack_vars (MdIntake *intake);
 
-/* When the new ticket's form lacks fields or has invalid ones: mails the
- * requester one question listing exactly those (fields-missing) and sets
- * Waiting for customer.  Does nothing when the form is complete, when
- * no form applies, when the requester is an agent (who knows the form),
- * or when MSG may not be answered automatically.  The
- * fields are those md_intake_new_ticket stored: nothing may set others
- * in between.  TICKET_VARS as for md_notify_event (may be NULL): the
- * question is mailed before the status changes. */
-gboolean md_intake_ask (MdDesk *desk, MdStore *store, MdTicket *ticket, MdIntake *intake, const MdMessage *msg,
-                        GHashTable **ticket_vars, GError **error);
-
 /* A customer's reply TEXT (trimmed, commands stripped): stores the
- * fields it supplies.  When the ticket waits for fields because intake
- * asked: a reply that completes them returns the ticket to the status
- * it had and tells the customer; one that supplies some asks for the
- * rest, and *holds_r is TRUE: the ticket keeps waiting, the reply must
- * not move it on.  Otherwise *holds_r is FALSE. */
+ * fields it supplies.  When intake asked for fields and the reply gives
+ * some but not all, the customer is asked for the rest
+ * (fields-missing); when they are complete, the history says so.  The
+ * status is the caller's business: intake never moves it. */
 gboolean md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
-                                   const char *text, const MdMessage *msg, gboolean *holds_r, GError **error);
+                                   const char *text, const MdMessage *msg, GError **error);
 
 #endif

@@ -352,7 +352,7 @@ md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError
 }
 
 /* The follow-up series belongs to one wait; a wait that starts over
- * (md_workflow_restart_waiting, #waiting again) drops the old series,
+ * (#waiting again) drops the old series,
  * sent or pending, so sync_rows arms the new one from the ticket's
  * status_changed_at instead of keeping what already ran. */
 gboolean

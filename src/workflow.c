@@ -93,15 +93,6 @@ md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *s
 }
 
 gboolean
-md_workflow_restart_waiting (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
-{
-	/* status_changed_at is when the wait began, as the timers count it. */
-	t->status_changed_at = md_now ();
-	return record (store, t, actor, "followup", NULL, "restarted", error) &&
-	       md_store_ticket_update (store, t, error) && md_schedule_restart_waiting (desk, store, t, error);
-}
-
-gboolean
 md_workflow_first_response (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GError **error)
 {
 	if (t->first_response_at)
@@ -303,13 +294,11 @@ md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
                             GPtrArray *commands, const MdMessage *msg, GError **error)
 {
 	g_autofree char *comment = md_commands_strip (text);
-	gboolean held = FALSE;
-	/* Intake forms first: a reply that answers their question may put
-	 * the ticket back where it was, or keep it waiting for the rest. */
-	if (!md_intake_customer_reply (desk, store, t, actor, comment, msg, &held, error))
+	/* Intake forms first: the fields the reply gives are stored before
+	 * the agents are told of it. */
+	if (!md_intake_customer_reply (desk, store, t, actor, comment, msg, error))
 		return FALSE;
-	const char *next = held ? NULL
-	                   : g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
+	const char *next = g_strcmp0 (t->status, MD_STATUS_WAITING) == 0 ? MD_STATUS_IN_PROGRESS
 	                   : g_strcmp0 (t->status, MD_STATUS_RESOLVED) == 0 ? MD_STATUS_REOPENED : NULL;
 
 	if (says_something (comment, msg)) {

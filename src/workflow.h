@@ -40,13 +40,6 @@ gboolean md_workflow_may_set_status (const char *from, const char *to, MdActorKi
 gboolean md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *ticket, const char *status,
                                  const MdActor *actor, const char *comment, gboolean notify, GError **error);
 
-/* The ticket keeps Waiting for customer, but its wait counts from now:
- * the customer answered in part (an intake question).  Records
- * "followup: restarted" by ACTOR and re-arms the follow-ups and the
- * auto-resolve from now (md_schedule_restart_waiting).  No mail. */
-gboolean md_workflow_restart_waiting (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
-                                      GError **error);
-
 /* Priority (recomputes first_response_due), category, assignee (an
  * email; "me" is the actor), visibility: validated, applied, recorded.
  * A bad value fails with MD_ERROR_INVALID and a sentence for the person. */
@@ -73,10 +66,9 @@ gboolean md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *ticket
                                   GError **error);
 
 /* What a customer's reply does: the intake fields it supplies are
- * collected (md_intake_customer_reply, which may return a ticket that
- * waited for them to its earlier status, or keep it waiting); otherwise
- * Waiting for customer becomes In progress, Resolved becomes Reopened
- * (with a notice); the text goes to the agents; then its COMMANDS run. */
+ * collected (md_intake_customer_reply); Waiting for customer becomes In
+ * progress, Resolved becomes Reopened (with a notice); the text goes to
+ * the agents; then its COMMANDS run. */
 gboolean md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdActor *actor,
                                      const char *text, GPtrArray *commands, const MdMessage *msg, GError **error);
 

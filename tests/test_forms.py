@@ -61,6 +61,11 @@ def acks(mails):
     return [body for subject, body in mails if "We received your request" in subject]
 
 
+def asked_fields(body):
+    """The fields a mail asks for: its "  * Label ..." lines."""
+    return [line.strip() for line in body.splitlines() if line.startswith("  * ")]
+
+
 NEW_ENVIRONMENT = """Hello,
 
 please deploy a new staging environment for our shop.
@@ -84,16 +89,16 @@ def test_new_environment(tap):
     tap.eq(c.new_ticket("New environment request", NEW_ENVIRONMENT), "SUP-1", "a new environment request opens a ticket")
     t = c.desk.show(1)
     tap.eq(t["category"], "New Environment Request", "classified by the default rules")
-    tap.eq(t["status"], "Waiting for customer", "missing fields put it in Waiting for customer")
+    tap.eq(t["status"], "Waiting for triage", "missing fields move no status: it waits for triage (DESIGN 1)")
     tap.eq(t["fields"], {"country": "Germany", "environment_type": "staging", "domain": "staging.acme.example",
                          "company": "Acme GmbH", "license_key": "ABC-123-XYZ", "version": "5.1.3",
                          "ref": "release/5.1"},
            "the valid fields are stored, normalized, under any case and synonym; the invalid link is not")
     mails = c.mails()
-    asked = questions(mails)
-    tap.eq(len(asked), 1, "exactly one question mail", mails)
-    body = asked[0] if asked else ""
-    listed = [line.strip() for line in body.split("\n\n")[2].splitlines()] if asked else []
+    tap.eq((len(mails), len(acks(mails)), questions(mails)), (1, 1, []),
+           "the customer gets one mail, the acknowledgement, which asks the question", mails)
+    body = acks(mails)[0] if acks(mails) else ""
+    listed = asked_fields(body)
     tap.eq(len(listed), 4, "it lists four fields", body)
     tap.ok(any(l.startswith("* Repository link") and "https://github.com/acme/shop" in l and "SSH" in l for l in listed),
            "the repository link, quoted back, is asked again in SSH form", listed)
@@ -102,23 +107,23 @@ def test_new_environment(tap):
     for label in ("Country", "Company", "License key", "Preferred domain", "Tag or branch"):
         tap.ok(not any(l.startswith("* " + label) for l in listed), f"{label}, already given, is not", listed)
     tap.ok("Admin email: \n" in body, "with lines to fill in", body)
-    tap.eq(len(acks(mails)), 1, "and the acknowledgement")
     hist = c.desk.show(1)["history"]
-    tap.ok(any(h["field"] == "status" and h["actor"] == "intake" and h["new"] == "Waiting for customer" for h in hist),
-           "the wait is recorded in the history as intake's", hist)
-    tap.ok(any(h["field"] == "fields missing" and "Repository link (invalid)" in h["new"] for h in hist),
-           "and what was asked")
+    tap.eq([h for h in hist if h["field"] == "status"], [
+        {"at": hist[0]["at"], "actor": CUSTOMER, "field": "status", "old": None, "new": "Waiting for triage"}],
+        "the only status in the history is the new ticket's", hist)
+    tap.ok(any(h["field"] == "fields missing" and h["actor"] == "intake" and "Repository link (invalid)" in h["new"]
+               for h in hist), "what was asked is recorded as intake's", hist)
 
     c.reply(1, "Here you are:\n\nAdmin first name: Jane\nADMIN LAST NAME: Doe\nadmin e-mail: <Jane.Doe@acme.example>\n"
                "Repo: git@github.com:acme/shop.git\n")
     t = c.desk.show(1)
-    tap.eq(t["status"], "Waiting for triage", "the reply that completes the form returns the ticket to triage")
+    tap.eq(t["status"], "Waiting for triage", "the reply that completes the form leaves it in triage")
     tap.eq(len(t["fields"]), 11, "all eleven fields are collected", t["fields"])
     tap.eq((t["fields"].get("admin_email"), t["fields"].get("repository")),
            ("jane.doe@acme.example", "git@github.com:acme/shop.git"), "as written in the reply")
-    mails = c.mails()
-    tap.eq(questions(mails), [], "nothing is asked again")
-    tap.ok(any("every detail" in body for _, body in mails), "the customer is told the request is complete", mails)
+    tap.eq(questions(c.mails()), [], "nothing is asked again")
+    tap.ok(any(h["field"] == "fields missing" and h["new"] == "none" for h in t["history"]),
+           "the history says the form is complete", t["history"])
 
     c.reply(1, "Any news?\n")
     tap.eq(questions(c.mails()), [], "a later reply asks nothing either")
@@ -130,57 +135,49 @@ def test_partial_answer(tap):
     c = Intake()
     c.new_ticket("Bug in checkout", "The checkout throws an exception.\nCompany: Acme GmbH\n")
     t = c.desk.show(1)
-    tap.eq((t["category"], t["status"]), ("Bug", "Waiting for customer"), "a bug without a license key waits")
-    tap.eq(len(questions(c.mails())), 1, "the customer is asked once")
+    tap.eq((t["category"], t["status"]), ("Bug", "Waiting for triage"), "a bug without a license key waits for triage")
+    mails = c.mails()
+    tap.eq(([asked_fields(b) for b in acks(mails)], questions(mails)), ([["* License key"]], []),
+           "its acknowledgement asks for the key, and nothing else is mailed", mails)
     c.reply(1, "Sorry, which key do you mean?\n")
-    tap.eq(c.desk.show(1)["status"], "In progress", "a reply without fields is an ordinary reply")
+    tap.eq(c.desk.show(1)["status"], "Waiting for triage", "a reply without fields is an ordinary reply")
     tap.eq(questions(c.mails()), [], "and is not answered with the question again")
 
     c.new_ticket("Another bug", "The export crashes.\nLicense: XYZ-1\n")
     t = c.desk.show(2)
     tap.eq((t["status"], t["fields"]), ("Waiting for triage", {"company": "Acme GmbH", "license_key": "XYZ-1"}),
            "a remembered company is not asked again on the requester's next ticket")
-    tap.eq(questions(c.mails()), [], "so nothing is asked")
+    mails = c.mails()
+    tap.eq(([asked_fields(b) for b in acks(mails)], questions(mails)), ([[]], []), "so nothing is asked", mails)
     c.close()
 
 
-def test_partial_answer_restarts_followups(tap):
-    """The customer who answers an intake question in part did respond:
-    the ticket keeps waiting for the rest, but its follow-ups and its
-    auto-resolve count from that reply, not from the question."""
+def test_partial_answer_asks_for_the_rest(tap):
+    """A customer who answers intake's question in part is asked for the
+    rest; the ticket stays where DESIGN's workflow puts it, and intake
+    neither follows it up nor resolves it."""
     c = Intake(now="2026-12-01T10:00:00+02:00")
-    c.new_ticket("New environment request", NEW_ENVIRONMENT)    # waits from Tue 1 10:00
+    c.new_ticket("New environment request", NEW_ENVIRONMENT)
     c.mails()
-
-    def tick(now):
-        c.now = now
-        c.desk.run("tick", env={"MAILDESK_NOW": now}, check=True)
-        return [subject for subject, _ in c.mails() if "Waiting for your reply" in subject
-                or "Ticket resolved" in subject]
-
-    c.now = "2026-12-03T10:00:00+02:00"                          # Thu 3: two of the four fields
+    c.now = "2026-12-03T10:00:00+02:00"
     c.reply(1, "Admin first name: Jane\nAdmin last name: Doe\n")
     t = c.desk.show(1)
-    tap.eq(t["status"], "Waiting for customer", "a partial answer keeps the ticket waiting for the rest")
-    tap.ok(any(h["field"] == "followup" and h["new"] == "restarted" and h["at"].startswith("2026-12-03")
-               for h in t["history"]), "the history says the follow-ups start over", t["history"])
-    tap.eq(len(questions(c.mails())), 1, "and the customer is asked for the rest")
-    # 3bd, 7bd, 10bd from Thu 3 10:00: Tue 8, Mon 14, Thu 17 (not Fri 4, Thu 10, Tue 15 from the question)
-    tap.eq(tick("2026-12-04T10:30:00+02:00"), [], "no follow-up three working days after the question")
-    tap.eq(len(tick("2026-12-08T10:00:00+02:00")), 1, "the first follow-up three working days after the reply")
-    tap.eq(tick("2026-12-10T10:30:00+02:00"), [], "none seven working days after the question")
-    tap.eq(len(tick("2026-12-14T10:00:00+02:00")), 1, "the second seven working days after the reply")
-    tap.eq(tick("2026-12-15T10:30:00+02:00"), [], "not resolved ten working days after the question")
-    tap.eq(c.desk.show(1)["status"], "Waiting for customer", "the ticket still waits then")
-    tap.eq(tick("2026-12-17T10:00:00+02:00"), ["[SUP-1] Ticket resolved: New environment request"],
-           "resolved ten working days after the reply")
+    tap.eq(t["status"], "Waiting for triage", "a partial answer moves no status")
+    asked = questions(c.mails())
+    tap.eq([[l.split(" (")[0] for l in asked_fields(b)] for b in asked], [["* Repository link", "* Admin email"]],
+           "the customer is asked for the rest, once", asked)
+    tap.ok(any(h["field"] == "fields missing" and h["new"] == "Repository link, Admin email" for h in t["history"]),
+           "and the history says what", t["history"])
+    c.now = "2026-12-31T10:00:00+02:00"
+    c.desk.run("tick", env={"MAILDESK_NOW": c.now}, check=True)
+    tap.eq((c.desk.show(1)["status"], [s for s, _ in c.mails() if "resolved" in s.lower()]),
+           ("Waiting for triage", []), "weeks later it still waits for triage: intake resolves nothing")
     c.close()
 
 
 def test_agent_question_takes_over(tap):
-    """An agent who asks the customer something (#waiting) while intake
-    waits for fields takes the wait over: the customer's next reply goes
-    to a person (In progress), fields or not."""
+    """Once an agent has answered, intake asks nothing: a customer's reply
+    with some fields goes to the agent (In progress after #waiting)."""
     c = Intake()
     c.desk.run("agent", "add", "jane@support.example.com", check=True)
     c.new_ticket("New environment request", NEW_ENVIRONMENT)
@@ -196,19 +193,23 @@ def test_agent_question_takes_over(tap):
     c.close()
 
 
-def test_answered_ticket_not_back_to_triage(tap):
-    """An agent who answers while intake waits for fields has acknowledged
-    the ticket: once the customer sends the fields it goes back to
-    Request acknowledged, not to Waiting for triage."""
+def test_agent_reply_acknowledges(tap):
+    """A ticket that lacks fields follows DESIGN 1's table like any other:
+    an agent's reply acknowledges it, and the customer's fields later
+    move it nowhere else."""
     c = Intake()
     c.desk.run("agent", "add", "jane@support.example.com", check=True)
     c.new_ticket("Bug in checkout", "The checkout throws an exception.\n")
     p = c.desk.run("ticket", "reply", "1", "--as", "jane@support.example.com", input=b"We are looking at it.\n",
                    env={"MAILDESK_NOW": c.now})
-    tap.eq((p.returncode, c.desk.show(1)["status"]), (0, "Waiting for customer"), "the reply leaves the wait as it is")
+    t = c.desk.show(1)
+    tap.eq((p.returncode, t["status"]), (0, "Request acknowledged"), "the agent's reply acknowledges it")
+    tap.ok(t["first_response_at"], "and meets the first response")
     c.mails()
     c.reply(1, "License key: ABC-1\nCompany: Acme GmbH\n")
-    tap.eq(c.desk.show(1)["status"], "Request acknowledged", "the fields complete: Request acknowledged")
+    t = c.desk.show(1)
+    tap.eq((t["status"], t["fields"]), ("Request acknowledged", {"license_key": "ABC-1", "company": "Acme GmbH"}),
+           "the fields are stored; the status stays")
     tap.eq([s for s, _ in c.mails() if "Waiting for triage" in s], [], "no status mail says Waiting for triage")
     c.close()
 
@@ -279,10 +280,10 @@ def test_go_live(tap):
 
     c.new_ticket("Go-live notice", "We go live soon.\nProducts: lots\n")
     t = c.desk.show(3)
-    tap.eq(t["status"], "Waiting for customer", "a notice without its figures is asked for them")
-    asked = questions(c.mails())
+    tap.eq(t["status"], "Waiting for triage", "a notice without its figures waits for triage")
+    asked = acks(c.mails())
     tap.ok(asked and "Launch date" in asked[0] and '"lots" is not a number' in asked[0],
-           "the question names the missing date and the figure that is not a number", asked)
+           "its acknowledgement names the missing date and the figure that is not a number", asked)
     c.reply(3, "Launch date: 2026-12-05\n")
     t = c.desk.show(3)
     tap.ok("short-notice" in t["tags"], "a launch date given in a reply is checked too", t["tags"])
@@ -325,7 +326,8 @@ def test_questions_are_automatic_mail(tap):
     for i in range(7):
         c.new_ticket(f"New environment request {i}", NEW_ENVIRONMENT)
     mails = c.mails()
-    tap.eq((len(acks(mails)), len(questions(mails))), (5, 5), "at most 5 of each an hour to one sender (ack_rate_limit)")
+    tap.eq((len(acks(mails)), len(questions(mails))), (5, 0), "at most 5 an hour to one sender (ack_rate_limit)")
+    tap.ok(all(len(asked_fields(b)) == 4 for b in acks(mails)), "each asking the question", mails)
     tap.eq(len(c.desk.tickets()), 9, "while every ticket is opened")
     c.close()
 
@@ -346,12 +348,13 @@ def test_agent_opens_without_question(tap):
     tap.ok(subjects and not any(QUESTION in s for s in subjects), "the agent is not asked the form's questions", subjects)
     tap.eq([h for h in t["history"] if h["field"] == "fields missing"], [], "nor is anything recorded as missing")
     c.new_ticket("Bug in checkout", "The checkout throws an exception.\n")
-    tap.eq(len(questions(c.mails())), 1, "a customer's like ticket is still asked")
+    tap.eq([asked_fields(b) for b in acks(c.mails())], [["* License key", "* Company"]],
+           "a customer's like ticket is still asked, in its acknowledgement")
     c.close()
 
 
 if __name__ == "__main__":
-    run_tests(test_new_environment, test_partial_answer, test_partial_answer_restarts_followups,
-              test_agent_question_takes_over, test_answered_ticket_not_back_to_triage, test_access_complete, test_go_live,
+    run_tests(test_new_environment, test_partial_answer, test_partial_answer_asks_for_the_rest,
+              test_agent_question_takes_over, test_agent_reply_acknowledges, test_access_complete, test_go_live,
               test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail,
               test_agent_opens_without_question)

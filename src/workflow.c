@@ -265,28 +265,42 @@ says_something (char *comment, const MdMessage *msg)
 	return FALSE;
 }
 
+/* Commands that change a field and mail nothing of their own. */
+static gboolean
+is_quiet_command (const MdCommand *c)
+{
+	return strcmp (c->name, "priority") == 0 || strcmp (c->name, "category") == 0 ||
+	       strcmp (c->name, "assign") == 0;
+}
+
+static gboolean run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands,
+                                    const MdActor *actor, const MdMessage *msg, gboolean quiet, GError **error);
+
 gboolean
 md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
                          gboolean internal, GPtrArray *commands, const MdMessage *msg, GError **error)
 {
 	g_autofree char *comment = md_commands_strip (text);
 
-	if (says_something (comment, msg) && !internal) {
-		MdPersonRef agent = { actor->email, actor->name };
-		if (!md_workflow_first_response (desk, store, t, actor, error))
-			return FALSE;
-		const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
-		                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
-		                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
-		                   : NULL;
-		/* The reply itself tells the customer; no separate status mail.
-		 * So it is written after the move: its footer shows the status
-		 * the reply put the ticket in, not the one it left. */
-		if ((next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) ||
-		    !md_notify_agent_reply (desk, store, t, &agent, comment, msg, error))
-			return FALSE;
-	}
-	return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
+	if (!says_something (comment, msg) || internal)
+		return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
+
+	MdPersonRef agent = { actor->email, actor->name };
+	if (!md_workflow_first_response (desk, store, t, actor, error))
+		return FALSE;
+	const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
+	                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
+	                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
+	                   : NULL;
+	/* The reply itself tells the customer; no separate status mail.  It
+	 * is written after the move and after the commands that mail
+	 * nothing (#priority, #category, #assign), so its footer shows the
+	 * ticket as this mail leaves it; the commands that mail the
+	 * customer run after it, so their mail follows the reply's. */
+	return (!next || md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) &&
+	       run_commands_where (desk, store, t, commands, actor, msg, TRUE, error) &&
+	       md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) &&
+	       run_commands_where (desk, store, t, commands, actor, msg, FALSE, error);
 }
 
 gboolean
@@ -529,6 +543,19 @@ md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *
 	for (guint i = 0; commands && i < commands->len; i++)
 		if (!run_or_refuse (desk, store, t, commands->pdata[i], actor, TRUE, msg, error))
 			return FALSE;
+	return TRUE;
+}
+
+/* The commands that are (QUIET) or are not is_quiet_command, in order. */
+static gboolean
+run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
+                    const MdMessage *msg, gboolean quiet, GError **error)
+{
+	for (guint i = 0; commands && i < commands->len; i++) {
+		MdCommand *c = commands->pdata[i];
+		if (is_quiet_command (c) == quiet && !run_or_refuse (desk, store, t, c, actor, TRUE, msg, error))
+			return FALSE;
+	}
 	return TRUE;
 }
 

@@ -200,6 +200,14 @@ def test_reply_footer_shows_the_new_status(tap):
         tap.ok(len(got) == 1 and f"Ticket SUP-1 \u00b7 {want} \u00b7 P3" in got[0],
                f"the reply's footer says {want}", got)
         tap.eq(c.status(), want, f"the ticket is {want}")
+    c.agent_says(1, "#priority P1\n#category Bug\nThird answer.")
+    got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER) if "Third answer." in body_of(m)]
+    tap.ok(len(got) == 1 and "Ticket SUP-1 \u00b7 In progress \u00b7 P1" in got[0],
+           "a #priority in the same mail shows in the reply's footer", got)
+    c.agent_says(1, "#resolve\nFixed in 5.1.4.")
+    got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER)]
+    tap.ok(len(got) == 2 and "Fixed in 5.1.4." in got[0] and "Fixed in 5.1.4." not in got[1]
+           and "resolved" in got[1].lower(), "a #resolve's status mail follows the reply it came with", got)
     c.close()
 
 

@@ -485,11 +485,13 @@ reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
  * goes children first, and a check of a child table with no index on
  * its key would read it whole); the temporary tables of the batches and
  * notes; and the lock that lets one purge run at a time, held until
- * end_run or exit.  -1 on error. */
+ * end_run or exit.  The lock file sits beside the database, where no
+ * cleaner goes: in the spool's tmp, whose cleaner removes what is a day
+ * old, a purge that ran longer lost it to a second one.  -1 on error. */
 static int
 begin_run (MdDesk *desk, MdStore *store, GError **error)
 {
-	g_autofree char *path = g_build_filename (md_spool_root (desk->spool), "tmp", "purge.lock", NULL);
+	g_autofree char *path = g_build_filename (desk->conf->data_dir, "purge.lock", NULL);
 	int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || flock (fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;

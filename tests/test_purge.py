@@ -208,25 +208,30 @@ def test_crash(tap):
             desk.cleanup()
 
 
+def stopped_purge(desk, *args):
+    """A purge started in the background and stopped (SIGSTOP) once its
+    files' snapshot is read, holding its lock."""
+    import subprocess
+    from mdtest import MAILDESK
+    env = {**os.environ, **LATER_ENV, "MAILDESK_PURGE_STOP_AFTER": "snapshot"}
+    p = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "purge", *args, "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    for _ in range(500):
+        with open(f"/proc/{p.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return p, True
+        time.sleep(0.02)
+    return p, False
+
+
 def test_row_added_during_purge(tap):
     """A row naming a noted file added after the purge read the tables
     (as a kept copy of an agent's reply adds, without writing the file
     again) keeps the file: the rows added since are read under the lock."""
     import signal
-    import subprocess
-    from mdtest import MAILDESK
     desk = two_tickets()
     try:
-        env = {**os.environ, **LATER_ENV, "MAILDESK_PURGE_STOP_AFTER": "snapshot"}
-        p = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "purge", "--resolved-before", "30", "--json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        stopped = False
-        for _ in range(500):
-            with open(f"/proc/{p.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                    stopped = True
-                    break
-            time.sleep(0.02)
+        p, stopped = stopped_purge(desk, "--resolved-before", "30")
         tap.ok(stopped, "purge stops after its snapshot")
         with db(desk) as c:
             c.execute("INSERT INTO attachments (message_id, filename, content_type, size, sha256) "
@@ -459,7 +464,7 @@ def test_one_at_a_time(tap):
     import fcntl
     desk = two_tickets()
     try:
-        path = os.path.join(desk.dir, "var", "spool", "tmp", "purge.lock")
+        path = os.path.join(desk.dir, "var", "purge.lock")
         with open(path, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             p = desk.run("purge", "--resolved-before", "30", env=LATER_ENV)
@@ -471,8 +476,36 @@ def test_one_at_a_time(tap):
         desk.cleanup()
 
 
+def test_lock_outlives_tmp_cleaner(tap):
+    """A purge that runs for more than a day keeps its lock: the cleaner
+    of the spool's tmp (serve's, tick's) removes what is a day old, and a
+    lock it removed would let a second purge start beside the first."""
+    import signal
+    desk = two_tickets()
+    try:
+        first, stopped = stopped_purge(desk, "--resolved-before", "30")
+        tap.ok(stopped, "the first purge holds its lock, stopped")
+        day_ago = time.time() - 2 * 86400
+        for d, _, names in os.walk(os.path.join(desk.dir, "var")):
+            for n in names:
+                os.utime(os.path.join(d, n), (day_ago, day_ago))
+        tick = desk.run("tick", env=LATER_ENV)
+        tap.eq(tick.returncode, 0, "tick cleans the spool's tmp of what is a day old", tick.stderr)
+        tap.eq(os.listdir(os.path.join(desk.dir, "var", "spool", "tmp")), [], "the tmp cleaner ran")
+        tap.ok(os.path.exists(os.path.join(desk.dir, "var", "purge.lock")), "the lock sits beside the database")
+        second = desk.run("purge", "--resolved-before", "30", env=LATER_ENV)
+        tap.ok(second.returncode == 75 and b"another purge" in second.stderr,
+               "a second purge is still refused", second.stderr)
+        os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=60)
+        tap.eq(first.returncode, 0, "the first one finishes", err)
+        tap.eq(json.loads(out)["tickets"], 1, "and purged the resolved ticket")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
               test_row_added_during_purge, test_kept_copies, test_person,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
-              test_one_at_a_time)
+              test_one_at_a_time, test_lock_outlives_tmp_cleaner)

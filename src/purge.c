@@ -107,10 +107,13 @@ count (MdStore *store, const char *sql, gint64 id, const char *text, GError **er
  * read a whole table.  The batch's files are noted first, while rows
  * still name them.  A received message stays as a tombstone (no ticket,
  * no content) under its dedupe keys: the same mail redelivered is a
- * duplicate, not a new ticket.  Every received message is 'in', and
- * so is a reply written with `ticket reply` (no dedupe key: its empty
- * row is harmless); finding the received ones exactly would read the
- * whole of received, whose only index is the dedupe key. */
+ * duplicate, not a new ticket.  Every other row goes, among them the
+ * 'in' rows that were never received: replies written with `ticket
+ * reply`, which have no dedupe key.  A received message has its raw
+ * message or its Message-ID (its dedupe key is one of them), unless an
+ * erasure emptied it; only then, for an 'in' row with neither, is
+ * received read whole (no index of its row: one would cost every
+ * ingest), at most once per batch and only when the batch has one. */
 static const struct {
 	const char *sql;
 	gssize counts;   /* the MdPurgeStats field the changed rows add to */
@@ -128,7 +131,8 @@ static const struct {
 	  "JOIN messages m ON m.ticket_id = b.id)", COUNTS (attachments) },
 	{ "UPDATE messages SET ticket_id = NULL, message_id = NULL, from_addr = NULL, from_name = NULL, "
 	  "subject = NULL, flag = 'purged', body = '', full_text = '', raw_sha256 = NULL, raw_size = 0 "
-	  "WHERE ticket_id IN " BATCH " AND direction = 'in'", COUNTS (messages) },
+	  "WHERE ticket_id IN " BATCH " AND direction = 'in' AND (raw_sha256 IS NOT NULL OR message_id IS NOT NULL "
+	  "OR id IN (SELECT message_row_id FROM received))", COUNTS (messages) },
 	{ "DELETE FROM messages WHERE ticket_id IN " BATCH, COUNTS (messages) },
 	/* message_ids' one read per batch */
 	{ "DELETE FROM message_ids WHERE ticket_id IN " BATCH, UNCOUNTED },

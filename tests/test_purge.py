@@ -277,6 +277,52 @@ def test_kept_copies(tap):
         desk.cleanup()
 
 
+def integrity(desk):
+    """Rows that name no message, and rows on no ticket that no dedupe
+    key names (empty rows nothing needs)."""
+    return (count(desk, "received", "message_row_id NOT IN (SELECT id FROM messages)"),
+            count(desk, "messages", "ticket_id IS NULL AND id NOT IN (SELECT message_row_id FROM received)"))
+
+
+def test_script_reply(tap):
+    """A reply written with `ticket reply` was never received: it has no
+    dedupe key, and goes with its ticket, leaving no empty row.  A
+    message an erasure emptied (no raw message left, and this one had no
+    Message-ID) still has its dedupe key: it stays as a tombstone."""
+    desk = two_tickets()
+    try:
+        r = desk.run("ticket", "reply", "1", input="We fixed it.\n", env=ENV)
+        tap.eq(r.returncode, 0, "a reply from a script on ticket 1", r.stderr)
+        r = desk.run("ticket", "reply", "2", input="Looking into it.\n", env=ENV)
+        tap.eq(r.returncode, 0, "and one on ticket 2", r.stderr)
+        tap.eq(count(desk, "messages", "flag = 'from the command line' AND direction = 'in'"), 2,
+               "each is an 'in' row with no raw message")
+        carol = message(subject="Re: [SUP-2] second", sender="carol@customer.example", msgid=False,
+                        body="Same here.\n")
+        tap.eq(desk.deliver(carol, env=ENV).returncode, 0, "carol (Cc) writes on ticket 2, without a Message-ID")
+        age_files(desk)
+        purge(desk, "--person", "carol@customer.example")
+        tap.eq(count(desk, "messages", "ticket_id = 2 AND raw_sha256 IS NULL AND message_id IS NULL "
+                     "AND body = '[erased on request]'"), 1, "her erasure empties it, raw message and all")
+        desk.run("ticket", "set", "2", "status=Resolved", env=ENV, check=True)
+        received = count(desk, "received")
+        tap.eq(received, 3, "3 received messages: tickets 1 and 2, and carol's; none for the replies")
+        age_files(desk)
+
+        dry = purge(desk, "--resolved-before", "30", "--dry-run")
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq(got["tickets"], 2, "both tickets go")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.eq(count(desk, "messages"), 3, "a tombstone per received message is left, nothing else")
+        tap.eq(count(desk, "messages", "flag = 'from the command line'"), 0, "no row of the replies is left")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
+        r = desk.deliver(carol, env=LATER_ENV)
+        tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"),
+               "carol's emptied message redelivered is still a duplicate")
+    finally:
+        desk.cleanup()
+
+
 def test_person(tap):
     desk = two_tickets()
     try:
@@ -411,6 +457,8 @@ def test_scans(tap):
             tap.eq([r for sql, r in found if part in sql], [batches], f"once per batch: {part}")
         for part in PER_RUN:
             tap.eq([r for sql, r in found if part in sql], [1], f"once per run: {part}")
+        tap.eq([sql for sql, _ in found if "FROM received" in sql], [],
+               "received is not read: no message lacks both its raw message and its Message-ID")
     finally:
         desk.cleanup()
 
@@ -506,6 +554,6 @@ def test_lock_outlives_tmp_cleaner(tap):
 
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
-              test_row_added_during_purge, test_kept_copies, test_person,
+              test_row_added_during_purge, test_kept_copies, test_script_reply, test_person,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
               test_one_at_a_time, test_lock_outlives_tmp_cleaner)

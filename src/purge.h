@@ -31,6 +31,7 @@ typedef struct {
 	guint tickets;
 	guint messages;        /* of the deleted tickets */
 	guint redacted;        /* a person's on other tickets, emptied */
+	guint ticketless;      /* messages kept on no ticket, deleted */
 	guint attachments;
 	guint outbox;          /* outbox rows, sent, failed or queued */
 	guint outbox_queued;   /* of which never sent: that mail is dropped */
@@ -39,9 +40,11 @@ typedef struct {
 	guint people;          /* 1 when the person's record was removed */
 } MdPurgeStats;
 
-/* Deletes every Resolved ticket resolved before BEFORE (Unix seconds).
- * With DRY_RUN every transaction is rolled back and STATS say what would
- * have gone. */
+/* Deletes every Resolved ticket resolved before BEFORE (Unix seconds),
+ * and what was kept on no ticket (mail that opened none: a #list
+ * answered alone, mail the rules dropped; the mail that answered it)
+ * received or queued before BEFORE.  With DRY_RUN every transaction is
+ * rolled back and STATS say what would have gone. */
 gboolean md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run,
                             MdPurgeStats *stats, GError **error);
 

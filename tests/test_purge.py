@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 
-from mdtest import Desk, Lmtp, Server, free_port, message, run_tests
+from mdtest import TOP_SRCDIR, Desk, Lmtp, Server, free_port, message, run_tests
 
 NOW = "2026-12-01T10:00:00+02:00"
 LATER = "2027-01-15T10:00:00+02:00"   # 45 days on
@@ -323,6 +323,87 @@ def test_script_reply(tap):
         desk.cleanup()
 
 
+SPAM_RULES = """rule known-spam
+  from     /@spam\\.example$/i
+  action drop-silently
+  stop
+"""
+
+
+def ticketless_desk():
+    """A desk whose rules drop mail from spam.example, with mail kept on
+    no ticket on NOW: a #list sent alone (answered: its answer waits in
+    the outbox) and dropped spam with a file; and a #list on LATER."""
+    desk = Desk()
+    rules = os.path.join(desk.dir, "spam.rules")
+    with open(rules, "w") as f:
+        f.write(SPAM_RULES)
+    with open(desk.conf_path) as f:
+        conf = f.read()
+    desk.write_conf(conf.replace(f"rules = {os.path.join(TOP_SRCDIR, 'filters', 'default.rules')}", f"rules = {rules}"))
+    lst = message(subject="my tickets", body="#list\n", msgid="list-old")
+    spam = with_files("offer", "spam", [OWN], sender="deals@spam.example")
+    for m in (lst, spam):
+        r = desk.deliver(m, env=ENV)
+        assert r.returncode == 0 and r.stdout.decode().strip() == "", (r.stdout, r.stderr)
+    r = desk.deliver(message(subject="my tickets", body="#list\n", msgid="list-new"), env=LATER_ENV)
+    assert r.returncode == 0, r.stderr
+    age_files(desk)
+    return desk, lst, spam
+
+
+def test_ticketless(tap):
+    """Retention takes what was kept on no ticket, by when it came: the
+    row (a tombstone where a dedupe key names it), its attachments, its
+    files, and the mail that answered it."""
+    desk, lst, spam = ticketless_desk()
+    try:
+        tap.eq(count(desk, "tickets"), 0, "no mail opened a ticket")
+        tap.eq(rows(desk, "SELECT flag, count(*) FROM messages WHERE ticket_id IS NULL GROUP BY flag ORDER BY flag"),
+               [("#list answered; no ticket", 2), ("dropped by rules", 1)], "three messages kept on no ticket")
+        tap.eq(count(desk, "outbox", "ticket_id IS NULL"), 2, "both #list are answered")
+        files = spool_files(desk)
+        tap.ok(f"blob/{sha(OWN)}" in files, "the spam's file is in the spool", sorted(files))
+        old = rows(desk, "SELECT id, raw_sha256 FROM messages WHERE message_id IN ('list-old@customer.example', "
+                   "'spam@customer.example')")
+        new = rows(desk, "SELECT id, raw_sha256 FROM messages WHERE message_id = 'list-new@customer.example'")
+
+        before = dump(desk)
+        dry = purge(desk, "--resolved-before", "30", "--dry-run")
+        tap.eq(dump(desk), before, "--dry-run changes no row")
+        tap.eq(spool_files(desk), files, "--dry-run removes no file")
+        tap.eq((dry["tickets"], dry.get("messages_on_no_ticket"), dry["attachments"], dry["outbox"],
+                dry["outbox_queued"]), (0, 2, 1, 1, 1), "--dry-run counts the two older ones, the spam's attachment, the older answer")
+        tap.eq(dry["files"], 4, "and their files: two raw messages, the spam's file, the queued answer")
+
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.eq(rows(desk, "SELECT id, body, from_addr, subject, message_id, raw_sha256, flag FROM messages "
+                    "WHERE id IN (?, ?) ORDER BY id", old[0][0], old[1][0]),
+               [(i, "", None, None, None, None, "purged") for i, _ in sorted(old)],
+               "the older two are tombstones without content")
+        tap.eq(rows(desk, "SELECT flag, raw_sha256 FROM messages WHERE id = ?", new[0][0]),
+               [("#list answered; no ticket", new[0][1])], "the recent #list is kept as it was")
+        tap.eq(count(desk, "attachments"), 0, "the spam's attachment rows are gone")
+        tap.eq(count(desk, "outbox", "ticket_id IS NULL"), 1, "the older #list answer is gone, the recent one kept")
+        tap.eq(count(desk, "outbox_blobs"), 1, "and only the recent answer's queued message is left")
+        left = spool_files(desk)
+        tap.eq(files - left, {f"raw/{old[0][1]}", f"raw/{old[1][1]}", f"blob/{sha(OWN)}"},
+               "the older ones' raw messages and the spam's file are removed, no other", sorted(files - left))
+        tap.eq(count(desk, "purge_files"), 0, "no file is left waiting")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
+
+        for m, what in ((lst, "the #list"), (spam, "the spam")):
+            r = desk.deliver(m, env=LATER_ENV)
+            tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"), f"{what} redelivered is a duplicate")
+        tap.eq(count(desk, "outbox"), 1, "and is not answered again")
+        again = purge(desk, "--resolved-before", "30")
+        tap.eq([again.get(k) for k in ("messages_on_no_ticket", "attachments", "outbox", "files")], [0] * 4,
+               "a second run is a no-op")
+    finally:
+        desk.cleanup()
+
+
 def test_person(tap):
     desk = two_tickets()
     try:
@@ -554,6 +635,7 @@ def test_lock_outlives_tmp_cleaner(tap):
 
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
-              test_row_added_during_purge, test_kept_copies, test_script_reply, test_person,
+              test_row_added_during_purge, test_kept_copies, test_script_reply, test_ticketless,
+              test_person,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
               test_one_at_a_time, test_lock_outlives_tmp_cleaner)

@@ -175,8 +175,8 @@ static const Step ticketless_mail_deletes[] = {
 	{ "DELETE FROM outbox WHERE id IN " BATCH, COUNTS (outbox) },
 };
 
-/* IDS (at most a batch) into temp.purge_batch, then STEPS run on them
- * in the open transaction. */
+/* IDS (at most a batch) into temp.purge_batch, on which run_steps
+ * then runs STEPS, in the open transaction. */
 static gboolean
 fill_batch (MdStore *store, GArray *ids, GError **error)
 {
@@ -190,10 +190,8 @@ fill_batch (MdStore *store, GArray *ids, GError **error)
 }
 
 static gboolean
-run_steps (MdStore *store, GArray *ids, const Step *steps, gsize n_steps, MdPurgeStats *st, GError **error)
+run_steps (MdStore *store, const Step *steps, gsize n_steps, MdPurgeStats *st, GError **error)
 {
-	if (!fill_batch (store, ids, error))
-		return FALSE;
 	for (gsize i = 0; i < n_steps; i++) {
 		gint64 n = exec_id (store, steps[i].sql, 0, error);
 		if (n < 0)
@@ -208,7 +206,8 @@ run_steps (MdStore *store, GArray *ids, const Step *steps, gsize n_steps, MdPurg
 static gboolean
 delete_ticketless (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 {
-	return run_steps (store, ids, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
+	return fill_batch (store, ids, error) &&
+	       run_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
 }
 
 /* Deletes the outbox rows on no ticket IDS, in the open transaction. */
@@ -222,14 +221,14 @@ delete_ticketless_mail (MdStore *store, GArray *ids, MdPurgeStats *st, GError **
 	if (queued < 0)
 		return FALSE;
 	st->outbox_queued += (guint) queued;
-	return run_steps (store, ids, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), st, error);
+	return run_steps (store, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), st, error);
 }
 
 /* Deletes the tickets IDS (at most a batch) in the open transaction. */
 static gboolean
 delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 {
-	if (!run_steps (store, ids, batch_deletes, G_N_ELEMENTS (batch_deletes), st, error))
+	if (!fill_batch (store, ids, error) || !run_steps (store, batch_deletes, G_N_ELEMENTS (batch_deletes), st, error))
 		return FALSE;
 	gint64 queued = count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", 0, NULL, error);
 	if (queued < 0)
@@ -634,8 +633,14 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
  * keep their place in the thread with the content gone; their name
  * leaves the history.  ?1 = the first id of the range, ?2 = EMAIL, ?3 =
  * the person's id. */
-#define THEIRS "id >= ?1 AND id < ?1 + " G_STRINGIFY (SCAN_CHUNK) " AND from_addr = ?2 COLLATE NOCASE " \
-	"AND (ticket_id IS NULL OR ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?3))"
+#define RANGE_FROM "id >= ?1 AND id < ?1 + " G_STRINGIFY (SCAN_CHUNK) " AND from_addr = ?2 COLLATE NOCASE "
+#define THEIRS RANGE_FROM "AND ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?3)"
+
+/* Their messages on no ticket (a #list sent alone, mail the rules
+ * dropped) have no thread to keep a place in: they go as retention
+ * takes them (ticketless_deletes), into temp.purge_batch first. */
+#define THEIRS_ON_NO_TICKET "INSERT INTO temp.purge_batch (id) SELECT id FROM messages WHERE " RANGE_FROM \
+	"AND ticket_id IS NULL"
 
 static const struct {
 	const char *sql;
@@ -664,7 +669,10 @@ redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeSta
 	for (gint64 from = 0; from <= last; from += SCAN_CHUNK) {
 		if (!md_store_begin (store, error))
 			return FALSE;
-		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
+		gboolean ok = (!dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0) &&
+		              exec_id (store, "DELETE FROM temp.purge_batch", 0, error) >= 0 &&
+		              exec3 (store, THEIRS_ON_NO_TICKET, from, p->email, 0, error) >= 0 &&
+		              run_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
 		for (gsize i = 0; ok && i < G_N_ELEMENTS (message_redactions); i++) {
 			gint64 n = exec3 (store, message_redactions[i].sql, from, p->email, p->id, error);
 			ok = n >= 0;
@@ -719,7 +727,7 @@ forget_person (MdStore *store, const MdPerson *p, const BatchQuery *theirs, gboo
 	if (ok)
 		st->outbox_queued += (guint) queued;
 	gsize n_deletes = G_N_ELEMENTS (person_deletes) - (dry_run ? 1 : 0);
-	st->people += dry_run;
+	st->people += dry_run && p->id;
 	for (gsize i = 0; ok && i < n_deletes; i++) {
 		gint64 n = exec3 (store, person_deletes[i].sql, p->id, p->email, 0, error);
 		ok = n >= 0;
@@ -740,21 +748,20 @@ is_agent (MdDesk *desk, const MdPerson *p)
 	return p->is_agent;
 }
 
-/* P's rows (P may be NULL: no one), then the files no row names. */
+/* P's rows (P's id is 0 when they have no record), then the files no
+ * row names. */
 static gboolean
 erase (MdDesk *desk, MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeStats *st, GError **error)
 {
-	if (p) {
-		const BatchQuery theirs = {
-			"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
-			G_STRINGIFY (MD_PURGE_BATCH),
-			p->id, delete_tickets,
-		};
-		if (!purge_batches (store, &theirs, dry_run, st, error) ||
-		    !redact_messages (store, p, dry_run, st, error) ||
-		    !forget_person (store, p, &theirs, dry_run, st, error))
-			return FALSE;
-	}
+	const BatchQuery theirs = {
+		"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
+		G_STRINGIFY (MD_PURGE_BATCH),
+		p->id, delete_tickets,
+	};
+	if (!purge_batches (store, &theirs, dry_run, st, error) ||
+	    !redact_messages (store, p, dry_run, st, error) ||
+	    !forget_person (store, p, &theirs, dry_run, st, error))
+		return FALSE;
 	return dry_run || reap_files (desk, store, st, error);
 }
 
@@ -770,7 +777,14 @@ md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_r
 		return FALSE;
 	}
 	g_clear_error (&local);
-	if (p && is_agent (desk, p)) {
+	if (!p) {
+		/* No record (who never opened a ticket nor took part in one:
+		 * a #list sent alone, mail the rules dropped) is no reason to
+		 * keep what they sent or were sent. */
+		p = g_new0 (MdPerson, 1);
+		p->email = g_strdup (email);
+	}
+	if (is_agent (desk, p)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
 		             "%s is an agent: remove them from the agents first", p->email);
 		return FALSE;

@@ -49,10 +49,12 @@ gboolean md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolea
                             MdPurgeStats *stats, GError **error);
 
 /* Erases EMAIL: the tickets they requested, whatever their status; the
- * content of their messages on other tickets; their participation,
+ * content of their messages on other tickets; their messages on no
+ * ticket (as md_purge_resolved deletes them); their participation,
  * memberships and mail queued or sent to them; and their record.  An
- * agent is refused (MD_ERROR_DENIED).  An unknown address erases
- * nothing and is not an error (a second run finds no one). */
+ * agent is refused (MD_ERROR_DENIED).  An address with no record (who
+ * only sent a #list alone, or mail the rules dropped) is erased all the
+ * same, with no record to remove; a second run finds nothing. */
 gboolean md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_run,
                           MdPurgeStats *stats, GError **error);
 

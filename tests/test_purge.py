@@ -412,8 +412,11 @@ def test_person(tap):
                         headers=["In-Reply-To: <second@customer.example>"])
         desk.deliver(reply, env=ENV)
         desk.deliver(message(subject="carol's own", sender="carol@customer.example"), env=ENV)
+        desk.deliver(message(subject="my tickets", body="#list\n", sender="carol@customer.example"), env=ENV)
         tap.eq(count(desk, "messages", "ticket_id = 2 AND from_addr = 'carol@customer.example'"), 1,
                "carol wrote on ticket 2")
+        tap.eq(count(desk, "messages", "ticket_id IS NULL AND from_addr = 'carol@customer.example'"), 1,
+               "and sent a #list alone, kept on no ticket")
         carol = rows(desk, "SELECT id FROM people WHERE email = 'carol@customer.example'")[0][0]
         own = rows(desk, "SELECT id FROM tickets WHERE requester_id = ?", carol)
         tap.eq(len(own), 1, "carol requested one ticket")
@@ -421,13 +424,17 @@ def test_person(tap):
 
         before = dump(desk)
         dry = purge(desk, "--person", "Carol@Customer.example", "--dry-run")
-        tap.eq((dry["tickets"], dry["messages_erased_elsewhere"], dry["person_removed"]), (1, 1, True),
-               "--person --dry-run says what would go")
+        tap.eq((dry["tickets"], dry["messages_erased_elsewhere"], dry.get("messages_on_no_ticket"),
+                dry["person_removed"]), (1, 1, 1, True), "--person --dry-run says what would go")
         tap.eq(dump(desk), before, "--person --dry-run changes nothing")
 
         got = purge(desk, "--person", "Carol@Customer.example")
-        tap.eq((got["tickets"], got["messages_erased_elsewhere"], got["person_removed"]), (1, 1, True),
-               "carol's ticket goes, her message on ticket 2 is emptied, her record removed")
+        tap.eq((got["tickets"], got["messages_erased_elsewhere"], got.get("messages_on_no_ticket"),
+                got["person_removed"]), (1, 1, 1, True),
+               "carol's ticket goes, her message on ticket 2 is emptied, her #list goes, her record too")
+        tap.eq(count(desk, "messages", "ticket_id IS NULL AND flag != 'purged'"), 0,
+               "her #list is a tombstone, not an emptied message on no ticket")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
         tap.eq({**dry, "dry_run": False}, got, "--person --dry-run said exactly that")
         tap.eq(count(desk, "tickets", "id = ?", own[0][0]), 0, "her own (open) ticket is gone")
         tap.eq(count(desk, "people", "email = 'carol@customer.example'"), 0, "her record is gone")
@@ -443,6 +450,40 @@ def test_person(tap):
 
         p = desk.run("purge", "--person", "jane@support.example.com", env=LATER_ENV)
         tap.eq(p.returncode, 65, "an agent is refused", p.stderr)
+    finally:
+        desk.cleanup()
+
+
+def test_person_without_record(tap):
+    """Who never opened a ticket nor took part in one (a #list sent
+    alone, mail the rules dropped) has no record, and is erased all the
+    same: what they sent, and the mail sent to them."""
+    desk, lst, spam = ticketless_desk()
+    try:
+        tap.eq(count(desk, "people"), 0, "neither sender has a record")
+        before = dump(desk)
+        files = spool_files(desk)
+        dry = purge(desk, "--person", "Alice@customer.example", "--dry-run")
+        tap.eq(dump(desk), before, "--dry-run changes nothing")
+        tap.eq((dry.get("messages_on_no_ticket"), dry["outbox"], dry["person_removed"]), (2, 2, False),
+               "--dry-run: both her #list and both answers, no record to remove")
+        got = purge(desk, "--person", "Alice@customer.example")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.ok("alice" not in dump(desk).lower(), "her address is nowhere in the database",
+               [l for l in dump(desk).splitlines() if "alice" in l.lower()][:5])
+        tap.eq(count(desk, "outbox_blobs"), 0, "the answers' queued messages are gone")
+        tap.eq(len(files - spool_files(desk)), 2, "her two raw messages are removed", sorted(files - spool_files(desk)))
+        r = desk.deliver(lst, env=LATER_ENV)
+        tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"), "her #list redelivered is a duplicate")
+
+        got = purge(desk, "--person", "deals@spam.example")
+        tap.eq((got.get("messages_on_no_ticket"), got["attachments"], got["files"]), (1, 1, 2),
+               "the dropped spam goes with its attachment, raw message and file")
+        tap.eq(count(desk, "messages", "flag != 'purged'"), 0, "only tombstones are left")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
+        again = purge(desk, "--person", "alice@customer.example")
+        tap.eq([again.get(k) for k in ("messages_on_no_ticket", "outbox", "files")], [0, 0, 0],
+               "a second erasure is a no-op")
     finally:
         desk.cleanup()
 
@@ -636,6 +677,6 @@ def test_lock_outlives_tmp_cleaner(tap):
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
               test_row_added_during_purge, test_kept_copies, test_script_reply, test_ticketless,
-              test_person,
+              test_person, test_person_without_record,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
               test_one_at_a_time, test_lock_outlives_tmp_cleaner)

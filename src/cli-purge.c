@@ -27,6 +27,7 @@ print_json (const MdPurgeStats *st, const char *person, gboolean dry_run)
 	json_builder_add_boolean_value (b, dry_run);
 	add_count (b, "tickets", st->tickets);
 	add_count (b, "messages", st->messages);
+	add_count (b, "messages_on_no_ticket", st->ticketless);
 	add_count (b, "attachments", st->attachments);
 	add_count (b, "outbox", st->outbox);
 	add_count (b, "outbox_queued", st->outbox_queued);
@@ -48,6 +49,7 @@ print_text (const MdPurgeStats *st, const char *person, gboolean dry_run)
 	printf ("%s\n", dry_run ? "would delete (dry run, nothing changed):" : "deleted:");
 	printf ("  tickets       %u\n", st->tickets);
 	printf ("  messages      %u\n", st->messages);
+	printf ("  messages on no ticket  %u\n", st->ticketless);
 	printf ("  attachments   %u\n", st->attachments);
 	printf ("  outbox rows   %u", st->outbox);
 	if (st->outbox_queued)
@@ -70,7 +72,7 @@ md_cmd_purge (int argc, char **argv)
 	gboolean dry_run = FALSE, json = FALSE;
 	GOptionEntry entries[] = {
 		{ "resolved-before", 0, 0, G_OPTION_ARG_STRING, &before,
-		  "delete tickets resolved more than DAYS days (or 12h, 30d) ago", "DAYS" },
+		  "delete tickets resolved, and mail kept on no ticket, more than DAYS days (or 12h, 30d) ago", "DAYS" },
 		{ "person", 0, 0, G_OPTION_ARG_STRING, &person,
 		  "erase this person: their tickets, their messages elsewhere, their record", "EMAIL" },
 		{ "dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, "say what would go, change nothing", NULL },

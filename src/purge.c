@@ -93,28 +93,44 @@ count (MdStore *store, const char *sql, gint64 id, const char *text, GError **er
 #define COUNTS(field) G_STRUCT_OFFSET (MdPurgeStats, field)
 #define UNCOUNTED (-1)
 
-/* The tickets of one batch, in temp.purge_batch: each statement below
- * reads them all at once, so a table with no index on its ticket column
- * (message_ids, outbox; an index there would cost every ingest) is read
- * once per batch, not once per ticket. */
+/* The ids of one batch (of tickets, or of rows on no ticket), in
+ * temp.purge_batch: each statement below reads them all at once, so a
+ * table with no index on its ticket column (message_ids, outbox; an
+ * index there would cost every ingest) is read once per batch, not once
+ * per ticket. */
 #define BATCH "(SELECT id FROM temp.purge_batch)"
 
 /* One note per file, however many rows named it. */
 #define NOTE "INSERT OR IGNORE INTO purge_files (sha256, kind) "
+
+/* A message row made a tombstone: no ticket, no content. */
+#define TOMBSTONE "UPDATE messages SET ticket_id = NULL, message_id = NULL, from_addr = NULL, from_name = NULL, " \
+	"subject = NULL, flag = 'purged', body = '', full_text = '', raw_sha256 = NULL, raw_size = 0 "
+
+/* Whether a message row is one a dedupe key names (see batch_deletes). */
+#define RECEIVED "direction = 'in' AND (raw_sha256 IS NOT NULL OR message_id IS NOT NULL " \
+	"OR id IN (SELECT message_row_id FROM received))"
+
+/* A statement of a batch, and the MdPurgeStats field the rows it
+ * changed add to. */
+typedef struct {
+	const char *sql;
+	gssize counts;
+} Step;
 
 /* What goes with a batch of tickets, children before parents: purge's
  * connection checks no foreign key (begin_run), since each check would
  * read a whole table.  The batch's files are noted first, while rows
  * still name them.  A received message stays as a tombstone (no ticket,
  * no content) under its dedupe keys: the same mail redelivered is a
- * duplicate, not a new ticket.  Every received message is 'in', and
- * so is a reply written with `ticket reply` (no dedupe key: its empty
- * row is harmless); finding the received ones exactly would read the
- * whole of received, whose only index is the dedupe key. */
-static const struct {
-	const char *sql;
-	gssize counts;   /* the MdPurgeStats field the changed rows add to */
-} batch_deletes[] = {
+ * duplicate, not a new ticket.  Every other row goes, among them the
+ * 'in' rows that were never received: replies written with `ticket
+ * reply`, which have no dedupe key.  A received message has its raw
+ * message or its Message-ID (its dedupe key is one of them), unless an
+ * erasure emptied it; only then, for an 'in' row with neither, is
+ * received read whole (no index of its row: one would cost every
+ * ingest), at most once per batch and only when the batch has one. */
+static const Step batch_deletes[] = {
 	{ "DELETE FROM temp.purge_outbox", UNCOUNTED },
 	/* outbox's one read per batch */
 	{ "INSERT INTO temp.purge_outbox (id, raw_sha256, queued) SELECT id, raw_sha256, state = 'queued' "
@@ -126,9 +142,7 @@ static const struct {
 	{ NOTE "SELECT raw_sha256, 'raw' FROM temp.purge_outbox", UNCOUNTED },
 	{ "DELETE FROM attachments WHERE message_id IN (SELECT m.id FROM temp.purge_batch b "
 	  "JOIN messages m ON m.ticket_id = b.id)", COUNTS (attachments) },
-	{ "UPDATE messages SET ticket_id = NULL, message_id = NULL, from_addr = NULL, from_name = NULL, "
-	  "subject = NULL, flag = 'purged', body = '', full_text = '', raw_sha256 = NULL, raw_size = 0 "
-	  "WHERE ticket_id IN " BATCH " AND direction = 'in'", COUNTS (messages) },
+	{ TOMBSTONE "WHERE ticket_id IN " BATCH " AND " RECEIVED, COUNTS (messages) },
 	{ "DELETE FROM messages WHERE ticket_id IN " BATCH, COUNTS (messages) },
 	/* message_ids' one read per batch */
 	{ "DELETE FROM message_ids WHERE ticket_id IN " BATCH, UNCOUNTED },
@@ -141,9 +155,30 @@ static const struct {
 	{ "DELETE FROM tickets WHERE id IN " BATCH, COUNTS (tickets) },
 };
 
-/* Deletes the tickets IDS (at most a batch) in the open transaction. */
+/* What goes with a batch of messages on no ticket (a #list answered
+ * alone, mail the rules dropped, a delivery report that named no
+ * ticket), as with a ticket's: their files noted, their attachments,
+ * and the row but for the tombstone a dedupe key needs.  They have no
+ * Message-ID rows: message_ids holds only what threads to a ticket. */
+static const Step ticketless_deletes[] = {
+	{ NOTE "SELECT raw_sha256, 'raw' FROM messages WHERE id IN " BATCH " AND raw_sha256 IS NOT NULL", UNCOUNTED },
+	{ NOTE "SELECT sha256, 'blob' FROM attachments WHERE message_id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM attachments WHERE message_id IN " BATCH, COUNTS (attachments) },
+	{ TOMBSTONE "WHERE id IN " BATCH " AND " RECEIVED, COUNTS (ticketless) },
+	{ "DELETE FROM messages WHERE id IN " BATCH " AND flag IS NOT 'purged'", COUNTS (ticketless) },
+};
+
+/* What goes with a batch of outbox rows on no ticket (the answers to a
+ * #list sent alone): the row, and its file once no row names it. */
+static const Step ticketless_mail_deletes[] = {
+	{ NOTE "SELECT raw_sha256, 'raw' FROM outbox WHERE id IN " BATCH, UNCOUNTED },
+	{ "DELETE FROM outbox WHERE id IN " BATCH, COUNTS (outbox) },
+};
+
+/* IDS (at most a batch) into temp.purge_batch, on which run_steps
+ * then runs STEPS, in the open transaction. */
 static gboolean
-delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+fill_batch (MdStore *store, GArray *ids, GError **error)
 {
 	if (exec_id (store, "DELETE FROM temp.purge_batch", 0, error) < 0)
 		return FALSE;
@@ -151,13 +186,50 @@ delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 		if (exec_id (store, "INSERT INTO temp.purge_batch (id) VALUES (?1)", g_array_index (ids, gint64, i),
 		             error) < 0)
 			return FALSE;
-	for (gsize i = 0; i < G_N_ELEMENTS (batch_deletes); i++) {
-		gint64 n = exec_id (store, batch_deletes[i].sql, 0, error);
+	return TRUE;
+}
+
+static gboolean
+run_steps (MdStore *store, const Step *steps, gsize n_steps, MdPurgeStats *st, GError **error)
+{
+	for (gsize i = 0; i < n_steps; i++) {
+		gint64 n = exec_id (store, steps[i].sql, 0, error);
 		if (n < 0)
 			return FALSE;
-		if (batch_deletes[i].counts != UNCOUNTED)
-			G_STRUCT_MEMBER (guint, st, batch_deletes[i].counts) += (guint) n;
+		if (steps[i].counts != UNCOUNTED)
+			G_STRUCT_MEMBER (guint, st, steps[i].counts) += (guint) n;
 	}
+	return TRUE;
+}
+
+/* Deletes the messages on no ticket IDS, in the open transaction. */
+static gboolean
+delete_ticketless (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+{
+	return fill_batch (store, ids, error) &&
+	       run_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
+}
+
+/* Deletes the outbox rows on no ticket IDS, in the open transaction. */
+static gboolean
+delete_ticketless_mail (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+{
+	gint64 queued = fill_batch (store, ids, error)
+	                ? count (store, "SELECT count(*) FROM outbox WHERE id IN " BATCH " AND state = 'queued'", 0,
+	                         NULL, error)
+	                : -1;
+	if (queued < 0)
+		return FALSE;
+	st->outbox_queued += (guint) queued;
+	return run_steps (store, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), st, error);
+}
+
+/* Deletes the tickets IDS (at most a batch) in the open transaction. */
+static gboolean
+delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+{
+	if (!fill_batch (store, ids, error) || !run_steps (store, batch_deletes, G_N_ELEMENTS (batch_deletes), st, error))
+		return FALSE;
 	gint64 queued = count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", 0, NULL, error);
 	if (queued < 0)
 		return FALSE;
@@ -217,15 +289,16 @@ copy_notes (MdStore *store, GError **error)
 	                error) >= 0;
 }
 
-/* Ids of the next batch of tickets to delete: SQL selects them with
- * ?1 = KEY and ?2 = the last id of the batch before. */
+/* Ids of the next batch of rows to delete: SQL selects them with ?1 =
+ * KEY and ?2 = the last id of the batch before; DELETE deletes them. */
 typedef struct {
 	const char *sql;
 	gint64 key;
-} TicketQuery;
+	gboolean (*delete) (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error);
+} BatchQuery;
 
 static GArray *
-next_batch (MdStore *store, const TicketQuery *q, gint64 after, GError **error)
+next_batch (MdStore *store, const BatchQuery *q, gint64 after, GError **error)
 {
 	g_autoptr (sqlite3_stmt) s = md_store_statement (store, q->sql, error);
 	if (!s)
@@ -273,11 +346,11 @@ finish (MdStore *store, gboolean ok, gboolean dry_run, GError **error)
 	return md_store_commit (store, error);
 }
 
-/* Deletes the tickets Q selects, a batch per transaction; the batch is
- * selected under the write lock, so a ticket reopened a moment ago is
- * not in it. */
+/* Deletes the rows Q selects (tickets, or rows on no ticket), a batch
+ * per transaction; the batch is selected under the write lock, so a
+ * ticket reopened a moment ago is not in it. */
 static gboolean
-purge_tickets (MdStore *store, const TicketQuery *q, gboolean dry_run, MdPurgeStats *st, GError **error)
+purge_batches (MdStore *store, const BatchQuery *q, gboolean dry_run, MdPurgeStats *st, GError **error)
 {
 	gint64 after = 0;
 	for (;;) {
@@ -285,7 +358,7 @@ purge_tickets (MdStore *store, const TicketQuery *q, gboolean dry_run, MdPurgeSt
 			return FALSE;
 		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
 		g_autoptr (GArray) ids = ok ? next_batch (store, q, after, error) : NULL;
-		ok = ids != NULL && (!ids->len || delete_tickets (store, ids, st, error));
+		ok = ids != NULL && (!ids->len || q->delete (store, ids, st, error));
 		if (ok && dry_run)
 			ok = count_files (store, st, error);
 		if (!finish (store, ok, dry_run, error))
@@ -485,11 +558,13 @@ reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
  * goes children first, and a check of a child table with no index on
  * its key would read it whole); the temporary tables of the batches and
  * notes; and the lock that lets one purge run at a time, held until
- * end_run or exit.  -1 on error. */
+ * end_run or exit.  The lock file sits beside the database, where no
+ * cleaner goes: in the spool's tmp, whose cleaner removes what is a day
+ * old, a purge that ran longer lost it to a second one.  -1 on error. */
 static int
 begin_run (MdDesk *desk, MdStore *store, GError **error)
 {
-	g_autofree char *path = g_build_filename (md_spool_root (desk->spool), "tmp", "purge.lock", NULL);
+	g_autofree char *path = g_build_filename (desk->conf->data_dir, "purge.lock", NULL);
 	int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || flock (fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
@@ -527,17 +602,30 @@ gboolean
 md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run, MdPurgeStats *stats,
                    GError **error)
 {
-	const TicketQuery q = {
-		"SELECT id FROM tickets WHERE status = '" MD_STATUS_RESOLVED "' AND resolved_at > 0 "
-		"AND resolved_at < ?1 AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
-		before,
+	/* Rows on no ticket by when they came (or were queued): mail kept
+	 * on no ticket, through the ticket index (its range of no ticket
+	 * holds the tombstones too: read once per run, as the files' check
+	 * reads all of messages), and the mail that answered it, on a read
+	 * of outbox by rowid, once per run. */
+	const BatchQuery passes[] = {
+		{ "SELECT id FROM messages WHERE ticket_id IS NULL AND flag IS NOT 'purged' AND created_at < ?1 "
+		  "AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		  before, delete_ticketless },
+		{ "SELECT id FROM outbox WHERE ticket_id IS NULL AND created_at < ?1 AND id > ?2 ORDER BY id LIMIT "
+		  G_STRINGIFY (MD_PURGE_BATCH),
+		  before, delete_ticketless_mail },
+		{ "SELECT id FROM tickets WHERE status = '" MD_STATUS_RESOLVED "' AND resolved_at > 0 "
+		  "AND resolved_at < ?1 AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		  before, delete_tickets },
 	};
 	memset (stats, 0, sizeof *stats);
 	int lock = begin_run (desk, store, error);
 	if (lock < 0)
 		return FALSE;
-	return end_run (store, lock, purge_tickets (store, &q, dry_run, stats, error) &&
-	                             (dry_run || reap_files (desk, store, stats, error)));
+	gboolean ok = TRUE;
+	for (gsize i = 0; ok && i < G_N_ELEMENTS (passes); i++)
+		ok = purge_batches (store, &passes[i], dry_run, stats, error);
+	return end_run (store, lock, ok && (dry_run || reap_files (desk, store, stats, error)));
 }
 
 /* The messages EMAIL sent to tickets other than their own (what they
@@ -545,8 +633,14 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
  * keep their place in the thread with the content gone; their name
  * leaves the history.  ?1 = the first id of the range, ?2 = EMAIL, ?3 =
  * the person's id. */
-#define THEIRS "id >= ?1 AND id < ?1 + " G_STRINGIFY (SCAN_CHUNK) " AND from_addr = ?2 COLLATE NOCASE " \
-	"AND (ticket_id IS NULL OR ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?3))"
+#define RANGE_FROM "id >= ?1 AND id < ?1 + " G_STRINGIFY (SCAN_CHUNK) " AND from_addr = ?2 COLLATE NOCASE "
+#define THEIRS RANGE_FROM "AND ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?3)"
+
+/* Their messages on no ticket (a #list sent alone, mail the rules
+ * dropped) have no thread to keep a place in: they go as retention
+ * takes them (ticketless_deletes), into temp.purge_batch first. */
+#define THEIRS_ON_NO_TICKET "INSERT INTO temp.purge_batch (id) SELECT id FROM messages WHERE " RANGE_FROM \
+	"AND ticket_id IS NULL"
 
 static const struct {
 	const char *sql;
@@ -575,7 +669,10 @@ redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeSta
 	for (gint64 from = 0; from <= last; from += SCAN_CHUNK) {
 		if (!md_store_begin (store, error))
 			return FALSE;
-		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
+		gboolean ok = (!dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0) &&
+		              exec_id (store, "DELETE FROM temp.purge_batch", 0, error) >= 0 &&
+		              exec3 (store, THEIRS_ON_NO_TICKET, from, p->email, 0, error) >= 0 &&
+		              run_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
 		for (gsize i = 0; ok && i < G_N_ELEMENTS (message_redactions); i++) {
 			gint64 n = exec3 (store, message_redactions[i].sql, from, p->email, p->id, error);
 			ok = n >= 0;
@@ -613,7 +710,7 @@ static const struct {
 /* In one transaction with the deletion of any ticket they opened since
  * the batches ran (the row is gone only with all of them). */
 static gboolean
-forget_person (MdStore *store, const MdPerson *p, const TicketQuery *theirs, gboolean dry_run,
+forget_person (MdStore *store, const MdPerson *p, const BatchQuery *theirs, gboolean dry_run,
                MdPurgeStats *st, GError **error)
 {
 	if (!md_store_begin (store, error))
@@ -630,7 +727,7 @@ forget_person (MdStore *store, const MdPerson *p, const TicketQuery *theirs, gbo
 	if (ok)
 		st->outbox_queued += (guint) queued;
 	gsize n_deletes = G_N_ELEMENTS (person_deletes) - (dry_run ? 1 : 0);
-	st->people += dry_run;
+	st->people += dry_run && p->id;
 	for (gsize i = 0; ok && i < n_deletes; i++) {
 		gint64 n = exec3 (store, person_deletes[i].sql, p->id, p->email, 0, error);
 		ok = n >= 0;
@@ -651,21 +748,20 @@ is_agent (MdDesk *desk, const MdPerson *p)
 	return p->is_agent;
 }
 
-/* P's rows (P may be NULL: no one), then the files no row names. */
+/* P's rows (P's id is 0 when they have no record), then the files no
+ * row names. */
 static gboolean
 erase (MdDesk *desk, MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeStats *st, GError **error)
 {
-	if (p) {
-		const TicketQuery theirs = {
-			"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
-			G_STRINGIFY (MD_PURGE_BATCH),
-			p->id,
-		};
-		if (!purge_tickets (store, &theirs, dry_run, st, error) ||
-		    !redact_messages (store, p, dry_run, st, error) ||
-		    !forget_person (store, p, &theirs, dry_run, st, error))
-			return FALSE;
-	}
+	const BatchQuery theirs = {
+		"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
+		G_STRINGIFY (MD_PURGE_BATCH),
+		p->id, delete_tickets,
+	};
+	if (!purge_batches (store, &theirs, dry_run, st, error) ||
+	    !redact_messages (store, p, dry_run, st, error) ||
+	    !forget_person (store, p, &theirs, dry_run, st, error))
+		return FALSE;
 	return dry_run || reap_files (desk, store, st, error);
 }
 
@@ -681,7 +777,14 @@ md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_r
 		return FALSE;
 	}
 	g_clear_error (&local);
-	if (p && is_agent (desk, p)) {
+	if (!p) {
+		/* No record (who never opened a ticket nor took part in one:
+		 * a #list sent alone, mail the rules dropped) is no reason to
+		 * keep what they sent or were sent. */
+		p = g_new0 (MdPerson, 1);
+		p->email = g_strdup (email);
+	}
+	if (is_agent (desk, p)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
 		             "%s is an agent: remove them from the agents first", p->email);
 		return FALSE;

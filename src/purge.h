@@ -31,6 +31,7 @@ typedef struct {
 	guint tickets;
 	guint messages;        /* of the deleted tickets */
 	guint redacted;        /* a person's on other tickets, emptied */
+	guint ticketless;      /* messages kept on no ticket, deleted */
 	guint attachments;
 	guint outbox;          /* outbox rows, sent, failed or queued */
 	guint outbox_queued;   /* of which never sent: that mail is dropped */
@@ -39,17 +40,21 @@ typedef struct {
 	guint people;          /* 1 when the person's record was removed */
 } MdPurgeStats;
 
-/* Deletes every Resolved ticket resolved before BEFORE (Unix seconds).
- * With DRY_RUN every transaction is rolled back and STATS say what would
- * have gone. */
+/* Deletes every Resolved ticket resolved before BEFORE (Unix seconds),
+ * and what was kept on no ticket (mail that opened none: a #list
+ * answered alone, mail the rules dropped; the mail that answered it)
+ * received or queued before BEFORE.  With DRY_RUN every transaction is
+ * rolled back and STATS say what would have gone. */
 gboolean md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run,
                             MdPurgeStats *stats, GError **error);
 
 /* Erases EMAIL: the tickets they requested, whatever their status; the
- * content of their messages on other tickets; their participation,
+ * content of their messages on other tickets; their messages on no
+ * ticket (as md_purge_resolved deletes them); their participation,
  * memberships and mail queued or sent to them; and their record.  An
- * agent is refused (MD_ERROR_DENIED).  An unknown address erases
- * nothing and is not an error (a second run finds no one). */
+ * agent is refused (MD_ERROR_DENIED).  An address with no record (who
+ * only sent a #list alone, or mail the rules dropped) is erased all the
+ * same, with no record to remove; a second run finds nothing. */
 gboolean md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_run,
                           MdPurgeStats *stats, GError **error);
 

@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 
-from mdtest import Desk, Lmtp, Server, free_port, message, run_tests
+from mdtest import TOP_SRCDIR, Desk, Lmtp, Server, free_port, message, run_tests
 
 NOW = "2026-12-01T10:00:00+02:00"
 LATER = "2027-01-15T10:00:00+02:00"   # 45 days on
@@ -208,25 +208,30 @@ def test_crash(tap):
             desk.cleanup()
 
 
+def stopped_purge(desk, *args):
+    """A purge started in the background and stopped (SIGSTOP) once its
+    files' snapshot is read, holding its lock."""
+    import subprocess
+    from mdtest import MAILDESK
+    env = {**os.environ, **LATER_ENV, "MAILDESK_PURGE_STOP_AFTER": "snapshot"}
+    p = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "purge", *args, "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    for _ in range(500):
+        with open(f"/proc/{p.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return p, True
+        time.sleep(0.02)
+    return p, False
+
+
 def test_row_added_during_purge(tap):
     """A row naming a noted file added after the purge read the tables
     (as a kept copy of an agent's reply adds, without writing the file
     again) keeps the file: the rows added since are read under the lock."""
     import signal
-    import subprocess
-    from mdtest import MAILDESK
     desk = two_tickets()
     try:
-        env = {**os.environ, **LATER_ENV, "MAILDESK_PURGE_STOP_AFTER": "snapshot"}
-        p = subprocess.Popen([MAILDESK, "-c", desk.conf_path, "purge", "--resolved-before", "30", "--json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        stopped = False
-        for _ in range(500):
-            with open(f"/proc/{p.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                    stopped = True
-                    break
-            time.sleep(0.02)
+        p, stopped = stopped_purge(desk, "--resolved-before", "30")
         tap.ok(stopped, "purge stops after its snapshot")
         with db(desk) as c:
             c.execute("INSERT INTO attachments (message_id, filename, content_type, size, sha256) "
@@ -272,6 +277,133 @@ def test_kept_copies(tap):
         desk.cleanup()
 
 
+def integrity(desk):
+    """Rows that name no message, and rows on no ticket that no dedupe
+    key names (empty rows nothing needs)."""
+    return (count(desk, "received", "message_row_id NOT IN (SELECT id FROM messages)"),
+            count(desk, "messages", "ticket_id IS NULL AND id NOT IN (SELECT message_row_id FROM received)"))
+
+
+def test_script_reply(tap):
+    """A reply written with `ticket reply` was never received: it has no
+    dedupe key, and goes with its ticket, leaving no empty row.  A
+    message an erasure emptied (no raw message left, and this one had no
+    Message-ID) still has its dedupe key: it stays as a tombstone."""
+    desk = two_tickets()
+    try:
+        r = desk.run("ticket", "reply", "1", input="We fixed it.\n", env=ENV)
+        tap.eq(r.returncode, 0, "a reply from a script on ticket 1", r.stderr)
+        r = desk.run("ticket", "reply", "2", input="Looking into it.\n", env=ENV)
+        tap.eq(r.returncode, 0, "and one on ticket 2", r.stderr)
+        tap.eq(count(desk, "messages", "flag = 'from the command line' AND direction = 'in'"), 2,
+               "each is an 'in' row with no raw message")
+        carol = message(subject="Re: [SUP-2] second", sender="carol@customer.example", msgid=False,
+                        body="Same here.\n")
+        tap.eq(desk.deliver(carol, env=ENV).returncode, 0, "carol (Cc) writes on ticket 2, without a Message-ID")
+        age_files(desk)
+        purge(desk, "--person", "carol@customer.example")
+        tap.eq(count(desk, "messages", "ticket_id = 2 AND raw_sha256 IS NULL AND message_id IS NULL "
+                     "AND body = '[erased on request]'"), 1, "her erasure empties it, raw message and all")
+        desk.run("ticket", "set", "2", "status=Resolved", env=ENV, check=True)
+        received = count(desk, "received")
+        tap.eq(received, 3, "3 received messages: tickets 1 and 2, and carol's; none for the replies")
+        age_files(desk)
+
+        dry = purge(desk, "--resolved-before", "30", "--dry-run")
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq(got["tickets"], 2, "both tickets go")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.eq(count(desk, "messages"), 3, "a tombstone per received message is left, nothing else")
+        tap.eq(count(desk, "messages", "flag = 'from the command line'"), 0, "no row of the replies is left")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
+        r = desk.deliver(carol, env=LATER_ENV)
+        tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"),
+               "carol's emptied message redelivered is still a duplicate")
+    finally:
+        desk.cleanup()
+
+
+SPAM_RULES = """rule known-spam
+  from     /@spam\\.example$/i
+  action drop-silently
+  stop
+"""
+
+
+def ticketless_desk():
+    """A desk whose rules drop mail from spam.example, with mail kept on
+    no ticket on NOW: a #list sent alone (answered: its answer waits in
+    the outbox) and dropped spam with a file; and a #list on LATER."""
+    desk = Desk()
+    rules = os.path.join(desk.dir, "spam.rules")
+    with open(rules, "w") as f:
+        f.write(SPAM_RULES)
+    with open(desk.conf_path) as f:
+        conf = f.read()
+    desk.write_conf(conf.replace(f"rules = {os.path.join(TOP_SRCDIR, 'filters', 'default.rules')}", f"rules = {rules}"))
+    lst = message(subject="my tickets", body="#list\n", msgid="list-old")
+    spam = with_files("offer", "spam", [OWN], sender="deals@spam.example")
+    for m in (lst, spam):
+        r = desk.deliver(m, env=ENV)
+        assert r.returncode == 0 and r.stdout.decode().strip() == "", (r.stdout, r.stderr)
+    r = desk.deliver(message(subject="my tickets", body="#list\n", msgid="list-new"), env=LATER_ENV)
+    assert r.returncode == 0, r.stderr
+    age_files(desk)
+    return desk, lst, spam
+
+
+def test_ticketless(tap):
+    """Retention takes what was kept on no ticket, by when it came: the
+    row (a tombstone where a dedupe key names it), its attachments, its
+    files, and the mail that answered it."""
+    desk, lst, spam = ticketless_desk()
+    try:
+        tap.eq(count(desk, "tickets"), 0, "no mail opened a ticket")
+        tap.eq(rows(desk, "SELECT flag, count(*) FROM messages WHERE ticket_id IS NULL GROUP BY flag ORDER BY flag"),
+               [("#list answered; no ticket", 2), ("dropped by rules", 1)], "three messages kept on no ticket")
+        tap.eq(count(desk, "outbox", "ticket_id IS NULL"), 2, "both #list are answered")
+        files = spool_files(desk)
+        tap.ok(f"blob/{sha(OWN)}" in files, "the spam's file is in the spool", sorted(files))
+        old = rows(desk, "SELECT id, raw_sha256 FROM messages WHERE message_id IN ('list-old@customer.example', "
+                   "'spam@customer.example')")
+        new = rows(desk, "SELECT id, raw_sha256 FROM messages WHERE message_id = 'list-new@customer.example'")
+
+        before = dump(desk)
+        dry = purge(desk, "--resolved-before", "30", "--dry-run")
+        tap.eq(dump(desk), before, "--dry-run changes no row")
+        tap.eq(spool_files(desk), files, "--dry-run removes no file")
+        tap.eq((dry["tickets"], dry.get("messages_on_no_ticket"), dry["attachments"], dry["outbox"],
+                dry["outbox_queued"]), (0, 2, 1, 1, 1), "--dry-run counts the two older ones, the spam's attachment, the older answer")
+        tap.eq(dry["files"], 4, "and their files: two raw messages, the spam's file, the queued answer")
+
+        got = purge(desk, "--resolved-before", "30")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.eq(rows(desk, "SELECT id, body, from_addr, subject, message_id, raw_sha256, flag FROM messages "
+                    "WHERE id IN (?, ?) ORDER BY id", old[0][0], old[1][0]),
+               [(i, "", None, None, None, None, "purged") for i, _ in sorted(old)],
+               "the older two are tombstones without content")
+        tap.eq(rows(desk, "SELECT flag, raw_sha256 FROM messages WHERE id = ?", new[0][0]),
+               [("#list answered; no ticket", new[0][1])], "the recent #list is kept as it was")
+        tap.eq(count(desk, "attachments"), 0, "the spam's attachment rows are gone")
+        tap.eq(count(desk, "outbox", "ticket_id IS NULL"), 1, "the older #list answer is gone, the recent one kept")
+        tap.eq(count(desk, "outbox_blobs"), 1, "and only the recent answer's queued message is left")
+        left = spool_files(desk)
+        tap.eq(files - left, {f"raw/{old[0][1]}", f"raw/{old[1][1]}", f"blob/{sha(OWN)}"},
+               "the older ones' raw messages and the spam's file are removed, no other", sorted(files - left))
+        tap.eq(count(desk, "purge_files"), 0, "no file is left waiting")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
+
+        for m, what in ((lst, "the #list"), (spam, "the spam")):
+            r = desk.deliver(m, env=LATER_ENV)
+            tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"), f"{what} redelivered is a duplicate")
+        tap.eq(count(desk, "outbox"), 1, "and is not answered again")
+        again = purge(desk, "--resolved-before", "30")
+        tap.eq([again.get(k) for k in ("messages_on_no_ticket", "attachments", "outbox", "files")], [0] * 4,
+               "a second run is a no-op")
+    finally:
+        desk.cleanup()
+
+
 def test_person(tap):
     desk = two_tickets()
     try:
@@ -280,8 +412,11 @@ def test_person(tap):
                         headers=["In-Reply-To: <second@customer.example>"])
         desk.deliver(reply, env=ENV)
         desk.deliver(message(subject="carol's own", sender="carol@customer.example"), env=ENV)
+        desk.deliver(message(subject="my tickets", body="#list\n", sender="carol@customer.example"), env=ENV)
         tap.eq(count(desk, "messages", "ticket_id = 2 AND from_addr = 'carol@customer.example'"), 1,
                "carol wrote on ticket 2")
+        tap.eq(count(desk, "messages", "ticket_id IS NULL AND from_addr = 'carol@customer.example'"), 1,
+               "and sent a #list alone, kept on no ticket")
         carol = rows(desk, "SELECT id FROM people WHERE email = 'carol@customer.example'")[0][0]
         own = rows(desk, "SELECT id FROM tickets WHERE requester_id = ?", carol)
         tap.eq(len(own), 1, "carol requested one ticket")
@@ -289,13 +424,17 @@ def test_person(tap):
 
         before = dump(desk)
         dry = purge(desk, "--person", "Carol@Customer.example", "--dry-run")
-        tap.eq((dry["tickets"], dry["messages_erased_elsewhere"], dry["person_removed"]), (1, 1, True),
-               "--person --dry-run says what would go")
+        tap.eq((dry["tickets"], dry["messages_erased_elsewhere"], dry.get("messages_on_no_ticket"),
+                dry["person_removed"]), (1, 1, 1, True), "--person --dry-run says what would go")
         tap.eq(dump(desk), before, "--person --dry-run changes nothing")
 
         got = purge(desk, "--person", "Carol@Customer.example")
-        tap.eq((got["tickets"], got["messages_erased_elsewhere"], got["person_removed"]), (1, 1, True),
-               "carol's ticket goes, her message on ticket 2 is emptied, her record removed")
+        tap.eq((got["tickets"], got["messages_erased_elsewhere"], got.get("messages_on_no_ticket"),
+                got["person_removed"]), (1, 1, 1, True),
+               "carol's ticket goes, her message on ticket 2 is emptied, her #list goes, her record too")
+        tap.eq(count(desk, "messages", "ticket_id IS NULL AND flag != 'purged'"), 0,
+               "her #list is a tombstone, not an emptied message on no ticket")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
         tap.eq({**dry, "dry_run": False}, got, "--person --dry-run said exactly that")
         tap.eq(count(desk, "tickets", "id = ?", own[0][0]), 0, "her own (open) ticket is gone")
         tap.eq(count(desk, "people", "email = 'carol@customer.example'"), 0, "her record is gone")
@@ -311,6 +450,40 @@ def test_person(tap):
 
         p = desk.run("purge", "--person", "jane@support.example.com", env=LATER_ENV)
         tap.eq(p.returncode, 65, "an agent is refused", p.stderr)
+    finally:
+        desk.cleanup()
+
+
+def test_person_without_record(tap):
+    """Who never opened a ticket nor took part in one (a #list sent
+    alone, mail the rules dropped) has no record, and is erased all the
+    same: what they sent, and the mail sent to them."""
+    desk, lst, spam = ticketless_desk()
+    try:
+        tap.eq(count(desk, "people"), 0, "neither sender has a record")
+        before = dump(desk)
+        files = spool_files(desk)
+        dry = purge(desk, "--person", "Alice@customer.example", "--dry-run")
+        tap.eq(dump(desk), before, "--dry-run changes nothing")
+        tap.eq((dry.get("messages_on_no_ticket"), dry["outbox"], dry["person_removed"]), (2, 2, False),
+               "--dry-run: both her #list and both answers, no record to remove")
+        got = purge(desk, "--person", "Alice@customer.example")
+        tap.eq({**dry, "dry_run": False}, got, "--dry-run said exactly that")
+        tap.ok("alice" not in dump(desk).lower(), "her address is nowhere in the database",
+               [l for l in dump(desk).splitlines() if "alice" in l.lower()][:5])
+        tap.eq(count(desk, "outbox_blobs"), 0, "the answers' queued messages are gone")
+        tap.eq(len(files - spool_files(desk)), 2, "her two raw messages are removed", sorted(files - spool_files(desk)))
+        r = desk.deliver(lst, env=LATER_ENV)
+        tap.eq((r.returncode, r.stdout.decode().strip()), (0, "duplicate"), "her #list redelivered is a duplicate")
+
+        got = purge(desk, "--person", "deals@spam.example")
+        tap.eq((got.get("messages_on_no_ticket"), got["attachments"], got["files"]), (1, 1, 2),
+               "the dropped spam goes with its attachment, raw message and file")
+        tap.eq(count(desk, "messages", "flag != 'purged'"), 0, "only tombstones are left")
+        tap.eq(integrity(desk), (0, 0), "every dedupe key names a row, every row on no ticket a dedupe key")
+        again = purge(desk, "--person", "alice@customer.example")
+        tap.eq([again.get(k) for k in ("messages_on_no_ticket", "outbox", "files")], [0, 0, 0],
+               "a second erasure is a no-op")
     finally:
         desk.cleanup()
 
@@ -406,6 +579,8 @@ def test_scans(tap):
             tap.eq([r for sql, r in found if part in sql], [batches], f"once per batch: {part}")
         for part in PER_RUN:
             tap.eq([r for sql, r in found if part in sql], [1], f"once per run: {part}")
+        tap.eq([sql for sql, _ in found if "FROM received" in sql], [],
+               "received is not read: no message lacks both its raw message and its Message-ID")
     finally:
         desk.cleanup()
 
@@ -459,7 +634,7 @@ def test_one_at_a_time(tap):
     import fcntl
     desk = two_tickets()
     try:
-        path = os.path.join(desk.dir, "var", "spool", "tmp", "purge.lock")
+        path = os.path.join(desk.dir, "var", "purge.lock")
         with open(path, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             p = desk.run("purge", "--resolved-before", "30", env=LATER_ENV)
@@ -471,8 +646,37 @@ def test_one_at_a_time(tap):
         desk.cleanup()
 
 
+def test_lock_outlives_tmp_cleaner(tap):
+    """A purge that runs for more than a day keeps its lock: the cleaner
+    of the spool's tmp (serve's, tick's) removes what is a day old, and a
+    lock it removed would let a second purge start beside the first."""
+    import signal
+    desk = two_tickets()
+    try:
+        first, stopped = stopped_purge(desk, "--resolved-before", "30")
+        tap.ok(stopped, "the first purge holds its lock, stopped")
+        day_ago = time.time() - 2 * 86400
+        for d, _, names in os.walk(os.path.join(desk.dir, "var")):
+            for n in names:
+                os.utime(os.path.join(d, n), (day_ago, day_ago))
+        tick = desk.run("tick", env=LATER_ENV)
+        tap.eq(tick.returncode, 0, "tick cleans the spool's tmp of what is a day old", tick.stderr)
+        tap.eq(os.listdir(os.path.join(desk.dir, "var", "spool", "tmp")), [], "the tmp cleaner ran")
+        tap.ok(os.path.exists(os.path.join(desk.dir, "var", "purge.lock")), "the lock sits beside the database")
+        second = desk.run("purge", "--resolved-before", "30", env=LATER_ENV)
+        tap.ok(second.returncode == 75 and b"another purge" in second.stderr,
+               "a second purge is still refused", second.stderr)
+        os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=60)
+        tap.eq(first.returncode, 0, "the first one finishes", err)
+        tap.eq(json.loads(out)["tickets"], 1, "and purged the resolved ticket")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
-              test_row_added_during_purge, test_kept_copies, test_person,
+              test_row_added_during_purge, test_kept_copies, test_script_reply, test_ticketless,
+              test_person, test_person_without_record,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
-              test_one_at_a_time)
+              test_one_at_a_time, test_lock_outlives_tmp_cleaner)

@@ -124,6 +124,16 @@ add_fields (JsonBuilder *b, GHashTable *fields)
 	json_builder_end_object (b);
 }
 
+/* The exit status of a failed look-up of a ticket.  A number that names
+ * no ticket is input that does not exist, EX_NOINPUT, for show, set and
+ * reply alike (EX_NOUSER is deliver's, for an address; EX_DATAERR is a
+ * bad value given for a ticket that exists). */
+static int
+lookup_exit_code (const GError *error)
+{
+	return g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND) ? MD_EX_NOINPUT : MD_EX_TEMPFAIL;
+}
+
 static gint64
 parse_id (MdDesk *desk, const char *text)
 {
@@ -259,7 +269,7 @@ ticket_show (MdDesk *desk, int argc, char **argv)
 	g_autoptr (MdTicket) t = store ? md_store_ticket_get (store, id, &error) : NULL;
 	if (!t) {
 		md_cli_error (error);
-		return g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND) ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
+		return lookup_exit_code (error);
 	}
 	g_autoptr (GPtrArray) messages = md_store_ticket_messages (store, id, &error);
 	g_autoptr (GPtrArray) history = messages ? md_store_ticket_history (store, id, &error) : NULL;
@@ -303,6 +313,17 @@ cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **
 	*name_r = p ? g_strdup (p->name) : NULL;
 	*actor = (MdActor) { MD_ACTOR_AGENT, *email_r, *name_r };
 	return TRUE;
+}
+
+/* A transaction that found no ticket to act on: nothing to keep. */
+static int
+finish_lookup (MdStore *store, GError *error)
+{
+	md_store_rollback (store);
+	md_cli_error (error);
+	int rc = lookup_exit_code (error);
+	g_error_free (error);
+	return rc;
 }
 
 static int
@@ -349,7 +370,9 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 	if (!md_store_begin (store, &error))
 		return finish (store, error);
 	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
-	for (int i = 2; t && !error && i < argc; i++) {
+	if (!t)
+		return finish_lookup (store, error);
+	for (int i = 2; !error && i < argc; i++) {
 		const char *eq = strchr (argv[i], '=');
 		if (!eq) {
 			g_set_error (&error, MD_ERROR, MD_ERROR_INVALID, "\"%s\" is not key=value", argv[i]);
@@ -407,24 +430,24 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	if (!md_store_begin (store, &error))
 		return finish (store, error);
 	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
+	if (!t)
+		return finish_lookup (store, error);
 	g_autoptr (GPtrArray) commands = md_commands_parse (text->str);
 	for (guint i = 0; i < commands->len; i++)
 		internal |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
-	if (t) {
-		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
-		m->ticket_id = t->id;
-		m->from_addr = g_strdup (actor.email ? actor.email : desk_email);
-		m->from_name = g_strdup (actor.email ? actor.name : desk_name);
-		m->subject = g_strdup (t->subject);
-		m->body = g_strdup (text->str);
-		m->full_text = g_strdup (text->str);
-		m->internal = internal;
-		m->flag = g_strdup ("from the command line");
-		m->created_at = md_now ();
-		t->updated_at = m->created_at;
-		if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
-			md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
-	}
+	g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+	m->ticket_id = t->id;
+	m->from_addr = g_strdup (actor.email ? actor.email : desk_email);
+	m->from_name = g_strdup (actor.email ? actor.name : desk_name);
+	m->subject = g_strdup (t->subject);
+	m->body = g_strdup (text->str);
+	m->full_text = g_strdup (text->str);
+	m->internal = internal;
+	m->flag = g_strdup ("from the command line");
+	m->created_at = md_now ();
+	t->updated_at = m->created_at;
+	if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
+		md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
 	return finish (store, error);
 }
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""The command-line contract of DESIGN 3, as an outside test suite runs it:
+options as spelled, ticket IDs, exit statuses, JSON types, configuration
+lookup and MAILDESK_NOW."""
+import os
+import re
+import sqlite3
+
+from mdtest import Desk, message, run_tests
+
+NOW = {"MAILDESK_NOW": "2026-12-01T09:30:00+02:00"}
+
+
+def test_no_such_ticket(tap):
+    """A number that names no ticket is EX_NOINPUT (66) for show, set and
+    reply alike, says which, and changes nothing."""
+    desk = Desk()
+    try:
+        desk.deliver(message(subject="The only ticket"), env=NOW)
+        for args, stdin in ((("ticket", "show", "SUP-99"), None), (("ticket", "show", "99", "--json"), None),
+                            (("ticket", "set", "SUP-99", "status=Resolved"), None),
+                            (("ticket", "set", "99", "priority=P1"), None),
+                            (("ticket", "reply", "SUP-99"), "Hello\n")):
+            p = desk.run(*args, input=stdin, env=NOW)
+            tap.eq(p.returncode, 66, f"{' '.join(args)}: no such ticket exits 66 (EX_NOINPUT)", p.stderr)
+            tap.ok(b"no ticket 99" in p.stderr and not p.stdout, f"{' '.join(args)}: says so on stderr",
+                   (p.stdout, p.stderr))
+        t = desk.show("SUP-1")
+        tap.eq((t["status"], t["priority"], len(t["messages"])), ("Waiting for triage", "P3", 2),
+               "the ticket that exists is untouched")
+        for args in (("ticket", "show", "SUP-x"), ("ticket", "set", "nope", "priority=P1")):
+            p = desk.run(*args)
+            tap.eq(p.returncode, 64, f"{' '.join(args)}: an ID that is not a number is a usage error", p.stderr)
+    finally:
+        desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(test_no_such_ticket)

@@ -14,7 +14,11 @@
 #include "token.h"
 #include "workflow.h"
 
+#include <errno.h>
 #include <unistd.h>
+
+/* The most text `ticket reply` takes from standard input. */
+#define REPLY_MAX_BYTES (1024 * 1024)
 
 static void
 add_ticket_members (JsonBuilder *b, const MdDesk *desk, const MdTicket *t)
@@ -406,10 +410,30 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	g_autoptr (GString) text = g_string_new (NULL);
 	char buf[8192];
 	ssize_t n;
-	while ((n = read (STDIN_FILENO, buf, sizeof buf)) > 0 && text->len < 1024 * 1024)
+	/* Bounded, and refused whole beyond the bound: cutting a reply
+	 * short would send the customer half of what the agent wrote. */
+	while (text->len <= REPLY_MAX_BYTES && (n = read (STDIN_FILENO, buf, sizeof buf)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf (stderr, "maildesk: reading the reply: %s\n", g_strerror (errno));
+			return MD_EX_TEMPFAIL;
+		}
 		g_string_append_len (text, buf, n);
+	}
+	if (text->len > REPLY_MAX_BYTES) {
+		fprintf (stderr, "maildesk: the reply is over %d bytes\n", REPLY_MAX_BYTES);
+		return MD_EX_DATAERR;
+	}
 	if (!g_utf8_validate (text->str, (gssize) text->len, NULL)) {
 		fprintf (stderr, "maildesk: the reply is not UTF-8 text\n");
+		return MD_EX_DATAERR;
+	}
+	/* An empty standard input is a script's mistake (a file that was not
+	 * there, a pipe that broke), not an answer to store and mail. */
+	g_autofree char *stripped = g_strstrip (g_strdup (text->str));
+	if (!*stripped) {
+		fprintf (stderr, "maildesk: the reply is empty (its text is read from standard input)\n");
 		return MD_EX_DATAERR;
 	}
 	GError *error = NULL;

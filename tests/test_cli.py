@@ -35,5 +35,28 @@ def test_no_such_ticket(tap):
         desk.cleanup()
 
 
+def test_reply_reads_stdin(tap):
+    """`ticket reply ID` takes its text from standard input, whole: an
+    empty input or one over the bound is refused (65), never stored empty
+    or cut short."""
+    desk = Desk()
+    try:
+        desk.deliver(message(subject="Question"), env=NOW)
+        before = len(desk.show(1)["messages"])
+        over = (b"y" * 79 + b"\n") * 13108 + b"z"  # just over 1 MiB
+        for what, text in (("an empty standard input", b""), ("blank lines only", b"\n  \n\t\n"),
+                           ("a reply over 1 MiB", over)):
+            p = desk.run("ticket", "reply", "SUP-1", input=text, env=NOW)
+            tap.eq(p.returncode, 65, f"{what} is refused with 65", p.stderr)
+            tap.ok(p.stderr.startswith(b"maildesk: the reply is"), f"{what}: the reason on stderr", p.stderr)
+        tap.eq(len(desk.show(1)["messages"]), before, "nothing was stored")
+        p = desk.run("ticket", "reply", "sup-1", input="We are on it.\n", env=NOW)
+        tap.eq(p.returncode, 0, "a reply read from standard input is taken (lower-case key)", p.stderr)
+        replies = [m for m in desk.show(1)["messages"] if m["flag"] == "from the command line"]
+        tap.eq([m["body"][:40] for m in replies], ["We are on it.\n"], "and stored as written")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket)
+    run_tests(test_no_such_ticket, test_reply_reads_stdin)

@@ -160,7 +160,8 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
 		{ NULL },
 	};
-	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv))
+	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv) ||
+	    !md_cli_no_operands ("ticket list", argc, argv, "filters are --status, --category and --priority"))
 		return MD_EX_USAGE;
 
 	MdTicketFilter filter = { 0 };

@@ -58,5 +58,27 @@ def test_reply_reads_stdin(tap):
         desk.cleanup()
 
 
+def test_operands_left_over(tap):
+    """A command that takes no operands refuses one (64, naming it)
+    instead of ignoring it: `deliver ADDR`, the sendmail habit, would
+    otherwise file the mail by its headers alone."""
+    desk = Desk()
+    try:
+        for args, stdin in ((("deliver", "support@support.example.com"), message()),
+                            (("ticket", "list", "Waiting for triage"), None), (("check-config", "extra"), None),
+                            (("classify", "extra"), message()), (("serve", "extra"), None),
+                            (("tick", "extra"), None), (("sla", "report", "extra"), None),
+                            (("outbox", "list", "extra"), None), (("ticket", "show", "1", "2"), None)):
+            p = desk.run(*args, input=stdin, timeout=20)
+            tap.ok(p.returncode == 64 and p.stderr and not p.stdout,
+                   f"{' '.join(args)}: a left-over operand is a usage error (64)", (p.returncode, p.stdout, p.stderr))
+        p = desk.run("deliver", "support@support.example.com", input=message())
+        tap.ok(b'"support@support.example.com"' in p.stderr and b"--recipient" in p.stderr,
+               "deliver names the operand and says where a recipient goes", p.stderr)
+        tap.eq(desk.tickets(), [], "nothing was delivered")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_reply_reads_stdin)
+    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over)

@@ -2,11 +2,15 @@
 """The command-line contract of DESIGN 3, as an outside test suite runs it:
 options as spelled, ticket IDs, exit statuses, JSON types, configuration
 lookup and MAILDESK_NOW."""
+import json
 import os
 import re
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 
-from mdtest import Desk, message, run_tests
+from mdtest import MAILDESK, Desk, message, run_tests
 
 NOW = {"MAILDESK_NOW": "2026-12-01T09:30:00+02:00"}
 
@@ -80,5 +84,39 @@ def test_operands_left_over(tap):
         desk.cleanup()
 
 
+def bare_run(args, cwd, input=None, env=None):
+    """maildesk with ARGS as given: no -c of the Desk's."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([MAILDESK, *args], cwd=cwd, input=input, capture_output=True, env=full_env, timeout=60)
+
+
+def test_config_option(tap):
+    """-c FILE, -cFILE, --config FILE and --config=FILE all name the
+    configuration; without one, ./maildesk.conf is read."""
+    desk = Desk()
+    elsewhere = tempfile.mkdtemp(prefix="maildesk-cwd-")
+    try:
+        desk.deliver(message(subject="Configured"), env=NOW)
+        for label, args in (("-c FILE", ["-c", desk.conf_path]), ("-cFILE", ["-c" + desk.conf_path]),
+                            ("--config FILE", ["--config", desk.conf_path]),
+                            ("--config=FILE", ["--config=" + desk.conf_path])):
+            p = bare_run(args + ["ticket", "list", "--json"], cwd=elsewhere)
+            tap.ok(p.returncode == 0 and [t["key"] for t in json.loads(p.stdout)] == ["SUP-1"],
+                   f"{label}: the desk of that file", (p.returncode, p.stdout, p.stderr))
+        for flag in ("-c", "--config"):
+            p = bare_run([flag], cwd=elsewhere)
+            tap.ok(p.returncode == 64 and f"{flag} needs a FILE".encode() in p.stderr,
+                   f"{flag} without a file is a usage error that says so", p.stderr)
+        p = bare_run(["ticket", "list", "--json"], cwd=desk.dir)
+        tap.ok(p.returncode == 0 and b"SUP-1" in p.stdout, "without -c, ./maildesk.conf is read",
+               (p.returncode, p.stdout, p.stderr))
+        p = bare_run(["check-config"], cwd=desk.dir)
+        tap.eq(p.stdout, b"./maildesk.conf: configuration OK\n", "check-config names it")
+    finally:
+        desk.cleanup()
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over)
+    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_config_option)

@@ -118,5 +118,67 @@ def test_config_option(tap):
         shutil.rmtree(elsewhere, ignore_errors=True)
 
 
+def configured_sysconfdir():
+    """$(sysconfdir) of this build, from its Makefile (None if unknown)."""
+    try:
+        with open(os.path.join(os.environ.get("MD_TOP_BUILDDIR", "."), "Makefile")) as f:
+            make = dict(re.findall(r"^(prefix|sysconfdir) = (.*)$", f.read(), re.M))
+        return make["sysconfdir"].replace("${prefix}", make["prefix"]).replace("$(prefix)", make["prefix"])
+    except (OSError, KeyError):
+        return None
+
+
+LOOKUP = r"""
+set -e
+t=$1; shift
+i=0
+for d in "$@"; do
+    i=$((i + 1)); mkdir -p "$t/u$i" "$t/w$i"
+    mount -t overlay overlay -o "lowerdir=$d,upperdir=$t/u$i,workdir=$t/w$i" "$d"
+    mkdir -p "$d/maildesk"; cp "$t/conf" "$d/maildesk/maildesk.conf"
+done
+cd "$t/empty"
+"$MAILDESK" check-config
+rm /etc/maildesk/maildesk.conf
+"$MAILDESK" check-config
+cd "$t/desk"
+"$MAILDESK" check-config
+"""
+
+
+def test_default_config_order(tap):
+    """Without -c: ./maildesk.conf, then /etc/maildesk/maildesk.conf (DESIGN
+    3), and only then the build's own sysconfdir.  /etc is mounted over
+    in a mount namespace of the test's own, so the machine's is never
+    touched; skipped where that is not allowed."""
+    sysconf = configured_sysconfdir()
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        tap.ok(True, "# SKIP needs root and unshare(1) to mount over /etc")
+        return
+    desk = Desk()
+    t = tempfile.mkdtemp(prefix="maildesk-etc-")
+    try:
+        os.makedirs(os.path.join(t, "empty"))
+        os.makedirs(os.path.join(t, "desk"))
+        shutil.copy(desk.conf_path, os.path.join(t, "conf"))
+        shutil.copy(desk.conf_path, os.path.join(t, "desk", "maildesk.conf"))
+        dirs = ["/etc"] + ([sysconf] if sysconf and sysconf != "/etc" and os.path.isdir(sysconf) else [])
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", LOOKUP, "sh", t, *dirs],
+                           capture_output=True, env=dict(os.environ, MAILDESK=MAILDESK), timeout=60)
+        if p.returncode != 0 and b"mount" in p.stderr and not p.stdout:
+            tap.ok(True, f"# SKIP cannot mount over /etc here: {p.stderr.decode(errors='replace').strip()}")
+            return
+        lines = p.stdout.decode().splitlines()
+        tap.eq(lines[:1], ["/etc/maildesk/maildesk.conf: configuration OK"],
+               "without ./maildesk.conf, /etc/maildesk/maildesk.conf is read first", p.stderr)
+        if len(dirs) > 1:
+            tap.eq(lines[1:2], [f"{sysconf}/maildesk/maildesk.conf: configuration OK"],
+                   "the build's sysconfdir comes after it")
+        tap.eq(lines[-1:], ["./maildesk.conf: configuration OK"], "./maildesk.conf comes before /etc")
+    finally:
+        desk.cleanup()
+        shutil.rmtree(t, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_config_option)
+    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_config_option, test_default_config_order)

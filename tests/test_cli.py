@@ -180,5 +180,95 @@ def test_default_config_order(tap):
         shutil.rmtree(t, ignore_errors=True)
 
 
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def with_attachment():
+    return (b"From: Alice Customer <Alice@Customer.example>\r\nTo: support@support.example.com\r\n"
+            b"Subject: Logs attached\r\nMessage-ID: <att@customer.example>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n"
+            b"See the log.\r\n--XX\r\nContent-Type: text/plain; name=app.log\r\n"
+            b"Content-Disposition: attachment; filename=app.log\r\n\r\nline one\r\n--XX--\r\n")
+
+
+def test_json_types(tap):
+    """Every field DESIGN 3 lists, with its JSON type: numbers as numbers,
+    null as null, booleans as booleans, times in ISO 8601 UTC ending in Z;
+    MAILDESK_NOW is the clock of set and reply as of deliver."""
+    desk = Desk()
+    try:
+        desk.deliver(with_attachment(), env=NOW)
+        desk.run("agent", "add", "Bob@Support.example.com", "--name", "Bob Agent", check=True)
+        desk.run("org", "add", "Customer Inc", "--member", "alice@customer.example", "--member",
+                 "carol@customer.example", "--domain", "customer.example", check=True)
+        later = {"MAILDESK_NOW": "2026-12-01T11:00:00+02:00"}
+        desk.run("ticket", "set", "sup-1", "assignee=bob@support.example.com", "visibility=shared",
+                 "status=Waiting for customer", "priority=P1", "category=Bug", env=later, check=True)
+        desk.run("ticket", "reply", "1", input="Which version?\n", env=later, check=True)
+        t = desk.show("SUP-1")
+        tap.ok(isinstance(t["id"], int) and t["id"] == 1 and t["key"] == "SUP-1", "id a number, key a string")
+        tap.eq({k: t[k] for k in ("subject", "category", "priority", "status", "requester", "organization",
+                                  "visibility", "assignee")},
+               {"subject": "Logs attached", "category": "Bug", "priority": "P1", "status": "Waiting for customer",
+                "requester": "alice@customer.example", "organization": "Customer Inc", "visibility": "shared",
+                "assignee": "bob@support.example.com"}, "each key ticket set names, and bare lower-case addresses")
+        tap.eq((t["created_at"], t["updated_at"], t["resolved_at"]),
+               ("2026-12-01T07:30:00Z", "2026-12-01T09:00:00Z", None), "times in UTC by MAILDESK_NOW; null unset")
+        tap.ok(all(t[k] is None or ISO_UTC.match(t[k]) for k in ("first_response_due", "first_response_at")),
+               "SLA times ISO 8601 UTC", t)
+        msgs = t["messages"]
+        tap.ok(all(isinstance(m["id"], int) and m["direction"] in ("in", "out") and isinstance(m["internal"], bool)
+                   and ISO_UTC.match(m["created_at"]) and "<" not in (m["from"] or "") for m in msgs),
+               "messages: id number, direction in/out, internal bool, from a bare address", msgs)
+        atts = msgs[0]["attachments"]
+        tap.eq([(a["filename"], a["content_type"], a["size"]) for a in atts], [("app.log", "text/plain", 8)],
+               "attachment: filename, content_type, size a number (the CRLF before a boundary is the boundary's)")
+        tap.ok(atts and re.match(r"^[0-9a-f]{64}$", atts[0]["sha256"]), "and its sha256 in hex", atts)
+        h = [x for x in t["history"] if x["field"] == "status" and x["new"] == "Waiting for customer"]
+        tap.eq([(x["at"], x["actor"], x["old"]) for x in h], [("2026-12-01T09:00:00Z", "system", "Waiting for triage")],
+               "history: at, actor, field, old, new")
+        tap.eq(t["fields"], {}, "fields an object")
+        listed = desk.tickets()
+        tap.eq([{k: x[k] for k in ("id", "key", "visibility", "organization")} for x in listed],
+               [{"id": 1, "key": "SUP-1", "visibility": "shared", "organization": "Customer Inc"}],
+               "ticket list --json: an array of the same objects")
+        for status, want in (("Waiting for customer", ["SUP-1"]), ("Waiting for triage", [])):
+            got = [x["key"] for x in desk.json("ticket", "list", "--status", status)]
+            tap.eq(got, want, f"--status {status!r} filters by the exact name")
+        p = desk.run("ticket", "list", "--status", "Waiting")
+        tap.eq(p.returncode, 64, "a status that is not one is refused, not matched as a prefix")
+        out = desk.json("outbox", "list")
+        tap.ok(out and all(isinstance(o["id"], int) and isinstance(o["attempts"], int) and o["state"] == "queued"
+                           and o["sent_at"] is None and ISO_UTC.match(o["created_at"]) for o in out),
+               "outbox list --json: an array, numbers as numbers, null unset", out)
+        sla = desk.json("sla", "report", env=later)
+        tap.eq([r["priority"] for r in sla], ["P1", "P2", "P3", "P4", "ER"], "sla report --json: one object a priority")
+        tap.ok(all(isinstance(r[k], int) for r in sla for k in ("open", "due", "breached", "met")),
+               "with due, breached and met as numbers", sla)
+    finally:
+        desk.cleanup()
+
+
+def test_classify_stores_nothing(tap):
+    """classify on a desk with a database leaves it as it was."""
+    desk = Desk()
+    try:
+        desk.deliver(message(subject="First"), env=NOW)
+        db = os.path.join(desk.dir, "var", "maildesk.db")
+
+        def snapshot():
+            with sqlite3.connect(db) as c:
+                return [c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                        for t in ("tickets", "messages", "received", "outbox", "history", "people")]
+        spool = lambda: sorted(os.listdir(os.path.join(desk.dir, "var", "spool")))
+        before, files = snapshot(), spool()
+        p = desk.run("classify", "--explain", input=message(subject="Production is down", msgid="x@y"))
+        tap.ok(p.returncode == 0 and b"priority: P1" in p.stdout, "classify --explain answers", p.stdout)
+        tap.eq((snapshot(), spool()), (before, files), "and stores nothing in the database or the spool")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_config_option, test_default_config_order)
+    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_config_option, test_default_config_order,
+              test_json_types, test_classify_stores_nothing)

@@ -116,7 +116,8 @@ md_cmd_classify (int argc, char **argv)
 		{ "explain", 'e', 0, G_OPTION_ARG_NONE, &explain, "print each rule that fired and why", NULL },
 		{ NULL },
 	};
-	if (!md_cli_parse ("classify", NULL, "Classify a message read from standard input.", entries, &argc, &argv))
+	if (!md_cli_parse ("classify", NULL, "Classify a message read from standard input.", entries, &argc, &argv) ||
+	    !md_cli_no_operands ("classify", argc, argv, "the message is read from standard input"))
 		return MD_EX_USAGE;
 	g_autoptr (MdConf) conf = md_cli_load_conf ();
 	if (!conf)
@@ -280,7 +281,8 @@ print_problems (const char *const *reports, const char *config)
 int
 md_cmd_check_config (int argc, char **argv)
 {
-	if (!md_cli_parse ("check-config", NULL, "Validate the configuration, rules and templates.", NULL, &argc, &argv))
+	if (!md_cli_parse ("check-config", NULL, "Validate the configuration, rules and templates.", NULL, &argc, &argv) ||
+	    !md_cli_no_operands ("check-config", argc, argv, "the file is given with -c before the command"))
 		return MD_EX_USAGE;
 	const char *path = md_cli.config_path ? md_cli.config_path : md_conf_default_path ();
 	g_autoptr (GError) problems = NULL;

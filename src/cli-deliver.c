@@ -52,7 +52,8 @@ md_cmd_deliver (int argc, char **argv)
 		{ "sender", 'f', 0, G_OPTION_ARG_STRING, &sender, "envelope sender", "ADDR" },
 		{ NULL },
 	};
-	if (!md_cli_parse ("deliver", NULL, "Ingest one message from standard input.", entries, &argc, &argv))
+	if (!md_cli_parse ("deliver", NULL, "Ingest one message from standard input.", entries, &argc, &argv) ||
+	    !md_cli_no_operands ("deliver", argc, argv, "recipients go with --recipient, the sender with --sender"))
 		return MD_EX_USAGE;
 
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();

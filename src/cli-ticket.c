@@ -14,7 +14,11 @@
 #include "token.h"
 #include "workflow.h"
 
+#include <errno.h>
 #include <unistd.h>
+
+/* The most text `ticket reply` takes from standard input. */
+#define REPLY_MAX_BYTES (1024 * 1024)
 
 static void
 add_ticket_members (JsonBuilder *b, const MdDesk *desk, const MdTicket *t)
@@ -124,6 +128,16 @@ add_fields (JsonBuilder *b, GHashTable *fields)
 	json_builder_end_object (b);
 }
 
+/* The exit status of a failed look-up of a ticket.  A number that names
+ * no ticket is input that does not exist, EX_NOINPUT, for show, set and
+ * reply alike (EX_NOUSER is deliver's, for an address; EX_DATAERR is a
+ * bad value given for a ticket that exists). */
+static int
+lookup_exit_code (const GError *error)
+{
+	return g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND) ? MD_EX_NOINPUT : MD_EX_TEMPFAIL;
+}
+
 static gint64
 parse_id (MdDesk *desk, const char *text)
 {
@@ -146,7 +160,8 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
 		{ NULL },
 	};
-	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv))
+	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv) ||
+	    !md_cli_no_operands ("ticket list", argc, argv, "filters are --status, --category and --priority"))
 		return MD_EX_USAGE;
 
 	MdTicketFilter filter = { 0 };
@@ -259,7 +274,7 @@ ticket_show (MdDesk *desk, int argc, char **argv)
 	g_autoptr (MdTicket) t = store ? md_store_ticket_get (store, id, &error) : NULL;
 	if (!t) {
 		md_cli_error (error);
-		return g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND) ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
+		return lookup_exit_code (error);
 	}
 	g_autoptr (GPtrArray) messages = md_store_ticket_messages (store, id, &error);
 	g_autoptr (GPtrArray) history = messages ? md_store_ticket_history (store, id, &error) : NULL;
@@ -303,6 +318,17 @@ cli_actor (MdDesk *desk, MdStore *store, const char *as, MdActor *actor, char **
 	*name_r = p ? g_strdup (p->name) : NULL;
 	*actor = (MdActor) { MD_ACTOR_AGENT, *email_r, *name_r };
 	return TRUE;
+}
+
+/* A transaction that found no ticket to act on: nothing to keep. */
+static int
+finish_lookup (MdStore *store, GError *error)
+{
+	md_store_rollback (store);
+	md_cli_error (error);
+	int rc = lookup_exit_code (error);
+	g_error_free (error);
+	return rc;
 }
 
 static int
@@ -349,7 +375,9 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 	if (!md_store_begin (store, &error))
 		return finish (store, error);
 	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
-	for (int i = 2; t && !error && i < argc; i++) {
+	if (!t)
+		return finish_lookup (store, error);
+	for (int i = 2; !error && i < argc; i++) {
 		const char *eq = strchr (argv[i], '=');
 		if (!eq) {
 			g_set_error (&error, MD_ERROR, MD_ERROR_INVALID, "\"%s\" is not key=value", argv[i]);
@@ -383,10 +411,30 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	g_autoptr (GString) text = g_string_new (NULL);
 	char buf[8192];
 	ssize_t n;
-	while ((n = read (STDIN_FILENO, buf, sizeof buf)) > 0 && text->len < 1024 * 1024)
+	/* Bounded, and refused whole beyond the bound: cutting a reply
+	 * short would send the customer half of what the agent wrote. */
+	while (text->len <= REPLY_MAX_BYTES && (n = read (STDIN_FILENO, buf, sizeof buf)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf (stderr, "maildesk: reading the reply: %s\n", g_strerror (errno));
+			return MD_EX_TEMPFAIL;
+		}
 		g_string_append_len (text, buf, n);
+	}
+	if (text->len > REPLY_MAX_BYTES) {
+		fprintf (stderr, "maildesk: the reply is over %d bytes\n", REPLY_MAX_BYTES);
+		return MD_EX_DATAERR;
+	}
 	if (!g_utf8_validate (text->str, (gssize) text->len, NULL)) {
 		fprintf (stderr, "maildesk: the reply is not UTF-8 text\n");
+		return MD_EX_DATAERR;
+	}
+	/* An empty standard input is a script's mistake (a file that was not
+	 * there, a pipe that broke), not an answer to store and mail. */
+	g_autofree char *stripped = g_strstrip (g_strdup (text->str));
+	if (!*stripped) {
+		fprintf (stderr, "maildesk: the reply is empty (its text is read from standard input)\n");
 		return MD_EX_DATAERR;
 	}
 	GError *error = NULL;
@@ -407,24 +455,24 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	if (!md_store_begin (store, &error))
 		return finish (store, error);
 	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
+	if (!t)
+		return finish_lookup (store, error);
 	g_autoptr (GPtrArray) commands = md_commands_parse (text->str);
 	for (guint i = 0; i < commands->len; i++)
 		internal |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
-	if (t) {
-		g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
-		m->ticket_id = t->id;
-		m->from_addr = g_strdup (actor.email ? actor.email : desk_email);
-		m->from_name = g_strdup (actor.email ? actor.name : desk_name);
-		m->subject = g_strdup (t->subject);
-		m->body = g_strdup (text->str);
-		m->full_text = g_strdup (text->str);
-		m->internal = internal;
-		m->flag = g_strdup ("from the command line");
-		m->created_at = md_now ();
-		t->updated_at = m->created_at;
-		if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
-			md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
-	}
+	g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
+	m->ticket_id = t->id;
+	m->from_addr = g_strdup (actor.email ? actor.email : desk_email);
+	m->from_name = g_strdup (actor.email ? actor.name : desk_name);
+	m->subject = g_strdup (t->subject);
+	m->body = g_strdup (text->str);
+	m->full_text = g_strdup (text->str);
+	m->internal = internal;
+	m->flag = g_strdup ("from the command line");
+	m->created_at = md_now ();
+	t->updated_at = m->created_at;
+	if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
+		md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
 	return finish (store, error);
 }
 

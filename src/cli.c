@@ -39,6 +39,16 @@ md_cli_error (const GError *error)
 	fprintf (stderr, "maildesk: %s\n", error ? error->message : "unknown error");
 }
 
+gboolean
+md_cli_no_operands (const char *name, int argc, char **argv, const char *hint)
+{
+	if (argc <= 1)
+		return TRUE;
+	fprintf (stderr, "maildesk %s: unexpected argument \"%s\"%s%s\n", name, argv[1], hint ? "; " : "",
+	         hint ? hint : "");
+	return FALSE;
+}
+
 int
 md_cli_usage (int argc, char **argv, const char *usage)
 {

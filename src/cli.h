@@ -23,6 +23,11 @@ MdDesk *md_cli_open_reader (void);
 /* Parses subcommand options; on error prints usage and returns FALSE. */
 gboolean md_cli_parse (const char *name, const char *params, const char *summary, GOptionEntry *entries,
                        int *argc, char ***argv);
+/* For a command that takes no operands: FALSE, after saying which one
+ * was left over, when ARGC counts any beyond the command's name (an
+ * argument silently ignored is a mistake nobody sees, e.g. a recipient
+ * given to deliver without --recipient). */
+gboolean md_cli_no_operands (const char *name, int argc, char **argv, const char *hint);
 /* A command's usage, for a command given no verb or an unknown one:
  * on stdout with exit 0 when ARGV[1] asks for it (-h, --help), else on
  * stderr with exit 64. */

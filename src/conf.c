@@ -659,8 +659,10 @@ md_conf_load_lenient (const char *path, GError **problems_r)
 const char *
 md_conf_default_path (void)
 {
-	static const char *const candidates[] = { "./maildesk.conf", MD_SYSCONFDIR "/maildesk/maildesk.conf",
-						  "/etc/maildesk/maildesk.conf" };
+	/* DESIGN 3's order, then the sysconfdir of a build installed
+	 * elsewhere (/usr/local/etc): a file in /etc wins over it. */
+	static const char *const candidates[] = { "./maildesk.conf", "/etc/maildesk/maildesk.conf",
+						  MD_SYSCONFDIR "/maildesk/maildesk.conf" };
 	for (gsize i = 0; i < G_N_ELEMENTS (candidates); i++)
 		if (g_file_test (candidates[i], G_FILE_TEST_IS_REGULAR))
 			return candidates[i];

@@ -62,10 +62,18 @@ main (int argc, char **argv)
 	/* Global options come before the command name. */
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
-		if ((!strcmp (argv[i], "-c") || !strcmp (argv[i], "--config")) && i + 1 < argc) {
+		if (!strcmp (argv[i], "-c") || !strcmp (argv[i], "--config")) {
+			if (i + 1 >= argc) {
+				fprintf (stderr, "maildesk: %s needs a FILE\n", argv[i]);
+				usage (stderr);
+				return MD_EX_USAGE;
+			}
 			md_cli.config_path = argv[++i];
 		} else if (g_str_has_prefix (argv[i], "--config=")) {
 			md_cli.config_path = argv[i] + strlen ("--config=");
+		} else if (!strncmp (argv[i], "-c", 2)) {
+			/* -cFILE, as getopt(3) takes it */
+			md_cli.config_path = argv[i] + 2;
 		} else if (!strcmp (argv[i], "-h") || !strcmp (argv[i], "--help")) {
 			usage (stdout);
 			return MD_EX_OK;

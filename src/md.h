@@ -36,6 +36,7 @@ gboolean md_error_is_temporary (const GError *error);
 #define MD_EX_OK        0
 #define MD_EX_USAGE     64
 #define MD_EX_DATAERR   65
+#define MD_EX_NOINPUT   66  /* no such ticket: what a command was to act on does not exist */
 #define MD_EX_NOUSER    67
 #define MD_EX_SOFTWARE  70
 #define MD_EX_TEMPFAIL  75

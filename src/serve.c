@@ -277,7 +277,8 @@ daemon_stop (Daemon *d)
 int
 md_cmd_serve (int argc, char **argv)
 {
-	if (!md_cli_parse ("serve", NULL, "Run the daemon.", NULL, &argc, &argv))
+	if (!md_cli_parse ("serve", NULL, "Run the daemon.", NULL, &argc, &argv) ||
+	    !md_cli_no_operands ("serve", argc, argv, NULL))
 		return MD_EX_USAGE;
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)

@@ -52,17 +52,26 @@ md_cmd_deliver (int argc, char **argv)
 		{ "sender", 'f', 0, G_OPTION_ARG_STRING, &sender, "envelope sender", "ADDR" },
 		{ NULL },
 	};
-	if (!md_cli_parse ("deliver", NULL, "Ingest one message from standard input.", entries, &argc, &argv) ||
-	    !md_cli_no_operands ("deliver", argc, argv, "recipients go with --recipient, the sender with --sender"))
+	if (!md_cli_parse ("deliver", "[ADDR...]", "Ingest one message from standard input.", entries, &argc, &argv))
 		return MD_EX_USAGE;
+	/* Operands are recipients too, as sendmail(8) and dovecot-lda take
+	 * them: a pipe line written `maildesk deliver ${recipient}` files
+	 * the mail where its address says, not at the intake. */
+	g_autoptr (GPtrArray) rcpts = g_ptr_array_new ();
+	for (int i = 0; recipients && recipients[i]; i++)
+		g_ptr_array_add (rcpts, recipients[i]);
+	for (int i = 1; i < argc; i++)
+		g_ptr_array_add (rcpts, argv[i]);
+	g_ptr_array_add (rcpts, NULL);
+	const char *const *all = (const char *const *) rcpts->pdata;
 
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_TEMPFAIL;  /* the MTA keeps the mail while the desk is misconfigured */
 
 	g_autoptr (GError) error = NULL;
-	for (int i = 0; recipients && recipients[i]; i++) {
-		if (!md_ingest_check_recipient (desk, recipients[i], NULL, &error)) {
+	for (int i = 0; all[i]; i++) {
+		if (!md_ingest_check_recipient (desk, all[i], NULL, &error)) {
 			md_cli_error (error);
 			return md_error_to_exit_code (error);
 		}
@@ -70,7 +79,7 @@ md_cmd_deliver (int argc, char **argv)
 	/* Addressed to several tickets: one ingest per ticket, as LMTP gets
 	 * it (452 4.5.3 splits it over transactions), but all committed at
 	 * once, since here there is no MTA to send the rest later. */
-	g_autoptr (GPtrArray) groups = md_ingest_group_recipients (desk, (const char *const *) recipients);
+	g_autoptr (GPtrArray) groups = md_ingest_group_recipients (desk, all);
 	guint n = MAX (groups->len, 1);
 	g_autofree MdEnvelope *envs = g_new0 (MdEnvelope, n);
 	for (guint i = 0; i < n; i++) {

@@ -104,15 +104,26 @@ md_cli_parse (const char *name, const char *params, const char *summary, GOption
 	g_autofree char *title = g_strdup_printf ("%s%s%s", name, params ? " " : "", params ? params : "");
 	g_autoptr (GOptionContext) ctx = g_option_context_new (title);
 
+	/* The global -c also after the command (`maildesk deliver -c F`),
+	 * as scripts and MTA pipe lines write it.  GOption's string lives
+	 * as long as the process, as argv does. */
+	static char *config_after;
+	GOptionEntry global[] = {
+		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_after, "configuration file", "FILE" },
+		{ NULL },
+	};
 	g_option_context_set_summary (ctx, summary);
 	if (entries)
 		g_option_context_add_main_entries (ctx, entries, NULL);
+	g_option_context_add_main_entries (ctx, global, NULL);
 	if (!g_option_context_parse (ctx, argc, argv, &error)) {
 		fprintf (stderr, "maildesk %s: %s\n", name, error->message);
 		g_autofree char *help = g_option_context_get_help (ctx, TRUE, NULL);
 		fputs (help, stderr);
 		return FALSE;
 	}
+	if (config_after)
+		md_cli.config_path = config_after;
 	return TRUE;
 }
 

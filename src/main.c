@@ -44,6 +44,28 @@ usage (FILE *out)
 	fprintf (out, "\nSee maildesk(8).\n");
 }
 
+/* When ARGV[*I] is -c FILE, -cFILE, --config FILE or --config=FILE:
+ * sets the configuration path, steps *I over a separate FILE and
+ * returns 1; 0 when it is another argument; -1 when FILE is missing. */
+static int
+config_option (int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+	if (!strcmp (a, "-c") || !strcmp (a, "--config")) {
+		if (*i + 1 >= argc)
+			return -1;
+		md_cli.config_path = argv[++*i];
+	} else if (g_str_has_prefix (a, "--config=")) {
+		md_cli.config_path = a + strlen ("--config=");
+	} else if (!strncmp (a, "-c", 2)) {
+		/* -cFILE, as getopt(3) takes it */
+		md_cli.config_path = a + 2;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -62,18 +84,13 @@ main (int argc, char **argv)
 	/* Global options come before the command name. */
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp (argv[i], "-c") || !strcmp (argv[i], "--config")) {
-			if (i + 1 >= argc) {
-				fprintf (stderr, "maildesk: %s needs a FILE\n", argv[i]);
-				usage (stderr);
-				return MD_EX_USAGE;
-			}
-			md_cli.config_path = argv[++i];
-		} else if (g_str_has_prefix (argv[i], "--config=")) {
-			md_cli.config_path = argv[i] + strlen ("--config=");
-		} else if (!strncmp (argv[i], "-c", 2)) {
-			/* -cFILE, as getopt(3) takes it */
-			md_cli.config_path = argv[i] + 2;
+		int config = config_option (argc, argv, &i);
+		if (config < 0) {
+			fprintf (stderr, "maildesk: %s needs a FILE\n", argv[i]);
+			usage (stderr);
+			return MD_EX_USAGE;
+		} else if (config > 0) {
+			continue;
 		} else if (!strcmp (argv[i], "-h") || !strcmp (argv[i], "--help")) {
 			usage (stdout);
 			return MD_EX_OK;
@@ -90,6 +107,12 @@ main (int argc, char **argv)
 		usage (stderr);
 		return MD_EX_USAGE;
 	}
+	/* ... and also after it (`maildesk deliver -c FILE`, as pipe lines
+	 * are often written), where the command's own parser accepts it
+	 * (md_cli_parse): noted now, since some commands open the desk
+	 * before they parse their options. */
+	for (int j = i + 1; j < argc && strcmp (argv[j], "--") != 0; j++)
+		(void) config_option (argc, argv, &j);
 	for (gsize c = 0; c < G_N_ELEMENTS (commands); c++)
 		if (strcmp (argv[i], commands[c].name) == 0)
 			return commands[c].run (argc - i, argv + i);

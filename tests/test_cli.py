@@ -64,22 +64,39 @@ def test_reply_reads_stdin(tap):
 
 def test_operands_left_over(tap):
     """A command that takes no operands refuses one (64, naming it)
-    instead of ignoring it: `deliver ADDR`, the sendmail habit, would
-    otherwise file the mail by its headers alone."""
+    instead of ignoring it."""
     desk = Desk()
     try:
-        for args, stdin in ((("deliver", "support@support.example.com"), message()),
-                            (("ticket", "list", "Waiting for triage"), None), (("check-config", "extra"), None),
+        for args, stdin in ((("ticket", "list", "Waiting for triage"), None), (("check-config", "extra"), None),
                             (("classify", "extra"), message()), (("serve", "extra"), None),
                             (("tick", "extra"), None), (("sla", "report", "extra"), None),
                             (("outbox", "list", "extra"), None), (("ticket", "show", "1", "2"), None)):
             p = desk.run(*args, input=stdin, timeout=20)
             tap.ok(p.returncode == 64 and p.stderr and not p.stdout,
                    f"{' '.join(args)}: a left-over operand is a usage error (64)", (p.returncode, p.stdout, p.stderr))
-        p = desk.run("deliver", "support@support.example.com", input=message())
-        tap.ok(b'"support@support.example.com"' in p.stderr and b"--recipient" in p.stderr,
-               "deliver names the operand and says where a recipient goes", p.stderr)
         tap.eq(desk.tickets(), [], "nothing was delivered")
+    finally:
+        desk.cleanup()
+
+
+def test_deliver_operands_are_recipients(tap):
+    """`deliver ADDR...` takes its operands as recipients, as sendmail and
+    dovecot-lda do: the pipe habit `maildesk deliver ${recipient}` files
+    a reply on the ticket its token address names, and an unknown
+    address is refused as --recipient's is."""
+    desk = Desk()
+    try:
+        tap.eq(desk.deliver(message(subject="First"), env=NOW).stdout.strip(), b"SUP-1", "a ticket")
+        tok = desk.json("ticket", "show", "1")["messages"][1]["body"]
+        addr = re.search(r"support\+SUP-1\.[a-z0-9]+@support\.example\.com", tok)
+        tap.ok(addr, "its token address, from the acknowledgement", tok)
+        p = desk.run("deliver", addr.group(0) if addr else "x", input=message(subject="no tag here", body="More."),
+                     env=NOW)
+        tap.eq((p.returncode, p.stdout.strip()), (0, b"SUP-1"), "the operand threads the reply like --recipient",
+               p.stderr)
+        tap.eq(len(desk.tickets()), 1, "no new ticket")
+        p = desk.run("deliver", "nobody@support.example.com", input=message(subject="Other"), env=NOW)
+        tap.eq(p.returncode, 67, "an unknown operand address is refused (EX_NOUSER)", p.stderr)
     finally:
         desk.cleanup()
 
@@ -103,6 +120,11 @@ def test_config_option(tap):
                             ("--config=FILE", ["--config=" + desk.conf_path])):
             p = bare_run(args + ["ticket", "list", "--json"], cwd=elsewhere)
             tap.ok(p.returncode == 0 and [t["key"] for t in json.loads(p.stdout)] == ["SUP-1"],
+                   f"{label}: the desk of that file", (p.returncode, p.stdout, p.stderr))
+        for label, args in (("after the command, -c FILE", ["ticket", "list", "-c", desk.conf_path]),
+                            ("after the command, --config=FILE", ["ticket", "list", "--config=" + desk.conf_path])):
+            p = bare_run(args + ["--json"], cwd=elsewhere)
+            tap.ok(p.returncode == 0 and [t["key"] for t in json.loads(p.stdout or b"[]")] == ["SUP-1"],
                    f"{label}: the desk of that file", (p.returncode, p.stdout, p.stderr))
         for flag in ("-c", "--config"):
             p = bare_run([flag], cwd=elsewhere)
@@ -270,5 +292,5 @@ def test_classify_stores_nothing(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_config_option, test_default_config_order,
+    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
               test_json_types, test_classify_stores_nothing)

@@ -242,8 +242,9 @@ md_workflow_set_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *fi
 		{ "status", set_status_field }, { "priority", set_priority }, { "category", set_category },
 		{ "assignee", set_assignee }, { "visibility", set_visibility },
 	};
-	for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
-		if (g_strcmp0 (field, fields[i].name) == 0)
+	/* Keys in any case, as values are (`ticket set 1 Priority=P1`). */
+	for (gsize i = 0; field && i < G_N_ELEMENTS (fields); i++)
+		if (g_ascii_strcasecmp (field, fields[i].name) == 0)
 			return fields[i].set (desk, store, t, value, actor, error);
 	return invalid (error, "\"%s\" is not a field (status, priority, category, assignee, visibility)", field);
 }

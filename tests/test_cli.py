@@ -213,6 +213,21 @@ def with_attachment():
             b"Content-Disposition: attachment; filename=app.log\r\n\r\nline one\r\n--XX--\r\n")
 
 
+def test_set_keys_any_case(tap):
+    """`ticket set` takes its keys in any case, as it takes values."""
+    desk = Desk()
+    try:
+        desk.deliver(message(subject="Keys"), env=NOW)
+        p = desk.run("ticket", "set", "1", "Priority=p1", "CATEGORY=bug", env=NOW)
+        t = desk.show(1)
+        tap.eq((p.returncode, t["priority"], t["category"]), (0, "P1", "Bug"), "Priority= and CATEGORY= are taken",
+               p.stderr)
+        p = desk.run("ticket", "set", "1", "Colour=blue", env=NOW)
+        tap.ok(p.returncode == 65 and b"Colour" in p.stderr, "an unknown key is still refused, by name", p.stderr)
+    finally:
+        desk.cleanup()
+
+
 def test_json_types(tap):
     """Every field DESIGN 3 lists, with its JSON type: numbers as numbers,
     null as null, booleans as booleans, times in ISO 8601 UTC ending in Z;
@@ -292,5 +307,5 @@ def test_classify_stores_nothing(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
+    run_tests(test_no_such_ticket, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
               test_json_types, test_classify_stores_nothing)

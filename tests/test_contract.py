@@ -463,6 +463,27 @@ def test_no_automatic_answers(tap):
     d.close()
 
 
+def test_no_automatic_answers_to_list_replies(tap):
+    """A reply that comes through a list or as bulk mail is a person's and
+    acts (it reopens, its #resolve resolves), but the desk's automatic
+    status mail must not answer it (DESIGN 8)."""
+    for what, hdr in (("List-Id", "List-Id: Customers <customers.lists.customer.example>"),
+                      ("Precedence bulk", "Precedence: bulk")):
+        d = Outsider()
+        key, ack, tok = open_ticket(d)
+        d.send(AGENT, tok, f"Re: [{key}] x", "#resolve\nFixed.")
+        d.outgoing()
+        d.send(ALICE, tok, f"Re: [{key}] x", "It broke again.", headers=[hdr])
+        tap.eq(d.status(key), "Reopened", f"a reply with {what} within the window reopens")
+        mails = d.outgoing()
+        tap.eq([str(m["Subject"]) for m in to(mails, ALICE)], [], f"8: with no automatic status mail to it ({what})")
+        tap.ok(any("broke again" in body(m) for m in to(mails, AGENT)), "the agents still read it")
+        d.send(ALICE, tok, f"Re: [{key}] x", "#resolve", headers=[hdr])
+        tap.eq(d.status(key), "Resolved", f"its #resolve resolves ({what})")
+        tap.eq([str(m["Subject"]) for m in to(d.outgoing(), ALICE)], [], f"8: with no automatic status mail ({what})")
+        d.close()
+
+
 def test_ack_rate_limit(tap):
     d = Outsider()
     for i in range(20):
@@ -562,5 +583,6 @@ if __name__ == "__main__":
     run_tests(test_status_table, test_first_public_reply_acknowledges, test_followups_and_auto_resolve,
               test_dedupe, test_threading, test_unverified_sender, test_unverified_agent,
               test_agent_commands, test_customer_commands, test_resolve_link,
-              test_outgoing_headers, test_no_automatic_answers, test_ack_rate_limit, test_dsn,
+              test_outgoing_headers, test_no_automatic_answers, test_no_automatic_answers_to_list_replies,
+              test_ack_rate_limit, test_dsn,
               test_first_response_due, test_reminders_and_breach, test_ack_stops_the_clock)

@@ -208,6 +208,8 @@ def test_status_table(tap):
         tap.ok(any(v in (key, num(key)) or (isinstance(v, dict) and key in json.dumps(v)) for v in links.values()),
                "that links the old one", links)
         tap.eq(shown["status"], "Waiting for triage", "and waits for triage")
+        subjects = [str(m["Subject"]) for m in to(d.outgoing(), ALICE)]
+        tap.ok(any(f"[{new[0]['key']}]" in s for s in subjects), "and is acknowledged", subjects)
     d.close()
 
 
@@ -259,6 +261,11 @@ def test_dedupe(tap):
     tap.eq((p1.returncode, p2.returncode), (0, 0), "5.2: the same message twice is accepted both times")
     tap.eq(len(d.tickets()), 1, "5.2: and opens one ticket")
     tap.eq(len(to(d.outgoing(), ALICE)), 1, "and is acknowledged once")
+    raw = (f"From: Alice <{ALICE}>\r\nTo: {INTAKE}\r\nSubject: No Message-ID\r\n"
+           f"Date: Tue, 01 Dec 2026 10:00:00 +0200\r\n\r\nThis one has no Message-ID.\r\n").encode()
+    p1, p2 = d.deliver(raw), d.deliver(raw)
+    tap.eq((p1.returncode, p2.returncode, len(d.tickets())), (0, 0, 2),
+           "5.2: without a Message-ID the same raw message twice is one ticket")
     d.close()
 
 
@@ -291,7 +298,9 @@ def test_unverified_sender(tap):
     note = [m for m in t["messages"] if "not on this ticket" in m["body"]]
     tap.ok(note and note[0]["internal"], "5.4: it is an internal note", note)
     tap.ok("unverified sender" in json.dumps(t), "5.4: flagged \"unverified sender\"")
-    tap.eq(to(d.outgoing(), ALICE), [], "5.4: nothing is sent to the customer")
+    mails = d.outgoing()
+    tap.eq(to(mails, ALICE), [], "5.4: nothing is sent to the customer")
+    tap.eq(to(mails, MALLORY), [], "nor to the stranger, whose commands are not answered")
     d.close()
 
 

@@ -361,7 +361,10 @@ md_intake_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdAct
 	describe_missing (form, fields, entries, &missing, &fill_in, &summary);
 	if (!*missing)
 		return record (store, t, NULL, "fields missing", asked, "none", error);
-	if (t->first_response_at || md_notify_suppress_reason (msg, NULL))
+	/* Automatic mail like the acknowledgement, and as limited per sender
+	 * (its own kind): a customer answering in many small replies. */
+	if (t->first_response_at || md_notify_suppress_reason (msg, NULL) ||
+	    (t->requester && md_notify_rate_limited (desk, store, t->requester, "fields-missing")))
 		return TRUE;
 	return ask (desk, store, t, missing, fill_in, notice, summary, msg, error);
 }

@@ -650,7 +650,7 @@ md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, 
 
 gboolean
 md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
-                         const MdPersonRef *actor, const char *comment, GError **error)
+                         const MdPersonRef *actor, const char *comment, const char *except, GError **error)
 {
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *window = md_duration_format (&desk->reopen_window);
@@ -660,7 +660,7 @@ md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 	set (vars, "resolved", g_strcmp0 (ticket->status, MD_STATUS_RESOLVED) == 0 ? "yes" : "");
 	set (vars, "comment", comment);
 	set (vars, "reopen_window", window);
-	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, NULL);
+	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, except);
 	Outgoing o = { .event = "status-change", .ticket = ticket, .vars = vars, .rcpts = rcpts,
 		       .auto_submitted = MD_AUTO_SUBMITTED_GENERATED, .record = TRUE };
 	return queue (desk, store, &o, error);

@@ -52,9 +52,11 @@ gboolean md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket 
                                    const MdPersonRef *author, const char *comment, const MdMessage *msg,
                                    GError **error);
 
-/* A status change, to the customer side. */
+/* A status change, to the customer side but EXCEPT (an address, or
+ * NULL). */
 gboolean md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
-                                  const MdPersonRef *actor, const char *comment, GError **error);
+                                  const MdPersonRef *actor, const char *comment, const char *except,
+                                  GError **error);
 
 /* Tells an agent whose mail reached a ticket without its token how to
  * reply instead (DESIGN 5.4). */

@@ -67,9 +67,13 @@ record (MdStore *store, MdTicket *t, const MdActor *actor, const char *field, co
 	                             error);
 }
 
-gboolean
-md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *status, const MdActor *actor,
-                        const char *comment, gboolean notify, GError **error)
+/* As md_workflow_set_status; MSG is the mail that asked for the change
+ * (NULL when none).  When that mail may not be answered automatically
+ * (a list, bulk mail: DESIGN 8), the status mail leaves its author out:
+ * it would be an automatic answer to it.  The others are still told. */
+static gboolean
+change_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *status, const MdActor *actor,
+               const char *comment, gboolean notify, const MdMessage *msg, GError **error)
 {
 	const char *old = t->status;
 	gint64 now = md_now ();
@@ -89,7 +93,15 @@ md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *s
 	if (!notify)
 		return TRUE;
 	MdPersonRef who = { actor ? actor->email : NULL, actor ? actor->name : NULL };
-	return md_notify_status_change (desk, store, t, old, actor && actor->email ? &who : NULL, comment, error);
+	const char *quiet = msg && who.email && md_notify_suppress_reason (msg, NULL) ? who.email : NULL;
+	return md_notify_status_change (desk, store, t, old, who.email ? &who : NULL, comment, quiet, error);
+}
+
+gboolean
+md_workflow_set_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *status, const MdActor *actor,
+                        const char *comment, gboolean notify, GError **error)
+{
+	return change_status (desk, store, t, status, actor, comment, notify, NULL, error);
 }
 
 gboolean
@@ -318,7 +330,7 @@ md_workflow_customer_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdA
 
 	if (says_something (comment, msg)) {
 		gboolean reopened = g_strcmp0 (next, MD_STATUS_REOPENED) == 0;
-		if (next && !md_workflow_set_status (desk, store, t, next, actor, NULL, reopened, error))
+		if (next && !change_status (desk, store, t, next, actor, NULL, reopened, msg, error))
 			return FALSE;
 		MdPersonRef author = { actor->email, actor->name };
 		if (!md_notify_customer_reply (desk, store, t, &author, comment, msg, error))
@@ -500,7 +512,7 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "%s", reason);
 		return FALSE;
 	}
-	return md_workflow_set_status (desk, store, t, target, actor, NULL, TRUE, error);
+	return change_status (desk, store, t, target, actor, NULL, TRUE, msg, error);
 }
 
 /* Records that COMMAND was refused for REASON and, when MAIL and there

@@ -332,6 +332,18 @@ def test_questions_are_automatic_mail(tap):
     c.close()
 
 
+def test_partial_answers_are_rate_limited(tap):
+    """The question after a partial answer is automatic mail too, held to
+    the per-sender limit (ack_rate_limit, 5 an hour) of its own kind."""
+    c = Intake()
+    c.new_ticket("New environment request", NEW_ENVIRONMENT)
+    c.mails()
+    for i in range(7):
+        c.reply(1, f"Admin first name: Jane{i}\n")
+    tap.eq(len(questions(c.mails())), 5, "seven partial answers in an hour get five questions")
+    c.close()
+
+
 def test_agent_opens_without_question(tap):
     """An agent opening a ticket (for a customer, say) knows the form:
     the ticket opens, with no question and no wait for its fields."""
@@ -357,4 +369,4 @@ if __name__ == "__main__":
     run_tests(test_new_environment, test_partial_answer, test_partial_answer_asks_for_the_rest,
               test_agent_question_takes_over, test_agent_reply_acknowledges, test_access_complete, test_go_live,
               test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail,
-              test_agent_opens_without_question)
+              test_partial_answers_are_rate_limited, test_agent_opens_without_question)

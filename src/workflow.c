@@ -173,6 +173,9 @@ set_assignee (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, cons
 {
 	if (!*value || g_ascii_strcasecmp (value, "none") == 0)
 		return unassign (desk, store, t, actor, error);
+	if (g_ascii_strcasecmp (value, "me") == 0 && !(actor && actor->email))
+		return invalid (error, "%s", "\"me\" is the agent who asks, and there is none here: name the agent "
+		                "(assignee=EMAIL), or say who you are (ticket set --as AGENT)");
 	g_autofree char *email = g_ascii_strdown (g_ascii_strcasecmp (value, "me") == 0 && actor && actor->email
 	                                          ? actor->email : value, -1);
 	if (!md_address_looks_valid (email))

@@ -222,6 +222,9 @@ def test_set_keys_any_case(tap):
         t = desk.show(1)
         tap.eq((p.returncode, t["priority"], t["category"]), (0, "P1", "Bug"), "Priority= and CATEGORY= are taken",
                p.stderr)
+        p = desk.run("ticket", "set", "1", "assignee=me", env=NOW)
+        tap.ok(p.returncode == 65 and b"--as" in p.stderr, "assignee=me without --as says how to name the agent",
+               p.stderr)
         p = desk.run("ticket", "set", "1", "Colour=blue", env=NOW)
         tap.ok(p.returncode == 65 and b"Colour" in p.stderr, "an unknown key is still refused, by name", p.stderr)
     finally:

@@ -113,6 +113,11 @@ main (int argc, char **argv)
 	 * before they parse their options. */
 	for (int j = i + 1; j < argc && strcmp (argv[j], "--") != 0; j++)
 		(void) config_option (argc, argv, &j);
+	g_autoptr (GError) clock_error = NULL;
+	if (!md_now_check (&clock_error)) {
+		fprintf (stderr, "maildesk: %s\n", clock_error->message);
+		return MD_EX_USAGE;
+	}
 	for (gsize c = 0; c < G_N_ELEMENTS (commands); c++)
 		if (strcmp (argv[i], commands[c].name) == 0)
 			return commands[c].run (argc - i, argv + i);

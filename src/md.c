@@ -62,6 +62,22 @@ md_error_to_exit_code (const GError *error)
 	return md_error_is_temporary (error) ? MD_EX_TEMPFAIL : MD_EX_DATAERR;
 }
 
+gboolean
+md_now_check (GError **error)
+{
+	const char *now = g_getenv ("MAILDESK_NOW");
+	if (!now || !*now)
+		return TRUE;
+	g_autoptr (GTimeZone) utc = g_time_zone_new_utc ();
+	g_autoptr (GDateTime) dt = g_date_time_new_from_iso8601 (now, utc);
+	if (!dt) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "MAILDESK_NOW=%s is not an ISO 8601 time "
+		             "(e.g. 2026-12-01T09:30:00+02:00; without an offset, UTC)", now);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 gint64
 md_now (void)
 {

@@ -47,6 +47,10 @@ int md_error_to_exit_code (const GError *error);
 
 /* Current time as Unix seconds; MAILDESK_NOW overrides it (DESIGN 3). */
 gint64 md_now (void);
+/* Whether MAILDESK_NOW, when set, is a time md_now can use; checked once
+ * at start-up, so that a what-if run never quietly runs on the real
+ * clock instead. */
+gboolean md_now_check (GError **error);
 
 /* Format Unix seconds as ISO 8601 UTC ("2026-12-01T07:30:00Z").
  * Free with g_free. */

@@ -231,6 +231,21 @@ def test_set_keys_any_case(tap):
         desk.cleanup()
 
 
+def test_bad_clock_refused(tap):
+    """A MAILDESK_NOW that is not a time is refused (64) before anything
+    runs: a what-if run never quietly runs on the real clock."""
+    desk = Desk()
+    try:
+        for args, stdin in ((("deliver",), message()), (("tick",), None), (("ticket", "list"), None)):
+            p = desk.run(*args, input=stdin, env={"MAILDESK_NOW": "next tuesday"})
+            tap.ok(p.returncode == 64 and b"MAILDESK_NOW" in p.stderr, f"{args[0]}: refused, saying why", p.stderr)
+        tap.eq(desk.tickets(), [], "nothing was delivered")
+        p = desk.deliver(message(), env={"MAILDESK_NOW": "2026-12-01T07:30:00"})
+        tap.eq((p.returncode, desk.show(1)["created_at"]), (0, "2026-12-01T07:30:00Z"), "without an offset: UTC")
+    finally:
+        desk.cleanup()
+
+
 def test_json_types(tap):
     """Every field DESIGN 3 lists, with its JSON type: numbers as numbers,
     null as null, booleans as booleans, times in ISO 8601 UTC ending in Z;
@@ -310,5 +325,5 @@ def test_classify_stores_nothing(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_no_such_ticket, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
+    run_tests(test_no_such_ticket, test_bad_clock_refused, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
               test_json_types, test_classify_stores_nothing)

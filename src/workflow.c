@@ -474,8 +474,14 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		return FALSE;
 	}
 	const char *name = c->name;
-	if (strcmp (name, "list") == 0)
+	if (strcmp (name, "list") == 0) {
+		/* Held to the limit a #list alone at the intake has: twenty of
+		 * them in a reply under a forged From were twenty mails to it. */
+		if (actor->kind == MD_ACTOR_CUSTOMER && actor->email &&
+		    md_notify_rate_limited (desk, store, actor->email, "list"))
+			return TRUE;
 		return md_workflow_list (desk, store, t, actor, msg, error);
+	}
 	if (strcmp (name, "internal") == 0)
 		return TRUE;  /* handled by the caller: the message stays internal */
 	if (!md_status_is_open (t->status) && strcmp (name, "status") != 0) {
@@ -518,23 +524,47 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 	return change_status (desk, store, t, target, actor, NULL, TRUE, msg, error);
 }
 
-/* Records that COMMAND was refused for REASON and, when MAIL and there
- * is someone to write to, answers it by mail. */
-static gboolean
-refuse (MdDesk *desk, MdStore *store, MdTicket *t, const char *command, const char *reason, const MdActor *actor,
-        gboolean mail, const MdMessage *msg, GError **error)
+/* Whether a refused command is answered by mail.  A customer's From
+ * and anything at the intake can be forged, and one message may hold
+ * twenty commands: their answers to one address are held to the limit
+ * of automatic mail (ack_rate_limit), counted answer by answer, else
+ * the desk mails twenty copies of a stranger's lines to whomever they
+ * name per message they send.  A verified agent's are always answered. */
+typedef enum {
+	ANSWER_NONE,
+	ANSWER_LIMITED,
+	ANSWER_ALWAYS,
+} Answer;
+
+/* ANSWER_ALWAYS for a verified agent or the desk in a reply, else
+ * ANSWER_LIMITED. */
+static Answer
+answer_in_reply (const MdActor *actor)
 {
-	MdPersonRef to = { actor->email, actor->name };
-	return md_store_history_add (store, t->id, md_now (), actor_label (actor), "command refused", command, reason,
-	                             error) &&
-	       (!mail || !actor->email || md_notify_command_error (desk, store, t, &to, command, reason, msg, error));
+	return actor->kind == MD_ACTOR_CUSTOMER ? ANSWER_LIMITED : ANSWER_ALWAYS;
 }
 
-/* Runs C; one that fails or is not allowed is refused (and, when MAIL,
- * answered).  FALSE on database trouble, or with the reason when there
- * is no address to answer. */
+/* Records that COMMAND was refused for REASON and, as ANSWER says and
+ * when there is someone to write to, answers it by mail. */
 static gboolean
-run_or_refuse (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, gboolean mail,
+refuse (MdDesk *desk, MdStore *store, MdTicket *t, const char *command, const char *reason, const MdActor *actor,
+        Answer answer, const MdMessage *msg, GError **error)
+{
+	MdPersonRef to = { actor->email, actor->name };
+	if (!md_store_history_add (store, t->id, md_now (), actor_label (actor), "command refused", command, reason,
+	                           error))
+		return FALSE;
+	if (answer == ANSWER_NONE || !actor->email ||
+	    (answer == ANSWER_LIMITED && md_notify_rate_limited (desk, store, actor->email, "command-error")))
+		return TRUE;
+	return md_notify_command_error (desk, store, t, &to, command, reason, msg, error);
+}
+
+/* Runs C; one that fails or is not allowed is refused (and answered as
+ * ANSWER says).  FALSE on database trouble, or with the reason when
+ * there is no address to answer. */
+static gboolean
+run_or_refuse (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, Answer answer,
                const MdMessage *msg, GError **error)
 {
 	GError *local = NULL;
@@ -547,7 +577,7 @@ run_or_refuse (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const Md
 		g_propagate_error (error, local);
 		return FALSE;
 	}
-	gboolean ok = refuse (desk, store, t, c->line, local->message, actor, mail, msg, error);
+	gboolean ok = refuse (desk, store, t, c->line, local->message, actor, answer, msg, error);
 	g_error_free (local);
 	return ok;
 }
@@ -557,7 +587,7 @@ md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *
                           const MdMessage *msg, GError **error)
 {
 	for (guint i = 0; commands && i < commands->len; i++)
-		if (!run_or_refuse (desk, store, t, commands->pdata[i], actor, TRUE, msg, error))
+		if (!run_or_refuse (desk, store, t, commands->pdata[i], actor, answer_in_reply (actor), msg, error))
 			return FALSE;
 	return TRUE;
 }
@@ -569,7 +599,8 @@ run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *comman
 {
 	for (guint i = 0; commands && i < commands->len; i++) {
 		MdCommand *c = commands->pdata[i];
-		if (is_quiet_command (c) == quiet && !run_or_refuse (desk, store, t, c, actor, TRUE, msg, error))
+		if (is_quiet_command (c) == quiet &&
+		    !run_or_refuse (desk, store, t, c, actor, answer_in_reply (actor), msg, error))
 			return FALSE;
 	}
 	return TRUE;
@@ -598,17 +629,15 @@ gboolean
 md_workflow_opening_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands,
                               const MdActor *actor, const MdMessage *msg, GError **error)
 {
-	/* Mail to the intake address opens tickets for anyone: the answers
-	 * are held to the acknowledgement's limit per sender. */
-	gboolean mail = commands && commands->len && actor->email &&
-	                !md_notify_rate_limited (desk, store, actor->email, "command-error");
+	/* Mail to the intake address opens tickets for anyone, under any
+	 * From (an agent's too): every answer is held to the limit. */
 	for (guint i = 0; commands && i < commands->len; i++) {
 		MdCommand *c = commands->pdata[i];
 		/* No one to answer: refused, for a human to see in the history. */
 		const char *reason = !actor->email ? "the message has no sender address to answer"
 		                     : opening_refusal (c, actor);
-		if (reason ? !refuse (desk, store, t, c->line, reason, actor, mail, msg, error)
-		           : !run_or_refuse (desk, store, t, c, actor, mail, msg, error))
+		if (reason ? !refuse (desk, store, t, c->line, reason, actor, ANSWER_LIMITED, msg, error)
+		           : !run_or_refuse (desk, store, t, c, actor, ANSWER_LIMITED, msg, error))
 			return FALSE;
 	}
 	return TRUE;

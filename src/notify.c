@@ -270,6 +270,34 @@ customer_side (MdStore *store, const MdTicket *t, const char *except)
 	return rcpts;
 }
 
+/* Drops from RCPTS (customer_side) those a customer's own action may not
+ * mail.  Whoever opens a ticket names its participants in Cc, under any
+ * From, and a customer may #resolve and reopen it as often as they
+ * like: else each toggle is a mail with their subject and name to
+ * addresses of their choosing, from the desk's domain.  A participant
+ * hears of a customer's change only once the desk has written to them
+ * on the ticket (an agent's reply, an agent's change), and nobody more
+ * than ack_rate_limit times an hour (the requester's From is forgeable
+ * too).  The requester and the organization's members are the desk's
+ * own records and are told, within the limit. */
+static void
+hold_customer_caused (MdDesk *desk, MdStore *store, const MdTicket *t, GPtrArray *rcpts, const char *kind)
+{
+	g_autoptr (GPtrArray) parts = md_store_participants (store, t->id, NULL);
+	for (guint i = rcpts->len; i > 0; i--) {
+		const char *rcpt = rcpts->pdata[i - 1];
+		gboolean participant = FALSE;
+		for (guint p = 0; parts && p < parts->len && !participant; p++)
+			participant = g_ascii_strcasecmp (parts->pdata[p], rcpt) == 0;
+		gboolean own = t->requester && g_ascii_strcasecmp (t->requester, rcpt) == 0;
+		gboolean member = t->shared && t->organization_id &&
+		                  md_store_org_is_member (store, t->organization_id, rcpt);
+		if ((participant && !own && !member && !md_outbox_mailed (store, t->id, rcpt, NULL)) ||
+		    md_notify_rate_limited (desk, store, rcpt, kind))
+			g_ptr_array_remove_index (rcpts, i - 1);
+	}
+}
+
 static GPtrArray *
 agent_side (MdDesk *desk, MdStore *store, const MdTicket *t, const char *except)
 {
@@ -650,7 +678,8 @@ md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, 
 
 gboolean
 md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
-                         const MdPersonRef *actor, const char *comment, const char *except, GError **error)
+                         const MdPersonRef *actor, const char *comment, const char *except, gboolean by_customer,
+                         GError **error)
 {
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *window = md_duration_format (&desk->reopen_window);
@@ -661,6 +690,8 @@ md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 	set (vars, "comment", comment);
 	set (vars, "reopen_window", window);
 	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, except);
+	if (by_customer)
+		hold_customer_caused (desk, store, ticket, rcpts, "status-change");
 	Outgoing o = { .event = "status-change", .ticket = ticket, .vars = vars, .rcpts = rcpts,
 		       .auto_submitted = MD_AUTO_SUBMITTED_GENERATED, .record = TRUE };
 	return queue (desk, store, &o, error);

@@ -53,10 +53,12 @@ gboolean md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket 
                                    GError **error);
 
 /* A status change, to the customer side but EXCEPT (an address, or
- * NULL). */
+ * NULL).  BY_CUSTOMER: a customer's mail made it, and it reaches only
+ * the participants the desk has written to on the ticket, and no one
+ * past ack_rate_limit an hour. */
 gboolean md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *old_status,
                                   const MdPersonRef *actor, const char *comment, const char *except,
-                                  GError **error);
+                                  gboolean by_customer, GError **error);
 
 /* Tells an agent whose mail reached a ticket without its token how to
  * reply instead (DESIGN 5.4). */

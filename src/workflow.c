@@ -94,7 +94,8 @@ change_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *status, co
 		return TRUE;
 	MdPersonRef who = { actor ? actor->email : NULL, actor ? actor->name : NULL };
 	const char *quiet = msg && who.email && md_notify_suppress_reason (msg, NULL) ? who.email : NULL;
-	return md_notify_status_change (desk, store, t, old, who.email ? &who : NULL, comment, quiet, error);
+	return md_notify_status_change (desk, store, t, old, who.email ? &who : NULL, comment, quiet,
+	                                actor && actor->kind == MD_ACTOR_CUSTOMER, error);
 }
 
 gboolean

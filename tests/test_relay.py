@@ -60,5 +60,62 @@ def test_command_errors_to_a_forged_sender(tap):
     desk.cleanup()
 
 
+def test_cc_is_no_relay(tap):
+    """A stranger opens a ticket with victims in Cc (they become
+    participants), then toggles it with #resolve and a reply: every
+    toggle was a status mail to every victim, carrying the stranger's
+    subject and display name, without limit."""
+    desk = Desk()
+    desk.run("agent", "add", AGENT, check=True)
+    victims = [f"v{i}@victim{i}.example" for i in range(5)]
+    spam = "CHEAP PILLS http://evil.example"
+    desk.deliver(message(subject=spam, sender="mallory@evil.example",
+                         headers=["Cc: " + ", ".join(victims)]), env=ENV)
+    tap.eq(desk.show(1)["subject"], spam, "the ticket is opened")
+
+    def toggle(times):
+        for _ in range(times):
+            desk.deliver(message(subject=f"Re: [SUP-1] {spam}", sender="mallory@evil.example",
+                                 body="#resolve\n"), env=ENV)
+            desk.deliver(message(subject=f"Re: [SUP-1] {spam}", sender="mallory@evil.example",
+                                 body="Visit http://evil.example now\n"), env=ENV)
+
+    toggle(3)
+    t = desk.show(1)
+    tap.eq(t["status"], "Reopened", "the requester's #resolve and reply still work")
+    mailed = {v: sum(n for (kind, to), n in queued(desk).items() if to == v) for v in victims}
+    tap.eq(set(mailed.values()), {0}, "no mail reaches addresses the desk never wrote to", mailed)
+
+    # Once an agent has written to them they hear of the customer's
+    # changes, but no more than ack_rate_limit of them an hour.
+    addr = token_address(desk, 1)
+    desk.deliver(message(subject=f"Re: [SUP-1] {spam}", sender=AGENT, to=addr, body="What is this?\n"),
+                 "--recipient", addr, env=ENV)
+    tap.eq(queued(desk)[("agent-reply", victims[0])], 1, "the agent's reply reaches the Cc")
+    toggle(6)
+    got = queued(desk)
+    tap.ok(all(1 <= got[("status-change", v)] <= 5 for v in victims),
+           "then a customer's status changes reach them at most 5 times an hour",
+           [got[("status-change", v)] for v in victims])
+    tap.ok(got[("status-change", "mallory@evil.example")] <= 5, "and the requester, whose From may be forged",
+           got[("status-change", "mallory@evil.example")])
+    desk.cleanup()
+
+
+def test_cc_colleague_still_told(tap):
+    """The ordinary case the rule above must keep: a colleague in Cc who
+    has the agent's answer hears that the customer resolved it."""
+    desk = Desk()
+    desk.run("agent", "add", AGENT, check=True)
+    desk.deliver(message(subject="printer", headers=["Cc: Bob <bob@customer.example>"]), env=ENV)
+    addr = token_address(desk, 1)
+    desk.deliver(message(subject="Re: [SUP-1] printer", sender=AGENT, to=addr, body="Restart it.\n"),
+                 "--recipient", addr, env=ENV)
+    desk.deliver(message(subject="Re: [SUP-1] printer", body="#resolve\nThanks, it works.\n"), env=ENV)
+    tap.eq(desk.show(1)["status"], "Resolved", "the customer resolved it")
+    tap.eq(queued(desk)[("status-change", "bob@customer.example")], 1, "and the colleague in Cc is told")
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_command_errors_to_a_forged_sender)
+    run_tests(test_command_errors_to_a_forged_sender, test_cc_is_no_relay, test_cc_colleague_still_told)

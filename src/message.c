@@ -185,7 +185,7 @@ typedef struct {
 	MdMessageLimits lim;
 	GError *error;          /* first I/O error: ends the walk */
 	int parts_seen;
-	gboolean depth_noted, parts_noted;
+	gboolean depth_noted, parts_noted, files_noted;
 	GString *plain;
 	gboolean have_plain;
 	GArray *html;           /* PendingHtml */
@@ -497,6 +497,16 @@ guess_type_from_name (const char *name)
 static void
 store_bytes (Walk *w, const char *raw_name, const void *data, gsize len, int depth)
 {
+	/* Files unpacked from inside a part are no MIME parts, yet a few
+	 * bytes of text or TNEF make one each: without this a 50 MB message
+	 * of tiny uuencoded blocks was over a million spool files and rows. */
+	if (w->msg->attachments->len >= (guint) w->lim.max_parts) {
+		if (!w->files_noted)
+			add_problem (w->msg, "attachment limit (%d) reached: later uuencoded or TNEF files ignored",
+			             w->lim.max_parts);
+		w->files_noted = TRUE;
+		return;
+	}
 	MdSpoolWriter *writer = md_spool_writer_new (w->spool, MD_SPOOL_BLOB, 0, &w->error);
 	if (!writer)
 		return;

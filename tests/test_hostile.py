@@ -173,6 +173,29 @@ def test_many_parts_and_nesting(tap):
     desk.cleanup()
 
 
+def test_unpacked_files_capped(tap):
+    """Files unpacked from inside a part (uuencoded blocks in text, the
+    contents of a winmail.dat) escaped the part limit: 20,000 blocks of a
+    few bytes in 0.7 MB of text were 20,000 spool files and rows; a 50 MB
+    message would have been over a million of each."""
+    import binascii
+    desk = Desk()
+    blocks = "".join(f"begin 644 f{i}.txt\n" + binascii.b2a_uu(f"{i:08d}".encode(), backtick=True).decode() + "`\nend\n"
+                     for i in range(20000))
+    t0 = time.time()
+    rc, out, err, rss = deliver_measured(desk, message(subject="uuencoded", body="see the files\n" + blocks))
+    took = time.time() - t0
+    tap.diag(f"20,000 uuencoded blocks: exit {rc}, {took:.1f} s, peak RSS {rss} KiB")
+    tap.eq(rc, 0, "20,000 uuencoded blocks: kept", err)
+    if rc == 0:
+        m = desk.show(out.strip())["messages"][0]
+        tap.ok(len(m["attachments"]) <= 1000, f"unpacked files count against the limit ({len(m['attachments'])})")
+        tap.ok("limit" in (m["flag"] or ""), "the message is flagged for a human", m["flag"])
+    blobs = sum(len(files) for _, _, files in os.walk(os.path.join(desk.dir, "var", "spool")))
+    tap.ok(blobs <= 1100, f"and so are the files in the spool ({blobs})")
+    desk.cleanup()
+
+
 def test_html_nested_links(tap):
     """Links nested in links (libxml2 keeps <a> inside <b> inside <a>):
     each anchor held a copy of all the text below it while the text was
@@ -441,6 +464,7 @@ def test_lmtp_hostile(tap):
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_html_nested_links,
+    run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_unpacked_files_capped,
+              test_html_nested_links,
               test_html_soup, test_html_deep_nesting, test_text_of_many_short_lines, test_bytes_and_line_ends,
               test_no_header_injection, test_path_names_and_syntax, test_lmtp_hostile)

@@ -119,6 +119,8 @@ state_name (MdLmtpState state)
 	g_assert_not_reached ();
 }
 
+static void session_abandon (MdLmtpSession *s, const char *text);
+
 static void
 enter_state (MdLmtpSession *s, MdLmtpState state)
 {
@@ -733,6 +735,14 @@ check_mail (MdLmtpSession *s, const char *args)
 		reply (s, "503 5.5.1 Send LHLO first");
 		return FALSE;
 	}
+	/* Stopping: what is in flight finishes, nothing new starts.  The
+	 * MTA keeps the message and tries again (RFC 5321 3.8). */
+	if (s->server->draining) {
+		g_autofree char *text = g_strdup_printf ("421 4.3.2 %s Service shutting down, closing connection",
+		                                         s->server->cfg.hostname);
+		session_abandon (s, text);
+		return FALSE;
+	}
 	if (s->state != STATE_READY) {
 		reply (s, "503 5.5.1 Nested MAIL command");
 		return FALSE;
@@ -1235,6 +1245,12 @@ gboolean
 md_lmtp_session_closing (const MdLmtpSession *s)
 {
 	return s->state == STATE_CLOSING;
+}
+
+gboolean
+md_lmtp_session_in_transaction (const MdLmtpSession *s)
+{
+	return s->state == STATE_MAIL || s->state == STATE_RCPT || s->state == STATE_DATA || s->state == STATE_BDAT;
 }
 
 gboolean

@@ -23,6 +23,7 @@ struct _MdLmtpServer {
 	GList *connections;          /* MdLmtpConn*, owned by lmtp.c */
 	guint n_connections;
 	guint active_transactions;
+	gboolean draining;           /* md_lmtp_server_drain: no new transaction */
 };
 
 MdLmtpServer *md_lmtp_server_ref (MdLmtpServer *s);
@@ -54,6 +55,9 @@ gboolean md_lmtp_session_waiting (const MdLmtpSession *s);
 void md_lmtp_session_timeout (MdLmtpSession *s);
 /* Queues a 421 4.3.2 shutdown notice and starts closing. */
 void md_lmtp_session_shutdown (MdLmtpSession *s);
+/* Whether a transaction is open and not yet at its end of data (MAIL
+ * accepted, recipients, the body on its way). */
+gboolean md_lmtp_session_in_transaction (const MdLmtpSession *s);
 /* Aborts a body being received (nothing half-stored stays), lets a
  * pending delivery finish without replies, logs the disconnect with
  * reason, frees and sets *s to NULL. */

@@ -607,6 +607,24 @@ md_lmtp_server_active_transactions (MdLmtpServer *s)
 	return s->active_transactions;
 }
 
+void
+md_lmtp_server_drain (MdLmtpServer *s)
+{
+	md_lmtp_server_stop_accepting (s);
+	s->draining = TRUE;
+}
+
+guint
+md_lmtp_server_open_transactions (MdLmtpServer *s)
+{
+	guint open = s->active_transactions;
+	for (GList *l = s->connections; l; l = l->next) {
+		MdLmtpConn *c = l->data;
+		open += c->session && md_lmtp_session_in_transaction (c->session);
+	}
+	return open;
+}
+
 guint
 md_lmtp_server_connections (MdLmtpServer *s)
 {

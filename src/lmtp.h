@@ -77,6 +77,14 @@ const char *const *md_lmtp_server_addresses (MdLmtpServer *s);
 void md_lmtp_server_stop_accepting (MdLmtpServer *s);
 /* Transactions past their end of data whose replies are not yet sent. */
 guint md_lmtp_server_active_transactions (MdLmtpServer *s);
+/* For a graceful stop: stops accepting, and sessions answer a new MAIL
+ * with 421 4.3.2 and close, so that what is in flight can finish and
+ * nothing new starts. */
+void md_lmtp_server_drain (MdLmtpServer *s);
+/* Transactions in flight: begun (MAIL accepted) and not yet answered,
+ * whether their body is still arriving or they wait for the
+ * application.  What a drain waits for. */
+guint md_lmtp_server_open_transactions (MdLmtpServer *s);
 guint md_lmtp_server_connections (MdLmtpServer *s);
 /* Stops accepting, tells every client 421 4.3.2 and closes it.  Replies of
  * transactions still in the application are dropped (the MTA retries);

@@ -150,7 +150,7 @@ static gboolean
 drain_tick (gpointer data)
 {
 	Daemon *d = data;
-	guint active = md_lmtp_server_active_transactions (d->lmtp);
+	guint active = md_lmtp_server_open_transactions (d->lmtp);
 	if (active == 0 || g_get_monotonic_time () > d->drain_deadline) {
 		if (active)
 			g_warning ("serve: %u transactions still unanswered at shutdown; their MTAs will retry", active);
@@ -167,7 +167,7 @@ on_stop_signal (gpointer data)
 	if (d->drain_deadline)
 		return G_SOURCE_CONTINUE;  /* already draining */
 	g_message ("serve: stopping; no new connections");
-	md_lmtp_server_stop_accepting (d->lmtp);
+	md_lmtp_server_drain (d->lmtp);
 	d->drain_deadline = g_get_monotonic_time () + DRAIN_TIMEOUT_US;
 	g_timeout_add (50, drain_tick, d);
 	return G_SOURCE_CONTINUE;

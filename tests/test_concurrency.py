@@ -306,35 +306,39 @@ def test_commit_after_drain(tap):
     """The writer still commits what was queued when the drain gave up,
     after the main loop stopped: the parts its commits wake (scheduler,
     outbox sender) must still be there.  Another process holds the
-    database's write lock, so the writer cannot commit and the drain's
-    15 s run out with deliveries pending; the lock is let go once serve
-    said so, and the writer commits them on its way out."""
+    database's write lock, so the writer cannot commit (it waits 5 s for
+    the lock per round, then answers 4xx).  A session stopped in the
+    middle of its DATA is a transaction in flight, so the drain waits for
+    it and runs out at its 15 s bound; the rest of that message arrives
+    12 s into the drain, so that its delivery waits for the writer when
+    the drain gives up.  The lock is let go once serve said so, and the
+    writer commits it on its way out."""
     port = free_port()
     desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
     try:
         server = Server(desk, env={"MAILDESK_NOW": NOW0}).start(port)
         holder = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"), timeout=30, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
-        # two sessions a second apart keep deliveries queued for the
-        # writer, which waits 5 s for the lock each time; the writer
-        # answers everything it gathered at once, so between its rounds
-        # nothing may be in flight: a third session, stopped in the middle
-        # of its DATA, keeps a transaction open so that the drain runs out
+        # a session whose deliveries the writer answers 4xx while the lock
+        # is held; after the signal its next MAIL is answered 421
         replies, stop = collections.Counter(), threading.Event()
-        clients = []
-        for k in range(2):
-            clients.append(threading.Thread(target=resender, args=(port, f"h{k}", replies, stop)))
-            clients[-1].start()
-            time.sleep(1)
+        client = threading.Thread(target=resender, args=(port, "h0", replies, stop))
+        client.start()
+        time.sleep(1)
         slow = Lmtp(port)
         slow.cmd("LHLO slow.test")
         slow.cmd("MAIL FROM:<slow@customer.example>")
         slow.cmd("RCPT TO:<support@support.example.com>")
         slow.cmd("DATA")
-        slow.sock.sendall(message(subject="half a message")[:60])
+        whole = message(subject="half a message").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        slow.sock.sendall(whole[:60])
         server.signal(signal.SIGTERM)
-        gave_up = False
-        for _ in range(600):   # the drain's bound is 15 s
+        signalled = time.monotonic()
+        rest_sent = gave_up = False
+        for _ in range(800):   # the drain's bound is 15 s
+            if not rest_sent and time.monotonic() - signalled > 12:
+                slow.sock.sendall(whole[60:] + (b"" if whole.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+                rest_sent = True
             if "still unanswered at shutdown" in server.read_log():
                 gave_up = True
                 break
@@ -351,20 +355,57 @@ def test_commit_after_drain(tap):
         except subprocess.TimeoutExpired:
             rc = "still running after 30 s"
         stop.set()
-        for t in clients:
-            t.join(60)
+        client.join(60)
         slow.sock.close()
         server.stop()
-        tap.ok(gave_up, "the drain ran out with deliveries pending", server.read_log()[-2000:])
+        tap.ok(gave_up and rest_sent, "the drain waited for the session mid-DATA and ran out with its delivery pending",
+               server.read_log()[-2000:])
         log = server.read_log()
         at = log.find("ERROR: AddressSanitizer")
         tap.eq(rc, 0, "serve exits 0 after committing what the drain left", log[at:] if at >= 0 else log[-3000:])
         tap.ok(replies[4] > 0, "deliveries were answered 4xx while the lock was held", dict(replies))
         conn = db(desk)
-        stored = conn.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0]
+        stored = [r[0] for r in conn.execute("SELECT subject FROM messages WHERE direction = 'in'")]
         conn.close()
-        tap.ok(stored > 0 and replies[2] == 0, "the writer committed deliveries after the drain, answered none",
+        tap.ok("half a message" in stored and replies[2] == 0,
+               "the writer committed the pending delivery after the drain, answered none",
                f"stored {stored}, replies {dict(replies)}")
+    finally:
+        desk.cleanup()
+
+
+def test_drain_refuses_new_transactions(tap):
+    """Once serve is stopping, a session's next MAIL is answered 421 4.3.2
+    and closed (the MTA retries later), while a transaction already
+    begun is finished and answered 250."""
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\n")
+    try:
+        server = Server(desk, env={"MAILDESK_NOW": NOW0}).start(port)
+        begun, idle = Lmtp(port), Lmtp(port)
+        begun.cmd("LHLO begun.test")
+        idle.cmd("LHLO idle.test")
+        begun.cmd("MAIL FROM:<begun@customer.example>")
+        begun.cmd("RCPT TO:<support@support.example.com>")
+        server.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "stopping" not in server.read_log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        code, text = idle.cmd("MAIL FROM:<late@customer.example>")
+        tap.ok(code == 421 and "4.3.2" in text, "a new MAIL while stopping: 421 4.3.2", text)
+        tap.ok(server.proc.poll() is None, "serve waits for the transaction in flight")
+        data = begun.send_data(message(subject="begun before the signal"), 1)
+        tap.eq([c for c, _ in data], [250], "which is finished and answered 250", data)
+        try:
+            rc = server.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            rc = "still running after 20 s"
+        tap.eq(rc, 0, "then serve exits 0")
+        server.stop()
+        conn = db(desk)
+        subjects = [r[0] for r in conn.execute("SELECT subject FROM messages WHERE direction = 'in'")]
+        conn.close()
+        tap.eq(subjects, ["begun before the signal"], "only that message is stored")
     finally:
         desk.cleanup()
 
@@ -396,5 +437,5 @@ def test_commands_while_serve_starts(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_processes_at_once, test_sigterm_during_burst, test_commit_after_drain,
+    run_tests(test_processes_at_once, test_sigterm_during_burst, test_commit_after_drain, test_drain_refuses_new_transactions,
               test_commands_while_serve_starts)

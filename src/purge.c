@@ -90,6 +90,17 @@ count (MdStore *store, const char *sql, gint64 id, const char *text, GError **er
 	return sqlite3_column_int64 (s, 0);
 }
 
+/* Adds the integer SQL selects (no parameters) to *TOTAL. */
+static gboolean
+add_count (MdStore *store, const char *sql, guint *total, GError **error)
+{
+	gint64 n = count (store, sql, 0, NULL, error);
+	if (n < 0)
+		return FALSE;
+	*total += (guint) n;
+	return TRUE;
+}
+
 #define COUNTS(field) G_STRUCT_OFFSET (MdPurgeStats, field)
 #define UNCOUNTED (-1)
 
@@ -214,27 +225,19 @@ delete_ticketless (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error
 static gboolean
 delete_ticketless_mail (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 {
-	gint64 queued = fill_batch (store, ids, error)
-	                ? count (store, "SELECT count(*) FROM outbox WHERE id IN " BATCH " AND state = 'queued'", 0,
-	                         NULL, error)
-	                : -1;
-	if (queued < 0)
-		return FALSE;
-	st->outbox_queued += (guint) queued;
-	return run_steps (store, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), st, error);
+	return fill_batch (store, ids, error) &&
+	       add_count (store, "SELECT count(*) FROM outbox WHERE id IN " BATCH " AND state = 'queued'",
+	                  &st->outbox_queued, error) &&
+	       run_steps (store, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), st, error);
 }
 
 /* Deletes the tickets IDS (at most a batch) in the open transaction. */
 static gboolean
 delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 {
-	if (!fill_batch (store, ids, error) || !run_steps (store, batch_deletes, G_N_ELEMENTS (batch_deletes), st, error))
-		return FALSE;
-	gint64 queued = count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", 0, NULL, error);
-	if (queued < 0)
-		return FALSE;
-	st->outbox_queued += (guint) queued;
-	return TRUE;
+	return fill_batch (store, ids, error) &&
+	       run_steps (store, batch_deletes, G_N_ELEMENTS (batch_deletes), st, error) &&
+	       add_count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", &st->outbox_queued, error);
 }
 
 /* Which noted files a row names: temp.purge_notes holds the notes, and
@@ -326,13 +329,8 @@ static gboolean
 count_files (MdStore *store, MdPurgeStats *st, GError **error)
 {
 	Seen seen = { { 0 } };
-	if (!copy_notes (store, error) || !mark_referenced (store, TRUE, &seen, error))
-		return FALSE;
-	gint64 n = count (store, "SELECT count(*) FROM temp.purge_notes WHERE NOT referenced", 0, NULL, error);
-	if (n < 0)
-		return FALSE;
-	st->files += (guint) n;
-	return TRUE;
+	return copy_notes (store, error) && mark_referenced (store, TRUE, &seen, error) &&
+	       add_count (store, "SELECT count(*) FROM temp.purge_notes WHERE NOT referenced", &st->files, error);
 }
 
 /* Ends a transaction: committed, or with DRY_RUN rolled back. */

@@ -62,17 +62,26 @@ md_error_to_exit_code (const GError *error)
 	return md_error_is_temporary (error) ? MD_EX_TEMPFAIL : MD_EX_DATAERR;
 }
 
+/* MAILDESK_NOW, when set, and the time it says (NULL when it says none). */
+static GDateTime *
+env_now (const char **text_r)
+{
+	const char *now = g_getenv ("MAILDESK_NOW");
+	*text_r = now && *now ? now : NULL;
+	if (!*text_r)
+		return NULL;
+	g_autoptr (GTimeZone) utc = g_time_zone_new_utc ();
+	return g_date_time_new_from_iso8601 (now, utc);
+}
+
 gboolean
 md_now_check (GError **error)
 {
-	const char *now = g_getenv ("MAILDESK_NOW");
-	if (!now || !*now)
-		return TRUE;
-	g_autoptr (GTimeZone) utc = g_time_zone_new_utc ();
-	g_autoptr (GDateTime) dt = g_date_time_new_from_iso8601 (now, utc);
-	if (!dt) {
+	const char *text;
+	g_autoptr (GDateTime) dt = env_now (&text);
+	if (text && !dt) {
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "MAILDESK_NOW=%s is not an ISO 8601 time "
-		             "(e.g. 2026-12-01T09:30:00+02:00; without an offset, UTC)", now);
+		             "(e.g. 2026-12-01T09:30:00+02:00; without an offset, UTC)", text);
 		return FALSE;
 	}
 	return TRUE;
@@ -81,14 +90,12 @@ md_now_check (GError **error)
 gint64
 md_now (void)
 {
-	const char *now = g_getenv ("MAILDESK_NOW");
-	if (now && *now) {
-		g_autoptr (GTimeZone) utc = g_time_zone_new_utc ();
-		g_autoptr (GDateTime) dt = g_date_time_new_from_iso8601 (now, utc);
-		if (dt)
-			return g_date_time_to_unix (dt);
-		g_warning ("MAILDESK_NOW=%s is not an ISO 8601 time; using the real clock", now);
-	}
+	const char *text;
+	g_autoptr (GDateTime) dt = env_now (&text);
+	if (dt)
+		return g_date_time_to_unix (dt);
+	if (text)
+		g_warning ("MAILDESK_NOW=%s is not an ISO 8601 time; using the real clock", text);
 	return g_get_real_time () / G_USEC_PER_SEC;
 }
 

@@ -105,8 +105,9 @@ md_cli_parse (const char *name, const char *params, const char *summary, GOption
 	g_autoptr (GOptionContext) ctx = g_option_context_new (title);
 
 	/* The global -c also after the command (`maildesk deliver -c F`),
-	 * as scripts and MTA pipe lines write it.  GOption's string lives
-	 * as long as the process, as argv does. */
+	 * as scripts and MTA pipe lines write it: main() has taken its FILE
+	 * already (some commands open the desk before they parse); here it
+	 * is only accepted, and listed in --help. */
 	static char *config_after;
 	GOptionEntry global[] = {
 		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_after, "configuration file", "FILE" },
@@ -122,8 +123,6 @@ md_cli_parse (const char *name, const char *params, const char *summary, GOption
 		fputs (help, stderr);
 		return FALSE;
 	}
-	if (config_after)
-		md_cli.config_path = config_after;
 	return TRUE;
 }
 

@@ -759,11 +759,55 @@ typedef enum {
 
 #define LIMIT_WARNING_EVERY_S 60
 
-/* Per-call matching state: PCRE2's match data and JIT stack are not
- * shareable between threads, the compiled patterns are. */
+/* PCRE2's match data and JIT stack are not shareable between threads, the
+ * compiled patterns are.  Each thread keeps one set for its life: the JIT
+ * stack is an mmap, and unmapping it per message cost a TLB shootdown on
+ * every CPU. */
 typedef struct {
 	pcre2_match_context *context;
 	pcre2_jit_stack *stack;
+	pcre2_match_data *data;
+} MatchState;
+
+static void
+match_state_free (gpointer data)
+{
+	MatchState *st = data;
+
+	pcre2_match_data_free (st->data);
+	pcre2_jit_stack_free (st->stack);
+	pcre2_match_context_free (st->context);
+	g_free (st);
+}
+
+static GPrivate match_state_key = G_PRIVATE_INIT (match_state_free);
+
+static MatchState *
+match_state_get (void)
+{
+	MatchState *st = g_private_get (&match_state_key);
+
+	if (st)
+		return st;
+	st = g_new0 (MatchState, 1);
+	st->context = pcre2_match_context_create (NULL);
+	st->stack = pcre2_jit_stack_create (32 * 1024, JIT_STACK_MAX, NULL);
+	st->data = pcre2_match_data_create (1, NULL);
+	if (!st->context || !st->stack || !st->data)
+		g_error ("out of memory for PCRE2 match state");
+	/* The match limit bounds the work of one pcre2_match() call, over
+	 * all start positions, with JIT or without: a pattern that
+	 * backtracks catastrophically gives up instead of hanging. */
+	pcre2_set_match_limit (st->context, MD_RULES_MATCH_LIMIT);
+	pcre2_set_heap_limit (st->context, HEAP_LIMIT_KIB);
+	pcre2_jit_stack_assign (st->context, NULL, st->stack);
+	g_private_set (&match_state_key, st);
+	return st;
+}
+
+/* Per-call matching state, over the thread's PCRE2 state. */
+typedef struct {
+	pcre2_match_context *context;
 	pcre2_match_data *data;
 	MdWordIndex *body_words;   /* indexed at the first body condition with triggers */
 	WordsState body_words_state;
@@ -773,28 +817,18 @@ typedef struct {
 static void
 matcher_init (Matcher *m)
 {
-	m->context = pcre2_match_context_create (NULL);
-	m->stack = pcre2_jit_stack_create (32 * 1024, JIT_STACK_MAX, NULL);
-	m->data = pcre2_match_data_create (1, NULL);
+	MatchState *st = match_state_get ();
+
+	m->context = st->context;
+	m->data = st->data;
 	m->body_words = NULL;
 	m->body_words_state = WORDS_UNREAD;
 	m->body_run = m->body_skipped = 0;
-	if (!m->context || !m->stack || !m->data)
-		g_error ("out of memory for PCRE2 match state");
-	/* The match limit bounds the work of one pcre2_match() call, over
-	 * all start positions, with JIT or without: a pattern that
-	 * backtracks catastrophically gives up instead of hanging. */
-	pcre2_set_match_limit (m->context, MD_RULES_MATCH_LIMIT);
-	pcre2_set_heap_limit (m->context, HEAP_LIMIT_KIB);
-	pcre2_jit_stack_assign (m->context, NULL, m->stack);
 }
 
 static void
 matcher_clear (Matcher *m)
 {
-	pcre2_match_data_free (m->data);
-	pcre2_jit_stack_free (m->stack);
-	pcre2_match_context_free (m->context);
 	md_word_index_free (m->body_words);
 }
 

@@ -91,7 +91,8 @@ fail:
 	if (store)
 		md_store_rollback (store);
 	md_cli_error (error);
-	return MD_EX_TEMPFAIL;
+	/* a domain of another organization's: refused, as the input */
+	return g_error_matches (error, MD_ERROR, MD_ERROR_DENIED) ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
 }
 
 static const char *const *

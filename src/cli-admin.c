@@ -91,7 +91,8 @@ fail:
 	if (store)
 		md_store_rollback (store);
 	md_cli_error (error);
-	return MD_EX_TEMPFAIL;
+	/* a domain of another organization's: refused, as the input */
+	return g_error_matches (error, MD_ERROR, MD_ERROR_DENIED) ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
 }
 
 static const char *const *
@@ -287,10 +288,14 @@ md_cmd_check_config (int argc, char **argv)
 	const char *path = md_cli.config_path ? md_cli.config_path : md_conf_default_path ();
 	g_autoptr (GError) problems = NULL;
 	g_autoptr (GError) error = NULL;
+	g_autofree char *warnings = NULL;
 	g_autoptr (MdConf) conf = path ? md_conf_load_lenient (path, &problems) : md_conf_new_defaults ();
 	if (conf)
-		md_desk_check (conf, &error);
-	const char *reports[] = { problems ? problems->message : "", error ? error->message : "", NULL };
+		md_desk_check (conf, &warnings, &error);
+	/* Warnings go among the errors, by file and line; alone they leave
+	 * the exit status 0: the desk runs, just not as one probably meant. */
+	const char *reports[] = { problems ? problems->message : "", error ? error->message : "",
+	                          warnings ? warnings : "", NULL };
 	print_problems (reports, conf && conf->path ? conf->path : path ? path : "(built-in defaults)");
 	if (problems || error || !conf)
 		return MD_EX_CONFIG;

@@ -216,14 +216,37 @@ check_services (MdConf *conf, GString *problems)
 	}
 }
 
+/* What loads but is likely a mistake, for check-config's warnings. */
+static void
+check_mail_files (MdDesk *desk, GString *warnings)
+{
+	/* The acknowledgement is where a new ticket's customer is asked for
+	 * the fields its form requires (the second question goes only to
+	 * one who has answered part of them): an ack without {{missing}}
+	 * never asks. */
+	const MdTemplate *ack = desk->templates ? md_template_set_get (desk->templates, "ack") : NULL;
+	if (ack && md_forms_require_any (desk->forms) && !md_template_uses (ack, "missing")) {
+		g_autofree char *path = g_build_filename (desk->templates_path, "ack.tmpl", NULL);
+		g_autofree char *msg = g_strdup_printf ("%s: warning: intake forms are configured (%s) but this "
+		                                        "template does not use {{missing}}: customers are never "
+		                                        "asked for the fields their form requires", path,
+		                                        desk->forms_path);
+		add_problem (warnings, msg);
+	}
+}
+
 gboolean
-md_desk_check (MdConf *conf, GError **error)
+md_desk_check (MdConf *conf, char **warnings_r, GError **error)
 {
 	MdDesk scratch = { .conf = conf };
 	g_autoptr (GString) problems = g_string_new (NULL);
+	g_autoptr (GString) warnings = g_string_new (NULL);
 
 	load_parts (&scratch, problems, FALSE);
 	check_services (conf, problems);
+	check_mail_files (&scratch, warnings);
+	if (warnings_r)
+		*warnings_r = warnings->len ? g_strdup (warnings->str) : NULL;
 	scratch.conf = NULL;
 	if (scratch.rules)
 		md_rules_free (scratch.rules);

@@ -50,8 +50,11 @@ typedef struct {
 
 /* Everything md_desk_open checks, without opening anything: rules,
  * templates, forms, calendar, durations.  Every problem is reported, each as
- * "file:line: message" (MD_ERROR_CONFIG). */
-gboolean md_desk_check (MdConf *conf, GError **error);
+ * "file:line: message" (MD_ERROR_CONFIG).  *WARNINGS_R (when WARNINGS_R is
+ * not NULL) is set to what loads but is likely a mistake, one
+ * "file: warning: message" a line, or NULL when nothing is: warnings
+ * alone do not make the check fail. */
+gboolean md_desk_check (MdConf *conf, char **warnings_r, GError **error);
 
 /* Takes ownership of CONF.  Loads the rules and the secret and opens the
  * spool; fails with every problem found. Free with md_desk_free.  Run

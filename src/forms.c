@@ -722,6 +722,15 @@ md_form_required (const MdForm *form)
 	return form->required;
 }
 
+gboolean
+md_forms_require_any (const MdForms *forms)
+{
+	for (guint i = 0; forms && forms->forms && i < forms->forms->len; i++)
+		if (md_form_required (forms->forms->pdata[i])->len)
+			return TRUE;
+	return FALSE;
+}
+
 const char *
 md_form_field_name (const MdFormField *f)
 {

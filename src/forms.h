@@ -77,6 +77,9 @@ const char *md_form_notice_tag (const MdForm *form);
 /* The required fields, in the file's order (MdFormField*, owned by the
  * form's set). */
 const GPtrArray *md_form_required (const MdForm *form);
+/* Whether any form of FORMS (may be NULL) requires a field: whether a
+ * customer may ever be asked for one. */
+gboolean md_forms_require_any (const MdForms *forms);
 
 const char *md_form_field_name (const MdFormField *field);
 const char *md_form_field_label (const MdFormField *field);

@@ -714,6 +714,11 @@ gboolean
 md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
                             const MdMessage *msg, GError **error)
 {
+	/* Anyone can put an agent's address in From: without a limit each
+	 * forged message would have the desk mail the agent.  The message
+	 * itself is kept all the same (the caller stored it). */
+	if (md_notify_rate_limited (desk, store, agent->email, "unverified-agent"))
+		return TRUE;
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	set_author (vars, agent);
 	return reply_to_one (desk, store, ticket, "unverified-agent", vars, agent, msg, error);

@@ -61,7 +61,8 @@ gboolean md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *
                                   gboolean by_customer, GError **error);
 
 /* Tells an agent whose mail reached a ticket without its token how to
- * reply instead (DESIGN 5.4). */
+ * reply instead (DESIGN 5.4), at most ack_rate_limit times a period: the
+ * From may be forged. */
 gboolean md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
                                      const MdMessage *msg, GError **error);
 

@@ -580,6 +580,27 @@ md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GEr
 gboolean
 md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *id_r, GError **error)
 {
+	/* A domain decides whose tickets a sender's are: moved silently to
+	 * another organization, its senders would see that one's shared
+	 * tickets and no longer their own.  Refused, naming the owner. */
+	if (domain) {
+		sqlite3_stmt *q = stmt (store, "SELECT o.name FROM org_domains d JOIN organizations o ON o.id = d.org_id "
+		                        "WHERE d.domain = ?1 AND o.name != ?2", error);
+		if (!q)
+			return FALSE;
+		bind_text (q, 1, domain);
+		bind_text (q, 2, name);
+		int rc = sqlite3_step (q);
+		g_autofree char *owner = rc == SQLITE_ROW ? col_text (q, 0) : NULL;
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			md_store_set_error (store, error, "organization domain");
+		sqlite3_reset (q);
+		if (owner)
+			g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "domain %s already belongs to organization \"%s\"",
+			             domain, owner);
+		if (rc != SQLITE_DONE)
+			return FALSE;
+	}
 	sqlite3_stmt *s = stmt (store,
 	                        "INSERT INTO organizations (name, created_at) VALUES (?1, ?2) "
 	                        "ON CONFLICT (name) DO UPDATE SET name = name RETURNING id", error);

@@ -100,6 +100,9 @@ MdPerson *md_store_person_find (MdStore *store, const char *email, GError **erro
 gboolean md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error);
 gboolean md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error);
 
+/* Adds organization NAME (or finds it) and maps DOMAIN (may be NULL) to
+ * it; a DOMAIN another organization has is refused (MD_ERROR_DENIED,
+ * naming it) and nothing is added. */
 gboolean md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *id_r, GError **error);
 gboolean md_store_org_add_member (MdStore *store, gint64 org_id, const char *email, GError **error);
 /* The organization of a person: by membership, else by the domain of

@@ -210,6 +210,25 @@ md_template_headers (const MdTemplate *t)
 	return (const char *const *) t->headers->pdata;
 }
 
+static gboolean
+nodes_use (GPtrArray *nodes, const char *name)
+{
+	for (guint i = 0; nodes && i < nodes->len; i++) {
+		const Node *node = nodes->pdata[i];
+		if (node->kind == NODE_VAR && strcmp (node->text, name) == 0)
+			return TRUE;
+		if (node->kind == NODE_IF && (nodes_use (node->then_nodes, name) || nodes_use (node->else_nodes, name)))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+gboolean
+md_template_uses (const MdTemplate *t, const char *name)
+{
+	return nodes_use (t->subject, name) || nodes_use (t->body, name);
+}
+
 /* ---- parsing ---- */
 
 typedef struct {

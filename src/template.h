@@ -66,6 +66,11 @@ const char *md_template_event (const MdTemplate *t);
  * Owned by the template. */
 const char *const *md_template_headers (const MdTemplate *t);
 
+/* Whether T substitutes {{NAME}} somewhere, in its subject or body, in
+ * any section ({{#if NAME}} alone does not count: it shows nothing of
+ * the value). */
+gboolean md_template_uses (const MdTemplate *t, const char *name);
+
 /* Render with `vars` (char * -> char *, UTF-8; a missing variable is
  * empty; invalid UTF-8 is repaired).  The subject comes out as one line:
  * line breaks and other control characters in it become spaces.  Free

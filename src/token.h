@@ -14,6 +14,11 @@
 /* Free with g_free. */
 char *md_token_compute (GBytes *secret, gint64 ticket_id);
 
+/* Whether GIVEN (from an address) is the token EXPECTED, ignoring ASCII
+ * case, in a time that depends on GIVEN's length only, not on the bytes
+ * of either. */
+gboolean md_token_equal (const char *given, const char *expected);
+
 /* Loads DATA_DIR/secret.key, creating 32 random bytes with mode 0600 on
  * first use (under a lock of DATA_DIR, so processes starting together
  * share one key; an empty file a crash left is replaced).  Free with

@@ -106,6 +106,46 @@ test_address_classify (void)
 	g_assert_cmpstr (addr, ==, "support+SUP-123.47cvhcslcv@support.example.com");
 }
 
+/* Tokens compare without case (DESIGN 5.4) by md_token_equal, which
+ * must never stop at the first difference; what a test can hold it to is
+ * the answer: every position counts, only A..Z fold, lengths must agree. */
+static void
+test_token_equal (void)
+{
+	static const struct { const char *given; gboolean equal; } cases[] = {
+		{ "47cvhcslcv", TRUE }, { "47CVHCSLCV", TRUE }, { "47cVhCsLcV", TRUE },
+		{ "x7cvhcslcv", FALSE }, { "47cvhcslcx", FALSE }, { "47cvhCSLCX", FALSE },
+		{ "47cvhcslc", FALSE }, { "47cvhcslcvv", FALSE }, { "", FALSE },
+		/* the bit that folds A..Z flipped in digits; a byte past ASCII */
+		{ "\x14" "7cvhcslcv", FALSE }, { "4\x17" "cvhcslcv", FALSE }, { "47cvhcslc\xf6", FALSE },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		g_test_message ("%s", cases[i].given);
+		g_assert_cmpint (md_token_equal (cases[i].given, "47cvhcslcv"), ==, cases[i].equal);
+	}
+	g_assert_false (md_token_equal ("@[`{", "@[`{"));  /* not a token's length */
+	g_assert_false (md_token_equal ("abcdefghi@", "abcdefghi`"));
+	g_assert_false (md_token_equal ("abcdefghi[", "abcdefghi{"));
+	g_assert_true (md_token_equal ("ABCDEFGHIZ", "abcdefghiz"));
+
+	/* the agents' token, through the addresses it comes in */
+	g_autoptr (GBytes) key = test_key ();
+	MdAddressing a = { "support.example.com", "support", "SUP", key, TRUE };
+	g_autofree char *agents = md_address_for_agents (&a, 123);
+	g_autofree char *upper = g_ascii_strup (agents, -1);
+	g_autofree char *customers = md_address_for_ticket (&a, 123);
+	g_assert_cmpstr (agents, !=, customers);
+	g_assert_true (md_address_has_agent_token (&a, agents));
+	g_assert_true (md_address_has_agent_token (&a, upper));
+	g_assert_false (md_address_has_agent_token (&a, customers));
+	g_assert_cmpint (md_address_classify (&a, upper, NULL), ==, MD_ADDRESS_TICKET);
+	upper[strlen (upper) - strlen ("@SUPPORT.EXAMPLE.COM") - 1] ^= 1;
+	g_assert_false (md_address_has_agent_token (&a, upper));
+	g_assert_cmpint (md_address_classify (&a, upper, NULL), ==, MD_ADDRESS_BAD_TOKEN);
+	a.agent_tokens = FALSE;
+	g_assert_false (md_address_has_agent_token (&a, agents));
+}
+
 static void
 test_ticket_keys (void)
 {
@@ -567,6 +607,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/token/vectors", test_token_vectors);
 	g_test_add_func ("/token/cache", test_token_cache);
 	g_test_add_func ("/token/address-classify", test_address_classify);
+	g_test_add_func ("/token/equal", test_token_equal);
 	g_test_add_func ("/token/ticket-keys", test_ticket_keys);
 	g_test_add_func ("/thread/decide", test_thread_decide);
 	g_test_add_func ("/thread/store-lookups", test_store_dedupe_and_threading);

@@ -246,6 +246,27 @@ def test_bad_clock_refused(tap):
         desk.cleanup()
 
 
+def test_org_domain_not_moved(tap):
+    """org add --domain with a domain another organization has is refused
+    (EX_DATAERR, naming the owner) and changes nothing; the owner may name
+    it again."""
+    desk = Desk()
+    try:
+        desk.run("org", "add", "Customer Inc", "--domain", "customer.example", check=True)
+        p = desk.run("org", "add", "Rival Ltd", "--member", "mallory@rival.example", "--domain", "Customer.Example")
+        err = p.stderr.decode()
+        tap.eq(p.returncode, 65, "a domain of another organization's is refused", err)
+        tap.ok("customer.example" in err.lower() and "Customer Inc" in err, "naming the domain and its owner", err)
+        p = desk.run("org", "add", "customer inc", "--domain", "CUSTOMER.example")
+        tap.eq(p.returncode, 0, "its own organization may name it again", p.stderr.decode())
+        desk.deliver(message(subject="one", sender="dave@customer.example"), env=NOW)
+        desk.deliver(message(subject="two", sender="mallory@rival.example"), env=NOW)
+        tap.eq([desk.show(i)["organization"] for i in (1, 2)], ["Customer Inc", None],
+               "the domain stayed, and the refused command added no member")
+    finally:
+        desk.cleanup()
+
+
 def test_json_types(tap):
     """Every field DESIGN 3 lists, with its JSON type: numbers as numbers,
     null as null, booleans as booleans, times in ISO 8601 UTC ending in Z;
@@ -326,4 +347,4 @@ def test_classify_stores_nothing(tap):
 
 if __name__ == "__main__":
     run_tests(test_no_such_ticket, test_bad_clock_refused, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
-              test_json_types, test_classify_stores_nothing)
+              test_org_domain_not_moved, test_json_types, test_classify_stores_nothing)

@@ -79,6 +79,46 @@ def test_bad_templates(tap):
     desk.cleanup()
 
 
+def test_ack_without_missing_warns(tap):
+    """With intake forms, the acknowledgement is where customers are asked
+    for the fields their form requires: an ack template without
+    {{missing}} is a warning naming the file (exit status still 0)."""
+    import shutil
+    forms = os.path.join(TOP_SRCDIR, "filters", "forms.conf")
+    desk = Desk(forms=forms)
+    p = desk.run("check-config")
+    tap.ok(p.returncode == 0 and b"warning" not in p.stderr, "the shipped ack template asks: no warning",
+           p.stderr.decode())
+    tdir = os.path.join(desk.dir, "templates")
+    shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), tdir)
+    ack = open(os.path.join(tdir, "ack.tmpl")).read()
+    start, end = ack.index("{{#if missing}}"), ack.index("{{/if}}", ack.index("{{form}}")) + len("{{/if}}")
+    # {{#if missing}} alone shows no field: still a warning
+    ack = ack[:start] + "{{#if missing}}\nSome details are missing; an agent will ask.\n{{/if}}" + ack[end:]
+    with open(os.path.join(tdir, "ack.tmpl"), "w") as f:
+        f.write(ack)
+    text = open(desk.conf_path).read().replace(f"templates = {TOP_SRCDIR}/templates/", f"templates = {tdir}/")
+    desk.write_conf(text)
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.eq(p.returncode, 0, "a warning alone leaves the exit status 0")
+    tap.ok(b"configuration OK" in p.stdout, "and the configuration is still valid", p.stdout)
+    tap.ok(f"{tdir}/ack.tmpl: warning: " in err and "{{missing}}" in err and forms in err,
+           "a warning names the ack template, {{missing}} and the forms file", err)
+    tap.eq(len(err.splitlines()), 1, "one line", err)
+    with open(os.path.join(desk.dir, "bad.rules"), "w") as f:
+        f.write("rule broken\n  subject /unclosed(/\n")
+    desk.write_conf(text.replace(f"rules = {TOP_SRCDIR}/filters/default.rules", f"rules = {desk.dir}/bad.rules"))
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.ok(p.returncode == 78 and f"{desk.dir}/bad.rules:2: " in err and "ack.tmpl: warning: " in err,
+           "with an error too: both printed, EX_CONFIG", err)
+    desk.write_conf(text.replace(f"forms = {forms}", "forms = "))
+    p = desk.run("check-config")
+    tap.ok(p.returncode == 0 and not p.stderr, "without forms there is nothing to ask: no warning", p.stderr.decode())
+    desk.cleanup()
+
+
 def test_problems_in_file_order(tap):
     """check-config prints its problems by file (the configuration first,
     then the others by name) and line, whichever check found them, and
@@ -466,7 +506,8 @@ def test_reading_while_rules_are_broken(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_defaults, test_every_problem, test_bad_templates, test_problems_in_file_order, test_same_mailbox_twice, test_classify_explain,
+    run_tests(test_defaults, test_every_problem, test_bad_templates, test_ack_without_missing_warns,
+              test_problems_in_file_order, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
               test_file_names_with_trailing_comment,
               test_url_with_trailing_comment, test_byte_order_mark, test_help, test_reading_while_rules_are_broken)

@@ -166,5 +166,33 @@ def test_separate_agent_tokens(tap):
     desk.cleanup()
 
 
+def test_unverified_agent_notice_rate_limited(tap):
+    """A forger who sends mail under an agent's From, without the token,
+    makes the desk tell the agent how to reply: at most ack_rate_limit
+    (5 an hour) such notices to one agent, and every message is still
+    kept as a flagged internal note."""
+    desk = Desk()
+    desk.run("agent", "add", AGENT, check=True)
+    desk.deliver(message(subject="private matter", body="secret details"), env={"MAILDESK_NOW": NOW})
+    for i in range(8):
+        p = desk.deliver(message(subject="Re: [SUP-1] private matter", sender=AGENT, body=f"forgery {i}\n" + ATTACK),
+                         env={"MAILDESK_NOW": NOW})
+        tap.eq(p.returncode, 0, f"forged agent mail {i} is accepted")
+    notes = [m for m in desk.show(1)["messages"] if m["direction"] == "in" and m["from"] == AGENT]
+    tap.eq(len(notes), 8, "every forged message is kept")
+    tap.ok(all(m["internal"] and m["flag"] == "unverified agent" for m in notes),
+           "each as an internal note flagged unverified agent", [(m["internal"], m["flag"]) for m in notes])
+    outbox = desk.json("outbox", "list", env={"MAILDESK_NOW": NOW})
+    notices = [r for r in outbox if r["kind"] == "unverified-agent" and r["to"] == AGENT]
+    tap.eq(len(notices), 5, "the agent is told at most 5 times an hour (ack_rate_limit)")
+    later = "2026-12-01T11:30:00+02:00"
+    desk.deliver(message(subject="Re: [SUP-1] private matter", sender=AGENT, body="forgery later"),
+                 env={"MAILDESK_NOW": later})
+    outbox = desk.json("outbox", "list", env={"MAILDESK_NOW": later})
+    tap.eq(len([r for r in outbox if r["kind"] == "unverified-agent" and r["to"] == AGENT]), 6,
+           "an hour later the agent is told again")
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_spoofing, test_separate_agent_tokens)
+    run_tests(test_spoofing, test_separate_agent_tokens, test_unverified_agent_notice_rate_limited)

@@ -345,10 +345,51 @@ finish (MdStore *store, GError *error)
 	return rc;
 }
 
+/* A change to a ticket from the command line: the store, the ticket,
+ * and who acts (cli_actor; ACTOR's strings are EMAIL and NAME). */
+typedef struct {
+	MdStore *store;
+	MdTicket *ticket;
+	MdActor actor;
+	char *email, *name;
+} Change;
+
+static void
+change_clear (Change *c)
+{
+	g_clear_pointer (&c->ticket, md_ticket_free);
+	g_clear_pointer (&c->store, md_store_close);
+	g_free (c->email);
+	g_free (c->name);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Change, change_clear)
+
+/* What set and reply do before they change ticket ID: open the store,
+ * find who acts, begin the transaction and read the ticket in it.  The
+ * exit status of what failed (the transaction, if begun, rolled back),
+ * else MD_EX_OK. */
+static int
+begin_change (MdDesk *desk, gint64 id, const char *as, Change *c)
+{
+	GError *error = NULL;
+	c->store = md_desk_open_store (desk, FALSE, &error);
+	if (!c->store) {
+		md_cli_error (error);
+		g_error_free (error);
+		return MD_EX_TEMPFAIL;
+	}
+	if (!cli_actor (desk, c->store, as, &c->actor, &c->email, &c->name))
+		return MD_EX_USAGE;
+	if (!md_store_begin (c->store, &error))
+		return finish (c->store, error);
+	c->ticket = md_store_ticket_get (c->store, id, &error);
+	return c->ticket ? MD_EX_OK : finish_lookup (c->store, error);
+}
+
 static int
 ticket_set (MdDesk *desk, int argc, char **argv)
 {
-	g_autofree char *as = NULL, *email = NULL, *name = NULL;
+	g_autofree char *as = NULL;
 	GOptionEntry entries[] = {
 		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "act as this agent (default $MAILDESK_AGENT)", "EMAIL" },
 		{ NULL },
@@ -362,21 +403,11 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 	gint64 id = parse_id (desk, argv[1]);
 	if (!id)
 		return MD_EX_USAGE;
+	g_auto (Change) c = { 0 };
+	int rc = begin_change (desk, id, as, &c);
+	if (rc != MD_EX_OK)
+		return rc;
 	GError *error = NULL;
-	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
-	MdActor actor;
-	if (!store) {
-		md_cli_error (error);
-		g_error_free (error);
-		return MD_EX_TEMPFAIL;
-	}
-	if (!cli_actor (desk, store, as, &actor, &email, &name))
-		return MD_EX_USAGE;
-	if (!md_store_begin (store, &error))
-		return finish (store, error);
-	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
-	if (!t)
-		return finish_lookup (store, error);
 	for (int i = 2; !error && i < argc; i++) {
 		const char *eq = strchr (argv[i], '=');
 		if (!eq) {
@@ -385,15 +416,15 @@ ticket_set (MdDesk *desk, int argc, char **argv)
 		}
 		g_autofree char *key = g_strndup (argv[i], (gsize) (eq - argv[i]));
 		g_autofree char *value = g_strdup (eq + 1);
-		md_workflow_set_field (desk, store, t, g_strstrip (key), g_strstrip (value), &actor, &error);
+		md_workflow_set_field (desk, c.store, c.ticket, g_strstrip (key), g_strstrip (value), &c.actor, &error);
 	}
-	return finish (store, error);
+	return finish (c.store, error);
 }
 
 static int
 ticket_reply (MdDesk *desk, int argc, char **argv)
 {
-	g_autofree char *as = NULL, *email = NULL, *name = NULL;
+	g_autofree char *as = NULL;
 	gboolean internal = FALSE;
 	GOptionEntry entries[] = {
 		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "reply as this agent (default $MAILDESK_AGENT)", "EMAIL" },
@@ -437,43 +468,33 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 		fprintf (stderr, "maildesk: the reply is empty (its text is read from standard input)\n");
 		return MD_EX_DATAERR;
 	}
-	GError *error = NULL;
-	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
-	MdActor actor;
-	if (!store) {
-		md_cli_error (error);
-		g_error_free (error);
-		return MD_EX_TEMPFAIL;
-	}
-	if (!cli_actor (desk, store, as, &actor, &email, &name))
-		return MD_EX_USAGE;
 	/* No agent named: the desk itself replies (DESIGN 3: `ticket reply
 	 * ID`, text on stdin), from its own address and name; a command it
 	 * cannot carry out fails the reply, since no mailbox hears of it. */
 	g_autofree char *desk_name = NULL, *desk_email = NULL;
 	md_notify_desk_from (desk, &desk_name, &desk_email);
-	if (!md_store_begin (store, &error))
-		return finish (store, error);
-	g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &error);
-	if (!t)
-		return finish_lookup (store, error);
+	g_auto (Change) c = { 0 };
+	int rc = begin_change (desk, id, as, &c);
+	if (rc != MD_EX_OK)
+		return rc;
+	GError *error = NULL;
 	g_autoptr (GPtrArray) commands = md_commands_parse (text->str);
 	for (guint i = 0; i < commands->len; i++)
 		internal |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
 	g_autoptr (MdStoredMessage) m = g_new0 (MdStoredMessage, 1);
-	m->ticket_id = t->id;
-	m->from_addr = g_strdup (actor.email ? actor.email : desk_email);
-	m->from_name = g_strdup (actor.email ? actor.name : desk_name);
-	m->subject = g_strdup (t->subject);
+	m->ticket_id = c.ticket->id;
+	m->from_addr = g_strdup (c.actor.email ? c.actor.email : desk_email);
+	m->from_name = g_strdup (c.actor.email ? c.actor.name : desk_name);
+	m->subject = g_strdup (c.ticket->subject);
 	m->body = g_strdup (text->str);
 	m->full_text = g_strdup (text->str);
 	m->internal = internal;
 	m->flag = g_strdup ("from the command line");
 	m->created_at = md_now ();
-	t->updated_at = m->created_at;
-	if (md_store_message_insert (store, m, &error) && md_store_ticket_update (store, t, &error))
-		md_workflow_agent_reply (desk, store, t, &actor, text->str, internal, commands, NULL, &error);
-	return finish (store, error);
+	c.ticket->updated_at = m->created_at;
+	if (md_store_message_insert (c.store, m, &error) && md_store_ticket_update (c.store, c.ticket, &error))
+		md_workflow_agent_reply (desk, c.store, c.ticket, &c.actor, text->str, internal, commands, NULL, &error);
+	return finish (c.store, error);
 }
 
 int

@@ -693,6 +693,22 @@ pending_cmp (gconstpointer a, gconstpointer b)
  * sends no EXPUNGE while no command runs, nor during FETCH (unlike
  * UID FETCH; RFC 3501 7.4.1). */
 
+/* FETCH, or UID FETCH when BY_UID, of TYPE for SET (both freed here);
+ * *RESULT_R the responses, for mailimap_fetch_list_free.  FALSE with
+ * ERROR set, naming WHAT, when the command failed. */
+static gboolean
+fetch_items (Mailbox *mb, gboolean by_uid, struct mailimap_set *set, struct mailimap_fetch_type *type,
+             const char *what, clist **result_r, GError **error)
+{
+	int r = by_uid ? mailimap_uid_fetch (mb->imap, set, type, result_r)
+	               : mailimap_fetch (mb->imap, set, type, result_r);
+	mailimap_fetch_type_free (type);
+	mailimap_set_free (set);
+	if (!imap_ok (r))
+		return imap_failed (mb, r, what, error);
+	return TRUE;
+}
+
 /* FETCH SEQ (UID): the UID of message SEQ. */
 static gboolean
 uid_at (Mailbox *mb, guint32 seq, guint32 *uid_r, GError **error)
@@ -700,13 +716,9 @@ uid_at (Mailbox *mb, guint32 seq, guint32 *uid_r, GError **error)
 	struct mailimap_set *set = mailimap_set_new_single (seq);
 	struct mailimap_fetch_type *type = mailimap_fetch_type_new_fetch_att (mailimap_fetch_att_new_uid ());
 	clist *result = NULL;
-	int r = mailimap_fetch (mb->imap, set, type, &result);
-	mailimap_fetch_type_free (type);
-	mailimap_set_free (set);
-	if (!imap_ok (r)) {
-		g_autofree char *what = g_strdup_printf ("FETCH %u (UID)", seq);
-		return imap_failed (mb, r, what, error);
-	}
+	g_autofree char *what = g_strdup_printf ("FETCH %u (UID)", seq);
+	if (!fetch_items (mb, FALSE, set, type, what, &result, error))
+		return FALSE;
 	*uid_r = 0;
 	/* unsolicited FETCH responses for other messages may come along */
 	for (clistiter *it = clist_begin (result); it && !*uid_r; it = clist_next (it)) {
@@ -800,12 +812,8 @@ list_new (Mailbox *mb, guint32 last_uid, GError **error)
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_rfc822_size ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_flags ());
-	int r = mailimap_fetch (mb->imap, set, type, &result);
-	mailimap_fetch_type_free (type);
-	mailimap_set_free (set);
-	if (!imap_ok (r)) {
-		g_autofree char *what = g_strdup_printf ("FETCH %u:%u of new messages", from, to);
-		imap_failed (mb, r, what, error);
+	g_autofree char *what = g_strdup_printf ("FETCH %u:%u of new messages", from, to);
+	if (!fetch_items (mb, FALSE, set, type, what, &result, error)) {
 		g_array_free (pending, TRUE);
 		return NULL;
 	}
@@ -876,13 +884,9 @@ fetch_chunk (Mailbox *mb, const Pending *p, guint32 offset, PieceSink put, gpoin
 	/* A server that ignores the range sends the whole message: as much
 	 * as its RFC822.SIZE said (checked against max_message_size), not more. */
 	budget_reads ((gint64) MAX (FETCH_CHUNK, offset == 0 ? p->size : 0) + READ_SLACK);
-	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
-	mailimap_fetch_type_free (type);
-	mailimap_set_free (set);
-	if (!imap_ok (r)) {
-		g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
-		return imap_failed (mb, r, what, error);
-	}
+	g_autofree char *what = g_strdup_printf ("UID FETCH %u BODY.PEEK[]<%u.%u>", uid, offset, FETCH_CHUNK);
+	if (!fetch_items (mb, TRUE, set, type, what, &result, error))
+		return FALSE;
 	budget_reads (READ_BUDGET);
 
 	const char *body = NULL;
@@ -1123,13 +1127,9 @@ envelope_message_id (Mailbox *mb, guint32 uid, char **id_r, GError **error)
 
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_uid ());
 	mailimap_fetch_type_new_fetch_att_list_add (type, mailimap_fetch_att_new_envelope ());
-	int r = mailimap_uid_fetch (mb->imap, set, type, &result);
-	mailimap_fetch_type_free (type);
-	mailimap_set_free (set);
-	if (!imap_ok (r)) {
-		g_autofree char *what = g_strdup_printf ("UID FETCH %u (ENVELOPE)", uid);
-		return imap_failed (mb, r, what, error);
-	}
+	g_autofree char *what = g_strdup_printf ("UID FETCH %u (ENVELOPE)", uid);
+	if (!fetch_items (mb, TRUE, set, type, what, &result, error))
+		return FALSE;
 	*id_r = NULL;
 	for (clistiter *it = clist_begin (result); it && !*id_r; it = clist_next (it)) {
 		struct mailimap_msg_att *att = clist_content (it);

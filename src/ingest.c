@@ -654,6 +654,23 @@ store_bounce (MdIngestJob *job, MdStore *store, GError **error)
 	return insert_message (job, store, m, error);
 }
 
+/* The ticket the message threads to (thread.c), 0 for none, in
+ * *TICKET_ID_R; FALSE with ERROR set when the store failed. */
+static gboolean
+find_thread (MdIngestJob *job, MdStore *store, gint64 *ticket_id_r, MdFoundBy *found_r, GError **error)
+{
+	MdMessage *msg = job->msg;
+	GError *local = NULL;
+	*ticket_id_r = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id, msg->in_reply_to,
+	                               (const char *const *) msg->references->pdata, msg->references->len,
+	                               msg->subject, found_r, &local);
+	if (local) {
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 /* The desk's own mail come back (DESIGN 8, no loops): kept as an
  * internal note on the ticket it names, if any, and acted on by no one. */
 static gboolean
@@ -661,14 +678,9 @@ store_own_mail (MdIngestJob *job, MdStore *store, const char *why, GError **erro
 {
 	MdMessage *msg = job->msg;
 	MdFoundBy found = MD_FOUND_NONE;
-	GError *local = NULL;
-	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
-	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,
-	                                   msg->references->len, msg->subject, &found, &local);
-	if (local) {
-		g_propagate_error (error, local);
+	gint64 ticket_id;
+	if (!find_thread (job, store, &ticket_id, &found, error))
 		return FALSE;
-	}
 	g_info ("ingest: %s: %s; kept as a note", msg->message_id ? msg->message_id : "message", why);
 	g_autoptr (MdStoredMessage) m = stored_message_new (job, ticket_id, FALSE);
 	g_free (m->flag);
@@ -694,7 +706,6 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 {
 	MdMessage *msg = job->msg;
 	MdFoundBy found = MD_FOUND_NONE;
-	GError *local = NULL;
 
 	if (msg->is_report)
 		return store_bounce (job, store, error);
@@ -705,13 +716,9 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 	if (job->sender_addr && !md_store_set_bouncing (store, job->sender_addr, FALSE, error))
 		return FALSE;
 
-	gint64 ticket_id = md_thread_find (store, job->desk->conf->ticket_prefix, job->token_ticket_id,
-	                                   msg->in_reply_to, (const char *const *) msg->references->pdata,
-	                                   msg->references->len, msg->subject, &found, &local);
-	if (local) {
-		g_propagate_error (error, local);
+	gint64 ticket_id;
+	if (!find_thread (job, store, &ticket_id, &found, error))
 		return FALSE;
-	}
 	g_autoptr (MdTicket) t = ticket_id ? md_store_ticket_get (store, ticket_id, error) : NULL;
 	if (ticket_id && !t)
 		return FALSE;

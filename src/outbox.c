@@ -19,6 +19,7 @@
 #include "outbox.h"
 #include "outgoing.h"
 #include "smtp.h"
+#include "sql.h"
 
 /* A claimed row is not due again for this long: longer than the longest
  * transfer smtp.c allows (an hour, connecting included), so only a
@@ -33,46 +34,6 @@
 #define SENDER_POLL_SECONDS 30
 #define ADDRESS_MAX 320
 #define SMTP_IDLE_SECONDS 20    /* an open connection to the relay is reused this long */
-
-/* Statements are the store's cached ones: going out of scope resets them. */
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
-
-static sqlite3_stmt *
-prepare (MdStore *store, const char *sql, GError **error)
-{
-	return md_store_statement (store, sql, error);
-}
-
-/* Bound, not copied: every statement here runs and is reset before its
- * caller returns, and md_store_statement clears the bindings before the
- * next use, so SQLite never reads the text after the caller's strings
- * are gone (a copy was a malloc and a memcpy per value, a message body
- * among them). */
-static void
-bind_text (sqlite3_stmt *s, int i, const char *text)
-{
-	if (text)
-		sqlite3_bind_text (s, i, text, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null (s, i);
-}
-
-static char *
-col_text (sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text (s, i);
-	return t ? g_strdup ((const char *) t) : NULL;
-}
-
-static gboolean
-step_done (MdStore *store, sqlite3_stmt *s, GError **error)
-{
-	if (sqlite3_step (s) != SQLITE_DONE) {
-		md_store_set_error (store, error, "outbox");
-		return FALSE;
-	}
-	return TRUE;
-}
 
 /* ---- queueing ---- */
 
@@ -122,7 +83,7 @@ static gboolean
 insert_rows (MdStore *store, gint64 ticket_id, const char *kind, const char *mail_from,
              const char *const *rcpts, const char *raw_sha256, const char *message_id, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"INSERT INTO outbox (ticket_id, kind, mail_from, rcpt_to, message_id, raw_sha256, "
 		"next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)", error);
 	if (!s)
@@ -137,13 +98,13 @@ insert_rows (MdStore *store, gint64 ticket_id, const char *kind, const char *mai
 			sqlite3_bind_int64 (s, 1, ticket_id);
 		else
 			sqlite3_bind_null (s, 1);
-		bind_text (s, 2, kind);
-		bind_text (s, 3, mail_from);
-		bind_text (s, 4, rcpts[i]);
-		bind_text (s, 5, message_id);
-		bind_text (s, 6, raw_sha256);
+		md_sql_bind_text (s, 2, kind);
+		md_sql_bind_text (s, 3, mail_from);
+		md_sql_bind_text (s, 4, rcpts[i]);
+		md_sql_bind_text (s, 5, message_id);
+		md_sql_bind_text (s, 6, raw_sha256);
 		sqlite3_bind_int64 (s, 7, now);
-		if (!step_done (store, s, error))
+		if (!md_sql_step_done (store, s, "outbox", error))
 			return FALSE;
 	}
 	return TRUE;
@@ -184,18 +145,15 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 	gsize len = 0;
 	const guchar *data = g_bytes_get_data (raw, &len);
 	g_autofree char *sha = md_sha256_hex (data, len);
-	sqlite3_stmt *s = prepare (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)", error);
+	sqlite3_stmt *s = md_store_statement (store, "INSERT OR IGNORE INTO outbox_blobs (sha256, raw) VALUES (?1, ?2)",
+	                                      error);
 
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, sha);
-	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_STATIC);  /* RAW outlives the step, as for bind_text */
-	int rc = sqlite3_step (s);
-	md_store_statement_release (s);
-	if (rc != SQLITE_DONE) {
-		md_store_set_error (store, error, "queue message");
+	md_sql_bind_text (s, 1, sha);
+	sqlite3_bind_blob (s, 2, data, (int) len, SQLITE_STATIC);  /* RAW outlives the step, as for md_sql_bind_text */
+	if (!md_sql_step_done (store, s, "queue message", error))
 		return FALSE;
-	}
 	return md_outbox_enqueue (store, ticket_id, kind, mail_from, rcpts, sha, message_id, error);
 }
 
@@ -204,10 +162,10 @@ md_outbox_enqueue_bytes (MdStore *store, gint64 ticket_id, const char *kind, con
 static GBytes *
 queued_bytes (MdStore *store, const char *sha)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT raw FROM outbox_blobs WHERE sha256 = ?", NULL);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, "SELECT raw FROM outbox_blobs WHERE sha256 = ?", NULL);
 	if (!s)
 		return NULL;
-	bind_text (s, 1, sha);
+	md_sql_bind_text (s, 1, sha);
 	if (sqlite3_step (s) != SQLITE_ROW)
 		return NULL;
 	return g_bytes_new (sqlite3_column_blob (s, 0), (gsize) sqlite3_column_bytes (s, 0));
@@ -216,12 +174,12 @@ queued_bytes (MdStore *store, const char *sha)
 guint
 md_outbox_count_recent (MdStore *store, const char *rcpt, const char *kind, gint64 since)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"SELECT count(*) FROM outbox WHERE rcpt_to = ?1 AND kind = ?2 AND created_at >= ?3", NULL);
 	if (!s)
 		return 0;
-	bind_text (s, 1, rcpt);
-	bind_text (s, 2, kind);
+	md_sql_bind_text (s, 1, rcpt);
+	md_sql_bind_text (s, 2, kind);
 	sqlite3_bind_int64 (s, 3, since);
 	return sqlite3_step (s) == SQLITE_ROW ? (guint) sqlite3_column_int64 (s, 0) : 0;
 }
@@ -230,11 +188,11 @@ gboolean
 md_outbox_mailed (MdStore *store, gint64 ticket_id, const char *rcpt, GError **error)
 {
 	/* Addresses are queued as the ticket knows them, mostly lowercase. */
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"SELECT 1 FROM outbox WHERE rcpt_to IN (?1, lower(?1)) AND ticket_id = ?2 LIMIT 1", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, rcpt);
+	md_sql_bind_text (s, 1, rcpt);
 	sqlite3_bind_int64 (s, 2, ticket_id);
 	int rc = sqlite3_step (s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -247,7 +205,7 @@ md_outbox_mailed (MdStore *store, gint64 ticket_id, const char *rcpt, GError **e
 gint64
 md_outbox_retry (MdStore *store, const gint64 *ids, gint64 now, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"UPDATE outbox SET state = 'queued', attempts = 0, next_attempt_at = ?1, created_at = ?1 "
 		"WHERE state = 'failed' AND (?2 IS NULL OR id = ?2)", error);
 	if (!s || !md_store_begin (store, error))
@@ -259,12 +217,11 @@ md_outbox_retry (MdStore *store, const gint64 *ids, gint64 now, GError **error)
 			sqlite3_bind_int64 (s, 2, ids[i]);
 		else
 			sqlite3_bind_null (s, 2);
-		if (!step_done (store, s, error)) {
+		if (!md_sql_step_done (store, s, "outbox", error)) {
 			md_store_rollback (store);
 			return -1;
 		}
 		changed += sqlite3_changes (md_store_db (store));
-		sqlite3_reset (s);
 		if (!ids)
 			break;
 	}
@@ -294,15 +251,15 @@ entry_from_row (sqlite3_stmt *s)
 	MdOutboxEntry *e = g_new0 (MdOutboxEntry, 1);
 	e->id = sqlite3_column_int64 (s, 0);
 	e->ticket_id = sqlite3_column_int64 (s, 1);
-	e->kind = col_text (s, 2);
-	e->mail_from = col_text (s, 3);
-	e->rcpt_to = col_text (s, 4);
-	e->message_id = col_text (s, 5);
-	e->raw_sha256 = col_text (s, 6);
-	e->state = col_text (s, 7);
+	e->kind = md_sql_col_text (s, 2);
+	e->mail_from = md_sql_col_text (s, 3);
+	e->rcpt_to = md_sql_col_text (s, 4);
+	e->message_id = md_sql_col_text (s, 5);
+	e->raw_sha256 = md_sql_col_text (s, 6);
+	e->state = md_sql_col_text (s, 7);
 	e->attempts = sqlite3_column_int (s, 8);
 	e->next_attempt_at = sqlite3_column_int64 (s, 9);
-	e->last_error = col_text (s, 10);
+	e->last_error = md_sql_col_text (s, 10);
 	e->created_at = sqlite3_column_int64 (s, 11);
 	e->sent_at = sqlite3_column_int64 (s, 12);
 	return e;
@@ -314,11 +271,11 @@ entry_from_row (sqlite3_stmt *s)
 GPtrArray *
 md_outbox_list (MdStore *store, const char *state, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"SELECT " ENTRY_COLUMNS " FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id", error);
 	if (!s)
 		return NULL;
-	bind_text (s, 1, state);
+	md_sql_bind_text (s, 1, state);
 	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
@@ -336,7 +293,7 @@ md_outbox_list (MdStore *store, const char *state, GError **error)
 static GPtrArray *
 due_batch (MdStore *store, gint64 now, gint64 after_id, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		/* The partial index holds only queued rows: the cost is the due
 		 * work, not the history of everything ever sent. */
 		"SELECT " ENTRY_COLUMNS " FROM outbox INDEXED BY outbox_due WHERE state = 'queued' "
@@ -362,7 +319,7 @@ due_batch (MdStore *store, gint64 now, gint64 after_id, GError **error)
 static gboolean
 claim (MdStore *store, gint64 id, gint64 now, gint64 until, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2 AND state = 'queued' AND next_attempt_at <= ?3",
 		error);
 	if (!s)
@@ -370,13 +327,13 @@ claim (MdStore *store, gint64 id, gint64 now, gint64 until, GError **error)
 	sqlite3_bind_int64 (s, 1, until);
 	sqlite3_bind_int64 (s, 2, id);
 	sqlite3_bind_int64 (s, 3, now);
-	return step_done (store, s, error) && sqlite3_changes (md_store_db (store)) == 1;
+	return md_sql_step_done (store, s, "outbox", error) && sqlite3_changes (md_store_db (store)) == 1;
 }
 
 static void
 unclaim (MdStore *store, const MdOutboxEntry *e)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2", NULL);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, "UPDATE outbox SET next_attempt_at = ?1 WHERE id = ?2", NULL);
 	if (!s)
 		return;
 	sqlite3_bind_int64 (s, 1, e->next_attempt_at);
@@ -408,18 +365,18 @@ record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const cha
 	}
 	switch (outcome) {
 	case MD_SMTP_SENT:
-		s = prepare (store, "UPDATE outbox SET state = 'sent', attempts = ?1, sent_at = ?2, last_error = NULL "
-		             "WHERE id = ?3", error);
+		s = md_store_statement (store, "UPDATE outbox SET state = 'sent', attempts = ?1, sent_at = ?2, last_error = NULL "
+		                        "WHERE id = ?3", error);
 		break;
 	case MD_SMTP_PERMANENT:
 		/* state = 'queued': what another sender got accepted stays sent */
-		s = prepare (store, "UPDATE outbox SET state = 'failed', attempts = ?1, next_attempt_at = ?2, "
-		             "last_error = ?4 WHERE id = ?3 AND state = 'queued'", error);
+		s = md_store_statement (store, "UPDATE outbox SET state = 'failed', attempts = ?1, next_attempt_at = ?2, "
+		                        "last_error = ?4 WHERE id = ?3 AND state = 'queued'", error);
 		break;
 	case MD_SMTP_TEMPORARY:
 	case MD_SMTP_UNREACHABLE:
-		s = prepare (store, "UPDATE outbox SET attempts = ?1, next_attempt_at = ?2, last_error = ?4 "
-		             "WHERE id = ?3 AND state = 'queued'", error);
+		s = md_store_statement (store, "UPDATE outbox SET attempts = ?1, next_attempt_at = ?2, last_error = ?4 "
+		                        "WHERE id = ?3 AND state = 'queued'", error);
 		break;
 	}
 	if (!s)
@@ -429,8 +386,8 @@ record (MdStore *store, const MdOutboxEntry *e, MdSmtpOutcome outcome, const cha
 	sqlite3_bind_int64 (s, 2, when);
 	sqlite3_bind_int64 (s, 3, e->id);
 	if (outcome != MD_SMTP_SENT)
-		bind_text (s, 4, reply);
-	if (!step_done (store, s, error))
+		md_sql_bind_text (s, 4, reply);
+	if (!md_sql_step_done (store, s, "outbox", error))
 		return FALSE;
 
 	const char *event = outcome == MD_SMTP_SENT ? "sent" : outcome == MD_SMTP_PERMANENT ? "failed" : "deferred";
@@ -703,7 +660,7 @@ struct _MdOutboxSender {
 static gint64
 next_due (MdStore *store)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"SELECT min(next_attempt_at) FROM outbox INDEXED BY outbox_due WHERE state = 'queued'", NULL);
 	return s && sqlite3_step (s) == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
 }

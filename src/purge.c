@@ -17,13 +17,12 @@
 #include "catalog.h"
 #include "md.h"
 #include "purge.h"
+#include "sql.h"
 
 /* Rows of messages (and of history) looked at per transaction when
  * looking for a person's messages on other tickets: no index holds
  * senders, and erasure is too rare to make every ingest pay for one. */
 #define SCAN_CHUNK 10000
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
 
 /* MAILDESK_PURGE_CRASH_AFTER=POINT makes the process die there, so the
  * tests can prove a rerun finishes the work: "rows" once a batch of
@@ -57,13 +56,10 @@ exec3 (MdStore *store, const char *sql, gint64 id, const char *text, gint64 id3,
 	if (!s)
 		return -1;
 	sqlite3_bind_int64 (s, 1, id);
-	if (text)
-		sqlite3_bind_text (s, 2, text, -1, SQLITE_STATIC);
+	md_sql_bind_text (s, 2, text);
 	sqlite3_bind_int64 (s, 3, id3);
-	if (sqlite3_step (s) != SQLITE_DONE) {
-		md_store_set_error (store, error, "purge");
+	if (!md_sql_step_done (store, s, "purge", error))
 		return -1;
-	}
 	return sqlite3_changes (md_store_db (store));
 }
 
@@ -81,8 +77,7 @@ count (MdStore *store, const char *sql, gint64 id, const char *text, GError **er
 	if (!s)
 		return -1;
 	sqlite3_bind_int64 (s, 1, id);
-	if (text)
-		sqlite3_bind_text (s, 2, text, -1, SQLITE_STATIC);
+	md_sql_bind_text (s, 2, text);
 	if (sqlite3_step (s) != SQLITE_ROW) {
 		md_store_set_error (store, error, "purge count");
 		return -1;
@@ -308,18 +303,7 @@ next_batch (MdStore *store, const BatchQuery *q, gint64 after, GError **error)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, q->key);
 	sqlite3_bind_int64 (s, 2, after);
-	GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint64));
-	int rc;
-	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
-		gint64 id = sqlite3_column_int64 (s, 0);
-		g_array_append_val (ids, id);
-	}
-	if (rc != SQLITE_DONE) {
-		md_store_set_error (store, error, "purge select");
-		g_array_unref (ids);
-		return NULL;
-	}
-	return ids;
+	return md_sql_ids (store, s, "purge select", error);
 }
 
 /* A dry run's transaction is rolled back: the files it would remove are
@@ -463,13 +447,9 @@ reap_one (MdDesk *desk, MdStore *store, const Note *note, gint64 now, MdPurgeSta
 	                                                 error);
 	if (!s)
 		return FALSE;
-	sqlite3_bind_text (s, 1, note->sha256, -1, SQLITE_STATIC);
-	sqlite3_bind_text (s, 2, note->kind, -1, SQLITE_STATIC);
-	if (sqlite3_step (s) != SQLITE_DONE) {
-		md_store_set_error (store, error, "purge note");
-		return FALSE;
-	}
-	return TRUE;
+	md_sql_bind_text (s, 1, note->sha256);
+	md_sql_bind_text (s, 2, note->kind);
+	return md_sql_step_done (store, s, "purge note", error);
 }
 
 /* The next notes after AFTER (in key order), read under the lock. */
@@ -482,15 +462,15 @@ next_notes (MdStore *store, const Note *after, GError **error)
 		error);
 	if (!s)
 		return NULL;
-	sqlite3_bind_text (s, 1, after->sha256, -1, SQLITE_STATIC);
-	sqlite3_bind_text (s, 2, after->kind, -1, SQLITE_STATIC);
+	md_sql_bind_text (s, 1, after->sha256);
+	md_sql_bind_text (s, 2, after->kind);
 	GArray *notes = g_array_new (FALSE, FALSE, sizeof (Note));
 	g_array_set_clear_func (notes, (GDestroyNotify) note_clear);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
 		Note n = {
-			g_strdup ((const char *) sqlite3_column_text (s, 0)),
-			g_strdup ((const char *) sqlite3_column_text (s, 1)),
+			md_sql_col_text (s, 0),
+			md_sql_col_text (s, 1),
 			sqlite3_column_int (s, 2),
 		};
 		g_array_append_val (notes, n);

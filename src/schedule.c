@@ -24,6 +24,7 @@
 #include "md.h"
 #include "notify.h"
 #include "schedule.h"
+#include "sql.h"
 #include "workflow.h"
 
 #define KIND_REMINDER     "sla-reminder"
@@ -51,27 +52,6 @@ typedef struct {
 	Timer t[MAX_TIMERS];
 	int n;
 } TimerSet;
-
-/* ---- statements (the store's cache is private to it) ---- */
-
-static sqlite3_stmt *
-prepare (MdStore *store, const char *sql, GError **error)
-{
-	return md_store_statement (store, sql, error);
-}
-
-/* Statements are the store's cached ones: going out of scope resets them. */
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, md_store_statement_release)
-
-static gboolean
-run_done (MdStore *store, sqlite3_stmt *s, const char *what, GError **error)
-{
-	if (sqlite3_step (s) != SQLITE_DONE) {
-		md_store_set_error (store, error, what);
-		return FALSE;
-	}
-	return TRUE;
-}
 
 /* ---- what a ticket calls for ---- */
 
@@ -223,16 +203,17 @@ rows_clear (Row *rows, int n)
 static int
 read_rows (MdStore *store, gint64 ticket_id, Row *rows, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT id, kind, arg, due_at, done_at IS NOT NULL FROM timers "
-	                                      "WHERE ticket_id = ? ORDER BY id LIMIT " G_STRINGIFY (MAX_ROWS), error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT id, kind, arg, due_at, done_at IS NOT NULL FROM timers "
+		"WHERE ticket_id = ? ORDER BY id LIMIT " G_STRINGIFY (MAX_ROWS), error);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64 (s, 1, ticket_id);
 	int n = 0, rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
 		rows[n].id = sqlite3_column_int64 (s, 0);
-		rows[n].kind = g_strdup ((const char *) sqlite3_column_text (s, 1));
-		rows[n].arg = g_strdup ((const char *) sqlite3_column_text (s, 2));
+		rows[n].kind = md_sql_col_text (s, 1);
+		rows[n].arg = md_sql_col_text (s, 2);
 		rows[n].due_at = sqlite3_column_int64 (s, 3);
 		rows[n].done = sqlite3_column_int (s, 4);
 		n++;
@@ -248,17 +229,17 @@ read_rows (MdStore *store, gint64 ticket_id, Row *rows, GError **error)
 static gboolean
 delete_row (MdStore *store, gint64 id, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "DELETE FROM timers WHERE id = ?", error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, "DELETE FROM timers WHERE id = ?", error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, id);
-	return run_done (store, s, "cancel timer", error);
+	return md_sql_step_done (store, s, "cancel timer", error);
 }
 
 static gboolean
 arm (MdStore *store, gint64 ticket_id, const Timer *t, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store,
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 	                                      "INSERT INTO timers (ticket_id, kind, arg, due_at) VALUES (?1, ?2, ?3, ?4) "
 	                                      "ON CONFLICT (ticket_id, kind, arg) DO UPDATE "
 	                                      "SET due_at = excluded.due_at, done_at = NULL", error);
@@ -268,7 +249,7 @@ arm (MdStore *store, gint64 ticket_id, const Timer *t, GError **error)
 	sqlite3_bind_text (s, 2, t->kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text (s, 3, t->arg, -1, SQLITE_STATIC);
 	sqlite3_bind_int64 (s, 4, t->due_at);
-	return run_done (store, s, "arm timer", error);
+	return md_sql_step_done (store, s, "arm timer", error);
 }
 
 static const Row *
@@ -358,12 +339,13 @@ md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError
 gboolean
 md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "DELETE FROM timers WHERE ticket_id = ?1 AND kind IN ("
-	                                      "'" KIND_FOLLOWUP "', '" KIND_AUTO_RESOLVE "')", error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"DELETE FROM timers WHERE ticket_id = ?1 AND kind IN ("
+		"'" KIND_FOLLOWUP "', '" KIND_AUTO_RESOLVE "')", error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, ticket->id);
-	return run_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
+	return md_sql_step_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
 }
 
 /* "INSERT INTO timers ... VALUES" with N rows of parameters (?1 the
@@ -407,7 +389,7 @@ md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GE
 			arming[n++] = &wanted.t[i];
 	if (n == 0)
 		return TRUE;
-	g_autoptr (sqlite3_stmt) s = prepare (store, insert_rows_sql (n), error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, insert_rows_sql (n), error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, ticket->id);
@@ -416,14 +398,15 @@ md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GE
 		sqlite3_bind_text (s, 3 * i + 3, arming[i]->arg, -1, SQLITE_STATIC);
 		sqlite3_bind_int64 (s, 3 * i + 4, arming[i]->due_at);
 	}
-	return run_done (store, s, "arm timers", error);
+	return md_sql_step_done (store, s, "arm timers", error);
 }
 
 gint64
 md_schedule_next_due (MdStore *store, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT due_at FROM timers INDEXED BY timers_due "
-	                                      "WHERE done_at IS NULL ORDER BY due_at LIMIT 1", error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT due_at FROM timers INDEXED BY timers_due "
+		"WHERE done_at IS NULL ORDER BY due_at LIMIT 1", error);
 	if (!s)
 		return 0;
 	int rc = sqlite3_step (s);
@@ -627,8 +610,9 @@ typedef struct {
 static gboolean
 read_due (MdStore *store, gint64 id, gint64 now, DueTimer *out, gboolean *found_r, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT ticket_id, kind, arg, due_at FROM timers "
-	                                      "WHERE id = ?1 AND done_at IS NULL AND due_at <= ?2", error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT ticket_id, kind, arg, due_at FROM timers "
+		"WHERE id = ?1 AND done_at IS NULL AND due_at <= ?2", error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, id);
@@ -654,12 +638,12 @@ read_due (MdStore *store, gint64 id, gint64 now, DueTimer *out, gboolean *found_
 static gboolean
 set_timer_time (MdStore *store, const char *sql, gint64 id, gint64 t, const char *what, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, sql, error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, sql, error);
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, id);
 	sqlite3_bind_int64 (s, 2, t);
-	return run_done (store, s, what, error);
+	return md_sql_step_done (store, s, what, error);
 }
 
 static gboolean
@@ -707,8 +691,9 @@ auto_resolve_grace (MdStore *store, gint64 ticket_id, const TimerSet *wanted, co
 	const Timer *last = last_followup (wanted);
 	if (!last)
 		return 0;
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT done_at FROM timers WHERE ticket_id = ?1 AND kind = ?2 "
-	                                      "AND arg = ?3 AND done_at IS NOT NULL", error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT done_at FROM timers WHERE ticket_id = ?1 AND kind = ?2 "
+		"AND arg = ?3 AND done_at IS NOT NULL", error);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64 (s, 1, ticket_id);
@@ -820,24 +805,14 @@ run_one (MdDesk *desk, MdStore *store, gint64 id, gint64 now, gboolean *ran_r, G
 static GArray *
 due_batch (MdStore *store, gint64 now, GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT id FROM timers INDEXED BY timers_due "
-	                                      "WHERE done_at IS NULL AND due_at <= ?1 "
-	                                      "ORDER BY due_at, id LIMIT " G_STRINGIFY (RUN_BATCH), error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT id FROM timers INDEXED BY timers_due "
+		"WHERE done_at IS NULL AND due_at <= ?1 "
+		"ORDER BY due_at, id LIMIT " G_STRINGIFY (RUN_BATCH), error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, now);
-	GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint64));
-	int rc;
-	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
-		gint64 id = sqlite3_column_int64 (s, 0);
-		g_array_append_val (ids, id);
-	}
-	if (rc != SQLITE_DONE) {
-		md_store_set_error (store, error, "due timers");
-		g_array_unref (ids);
-		return NULL;
-	}
-	return ids;
+	return md_sql_ids (store, s, "due timers", error);
 }
 
 gboolean
@@ -1015,8 +990,9 @@ gboolean
 md_schedule_sla_report (MdDesk *desk, MdStore *store, gint64 now, gint64 since, MdSlaFigures out[5],
                         GError **error)
 {
-	g_autoptr (sqlite3_stmt) s = prepare (store, "SELECT priority, status, created_at, first_response_due, "
-	                                      "first_response_at, resolved_at FROM tickets", error);
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"SELECT priority, status, created_at, first_response_due, "
+		"first_response_at, resolved_at FROM tickets", error);
 	if (!s)
 		return FALSE;
 	const MdDuration one_day = { MD_DURATION_BUSINESS_DAYS, 1 };

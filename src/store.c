@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "md.h"
 #include "schema.sql.h"
+#include "sql.h"
 #include "store.h"
 #include "turn.h"
 
@@ -84,19 +85,6 @@ md_store_statement_release (sqlite3_stmt *s)
 		sqlite3_reset (s);
 }
 
-/* Bound, not copied: every statement here runs and is reset before its
- * caller returns, and stmt() clears the bindings before the next use, so
- * SQLite never reads the text after the caller's strings are gone (a
- * copy was a malloc and a memcpy per value, a message body among them). */
-static void
-bind_text (sqlite3_stmt *s, int i, const char *text)
-{
-	if (text)
-		sqlite3_bind_text (s, i, text, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null (s, i);
-}
-
 static void
 bind_time (sqlite3_stmt *s, int i, gint64 t)
 {
@@ -104,26 +92,6 @@ bind_time (sqlite3_stmt *s, int i, gint64 t)
 		sqlite3_bind_int64 (s, i, t);
 	else
 		sqlite3_bind_null (s, i);
-}
-
-static char *
-col_text (sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text (s, i);
-	return t ? g_strdup ((const char *) t) : NULL;
-}
-
-/* Runs a statement that returns no rows. */
-static gboolean
-step_done (MdStore *store, sqlite3_stmt *s, const char *what, GError **error)
-{
-	int rc = sqlite3_step (s);
-	sqlite3_reset (s);
-	if (rc != SQLITE_DONE) {
-		md_store_set_error (store, error, what);
-		return FALSE;
-	}
-	return TRUE;
 }
 
 static gboolean
@@ -165,7 +133,7 @@ static gboolean
 exec_cached (MdStore *store, const char *sql, GError **error)
 {
 	sqlite3_stmt *s = stmt (store, sql, error);
-	return s && step_done (store, s, sql, error);
+	return s && md_sql_step_done (store, s, sql, error);
 }
 
 gboolean
@@ -455,8 +423,8 @@ person_from_row (sqlite3_stmt *s)
 {
 	MdPerson *p = g_new0 (MdPerson, 1);
 	p->id = sqlite3_column_int64 (s, 0);
-	p->email = col_text (s, 1);
-	p->name = col_text (s, 2);
+	p->email = md_sql_col_text (s, 1);
+	p->name = md_sql_col_text (s, 2);
 	p->is_agent = sqlite3_column_int (s, 3);
 	p->bouncing = sqlite3_column_int (s, 4);
 	return p;
@@ -497,7 +465,7 @@ md_store_person_find (MdStore *store, const char *email, GError **error)
 	sqlite3_stmt *s = stmt (store, "SELECT " PERSON_COLS " FROM people WHERE email = ?", error);
 	if (!s)
 		return NULL;
-	bind_text (s, 1, email);
+	md_sql_bind_text (s, 1, email);
 	return person_query (store, s, error);
 }
 
@@ -514,10 +482,10 @@ md_store_person_ensure (MdStore *store, const char *email, const char *name, gin
 	                        "ON CONFLICT (email) DO NOTHING", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, email);
-	bind_text (s, 2, given);
+	md_sql_bind_text (s, 1, email);
+	md_sql_bind_text (s, 2, given);
 	sqlite3_bind_int64 (s, 3, md_now ());
-	if (!step_done (store, s, "add person", error))
+	if (!md_sql_step_done (store, s, "add person", error))
 		return FALSE;
 	if (sqlite3_changes (store->db) == 1) {
 		if (id_r)
@@ -527,7 +495,7 @@ md_store_person_ensure (MdStore *store, const char *email, const char *name, gin
 	s = stmt (store, "SELECT id, name IS NULL FROM people WHERE email = ?1", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, email);
+	md_sql_bind_text (s, 1, email);
 	int rc = sqlite3_step (s);
 	gint64 id = rc == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
 	gboolean nameless = rc == SQLITE_ROW && sqlite3_column_int (s, 1);
@@ -546,8 +514,8 @@ md_store_person_ensure (MdStore *store, const char *email, const char *name, gin
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, id);
-	bind_text (s, 2, given);
-	return step_done (store, s, "name person", error);
+	md_sql_bind_text (s, 2, given);
+	return md_sql_step_done (store, s, "name person", error);
 }
 
 gboolean
@@ -560,10 +528,10 @@ md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, id);
-	bind_text (s, 2, name);
+	md_sql_bind_text (s, 2, name);
 	if (id_r)
 		*id_r = id;
-	return step_done (store, s, "add agent", error);
+	return md_sql_step_done (store, s, "add agent", error);
 }
 
 gboolean
@@ -572,9 +540,9 @@ md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GEr
 	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1 AND bouncing <> ?2", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, email);
+	md_sql_bind_text (s, 1, email);
 	sqlite3_bind_int (s, 2, bouncing);
-	return step_done (store, s, "mark bouncing", error);
+	return md_sql_step_done (store, s, "mark bouncing", error);
 }
 
 gboolean
@@ -606,7 +574,7 @@ md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *
 	                        "ON CONFLICT (name) DO UPDATE SET name = name RETURNING id", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, name);
+	md_sql_bind_text (s, 1, name);
 	sqlite3_bind_int64 (s, 2, md_now ());
 	if (sqlite3_step (s) != SQLITE_ROW) {
 		sqlite3_reset (s);
@@ -619,9 +587,9 @@ md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *
 		s = stmt (store, "INSERT OR REPLACE INTO org_domains (domain, org_id) VALUES (?1, ?2)", error);
 		if (!s)
 			return FALSE;
-		bind_text (s, 1, domain);
+		md_sql_bind_text (s, 1, domain);
 		sqlite3_bind_int64 (s, 2, id);
-		if (!step_done (store, s, "add organization domain", error))
+		if (!md_sql_step_done (store, s, "add organization domain", error))
 			return FALSE;
 	}
 	if (id_r)
@@ -640,7 +608,7 @@ md_store_org_add_member (MdStore *store, gint64 org_id, const char *email, GErro
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, org_id);
 	sqlite3_bind_int64 (s, 2, pid);
-	return step_done (store, s, "add member", error);
+	return md_sql_step_done (store, s, "add member", error);
 }
 
 static gint64
@@ -664,8 +632,8 @@ md_store_org_of (MdStore *store, const char *email, GError **error)
 	if (!s || !email)
 		return 0;
 	const char *at = strrchr (email, '@');
-	bind_text (s, 1, email);
-	bind_text (s, 2, at ? at + 1 : "");
+	md_sql_bind_text (s, 1, email);
+	md_sql_bind_text (s, 2, at ? at + 1 : "");
 	return single_int (store, s, error);
 }
 
@@ -676,7 +644,7 @@ md_store_org_name (MdStore *store, gint64 org_id)
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, org_id);
-	char *name = sqlite3_step (s) == SQLITE_ROW ? col_text (s, 0) : NULL;
+	char *name = sqlite3_step (s) == SQLITE_ROW ? md_sql_col_text (s, 0) : NULL;
 	sqlite3_reset (s);
 	return name;
 }
@@ -693,7 +661,7 @@ string_column (MdStore *store, sqlite3_stmt *s, const char *what, GError **error
 	GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
-		g_ptr_array_add (out, col_text (s, 0));
+		g_ptr_array_add (out, md_sql_col_text (s, 0));
 	sqlite3_reset (s);
 	if (rc != SQLITE_DONE) {
 		md_store_set_error (store, error, what);
@@ -749,10 +717,10 @@ static void
 bind_ticket (sqlite3_stmt *s, int first, const MdTicket *t)
 {
 	int i = first;
-	bind_text (s, i++, t->subject);
-	bind_text (s, i++, t->category);
-	bind_text (s, i++, t->priority);
-	bind_text (s, i++, t->status);
+	md_sql_bind_text (s, i++, t->subject);
+	md_sql_bind_text (s, i++, t->category);
+	md_sql_bind_text (s, i++, t->priority);
+	md_sql_bind_text (s, i++, t->status);
 	bind_time (s, i++, t->requester_id);
 	bind_time (s, i++, t->organization_id);
 	sqlite3_bind_int (s, i++, t->shared);
@@ -765,8 +733,8 @@ bind_ticket (sqlite3_stmt *s, int first, const MdTicket *t)
 	sqlite3_bind_int64 (s, i++, t->status_changed_at);
 	bind_time (s, i++, t->due_at);
 	bind_time (s, i++, t->linked_ticket_id);
-	bind_text (s, i++, t->flag);
-	bind_text (s, i++, t->tags);
+	md_sql_bind_text (s, i++, t->flag);
+	md_sql_bind_text (s, i++, t->tags);
 }
 
 gboolean
@@ -779,7 +747,7 @@ md_store_ticket_insert (MdStore *store, MdTicket *t, GError **error)
 	if (!s)
 		return FALSE;
 	bind_ticket (s, 1, t);
-	if (!step_done (store, s, "insert ticket", error))
+	if (!md_sql_step_done (store, s, "insert ticket", error))
 		return FALSE;
 	t->id = sqlite3_last_insert_rowid (store->db);
 	return TRUE;
@@ -796,7 +764,7 @@ md_store_ticket_update (MdStore *store, const MdTicket *t, GError **error)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, t->id);
 	bind_ticket (s, 2, t);
-	return step_done (store, s, "update ticket", error);
+	return md_sql_step_done (store, s, "update ticket", error);
 }
 
 /* No column a foreign key or an index but tickets_status reads: SQLite
@@ -811,10 +779,10 @@ md_store_ticket_update_status (MdStore *store, const MdTicket *t, GError **error
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, t->id);
-	bind_text (s, 2, t->status);
+	md_sql_bind_text (s, 2, t->status);
 	sqlite3_bind_int64 (s, 3, t->status_changed_at);
 	bind_time (s, 4, t->resolved_at);
-	return step_done (store, s, "update ticket status", error);
+	return md_sql_step_done (store, s, "update ticket status", error);
 }
 
 #define TICKET_SELECT \
@@ -838,17 +806,17 @@ ticket_from_row (sqlite3_stmt *s)
 {
 	MdTicket *t = g_new0 (MdTicket, 1);
 	t->id = sqlite3_column_int64 (s, 0);
-	t->subject = col_text (s, 1);
+	t->subject = md_sql_col_text (s, 1);
 	t->category = canonical (md_category_normalize, s, 2, MD_DEFAULT_CATEGORY);
 	t->priority = canonical (md_priority_normalize, s, 3, MD_DEFAULT_PRIORITY);
 	t->status = canonical (md_status_normalize, s, 4, MD_STATUS_TRIAGE);
 	t->requester_id = sqlite3_column_int64 (s, 5);
-	t->requester = col_text (s, 6);
+	t->requester = md_sql_col_text (s, 6);
 	t->organization_id = sqlite3_column_int64 (s, 7);
-	t->organization = col_text (s, 8);
+	t->organization = md_sql_col_text (s, 8);
 	t->shared = sqlite3_column_int (s, 9);
 	t->assignee_id = sqlite3_column_int64 (s, 10);
-	t->assignee = col_text (s, 11);
+	t->assignee = md_sql_col_text (s, 11);
 	t->created_at = sqlite3_column_int64 (s, 12);
 	t->updated_at = sqlite3_column_int64 (s, 13);
 	t->first_response_due = sqlite3_column_int64 (s, 14);
@@ -857,8 +825,8 @@ ticket_from_row (sqlite3_stmt *s)
 	t->status_changed_at = sqlite3_column_int64 (s, 17);
 	t->due_at = sqlite3_column_int64 (s, 18);
 	t->linked_ticket_id = sqlite3_column_int64 (s, 19);
-	t->flag = col_text (s, 20);
-	t->tags = col_text (s, 21);
+	t->flag = md_sql_col_text (s, 20);
+	t->tags = md_sql_col_text (s, 21);
 	return t;
 }
 
@@ -904,14 +872,14 @@ md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 #undef LIST_FILTERS
 	if (!s)
 		return NULL;
-	bind_text (s, 1, f ? f->status : NULL);
-	bind_text (s, 2, f ? f->category : NULL);
-	bind_text (s, 3, f ? f->priority : NULL);
-	bind_text (s, 4, f ? f->requester : NULL);
+	md_sql_bind_text (s, 1, f ? f->status : NULL);
+	md_sql_bind_text (s, 2, f ? f->category : NULL);
+	md_sql_bind_text (s, 3, f ? f->priority : NULL);
+	md_sql_bind_text (s, 4, f ? f->requester : NULL);
 	sqlite3_bind_int64 (s, 5, f ? f->org_id : 0);
 	sqlite3_bind_int64 (s, 6, f && f->limit > 0 ? f->limit : -1);
 	sqlite3_bind_int (s, 7, f && f->with_due_at);
-	bind_text (s, 8, MD_STATUS_RESOLVED);
+	md_sql_bind_text (s, 8, MD_STATUS_RESOLVED);
 	GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_ticket_free);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
@@ -936,19 +904,7 @@ md_store_requester_tickets (MdStore *store, gint64 requester_id, gint64 except, 
 	sqlite3_bind_int64 (s, 1, requester_id);
 	sqlite3_bind_int64 (s, 2, except);
 	sqlite3_bind_int64 (s, 3, limit);
-	GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint64));
-	int rc;
-	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
-		gint64 id = sqlite3_column_int64 (s, 0);
-		g_array_append_val (ids, id);
-	}
-	sqlite3_reset (s);
-	if (rc != SQLITE_DONE) {
-		md_store_set_error (store, error, "requester's tickets");
-		g_array_unref (ids);
-		return NULL;
-	}
-	return ids;
+	return md_sql_ids (store, s, "requester's tickets", error);
 }
 
 gboolean
@@ -959,7 +915,7 @@ md_store_participant_add (MdStore *store, gint64 ticket_id, gint64 person_id, GE
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, ticket_id);
 	sqlite3_bind_int64 (s, 2, person_id);
-	return step_done (store, s, "add participant", error);
+	return md_sql_step_done (store, s, "add participant", error);
 }
 
 gboolean
@@ -971,7 +927,7 @@ md_store_is_participant (MdStore *store, gint64 ticket_id, const char *email)
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, ticket_id);
-	bind_text (s, 2, email);
+	md_sql_bind_text (s, 2, email);
 	return single_int (store, s, NULL) == 1;
 }
 
@@ -1026,22 +982,22 @@ md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **error)
 	if (!s)
 		return FALSE;
 	bind_time (s, 1, m->ticket_id);
-	bind_text (s, 2, m->outgoing ? "out" : "in");
-	bind_text (s, 3, m->message_id);
-	bind_text (s, 4, m->from_addr);
-	bind_text (s, 5, m->from_name);
-	bind_text (s, 6, m->subject);
+	md_sql_bind_text (s, 2, m->outgoing ? "out" : "in");
+	md_sql_bind_text (s, 3, m->message_id);
+	md_sql_bind_text (s, 4, m->from_addr);
+	md_sql_bind_text (s, 5, m->from_name);
+	md_sql_bind_text (s, 6, m->subject);
 	sqlite3_bind_int (s, 7, m->internal);
-	bind_text (s, 8, m->flag);
-	bind_text (s, 9, m->body ? m->body : "");
+	md_sql_bind_text (s, 8, m->flag);
+	md_sql_bind_text (s, 9, m->body ? m->body : "");
 	/* '' in full_text means "the same as body" (schema version 3): a
 	 * new ticket's text is not trimmed, and storing it twice was a
 	 * third of the database and a WAL page per message. */
-	bind_text (s, 10, m->full_text && g_strcmp0 (m->full_text, m->body) != 0 ? m->full_text : "");
-	bind_text (s, 11, m->raw_sha256);
+	md_sql_bind_text (s, 10, m->full_text && g_strcmp0 (m->full_text, m->body) != 0 ? m->full_text : "");
+	md_sql_bind_text (s, 11, m->raw_sha256);
 	sqlite3_bind_int64 (s, 12, m->raw_size);
 	sqlite3_bind_int64 (s, 13, m->created_at);
-	if (!step_done (store, s, "insert message", error))
+	if (!md_sql_step_done (store, s, "insert message", error))
 		return FALSE;
 	m->id = sqlite3_last_insert_rowid (store->db);
 
@@ -1053,13 +1009,13 @@ md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **error)
 		if (!s)
 			return FALSE;
 		sqlite3_bind_int64 (s, 1, m->id);
-		bind_text (s, 2, a->filename);
-		bind_text (s, 3, a->content_type);
+		md_sql_bind_text (s, 2, a->filename);
+		md_sql_bind_text (s, 3, a->content_type);
 		sqlite3_bind_int64 (s, 4, a->size);
-		bind_text (s, 5, a->sha256);
+		md_sql_bind_text (s, 5, a->sha256);
 		sqlite3_bind_int (s, 6, a->depth);
 		sqlite3_bind_int (s, 7, a->is_inline);
-		if (!step_done (store, s, "insert attachment", error))
+		if (!md_sql_step_done (store, s, "insert attachment", error))
 			return FALSE;
 	}
 	if (m->message_id && m->ticket_id)
@@ -1079,10 +1035,10 @@ message_attachments (MdStore *store, gint64 message_row_id)
 	sqlite3_bind_int64 (s, 1, message_row_id);
 	while (sqlite3_step (s) == SQLITE_ROW) {
 		MdStoredAttachment *a = g_new0 (MdStoredAttachment, 1);
-		a->filename = col_text (s, 0);
-		a->content_type = col_text (s, 1);
+		a->filename = md_sql_col_text (s, 0);
+		a->content_type = md_sql_col_text (s, 1);
 		a->size = sqlite3_column_int64 (s, 2);
-		a->sha256 = col_text (s, 3);
+		a->sha256 = md_sql_col_text (s, 3);
 		a->depth = sqlite3_column_int (s, 4);
 		a->is_inline = sqlite3_column_int (s, 5);
 		g_ptr_array_add (out, a);
@@ -1107,19 +1063,19 @@ md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
 		m->id = sqlite3_column_int64 (s, 0);
 		m->ticket_id = sqlite3_column_int64 (s, 1);
 		m->outgoing = g_strcmp0 ((const char *) sqlite3_column_text (s, 2), "out") == 0;
-		m->message_id = col_text (s, 3);
-		m->from_addr = col_text (s, 4);
-		m->from_name = col_text (s, 5);
-		m->subject = col_text (s, 6);
+		m->message_id = md_sql_col_text (s, 3);
+		m->from_addr = md_sql_col_text (s, 4);
+		m->from_name = md_sql_col_text (s, 5);
+		m->subject = md_sql_col_text (s, 6);
 		m->internal = sqlite3_column_int (s, 7);
-		m->flag = col_text (s, 8);
-		m->body = col_text (s, 9);
-		m->full_text = col_text (s, 10);
+		m->flag = md_sql_col_text (s, 8);
+		m->body = md_sql_col_text (s, 9);
+		m->full_text = md_sql_col_text (s, 10);
 		if (m->full_text && !*m->full_text) {
 			g_free (m->full_text);
 			m->full_text = g_strdup (m->body);
 		}
-		m->raw_sha256 = col_text (s, 11);
+		m->raw_sha256 = md_sql_col_text (s, 11);
 		m->raw_size = sqlite3_column_int64 (s, 12);
 		m->created_at = sqlite3_column_int64 (s, 13);
 		g_ptr_array_add (out, m);
@@ -1178,7 +1134,7 @@ md_store_seen (MdStore *store, const char *dedupe_key, GError **error)
 	sqlite3_stmt *s = stmt (store, "SELECT message_row_id FROM received WHERE dedupe_key = ?", error);
 	if (!s)
 		return 0;
-	bind_text (s, 1, dedupe_key);
+	md_sql_bind_text (s, 1, dedupe_key);
 	return single_int (store, s, error);
 }
 
@@ -1198,9 +1154,9 @@ md_store_mark_seen (MdStore *store, const char *dedupe_key, gint64 message_row_i
 	sqlite3_stmt *s = stmt (store, "INSERT OR IGNORE INTO received (dedupe_key, message_row_id) VALUES (?1, ?2)", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, dedupe_key);
+	md_sql_bind_text (s, 1, dedupe_key);
 	sqlite3_bind_int64 (s, 2, message_row_id);
-	return step_done (store, s, "mark received", error);
+	return md_sql_step_done (store, s, "mark received", error);
 }
 
 gint64
@@ -1209,7 +1165,7 @@ md_store_ticket_by_message_id (MdStore *store, const char *message_id, GError **
 	sqlite3_stmt *s = stmt (store, "SELECT ticket_id FROM message_ids WHERE message_id = ?", error);
 	if (!s)
 		return 0;
-	bind_text (s, 1, message_id);
+	md_sql_bind_text (s, 1, message_id);
 	return single_int (store, s, error);
 }
 
@@ -1219,9 +1175,9 @@ md_store_message_id_add (MdStore *store, const char *message_id, gint64 ticket_i
 	sqlite3_stmt *s = stmt (store, "INSERT OR IGNORE INTO message_ids (message_id, ticket_id) VALUES (?1, ?2)", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, message_id);
+	md_sql_bind_text (s, 1, message_id);
 	sqlite3_bind_int64 (s, 2, ticket_id);
-	return step_done (store, s, "record message-id", error);
+	return md_sql_step_done (store, s, "record message-id", error);
 }
 
 /* ---- history ---- */
@@ -1249,11 +1205,11 @@ md_store_history_add (MdStore *store, gint64 ticket_id, gint64 at, const char *a
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, ticket_id);
 	sqlite3_bind_int64 (s, 2, at);
-	bind_text (s, 3, actor ? actor : "system");
-	bind_text (s, 4, field);
-	bind_text (s, 5, old_value);
-	bind_text (s, 6, new_value);
-	return step_done (store, s, "add history", error);
+	md_sql_bind_text (s, 3, actor ? actor : "system");
+	md_sql_bind_text (s, 4, field);
+	md_sql_bind_text (s, 5, old_value);
+	md_sql_bind_text (s, 6, new_value);
+	return md_sql_step_done (store, s, "add history", error);
 }
 
 GPtrArray *
@@ -1269,10 +1225,10 @@ md_store_ticket_history (MdStore *store, gint64 ticket_id, GError **error)
 	while (sqlite3_step (s) == SQLITE_ROW) {
 		MdHistoryEntry *h = g_new0 (MdHistoryEntry, 1);
 		h->at = sqlite3_column_int64 (s, 0);
-		h->actor = col_text (s, 1);
-		h->field = col_text (s, 2);
-		h->old_value = col_text (s, 3);
-		h->new_value = col_text (s, 4);
+		h->actor = md_sql_col_text (s, 1);
+		h->field = md_sql_col_text (s, 2);
+		h->old_value = md_sql_col_text (s, 3);
+		h->new_value = md_sql_col_text (s, 4);
 		g_ptr_array_add (out, h);
 	}
 	sqlite3_reset (s);
@@ -1288,9 +1244,9 @@ md_store_field_set (MdStore *store, gint64 ticket_id, const char *name, const ch
 	if (!s)
 		return FALSE;
 	sqlite3_bind_int64 (s, 1, ticket_id);
-	bind_text (s, 2, name);
-	bind_text (s, 3, value);
-	return step_done (store, s, "set field", error);
+	md_sql_bind_text (s, 2, name);
+	md_sql_bind_text (s, 3, value);
+	return md_sql_step_done (store, s, "set field", error);
 }
 
 GHashTable *
@@ -1302,7 +1258,7 @@ md_store_fields (MdStore *store, gint64 ticket_id, GError **error)
 	sqlite3_bind_int64 (s, 1, ticket_id);
 	GHashTable *out = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 	while (sqlite3_step (s) == SQLITE_ROW)
-		g_hash_table_insert (out, col_text (s, 0), col_text (s, 1));
+		g_hash_table_insert (out, md_sql_col_text (s, 0), md_sql_col_text (s, 1));
 	sqlite3_reset (s);
 	return out;
 }
@@ -1313,8 +1269,8 @@ md_store_meta_get (MdStore *store, const char *key)
 	sqlite3_stmt *s = stmt (store, "SELECT value FROM meta WHERE key = ?", NULL);
 	if (!s)
 		return NULL;
-	bind_text (s, 1, key);
-	char *v = sqlite3_step (s) == SQLITE_ROW ? col_text (s, 0) : NULL;
+	md_sql_bind_text (s, 1, key);
+	char *v = sqlite3_step (s) == SQLITE_ROW ? md_sql_col_text (s, 0) : NULL;
 	sqlite3_reset (s);
 	return v;
 }
@@ -1325,9 +1281,9 @@ md_store_meta_set (MdStore *store, const char *key, const char *value, GError **
 	sqlite3_stmt *s = stmt (store, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, key);
-	bind_text (s, 2, value);
-	return step_done (store, s, "set meta", error);
+	md_sql_bind_text (s, 1, key);
+	md_sql_bind_text (s, 2, value);
+	return md_sql_step_done (store, s, "set meta", error);
 }
 
 /* ---- imap state ---- */
@@ -1339,7 +1295,7 @@ md_store_imap_state_get (MdStore *store, const char *mailbox, guint32 *uidvalidi
 	sqlite3_stmt *s = stmt (store, "SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox = ?", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, mailbox);
+	md_sql_bind_text (s, 1, mailbox);
 	int rc = sqlite3_step (s);
 	*uidvalidity_r = rc == SQLITE_ROW ? (guint32) sqlite3_column_int64 (s, 0) : 0;
 	*last_uid_r = rc == SQLITE_ROW ? (guint32) sqlite3_column_int64 (s, 1) : 0;
@@ -1358,8 +1314,8 @@ md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 uidvalidit
 	                               " VALUES (?1, ?2, ?3)", error);
 	if (!s)
 		return FALSE;
-	bind_text (s, 1, mailbox);
+	md_sql_bind_text (s, 1, mailbox);
 	sqlite3_bind_int64 (s, 2, uidvalidity);
 	sqlite3_bind_int64 (s, 3, last_uid);
-	return step_done (store, s, "write imap state", error);
+	return md_sql_step_done (store, s, "write imap state", error);
 }

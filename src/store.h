@@ -254,7 +254,8 @@ gboolean md_store_imap_state_set (MdStore *store, const char *mailbox, guint32 u
                                   GError **error);
 
 /* For modules that add their own statements (outbox, timers, imap
- * state) without exposing SQLite in their headers. */
+ * state) without exposing SQLite in their headers; sql.h has the
+ * helpers they share. */
 struct sqlite3;
 struct sqlite3_stmt;
 struct sqlite3 *md_store_db (MdStore *store);

@@ -556,10 +556,10 @@ md_store_org_add (MdStore *store, const char *name, const char *domain, gint64 *
 		                        "WHERE d.domain = ?1 AND o.name != ?2", error);
 		if (!q)
 			return FALSE;
-		bind_text (q, 1, domain);
-		bind_text (q, 2, name);
+		md_sql_bind_text (q, 1, domain);
+		md_sql_bind_text (q, 2, name);
 		int rc = sqlite3_step (q);
-		g_autofree char *owner = rc == SQLITE_ROW ? col_text (q, 0) : NULL;
+		g_autofree char *owner = rc == SQLITE_ROW ? md_sql_col_text (q, 0) : NULL;
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			md_store_set_error (store, error, "organization domain");
 		sqlite3_reset (q);

@@ -95,19 +95,6 @@ fail:
 	return g_error_matches (error, MD_ERROR, MD_ERROR_DENIED) ? MD_EX_DATAERR : MD_EX_TEMPFAIL;
 }
 
-static const char *const *
-header_values (gpointer user_data, const char *name)
-{
-	return md_message_header_values (user_data, name);
-}
-
-static const char *const *
-ptr_array_strv (GPtrArray *a)
-{
-	g_ptr_array_add (a, NULL);
-	return (const char *const *) a->pdata;
-}
-
 /* Parses standard input from a throw-away spool: classify stores nothing. */
 int
 md_cmd_classify (int argc, char **argv)
@@ -153,22 +140,12 @@ md_cmd_classify (int argc, char **argv)
 		md_cli_error (error);
 		rc = md_error_to_exit_code (error);
 	} else {
-		g_autoptr (GPtrArray) names = g_ptr_array_new ();
-		for (guint i = 0; i < msg->attachments->len; i++)
-			g_ptr_array_add (names, ((MdAttachment *) msg->attachments->pdata[i])->filename);
-		/* copies of the pointers only: a copy keeps the original's free
-		 * function, which would free msg's strings a second time */
-		g_autoptr (GPtrArray) to = g_ptr_array_copy (msg->to, NULL, NULL);
-		g_autoptr (GPtrArray) cc = g_ptr_array_copy (msg->cc, NULL, NULL);
-		g_ptr_array_set_free_func (to, NULL);
-		g_ptr_array_set_free_func (cc, NULL);
-		MdRuleInput input = {
-			.from = msg->from_addr, .to = ptr_array_strv (to), .cc = ptr_array_strv (cc),
-			.subject = msg->subject, .body = msg->body, .attachments = ptr_array_strv (names),
-			.get_header = header_values, .user_data = msg,
-		};
+		/* What ingest would see, but the envelope, which stdin has not. */
+		g_autofree char *from = md_ingest_sender_address (msg, NULL);
+		g_auto (MdRuleView) view = { 0 };
+		md_rule_view_init (&view, msg, from, NULL);
 		MdClassification cls = { 0 };
-		md_rules_classify (rules, &input, &cls);
+		md_rules_classify (rules, &view.input, &cls);
 		printf ("category: %s\npriority: %s\n", cls.category ? cls.category : MD_DEFAULT_CATEGORY,
 		        cls.priority ? cls.priority : MD_DEFAULT_PRIORITY);
 		if (cls.visibility)

@@ -177,37 +177,61 @@ header_values (gpointer user_data, const char *name)
 	return md_message_header_values (user_data, name);
 }
 
-static void
-classify (MdIngestJob *job)
+void
+md_rule_view_init (MdRuleView *view, MdMessage *msg, const char *from, const char *const *recipients)
 {
-	MdMessage *msg = job->msg;
-	g_autoptr (GPtrArray) to = g_ptr_array_new ();
-	g_autoptr (GPtrArray) cc = g_ptr_array_new ();
-	g_autoptr (GPtrArray) names = g_ptr_array_new ();
-
+	view->to = g_ptr_array_new ();
+	view->cc = g_ptr_array_new ();
+	view->names = g_ptr_array_new ();
 	for (guint i = 0; msg->to && i < msg->to->len; i++)
-		g_ptr_array_add (to, msg->to->pdata[i]);
-	for (int i = 0; job->recipients && job->recipients[i]; i++)
-		g_ptr_array_add (to, job->recipients[i]);
-	g_ptr_array_add (to, NULL);
+		g_ptr_array_add (view->to, msg->to->pdata[i]);
+	for (int i = 0; recipients && recipients[i]; i++)
+		g_ptr_array_add (view->to, (gpointer) recipients[i]);
+	g_ptr_array_add (view->to, NULL);
 	for (guint i = 0; msg->cc && i < msg->cc->len; i++)
-		g_ptr_array_add (cc, msg->cc->pdata[i]);
-	g_ptr_array_add (cc, NULL);
+		g_ptr_array_add (view->cc, msg->cc->pdata[i]);
+	g_ptr_array_add (view->cc, NULL);
 	for (guint i = 0; i < msg->attachments->len; i++)
-		g_ptr_array_add (names, ((MdAttachment *) msg->attachments->pdata[i])->filename);
-	g_ptr_array_add (names, NULL);
-
-	MdRuleInput input = {
-		.from = job->sender_addr,
-		.to = (const char *const *) to->pdata,
-		.cc = (const char *const *) cc->pdata,
+		g_ptr_array_add (view->names, ((MdAttachment *) msg->attachments->pdata[i])->filename);
+	g_ptr_array_add (view->names, NULL);
+	view->input = (MdRuleInput) {
+		.from = from,
+		.to = (const char *const *) view->to->pdata,
+		.cc = (const char *const *) view->cc->pdata,
 		.subject = msg->subject,
 		.body = msg->body,
-		.attachments = (const char *const *) names->pdata,
+		.attachments = (const char *const *) view->names->pdata,
 		.get_header = header_values,
 		.user_data = msg,
 	};
-	md_desk_classify (job->desk, &input, &job->cls);
+}
+
+void
+md_rule_view_clear (MdRuleView *view)
+{
+	g_clear_pointer (&view->to, g_ptr_array_unref);
+	g_clear_pointer (&view->cc, g_ptr_array_unref);
+	g_clear_pointer (&view->names, g_ptr_array_unref);
+}
+
+char *
+md_ingest_sender_address (const MdMessage *msg, const char *envelope_sender)
+{
+	/* An ambiguous From is a forgery's mark: the envelope sender, which
+	 * is as easy to forge, does not stand in for it. */
+	const char *from = msg->from_addr ? msg->from_addr
+	                   : msg->from_ambiguous ? NULL
+	                   : envelope_sender && *envelope_sender ? envelope_sender : NULL;
+	return from ? g_ascii_strdown (from, -1) : NULL;
+}
+
+static void
+classify (MdIngestJob *job)
+{
+	g_auto (MdRuleView) view = { 0 };
+
+	md_rule_view_init (&view, job->msg, job->sender_addr, (const char *const *) job->recipients);
+	md_desk_classify (job->desk, &view.input, &job->cls);
 }
 
 /* Without an envelope (IMAP, a plain `deliver`), the Return-Path the
@@ -241,12 +265,7 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	if (!job->msg)
 		return FALSE;
 	job->msg->envelope_sender = g_strdup (job->sender ? job->sender : has_null_return_path (job->msg) ? "" : NULL);
-	/* An ambiguous From is a forgery's mark: the envelope sender, which
-	 * is as easy to forge, does not stand in for it. */
-	const char *from = job->msg->from_addr ? job->msg->from_addr
-	                   : job->msg->from_ambiguous ? NULL
-	                   : job->sender && *job->sender ? job->sender : NULL;
-	job->sender_addr = from ? g_ascii_strdown (from, -1) : NULL;
+	job->sender_addr = md_ingest_sender_address (job->msg, job->sender);
 	find_token (job);
 	classify (job);
 	/* A reply is trimmed here, on the parsing threads, not in the writer

@@ -15,6 +15,8 @@
 #include <glib.h>
 
 #include "desk.h"
+#include "message.h"
+#include "rules.h"
 #include "store.h"
 #include "thread.h"
 
@@ -50,6 +52,24 @@ gboolean md_ingest_check_recipient (MdDesk *desk, const char *address, const cha
  * of NULL-terminated GPtrArrays of the borrowed strings, none when
  * RECIPIENTS is empty.  Free with g_ptr_array_unref. */
 GPtrArray *md_ingest_group_recipients (MdDesk *desk, const char *const *recipients);
+
+/* The rules' view of a parsed message, the one ingest classifies and
+ * `maildesk classify` prints: FROM (see md_ingest_sender_address), To
+ * with the envelope RECIPIENTS (NULL-terminated, may be NULL), Cc, the
+ * headers and the attachments' names.  It borrows MSG's and RECIPIENTS'
+ * strings; md_rule_view_clear frees what it holds itself. */
+typedef struct {
+	MdRuleInput input;
+	GPtrArray *to, *cc, *names;
+} MdRuleView;
+void md_rule_view_init (MdRuleView *view, MdMessage *msg, const char *from, const char *const *recipients);
+void md_rule_view_clear (MdRuleView *view);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MdRuleView, md_rule_view_clear)
+
+/* The sender's address as ingest reads it, lowercased: From, else (an
+ * absent, not an ambiguous, From) ENVELOPE_SENDER; NULL when none.
+ * Free with g_free. */
+char *md_ingest_sender_address (const MdMessage *msg, const char *envelope_sender);
 
 MdIngestJob *md_ingest_job_new (MdDesk *desk, const char *raw_sha256, gint64 raw_size, const MdEnvelope *env);
 void md_ingest_job_free (MdIngestJob *job);

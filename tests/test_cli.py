@@ -345,6 +345,28 @@ def test_classify_stores_nothing(tap):
         desk.cleanup()
 
 
+def test_classify_sees_what_ingest_sees(tap):
+    """classify reads From as ingest does (lowercased), so a rule that is
+    not /i matches a mixed-case From in both or in neither."""
+    d = tempfile.mkdtemp(prefix="maildesk-cli-")
+    rules = os.path.join(d, "case.rules")
+    with open(rules, "w") as f:
+        f.write("rule boss\n  from /^boss@customer\\.example$/\n  set priority P1\n")
+    desk = Desk(rules=rules)
+    try:
+        mail = message(sender="Boss@Customer.EXAMPLE", subject="Quarterly numbers")
+        p = desk.run("classify", input=mail)
+        tap.ok(p.returncode == 0 and b"priority: P1" in p.stdout and b"fired: boss" in p.stdout,
+               "classify: a case-sensitive From rule fires on a mixed-case From", p.stdout)
+        desk.deliver(mail, env=NOW)
+        out = desk.run("ticket", "list", "--json", check=True).stdout
+        tap.eq([t["priority"] for t in json.loads(out)], ["P1"], "and ingest files the same message as P1")
+    finally:
+        desk.cleanup()
+        shutil.rmtree(d)
+
+
 if __name__ == "__main__":
     run_tests(test_no_such_ticket, test_bad_clock_refused, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
-              test_org_domain_not_moved, test_json_types, test_classify_stores_nothing)
+              test_org_domain_not_moved, test_json_types, test_classify_stores_nothing,
+              test_classify_sees_what_ingest_sees)

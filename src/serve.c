@@ -8,6 +8,7 @@
 
 #include <glib-unix.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 #include "checkpointer.h"
 #include "cli.h"
@@ -25,6 +26,11 @@
  * has not been written to for TMP_MAX_AGE. */
 #define TMP_CLEAN_SECONDS 3600
 #define TMP_MAX_AGE (24 * 3600)
+/* Descriptors: a session holds its socket, and its spool file while a
+ * message arrives; the rest of the daemon (databases, the parsing pool's
+ * files, IMAP, SMTP, listeners) stays within the reserve. */
+#define FDS_PER_SESSION 2
+#define FDS_RESERVED 128
 
 typedef struct {
 	MdDesk *desk;
@@ -185,6 +191,33 @@ on_reload_signal (gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* WANTED sessions, or as many as the descriptor limit holds, after
+ * raising its soft limit to the hard one.  Past the limit accept(2)
+ * fails with EMFILE, and GSocketService retries at once, warning each
+ * time: a busy loop that writes the log full.  Kept within it, the
+ * session over the limit gets 421 4.3.2 instead. */
+static guint
+fit_to_fd_limit (guint wanted)
+{
+	struct rlimit rl;
+
+	if (getrlimit (RLIMIT_NOFILE, &rl) < 0)
+		return wanted;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit raised = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit (RLIMIT_NOFILE, &raised) == 0)
+			rl.rlim_cur = rl.rlim_max;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= FDS_RESERVED + (rlim_t) wanted * FDS_PER_SESSION)
+		return wanted;
+	guint fit = rl.rlim_cur > FDS_RESERVED + FDS_PER_SESSION
+	            ? (guint) ((rl.rlim_cur - FDS_RESERVED) / FDS_PER_SESSION) : 1;
+	g_warning ("serve: max_connections %u lowered to %u: the limit on open files is %llu "
+	           "(raise it, e.g. LimitNOFILE= in the systemd unit)",
+	           wanted, fit, (unsigned long long) rl.rlim_cur);
+	return fit;
+}
+
 static MdLmtpServer *
 start_lmtp (Daemon *d, GError **error)
 {
@@ -194,7 +227,7 @@ start_lmtp (Daemon *d, GError **error)
 		.max_message_size = conf->max_message_size,
 		.max_recipients = (guint) conf->max_recipients,
 		.idle_timeout_ms = (guint) conf->idle_timeout * 1000,
-		.max_connections = (guint) conf->max_connections,
+		.max_connections = fit_to_fd_limit ((guint) conf->max_connections),
 		.unix_mode = md_conf_unix_mode (conf),
 		.unix_group = conf->unix_group,
 		.trace = g_getenv ("MAILDESK_TRACE") != NULL,

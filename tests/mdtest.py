@@ -212,17 +212,18 @@ def wait_port(port, timeout=10.0, host="127.0.0.1"):
 class Server:
     """`maildesk serve` on a desk, started and stopped by a test."""
 
-    def __init__(self, desk, env=None):
+    def __init__(self, desk, env=None, preexec_fn=None):
         self.desk = desk
         self.env = dict(os.environ)
         self.env.update(env or {})
+        self.preexec_fn = preexec_fn
         self.proc = None
         self.log_path = os.path.join(desk.dir, "serve.log")
 
     def start(self, port=None, timeout=10.0):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MAILDESK, "-c", self.desk.conf_path, "serve"], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=self.env)
+                                     stderr=subprocess.STDOUT, env=self.env, preexec_fn=self.preexec_fn)
         if port and not wait_port(port, timeout):
             raise RuntimeError("serve did not listen: " + self.read_log())
         return self

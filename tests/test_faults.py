@@ -155,5 +155,57 @@ def test_database_read_only(tap):
     desk.cleanup()
 
 
+def test_sessions_fit_fd_limit(tap):
+    """Under a low limit on open files, serve keeps its sessions within
+    it: the one over gets 421 4.3.2, not an accept(2) that fails with
+    EMFILE, which GSocketService retries at once in a loop that fills
+    the log."""
+    import resource
+    import socket
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+
+    port = free_port()
+    desk = Desk(extra_conf=f"[lmtp]\nlisten = 127.0.0.1:{port}\nmax_connections = 512\n"
+                           f"[smtp]\nurl = smtp://127.0.0.1:{free_port()}\n")
+    server = Server(desk, env={"MAILDESK_NOW": NOW}, preexec_fn=low_limit).start(port)
+    socks, greetings = [], []
+    try:
+        for _ in range(200):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=3)
+                socks.append(s)
+                greetings.append(s.recv(200).decode(errors="replace"))
+            except OSError as e:
+                greetings.append(str(e))
+                break  # not answered: stuck, as when accept(2) fails
+        ready = sum(g.startswith("220 ") for g in greetings)
+        refused = sum(g.startswith("421 4.3.2") for g in greetings)
+        tap.eq((ready, refused), (16, 184), "(160 - 128 reserved) / 2 sessions; the others 421 4.3.2")
+        size = os.path.getsize(server.log_path)
+        with open(server.log_path, "rb") as f:
+            log = f.read(100000).decode(errors="replace")
+        tap.ok("max_connections 512 lowered to 16" in log, "the lowered limit is logged, with why",
+               log[-2000:])
+        tap.ok("Too many open files" not in log and size < 100000, "no accept loop on EMFILE",
+               "%d bytes of log" % size)
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(0.5)
+        client = Lmtp(port)
+        client.cmd("LHLO test")
+        client.cmd("MAIL FROM:<alice@customer.example>")
+        client.cmd("RCPT TO:<support@support.example.com>")
+        replies = client.send_data(message(subject="After the crowd"), 1)
+        tap.eq([c for c, _ in replies], [250], "once they are gone, mail is taken again")
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_disk_full, test_database_locked, test_database_read_only)
+    run_tests(test_disk_full, test_database_locked, test_database_read_only, test_sessions_fit_fd_limit)

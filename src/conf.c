@@ -525,6 +525,10 @@ check_values (Loader *l, MdConf *conf)
 		if (!values[i])
 			loader_error (l, line_of (l->lines, required[i][0], required[i][1]),
 			              "%s must not be empty", required[i][1]);
+	check_file_name (l, "desk", "data_dir", conf->data_dir);
+	check_file_name (l, "desk", "rules", conf->rules);
+	check_file_name (l, "desk", "templates", conf->templates);
+	check_file_name (l, "desk", "forms", conf->forms);
 	check_file_name (l, "smtp", "password_file", conf->smtp_password_file);
 	check_file_name (l, "smtp", "ca_file", conf->smtp_ca_file);
 	if (conf->intake && strpbrk (conf->intake, "@+ \t"))

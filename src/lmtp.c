@@ -461,7 +461,7 @@ md_lmtp_listen_check (const char *entry, GError **error)
 	if (g_str_has_prefix (entry, "unix:")) {
 		const char *path = entry + 5;
 		if (path[0] != '/' || strlen (path) >= 108) {  /* sizeof sun_path */
-			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "listen %s: need an absolute path under 108 bytes",
+			g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "listen \"%s\": need an absolute path under 108 bytes",
 			             entry);
 			return FALSE;
 		}
@@ -469,7 +469,7 @@ md_lmtp_listen_check (const char *entry, GError **error)
 	}
 	if (!split_host_port (entry, &host, &port) || !*host) {
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-		             "listen %s: expected host:port, [ipv6]:port or unix:/path", entry);
+		             "listen \"%s\": expected host:port, [ipv6]:port or unix:/path", entry);
 		return FALSE;
 	}
 	return TRUE;
@@ -484,7 +484,7 @@ resolve_inet (const char *entry, GError **error)
 
 	if (!split_host_port (entry, &host, &port)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-		             "listen %s: expected host:port, [ipv6]:port or unix:/path", entry);
+		             "listen \"%s\": expected host:port, [ipv6]:port or unix:/path", entry);
 		return NULL;
 	}
 	if (g_str_equal (host, "*"))

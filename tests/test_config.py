@@ -396,6 +396,25 @@ def test_file_names_with_trailing_comment(tap):
     desk.cleanup()
 
 
+def test_data_dir_with_trailing_comment(tap):
+    """data_dir (and rules, templates, forms) keep a trailing "# note"
+    too: refused at its line, by check-config and by every command,
+    rather than a directory made with the note in its name."""
+    desk = Desk()
+    conf = open(desk.conf_path).read()
+    bad = re.sub(r"(?m)^data_dir = (.*)$", r"data_dir = \1   # on the big disk", conf)
+    desk.write_conf(bad)
+    line = next(i + 1 for i, l in enumerate(bad.splitlines()) if l.startswith("data_dir ="))
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.ok(p.returncode == 78 and f"{desk.conf_path}:{line}: data_dir:" in err and "trailing comment" in err,
+           "check-config: data_dir's comment reported at its line", err)
+    p = desk.run("ticket", "list")
+    tap.eq(p.returncode, 78, "ticket list refuses the configuration", p.stderr)
+    tap.eq([n for n in os.listdir(desk.dir) if "#" in n], [], "and no directory named after the note")
+    desk.cleanup()
+
+
 def test_help(tap):
     """`maildesk COMMAND --help` prints the command's usage on stdout and
     exits 0, for the commands with verbs as for the others; a missing verb
@@ -509,5 +528,5 @@ if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_ack_without_missing_warns,
               test_problems_in_file_order, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
-              test_file_names_with_trailing_comment,
+              test_file_names_with_trailing_comment, test_data_dir_with_trailing_comment,
               test_url_with_trailing_comment, test_byte_order_mark, test_help, test_reading_while_rules_are_broken)

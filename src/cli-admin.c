@@ -14,27 +14,89 @@
 #include "md.h"
 #include "message.h"
 #include "rules.h"
+#include "workflow.h"
+
+/* Unassigns the open tickets of an agent who is one no more: assigned,
+ * they would wait for someone who no longer answers, and the breach
+ * notices would go to that address.  Resolved ones keep their record. */
+static gboolean
+unassign_open_tickets (MdDesk *desk, MdStore *store, const char *email, guint *n_r, GError **error)
+{
+	g_autoptr (GArray) ids = md_store_assigned_open_tickets (store, email, error);
+	if (!ids)
+		return FALSE;
+	for (guint i = 0; i < ids->len; i++) {
+		g_autoptr (MdTicket) t = md_store_ticket_get (store, g_array_index (ids, gint64, i), error);
+		if (!t || !md_workflow_set_field (desk, store, t, "assignee", "none", NULL, error))
+			return FALSE;
+	}
+	*n_r = ids->len;
+	return TRUE;
+}
+
+static int
+agent_remove (MdDesk *desk, const char *email)
+{
+	for (char **a = desk->conf->agents; a && *a; a++) {
+		g_autofree char *agent = g_strstrip (g_strdup (*a));
+		if (g_ascii_strcasecmp (agent, email) == 0) {
+			fprintf (stderr, "maildesk: %s is an agent by the configuration ([desk] agents in %s): "
+			         "remove it there\n", email, desk->conf->path ? desk->conf->path : "the built-in defaults");
+			return MD_EX_DATAERR;
+		}
+	}
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	gboolean removed = FALSE;
+	guint unassigned = 0;
+	if (!store || !md_store_begin (store, &error))
+		goto fail;
+	if (!md_store_agent_remove (store, email, &removed, &error) ||
+	    (removed && !unassign_open_tickets (desk, store, email, &unassigned, &error))) {
+		md_store_rollback (store);
+		goto fail;
+	}
+	if (!removed) {
+		md_store_rollback (store);
+		fprintf (stderr, "maildesk: %s is not an agent of this desk\n", email);
+		return MD_EX_NOINPUT;
+	}
+	if (!md_store_commit (store, &error))
+		goto fail;
+	printf ("agent %s removed; %u open ticket%s unassigned\n", email, unassigned, unassigned == 1 ? "" : "s");
+	return MD_EX_OK;
+fail:
+	md_cli_error (error);
+	return MD_EX_TEMPFAIL;
+}
 
 int
 md_cmd_agent (int argc, char **argv)
 {
 	g_autofree char *name = NULL;
 	GOptionEntry entries[] = {
-		{ "name", 'n', 0, G_OPTION_ARG_STRING, &name, "display name", "NAME" },
+		{ "name", 'n', 0, G_OPTION_ARG_STRING, &name, "display name (add)", "NAME" },
 		{ NULL },
 	};
-	if (!md_cli_parse ("agent", "add EMAIL", "Add an agent.", entries, &argc, &argv))
+	if (!md_cli_parse ("agent", "add EMAIL | remove EMAIL",
+	                   "Add an agent, or take an agent's standing away (their open tickets are unassigned).",
+	                   entries, &argc, &argv))
 		return MD_EX_USAGE;
-	if (argc != 3 || strcmp (argv[1], "add") || !md_address_looks_valid (argv[2])) {
-		fprintf (stderr, "Usage: maildesk agent add EMAIL [--name NAME]\n");
+	gboolean add = argc == 3 && strcmp (argv[1], "add") == 0;
+	gboolean remove = argc == 3 && strcmp (argv[1], "remove") == 0 && !name;
+	if (!(add || remove) || !md_address_looks_valid (argv[2])) {
+		fprintf (stderr, "Usage: maildesk agent add EMAIL [--name NAME]\n"
+		                 "       maildesk agent remove EMAIL\n");
 		return MD_EX_USAGE;
 	}
 	g_autoptr (MdDesk) desk = md_cli_open_desk ();
 	if (!desk)
 		return MD_EX_CONFIG;
+	g_autofree char *email = g_ascii_strdown (argv[2], -1);
+	if (remove)
+		return agent_remove (desk, email);
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
-	g_autofree char *email = g_ascii_strdown (argv[2], -1);
 	if (!store || !md_store_agent_add (store, email, name, NULL, &error)) {
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;

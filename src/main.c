@@ -25,7 +25,7 @@ static const Command commands[] = {
 	{ "deliver", md_cmd_deliver, "ingest one message from standard input" },
 	{ "fetch", md_cmd_fetch, "poll the IMAP mailboxes once and exit" },
 	{ "ticket", md_cmd_ticket, "list, show, set or reply to tickets" },
-	{ "agent", md_cmd_agent, "add agents" },
+	{ "agent", md_cmd_agent, "add or remove agents" },
 	{ "org", md_cmd_org, "add organizations and members" },
 	{ "classify", md_cmd_classify, "classify a message from standard input; stores nothing" },
 	{ "outbox", md_cmd_outbox, "send due mail now, or list outgoing mail" },

@@ -764,7 +764,7 @@ md_purge_person (MdDesk *desk, MdStore *store, const char *email, gboolean dry_r
 	}
 	if (is_agent (desk, p)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_DENIED,
-		             "%s is an agent: remove them from the agents first", p->email);
+		             "%s is an agent: remove them from the agents first (agent remove, or [desk] agents)", p->email);
 		return FALSE;
 	}
 	int lock = begin_run (desk, store, error);

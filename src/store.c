@@ -535,6 +535,32 @@ md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 
 }
 
 gboolean
+md_store_agent_remove (MdStore *store, const char *email, gboolean *removed_r, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "UPDATE people SET is_agent = 0 WHERE email = ?1 AND is_agent", error);
+	if (!s)
+		return FALSE;
+	md_sql_bind_text (s, 1, email);
+	if (!md_sql_step_done (store, s, "remove agent", error))
+		return FALSE;
+	*removed_r = sqlite3_changes (store->db) > 0;
+	return TRUE;
+}
+
+GArray *
+md_store_assigned_open_tickets (MdStore *store, const char *email, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT t.id FROM tickets t INDEXED BY tickets_assignee "
+	                        "JOIN people p ON p.id = t.assignee_id "
+	                        "WHERE p.email = ?1 AND t.status != ?2 ORDER BY t.id", error);
+	if (!s)
+		return NULL;
+	md_sql_bind_text (s, 1, email);
+	md_sql_bind_text (s, 2, MD_STATUS_RESOLVED);
+	return md_sql_ids (store, s, "assigned tickets", error);
+}
+
+gboolean
 md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error)
 {
 	sqlite3_stmt *s = stmt (store, "UPDATE people SET bouncing = ?2 WHERE email = ?1 AND bouncing <> ?2", error);

@@ -98,6 +98,13 @@ gboolean md_store_person_ensure (MdStore *store, const char *email, const char *
 MdPerson *md_store_person_get (MdStore *store, gint64 id, GError **error);
 MdPerson *md_store_person_find (MdStore *store, const char *email, GError **error);
 gboolean md_store_agent_add (MdStore *store, const char *email, const char *name, gint64 *id_r, GError **error);
+/* Takes agent standing from EMAIL (lowercase); *REMOVED_R says whether it
+ * had any in the database.  The [desk] agents of the configuration are
+ * not the store's to take. */
+gboolean md_store_agent_remove (MdStore *store, const char *email, gboolean *removed_r, GError **error);
+/* Ids of the tickets assigned to EMAIL that are not resolved, in id
+ * order; free with g_array_unref. */
+GArray *md_store_assigned_open_tickets (MdStore *store, const char *email, GError **error);
 gboolean md_store_set_bouncing (MdStore *store, const char *email, gboolean bouncing, GError **error);
 
 /* Adds organization NAME (or finds it) and maps DOMAIN (may be NULL) to

@@ -366,7 +366,40 @@ def test_classify_sees_what_ingest_sees(tap):
         shutil.rmtree(d)
 
 
+def test_agent_remove(tap):
+    """`agent remove` takes an agent's standing away and unassigns their
+    open tickets (recorded); resolved ones keep their assignee.  An
+    address that is no agent is 66, one the configuration names 65."""
+    desk = Desk(extra_conf="agents = lead@support.example.com\n")
+    try:
+        desk.run("agent", "add", "Bob@Support.example.com", check=True)
+        for subject in ("Open one", "Done one"):
+            desk.deliver(message(subject=subject), env=NOW)
+        desk.run("ticket", "set", "1", "assignee=bob@support.example.com", env=NOW, check=True)
+        desk.run("ticket", "set", "2", "assignee=bob@support.example.com", "status=Resolved", env=NOW, check=True)
+        p = desk.run("agent", "remove", "bob@support.example.com", env=NOW)
+        tap.ok(p.returncode == 0 and b"1 open ticket unassigned" in p.stdout, "removed; one open ticket unassigned",
+               p.stdout + p.stderr)
+        one, two = desk.show(1), desk.show(2)
+        tap.eq((one["assignee"], two["assignee"]), (None, "bob@support.example.com"),
+               "the open ticket is unassigned, the resolved one keeps its record")
+        tap.ok(any(h["field"] == "assignee" and h["old"] == "bob@support.example.com" and h["new"] is None
+                   for h in one["history"]), "the unassignment is in the history", one["history"])
+        p = desk.run("ticket", "set", "1", "assignee=bob@support.example.com", env=NOW)
+        tap.ok(p.returncode == 65 and b"not an agent" in p.stderr, "bob can no longer be assigned", p.stderr)
+        p = desk.run("agent", "remove", "bob@support.example.com")
+        tap.ok(p.returncode == 66 and b"not an agent" in p.stderr, "removing again: 66, not an agent", p.stderr)
+        p = desk.run("agent", "remove", "LEAD@support.example.com")
+        tap.ok(p.returncode == 65 and b"[desk] agents" in p.stderr, "an agent by the configuration: 65, where",
+               p.stderr)
+        p = desk.run("agent", "remove", "x@y.example", "--name", "X")
+        tap.eq(p.returncode, 64, "--name is for add only")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_no_such_ticket, test_bad_clock_refused, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
               test_org_domain_not_moved, test_json_types, test_classify_stores_nothing,
-              test_classify_sees_what_ingest_sees)
+              test_classify_sees_what_ingest_sees,
+              test_agent_remove)

@@ -233,6 +233,21 @@ check_mail_files (MdDesk *desk, GString *warnings)
 		                                        desk->forms_path);
 		add_problem (warnings, msg);
 	}
+	/* DESIGN 7: every notification carries the link that marks its
+	 * ticket resolved.  A `list` carries one per ticket, in {{tickets}}. */
+	for (int i = 0; desk->templates && md_template_events[i]; i++) {
+		const char *event = md_template_events[i];
+		const MdTemplate *t = md_template_set_get (desk->templates, event);
+		if (!t || md_template_uses (t, "resolve_link") ||
+		    (strcmp (event, "list") == 0 && md_template_uses (t, "tickets")))
+			continue;
+		g_autofree char *file = g_strconcat (event, ".tmpl", NULL);
+		g_autofree char *path = g_build_filename (desk->templates_path, file, NULL);
+		g_autofree char *msg = g_strdup_printf ("%s: warning: this template does not use {{resolve_link}}: its "
+		                                        "mail carries no link that marks the ticket resolved (DESIGN 7)",
+		                                        path);
+		add_problem (warnings, msg);
+	}
 }
 
 gboolean

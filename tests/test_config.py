@@ -119,6 +119,31 @@ def test_ack_without_missing_warns(tap):
     desk.cleanup()
 
 
+def test_template_without_resolve_link_warns(tap):
+    """DESIGN 7: every notification carries the link that marks the
+    ticket resolved.  A template that drops {{resolve_link}} is a
+    warning naming it; the shipped ones carry it (a `list`, in each of
+    its {{tickets}})."""
+    import shutil
+    desk = Desk()
+    p = desk.run("check-config")
+    tap.ok(p.returncode == 0 and not p.stderr, "the shipped templates: no warning", p.stderr.decode())
+    tdir = os.path.join(desk.dir, "templates")
+    shutil.copytree(os.path.join(TOP_SRCDIR, "templates"), tdir)
+    path = os.path.join(tdir, "agent-reply.tmpl")
+    text = open(path).read()
+    with open(path, "w") as f:
+        f.write("\n".join(l for l in text.splitlines() if "resolve_link" not in l) + "\n")
+    conf = open(desk.conf_path).read().replace(f"templates = {TOP_SRCDIR}/templates/", f"templates = {tdir}/")
+    desk.write_conf(conf)
+    p = desk.run("check-config")
+    err = p.stderr.decode()
+    tap.ok(p.returncode == 0 and f"{path}: warning: " in err and "{{resolve_link}}" in err,
+           "agent-reply without the link: a warning naming it, exit 0", err)
+    tap.eq(len(err.splitlines()), 1, "only that template", err)
+    desk.cleanup()
+
+
 def test_problems_in_file_order(tap):
     """check-config prints its problems by file (the configuration first,
     then the others by name) and line, whichever check found them, and
@@ -526,6 +551,7 @@ def test_reading_while_rules_are_broken(tap):
 
 if __name__ == "__main__":
     run_tests(test_defaults, test_every_problem, test_bad_templates, test_ack_without_missing_warns,
+              test_template_without_resolve_link_warns,
               test_problems_in_file_order, test_same_mailbox_twice, test_classify_explain,
               test_service_sections, test_design_variables_everywhere, test_addresses_with_trailing_comment,
               test_file_names_with_trailing_comment, test_data_dir_with_trailing_comment,

@@ -32,6 +32,7 @@ run ingest bench/ingest 100
 run compose bench/compose 100
 run tick bench/tick 20 1000
 run fidelity bench/fidelity "$corpus"
+run list env MAILDESK=./maildesk "${PYTHON3:-python3}" "$srcdir/bench/list.py" 2000 20000
 # One second per run; no quiet period, a fresh CI machine has deleted
 # nothing yet.
 if command -v smtp-sink >/dev/null 2>&1; then

@@ -13,46 +13,57 @@
 #include "outbox.h"
 #include "token.h"
 
+/* Each row printed as it is read (md_outbox_foreach): the outbox keeps
+ * every mail ever sent, and lists in the memory of one row. */
+typedef struct {
+	const MdDesk *desk;
+	gboolean json;
+	guint n;
+} ListPrinter;
+
 static void
-print_json (const MdDesk *desk, GPtrArray *list)
+print_json (const MdDesk *desk, const MdOutboxEntry *e, guint index)
 {
 	g_autoptr (JsonBuilder) b = json_builder_new ();
-	json_builder_begin_array (b);
-	for (guint i = 0; i < list->len; i++) {
-		const MdOutboxEntry *e = list->pdata[i];
-		g_autofree char *key = e->ticket_id ? md_ticket_key (desk->conf->ticket_prefix, e->ticket_id) : NULL;
-		json_builder_begin_object (b);
-		json_builder_set_member_name (b, "id");
-		json_builder_add_int_value (b, e->id);
-		md_json_add_string (b, "ticket", key);
-		md_json_add_string (b, "kind", e->kind);
-		md_json_add_string (b, "from", e->mail_from);
-		md_json_add_string (b, "to", e->rcpt_to);
-		md_json_add_string (b, "state", e->state);
-		json_builder_set_member_name (b, "attempts");
-		json_builder_add_int_value (b, e->attempts);
-		md_json_add_time (b, "next_attempt_at", strcmp (e->state, "queued") ? 0 : e->next_attempt_at);
-		md_json_add_string (b, "last_error", e->last_error);
-		md_json_add_time (b, "created_at", e->created_at);
-		md_json_add_time (b, "sent_at", e->sent_at);
-		md_json_add_string (b, "message_id", e->message_id);
-		json_builder_end_object (b);
-	}
-	json_builder_end_array (b);
-	md_json_print (b);
+	g_autofree char *key = e->ticket_id ? md_ticket_key (desk->conf->ticket_prefix, e->ticket_id) : NULL;
+	json_builder_begin_object (b);
+	json_builder_set_member_name (b, "id");
+	json_builder_add_int_value (b, e->id);
+	md_json_add_string (b, "ticket", key);
+	md_json_add_string (b, "kind", e->kind);
+	md_json_add_string (b, "from", e->mail_from);
+	md_json_add_string (b, "to", e->rcpt_to);
+	md_json_add_string (b, "state", e->state);
+	json_builder_set_member_name (b, "attempts");
+	json_builder_add_int_value (b, e->attempts);
+	md_json_add_time (b, "next_attempt_at", strcmp (e->state, "queued") ? 0 : e->next_attempt_at);
+	md_json_add_string (b, "last_error", e->last_error);
+	md_json_add_time (b, "created_at", e->created_at);
+	md_json_add_time (b, "sent_at", e->sent_at);
+	md_json_add_string (b, "message_id", e->message_id);
+	json_builder_end_object (b);
+	md_json_print_element (b, index);
 }
 
 static void
-print_text (GPtrArray *list)
+print_text (const MdOutboxEntry *e)
 {
-	printf ("%-6s %-7s %-14s %-32s %8s  %-20s  %s\n", "ID", "STATE", "KIND", "TO", "ATTEMPTS", "NEXT ATTEMPT",
-	        "LAST ERROR");
-	for (guint i = 0; i < list->len; i++) {
-		const MdOutboxEntry *e = list->pdata[i];
-		g_autofree char *next = strcmp (e->state, "queued") ? g_strdup ("-") : md_time_iso_utc (e->next_attempt_at);
-		printf ("%-6" G_GINT64_FORMAT " %-7s %-14s %-32s %8d  %-20s  %s\n", e->id, e->state, e->kind, e->rcpt_to,
-		        e->attempts, next, e->last_error ? e->last_error : "-");
-	}
+	g_autofree char *next = strcmp (e->state, "queued") ? g_strdup ("-") : md_time_iso_utc (e->next_attempt_at);
+	printf ("%-6" G_GINT64_FORMAT " %-7s %-14s %-32s %8d  %-20s  %s\n", e->id, e->state, e->kind, e->rcpt_to,
+	        e->attempts, next, e->last_error ? e->last_error : "-");
+}
+
+static void
+print_entry (MdOutboxEntry *e, gpointer data)
+{
+	ListPrinter *lp = data;
+
+	if (lp->json)
+		print_json (lp->desk, e, lp->n);
+	else
+		print_text (e);
+	lp->n++;
+	md_outbox_entry_free (e);
 }
 
 static int
@@ -73,15 +84,17 @@ outbox_list (MdDesk *desk, int argc, char **argv)
 	}
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
-	g_autoptr (GPtrArray) list = store ? md_outbox_list (store, state, &error) : NULL;
-	if (!list) {
+	ListPrinter lp = { desk, json, 0 };
+	if (store && !json)
+		printf ("%-6s %-7s %-14s %-32s %8s  %-20s  %s\n", "ID", "STATE", "KIND", "TO", "ATTEMPTS",
+		        "NEXT ATTEMPT", "LAST ERROR");
+	if (!store || !md_outbox_foreach (store, state, print_entry, &lp, &error)) {
+		/* what was printed stays: the exit status says it is not all */
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;
 	}
 	if (json)
-		print_json (desk, list);
-	else
-		print_text (list);
+		md_json_print_array_end (lp.n);
 	return MD_EX_OK;
 }
 

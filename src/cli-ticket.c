@@ -148,6 +148,34 @@ parse_id (MdDesk *desk, const char *text)
 	return id;
 }
 
+/* Each ticket printed as it is read (md_store_ticket_foreach): a desk
+ * of a million tickets lists in the memory of one. */
+typedef struct {
+	MdDesk *desk;
+	gboolean json;
+	guint n;
+} ListPrinter;
+
+static void
+print_list_entry (MdTicket *t, gpointer data)
+{
+	ListPrinter *lp = data;
+
+	if (lp->json) {
+		g_autoptr (JsonBuilder) b = json_builder_new ();
+		json_builder_begin_object (b);
+		add_ticket_members (b, lp->desk, t);
+		json_builder_end_object (b);
+		md_json_print_element (b, lp->n);
+	} else {
+		g_autofree char *key = md_ticket_key (lp->desk->conf->ticket_prefix, t->id);
+		printf ("%-9s %-20s %-2s %-27s %-28s %s\n", key, t->status, t->priority, t->category,
+		        t->requester ? t->requester : "-", t->subject);
+	}
+	lp->n++;
+	md_ticket_free (t);
+}
+
 static int
 ticket_list (MdDesk *desk, int argc, char **argv)
 {
@@ -181,29 +209,14 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 	}
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
-	g_autoptr (GPtrArray) list = store ? md_store_ticket_list (store, &filter, &error) : NULL;
-	if (!list) {
+	ListPrinter lp = { desk, json, 0 };
+	if (!store || !md_store_ticket_foreach (store, &filter, print_list_entry, &lp, &error)) {
+		/* what was printed stays: the exit status says it is not all */
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;
 	}
-	if (json) {
-		g_autoptr (JsonBuilder) b = json_builder_new ();
-		json_builder_begin_array (b);
-		for (guint i = 0; i < list->len; i++) {
-			json_builder_begin_object (b);
-			add_ticket_members (b, desk, list->pdata[i]);
-			json_builder_end_object (b);
-		}
-		json_builder_end_array (b);
-		md_json_print (b);
-		return MD_EX_OK;
-	}
-	for (guint i = 0; i < list->len; i++) {
-		MdTicket *t = list->pdata[i];
-		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
-		printf ("%-9s %-20s %-2s %-27s %-28s %s\n", key, t->status, t->priority, t->category,
-		        t->requester ? t->requester : "-", t->subject);
-	}
+	if (json)
+		md_json_print_array_end (lp.n);
 	return MD_EX_OK;
 }
 

@@ -143,21 +143,50 @@ md_json_add_time (JsonBuilder *b, const char *name, gint64 t)
 	md_json_add_string (b, name, iso);
 }
 
-void
-md_json_print (JsonBuilder *b)
+/* TEXT on standard output, each line after the first led by INDENT.
+ * json-glib 1.6 leaves U+001F unescaped; a raw control byte can only
+ * stand inside a string, so escaping it here is always right. */
+static void
+put_json (const char *text, const char *indent)
 {
-	g_autoptr (JsonNode) root = json_builder_get_root (b);
-	g_autoptr (JsonGenerator) gen = json_generator_new ();
-	json_generator_set_pretty (gen, TRUE);
-	json_generator_set_root (gen, root);
-	g_autofree char *text = json_generator_to_data (gen, NULL);
-	/* json-glib 1.6 leaves U+001F unescaped; a raw control byte can only
-	 * stand inside a string, so escaping it here is always right. */
 	for (const char *p = text; *p; p++) {
 		if (*p == 0x1f)
 			fputs ("\\u001f", stdout);
 		else
 			putchar (*p);
+		if (*p == '\n')
+			fputs (indent, stdout);
 	}
+}
+
+static char *
+pretty_json (JsonBuilder *b)
+{
+	g_autoptr (JsonNode) root = json_builder_get_root (b);
+	g_autoptr (JsonGenerator) gen = json_generator_new ();
+	json_generator_set_pretty (gen, TRUE);
+	json_generator_set_root (gen, root);
+	return json_generator_to_data (gen, NULL);
+}
+
+void
+md_json_print (JsonBuilder *b)
+{
+	g_autofree char *text = pretty_json (b);
+	put_json (text, "");
 	putchar ('\n');
+}
+
+void
+md_json_print_element (JsonBuilder *b, guint index)
+{
+	g_autofree char *text = pretty_json (b);
+	fputs (index ? ",\n  " : "[\n  ", stdout);
+	put_json (text, "  ");
+}
+
+void
+md_json_print_array_end (guint n)
+{
+	fputs (n ? "\n]\n" : "[]\n", stdout);
 }

@@ -46,6 +46,11 @@ typedef struct _JsonBuilder JsonBuilder;
 void md_json_add_string (JsonBuilder *b, const char *name, const char *value);
 void md_json_add_time (JsonBuilder *b, const char *name, gint64 t);
 void md_json_print (JsonBuilder *b);
+/* A JSON array printed an element at a time, as md_json_print prints a
+ * whole one, so that memory holds one element, not the list: element
+ * INDEX (from 0) is B's root; then the end, after N elements. */
+void md_json_print_element (JsonBuilder *b, guint index);
+void md_json_print_array_end (guint n);
 
 int md_cmd_deliver (int argc, char **argv);
 int md_cmd_ticket (int argc, char **argv);

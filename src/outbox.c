@@ -268,22 +268,36 @@ entry_from_row (sqlite3_stmt *s)
 #define ENTRY_COLUMNS "id, ticket_id, kind, mail_from, rcpt_to, message_id, raw_sha256, state, " \
 	"attempts, next_attempt_at, last_error, created_at, sent_at"
 
-GPtrArray *
-md_outbox_list (MdStore *store, const char *state, GError **error)
+gboolean
+md_outbox_foreach (MdStore *store, const char *state, MdOutboxFunc func, gpointer data, GError **error)
 {
 	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
 		"SELECT " ENTRY_COLUMNS " FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY id", error);
 	if (!s)
-		return NULL;
+		return FALSE;
 	md_sql_bind_text (s, 1, state);
-	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
-		g_ptr_array_add (list, entry_from_row (s));
+		func (entry_from_row (s), data);
 	if (rc != SQLITE_DONE) {
 		md_store_set_error (store, error, "outbox list");
-		return NULL;
+		return FALSE;
 	}
+	return TRUE;
+}
+
+static void
+collect_entry (MdOutboxEntry *e, gpointer list)
+{
+	g_ptr_array_add (list, e);
+}
+
+GPtrArray *
+md_outbox_list (MdStore *store, const char *state, GError **error)
+{
+	g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_outbox_entry_free);
+	if (!md_outbox_foreach (store, state, collect_entry, list, error))
+		return NULL;
 	return g_steal_pointer (&list);
 }
 

@@ -91,6 +91,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdOutboxEntry, md_outbox_entry_free)
 /* Rows in id order, only those in STATE unless it is NULL.
  * MdOutboxEntry*; free with g_ptr_array_unref. */
 GPtrArray *md_outbox_list (MdStore *store, const char *state, GError **error);
+/* FUNC for each row of md_outbox_list, in id order, as it is read (the
+ * outbox keeps every mail ever sent).  FUNC owns the entry, and must not
+ * use the store. */
+typedef void (*MdOutboxFunc) (MdOutboxEntry *entry, gpointer data);
+gboolean md_outbox_foreach (MdStore *store, const char *state, MdOutboxFunc func, gpointer data, GError **error);
 
 /* The background sender of `serve`: a thread with its own database
  * connection that flushes, then sleeps until the next row is due, a

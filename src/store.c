@@ -873,8 +873,9 @@ md_store_ticket_get (MdStore *store, gint64 id, GError **error)
 	return t;
 }
 
-GPtrArray *
-md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
+gboolean
+md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc func, gpointer data,
+                         GError **error)
 {
 #define LIST_FILTERS \
 	"(?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.category = ?2) " \
@@ -897,7 +898,7 @@ md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 	                        error);
 #undef LIST_FILTERS
 	if (!s)
-		return NULL;
+		return FALSE;
 	md_sql_bind_text (s, 1, f ? f->status : NULL);
 	md_sql_bind_text (s, 2, f ? f->category : NULL);
 	md_sql_bind_text (s, 3, f ? f->priority : NULL);
@@ -906,16 +907,27 @@ md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
 	sqlite3_bind_int64 (s, 6, f && f->limit > 0 ? f->limit : -1);
 	sqlite3_bind_int (s, 7, f && f->with_due_at);
 	md_sql_bind_text (s, 8, MD_STATUS_RESOLVED);
-	GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_ticket_free);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
-		g_ptr_array_add (list, ticket_from_row (s));
-	sqlite3_reset (s);
-	if (rc != SQLITE_DONE) {
+		func (ticket_from_row (s), data);
+	if (rc != SQLITE_DONE)
 		md_store_set_error (store, error, "list tickets");
-		g_ptr_array_unref (list);
-		return NULL;
-	}
+	sqlite3_reset (s);
+	return rc == SQLITE_DONE;
+}
+
+static void
+collect_ticket (MdTicket *t, gpointer list)
+{
+	g_ptr_array_add (list, t);
+}
+
+GPtrArray *
+md_store_ticket_list (MdStore *store, const MdTicketFilter *f, GError **error)
+{
+	GPtrArray *list = g_ptr_array_new_with_free_func ((GDestroyNotify) md_ticket_free);
+	if (!md_store_ticket_foreach (store, f, collect_ticket, list, error))
+		g_clear_pointer (&list, g_ptr_array_unref);
 	return list;
 }
 

@@ -171,6 +171,12 @@ typedef struct {
 } MdTicketFilter;
 /* MdTicket* in id order; free with g_ptr_array_unref. */
 GPtrArray *md_store_ticket_list (MdStore *store, const MdTicketFilter *filter, GError **error);
+/* FUNC for each ticket of md_store_ticket_list, in id order, as it is
+ * read: a list as long as the desk is old never stands in memory whole.
+ * FUNC owns the ticket, and must not use the store. */
+typedef void (*MdTicketFunc) (MdTicket *ticket, gpointer data);
+gboolean md_store_ticket_foreach (MdStore *store, const MdTicketFilter *filter, MdTicketFunc func, gpointer data,
+                                  GError **error);
 
 /* Ids of a requester's tickets, newest first, at most LIMIT, leaving out
  * EXCEPT (through the requester index, whatever the desk's size).

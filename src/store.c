@@ -882,20 +882,25 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 	"AND (?3 IS NULL OR t.priority = ?3) AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) "
 	/* A person's tickets are found through three indexes (requester,
 	 * organization, participant), never by reading every ticket. */
+#define FOR_PERSON \
+	"WHERE t.id IN (" \
+	"  SELECT t2.id FROM people p2 JOIN tickets t2 ON t2.requester_id = p2.id " \
+	"  WHERE p2.email = ?4 " \
+	"  UNION SELECT t3.id FROM tickets t3 WHERE ?5 > 0 AND t3.organization_id = ?5 " \
+	"  AND t3.shared " \
+	"  UNION SELECT pa.ticket_id FROM people pp JOIN participants pa ON pa.person_id = pp.id " \
+	"  WHERE pp.email = ?4) AND "
 	gboolean for_person = f && f->requester;
+	gboolean open_first = f && f->open_first;
+	/* Open first, newest first: what a limit cuts is old, settled work. */
 	sqlite3_stmt *s = stmt (store,
-	                        for_person
-	                        ? TICKET_SELECT
-	                          "WHERE t.id IN ("
-	                          "  SELECT t2.id FROM people p2 JOIN tickets t2 ON t2.requester_id = p2.id "
-	                          "  WHERE p2.email = ?4 "
-	                          "  UNION SELECT t3.id FROM tickets t3 WHERE ?5 > 0 AND t3.organization_id = ?5 "
-	                          "  AND t3.shared "
-	                          "  UNION SELECT pa.ticket_id FROM people pp JOIN participants pa ON pa.person_id = pp.id "
-	                          "  WHERE pp.email = ?4) "
-	                          "AND " LIST_FILTERS "ORDER BY t.id LIMIT ?6"
+	                        for_person && open_first
+	                        ? TICKET_SELECT FOR_PERSON LIST_FILTERS "ORDER BY t.status = ?8, t.id DESC LIMIT ?6"
+	                        : for_person ? TICKET_SELECT FOR_PERSON LIST_FILTERS "ORDER BY t.id LIMIT ?6"
+	                        : open_first ? TICKET_SELECT "WHERE " LIST_FILTERS "ORDER BY t.status = ?8, t.id DESC LIMIT ?6"
 	                        : TICKET_SELECT "WHERE " LIST_FILTERS "ORDER BY t.id LIMIT ?6",
 	                        error);
+#undef FOR_PERSON
 #undef LIST_FILTERS
 	if (!s)
 		return FALSE;

@@ -168,8 +168,10 @@ typedef struct {
 	gint64 org_id;
 	int limit;              /* 0 = no limit */
 	gboolean with_due_at;   /* only open tickets with a delivery estimate */
+	gboolean open_first;    /* unresolved first, then each newest first; else id order */
 } MdTicketFilter;
-/* MdTicket* in id order; free with g_ptr_array_unref. */
+/* MdTicket* in id order (or as FILTER's open_first says); free with
+ * g_ptr_array_unref. */
 GPtrArray *md_store_ticket_list (MdStore *store, const MdTicketFilter *filter, GError **error);
 /* FUNC for each ticket of md_store_ticket_list, in id order, as it is
  * read: a list as long as the desk is old never stands in memory whole.

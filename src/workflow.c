@@ -402,13 +402,23 @@ md_commands_strip (const char *text)
 	return g_strdup (p);
 }
 
+#define LIST_MAX 200
+
+/* The #list answer: the person's tickets and their organization's shared
+ * ones, open first, newest first, at most LIST_MAX (a customer of ten
+ * years asks about this week's, not the first of thousands). */
 static char *
-list_text (MdDesk *desk, MdStore *store, const char *email)
+list_text (MdDesk *desk, MdStore *store, const char *email, GError **error)
 {
-	MdTicketFilter f = { .requester = email, .org_id = md_store_org_of (store, email, NULL), .limit = 200 };
-	g_autoptr (GPtrArray) list = md_store_ticket_list (store, &f, NULL);
+	MdTicketFilter f = {
+		.requester = email, .org_id = md_store_org_of (store, email, NULL), .limit = LIST_MAX + 1,
+		.open_first = TRUE,
+	};
+	g_autoptr (GPtrArray) list = md_store_ticket_list (store, &f, error);
+	if (!list)
+		return NULL;
 	GString *s = g_string_new (NULL);
-	for (guint i = 0; list && i < list->len; i++) {
+	for (guint i = 0; i < list->len && i < LIST_MAX; i++) {
 		MdTicket *t = list->pdata[i];
 		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
 		g_autofree char *updated = md_time_iso_utc (t->updated_at);
@@ -417,6 +427,9 @@ list_text (MdDesk *desk, MdStore *store, const char *email)
 		g_string_append_printf (s, "[%s] %s\n    Status: %s · Last update: %s%s\n    Resolve: mailto:%s?body=%%23resolve\n\n",
 		                        key, t->subject, t->status, updated, mine ? "" : " · shared with your organization", addr);
 	}
+	if (list->len > LIST_MAX)
+		g_string_append_printf (s, "These are the newest %d: open tickets first, then resolved ones. "
+		                        "There are more.\n", LIST_MAX);
 	if (!s->len)
 		g_string_append (s, "You have no tickets.\n");
 	return g_string_free (s, FALSE);
@@ -430,7 +443,9 @@ md_workflow_list (MdDesk *desk, MdStore *store, const MdTicket *t, const MdActor
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "#list answers a person by mail; the desk has no list");
 		return FALSE;
 	}
-	g_autofree char *text = list_text (desk, store, actor->email);
+	g_autofree char *text = list_text (desk, store, actor->email, error);
+	if (!text)
+		return FALSE;
 	MdPersonRef to = { actor->email, actor->name };
 	return md_notify_list (desk, store, t, &to, text, msg, error);
 }

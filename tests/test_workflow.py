@@ -721,8 +721,38 @@ def test_commands_at_intake(tap):
     c.close()
 
 
+def test_list_newest_open_first(tap):
+    """#list of a customer with more tickets than it shows (200): the open
+    ones first, then the newest, and a line saying there are more, not
+    the 200 oldest by number."""
+    import sqlite3
+    c = Conversation(tap)
+    c.deliver(message(subject="old but open", body="Still broken."))
+    c.deliver(message(subject="old and done", body="Fixed since."))
+    c.desk.run("ticket", "set", "2", "status=Resolved", env={"MAILDESK_NOW": c.now}, check=True)
+    db = sqlite3.connect(os.path.join(c.desk.dir, "var", "maildesk.db"))
+    cols = ("subject, category, priority, status, requester_id, organization_id, shared, assignee_id, created_at, "
+            "updated_at, first_response_due, first_response_at, resolved_at, status_changed_at, due_at, "
+            "linked_ticket_id, flag, tags")
+    db.execute(f"WITH RECURSIVE k(i) AS (SELECT 3 UNION ALL SELECT i + 1 FROM k WHERE i < 210) "
+               f"INSERT INTO tickets ({cols}) SELECT 'done ' || i, category, priority, status, requester_id, "
+               f"organization_id, shared, assignee_id, created_at, updated_at, first_response_due, "
+               f"first_response_at, resolved_at, status_changed_at, due_at, linked_ticket_id, flag, tags "
+               f"FROM tickets, k WHERE tickets.id = 2")
+    db.commit()
+    db.close()
+    c.new_mail()
+    c.deliver(message(subject="my tickets", body="#list"))
+    lists = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER) if "Your tickets" in m["Subject"]]
+    keys = lists and [line.split("]")[0][1:] for line in lists[0].splitlines() if line.startswith("[SUP-")]
+    tap.eq(keys and (len(keys), keys[0], keys[1], keys[-1]), (200, "SUP-1", "SUP-210", "SUP-12"),
+           "200 listed: the open one first, then the newest down to SUP-12", keys and keys[:3])
+    tap.ok(lists and "There are more." in lists[0], "and it says there are more", lists and lists[0][-300:])
+    c.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+    run_tests(test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,

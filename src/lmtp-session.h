@@ -17,7 +17,8 @@ struct _MdLmtpServer {
 	MdLmtpCallbacks cb;
 	gpointer app;
 	GMainContext *context;       /* where sessions and replies live */
-	GSocketService *service;
+	GPtrArray *listeners;         /* Listener*, owned by lmtp.c */
+	GSource *accept_resume;      /* set while accepting rests (EMFILE) */
 	GPtrArray *addresses;        /* char*, NULL-terminated, listen syntax */
 	GPtrArray *unix_paths;       /* char*, socket files we created */
 	GList *connections;          /* MdLmtpConn*, owned by lmtp.c */

@@ -1,5 +1,5 @@
 /* lmtp.c - the LMTP server's transport: listeners from a `listen` string
- * (TCP, IPv6, Unix sockets) on a GSocketService, one connection object
+ * (TCP, IPv6, Unix sockets) with an accepting source each, one connection object
  * per client moving bytes between its socket and its session
  * (lmtp-session.c), the idle timer and the connection limit.
  *
@@ -15,6 +15,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -281,10 +282,9 @@ on_refusal_sent (GObject *source, GAsyncResult *result, gpointer data)
 	g_object_unref (conn);
 }
 
-static gboolean
-on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, gpointer data)
+static void
+on_incoming (MdLmtpServer *s, GSocketConnection *conn)
 {
-	MdLmtpServer *s = data;
 	g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (conn, NULL);
 	g_autofree char *peer = remote ? address_to_string (remote) : g_strdup ("unknown");
 
@@ -295,7 +295,7 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
 		g_message ("lmtp refused address=%s reason=too-many-connections limit=%u", peer, s->cfg.max_connections);
 		g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (conn)), text, strlen (text),
 		                                 G_PRIORITY_DEFAULT, NULL, on_refusal_sent, g_object_ref (conn));
-		return TRUE;
+		return;
 	}
 	MdLmtpConn *c = g_new0 (MdLmtpConn, 1);
 	c->ref = 1;
@@ -312,7 +312,112 @@ on_incoming (GSocketService *service, GSocketConnection *conn, GObject *source, 
 	s->n_connections++;
 	conn_arm_timer (c);
 	conn_wake (c);
-	return TRUE;
+}
+
+/* ---- accepting ---- */
+
+/* A listening socket and the main-loop source that accepts on it.  Not
+ * GSocketService: when accept(2) fails for want of descriptors (EMFILE),
+ * it tries again at once and warns each time, a busy loop that writes
+ * the log full.  Here every listener rests a second instead. */
+typedef struct {
+	MdLmtpServer *server;
+	GSocket *sock;
+	GSource *source;
+} Listener;
+
+#define ACCEPT_PAUSE_MS 1000
+#define ACCEPTS_PER_WAKE 32
+
+static gboolean on_acceptable (GSocket *sock, GIOCondition cond, gpointer data);
+
+static void
+listener_arm (Listener *l)
+{
+	if (l->source)
+		return;
+	l->source = g_socket_create_source (l->sock, G_IO_IN, NULL);
+	g_source_set_callback (l->source, (GSourceFunc) (GCallback) on_acceptable, l, NULL);
+	g_source_attach (l->source, l->server->context);
+}
+
+static void
+listener_disarm (Listener *l)
+{
+	if (!l->source)
+		return;
+	g_source_destroy (l->source);
+	g_clear_pointer (&l->source, g_source_unref);
+}
+
+static void
+listener_free (gpointer data)
+{
+	Listener *l = data;
+
+	listener_disarm (l);
+	g_socket_close (l->sock, NULL);
+	g_object_unref (l->sock);
+	g_free (l);
+}
+
+static gboolean
+resume_accepting (gpointer data)
+{
+	MdLmtpServer *s = data;
+
+	g_clear_pointer (&s->accept_resume, g_source_unref);
+	for (guint i = 0; i < s->listeners->len; i++)
+		listener_arm (s->listeners->pdata[i]);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+pause_accepting (MdLmtpServer *s, int errsv)
+{
+	g_warning ("lmtp: cannot accept a connection: %s; not accepting for %d ms (connections: %u)",
+	           g_strerror (errsv), ACCEPT_PAUSE_MS, s->n_connections);
+	for (guint i = 0; i < s->listeners->len; i++)
+		listener_disarm (s->listeners->pdata[i]);
+	if (s->accept_resume)
+		return;
+	s->accept_resume = g_timeout_source_new (ACCEPT_PAUSE_MS);
+	g_source_set_callback (s->accept_resume, resume_accepting, s, NULL);
+	g_source_attach (s->accept_resume, s->context);
+}
+
+static gboolean
+on_acceptable (GSocket *sock, GIOCondition cond, gpointer data)
+{
+	Listener *l = data;
+	MdLmtpServer *s = l->server;
+
+	for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+		int fd = accept4 (g_socket_get_fd (sock), NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			int errsv = errno;
+			/* Nothing more waiting; or that client is gone already (the
+			 * next one is accepted at once, so no loop). */
+			if (errsv == EAGAIN || errsv == EWOULDBLOCK)
+				return G_SOURCE_CONTINUE;
+			if (errsv == EINTR || errsv == ECONNABORTED || errsv == EPROTO || errsv == EPERM)
+				continue;
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM, and the unforeseen: rest
+			 * (this source is destroyed; returning from it is allowed) */
+			pause_accepting (s, errsv);
+			return G_SOURCE_REMOVE;
+		}
+		g_autoptr (GError) error = NULL;
+		g_autoptr (GSocket) client = g_socket_new_from_fd (fd, &error);
+		if (!client) {
+			close (fd);
+			g_warning ("lmtp: cannot use an accepted connection: %s", error->message);
+			continue;
+		}
+		g_autoptr (GSocketConnection) conn = g_socket_connection_factory_create_connection (client);
+		on_incoming (s, conn);
+	}
+	return G_SOURCE_CONTINUE;
 }
 
 /* ---- listeners ---- */
@@ -564,20 +669,24 @@ md_lmtp_server_listen (MdLmtpServer *s, const char *listen_spec, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "listen: no address given");
 		ok = FALSE;
 	}
-	for (guint i = 0; ok && i < sockets->len; i++)
-		ok = g_socket_listener_add_socket (G_SOCKET_LISTENER (s->service), sockets->pdata[i], NULL, error);
 	if (!ok) {
-		/* Sockets already handed to the listener stay open there: close them all. */
-		if (sockets->len)
-			md_lmtp_server_stop_accepting (s);
+		for (guint i = 0; i < sockets->len; i++)
+			g_socket_close (sockets->pdata[i], NULL);
 		for (guint i = 0; i < paths->len; i++)
 			unlink (paths->pdata[i]);
 		return FALSE;
 	}
+	for (guint i = 0; i < sockets->len; i++) {
+		Listener *l = g_new0 (Listener, 1);
+		l->server = s;
+		l->sock = g_object_ref (sockets->pdata[i]);
+		g_ptr_array_add (s->listeners, l);
+		if (!s->accept_resume)
+			listener_arm (l);
+	}
 	for (guint i = 0; i < paths->len; i++)
 		g_ptr_array_add (s->unix_paths, g_strdup (paths->pdata[i]));
 	refresh_addresses (s, sockets);
-	g_socket_service_start (s->service);
 	for (guint i = 0; i + 1 < s->addresses->len; i++)
 		g_info ("lmtp listening address=%s", (const char *) s->addresses->pdata[i]);
 	return TRUE;
@@ -592,8 +701,11 @@ md_lmtp_server_addresses (MdLmtpServer *s)
 void
 md_lmtp_server_stop_accepting (MdLmtpServer *s)
 {
-	g_socket_service_stop (s->service);
-	g_socket_listener_close (G_SOCKET_LISTENER (s->service));
+	g_ptr_array_set_size (s->listeners, 0);
+	if (s->accept_resume) {
+		g_source_destroy (s->accept_resume);
+		g_clear_pointer (&s->accept_resume, g_source_unref);
+	}
 	for (guint i = 0; i < s->unix_paths->len; i++)
 		unlink (s->unix_paths->pdata[i]);
 	g_ptr_array_set_size (s->unix_paths, 0);
@@ -667,9 +779,7 @@ md_lmtp_server_new (const MdLmtpConfig *cfg, MdSpool *spool, const MdLmtpCallbac
 	s->addresses = g_ptr_array_new_with_free_func (g_free);
 	g_ptr_array_add (s->addresses, NULL);
 	s->unix_paths = g_ptr_array_new_with_free_func (g_free);
-	s->service = g_socket_service_new ();
-	g_socket_service_stop (s->service);
-	g_signal_connect (s->service, "incoming", G_CALLBACK (on_incoming), s);
+	s->listeners = g_ptr_array_new_with_free_func (listener_free);
 	return s;
 }
 
@@ -679,8 +789,7 @@ md_lmtp_server_free (MdLmtpServer *s)
 	if (!s)
 		return;
 	md_lmtp_server_stop_accepting (s);
-	g_signal_handlers_disconnect_by_data (s->service, s);
-	g_clear_object (&s->service);
+	g_clear_pointer (&s->listeners, g_ptr_array_unref);
 	while (s->connections) {
 		MdLmtpConn *c = conn_ref (s->connections->data);
 		/* One try to say goodbye, without waiting on a slow reader. */

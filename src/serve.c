@@ -193,9 +193,9 @@ on_reload_signal (gpointer data)
 
 /* WANTED sessions, or as many as the descriptor limit holds, after
  * raising its soft limit to the hard one.  Past the limit accept(2)
- * fails with EMFILE, and GSocketService retries at once, warning each
- * time: a busy loop that writes the log full.  Kept within it, the
- * session over the limit gets 421 4.3.2 instead. */
+ * fails with EMFILE, and the listeners rest (lmtp.c) while the crowd
+ * waits unanswered.  Kept within it, the session over the limit gets
+ * 421 4.3.2 at once. */
 static guint
 fit_to_fd_limit (guint wanted)
 {

@@ -207,5 +207,61 @@ def test_sessions_fit_fd_limit(tap):
         desk.cleanup()
 
 
+def test_accept_rests_on_emfile(tap):
+    """When accept(2) fails for want of descriptors (here the engine runs
+    with no connection limit of serve's under a limit of 40 files), the
+    listeners rest a second and warn once a rest; they do not retry at
+    once in a loop that burns the CPU and writes the log full.  Once
+    connections close, new ones are taken again."""
+    import resource
+    import socket
+    import tempfile
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    builddir = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
+    work = tempfile.mkdtemp(prefix="maildesk-emfile-")
+    port = free_port()
+    err_path = os.path.join(work, "stderr")
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([os.path.join(builddir, "tests", "lmtp-test-server"), os.path.join(work, "spool"),
+                                 f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=err, preexec_fn=low_limit)
+    socks = []
+    try:
+        while proc.stdout.readline().strip() != b"ready":
+            pass
+        for _ in range(60):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+        time.sleep(3)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        size = os.path.getsize(err_path)
+        with open(err_path, "rb") as f:
+            log = f.read(20000).decode(errors="replace")
+        tap.ok("Too many open files" in log, "the engine ran out of descriptors", log[-500:])
+        tap.ok(size < 20000 and cpu < 1.0, "and rested: a few warnings, little CPU",
+               "%d bytes of log, %.2f s of CPU" % (size, cpu))
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(1.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(5)
+            tap.ok(s.recv(100).startswith(b"220 "), "after they close, a new connection is greeted")
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(10)
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    run_tests(test_disk_full, test_database_locked, test_database_read_only, test_sessions_fit_fd_limit)
+    run_tests(test_disk_full, test_database_locked, test_database_read_only, test_sessions_fit_fd_limit,
+              test_accept_rests_on_emfile)

@@ -14,6 +14,7 @@
 #include "md.h"
 #include "message.h"
 #include "rules.h"
+#include "thread.h"
 #include "workflow.h"
 
 /* Unassigns the open tickets of an agent who is one no more: assigned,
@@ -37,13 +38,11 @@ unassign_open_tickets (MdDesk *desk, MdStore *store, const char *email, guint *n
 static int
 agent_remove (MdDesk *desk, const char *email)
 {
-	for (char **a = desk->conf->agents; a && *a; a++) {
-		g_autofree char *agent = g_strstrip (g_strdup (*a));
-		if (g_ascii_strcasecmp (agent, email) == 0) {
-			fprintf (stderr, "maildesk: %s is an agent by the configuration ([desk] agents in %s): "
-			         "remove it there\n", email, desk->conf->path ? desk->conf->path : "the built-in defaults");
-			return MD_EX_DATAERR;
-		}
+	/* no person: whether the configuration names EMAIL */
+	if (md_person_is_agent (NULL, email, (const char *const *) desk->conf->agents)) {
+		fprintf (stderr, "maildesk: %s is an agent by the configuration ([desk] agents in %s): "
+		         "remove it there\n", email, desk->conf->path ? desk->conf->path : "the built-in defaults");
+		return MD_EX_DATAERR;
 	}
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);

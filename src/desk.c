@@ -216,37 +216,41 @@ check_services (MdConf *conf, GString *problems)
 	}
 }
 
+static void
+template_warning (MdDesk *desk, GString *warnings, const char *event, const char *text)
+{
+	g_autofree char *file = g_strconcat (event, ".tmpl", NULL);
+	g_autofree char *path = g_build_filename (desk->templates_path, file, NULL);
+	g_autofree char *msg = g_strdup_printf ("%s: warning: %s", path, text);
+	add_problem (warnings, msg);
+}
+
 /* What loads but is likely a mistake, for check-config's warnings. */
 static void
 check_mail_files (MdDesk *desk, GString *warnings)
 {
+	if (!desk->templates)
+		return;
 	/* The acknowledgement is where a new ticket's customer is asked for
 	 * the fields its form requires (the second question goes only to
 	 * one who has answered part of them): an ack without {{missing}}
 	 * never asks. */
-	const MdTemplate *ack = desk->templates ? md_template_set_get (desk->templates, "ack") : NULL;
+	const MdTemplate *ack = md_template_set_get (desk->templates, "ack");
 	if (ack && md_forms_require_any (desk->forms) && !md_template_uses (ack, "missing")) {
-		g_autofree char *path = g_build_filename (desk->templates_path, "ack.tmpl", NULL);
-		g_autofree char *msg = g_strdup_printf ("%s: warning: intake forms are configured (%s) but this "
-		                                        "template does not use {{missing}}: customers are never "
-		                                        "asked for the fields their form requires", path,
-		                                        desk->forms_path);
-		add_problem (warnings, msg);
+		g_autofree char *text = g_strdup_printf ("intake forms are configured (%s) but this template does not "
+		                                         "use {{missing}}: customers are never asked for the fields "
+		                                         "their form requires", desk->forms_path);
+		template_warning (desk, warnings, "ack", text);
 	}
 	/* DESIGN 7: every notification carries the link that marks its
 	 * ticket resolved.  A `list` carries one per ticket, in {{tickets}}. */
-	for (int i = 0; desk->templates && md_template_events[i]; i++) {
+	for (int i = 0; md_template_events[i]; i++) {
 		const char *event = md_template_events[i];
 		const MdTemplate *t = md_template_set_get (desk->templates, event);
-		if (!t || md_template_uses (t, "resolve_link") ||
-		    (strcmp (event, "list") == 0 && md_template_uses (t, "tickets")))
-			continue;
-		g_autofree char *file = g_strconcat (event, ".tmpl", NULL);
-		g_autofree char *path = g_build_filename (desk->templates_path, file, NULL);
-		g_autofree char *msg = g_strdup_printf ("%s: warning: this template does not use {{resolve_link}}: its "
-		                                        "mail carries no link that marks the ticket resolved (DESIGN 7)",
-		                                        path);
-		add_problem (warnings, msg);
+		if (t && !md_template_uses (t, "resolve_link") &&
+		    !(strcmp (event, "list") == 0 && md_template_uses (t, "tickets")))
+			template_warning (desk, warnings, event, "this template does not use {{resolve_link}}: its mail "
+			                  "carries no link that marks the ticket resolved (DESIGN 7)");
 	}
 }
 

@@ -891,13 +891,11 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 	"  UNION SELECT pa.ticket_id FROM people pp JOIN participants pa ON pa.person_id = pp.id " \
 	"  WHERE pp.email = ?4) AND "
 	gboolean for_person = f && f->requester;
-	gboolean open_first = f && f->open_first;
 	/* Open first, newest first: what a limit cuts is old, settled work. */
 	sqlite3_stmt *s = stmt (store,
-	                        for_person && open_first
+	                        for_person && f->open_first
 	                        ? TICKET_SELECT FOR_PERSON LIST_FILTERS "ORDER BY t.status = ?8, t.id DESC LIMIT ?6"
 	                        : for_person ? TICKET_SELECT FOR_PERSON LIST_FILTERS "ORDER BY t.id LIMIT ?6"
-	                        : open_first ? TICKET_SELECT "WHERE " LIST_FILTERS "ORDER BY t.status = ?8, t.id DESC LIMIT ?6"
 	                        : TICKET_SELECT "WHERE " LIST_FILTERS "ORDER BY t.id LIMIT ?6",
 	                        error);
 #undef FOR_PERSON

@@ -168,7 +168,7 @@ typedef struct {
 	gint64 org_id;
 	int limit;              /* 0 = no limit */
 	gboolean with_due_at;   /* only open tickets with a delivery estimate */
-	gboolean open_first;    /* unresolved first, then each newest first; else id order */
+	gboolean open_first;    /* with requester: unresolved first, each newest first; else id order */
 } MdTicketFilter;
 /* MdTicket* in id order (or as FILTER's open_first says); free with
  * g_ptr_array_unref. */

@@ -807,8 +807,7 @@ match_state_get (void)
 
 /* Per-call matching state, over the thread's PCRE2 state. */
 typedef struct {
-	pcre2_match_context *context;
-	pcre2_match_data *data;
+	MatchState *pcre;
 	MdWordIndex *body_words;   /* indexed at the first body condition with triggers */
 	WordsState body_words_state;
 	guint body_run, body_skipped;
@@ -817,10 +816,7 @@ typedef struct {
 static void
 matcher_init (Matcher *m)
 {
-	MatchState *st = match_state_get ();
-
-	m->context = st->context;
-	m->data = st->data;
+	m->pcre = match_state_get ();
 	m->body_words = NULL;
 	m->body_words_state = WORDS_UNREAD;
 	m->body_run = m->body_skipped = 0;
@@ -902,7 +898,7 @@ match_value (Matcher *m, const Condition *c, const char *value, GString *why)
 	if (!value)
 		return FALSE;
 	gsize len = scan_length (value);
-	int rc = pcre2_match (c->code, (PCRE2_SPTR) value, len, 0, 0, m->data, m->context);
+	int rc = pcre2_match (c->code, (PCRE2_SPTR) value, len, 0, 0, m->pcre->data, m->pcre->context);
 	/* A limit that stopped it counts as no match, and the message is
 	 * filed; the operator hears of it, since the rule is then no use. */
 	if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
@@ -910,7 +906,7 @@ match_value (Matcher *m, const Condition *c, const char *value, GString *why)
 	if (rc < 0)
 		return FALSE;
 
-	PCRE2_SIZE *ovector = pcre2_get_ovector_pointer (m->data);
+	PCRE2_SIZE *ovector = pcre2_get_ovector_pointer (m->pcre->data);
 	gsize from = ovector[0], to = MAX (ovector[0], ovector[1]);
 	if (from == to) {  /* an empty match: show what it was found in */
 		from = 0;

@@ -39,6 +39,8 @@ static const KeySpec desk_keys[] = {
 	{ "desk", "agents", KEY_LIST, F (agents), "" },
 	{ "desk", "ack_rate_limit", KEY_STRING, F (ack_rate_limit), "5/1h" },
 	{ "desk", "agent_token", KEY_STRING, F (agent_token), "shared" },
+	{ "desk", "authserv_id", KEY_LIST, F (authserv_id), "" },
+	{ "desk", "require_sender_auth", KEY_BOOL, F (require_sender_auth), "false" },
 	{ "lmtp", "listen", KEY_LIST, F (listen), "127.0.0.1:2424" },
 	{ "lmtp", "max_message_size", KEY_SIZE, F (max_message_size), "50M" },
 	{ "lmtp", "max_recipients", KEY_INT, F (max_recipients), "100" },
@@ -313,6 +315,7 @@ md_conf_free (MdConf *conf)
 	g_strfreev (conf->agents);
 	g_free (conf->ack_rate_limit);
 	g_free (conf->agent_token);
+	g_strfreev (conf->authserv_id);
 	g_strfreev (conf->listen);
 	g_free (conf->smtp_url);
 	g_free (conf->smtp_from);

@@ -40,6 +40,8 @@ typedef struct {
 	char **agents;          /* optional list of agent addresses */
 	char *ack_rate_limit;   /* "5/1h": at most 5 acknowledgements per sender an hour */
 	char *agent_token;      /* "shared" (DESIGN 5.4) or "separate": see maildesk.conf(5) */
+	char **authserv_id;     /* whose Authentication-Results to believe; empty: nobody's */
+	gboolean require_sender_auth; /* a reply without the token needs a passing From */
 
 	/* [lmtp] */
 	char **listen;

@@ -167,6 +167,12 @@ load_parts (MdDesk *desk, GString *problems, gboolean reader)
 		                                        conf->agent_token ? conf->agent_token : "");
 		add_problem (problems, msg);
 	}
+	if (conf->require_sender_auth && !(conf->authserv_id && conf->authserv_id[0])) {
+		g_autofree char *where = md_conf_where (conf, "desk", "require_sender_auth");
+		g_autofree char *msg = g_strdup_printf ("%s: require_sender_auth: no authserv_id says whose "
+		                                        "Authentication-Results to read, so no sender could pass", where);
+		add_problem (problems, msg);
+	}
 	if (!parse_rate (conf->ack_rate_limit, &desk->ack_limit, &desk->ack_limit_period)) {
 		g_autofree char *where = md_conf_where (conf, "desk", "ack_rate_limit");
 		g_autofree char *msg = g_strdup_printf ("%s: ack_rate_limit: \"%s\" is not COUNT/DURATION (e.g. 5/1h)",

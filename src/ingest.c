@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "authres.h"
 #include "catalog.h"
 #include "compose.h"
 #include "ingest.h"
@@ -29,6 +30,7 @@ struct _MdIngestJob {
 	gboolean agent_token;      /* it came with the agent token (agent_token = separate) */
 	char *sender_addr;         /* From, else the envelope sender */
 	char *trimmed_body;        /* the body trimmed as a reply, made off the writer; NULL: not yet */
+	const char *unverified_why; /* the note's flag when the From was not believed */
 	MdIngestResult result;
 };
 
@@ -266,6 +268,10 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 		return FALSE;
 	job->msg->envelope_sender = g_strdup (job->sender ? job->sender : has_null_return_path (job->msg) ? "" : NULL);
 	job->sender_addr = md_ingest_sender_address (job->msg, job->sender);
+	const char *const *trusted = (const char *const *) job->desk->conf->authserv_id;
+	if (trusted && trusted[0])
+		job->msg->from_auth = md_authres_verdict (md_message_header_values (job->msg, "Authentication-Results"),
+		                                          trusted, job->msg->from_ambiguous ? NULL : job->msg->from_addr);
 	find_token (job);
 	classify (job);
 	/* A reply is trimmed here, on the parsing threads, not in the writer
@@ -600,7 +606,8 @@ add_comment (MdIngestJob *job, MdStore *store, MdTicket *t, MdThreadAction actio
 		internal_cmd |= g_strcmp0 (((MdCommand *) commands->pdata[i])->name, "internal") == 0;
 	if (action == MD_THREAD_UNVERIFIED_SENDER || action == MD_THREAD_UNVERIFIED_AGENT || automatic) {
 		const char *why = automatic ? automatic_flag
-		                  : action == MD_THREAD_UNVERIFIED_SENDER ? "unverified sender" : "unverified agent";
+		                  : action == MD_THREAD_UNVERIFIED_AGENT ? "unverified agent"
+		                  : job->unverified_why ? job->unverified_why : "unverified sender";
 		m->internal = TRUE;
 		if (m->flag) {
 			char *both = g_strdup_printf ("%s; %s", why, m->flag);
@@ -709,6 +716,25 @@ store_own_mail (MdIngestJob *job, MdStore *store, const char *why, GError **erro
 	return insert_message (job, store, m, error);
 }
 
+/* Without the token, a reply to a ticket is only its From's word that
+ * the customer sent it.  Where the desk's MTA checked that word
+ * (authserv_id), a failed DMARC check, or with require_sender_auth no
+ * passing one, keeps the reply for a human.  Sets the note's flag. */
+static gboolean
+from_believed (MdIngestJob *job)
+{
+	const MdConf *conf = job->desk->conf;
+	MdSenderAuth auth = job->msg->from_auth;
+	if (!conf->authserv_id || !conf->authserv_id[0] || auth == MD_SENDER_AUTH_PASS ||
+	    (auth == MD_SENDER_AUTH_NONE && !conf->require_sender_auth))
+		return TRUE;
+	job->unverified_why = auth == MD_SENDER_AUTH_FAIL ? "unverified sender: DMARC failed"
+	                                                  : "unverified sender: From not authenticated";
+	g_info ("ingest: %s: %s; kept as a note", job->msg->message_id ? job->msg->message_id : "message",
+	        job->unverified_why);
+	return FALSE;
+}
+
 /* DESIGN 1: a reply after the reopen window opens a new ticket that
  * links the old one. */
 static gboolean
@@ -748,6 +774,8 @@ store_new_message (MdIngestJob *job, MdStore *store, GError **error)
 	/* With agent tokens of their own, the customer's token proves no agent. */
 	if (action == MD_THREAD_AGENT_COMMENT && job->desk->addressing.agent_tokens && !job->agent_token)
 		action = MD_THREAD_UNVERIFIED_AGENT;
+	if (action == MD_THREAD_COMMENT && found != MD_FOUND_TOKEN && !from_believed (job))
+		action = MD_THREAD_UNVERIFIED_SENDER;
 	job->result.action = action;
 
 	/* A reply after the reopen window opens a ticket linking the old one. */

@@ -9,6 +9,7 @@
 
 #include <glib.h>
 
+#include "authres.h"
 #include "spool.h"
 
 typedef struct {
@@ -57,6 +58,8 @@ typedef struct {
 	                           * non-empty = flag for a human */
 	char *envelope_sender;    /* not parsed: set by ingest from the entry
 	                           * point; "" for <>, NULL when unknown */
+	MdSenderAuth from_auth;   /* not parsed: ingest's reading of the
+	                           * trusted Authentication-Results */
 	GHashTable *header_index; /* private, see md_message_header_values */
 } MdMessage;
 

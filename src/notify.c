@@ -103,6 +103,9 @@ md_notify_suppress_reason (const MdMessage *msg, const char *envelope_sender)
 		return "the sender asked for no automatic replies";
 	if (envelope_sender && !*envelope_sender)
 		return "its envelope sender is null (a bounce)";
+	/* Forged, most likely: an answer would go to someone who never wrote. */
+	if (msg->from_auth == MD_SENDER_AUTH_FAIL)
+		return "its From failed DMARC at the desk's MTA";
 	if (local_part_in (msg->from_addr, daemon_locals) || local_part_in (envelope_sender, daemon_locals))
 		return "it comes from a daemon or role address";
 	return NULL;

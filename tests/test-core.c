@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#include "authres.h"
 #include "md.h"
 #include "schema.sql.h"
 #include "store.h"
@@ -600,6 +601,82 @@ test_schema_v1_to_v2 (void)
 	sqlite3_finalize (s);
 }
 
+typedef struct {
+	const char *name;
+	const char *headers[4];
+	const char *from;
+	MdSenderAuth expect;
+} AuthCase;
+
+/* RFC 8601's examples and what real MTAs write (OpenDMARC, OpenDKIM,
+ * rspamd, Gmail), then what a sender could plant. */
+static void
+test_authres_verdicts (void)
+{
+	static const char *const trusted[] = { "mx.desk.example", "filter.desk.example", NULL };
+	static const AuthCase cases[] = {
+		{ "dmarc pass", { "mx.desk.example; dmarc=pass (p=none dis=none) header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "dmarc fail", { "mx.desk.example; dmarc=fail (p=reject dis=none) header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_FAIL },
+		{ "untrusted id", { "mx.evil.example; dmarc=pass header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "id compared without case", { "MX.Desk.Example; DMARC=Pass header.from=Customer.Example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "dkim aligned", { "mx.desk.example 1; dkim=pass (2048-bit key; unprotected) header.d=customer.example "
+		                    "header.i=@customer.example header.b=\"abc;=d\"; spf=none" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "dkim parent domain", { "mx.desk.example; dkim=pass header.d=customer.example" },
+		  "a@eu.customer.example", MD_SENDER_AUTH_PASS },
+		{ "dkim another domain", { "mx.desk.example; dkim=pass header.d=mailer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "dkim a suffix without a dot", { "mx.desk.example; dkim=pass header.d=example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "dkim look-alike", { "mx.desk.example; dkim=pass header.d=tomer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "spf aligned", { "mx.desk.example; spf=pass (sender SPF authorized) smtp.mailfrom=bounce@customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "spf for the envelope only", { "mx.desk.example; spf=pass smtp.mailfrom=bounces.mailer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "no results", { "mx.desk.example; none" }, "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "dmarc for another From", { "mx.desk.example; dmarc=fail header.from=other.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "planted pass below the MTA's fail",
+		  { "mx.desk.example; dmarc=fail header.from=customer.example",
+		    "mx.desk.example; dmarc=pass header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_FAIL },
+		{ "planted pass below the MTA's none",
+		  { "mx.desk.example; dmarc=none header.from=customer.example",
+		    "mx.desk.example; dmarc=pass header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "two milters, one header each",
+		  { "mx.desk.example; dkim=pass header.d=customer.example",
+		    "mx.desk.example; dmarc=pass header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "second trusted id", { "filter.desk.example; dmarc=fail header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_FAIL },
+		{ "comments everywhere", { "(x) mx.desk.example (y) ; (z) dmarc (a) = (b) pass (c) header.from = customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "nested comment", { "mx.desk.example; dmarc=pass (a (b ; dmarc=fail) c) header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "malformed", { "mx.desk.example; dmarc pass" }, "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "unterminated", { "mx.desk.example; dmarc=pass (header.from=\"customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "no From", { "mx.desk.example; dmarc=fail" }, NULL, MD_SENDER_AUTH_NONE },
+		{ "empty", { "" }, "a@customer.example", MD_SENDER_AUTH_NONE },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		MdSenderAuth got = md_authres_verdict (cases[i].headers, trusted, cases[i].from);
+		if (got != cases[i].expect)
+			g_error ("%s: %s, expected %s", cases[i].name, md_sender_auth_name (got),
+			         md_sender_auth_name (cases[i].expect));
+	}
+	static const char *const none[] = { NULL };
+	static const char *const fail[] = { "mx.desk.example; dmarc=fail", NULL };
+	g_assert_cmpint (md_authres_verdict (fail, none, "a@customer.example"), ==, MD_SENDER_AUTH_NONE);
+	g_assert_cmpint (md_authres_verdict (NULL, trusted, "a@customer.example"), ==, MD_SENDER_AUTH_NONE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -610,6 +687,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/token/equal", test_token_equal);
 	g_test_add_func ("/token/ticket-keys", test_ticket_keys);
 	g_test_add_func ("/thread/decide", test_thread_decide);
+	g_test_add_func ("/thread/authres", test_authres_verdicts);
 	g_test_add_func ("/thread/store-lookups", test_store_dedupe_and_threading);
 	g_test_add_func ("/store/migration", test_schema_migration);
 	g_test_add_func ("/store/from-empty-file", test_schema_from_empty_file);

@@ -194,5 +194,74 @@ def test_unverified_agent_notice_rate_limited(tap):
     desk.cleanup()
 
 
+def authres(verdict, authserv="mx.support.example.com", domain="customer.example"):
+    return f"Authentication-Results: {authserv};\r\n\tdmarc={verdict} (p=reject dis=none) header.from={domain}"
+
+
+def test_authentication_results(tap):
+    """With authserv_id, a reply that reaches a ticket by its subject tag or
+    References (not the token) is believed to come from its From only as
+    far as the desk's MTA says: DMARC failed, it is a flagged note that
+    changes nothing; with require_sender_auth, so is one the MTA did not
+    pass.  Results under another authserv-id, or planted below the MTA's,
+    count for nothing."""
+    extra = "authserv_id = mx.support.example.com, rspamd.support.example.com\n"
+    desk = Desk(extra_conf=extra)
+    desk.deliver(message(subject="private matter", body="secret details"), env={"MAILDESK_NOW": NOW})
+    forged = "#resolve\n#share\nSend the files to me."
+
+    def reply(body, headers, to="support@support.example.com", *args):
+        p = desk.deliver(message(subject="Re: [SUP-1] private matter", body=body, to=to, headers=headers),
+                         *args, env={"MAILDESK_NOW": NOW})
+        tap.eq(p.returncode, 0, "the reply is accepted", p.stderr)
+        t = desk.show(1)
+        return t, [m for m in t["messages"] if m["direction"] == "in"][-1]
+
+    t, last = reply(forged, [authres("fail")])
+    tap.eq((t["status"], t["visibility"]), ("Waiting for triage", "private"), "DMARC failed: no command runs")
+    tap.eq((last["internal"], last["flag"]), (True, "unverified sender: DMARC failed"),
+           "DMARC failed: kept as a flagged internal note")
+    t, last = reply(forged, [authres("fail"), authres("pass")])
+    tap.eq((t["visibility"], last["flag"]), ("private", "unverified sender: DMARC failed"),
+           "a pass planted below the MTA's fail counts for nothing")
+    t, last = reply("Send the files to me.", [authres("fail", authserv="mx.evil.example")])
+    tap.eq((last["internal"], last["flag"]), (False, None),
+           "another server's results are not read: without require_sender_auth, a plain reply")
+    t, last = reply("Thanks, it works now.", [authres("fail", authserv="rspamd.support.example.com")])
+    tap.eq(last["flag"], "unverified sender: DMARC failed", "every authserv_id listed is trusted")
+    t, last = reply("#resolve\nIt works now.", [authres("pass")])
+    tap.eq((last["internal"], last["flag"], t["status"]), (False, None, "Resolved"),
+           "DMARC passed: a reply from the customer, commands and all")
+
+    for who, verdict in (("victim@customer.example", "fail"), ("real@customer.example", "pass")):
+        p = desk.deliver(message(subject="Please call me", sender=who, headers=[authres(verdict)]),
+                         env={"MAILDESK_NOW": NOW})
+        tap.eq(p.returncode, 0, f"a new ticket whose From {verdict}ed DMARC is accepted")
+    tap.eq(sorted(t["requester"] for t in desk.tickets() if t["subject"] == "Please call me"),
+           ["real@customer.example", "victim@customer.example"], "and kept as a ticket either way")
+    acks = [r["to"] for r in desk.json("outbox", "list", env={"MAILDESK_NOW": NOW}) if r["kind"] == "ack"]
+    tap.ok("victim@customer.example" not in acks and "real@customer.example" in acks,
+           "no acknowledgement goes to a From that failed DMARC (it did not write)", acks)
+
+    desk.write_conf(open(desk.conf_path).read().replace(extra, extra + "require_sender_auth = true\n"))
+    t, last = reply("Anyone there?", [])
+    tap.eq((last["internal"], last["flag"]), (True, "unverified sender: From not authenticated"),
+           "require_sender_auth: no verdict, kept for a human")
+    t, last = reply("Anyone there?", ["Authentication-Results: mx.support.example.com;\r\n"
+                                      "\tdkim=pass header.d=customer.example; spf=fail"])
+    tap.eq((last["internal"], last["flag"]), (False, None), "require_sender_auth: an aligned DKIM pass will do")
+    addr = address(1, token(desk, 1))
+    t, last = reply("Through the token.", [authres("fail")], addr, "--recipient", addr)
+    tap.eq((last["internal"], last["flag"]), (False, None),
+           "the token proves the reply whatever the MTA says of its From")
+
+    desk.write_conf(open(desk.conf_path).read().replace(extra, "require_sender_auth = yes\n"))
+    p = desk.run("check-config")
+    tap.eq(p.returncode, 78, "require_sender_auth without authserv_id is refused")
+    tap.ok(b"maildesk.conf:" in p.stderr and b"require_sender_auth" in p.stderr, "at its line", p.stderr)
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_spoofing, test_separate_agent_tokens, test_unverified_agent_notice_rate_limited)
+    run_tests(test_spoofing, test_separate_agent_tokens, test_unverified_agent_notice_rate_limited,
+              test_authentication_results)

@@ -26,7 +26,7 @@ seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-2}
 work=$builddir/fuzz
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(calendar trim template rules lmtp ingest outgoing prefilter)
+[ ${#targets[@]} -gt 0 ] || targets=(calendar trim template rules lmtp ingest outgoing prefilter authres)
 
 mkdir -p "$work/obj"
 modules="glib-2.0 gio-2.0 gio-unix-2.0 gmime-3.0 json-glib-1.0 libpcre2-8 sqlite3 libcurl libxml-2.0 libytnef gnutls libetpan"
@@ -79,6 +79,7 @@ seeds () {
 	ingest) echo "$corpus/mime $srcdir/tests/fuzz/seeds/ingest" ;;
 	outgoing) echo "$srcdir/tests/fuzz/seeds/outgoing" ;;
 	prefilter) echo "$srcdir/tests/fuzz/seeds/prefilter" ;;
+	authres) echo "$srcdir/tests/fuzz/seeds/authres" ;;
 	esac
 }
 

@@ -1,0 +1,239 @@
+/* authres.c - a verdict on a message's From domain from the
+ * Authentication-Results its receiving MTA wrote (RFC 8601).
+ *
+ * Only the results that bear on From are read: dmarc (with its
+ * header.from), dkim (header.d) and spf (smtp.mailfrom).  DKIM and SPF
+ * count only aligned with From's domain, as DMARC counts them: a
+ * signature for d=example.com proves nothing of mail From
+ * boss@bank.example.  For each method, the topmost trusted header that
+ * reports it wins: headers are prepended, so that is the nearest hop's,
+ * and a copy the sender planted below it cannot overrule it. */
+#include "config.h"
+
+#include <string.h>
+
+#include "authres.h"
+
+#define MAX_HEADERS 16  /* trusted headers read */
+#define MAX_RESULTS 32  /* resinfos read from one header */
+#define MAX_WORD 255    /* bytes kept of one token */
+
+typedef struct {
+	char method[16];  /* lowercase, without "/version" */
+	char result[16];  /* lowercase */
+	char *domain;     /* lowercase: dmarc's header.from, dkim's header.d,
+	                   * spf's smtp.mailfrom domain; NULL when not given */
+} Result;
+
+typedef enum { TOK_END, TOK_SEMI, TOK_EQ, TOK_WORD } TokKind;
+
+/* Blanks and (nested) comments: CFWS of RFC 5322. */
+static const char *
+skip_cfws (const char *p)
+{
+	for (int depth = 0; *p; p++) {
+		if (depth > 0 && *p == '\\' && p[1])
+			p++;
+		else if (*p == '(')
+			depth++;
+		else if (depth > 0 && *p == ')')
+			depth--;
+		else if (depth == 0 && !g_ascii_isspace (*p))
+			break;
+	}
+	return p;
+}
+
+/* The next token after *P: ';', '=', or a word (a quoted string's
+ * contents, unescaped) in WORD. */
+static TokKind
+next_token (const char **p, GString *word)
+{
+	const char *s = skip_cfws (*p);
+	g_string_truncate (word, 0);
+	TokKind kind = *s == ';' ? TOK_SEMI : *s == '=' ? TOK_EQ : *s ? TOK_WORD : TOK_END;
+	if (kind == TOK_SEMI || kind == TOK_EQ) {
+		s++;
+	} else if (*s == '"') {
+		for (s++; *s && *s != '"'; s++) {
+			if (*s == '\\' && s[1])
+				s++;
+			if (word->len < MAX_WORD)
+				g_string_append_c (word, *s);
+		}
+		if (*s)
+			s++;
+	} else {
+		for (; *s && !strchr (" \t\r\n();=\"", *s); s++)
+			if (word->len < MAX_WORD)
+				g_string_append_c (word, *s);
+	}
+	*p = s;
+	return kind;
+}
+
+/* The domain of an address or domain, lowercase, without a final dot. */
+static char *
+domain_of (const char *text)
+{
+	const char *at = strrchr (text, '@');
+	char *domain = g_ascii_strdown (at ? at + 1 : text, -1);
+	gsize len = strlen (domain);
+	if (len && domain[len - 1] == '.')
+		domain[len - 1] = '\0';
+	return domain;
+}
+
+static void
+copy_lower (char *dest, gsize size, const char *src)
+{
+	gsize i = 0;
+	for (; src[i] && src[i] != '/' && i + 1 < size; i++)
+		dest[i] = g_ascii_tolower (src[i]);
+	dest[i] = '\0';
+}
+
+static gboolean
+is_trusted (const char *id, const char *const *trusted)
+{
+	for (int i = 0; trusted[i]; i++)
+		if (g_ascii_strcasecmp (id, trusted[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+/* The property of METHOD that names the domain it vouches for. */
+static gboolean
+names_domain (const char *method, const char *property)
+{
+	return (strcmp (method, "dmarc") == 0 && g_ascii_strcasecmp (property, "header.from") == 0) ||
+	       (strcmp (method, "dkim") == 0 && g_ascii_strcasecmp (property, "header.d") == 0) ||
+	       (strcmp (method, "spf") == 0 && g_ascii_strcasecmp (property, "smtp.mailfrom") == 0);
+}
+
+/* One resinfo after its ';': method=result, then reason and properties
+ * (name=value).  FALSE when it is malformed (or the "none" of a header
+ * with no results), which ends the header. */
+static gboolean
+parse_resinfo (const char **p, GString *word, Result *r, TokKind *after)
+{
+	if (next_token (p, word) != TOK_WORD)
+		return FALSE;
+	copy_lower (r->method, sizeof r->method, word->str);
+	if (next_token (p, word) != TOK_EQ || next_token (p, word) != TOK_WORD)
+		return FALSE;
+	copy_lower (r->result, sizeof r->result, word->str);
+	TokKind kind;
+	while ((kind = next_token (p, word)) == TOK_WORD) {
+		g_autofree char *property = g_strdup (word->str);
+		if (next_token (p, word) != TOK_EQ || next_token (p, word) != TOK_WORD)
+			return FALSE;
+		if (names_domain (r->method, property)) {
+			g_free (r->domain);
+			r->domain = domain_of (word->str);
+		}
+	}
+	*after = kind;
+	return TRUE;
+}
+
+static void
+clear_result (gpointer data)
+{
+	g_free (((Result *) data)->domain);
+}
+
+/* The results of VALUE, or NULL when its authserv-id is not trusted. */
+static GArray *
+parse_header (const char *value, const char *const *trusted)
+{
+	g_autoptr (GString) word = g_string_new (NULL);
+	const char *p = value;
+	if (next_token (&p, word) != TOK_WORD || !is_trusted (word->str, trusted))
+		return NULL;
+	GArray *results = g_array_new (FALSE, TRUE, sizeof (Result));
+	g_array_set_clear_func (results, clear_result);
+	TokKind kind = next_token (&p, word);
+	if (kind == TOK_WORD)  /* authres-version */
+		kind = next_token (&p, word);
+	while (kind == TOK_SEMI && results->len < MAX_RESULTS) {
+		Result r = { { 0 } };
+		if (!parse_resinfo (&p, word, &r, &kind)) {
+			g_free (r.domain);
+			break;
+		}
+		g_array_append_val (results, r);
+	}
+	return results;
+}
+
+/* The From domain, or a parent of it that is still a domain and not a
+ * top-level one: relaxed alignment, near enough without the public
+ * suffix list, since nobody signs or publishes SPF for co.uk. */
+static gboolean
+aligned (const char *from_domain, const char *domain)
+{
+	if (!domain || !*domain)
+		return FALSE;
+	if (strcmp (from_domain, domain) == 0)
+		return TRUE;
+	gsize fl = strlen (from_domain), dl = strlen (domain);
+	return strchr (domain, '.') && fl > dl && from_domain[fl - dl - 1] == '.' &&
+	       strcmp (from_domain + fl - dl, domain) == 0;
+}
+
+typedef struct {
+	int header;  /* the trusted header whose results count; -1: none yet */
+	gboolean pass, fail;
+} MethodVerdict;
+
+static void
+take (MethodVerdict *mv, int header, gboolean pass, gboolean fail)
+{
+	if (mv->header >= 0 && mv->header != header)
+		return;  /* a nearer hop reported this method */
+	mv->header = header;
+	mv->pass |= pass;
+	mv->fail |= fail;
+}
+
+const char *
+md_sender_auth_name (MdSenderAuth auth)
+{
+	static const char *const names[] = { "none", "pass", "fail" };
+	return names[auth];
+}
+
+MdSenderAuth
+md_authres_verdict (const char *const *headers, const char *const *trusted, const char *from_addr)
+{
+	const char *at = from_addr ? strrchr (from_addr, '@') : NULL;
+	if (!headers || !trusted || !trusted[0] || !at || !at[1])
+		return MD_SENDER_AUTH_NONE;
+	g_autofree char *from_domain = domain_of (at + 1);
+	MethodVerdict dmarc = { -1, FALSE, FALSE }, dkim = dmarc, spf = dmarc;
+	int n_trusted = 0;
+
+	for (int h = 0; headers[h] && n_trusted < MAX_HEADERS; h++) {
+		g_autoptr (GArray) results = parse_header (headers[h], trusted);
+		if (!results)
+			continue;
+		n_trusted++;
+		for (guint i = 0; i < results->len; i++) {
+			const Result *r = &g_array_index (results, Result, i);
+			gboolean pass = strcmp (r->result, "pass") == 0;
+			if (strcmp (r->method, "dmarc") == 0) {
+				/* one for another From (there were two?) says nothing of this one */
+				gboolean ours = !r->domain || strcmp (r->domain, from_domain) == 0;
+				take (&dmarc, h, ours && pass, ours && strcmp (r->result, "fail") == 0);
+			} else if (strcmp (r->method, "dkim") == 0) {
+				take (&dkim, h, pass && aligned (from_domain, r->domain), FALSE);
+			} else if (strcmp (r->method, "spf") == 0) {
+				take (&spf, h, pass && aligned (from_domain, r->domain), FALSE);
+			}
+		}
+	}
+	if (dmarc.fail)
+		return MD_SENDER_AUTH_FAIL;
+	return dmarc.pass || dkim.pass || spf.pass ? MD_SENDER_AUTH_PASS : MD_SENDER_AUTH_NONE;
+}

@@ -176,23 +176,71 @@ print_list_entry (MdTicket *t, gpointer data)
 	md_ticket_free (t);
 }
 
+/* The people and organization filters, checked against the desk: a
+ * mistyped address is an error, not an empty list.  The strings stay
+ * the caller's.  Addresses and names compare without case, as the
+ * desk's columns do. */
+static int
+resolve_list_people (MdStore *store, const char *assignee, const char *customer, const char *org,
+                     MdTicketFilter *filter)
+{
+	g_autoptr (GError) error = NULL;
+	const char *people[] = { assignee, customer };
+	for (gsize i = 0; i < G_N_ELEMENTS (people); i++) {
+		if (!people[i] || (people[i] == assignee && g_ascii_strcasecmp (assignee, "none") == 0))
+			continue;
+		g_autoptr (MdPerson) p = md_store_person_find (store, people[i], &error);
+		if (!p && g_error_matches (error, MD_ERROR, MD_ERROR_NOT_FOUND)) {
+			fprintf (stderr, "maildesk: nobody with address %s on this desk\n", people[i]);
+			return MD_EX_NOINPUT;
+		}
+		if (!p) {
+			md_cli_error (error);
+			return MD_EX_TEMPFAIL;
+		}
+	}
+	if (assignee)
+		filter->assignee = g_ascii_strcasecmp (assignee, "none") == 0 ? "" : assignee;
+	if (customer) {
+		filter->requester = customer;
+		filter->org_id = md_store_org_of (store, customer, &error);
+	}
+	if (org && !error && !(filter->organization_id = md_store_org_find (store, org, &error)) && !error) {
+		fprintf (stderr, "maildesk: no organization named \"%s\"\n", org);
+		return MD_EX_NOINPUT;
+	}
+	if (error) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	return MD_EX_OK;
+}
+
 static int
 ticket_list (MdDesk *desk, int argc, char **argv)
 {
 	g_autofree char *status = NULL, *category = NULL, *priority = NULL;
-	gboolean json = FALSE;
+	g_autofree char *assignee = NULL, *customer = NULL, *org = NULL;
+	gboolean json = FALSE, open_only = FALSE;
 	GOptionEntry entries[] = {
 		{ "status", 0, 0, G_OPTION_ARG_STRING, &status, "only this status", "S" },
 		{ "category", 0, 0, G_OPTION_ARG_STRING, &category, "only this category", "C" },
 		{ "priority", 0, 0, G_OPTION_ARG_STRING, &priority, "only this priority", "P" },
+		{ "open", 0, 0, G_OPTION_ARG_NONE, &open_only, "only tickets not resolved", NULL },
+		{ "assignee", 0, 0, G_OPTION_ARG_STRING, &assignee, "only tickets assigned to EMAIL (none: unassigned)",
+		  "EMAIL" },
+		{ "customer", 0, 0, G_OPTION_ARG_STRING, &customer,
+		  "only tickets EMAIL may see: requested, copied on, or shared in their organization", "EMAIL" },
+		{ "org", 0, 0, G_OPTION_ARG_STRING, &org, "only the tickets of organization NAME", "NAME" },
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
 		{ NULL },
 	};
 	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv) ||
-	    !md_cli_no_operands ("ticket list", argc, argv, "filters are --status, --category and --priority"))
+	    !md_cli_no_operands ("ticket list", argc, argv,
+	                         "filters are --status, --category, --priority, --open, --assignee, --customer and --org"))
 		return MD_EX_USAGE;
 
-	MdTicketFilter filter = { 0 };
+	MdTicketFilter filter = { .open_only = open_only };
 	struct { const char *given; const char **out; const char *(*norm) (const char *); const char *what; } checks[] = {
 		{ status, &filter.status, md_status_normalize, "status" },
 		{ category, &filter.category, md_category_normalize, "category" },
@@ -209,8 +257,15 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 	}
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
+	if (!store) {
+		md_cli_error (error);
+		return MD_EX_TEMPFAIL;
+	}
+	int rc = resolve_list_people (store, assignee, customer, org, &filter);
+	if (rc != MD_EX_OK)
+		return rc;
 	ListPrinter lp = { desk, json, 0 };
-	if (!store || !md_store_ticket_foreach (store, &filter, print_list_entry, &lp, &error)) {
+	if (!md_store_ticket_foreach (store, &filter, print_list_entry, &lp, &error)) {
 		/* what was printed stays: the exit status says it is not all */
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;
@@ -518,7 +573,9 @@ md_cmd_ticket (int argc, char **argv)
 	for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS (verbs); i++)
 		known |= strcmp (argv[1], verbs[i]) == 0;
 	if (!known)
-		return md_cli_usage (argc, argv, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--json]\n"
+		return md_cli_usage (argc, argv, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--open]\n"
+		                                 "                           [--assignee EMAIL|none] [--customer EMAIL] [--org NAME]\n"
+		                                 "                           [--json]\n"
 		                                 "       maildesk ticket show ID [--json] [--full]\n"
 		                                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
 		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");

@@ -663,6 +663,21 @@ md_store_org_of (MdStore *store, const char *email, GError **error)
 	return single_int (store, s, error);
 }
 
+gint64
+md_store_org_find (MdStore *store, const char *name, GError **error)
+{
+	sqlite3_stmt *s = stmt (store, "SELECT id FROM organizations WHERE name = ?", error);
+	if (!s)
+		return 0;
+	md_sql_bind_text (s, 1, name);
+	int rc = sqlite3_step (s);
+	gint64 id = rc == SQLITE_ROW ? sqlite3_column_int64 (s, 0) : 0;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		md_store_set_error (store, error, "find organization");
+	sqlite3_reset (s);
+	return id;
+}
+
 char *
 md_store_org_name (MdStore *store, gint64 org_id)
 {
@@ -879,7 +894,10 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 {
 #define LIST_FILTERS \
 	"(?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.category = ?2) " \
-	"AND (?3 IS NULL OR t.priority = ?3) AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) "
+	"AND (?3 IS NULL OR t.priority = ?3) AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) " \
+	"AND (?9 = 0 OR t.status <> ?8) AND (?11 = 0 OR t.organization_id = ?11) " \
+	"AND (?10 IS NULL OR CASE WHEN ?10 = '' THEN t.assignee_id IS NULL " \
+	"     ELSE t.assignee_id = (SELECT id FROM people WHERE email = ?10) END) "
 	/* A person's tickets are found through three indexes (requester,
 	 * organization, participant), never by reading every ticket. */
 #define FOR_PERSON \
@@ -910,6 +928,9 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 	sqlite3_bind_int64 (s, 6, f && f->limit > 0 ? f->limit : -1);
 	sqlite3_bind_int (s, 7, f && f->with_due_at);
 	md_sql_bind_text (s, 8, MD_STATUS_RESOLVED);
+	sqlite3_bind_int (s, 9, f && f->open_only);
+	md_sql_bind_text (s, 10, f ? f->assignee : NULL);
+	sqlite3_bind_int64 (s, 11, f ? f->organization_id : 0);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
 		func (ticket_from_row (s), data);

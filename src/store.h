@@ -115,6 +115,8 @@ gboolean md_store_org_add_member (MdStore *store, gint64 org_id, const char *ema
 /* The organization of a person: by membership, else by the domain of
  * their address. 0 when none. */
 gint64 md_store_org_of (MdStore *store, const char *email, GError **error);
+/* The organization named NAME (without case), 0 when none. */
+gint64 md_store_org_find (MdStore *store, const char *name, GError **error);
 /* Name of an organization, or NULL; free with g_free. */
 char *md_store_org_name (MdStore *store, gint64 org_id);
 gboolean md_store_org_is_member (MdStore *store, gint64 org_id, const char *email);
@@ -169,6 +171,9 @@ typedef struct {
 	int limit;              /* 0 = no limit */
 	gboolean with_due_at;   /* only open tickets with a delivery estimate */
 	gboolean open_first;    /* with requester: unresolved first, each newest first; else id order */
+	gboolean open_only;     /* only unresolved tickets */
+	const char *assignee;   /* only tickets assigned to this address; "" = only unassigned ones */
+	gint64 organization_id; /* only this organization's tickets; 0 = any */
 } MdTicketFilter;
 /* MdTicket* in id order (or as FILTER's open_first says); free with
  * g_ptr_array_unref. */

@@ -398,8 +398,49 @@ def test_agent_remove(tap):
         desk.cleanup()
 
 
+def test_list_filters(tap):
+    """`ticket list` narrows to open tickets, an assignee (or none), what a
+    customer may see (as #list shows them) and an organization; an
+    unknown person or organization is 66, not an empty list."""
+    desk = Desk()
+    try:
+        desk.run("agent", "add", "jane@support.example.com", check=True)
+        desk.run("org", "add", "Acme", "--domain", "acme.example", check=True)
+        for subject, who in (("A1", "alice@acme.example"), ("B shared", "bob@acme.example"),
+                             ("B private", "bob@acme.example"), ("C", "carol@other.example"),
+                             ("A2", "alice@acme.example")):
+            p = desk.deliver(message(subject=subject, sender=who), env=NOW)
+            tap.eq(p.returncode, 0, f"{subject} delivered", p.stderr)
+        for args in (("2", "visibility=shared"), ("4", "assignee=jane@support.example.com"),
+                     ("5", "assignee=jane@support.example.com", "status=Resolved")):
+            desk.run("ticket", "set", *args, env=NOW, check=True)
+
+        def ids(*args):
+            p = desk.run("ticket", "list", *args, "--json", env=NOW)
+            return [t["id"] for t in json.loads(p.stdout)] if p.returncode == 0 else p.returncode
+
+        for args, want, what in (
+                (("--open",), [1, 2, 3, 4], "--open leaves out resolved tickets"),
+                (("--assignee", "jane@support.example.com"), [4, 5], "--assignee: hers, open or not"),
+                (("--assignee", "JANE@support.example.com", "--open"), [4], "--assignee --open: her open work"),
+                (("--assignee", "none"), [1, 2, 3], "--assignee none: nobody's yet"),
+                (("--customer", "alice@acme.example"), [1, 2, 5],
+                 "--customer: hers and her organization's shared ones"),
+                (("--customer", "Alice@ACME.example", "--open"), [1, 2], "--customer, any case, with --open"),
+                (("--org", "acme"), [1, 2, 3, 5], "--org: every ticket of the organization, any case"),
+                (("--org", "Acme", "--status", "Resolved"), [5], "--org with another filter"),
+                (("--customer", "nobody@acme.example"), 66, "an unknown customer is 66"),
+                (("--assignee", "nobody@support.example.com"), 66, "an unknown assignee is 66"),
+                (("--org", "Nope"), 66, "an unknown organization is 66")):
+            tap.eq(ids(*args), want, what)
+        p = desk.run("ticket", "list", "--org", "Nope")
+        tap.ok(b'no organization named "Nope"' in p.stderr, "and says which", p.stderr)
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_no_such_ticket, test_bad_clock_refused, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
               test_org_domain_not_moved, test_json_types, test_classify_stores_nothing,
               test_classify_sees_what_ingest_sees,
-              test_agent_remove)
+              test_agent_remove, test_list_filters)

@@ -10,6 +10,7 @@
 #include "catalog.h"
 #include "cli.h"
 #include "md.h"
+#include "merge.h"
 #include "thread.h"
 #include "token.h"
 #include "workflow.h"
@@ -19,6 +20,19 @@
 
 /* The most text `ticket reply` takes from standard input. */
 #define REPLY_MAX_BYTES (1024 * 1024)
+
+/* NAME: "SUP-12" for ticket ID, null for 0. */
+static void
+add_ticket_key (JsonBuilder *b, const MdDesk *desk, const char *name, gint64 id)
+{
+	json_builder_set_member_name (b, name);
+	if (id) {
+		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, id);
+		json_builder_add_string_value (b, key);
+	} else {
+		json_builder_add_null_value (b);
+	}
+}
 
 static void
 add_ticket_members (JsonBuilder *b, const MdDesk *desk, const MdTicket *t)
@@ -49,13 +63,8 @@ add_ticket_members (JsonBuilder *b, const MdDesk *desk, const MdTicket *t)
 	for (int i = 0; tags && tags[i]; i++)
 		json_builder_add_string_value (b, tags[i]);
 	json_builder_end_array (b);
-	json_builder_set_member_name (b, "linked_ticket");
-	if (t->linked_ticket_id) {
-		g_autofree char *linked = md_ticket_key (desk->conf->ticket_prefix, t->linked_ticket_id);
-		json_builder_add_string_value (b, linked);
-	} else {
-		json_builder_add_null_value (b);
-	}
+	add_ticket_key (b, desk, "linked_ticket", t->linked_ticket_id);
+	add_ticket_key (b, desk, "merged_into", t->merged_into_id);
 }
 
 static void
@@ -291,6 +300,10 @@ print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *messages, GPtrArray *hi
 	printf ("Created:     %s\nResponse due: %s\n", created, due);
 	if (t->flag)
 		printf ("Flag:        %s\n", t->flag);
+	if (t->merged_into_id) {
+		g_autofree char *into = md_ticket_key (desk->conf->ticket_prefix, t->merged_into_id);
+		printf ("Merged into: %s\n", into);
+	}
 	g_autoptr (GList) names = g_list_sort (g_hash_table_get_keys (fields), (GCompareFunc) strcmp);
 	for (GList *l = names; l; l = l->next)
 		printf ("Field %s: %s\n", (char *) l->data, (char *) g_hash_table_lookup (fields, l->data));
@@ -565,10 +578,46 @@ ticket_reply (MdDesk *desk, int argc, char **argv)
 	return finish (c.store, error);
 }
 
+static int
+ticket_merge (MdDesk *desk, int argc, char **argv)
+{
+	g_autofree char *as = NULL;
+	GOptionEntry entries[] = {
+		{ "as", 0, 0, G_OPTION_ARG_STRING, &as, "act as this agent (default $MAILDESK_AGENT)", "EMAIL" },
+		{ NULL },
+	};
+	if (!md_cli_parse ("ticket merge", "ID INTO", "Merge ticket ID, a duplicate, into ticket INTO.", entries, &argc,
+	                   &argv))
+		return MD_EX_USAGE;
+	if (argc != 3) {
+		fprintf (stderr, "Usage: maildesk ticket merge ID INTO [--as AGENT]\n");
+		return MD_EX_USAGE;
+	}
+	gint64 id = parse_id (desk, argv[1]), into_id = parse_id (desk, argv[2]);
+	if (!id || !into_id)
+		return MD_EX_USAGE;
+	g_auto (Change) c = { 0 };
+	int rc = begin_change (desk, id, as, &c);
+	if (rc != MD_EX_OK)
+		return rc;
+	GError *error = NULL;
+	g_autoptr (MdTicket) into = md_store_ticket_get (c.store, into_id, &error);
+	if (!into)
+		return finish_lookup (c.store, error);
+	md_merge_tickets (desk, c.store, c.ticket, into, &c.actor, &error);
+	rc = finish (c.store, error);
+	if (rc == MD_EX_OK) {
+		g_autofree char *from = md_ticket_key (desk->conf->ticket_prefix, id);
+		g_autofree char *to = md_ticket_key (desk->conf->ticket_prefix, into_id);
+		printf ("%s merged into %s\n", from, to);
+	}
+	return rc;
+}
+
 int
 md_cmd_ticket (int argc, char **argv)
 {
-	static const char *const verbs[] = { "list", "show", "set", "reply" };
+	static const char *const verbs[] = { "list", "show", "set", "reply", "merge" };
 	gboolean known = FALSE;
 	for (gsize i = 0; argc >= 2 && i < G_N_ELEMENTS (verbs); i++)
 		known |= strcmp (argv[1], verbs[i]) == 0;
@@ -578,7 +627,8 @@ md_cmd_ticket (int argc, char **argv)
 		                                 "                           [--json]\n"
 		                                 "       maildesk ticket show ID [--json] [--full]\n"
 		                                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
-		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n");
+		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n"
+		                                 "       maildesk ticket merge ID INTO [--as AGENT]\n");
 	gboolean reads = strcmp (argv[1], "list") == 0 || strcmp (argv[1], "show") == 0;
 	g_autoptr (MdDesk) desk = reads ? md_cli_open_reader () : md_cli_open_desk ();
 	if (!desk)
@@ -589,5 +639,7 @@ md_cmd_ticket (int argc, char **argv)
 		return ticket_set (desk, argc - 1, argv + 1);
 	if (strcmp (argv[1], "reply") == 0)
 		return ticket_reply (desk, argc - 1, argv + 1);
+	if (strcmp (argv[1], "merge") == 0)
+		return ticket_merge (desk, argc - 1, argv + 1);
 	return ticket_show (desk, argc - 1, argv + 1);
 }

@@ -158,6 +158,7 @@ static const Step batch_deletes[] = {
 	{ "DELETE FROM fields WHERE ticket_id IN " BATCH, UNCOUNTED },
 	{ "DELETE FROM outbox WHERE id IN (SELECT id FROM temp.purge_outbox)", COUNTS (outbox) },
 	{ "UPDATE tickets SET linked_ticket_id = NULL WHERE linked_ticket_id IN " BATCH, UNCOUNTED },
+	{ "UPDATE tickets SET merged_into_id = NULL WHERE merged_into_id IN " BATCH, UNCOUNTED },
 	{ "DELETE FROM tickets WHERE id IN " BATCH, COUNTS (tickets) },
 };
 

@@ -110,6 +110,11 @@ static const char *const md_schema_migrations[] = {
 	"  PRIMARY KEY (sha256, kind)) WITHOUT ROWID;\n"
 	"CREATE INDEX tickets_linked ON tickets(linked_ticket_id) WHERE linked_ticket_id IS NOT NULL;\n"
 	"CREATE INDEX tickets_assignee ON tickets(assignee_id) WHERE assignee_id IS NOT NULL;\n",
+	/* version 5: merged tickets (merge.h).  A ticket merged into another
+	 * names it; mail that still finds the old one goes on to the new.
+	 * The index is partial: ingest never writes it. */
+	"ALTER TABLE tickets ADD COLUMN merged_into_id INTEGER REFERENCES tickets(id);\n"
+	"CREATE INDEX tickets_merged ON tickets(merged_into_id) WHERE merged_into_id IS NOT NULL;\n",
 };
 
 #endif

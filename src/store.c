@@ -830,7 +830,7 @@ md_store_ticket_update_status (MdStore *store, const MdTicket *t, GError **error
 	"SELECT t.id, t.subject, t.category, t.priority, t.status, t.requester_id, r.email, " \
 	"t.organization_id, o.name, t.shared, t.assignee_id, a.email, t.created_at, t.updated_at, " \
 	"t.first_response_due, t.first_response_at, t.resolved_at, t.status_changed_at, t.due_at, " \
-	"t.linked_ticket_id, t.flag, t.tags FROM tickets t " \
+	"t.linked_ticket_id, t.flag, t.tags, t.merged_into_id FROM tickets t " \
 	"LEFT JOIN people r ON r.id = t.requester_id " \
 	"LEFT JOIN people a ON a.id = t.assignee_id " \
 	"LEFT JOIN organizations o ON o.id = t.organization_id "
@@ -868,6 +868,7 @@ ticket_from_row (sqlite3_stmt *s)
 	t->linked_ticket_id = sqlite3_column_int64 (s, 19);
 	t->flag = md_sql_col_text (s, 20);
 	t->tags = md_sql_col_text (s, 21);
+	t->merged_into_id = sqlite3_column_int64 (s, 22);
 	return t;
 }
 
@@ -938,6 +939,34 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 		md_store_set_error (store, error, "list tickets");
 	sqlite3_reset (s);
 	return rc == SQLITE_DONE;
+}
+
+gboolean
+md_store_ticket_merge (MdStore *store, const MdTicket *source, const MdTicket *into, GError **error)
+{
+	static const char *const steps[] = {
+		"UPDATE messages SET ticket_id = ?2 WHERE ticket_id = ?1",
+		"UPDATE message_ids SET ticket_id = ?2 WHERE ticket_id = ?1",
+		"INSERT OR IGNORE INTO participants (ticket_id, person_id) "
+		"SELECT ?2, person_id FROM participants WHERE ticket_id = ?1 "
+		"AND person_id IS NOT (SELECT requester_id FROM tickets WHERE id = ?2)",
+		"INSERT OR IGNORE INTO participants (ticket_id, person_id) "
+		"SELECT ?2, requester_id FROM tickets WHERE id = ?1 AND requester_id IS NOT NULL "
+		"AND requester_id IS NOT (SELECT requester_id FROM tickets WHERE id = ?2)",
+		"INSERT OR IGNORE INTO fields (ticket_id, name, value) SELECT ?2, name, value FROM fields WHERE ticket_id = ?1",
+		/* one hop, always: what was merged into SOURCE now goes to INTO */
+		"UPDATE tickets SET merged_into_id = ?2 WHERE merged_into_id = ?1 OR id = ?1",
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (steps); i++) {
+		sqlite3_stmt *s = stmt (store, steps[i], error);
+		if (!s)
+			return FALSE;
+		sqlite3_bind_int64 (s, 1, source->id);
+		sqlite3_bind_int64 (s, 2, into->id);
+		if (!md_sql_step_done (store, s, "merge tickets", error))
+			return FALSE;
+	}
+	return TRUE;
 }
 
 static void

@@ -13,7 +13,7 @@
 
 typedef struct _MdStore MdStore;
 
-#define MD_STORE_SCHEMA_VERSION 4
+#define MD_STORE_SCHEMA_VERSION 5
 
 typedef enum {
 	MD_STORE_READ_WRITE = 0,
@@ -144,6 +144,7 @@ typedef struct {
 	gint64 status_changed_at;
 	gint64 due_at;           /* delivery estimate (intake forms) */
 	gint64 linked_ticket_id; /* the resolved ticket this one follows up */
+	gint64 merged_into_id;   /* the ticket this one was merged into, or 0 */
 	char *flag;              /* "needs human: ...", "quarantined", ... or NULL */
 	char *tags;              /* comma-separated, or NULL */
 	/* Not stored: while set, md_schedule_ticket leaves the timers alone
@@ -153,6 +154,11 @@ typedef struct {
 void md_ticket_free (MdTicket *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdTicket, md_ticket_free)
 
+/* Moves SOURCE's messages (and their Message-IDs), participants and the
+ * fields INTO lacks to INTO, makes SOURCE's requester (when another) a
+ * participant of INTO, and marks SOURCE, and what was merged into it,
+ * merged into INTO.  Statuses, history and timers are the caller's. */
+gboolean md_store_ticket_merge (MdStore *store, const MdTicket *source, const MdTicket *into, GError **error);
 /* Inserts t (id ignored) and sets t->id. */
 gboolean md_store_ticket_insert (MdStore *store, MdTicket *t, GError **error);
 /* Writes every field of t back. */

@@ -68,6 +68,14 @@ md_thread_subject_tag (const char *prefix, const char *subject)
 	return 0;
 }
 
+/* A merged ticket's address and tag lead on to the ticket it went
+ * into (merge.c; its Message-IDs went there with its messages). */
+static gint64
+carried_on (const MdTicket *t)
+{
+	return t->merged_into_id ? t->merged_into_id : t->id;
+}
+
 gint64
 md_thread_find (MdStore *store, const char *prefix, gint64 token_ticket_id, const char *in_reply_to,
                 const char *const *references, guint n_references, const char *subject,
@@ -81,7 +89,7 @@ md_thread_find (MdStore *store, const char *prefix, gint64 token_ticket_id, cons
 		g_autoptr (MdTicket) t = md_store_ticket_get (store, token_ticket_id, &local);
 		if (t) {
 			*found_r = MD_FOUND_TOKEN;
-			return t->id;
+			return carried_on (t);
 		}
 		if (!g_error_matches (local, MD_ERROR, MD_ERROR_NOT_FOUND)) {
 			g_propagate_error (error, local);
@@ -109,7 +117,7 @@ md_thread_find (MdStore *store, const char *prefix, gint64 token_ticket_id, cons
 		g_autoptr (MdTicket) t = md_store_ticket_get (store, id, &local);
 		if (t) {
 			*found_r = MD_FOUND_SUBJECT;
-			return id;
+			return carried_on (t);
 		}
 		if (!g_error_matches (local, MD_ERROR, MD_ERROR_NOT_FOUND)) {
 			g_propagate_error (error, local);

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Merging a duplicate ticket (`maildesk ticket merge ID INTO`): its mail,
+participants and fields move to the ticket that carries on; it is
+resolved quietly and points there; mail to its address, tag or
+Message-IDs reaches the other; different customers' tickets are never
+merged; a purge later removes both without breaking the link."""
+import os
+
+from mdtest import Desk, message, run_tests
+
+AGENT = "jane@support.example.com"
+ALICE = "alice@acme.example"
+NOW = {"MAILDESK_NOW": "2026-12-01T10:00:00+02:00"}
+
+
+def token_address(desk, ticket_id):
+    import base64
+    import hashlib
+    import hmac
+    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
+        key = f.read()
+    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
+    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
+
+
+def test_merge(tap):
+    desk = Desk()
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        desk.run("org", "add", "Acme", "--domain", "acme.example", check=True)
+        first = message(subject="Printer broken", sender=ALICE, body="It prints nothing.", msgid="first")
+        dup = message(subject="Printer still broken", sender=ALICE, msgid="dup",
+                      body="Model: LX-500\nIt still prints nothing.",
+                      headers=["Cc: carol@acme.example"])
+        for raw in (first, dup, message(subject="Mine", sender="bob@other.example"),
+                    message(subject="Colleague's", sender="dave@acme.example")):
+            tap.eq(desk.deliver(raw, env=NOW).returncode, 0, "delivered")
+        outbox_before = len(desk.json("outbox", "list", env=NOW))
+
+        p = desk.run("ticket", "merge", "SUP-2", "1", "--as", AGENT, env=NOW)
+        tap.ok(p.returncode == 0 and p.stdout == b"SUP-2 merged into SUP-1\n", "merged", p.stdout + p.stderr)
+        one, two = desk.show(1), desk.show(2)
+        tap.eq((two["status"], two["merged_into"], two["messages"]), ("Resolved", "SUP-1", []),
+               "the duplicate is resolved, points on, and holds no mail")
+        tap.eq([m["subject"] for m in one["messages"] if m["direction"] == "in"],
+               ["Printer broken", "Printer still broken"], "its mail is on the ticket that carries on")
+        tap.ok(any(h["field"] == "merged" and h["new"] == "SUP-2" and h["actor"] == AGENT for h in one["history"]),
+               "whose history says what was merged, and by whom", one["history"])
+        tap.ok(any(h["field"] == "merged_into" and h["new"] == "SUP-1" for h in two["history"]),
+               "the duplicate's history says where it went")
+        tap.eq(len(desk.json("outbox", "list", env=NOW)), outbox_before, "quietly: no status mail")
+        tap.eq(desk.show(1)["merged_into"], None, "the other points nowhere")
+
+        before = len(one["messages"])
+        for what, raw, args in (
+                ("the duplicate's reply address",
+                 message(subject="Re: Printer still broken", sender=ALICE, to=token_address(desk, 2), body="By token."),
+                 ("--recipient", token_address(desk, 2))),
+                ("its subject tag", message(subject="[SUP-2] again", sender=ALICE, body="By tag."), ()),
+                ("a Message-ID of its mail",
+                 message(subject="Re: x", sender=ALICE, body="By reference.", headers=["In-Reply-To: <dup@customer.example>"]),
+                 ()),
+                ("a participant it had, by its tag",
+                 message(subject="[SUP-2] me too", sender="carol@acme.example", body="Carol here."), ())):
+            p = desk.deliver(raw, *args, env=NOW)
+            one = desk.show(1)
+            last = one["messages"][-1]
+            tap.ok(p.returncode == 0 and len(one["messages"]) == before + 1 and not last["internal"],
+                   f"mail to {what} reaches the ticket that carries on, as a reply",
+                   (p.stderr, last["body"], last["flag"]))
+            before = len(one["messages"])
+        tap.eq(desk.show(2)["messages"], [], "and none stays on the duplicate")
+
+        for args, code, says, what in (
+                (("3", "1"), 65, b"different customers", "another customer's ticket is refused"),
+                (("2", "1"), 65, b"SUP-2 was merged into SUP-1 already", "merging twice is refused"),
+                (("1", "2"), 65, b"SUP-2 was merged into SUP-1 already", "merging into a merged ticket is refused"),
+                (("1", "1"), 65, b"into itself", "a ticket into itself is refused"),
+                (("1", "99"), 66, b"", "an unknown ticket is 66")):
+            p = desk.run("ticket", "merge", *args, env=NOW)
+            tap.ok(p.returncode == code and says in p.stderr, what, (p.returncode, p.stderr))
+        tap.eq(desk.show(3)["status"], "Waiting for triage", "a refused merge changes nothing")
+
+        desk.run("ticket", "set", "4", "status=Resolved", env=NOW, check=True)
+        p = desk.run("ticket", "merge", "1", "4", env=NOW)
+        tap.ok(p.returncode == 65 and b"reopen it" in p.stderr, "merging into a resolved ticket is refused", p.stderr)
+        desk.run("ticket", "set", "4", "status=Reopened", env=NOW, check=True)
+        p = desk.run("ticket", "merge", "1", "4", env=NOW)
+        tap.eq(p.returncode, 0, "one organization's tickets merge", p.stderr)
+        tap.eq(desk.show(2)["merged_into"], "SUP-4", "what was merged into the merged one now points on too")
+        four = desk.show(4)
+        tap.eq(len([m for m in four["messages"] if m["direction"] == "in"]), 7, "with all the mail")
+        p = desk.deliver(message(subject="[SUP-2] still?", sender=ALICE, body="Chain."), env=NOW)
+        last = desk.show(4)["messages"][-1]
+        tap.eq((last["body"].strip(), last["internal"]), ("Chain.", False),
+               "the oldest tag still arrives, and the merged ticket's requester takes part in this one")
+
+        desk.run("ticket", "set", "4", "status=Resolved", env=NOW, check=True)
+        later = {"MAILDESK_NOW": "2027-06-01T10:00:00+02:00"}
+        p = desk.run("purge", "--resolved-before", "30d", "--json", env=later)
+        tap.eq(p.returncode, 0, "a purge removes merged tickets and the one they went into", p.stderr)
+        left = sorted(t["id"] for t in desk.tickets())
+        tap.eq(left, [3], "only the open ticket is left")
+    finally:
+        desk.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests(test_merge)

@@ -238,22 +238,46 @@ add_vars (GHashTable *vars, GHashTable *extra)
 
 /* ---- recipients ---- */
 
-static void
-add_rcpt (GPtrArray *rcpts, const char *email, const char *except)
+static gboolean
+usable_rcpt (const char *email, const char *except)
 {
 	if (!email || (except && g_ascii_strcasecmp (email, except) == 0))
-		return;
+		return FALSE;
 	if (!md_compose_address_is_valid (email)) {
 		/* A From that parsed but is no usable address: the message is
 		 * still stored; it just gets no mail back (else compose fails
 		 * and the whole ingest is refused). */
 		g_info ("notify: not writing to unusable address '%s'", email);
-		return;
+		return FALSE;
 	}
+	return TRUE;
+}
+
+static void
+add_rcpt (GPtrArray *rcpts, const char *email, const char *except)
+{
+	if (!usable_rcpt (email, except))
+		return;
 	for (guint i = 0; i < rcpts->len; i++)
 		if (g_ascii_strcasecmp (rcpts->pdata[i], email) == 0)
 			return;
 	g_ptr_array_add (rcpts, g_strdup (email));
+}
+
+/* Adds each of MORE (an organization's members, the agents: thousands,
+ * it may be) not in RCPTS yet, looked up in a set rather than the list,
+ * which add_rcpt reads whole for each address. */
+static void
+add_rcpts (GPtrArray *rcpts, GPtrArray *more, const char *except)
+{
+	g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	for (guint i = 0; i < rcpts->len; i++)
+		g_hash_table_add (seen, g_ascii_strdown (rcpts->pdata[i], -1));
+	for (guint i = 0; more && i < more->len; i++) {
+		const char *email = more->pdata[i];
+		if (usable_rcpt (email, except) && g_hash_table_add (seen, g_ascii_strdown (email, -1)))
+			g_ptr_array_add (rcpts, g_strdup (email));
+	}
 }
 
 /* Requester, participants and, for a shared ticket, its organization. */
@@ -267,8 +291,7 @@ customer_side (MdStore *store, const MdTicket *t, const char *except)
 		add_rcpt (rcpts, parts->pdata[i], except);
 	if (t->shared && t->organization_id) {
 		g_autoptr (GPtrArray) members = md_store_org_members (store, t->organization_id, NULL);
-		for (guint i = 0; members && i < members->len; i++)
-			add_rcpt (rcpts, members->pdata[i], except);
+		add_rcpts (rcpts, members, except);
 	}
 	return rcpts;
 }
@@ -310,8 +333,7 @@ agent_side (MdDesk *desk, MdStore *store, const MdTicket *t, const char *except)
 		return rcpts;
 	}
 	g_autoptr (GPtrArray) agents = md_store_agents (store, NULL);
-	for (guint i = 0; agents && i < agents->len; i++)
-		add_rcpt (rcpts, agents->pdata[i], except);
+	add_rcpts (rcpts, agents, except);
 	for (int i = 0; desk->conf->agents && desk->conf->agents[i]; i++)
 		add_rcpt (rcpts, desk->conf->agents[i], except);
 	return rcpts;

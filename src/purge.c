@@ -1,7 +1,9 @@
 /* purge.c - md_purge_resolved and md_purge_person (purge.h): tickets
  * deleted a batch per transaction, a person's traces on other tickets
  * emptied a range of rows per transaction, then the files no row names
- * any more, noted in purge_files while their rows still existed. */
+ * any more, noted in purge_files while their rows still existed.  A dry
+ * run rolls each transaction back, and counts the files once at the end
+ * from what its batches tallied (count_files). */
 #include "config.h"
 
 #include <errno.h>
@@ -109,6 +111,18 @@ add_count (MdStore *store, const char *sql, guint *total, GError **error)
 /* One note per file, however many rows named it. */
 #define NOTE "INSERT OR IGNORE INTO purge_files (sha256, kind) "
 
+/* A dry run's count of the rows SELECT (sha256, kind) names, per file:
+ * each is a row the step's statements then delete or empty.  Every
+ * batch of a dry run is rolled back, so no batch sees another's rows
+ * gone; these counts, kept across the batches (temp.purge_tally), are
+ * what says at the end whether a row is left naming a file (count_files). */
+#define TALLY(select) "WITH noted (sha256, kind) AS (" select ") " \
+	"SELECT sha256, kind, count(*) FROM noted GROUP BY sha256, kind"
+
+/* A step noting the files SELECT names (sha256, kind), and tallying
+ * them in a dry run. */
+#define NOTES(select) { NOTE select, UNCOUNTED, TALLY (select) }
+
 /* A message row made a tombstone: no ticket, no content. */
 #define TOMBSTONE "UPDATE messages SET ticket_id = NULL, message_id = NULL, from_addr = NULL, from_name = NULL, " \
 	"subject = NULL, flag = 'purged', body = '', full_text = '', raw_sha256 = NULL, raw_size = 0 "
@@ -117,11 +131,12 @@ add_count (MdStore *store, const char *sql, guint *total, GError **error)
 #define RECEIVED "direction = 'in' AND (raw_sha256 IS NOT NULL OR message_id IS NOT NULL " \
 	"OR id IN (SELECT message_row_id FROM received))"
 
-/* A statement of a batch, and the MdPurgeStats field the rows it
- * changed add to. */
+/* A statement of a batch, the MdPurgeStats field the rows it changed
+ * add to, and for a step noting files the dry run's TALLY of them. */
 typedef struct {
 	const char *sql;
 	gssize counts;
+	const char *tally;
 } Step;
 
 /* What goes with a batch of tickets, children before parents: purge's
@@ -141,11 +156,10 @@ static const Step batch_deletes[] = {
 	/* outbox's one read per batch */
 	{ "INSERT INTO temp.purge_outbox (id, raw_sha256, queued) SELECT id, raw_sha256, state = 'queued' "
 	  "FROM outbox WHERE ticket_id IN " BATCH, UNCOUNTED },
-	{ NOTE "SELECT raw_sha256, 'raw' FROM messages WHERE ticket_id IN " BATCH " AND raw_sha256 IS NOT NULL",
-	  UNCOUNTED },
-	{ NOTE "SELECT a.sha256, 'blob' FROM temp.purge_batch b JOIN messages m ON m.ticket_id = b.id "
-	  "JOIN attachments a ON a.message_id = m.id", UNCOUNTED },
-	{ NOTE "SELECT raw_sha256, 'raw' FROM temp.purge_outbox", UNCOUNTED },
+	NOTES ("SELECT raw_sha256, 'raw' FROM messages WHERE ticket_id IN " BATCH " AND raw_sha256 IS NOT NULL"),
+	NOTES ("SELECT a.sha256, 'blob' FROM temp.purge_batch b JOIN messages m ON m.ticket_id = b.id "
+	       "JOIN attachments a ON a.message_id = m.id"),
+	NOTES ("SELECT raw_sha256, 'raw' FROM temp.purge_outbox"),
 	{ "DELETE FROM attachments WHERE message_id IN (SELECT m.id FROM temp.purge_batch b "
 	  "JOIN messages m ON m.ticket_id = b.id)", COUNTS (attachments) },
 	{ TOMBSTONE "WHERE ticket_id IN " BATCH " AND " RECEIVED, COUNTS (messages) },
@@ -168,8 +182,8 @@ static const Step batch_deletes[] = {
  * and the row but for the tombstone a dedupe key needs.  They have no
  * Message-ID rows: message_ids holds only what threads to a ticket. */
 static const Step ticketless_deletes[] = {
-	{ NOTE "SELECT raw_sha256, 'raw' FROM messages WHERE id IN " BATCH " AND raw_sha256 IS NOT NULL", UNCOUNTED },
-	{ NOTE "SELECT sha256, 'blob' FROM attachments WHERE message_id IN " BATCH, UNCOUNTED },
+	NOTES ("SELECT raw_sha256, 'raw' FROM messages WHERE id IN " BATCH " AND raw_sha256 IS NOT NULL"),
+	NOTES ("SELECT sha256, 'blob' FROM attachments WHERE message_id IN " BATCH),
 	{ "DELETE FROM attachments WHERE message_id IN " BATCH, COUNTS (attachments) },
 	{ TOMBSTONE "WHERE id IN " BATCH " AND " RECEIVED, COUNTS (ticketless) },
 	{ "DELETE FROM messages WHERE id IN " BATCH " AND flag IS NOT 'purged'", COUNTS (ticketless) },
@@ -178,9 +192,42 @@ static const Step ticketless_deletes[] = {
 /* What goes with a batch of outbox rows on no ticket (the answers to a
  * #list sent alone): the row, and its file once no row names it. */
 static const Step ticketless_mail_deletes[] = {
-	{ NOTE "SELECT raw_sha256, 'raw' FROM outbox WHERE id IN " BATCH, UNCOUNTED },
+	NOTES ("SELECT raw_sha256, 'raw' FROM outbox WHERE id IN " BATCH),
 	{ "DELETE FROM outbox WHERE id IN " BATCH, COUNTS (outbox) },
 };
+
+/* A file's rows in a dry run's tally: minus the rows a batch took away
+ * that named it, plus (count_files) the rows naming it at the end. */
+typedef struct {
+	char *sha256;
+	char *kind;
+	gint64 refs;
+} Tally;
+
+static void
+tally_clear (Tally *t)
+{
+	g_free (t->sha256);
+	g_free (t->kind);
+}
+
+/* A dry run's tally (free with g_array_unref), or NULL for a real run. */
+static GArray *
+tally_new (gboolean dry_run)
+{
+	if (!dry_run)
+		return NULL;
+	GArray *tally = g_array_new (FALSE, FALSE, sizeof (Tally));
+	g_array_set_clear_func (tally, (GDestroyNotify) tally_clear);
+	return tally;
+}
+
+/* One run: its counts and, in a dry run only, what its open
+ * transaction tallied, to be kept past the rollback. */
+typedef struct {
+	MdPurgeStats *st;
+	GArray *tally;  /* of Tally; NULL in a real run */
+} Run;
 
 /* IDS (at most a batch) into temp.purge_batch, on which run_steps
  * then runs STEPS, in the open transaction. */
@@ -196,44 +243,81 @@ fill_batch (MdStore *store, GArray *ids, GError **error)
 	return TRUE;
 }
 
+/* Appends to TALLY the rows the TALLY statement SQL selects, bound as
+ * exec3 binds. */
 static gboolean
-run_steps (MdStore *store, const Step *steps, gsize n_steps, MdPurgeStats *st, GError **error)
+tally_rows (MdStore *store, const char *sql, gint64 id, const char *text, gint64 id3, GArray *tally,
+            GError **error)
 {
-	for (gsize i = 0; i < n_steps; i++) {
-		gint64 n = exec_id (store, steps[i].sql, 0, error);
-		if (n < 0)
-			return FALSE;
-		if (steps[i].counts != UNCOUNTED)
-			G_STRUCT_MEMBER (guint, st, steps[i].counts) += (guint) n;
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store, sql, error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, id);
+	md_sql_bind_text (s, 2, text);
+	sqlite3_bind_int64 (s, 3, id3);
+	int rc;
+	while ((rc = sqlite3_step (s)) == SQLITE_ROW) {
+		Tally t = { md_sql_col_text (s, 0), md_sql_col_text (s, 1), -sqlite3_column_int64 (s, 2) };
+		g_array_append_val (tally, t);
+	}
+	if (rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge tally");
+		return FALSE;
 	}
 	return TRUE;
 }
 
+/* Runs STEPS with ?1 = ID, ?2 = TEXT, ?3 = ID3 (those they use), a dry
+ * run tallying the files a step notes before its rows go. */
+static gboolean
+run_steps (MdStore *store, const Step *steps, gsize n_steps, gint64 id, const char *text, gint64 id3, Run *run,
+           GError **error)
+{
+	for (gsize i = 0; i < n_steps; i++) {
+		if (run->tally && steps[i].tally &&
+		    !tally_rows (store, steps[i].tally, id, text, id3, run->tally, error))
+			return FALSE;
+		gint64 n = exec3 (store, steps[i].sql, id, text, id3, error);
+		if (n < 0)
+			return FALSE;
+		if (steps[i].counts != UNCOUNTED)
+			G_STRUCT_MEMBER (guint, run->st, steps[i].counts) += (guint) n;
+	}
+	return TRUE;
+}
+
+static gboolean
+run_batch_steps (MdStore *store, const Step *steps, gsize n_steps, Run *run, GError **error)
+{
+	return run_steps (store, steps, n_steps, 0, NULL, 0, run, error);
+}
+
 /* Deletes the messages on no ticket IDS, in the open transaction. */
 static gboolean
-delete_ticketless (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+delete_ticketless (MdStore *store, GArray *ids, Run *run, GError **error)
 {
 	return fill_batch (store, ids, error) &&
-	       run_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
+	       run_batch_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), run, error);
 }
 
 /* Deletes the outbox rows on no ticket IDS, in the open transaction. */
 static gboolean
-delete_ticketless_mail (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+delete_ticketless_mail (MdStore *store, GArray *ids, Run *run, GError **error)
 {
 	return fill_batch (store, ids, error) &&
 	       add_count (store, "SELECT count(*) FROM outbox WHERE id IN " BATCH " AND state = 'queued'",
-	                  &st->outbox_queued, error) &&
-	       run_steps (store, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), st, error);
+	                  &run->st->outbox_queued, error) &&
+	       run_batch_steps (store, ticketless_mail_deletes, G_N_ELEMENTS (ticketless_mail_deletes), run, error);
 }
 
 /* Deletes the tickets IDS (at most a batch) in the open transaction. */
 static gboolean
-delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
+delete_tickets (MdStore *store, GArray *ids, Run *run, GError **error)
 {
 	return fill_batch (store, ids, error) &&
-	       run_steps (store, batch_deletes, G_N_ELEMENTS (batch_deletes), st, error) &&
-	       add_count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", &st->outbox_queued, error);
+	       run_batch_steps (store, batch_deletes, G_N_ELEMENTS (batch_deletes), run, error) &&
+	       add_count (store, "SELECT count(*) FROM temp.purge_outbox WHERE queued", &run->st->outbox_queued,
+	                  error);
 }
 
 /* Which noted files a row names: temp.purge_notes holds the notes, and
@@ -244,16 +328,23 @@ delete_tickets (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error)
 #define MARK(kind, col, table, since) \
 	"UPDATE temp.purge_notes SET referenced = 1 WHERE kind = '" kind "' AND sha256 IN (SELECT " col \
 	" FROM " table " WHERE " since col " IN (SELECT sha256 FROM temp.purge_notes WHERE kind = '" kind "'))"
+/* A dry run's count of the rows naming each noted file: one read of the
+ * table for all of them, into its tally (count_files). */
+#define COUNT_REFS(kind, col, table) \
+	"INSERT INTO temp.purge_tally (sha256, kind, refs) SELECT " col ", '" kind "', count(*) FROM " table \
+	" WHERE " col " IN (SELECT sha256 FROM temp.purge_notes WHERE kind = '" kind "') GROUP BY " col
 #define REFERENCES(kind, col, table) { \
 	"SELECT coalesce (max (rowid), 0) FROM " table, \
 	MARK (kind, col, table, ""), \
 	MARK (kind, col, table, "rowid > ?1 AND "), \
+	COUNT_REFS (kind, col, table), \
 }
 
 static const struct {
 	const char *max;
 	const char *all;
 	const char *since;
+	const char *count;
 } references[] = {
 	REFERENCES ("raw", "raw_sha256", "messages"),
 	REFERENCES ("blob", "sha256", "attachments"),
@@ -293,7 +384,7 @@ copy_notes (MdStore *store, GError **error)
 typedef struct {
 	const char *sql;
 	gint64 key;
-	gboolean (*delete) (MdStore *store, GArray *ids, MdPurgeStats *st, GError **error);
+	gboolean (*delete) (MdStore *store, GArray *ids, Run *run, GError **error);
 } BatchQuery;
 
 static GArray *
@@ -307,17 +398,6 @@ next_batch (MdStore *store, const BatchQuery *q, gint64 after, GError **error)
 	return md_sql_ids (store, s, "purge select", error);
 }
 
-/* A dry run's transaction is rolled back: the files it would remove are
- * those of its own batch that no row left names.  It reads the tables
- * of references[] whole in each batch's transaction, under the lock. */
-static gboolean
-count_files (MdStore *store, MdPurgeStats *st, GError **error)
-{
-	Seen seen = { { 0 } };
-	return copy_notes (store, error) && mark_referenced (store, TRUE, &seen, error) &&
-	       add_count (store, "SELECT count(*) FROM temp.purge_notes WHERE NOT referenced", &st->files, error);
-}
-
 /* Ends a transaction: committed, or with DRY_RUN rolled back. */
 static gboolean
 finish (MdStore *store, gboolean ok, gboolean dry_run, GError **error)
@@ -329,24 +409,62 @@ finish (MdStore *store, gboolean ok, gboolean dry_run, GError **error)
 	return md_store_commit (store, error);
 }
 
+/* TALLY into temp.purge_tally, after the rollback that undid its batch:
+ * a transaction of the temporary database alone, which takes no lock
+ * of the desk's. */
+static gboolean
+keep_tally (MdStore *store, GArray *tally, GError **error)
+{
+	if (exec_id (store, "BEGIN", 0, error) < 0)
+		return FALSE;
+	gboolean ok = TRUE;
+	for (guint i = 0; ok && i < tally->len; i++) {
+		const Tally *t = &g_array_index (tally, Tally, i);
+		g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+			"INSERT INTO temp.purge_tally (sha256, kind, refs) VALUES (?1, ?2, ?3)", error);
+		ok = s != NULL;
+		if (ok) {
+			md_sql_bind_text (s, 1, t->sha256);
+			md_sql_bind_text (s, 2, t->kind);
+			sqlite3_bind_int64 (s, 3, t->refs);
+			ok = md_sql_step_done (store, s, "purge tally", error);
+		}
+	}
+	g_array_set_size (tally, 0);
+	if (ok && exec_id (store, "COMMIT", 0, error) >= 0)
+		return TRUE;
+	md_store_rollback (store);
+	return FALSE;
+}
+
+/* Ends a batch's transaction: committed, or in a dry run rolled back,
+ * with what it tallied kept. */
+static gboolean
+end_batch (MdStore *store, gboolean ok, Run *run, GError **error)
+{
+	if (!run->tally)
+		return finish (store, ok, FALSE, error);
+	md_store_rollback (store);
+	if (!ok)
+		g_array_set_size (run->tally, 0);
+	return ok && keep_tally (store, run->tally, error);
+}
+
 /* Deletes the rows Q selects (tickets, or rows on no ticket), a batch
  * per transaction; the batch is selected under the write lock, so a
  * ticket reopened a moment ago is not in it. */
 static gboolean
-purge_batches (MdStore *store, const BatchQuery *q, gboolean dry_run, MdPurgeStats *st, GError **error)
+purge_batches (MdStore *store, const BatchQuery *q, Run *run, GError **error)
 {
 	gint64 after = 0;
 	for (;;) {
 		if (!md_store_begin (store, error))
 			return FALSE;
-		gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
-		g_autoptr (GArray) ids = ok ? next_batch (store, q, after, error) : NULL;
-		ok = ids != NULL && (!ids->len || q->delete (store, ids, st, error));
-		if (ok && dry_run)
-			ok = count_files (store, st, error);
-		if (!finish (store, ok, dry_run, error))
+		g_autoptr (GArray) ids = next_batch (store, q, after, error);
+		gboolean ok = ids != NULL && (!ids->len || q->delete (store, ids, run, error));
+		if (!end_batch (store, ok, run, error))
 			return FALSE;
-		if (!dry_run && ids->len)
+		if (!run->tally && ids->len)
 			crash_hook ("rows");
 		if (ids->len < MD_PURGE_BATCH)
 			return TRUE;
@@ -400,6 +518,30 @@ restore_aside (MdSpool *spool, MdSpoolKind kind, const char *sha)
 		g_warning ("purge: cannot move %s back: %s", path, g_strerror (errno));
 }
 
+/* What remove_file would make of the file now, changing nothing: a dry
+ * run's answer.  Whichever of the file or a copy a crash left moved
+ * aside is there is what remove_file would look at. */
+static FileFate
+file_fate (MdSpool *spool, MdSpoolKind kind, const char *sha, gint64 now)
+{
+	g_autofree char *path = md_spool_path (spool, kind, sha);
+	g_autofree char *aside = aside_path (spool, kind, sha);
+	struct stat st;
+
+	if (lstat (path, &st) < 0 && lstat (aside, &st) < 0)
+		return FILE_GONE;
+	return now - (gint64) st.st_mtime < MD_PURGE_FILE_GRACE ? FILE_WAITING : FILE_REMOVED;
+}
+
+/* Adds to ST a file no row names, whose FATE it was, with the queued
+ * message's outbox_blobs rows (BLOBS) that went with it. */
+static void
+count_fate (FileFate fate, gint64 blobs, MdPurgeStats *st)
+{
+	st->files += (guint) blobs + (fate == FILE_REMOVED);
+	st->files_waiting += fate == FILE_WAITING;
+}
+
 /* A file noted in purge_files, and whether a row names it (again, or
  * still: a file two tickets shared). */
 typedef struct {
@@ -424,6 +566,7 @@ reap_one (MdDesk *desk, MdStore *store, const Note *note, gint64 now, MdPurgeSta
 {
 	MdSpoolKind k = g_strcmp0 (note->kind, "blob") == 0 ? MD_SPOOL_BLOB : MD_SPOOL_RAW;
 	FileFate fate = FILE_GONE;
+	gint64 blobs = 0;
 
 	if (!md_spool_name_is_valid (note->sha256)) {
 		/* not a name the spool gives: nothing to remove */
@@ -432,16 +575,14 @@ reap_one (MdDesk *desk, MdStore *store, const Note *note, gint64 now, MdPurgeSta
 	} else {
 		fate = remove_file (desk->spool, k, note->sha256, now);
 		if (k == MD_SPOOL_RAW && fate != FILE_WAITING) {
-			gint64 n = exec3 (store, "DELETE FROM outbox_blobs WHERE sha256 = ?2", 0, note->sha256, 0, error);
-			if (n < 0)
+			blobs = exec3 (store, "DELETE FROM outbox_blobs WHERE sha256 = ?2", 0, note->sha256, 0, error);
+			if (blobs < 0)
 				return FALSE;
-			st->files += (guint) n;
 		}
 	}
 	if (fate == FILE_REMOVED)
 		crash_hook ("unlink");
-	st->files += fate == FILE_REMOVED;
-	st->files_waiting += fate == FILE_WAITING;
+	count_fate (fate, blobs, st);
 	if (fate == FILE_WAITING)
 		return TRUE;
 	g_autoptr (sqlite3_stmt) s = md_store_statement (store, "DELETE FROM purge_files WHERE sha256 = ?1 AND kind = ?2",
@@ -533,6 +674,53 @@ reap_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
 	}
 }
 
+/* A dry run's files, once its batches are rolled back: those a real run
+ * would find noted (by the batches, or by an earlier run, waiting) and
+ * named by no row once the rows the batches tallied are gone, counted as
+ * reap_one would count them.  The batches each started from the rows
+ * as they were, so a file two of them shared, or one a batch shared
+ * with rows of no batch, is decided here, not by either batch.  Each
+ * table of references[] is read whole once, on a read snapshot, outside
+ * the write lock (the transaction writes the temporary tables alone). */
+static gboolean
+count_files (MdDesk *desk, MdStore *store, MdPurgeStats *st, GError **error)
+{
+	gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+	if (exec_id (store, "BEGIN", 0, error) < 0)
+		return FALSE;
+	gboolean ok = exec_id (store, "INSERT INTO temp.purge_tally (sha256, kind, refs) "
+	                       "SELECT sha256, kind, 0 FROM purge_files", 0, error) >= 0 &&
+	              exec_id (store, "DELETE FROM temp.purge_notes", 0, error) >= 0 &&
+	              exec_id (store, "INSERT OR IGNORE INTO temp.purge_notes (sha256, kind) "
+	                       "SELECT sha256, kind FROM temp.purge_tally", 0, error) >= 0;
+	for (gsize i = 0; ok && i < G_N_ELEMENTS (references); i++)
+		ok = exec_id (store, references[i].count, 0, error) >= 0;
+	g_autoptr (sqlite3_stmt) s = ok ? md_store_statement (store,
+		"SELECT sha256, kind FROM temp.purge_tally GROUP BY sha256, kind HAVING sum (refs) <= 0", error) : NULL;
+	ok = s != NULL;
+	int rc = SQLITE_DONE;
+	while (ok && (rc = sqlite3_step (s)) == SQLITE_ROW) {
+		const char *sha = (const char *) sqlite3_column_text (s, 0);
+		MdSpoolKind k = g_strcmp0 ((const char *) sqlite3_column_text (s, 1), "blob") == 0 ? MD_SPOOL_BLOB
+		                                                                                 : MD_SPOOL_RAW;
+		if (!md_spool_name_is_valid (sha))
+			continue;
+		FileFate fate = file_fate (desk->spool, k, sha, now);
+		gint64 blobs = k == MD_SPOOL_RAW && fate != FILE_WAITING
+		               ? count (store, "SELECT count(*) FROM outbox_blobs WHERE sha256 = ?2", 0, sha, error) : 0;
+		ok = blobs >= 0;
+		if (ok)
+			count_fate (fate, blobs, st);
+	}
+	if (ok && rc != SQLITE_DONE) {
+		md_store_set_error (store, error, "purge files");
+		ok = FALSE;
+	}
+	g_clear_pointer (&s, md_store_statement_release);
+	md_store_rollback (store);
+	return ok && exec_id (store, "DELETE FROM temp.purge_tally", 0, error) >= 0;
+}
+
 /* Purge's connection for one run: no foreign key checks (every delete
  * goes children first, and a check of a child table with no index on
  * its key would read it whole); the temporary tables of the batches and
@@ -559,6 +747,9 @@ begin_run (MdDesk *desk, MdStore *store, GError **error)
 	                  "CREATE TEMP TABLE IF NOT EXISTS purge_batch (id INTEGER PRIMARY KEY);"
 	                  "CREATE TEMP TABLE IF NOT EXISTS purge_outbox (id INTEGER PRIMARY KEY, raw_sha256 TEXT,"
 	                  " queued INTEGER NOT NULL);"
+	                  "CREATE TEMP TABLE IF NOT EXISTS purge_tally (sha256 TEXT NOT NULL, kind TEXT NOT NULL,"
+	                  " refs INTEGER NOT NULL);"
+	                  "DELETE FROM temp.purge_tally;"
 	                  "CREATE TEMP TABLE IF NOT EXISTS purge_notes (sha256 TEXT NOT NULL, kind TEXT NOT NULL,"
 	                  " referenced INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sha256, kind)) WITHOUT ROWID;",
 	                  NULL, NULL, NULL) != SQLITE_OK) {
@@ -601,10 +792,13 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
 	int lock = begin_run (desk, store, error);
 	if (lock < 0)
 		return FALSE;
+	g_autoptr (GArray) tally = tally_new (dry_run);
+	Run run = { stats, tally };
 	gboolean ok = TRUE;
 	for (gsize i = 0; ok && i < G_N_ELEMENTS (passes); i++)
-		ok = purge_batches (store, &passes[i], dry_run, stats, error);
-	return end_run (store, lock, ok && (dry_run || reap_files (desk, store, stats, error)));
+		ok = purge_batches (store, &passes[i], &run, error);
+	ok = ok && (dry_run ? count_files (desk, store, stats, error) : reap_files (desk, store, stats, error));
+	return end_run (store, lock, ok);
 }
 
 /* The messages EMAIL sent to tickets other than their own (what they
@@ -621,14 +815,9 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
 #define THEIRS_ON_NO_TICKET "INSERT INTO temp.purge_batch (id) SELECT id FROM messages WHERE " RANGE_FROM \
 	"AND ticket_id IS NULL"
 
-static const struct {
-	const char *sql;
-	gssize counts;
-} message_redactions[] = {
-	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM messages "
-	  "WHERE " THEIRS " AND raw_sha256 IS NOT NULL", UNCOUNTED },
-	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT sha256, 'blob' FROM attachments "
-	  "WHERE message_id IN (SELECT id FROM messages WHERE " THEIRS ")", UNCOUNTED },
+static const Step message_redactions[] = {
+	NOTES ("SELECT raw_sha256, 'raw' FROM messages WHERE " THEIRS " AND raw_sha256 IS NOT NULL"),
+	NOTES ("SELECT sha256, 'blob' FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE " THEIRS ")"),
 	{ "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE " THEIRS ")",
 	  COUNTS (attachments) },
 	{ "UPDATE messages SET from_addr = NULL, from_name = NULL, subject = NULL, "
@@ -639,7 +828,7 @@ static const struct {
 };
 
 static gboolean
-redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeStats *st, GError **error)
+redact_messages (MdStore *store, const MdPerson *p, Run *run, GError **error)
 {
 	gint64 last = count (store, "SELECT max(coalesce((SELECT max(id) FROM messages), 0), "
 	                     "coalesce((SELECT max(id) FROM history), 0))", 0, NULL, error);
@@ -648,19 +837,12 @@ redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeSta
 	for (gint64 from = 0; from <= last; from += SCAN_CHUNK) {
 		if (!md_store_begin (store, error))
 			return FALSE;
-		gboolean ok = (!dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0) &&
-		              exec_id (store, "DELETE FROM temp.purge_batch", 0, error) >= 0 &&
+		gboolean ok = exec_id (store, "DELETE FROM temp.purge_batch", 0, error) >= 0 &&
 		              exec3 (store, THEIRS_ON_NO_TICKET, from, p->email, 0, error) >= 0 &&
-		              run_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), st, error);
-		for (gsize i = 0; ok && i < G_N_ELEMENTS (message_redactions); i++) {
-			gint64 n = exec3 (store, message_redactions[i].sql, from, p->email, p->id, error);
-			ok = n >= 0;
-			if (ok && message_redactions[i].counts != UNCOUNTED)
-				G_STRUCT_MEMBER (guint, st, message_redactions[i].counts) += (guint) n;
-		}
-		if (ok && dry_run)
-			ok = count_files (store, st, error);
-		if (!finish (store, ok, dry_run, error))
+		              run_batch_steps (store, ticketless_deletes, G_N_ELEMENTS (ticketless_deletes), run, error) &&
+		              run_steps (store, message_redactions, G_N_ELEMENTS (message_redactions), from, p->email, p->id,
+		                         run, error);
+		if (!end_batch (store, ok, run, error))
 			return FALSE;
 	}
 	return TRUE;
@@ -673,12 +855,8 @@ redact_messages (MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeSta
 	"AND (ticket_id IS NULL OR ticket_id NOT IN (SELECT id FROM tickets WHERE requester_id = ?1))"
 
 /* The person's own rows, and mail to them. */
-static const struct {
-	const char *sql;
-	gssize counts;
-} person_deletes[] = {
-	{ "INSERT OR IGNORE INTO purge_files (sha256, kind) SELECT raw_sha256, 'raw' FROM outbox "
-	  "WHERE " TO_THEM, UNCOUNTED },
+static const Step person_deletes[] = {
+	NOTES ("SELECT raw_sha256, 'raw' FROM outbox WHERE " TO_THEM),
 	{ "DELETE FROM outbox WHERE " TO_THEM, COUNTS (outbox) },
 	{ "DELETE FROM participants WHERE person_id = ?1", UNCOUNTED },
 	{ "DELETE FROM memberships WHERE person_id = ?1", UNCOUNTED },
@@ -689,33 +867,25 @@ static const struct {
 /* In one transaction with the deletion of any ticket they opened since
  * the batches ran (the row is gone only with all of them). */
 static gboolean
-forget_person (MdStore *store, const MdPerson *p, const BatchQuery *theirs, gboolean dry_run,
-               MdPurgeStats *st, GError **error)
+forget_person (MdStore *store, const MdPerson *p, const BatchQuery *theirs, Run *run, GError **error)
 {
+	gboolean dry_run = run->tally != NULL;
 	if (!md_store_begin (store, error))
 		return FALSE;
-	gboolean ok = !dry_run || exec_id (store, "DELETE FROM purge_files", 0, error) >= 0;
 	/* A dry run's batches were rolled back: their tickets are counted
 	 * already, and still name the person, whose row then stays. */
-	g_autoptr (GArray) ids = !ok ? NULL : dry_run ? g_array_new (FALSE, FALSE, sizeof (gint64))
-	                                              : next_batch (store, theirs, 0, error);
-	ok = ids != NULL && (!ids->len || delete_tickets (store, ids, st, error));
+	g_autoptr (GArray) ids = dry_run ? g_array_new (FALSE, FALSE, sizeof (gint64))
+	                                 : next_batch (store, theirs, 0, error);
+	gboolean ok = ids != NULL && (!ids->len || delete_tickets (store, ids, run, error));
 	gint64 queued = ok ? count (store, "SELECT count(*) FROM outbox WHERE " TO_THEM " AND state = 'queued'",
 	                            p->id, p->email, error) : -1;
 	ok = queued >= 0;
 	if (ok)
-		st->outbox_queued += (guint) queued;
+		run->st->outbox_queued += (guint) queued;
 	gsize n_deletes = G_N_ELEMENTS (person_deletes) - (dry_run ? 1 : 0);
-	st->people += dry_run && p->id;
-	for (gsize i = 0; ok && i < n_deletes; i++) {
-		gint64 n = exec3 (store, person_deletes[i].sql, p->id, p->email, 0, error);
-		ok = n >= 0;
-		if (ok && person_deletes[i].counts != UNCOUNTED)
-			G_STRUCT_MEMBER (guint, st, person_deletes[i].counts) += (guint) n;
-	}
-	if (ok && dry_run)
-		ok = count_files (store, st, error);
-	return finish (store, ok, dry_run, error);
+	run->st->people += dry_run && p->id;
+	ok = ok && run_steps (store, person_deletes, n_deletes, p->id, p->email, 0, run, error);
+	return end_batch (store, ok, run, error);
 }
 
 static gboolean
@@ -732,16 +902,18 @@ is_agent (MdDesk *desk, const MdPerson *p)
 static gboolean
 erase (MdDesk *desk, MdStore *store, const MdPerson *p, gboolean dry_run, MdPurgeStats *st, GError **error)
 {
+	g_autoptr (GArray) tally = tally_new (dry_run);
+	Run run = { st, tally };
 	const BatchQuery theirs = {
 		"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
 		G_STRINGIFY (MD_PURGE_BATCH),
 		p->id, delete_tickets,
 	};
-	if (!purge_batches (store, &theirs, dry_run, st, error) ||
-	    !redact_messages (store, p, dry_run, st, error) ||
-	    !forget_person (store, p, &theirs, dry_run, st, error))
+	if (!purge_batches (store, &theirs, &run, error) ||
+	    !redact_messages (store, p, &run, error) ||
+	    !forget_person (store, p, &theirs, &run, error))
 		return FALSE;
-	return dry_run || reap_files (desk, store, st, error);
+	return dry_run ? count_files (desk, store, st, error) : reap_files (desk, store, st, error);
 }
 
 gboolean

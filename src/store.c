@@ -717,7 +717,7 @@ md_store_org_members (MdStore *store, gint64 org_id, GError **error)
 {
 	sqlite3_stmt *s = stmt (store,
 	                        "SELECT p.email FROM memberships m JOIN people p ON p.id = m.person_id "
-	                        "WHERE m.org_id = ? ORDER BY p.id LIMIT 1000", error);
+	                        "WHERE m.org_id = ? ORDER BY p.id", error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, org_id);
@@ -727,7 +727,7 @@ md_store_org_members (MdStore *store, gint64 org_id, GError **error)
 GPtrArray *
 md_store_agents (MdStore *store, GError **error)
 {
-	sqlite3_stmt *s = stmt (store, "SELECT email FROM people INDEXED BY people_agents WHERE is_agent ORDER BY id LIMIT 1000", error);
+	sqlite3_stmt *s = stmt (store, "SELECT email FROM people INDEXED BY people_agents WHERE is_agent ORDER BY id", error);
 	return s ? string_column (store, s, "agents", error) : NULL;
 }
 

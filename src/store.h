@@ -120,9 +120,12 @@ gint64 md_store_org_find (MdStore *store, const char *name, GError **error);
 /* Name of an organization, or NULL; free with g_free. */
 char *md_store_org_name (MdStore *store, gint64 org_id);
 gboolean md_store_org_is_member (MdStore *store, gint64 org_id, const char *email);
-/* Emails of an organization's members (by membership); free with g_ptr_array_unref. */
+/* Emails of an organization's members (by membership), every one of them
+ * however many (each once: an address is one person); free with
+ * g_ptr_array_unref. */
 GPtrArray *md_store_org_members (MdStore *store, gint64 org_id, GError **error);
-/* Emails of every agent; free with g_ptr_array_unref. */
+/* Emails of every agent, however many (each once); free with
+ * g_ptr_array_unref. */
 GPtrArray *md_store_agents (MdStore *store, GError **error);
 
 /* ---- tickets ---- */

@@ -198,7 +198,9 @@ def test_crash(tap):
             tap.eq(p.returncode, 70, f"the process dies after {point}")
             tap.eq(count(desk, "tickets", "id = 1"), 0, f"crash after {point}: the rows are gone")
             tap.ok(count(desk, "purge_files") > 0, f"crash after {point}: files wait in purge_files")
+            dry = purge(desk, "--resolved-before", "30", "--dry-run")
             got = purge(desk, "--resolved-before", "30")
+            tap.eq({**dry, "dry_run": False}, got, f"crash after {point}: --dry-run counts the files left waiting")
             tap.eq(got["tickets"], 0, f"crash after {point}: the rerun deletes no ticket twice")
             left = spool_files(desk)
             tap.ok(f"blob/{sha(OWN)}" not in left and f"blob/{sha(SHARED)}" in left,
@@ -400,6 +402,93 @@ def test_ticketless(tap):
         again = purge(desk, "--resolved-before", "30")
         tap.eq([again.get(k) for k in ("messages_on_no_ticket", "attachments", "outbox", "files")], [0] * 4,
                "a second run is a no-op")
+    finally:
+        desk.cleanup()
+
+
+def resolve_all(desk, where="1"):
+    with db(desk) as c:
+        c.execute("UPDATE tickets SET status = 'Resolved', resolved_at = strftime('%s', '2026-12-01') "
+                  f"WHERE {where}")
+
+
+def dry_then_real(tap, desk, what, *args):
+    """--dry-run, then the real run: the dry run's numbers must be the
+    real run's.  Returns the real run's."""
+    dry = purge(desk, *args, "--dry-run")
+    got = purge(desk, *args)
+    tap.eq({**dry, "dry_run": False}, got, f"{what}: --dry-run said exactly what the real run did")
+    return got
+
+
+def test_dry_run_shared_files(tap):
+    """A file several purged rows share goes once every one of them is
+    gone, though each batch of a dry run is rolled back and sees the
+    others' rows still there: the dry run counts it all the same, across
+    passes (mail on no ticket, then tickets), across batches and across
+    an erasure's steps; and not while a row that stays names it."""
+    batch_file = b"a log sent on the first ticket and again on the 102nd\r\n"
+
+    # All sharers purged: the spam the rules dropped (on no ticket) and
+    # ticket 1 share OWN; tickets 1 and 102 (another batch) share a file.
+    desk, _, _ = ticketless_desk()
+    try:
+        desk.deliver(with_files("first", "first", [OWN, batch_file]), env=ENV)
+        for i in range(100):
+            desk.deliver(message(subject=f"t{i}", msgid=f"t{i}", body=f"ticket {i}\n"), env=ENV)
+        desk.deliver(with_files("last", "last", [batch_file]), env=ENV)
+        resolve_all(desk)
+        age_files(desk)
+        files = spool_files(desk)
+        got = dry_then_real(tap, desk, "sharers all purged", "--resolved-before", "30")
+        left = spool_files(desk)
+        tap.eq(got["tickets"], 102, "every ticket goes, in two batches")
+        tap.ok(f"blob/{sha(OWN)}" not in left and f"blob/{sha(batch_file)}" not in left,
+               "the shared files are removed", sorted(left))
+        tap.eq(got["files"], len(files - left) + got["outbox_queued"],
+               "and counted: every file removed, and each queued message's blob")
+    finally:
+        desk.cleanup()
+
+    # A sharer kept: an open ticket names OWN too.
+    desk, _, _ = ticketless_desk()
+    try:
+        desk.deliver(with_files("first", "first", [OWN]), env=ENV)
+        desk.deliver(with_files("open", "open", [OWN], sender="dan@customer.example"), env=ENV)
+        resolve_all(desk, "id = 1")
+        age_files(desk)
+        files = spool_files(desk)
+        got = dry_then_real(tap, desk, "a sharer kept", "--resolved-before", "30")
+        left = spool_files(desk)
+        tap.ok(f"blob/{sha(OWN)}" in left, "the file the open ticket names stays", sorted(left))
+        tap.eq(got["files"], len(files - left) + got["outbox_queued"], "and is not counted")
+    finally:
+        desk.cleanup()
+
+    # An erasure: carol's own ticket and her message on ticket 2 carry the
+    # same file (a batch of tickets, then a range of messages elsewhere).
+    desk = two_tickets()
+    try:
+        carols = b"carol's screenshot, on her ticket and on ticket 2\r\n"
+        desk.deliver(with_files("carol's own", "carol-own", [carols], sender="carol@customer.example"), env=ENV)
+        desk.deliver(with_files("Re: second", "carol-re", [carols], sender="carol@customer.example",
+                                headers="In-Reply-To: <second@customer.example>\r\n"), env=ENV)
+        tap.eq(count(desk, "attachments", "sha256 = ?", sha(carols)), 2, "carol's file is on two tickets")
+        age_files(desk)
+        files = spool_files(desk)
+        got = dry_then_real(tap, desk, "an erasure", "--person", "carol@customer.example")
+        left = spool_files(desk)
+        tap.ok(f"blob/{sha(carols)}" not in left, "her file is removed", sorted(left))
+        tap.eq(got["files"], len(files - left) + got["outbox_queued"], "and counted once")
+    finally:
+        desk.cleanup()
+
+    # A file written too recently waits: the dry run says so too.
+    desk = two_tickets()
+    try:
+        os.utime(os.path.join(desk.dir, "var", "spool", "blob", sha(OWN)[:2], sha(OWN)), None)
+        got = dry_then_real(tap, desk, "a fresh file", "--resolved-before", "30")
+        tap.eq(got["files_waiting"], 1, "the fresh file waits")
     finally:
         desk.cleanup()
 
@@ -677,6 +766,6 @@ def test_lock_outlives_tmp_cleaner(tap):
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
               test_row_added_during_purge, test_kept_copies, test_script_reply, test_ticketless,
-              test_person, test_person_without_record,
+              test_dry_run_shared_files, test_person, test_person_without_record,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
               test_one_at_a_time, test_lock_outlives_tmp_cleaner)

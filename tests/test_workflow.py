@@ -409,6 +409,67 @@ def test_large_organization(tap):
     c.close()
 
 
+def outbox_rcpts(desk, kind):
+    """The recipients of the rows of KIND in the outbox, sorted."""
+    return sorted(r["to"] for r in desk.json("outbox", "list") if r["kind"] == kind)
+
+
+def test_organization_of_thousands(tap):
+    """Mail for a shared ticket goes to every member of its organization,
+    however many: once read with LIMIT 1000, the members past the
+    thousandth heard nothing, and nothing said so."""
+    desk = Desk()
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        members = [f"m{i:04}@acme.example" for i in range(1, 1006)]
+        args = ["org", "add", "ACME"]
+        for m in members:
+            args += ["--member", m]
+        desk.run(*args, check=True)
+        now = {"MAILDESK_NOW": "2026-12-01T10:00:00+02:00"}
+        requester = members[-1]
+        p = desk.deliver(message(subject="help", sender=requester), env=now)
+        tap.eq(p.returncode, 0, "a member (the last one made) opens a ticket", p.stderr)
+        desk.run("ticket", "set", "1", "visibility=shared", "--as", AGENT, env=now, check=True)
+        p = desk.run("ticket", "reply", "1", "--as", AGENT, input=b"Fixed for all of you.\n", env=now)
+        tap.eq(p.returncode, 0, "the agent's reply is accepted", p.stderr)
+        tap.eq(outbox_rcpts(desk, "agent-reply"), members, "all 1,005 members get the agent's reply, once each")
+
+        author = members[2]
+        tok = token_address(desk, 1)
+        p = desk.deliver(message(subject="Re: [SUP-1] help", sender=author, to=tok, body="#resolve\nWorks now.\n"),
+                         "--recipient", tok, env=now)
+        tap.eq(p.returncode, 0, "a member resolves the shared ticket", p.stderr)
+        tap.eq(desk.show(1)["status"], "Resolved", "it is resolved")
+        tap.eq(outbox_rcpts(desk, "status-change"), members,
+               "every member hears of it (its author too: that is the confirmation)")
+    finally:
+        desk.cleanup()
+
+
+def test_agents_of_thousands(tap):
+    """A customer's reply on an unassigned ticket goes to every agent,
+    however many (the agents were read with LIMIT 1000 too)."""
+    import sqlite3
+    desk = Desk()
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        agents = [f"agent{i:04}@support.example.com" for i in range(1, 1005)]
+        with sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db")) as c:
+            c.executemany("INSERT INTO people (email, is_agent, created_at) VALUES (?, 1, 0)", [(a,) for a in agents])
+        now = {"MAILDESK_NOW": "2026-12-01T10:00:00+02:00"}
+        p = desk.deliver(message(subject="help"), env=now)
+        tap.eq(p.returncode, 0, "a customer opens a ticket nobody is assigned", p.stderr)
+        everyone = sorted(agents + [AGENT])
+        tap.eq(outbox_rcpts(desk, "customer-reply"), everyone, "all 1,005 agents get the new request")
+        tok = token_address(desk, 1)
+        p = desk.deliver(message(subject="Re: [SUP-1] help", to=tok, body="Any news?\n"), "--recipient", tok, env=now)
+        tap.eq(p.returncode, 0, "the customer writes again", p.stderr)
+        tap.eq(outbox_rcpts(desk, "customer-reply"), sorted(everyone * 2), "and all 1,005 get the reply")
+    finally:
+        desk.cleanup()
+
+
 def with_file(sender, to, subject, name, data):
     """A reply that is only a file: an empty text part and an attachment."""
     from email.message import EmailMessage
@@ -756,7 +817,8 @@ if __name__ == "__main__":
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,
-              test_participants_and_attachments, test_out_of_office, test_large_organization, test_file_only_replies,
+              test_participants_and_attachments, test_out_of_office, test_large_organization,
+              test_organization_of_thousands, test_agents_of_thousands, test_file_only_replies,
               test_attachment_charsets, test_kept_copy_has_the_attachments,
               test_reply_from_command_line, test_reply_from_script_without_agent,
               test_every_mail_threads, test_list_alone_at_intake, test_commands_at_intake)

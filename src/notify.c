@@ -280,20 +280,26 @@ add_rcpts (GPtrArray *rcpts, GPtrArray *more, const char *except)
 	}
 }
 
-/* Requester, participants and, for a shared ticket, its organization. */
+/* Requester, participants and, for a shared ticket, its organization;
+ * NULL when the store fails: a mail that silently missed its readers
+ * would be worse than the message tried again. */
 static GPtrArray *
-customer_side (MdStore *store, const MdTicket *t, const char *except)
+customer_side (MdStore *store, const MdTicket *t, const char *except, GError **error)
 {
-	GPtrArray *rcpts = g_ptr_array_new_with_free_func (g_free);
+	g_autoptr (GPtrArray) rcpts = g_ptr_array_new_with_free_func (g_free);
 	add_rcpt (rcpts, t->requester, except);
-	g_autoptr (GPtrArray) parts = md_store_participants (store, t->id, NULL);
-	for (guint i = 0; parts && i < parts->len; i++)
+	g_autoptr (GPtrArray) parts = md_store_participants (store, t->id, error);
+	if (!parts)
+		return NULL;
+	for (guint i = 0; i < parts->len; i++)
 		add_rcpt (rcpts, parts->pdata[i], except);
 	if (t->shared && t->organization_id) {
-		g_autoptr (GPtrArray) members = md_store_org_members (store, t->organization_id, NULL);
+		g_autoptr (GPtrArray) members = md_store_org_members (store, t->organization_id, error);
+		if (!members)
+			return NULL;
 		add_rcpts (rcpts, members, except);
 	}
-	return rcpts;
+	return g_steal_pointer (&rcpts);
 }
 
 /* Drops from RCPTS (customer_side) those a customer's own action may not
@@ -324,15 +330,20 @@ hold_customer_caused (MdDesk *desk, MdStore *store, const MdTicket *t, GPtrArray
 	}
 }
 
+/* The assignee, else every agent; NULL when the store fails. */
 static GPtrArray *
-agent_side (MdDesk *desk, MdStore *store, const MdTicket *t, const char *except)
+agent_side (MdDesk *desk, MdStore *store, const MdTicket *t, const char *except, GError **error)
 {
 	GPtrArray *rcpts = g_ptr_array_new_with_free_func (g_free);
 	if (t->assignee) {
 		add_rcpt (rcpts, t->assignee, except);
 		return rcpts;
 	}
-	g_autoptr (GPtrArray) agents = md_store_agents (store, NULL);
+	g_autoptr (GPtrArray) agents = md_store_agents (store, error);
+	if (!agents) {
+		g_ptr_array_unref (rcpts);
+		return NULL;
+	}
 	add_rcpts (rcpts, agents, except);
 	for (int i = 0; desk->conf->agents && desk->conf->agents[i]; i++)
 		add_rcpt (rcpts, desk->conf->agents[i], except);
@@ -671,7 +682,9 @@ md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, con
 	set_author (vars, agent);
 	set (vars, "comment", comment);
 	set (vars, "attachments", names);
-	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, agent->email);
+	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, agent->email, error);
+	if (!rcpts)
+		return FALSE;
 	Outgoing o = { .event = "agent-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,
 		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_NONE,
 		       .agent_name = agent->name ? agent->name : agent->email, .attachments_of = msg,
@@ -683,7 +696,9 @@ gboolean
 md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *author,
                           const char *comment, const MdMessage *msg, GError **error)
 {
-	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email);
+	g_autoptr (GPtrArray) rcpts = agent_side (desk, store, ticket, author->email, error);
+	if (!rcpts)
+		return FALSE;
 	/* A desk without agents yet relays nothing: no variables to make
 	 * (every new ticket comes here). */
 	if (rcpts->len == 0)
@@ -714,7 +729,9 @@ md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 	set (vars, "resolved", g_strcmp0 (ticket->status, MD_STATUS_RESOLVED) == 0 ? "yes" : "");
 	set (vars, "comment", comment);
 	set (vars, "reopen_window", window);
-	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, except);
+	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, except, error);
+	if (!rcpts)
+		return FALSE;
 	if (by_customer)
 		hold_customer_caused (desk, store, ticket, rcpts, "status-change");
 	Outgoing o = { .event = "status-change", .ticket = ticket, .vars = vars, .rcpts = rcpts,

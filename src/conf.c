@@ -52,6 +52,7 @@ static const KeySpec desk_keys[] = {
 	{ "smtp", "from", KEY_STRING, F (smtp_from), NULL },
 	{ "smtp", "user", KEY_STRING, F (smtp_user), NULL },
 	{ "smtp", "password_file", KEY_STRING, F (smtp_password_file), NULL },
+	{ "smtp", "auth", KEY_STRING, F (smtp_auth), "password" },
 	{ "smtp", "ca_file", KEY_STRING, F (smtp_ca_file), NULL },
 	{ "calendar", "timezone", KEY_STRING, F (timezone), "Europe/Kyiv" },
 	{ "calendar", "hours", KEY_STRING, F (hours), "Mon-Fri 09:00-17:00" },
@@ -321,6 +322,7 @@ md_conf_free (MdConf *conf)
 	g_free (conf->smtp_from);
 	g_free (conf->smtp_user);
 	g_free (conf->smtp_password_file);
+	g_free (conf->smtp_auth);
 	g_free (conf->smtp_ca_file);
 	g_free (conf->timezone);
 	g_free (conf->hours);
@@ -512,8 +514,9 @@ check_imap (Loader *l, MdImapConf *m)
 		loader_error (l, line, "[%s] needs a password_file", g);
 	check_file_name (l, g, "password_file", m->password_file);
 	check_file_name (l, g, "ca_file", m->ca_file);
-	if (m->auth && g_ascii_strcasecmp (m->auth, "login") && g_ascii_strcasecmp (m->auth, "plain"))
-		loader_error (l, line_of (l->lines, g, "auth"), "[%s] auth must be login or plain", g);
+	if (m->auth && g_ascii_strcasecmp (m->auth, "login") && g_ascii_strcasecmp (m->auth, "plain") &&
+	    g_ascii_strcasecmp (m->auth, "xoauth2"))
+		loader_error (l, line_of (l->lines, g, "auth"), "[%s] auth must be login, plain or xoauth2", g);
 }
 
 static void

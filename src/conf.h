@@ -57,6 +57,7 @@ typedef struct {
 	char *smtp_from;
 	char *smtp_user;
 	char *smtp_password_file;
+	char *smtp_auth;        /* "password" (the relay's choice of mechanism) or "xoauth2" */
 	char *smtp_ca_file;
 
 	/* [calendar] */

@@ -579,6 +579,10 @@ log_in (Mailbox *mb, GError **error)
 	if (mb->conf->auth && !g_ascii_strcasecmp (mb->conf->auth, "plain"))
 		r = mailimap_authenticate (mb->imap, "PLAIN", mb->host, NULL, NULL, mb->conf->user, mb->conf->user,
 		                           password, NULL);
+	else if (mb->conf->auth && !g_ascii_strcasecmp (mb->conf->auth, "xoauth2"))
+		/* the file holds an access token, read again at every login so
+		 * that whatever refreshes it need not restart the desk */
+		r = mailimap_oauth2_authenticate (mb->imap, mb->conf->user, password);
 	else
 		r = mailimap_login (mb->imap, mb->conf->user, password);
 	md_password_free (password);

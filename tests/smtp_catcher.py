@@ -16,7 +16,12 @@ A REPLY of "wait SECONDS" is a slow server: it waits, then answers as usual
 
     smtp_catcher.py --dir DIR --port N [--control FILE]
                     [--cert C --key K (--starttls | --smtps)]
-                    [--auth-user U --auth-password P]
+                    [--auth-user U (--auth-password P | --xoauth2-token T)]
+
+With --xoauth2-token the server offers only AUTH XOAUTH2 (Google's and
+Microsoft's SASL for OAuth 2.0 access tokens) and takes user U with
+bearer token T, the token read again from the file T names when T
+starts with "@" (so a test can expire it).
 
 Prints "ready" once it listens; stops on SIGTERM or SIGINT.
 """
@@ -99,6 +104,40 @@ class Catcher:
         return f"250 2.0.0 Ok: queued as {self.count:04d}"
 
 
+def xoauth2_catcher(handler, user, token):
+    """HANDLER with an AUTH XOAUTH2 mechanism: "user=U^Aauth=Bearer T^A^A"
+    in base64, at once or after an empty challenge; a refusal sends the
+    JSON error challenge and then 535, as Google and Microsoft do."""
+    import base64
+
+    def current_token():
+        if token.startswith("@"):
+            with open(token[1:]) as f:
+                return f.read().strip()
+        return token
+
+    async def auth_XOAUTH2(server, args):
+        from aiosmtpd.smtp import MISSING
+        try:
+            if len(args) > 1:
+                raw = base64.b64decode(args[1].encode(), validate=True)
+            else:
+                raw = await server.challenge_auth("")  # decoded already
+                if raw is MISSING:
+                    return AuthResult(success=False)
+            fields = dict(f.split("=", 1) for f in raw.decode().split("\x01") if f)
+        except Exception:
+            await server.push("501 5.5.2 Can't decode the XOAUTH2 response")
+            return AuthResult(success=False, handled=True)
+        if fields.get("user") == user and fields.get("auth") == "Bearer " + current_token():
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        return AuthResult(success=False)
+
+    handler.auth_XOAUTH2 = auth_XOAUTH2
+    return handler
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
@@ -110,6 +149,7 @@ def main():
     ap.add_argument("--smtps", action="store_true")
     ap.add_argument("--auth-user")
     ap.add_argument("--auth-password")
+    ap.add_argument("--xoauth2-token")
     args = ap.parse_args()
 
     os.makedirs(args.dir, exist_ok=True)
@@ -120,13 +160,17 @@ def main():
         tls.load_cert_chain(args.cert, args.key)
     if args.starttls:
         kwargs.update(tls_context=tls, require_starttls=True)
-    if args.auth_user:
+    handler = Catcher(args.dir, args.control)
+    if args.xoauth2_token:
+        handler = xoauth2_catcher(handler, args.auth_user, args.xoauth2_token)
+        kwargs.update(auth_required=True, auth_exclude_mechanism=["LOGIN", "PLAIN"])
+    elif args.auth_user:
         def authenticate(server, session, envelope, mechanism, auth_data):
             ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == args.auth_user
                   and auth_data.password.decode() == args.auth_password)
             return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
         kwargs.update(authenticator=authenticate, auth_required=True)
-    controller = Controller(Catcher(args.dir, args.control), hostname="127.0.0.1", port=args.port,
+    controller = Controller(handler, hostname="127.0.0.1", port=args.port,
                             ssl_context=tls if args.smtps else None, **kwargs)
     controller.start()
     stop = threading.Event()

@@ -25,7 +25,46 @@ BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
 USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "utf7", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
-         "served", "movecrash", "copycrash", "copycrashplain", "known"]
+         "served", "movecrash", "copycrash", "copycrashplain", "known", "oauth"]
+# Access tokens the OAuth 2.0 introspection endpoint (Introspector) takes,
+# and whose they are.
+TOKENS = {"token-one": "oauth", "token-two": "oauth"}
+
+
+class Introspector:
+    """RFC 7662 token introspection on loopback, which Dovecot's oauth2
+    passdb asks about every XOAUTH2 login: the part of an identity
+    provider (Microsoft 365, Google) a mail server talks to."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+        import urllib.parse
+        asked = self.asked = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(min(int(self.headers.get("Content-Length", 0)), 65536)).decode()
+                token = urllib.parse.parse_qs(body).get("token", [""])[0]
+                asked.append(token)
+                user = TOKENS.get(token)
+                data = json.dumps({"active": "true", "username": user} if user else {"active": "false"}).encode()
+                self.send_response(200 if user else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
 
 
 def eq(tap, got, want, name, detail=None):
@@ -52,7 +91,7 @@ def wait_for(pred, timeout, step=0.05):
 
 
 class Dovecot:
-    def __init__(self):
+    def __init__(self, introspection_port):
         self.dir = tempfile.mkdtemp(prefix="maildesk-dovecot-")
         os.chmod(self.dir, 0o755)
         d = self.dir
@@ -68,6 +107,9 @@ class Dovecot:
                         "-keyout", os.path.join(d, "key.pem"), "-out", self.cert, "-subj", "/CN=localhost",
                         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.4"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        with open(os.path.join(d, "oauth2.conf"), "w") as f:
+            f.write(f"introspection_mode = post\nintrospection_url = http://127.0.0.1:{introspection_port}/\n"
+                    "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
         self.imap_port, self.imaps_port = free_port(), free_port()
         self.conf = os.path.join(d, "dovecot.conf")
         with open(self.conf, "w") as f:
@@ -80,7 +122,13 @@ ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2
+auth_failure_delay = 0
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {d}/oauth2.conf
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN {d}/passwd
@@ -842,9 +890,40 @@ def test_dropped_connection_noticed(tap):
     desk.cleanup()
 
 
+def test_xoauth2(tap):
+    """auth = xoauth2: the password file holds an OAuth 2.0 access token
+    (what Microsoft 365 and Gmail accept instead of a password), read
+    again at every login, so a tool that refreshes it needs no restart."""
+    DV.append("oauth", *msgs("by-token-one", "by-token-two"))
+    desk = imap_desk("oauth", password="token-one", extra="auth = xoauth2")
+    secret = os.path.join(desk.dir, "imap.secret")
+    asked = len(INTROSPECTOR.asked)
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "a valid token logs in", p.stderr)
+    eq(tap, INTROSPECTOR.asked[asked:], ["token-one"], "the server checked that token with the identity provider")
+    eq(tap, subjects(desk), ["by-token-one", "by-token-two"], "and the mailbox is read")
+    with open(secret, "w") as f:
+        f.write("expired-token\n")
+    DV.append("oauth", *msgs("after-expiry"))
+    p = fetch(desk)
+    eq(tap, p.returncode, 78, "an expired token exits 78 (EX_CONFIG)", p.stderr)
+    tap.ok(b"login as oauth refused" in p.stderr and b"expired-token" not in p.stderr,
+           "saying the login was refused, without the token", p.stderr)
+    with open(secret, "w") as f:
+        f.write("token-two\n")
+    p = fetch(desk)
+    eq(tap, (p.returncode, subjects(desk)), (0, ["after-expiry", "by-token-one", "by-token-two"]),
+       "a refreshed token in the same file is used at the next login", p.stderr)
+    desk.cleanup()
+
+
+INTROSPECTOR = None
+
+
 def main():
-    global DV
-    DV = Dovecot()
+    global DV, INTROSPECTOR
+    INTROSPECTOR = Introspector()
+    DV = Dovecot(INTROSPECTOR.port)
     try:
         run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory,
                   test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
@@ -852,9 +931,10 @@ def main():
                   test_known_message_still_copied, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off, test_listing_is_bounded,
-                  test_dropped_connection_noticed, test_partial_fetch_answered_whole)
+                  test_dropped_connection_noticed, test_partial_fetch_answered_whole, test_xoauth2)
     finally:
         DV.stop()
+        INTROSPECTOR.stop()
 
 
 if __name__ == "__main__":

@@ -247,6 +247,64 @@ def test_starttls_auth(tap):
     catcher.cleanup()
 
 
+def test_xoauth2(tap):
+    """[smtp] auth = xoauth2: the password file holds an OAuth 2.0 access
+    token (Microsoft 365 and Gmail take no passwords), sent with AUTH
+    XOAUTH2 over TLS and read again for every transfer, so whatever
+    refreshes it needs no restart; a refused token keeps the mail queued."""
+    desk0 = Desk()
+    server_token = os.path.join(desk0.dir, "server-token")
+    with open(server_token, "w") as f:
+        f.write("token-one\n")
+    catcher, cert = tls_catcher(desk0.dir, "--starttls", "--auth-user", "desk@support.example.com",
+                                "--xoauth2-token", "@" + server_token)
+    catcher.start()
+    secret = os.path.join(desk0.dir, "smtp-token")
+
+    def token(value):
+        with open(secret, "w") as f:
+            f.write(value + "\n")
+        os.chmod(secret, 0o600)
+
+    token("token-one")
+    desk = smtp_desk(catcher, f"user = desk@support.example.com\npassword_file = {secret}\nauth = xoauth2\n"
+                              f"ca_file = {cert}\n")
+    seed(desk, ["alice@customer.example"])
+    p = flush(desk)
+    tap.eq(p.returncode, 0, "a valid token delivers", p.stderr.decode() + p.stdout.decode())
+    tap.eq([(m[0]["tls"], m[0]["auth"], m[0]["login"]) for m in catcher.messages()],
+           [(True, True, "desk@support.example.com")], "over TLS, logged in by XOAUTH2")
+
+    with open(server_token, "w") as f:
+        f.write("token-two\n")  # the old one expired
+    seed(desk, ["bob@customer.example"], msgid="ack2@support.example.com")
+    p = flush(desk)
+    row = [r for r in desk.json("outbox", "list") if r["to"] == "bob@customer.example"][0]
+    tap.eq((p.returncode, row["state"]), (75, "queued"), "an expired token keeps the mail queued")
+    tap.ok((row["last_error"] or "").startswith('AUTH refused: 334 {"status": "401"'), "with the server's answer, decoded",
+           row["last_error"])
+    tap.ok("token-one" not in (row["last_error"] or "") and "dG9rZW4t" not in (row["last_error"] or ""),
+           "not the token, not even in base64", row["last_error"])
+    token("token-two")
+    p = flush(desk, 3600)
+    tap.eq((p.returncode, p.stdout.decode().strip()), (0, "sent 1, deferred 0, failed 0"),
+           "the refreshed token in the same file is used", p.stderr.decode())
+
+    bad = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\nauth = xoauth2\n")
+    p = bad.run("check-config")
+    tap.ok(p.returncode == 78 and b"auth = xoauth2 needs a user" in p.stderr, "xoauth2 without a user is refused",
+           p.stderr)
+    with open(bad.conf_path, "a") as f:
+        f.write("user = x@y.example\npassword_file = /nonexistent\n")
+    bad.write_conf(open(bad.conf_path).read().replace("auth = xoauth2", "auth = oauth"))
+    p = bad.run("check-config")
+    tap.ok(p.returncode == 78 and b"auth must be password or xoauth2" in p.stderr, "an unknown auth is refused",
+           p.stderr)
+    for d in (desk, desk0, bad):
+        d.cleanup()
+    catcher.cleanup()
+
+
 def test_desk_refused_at_mail(tap):
     """A relay that wants AUTH refuses MAIL with 530 5.7.0 while [smtp] has
     no user: the desk's setup is wrong, not the mail.  Every row stays
@@ -320,5 +378,6 @@ def test_smtps(tap):
     catcher.cleanup()
 
 
-run_tests(test_list_and_flush, test_outage_and_failures, test_second_flusher_mid_batch, test_starttls_auth, test_desk_refused_at_mail,
+run_tests(test_list_and_flush, test_outage_and_failures, test_second_flusher_mid_batch, test_starttls_auth, test_xoauth2,
+          test_desk_refused_at_mail,
           test_smtps)

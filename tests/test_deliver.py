@@ -3,10 +3,9 @@
 import glob
 import os
 import sqlite3
-import threading
 import time
 
-from mdtest import CORPUS, Desk, message, run_tests
+from mdtest import CORPUS, Desk, message, run_tests, token_address
 
 TICKET_FIELDS = {"id", "key", "subject", "category", "priority", "status", "requester", "organization",
                  "visibility", "assignee", "created_at", "updated_at", "first_response_due",
@@ -108,16 +107,6 @@ def incoming(show):
     return [m for m in show["messages"] if m["direction"] == "in"]
 
 
-def token_address(desk, ticket_id):
-    """The reply address, computed as DESIGN 5.4 says from the desk's key."""
-    import base64
-    import hashlib
-    import hmac
-    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
-        key = f.read()
-    digest = hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()
-    token = base64.b32encode(digest).decode().lower()[:10]
-    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
 
 
 def test_token_in_headers(tap):

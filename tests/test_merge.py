@@ -4,23 +4,14 @@ participants and fields move to the ticket that carries on; it is
 resolved quietly and points there; mail to its address, tag or
 Message-IDs reaches the other; different customers' tickets are never
 merged; a purge later removes both without breaking the link."""
-import os
 
-from mdtest import Desk, message, run_tests
+from mdtest import Desk, message, run_tests, token_address
 
 AGENT = "jane@support.example.com"
 ALICE = "alice@acme.example"
 NOW = {"MAILDESK_NOW": "2026-12-01T10:00:00+02:00"}
 
 
-def token_address(desk, ticket_id):
-    import base64
-    import hashlib
-    import hmac
-    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
-        key = f.read()
-    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
-    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
 
 
 def test_merge(tap):

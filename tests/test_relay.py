@@ -3,24 +3,15 @@
 the desk under any From and name anyone in Cc, so mail that a stranger's
 message makes the desk send must not reach addresses of the stranger's
 choosing in numbers.  What the outbox queues is what would go out."""
-import base64
 import collections
-import hashlib
-import hmac
-import os
 
-from mdtest import Desk, message, run_tests
+from mdtest import Desk, message, run_tests, token_address
 
 AGENT = "jane@support.example.com"
 NOW = "2026-12-01T10:00:00+02:00"
 ENV = {"MAILDESK_NOW": NOW}
 
 
-def token_address(desk, ticket_id):
-    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
-        key = f.read()
-    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
-    return f"support+SUP-{ticket_id}.{token}@support.example.com"
 
 
 def queued(desk):

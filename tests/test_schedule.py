@@ -10,16 +10,13 @@ nothing else of the kind may.
 The calendar is the default (Mon-Fri 09:00-17:00 Europe/Kyiv, EET in
 December) with a holiday on Tuesday 8 December; the due times below are
 worked out by hand from it."""
-import base64
 import datetime
 import email
 import email.policy
-import hashlib
-import hmac
 import os
 import sqlite3
 
-from mdtest import Catcher, Desk, message, run_tests
+from mdtest import Catcher, Desk, message, run_tests, token_address
 
 KYIV = datetime.timezone(datetime.timedelta(hours=2))  # EET: no DST change in December
 AGENTS = ["jane@support.example.com", "joe@support.example.com"]
@@ -36,13 +33,6 @@ def iso(when):
     return when.isoformat()
 
 
-def token_address(desk, ticket_id):
-    """The reply address, as DESIGN 5.4 derives it from the desk's key."""
-    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
-        key = f.read()
-    digest = hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()
-    token = base64.b32encode(digest).decode().lower()[:10]
-    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
 
 
 # What people do, in time order: (when, ticket it answers or None, sender, subject, body)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from mdtest import Catcher, Desk, Lmtp, Server, free_port, message, run_tests, wait_port
+from mdtest import Catcher, Desk, Lmtp, Server, free_port, message, run_tests, token_address
 
 NOW = "2026-12-01T10:00:00+02:00"
 
@@ -19,14 +19,6 @@ def serve_desk(port, catcher=None, extra=""):
                            f"{smtp}{extra}")
 
 
-def token_address(desk, ticket_id):
-    import base64
-    import hashlib
-    import hmac
-    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
-        key = f.read()
-    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
-    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
 
 
 def test_conversation(tap):

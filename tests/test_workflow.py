@@ -5,20 +5,12 @@ import email
 import email.policy
 import os
 
-from mdtest import Catcher, Desk, message, run_tests
+from mdtest import Catcher, Desk, message, run_tests, token_address
 
 AGENT = "jane@support.example.com"
 CUSTOMER = "alice@customer.example"
 
 
-def token_address(desk, ticket_id):
-    import base64
-    import hashlib
-    import hmac
-    with open(os.path.join(desk.dir, "var", "secret.key"), "rb") as f:
-        key = f.read()
-    token = base64.b32encode(hmac.new(key, str(ticket_id).encode(), hashlib.sha256).digest()).decode().lower()[:10]
-    return f"support+SUP-{ticket_id}.{token}@{desk.domain}"
 
 
 class Conversation:

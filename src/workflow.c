@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "intake.h"
 #include "md.h"
+#include "merge.h"
 #include "schedule.h"
 #include "store.h"
 #include "thread.h"
@@ -290,8 +291,9 @@ is_quiet_command (const MdCommand *c)
 	       strcmp (c->name, "assign") == 0;
 }
 
+typedef enum { QUIET_ONLY, LOUD_ONLY, ANY } Which;
 static gboolean run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands,
-                                    const MdActor *actor, const MdMessage *msg, gboolean quiet, GError **error);
+                                    const MdActor *actor, const MdMessage *msg, Which which, GError **error);
 
 gboolean
 md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
@@ -315,9 +317,9 @@ md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActo
 	 * ticket as this mail leaves it; the commands that mail the
 	 * customer run after it, so their mail follows the reply's. */
 	return (!next || md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) &&
-	       run_commands_where (desk, store, t, commands, actor, msg, TRUE, error) &&
+	       run_commands_where (desk, store, t, commands, actor, msg, QUIET_ONLY, error) &&
 	       md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) &&
-	       run_commands_where (desk, store, t, commands, actor, msg, FALSE, error);
+	       run_commands_where (desk, store, t, commands, actor, msg, LOUD_ONLY, error);
 }
 
 gboolean
@@ -456,7 +458,7 @@ static const struct { const char *name; Who who; } command_table[] = {
 	{ "ack", WHO_AGENT }, { "status", WHO_AGENT }, { "priority", WHO_AGENT }, { "category", WHO_AGENT },
 	{ "assign", WHO_AGENT }, { "waiting", WHO_AGENT }, { "resolve", WHO_AGENT | WHO_CUSTOMER },
 	{ "internal", WHO_AGENT }, { "share", WHO_CUSTOMER }, { "private", WHO_CUSTOMER },
-	{ "list", WHO_AGENT | WHO_CUSTOMER },
+	{ "list", WHO_AGENT | WHO_CUSTOMER }, { "merge", WHO_AGENT },
 };
 
 gboolean
@@ -466,6 +468,27 @@ md_command_is_known (const char *name)
 		if (strcmp (command_table[i].name, name) == 0)
 			return TRUE;
 	return FALSE;
+}
+
+/* #merge SUP-12: this ticket, a duplicate, into SUP-12 (merge.c). */
+static gboolean
+merge_into (MdDesk *desk, MdStore *store, MdTicket *t, const char *arg, const MdActor *actor, GError **error)
+{
+	gint64 into_id = md_ticket_key_parse (desk->conf->ticket_prefix, arg);
+	if (!into_id)
+		return invalid (error, "#merge needs the ticket to merge this one into, as in #merge %s-123",
+		                desk->conf->ticket_prefix);
+	GError *local = NULL;
+	g_autoptr (MdTicket) into = md_store_ticket_get (store, into_id, &local);
+	if (!into && g_error_matches (local, MD_ERROR, MD_ERROR_NOT_FOUND)) {
+		g_error_free (local);
+		return invalid (error, "there is no ticket %s", arg);
+	}
+	if (!into) {
+		g_propagate_error (error, local);
+		return FALSE;
+	}
+	return md_merge_tickets (desk, store, t, into, actor, error);
 }
 
 /* Runs one command; FALSE with MD_ERROR_INVALID/DENIED is answered by
@@ -481,7 +504,8 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		;
 	if (i == G_N_ELEMENTS (command_table)) {
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "unknown command #%s; commands are #ack, #status, "
-		             "#priority, #category, #assign, #waiting, #resolve, #internal, #share, #private and #list", c->name);
+		             "#priority, #category, #assign, #waiting, #resolve, #internal, #share, #private, #list "
+		             "and #merge", c->name);
 		return FALSE;
 	}
 	if (!(command_table[i].who & who)) {
@@ -505,6 +529,8 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		             "(an agent can reopen it with #status reopened)", name);
 		return FALSE;
 	}
+	if (strcmp (name, "merge") == 0)
+		return merge_into (desk, store, t, c->arg, actor, error);
 	if (strcmp (name, "ack") == 0) {
 		if (!md_workflow_first_response (desk, store, t, actor, error))
 			return FALSE;
@@ -598,28 +624,35 @@ run_or_refuse (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const Md
 	return ok;
 }
 
+/* #merge ends the ticket's life of its own: it runs after every other
+ * command of the message, which act on the ticket as it was. */
+static gboolean
+is_merge (const MdCommand *c)
+{
+	return strcmp (c->name, "merge") == 0;
+}
+
+/* The commands WHICH selects (is_quiet_command), in order, #merge last. */
+static gboolean
+run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
+                    const MdMessage *msg, Which which, GError **error)
+{
+	for (int merges = 0; merges < 2; merges++)
+		for (guint i = 0; commands && i < commands->len; i++) {
+			MdCommand *c = commands->pdata[i];
+			gboolean selected = which == ANY || is_quiet_command (c) == (which == QUIET_ONLY);
+			if (selected && is_merge (c) == merges &&
+			    !run_or_refuse (desk, store, t, c, actor, answer_in_reply (actor), msg, error))
+				return FALSE;
+		}
+	return TRUE;
+}
+
 gboolean
 md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
                           const MdMessage *msg, GError **error)
 {
-	for (guint i = 0; commands && i < commands->len; i++)
-		if (!run_or_refuse (desk, store, t, commands->pdata[i], actor, answer_in_reply (actor), msg, error))
-			return FALSE;
-	return TRUE;
-}
-
-/* The commands that are (QUIET) or are not is_quiet_command, in order. */
-static gboolean
-run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
-                    const MdMessage *msg, gboolean quiet, GError **error)
-{
-	for (guint i = 0; commands && i < commands->len; i++) {
-		MdCommand *c = commands->pdata[i];
-		if (is_quiet_command (c) == quiet &&
-		    !run_or_refuse (desk, store, t, c, actor, answer_in_reply (actor), msg, error))
-			return FALSE;
-	}
-	return TRUE;
+	return run_commands_where (desk, store, t, commands, actor, msg, ANY, error);
 }
 
 /* Why C may not run in the mail that opened a ticket, or NULL when it

@@ -96,5 +96,51 @@ def test_merge(tap):
         desk.cleanup()
 
 
+def test_merge_by_mail(tap):
+    """An agent's `#merge SUP-1` in a reply to a duplicate: the reply goes
+    to the customer first, then the duplicate, reply and all, is merged.
+    A bad or refused #merge is answered to the agent; a customer may not."""
+    desk = Desk()
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        for subject in ("Printer broken", "Printer still broken"):
+            tap.eq(desk.deliver(message(subject=subject, sender=ALICE), env=NOW).returncode, 0, "delivered")
+        tap.eq(desk.deliver(message(subject="Mine", sender="bob@other.example"), env=NOW).returncode, 0, "delivered")
+
+        def agent_writes(ticket, body):
+            to = token_address(desk, ticket)
+            p = desk.deliver(message(subject=f"Re: [SUP-{ticket}]", sender=AGENT, to=to, body=body),
+                             "--recipient", to, env=NOW)
+            tap.eq(p.returncode, 0, "the agent's mail is accepted", p.stderr)
+            return [r for r in desk.json("outbox", "list", env=NOW)]
+
+        outbox = agent_writes(3, "#merge SUP-1\nSame printer?")
+        tap.ok(any(r["kind"] == "command-error" and r["to"] == AGENT for r in outbox),
+               "another customer's ticket: the agent is told why not", [(r["kind"], r["to"]) for r in outbox])
+        three = desk.show(3)
+        tap.eq((three["merged_into"], len(three["messages"]) > 1, desk.show(1)["merged_into"]), (None, True, None),
+               "and nothing was merged")
+        outbox = agent_writes(2, "#merge SUP-99\nHello")
+        tap.ok(any(r["kind"] == "command-error" and r["to"] == AGENT for r in outbox[-3:]),
+               "a ticket that does not exist is answered too")
+        before = len(desk.json("outbox", "list", env=NOW))
+        outbox = agent_writes(2, "#merge SUP-1\n#priority P2\nThis is the same as SUP-1; we go on there.")
+        new = outbox[before:]
+        tap.ok(any(r["kind"] == "agent-reply" and r["to"] == ALICE for r in new),
+               "the agent's reply reaches the customer", [(r["kind"], r["to"]) for r in new])
+        two, one = desk.show(2), desk.show(1)
+        tap.eq((two["merged_into"], two["status"], two["priority"]), ("SUP-1", "Resolved", "P2"),
+               "the duplicate is merged, after the message's other commands ran on it")
+        bodies = [m["body"] for m in one["messages"]]
+        tap.ok(any("we go on there" in b for b in bodies), "the agent's reply moved with the rest", bodies)
+        p = desk.deliver(message(subject="Re: [SUP-3]", sender="bob@other.example", to=token_address(desk, 3),
+                                 body="#merge SUP-1\nplease"), "--recipient", token_address(desk, 3), env=NOW)
+        tap.eq(desk.show(3)["merged_into"], None, "a customer's #merge does nothing")
+        tap.ok(any(h["field"] == "command refused" and "only agents" in (h["new"] or "")
+                   for h in desk.show(3)["history"]), "and is refused in the history")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_merge)
+    run_tests(test_merge, test_merge_by_mail)

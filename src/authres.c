@@ -15,7 +15,6 @@
 #include "authres.h"
 
 #define MAX_HEADERS 16  /* trusted headers read */
-#define MAX_RESULTS 32  /* resinfos read from one header */
 #define MAX_WORD 255    /* bytes kept of one token */
 
 typedef struct {
@@ -23,6 +22,7 @@ typedef struct {
 	char result[16];  /* lowercase */
 	char *domain;     /* lowercase: dmarc's header.from, dkim's header.d,
 	                   * spf's smtp.mailfrom domain; NULL when not given */
+	gboolean damaged; /* a malformed property followed the result */
 } Result;
 
 typedef enum { TOK_END, TOK_SEMI, TOK_EQ, TOK_WORD } TokKind;
@@ -45,7 +45,10 @@ skip_cfws (const char *p)
 }
 
 /* The next token after *P: ';', '=', or a word (a quoted string's
- * contents, unescaped) in WORD. */
+ * contents, unescaped, with what follows it unspaced: the quoted local
+ * part of "a b"@example.com) in WORD.  A word longer than MAX_WORD is
+ * kept to MAX_WORD + 1 bytes: overlong() tells it from one that fits,
+ * so that a cut never passes for the whole. */
 static TokKind
 next_token (const char **p, GString *word)
 {
@@ -54,22 +57,32 @@ next_token (const char **p, GString *word)
 	TokKind kind = *s == ';' ? TOK_SEMI : *s == '=' ? TOK_EQ : *s ? TOK_WORD : TOK_END;
 	if (kind == TOK_SEMI || kind == TOK_EQ) {
 		s++;
-	} else if (*s == '"') {
-		for (s++; *s && *s != '"'; s++) {
-			if (*s == '\\' && s[1])
-				s++;
-			if (word->len < MAX_WORD)
-				g_string_append_c (word, *s);
-		}
-		if (*s)
-			s++;
 	} else {
+		const char *start = s;
+		if (*s == '"') {
+			for (s++; *s && *s != '"'; s++) {
+				if (*s == '\\' && s[1])
+					s++;
+				if (word->len <= MAX_WORD)
+					g_string_append_c (word, *s);
+			}
+			if (*s)
+				s++;
+		}
 		for (; *s && !strchr (" \t\r\n();=\"", *s); s++)
-			if (word->len < MAX_WORD)
+			if (word->len <= MAX_WORD)
 				g_string_append_c (word, *s);
+		if (s == start)
+			s++;  /* a stray ')': no word, but on past it */
 	}
 	*p = s;
 	return kind;
+}
+
+static gboolean
+overlong (const GString *word)
+{
+	return word->len > MAX_WORD;
 }
 
 /* The domain of an address or domain, lowercase, without a final dot. */
@@ -113,58 +126,28 @@ names_domain (const char *method, const char *property)
 
 /* One resinfo after its ';': method=result, then reason and properties
  * (name=value).  FALSE when it is malformed (or the "none" of a header
- * with no results), which ends the header. */
+ * with no results).  *AFTER: the token that ended it, or for a
+ * malformed one the last token read. */
 static gboolean
 parse_resinfo (const char **p, GString *word, Result *r, TokKind *after)
 {
-	if (next_token (p, word) != TOK_WORD)
+	if ((*after = next_token (p, word)) != TOK_WORD)
 		return FALSE;
 	copy_lower (r->method, sizeof r->method, word->str);
-	if (next_token (p, word) != TOK_EQ || next_token (p, word) != TOK_WORD)
+	if ((*after = next_token (p, word)) != TOK_EQ || (*after = next_token (p, word)) != TOK_WORD)
 		return FALSE;
 	copy_lower (r->result, sizeof r->result, word->str);
-	TokKind kind;
-	while ((kind = next_token (p, word)) == TOK_WORD) {
+	while ((*after = next_token (p, word)) == TOK_WORD) {
 		g_autofree char *property = g_strdup (word->str);
-		if (next_token (p, word) != TOK_EQ || next_token (p, word) != TOK_WORD)
+		if ((*after = next_token (p, word)) != TOK_EQ || (*after = next_token (p, word)) != TOK_WORD)
 			return FALSE;
 		if (names_domain (r->method, property)) {
 			g_free (r->domain);
-			r->domain = domain_of (word->str);
+			/* cut, it might end in another domain than it names */
+			r->domain = overlong (word) ? g_strdup ("") : domain_of (word->str);
 		}
 	}
-	*after = kind;
 	return TRUE;
-}
-
-static void
-clear_result (gpointer data)
-{
-	g_free (((Result *) data)->domain);
-}
-
-/* The results of VALUE, or NULL when its authserv-id is not trusted. */
-static GArray *
-parse_header (const char *value, const char *const *trusted)
-{
-	g_autoptr (GString) word = g_string_new (NULL);
-	const char *p = value;
-	if (next_token (&p, word) != TOK_WORD || !is_trusted (word->str, trusted))
-		return NULL;
-	GArray *results = g_array_new (FALSE, TRUE, sizeof (Result));
-	g_array_set_clear_func (results, clear_result);
-	TokKind kind = next_token (&p, word);
-	if (kind == TOK_WORD)  /* authres-version */
-		kind = next_token (&p, word);
-	while (kind == TOK_SEMI && results->len < MAX_RESULTS) {
-		Result r = { { 0 } };
-		if (!parse_resinfo (&p, word, &r, &kind)) {
-			g_free (r.domain);
-			break;
-		}
-		g_array_append_val (results, r);
-	}
-	return results;
 }
 
 /* The From domain, or a parent of it that is still a domain and not a
@@ -204,6 +187,57 @@ md_sender_auth_name (MdSenderAuth auth)
 	return names[auth];
 }
 
+typedef struct {
+	const char *from_domain;
+	MethodVerdict dmarc, dkim, spf;
+} Verdicts;
+
+static void
+count_result (Verdicts *v, int header, const Result *r)
+{
+	/* a damaged result may still fail, never pass */
+	gboolean pass = !r->damaged && strcmp (r->result, "pass") == 0;
+	if (strcmp (r->method, "dmarc") == 0) {
+		/* one for another From (there were two?) says nothing of this one */
+		gboolean ours = !r->domain || strcmp (r->domain, v->from_domain) == 0;
+		take (&v->dmarc, header, ours && pass, ours && strcmp (r->result, "fail") == 0);
+	} else if (strcmp (r->method, "dkim") == 0) {
+		take (&v->dkim, header, pass && aligned (v->from_domain, r->domain), FALSE);
+	} else if (strcmp (r->method, "spf") == 0) {
+		take (&v->spf, header, pass && aligned (v->from_domain, r->domain), FALSE);
+	}
+}
+
+/* Counts the results of VALUE, header number HEADER, into V; FALSE when
+ * its authserv-id is not trusted.  Every resinfo is read, however many
+ * come before the one that matters (a message may carry any number of
+ * DKIM signatures, each a result), and a malformed one is passed over
+ * to the next ';', not taken for the end: either way a DMARC failure
+ * after it would be lost. */
+static gboolean
+count_header (const char *value, int header, const char *const *trusted, Verdicts *v)
+{
+	g_autoptr (GString) word = g_string_new (NULL);
+	const char *p = value;
+	if (next_token (&p, word) != TOK_WORD || overlong (word) || !is_trusted (word->str, trusted))
+		return FALSE;
+	TokKind kind = next_token (&p, word);
+	if (kind == TOK_WORD)  /* authres-version */
+		kind = next_token (&p, word);
+	while (kind == TOK_SEMI) {
+		Result r = { { 0 } };
+		if (!parse_resinfo (&p, word, &r, &kind)) {
+			while (kind != TOK_SEMI && kind != TOK_END)
+				kind = next_token (&p, word);
+			r.damaged = TRUE;
+		}
+		if (r.result[0])
+			count_result (v, header, &r);
+		g_free (r.domain);
+	}
+	return TRUE;
+}
+
 MdSenderAuth
 md_authres_verdict (const char *const *headers, const char *const *trusted, const char *from_addr)
 {
@@ -211,29 +245,13 @@ md_authres_verdict (const char *const *headers, const char *const *trusted, cons
 	if (!headers || !trusted || !trusted[0] || !at || !at[1])
 		return MD_SENDER_AUTH_NONE;
 	g_autofree char *from_domain = domain_of (at + 1);
-	MethodVerdict dmarc = { -1, FALSE, FALSE }, dkim = dmarc, spf = dmarc;
+	MethodVerdict none = { -1, FALSE, FALSE };
+	Verdicts v = { from_domain, none, none, none };
 	int n_trusted = 0;
 
-	for (int h = 0; headers[h] && n_trusted < MAX_HEADERS; h++) {
-		g_autoptr (GArray) results = parse_header (headers[h], trusted);
-		if (!results)
-			continue;
-		n_trusted++;
-		for (guint i = 0; i < results->len; i++) {
-			const Result *r = &g_array_index (results, Result, i);
-			gboolean pass = strcmp (r->result, "pass") == 0;
-			if (strcmp (r->method, "dmarc") == 0) {
-				/* one for another From (there were two?) says nothing of this one */
-				gboolean ours = !r->domain || strcmp (r->domain, from_domain) == 0;
-				take (&dmarc, h, ours && pass, ours && strcmp (r->result, "fail") == 0);
-			} else if (strcmp (r->method, "dkim") == 0) {
-				take (&dkim, h, pass && aligned (from_domain, r->domain), FALSE);
-			} else if (strcmp (r->method, "spf") == 0) {
-				take (&spf, h, pass && aligned (from_domain, r->domain), FALSE);
-			}
-		}
-	}
-	if (dmarc.fail)
+	for (int h = 0; headers[h] && n_trusted < MAX_HEADERS; h++)
+		n_trusted += count_header (headers[h], h, trusted, &v);
+	if (v.dmarc.fail)
 		return MD_SENDER_AUTH_FAIL;
-	return dmarc.pass || dkim.pass || spf.pass ? MD_SENDER_AUTH_PASS : MD_SENDER_AUTH_NONE;
+	return v.dmarc.pass || v.dkim.pass || v.spf.pass ? MD_SENDER_AUTH_PASS : MD_SENDER_AUTH_NONE;
 }

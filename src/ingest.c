@@ -270,7 +270,7 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	job->sender_addr = md_ingest_sender_address (job->msg, job->sender);
 	const char *const *trusted = (const char *const *) job->desk->conf->authserv_id;
 	if (trusted && trusted[0])
-		job->msg->from_auth = md_authres_verdict (md_message_header_values (job->msg, "Authentication-Results"),
+		job->msg->from_auth = md_authres_verdict ((const char *const *) job->msg->auth_results->pdata,
 		                                          trusted, job->msg->from_ambiguous ? NULL : job->msg->from_addr);
 	find_token (job);
 	classify (job);

@@ -26,6 +26,13 @@ may_merge (MdDesk *desk, const MdTicket *source, const MdTicket *into, GError **
 		return denied (error, "%s is resolved; reopen it before merging into it", to);
 	gboolean same_requester = source->requester_id && source->requester_id == into->requester_id;
 	gboolean same_org = source->organization_id && source->organization_id == into->organization_id;
+	/* One organization's members read each other's tickets only when
+	 * shared (DESIGN 2): a private one merged into a colleague's would
+	 * make its requester a participant there, and its mail the other's. */
+	if (!same_requester && same_org && !(source->shared && into->shared))
+		return denied (error, "%s (%s) and %s (%s) are not both shared with their organization: merged, each "
+		               "would read the other's private mail", from, source->requester ? source->requester : "no requester",
+		               to, into->requester ? into->requester : "no requester");
 	if (!same_requester && !same_org)
 		return denied (error, "%s (%s) and %s (%s) are different customers' tickets: merged, each would read "
 		               "the other's mail", from, source->requester ? source->requester : "no requester", to,

@@ -1150,6 +1150,16 @@ fill_headers (Walk *w, GMimeMessage *gm)
 		h->name = printable (name, 200);
 		h->value = printable (value ? value : "", w->lim.max_header_len);
 		g_ptr_array_add (msg->headers, h);
+		if (g_ascii_strcasecmp (name, "Authentication-Results") == 0) {
+			/* GMime's value has its encoded words decoded, as for a
+			 * Subject: a sender's =?us-ascii?q?mx.desk.example?= would
+			 * read as the desk's MTA, which strips only its own name. */
+			const char *raw = g_mime_header_get_raw_value (header);
+			g_autofree char *unfolded = g_strdup (raw ? raw : "");
+			g_strdelimit (unfolded, "\r\n", ' ');
+			g_ptr_array_insert (msg->auth_results, msg->auth_results->len - 1,
+			                    printable (unfolded, w->lim.max_header_len));
+		}
 	}
 }
 
@@ -1340,6 +1350,8 @@ message_new (void)
 	msg->cc = g_ptr_array_new_with_free_func (g_free);
 	msg->attachments = g_ptr_array_new_with_free_func (attachment_free);
 	msg->headers = g_ptr_array_new ();
+	msg->auth_results = g_ptr_array_new_with_free_func (g_free);
+	g_ptr_array_add (msg->auth_results, NULL);
 	msg->problems = g_ptr_array_new_with_free_func (g_free);
 	msg->report_failed_recipients = g_ptr_array_new_with_free_func (g_free);
 	return msg;
@@ -1682,6 +1694,7 @@ md_message_free (MdMessage *msg)
 		g_free (h);
 	}
 	g_ptr_array_unref (msg->headers);
+	g_ptr_array_unref (msg->auth_results);
 	g_free (msg->report_original_message_id);
 	if (msg->report_failed_recipients)
 		g_ptr_array_unref (msg->report_failed_recipients);

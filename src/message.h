@@ -60,6 +60,10 @@ typedef struct {
 	                           * point; "" for <>, NULL when unknown */
 	MdSenderAuth from_auth;   /* not parsed: ingest's reading of the
 	                           * trusted Authentication-Results */
+	GPtrArray *auth_results;  /* the Authentication-Results values as
+	                           * written (no RFC 2047 decoding: an
+	                           * encoded word is no authserv-id),
+	                           * unfolded, topmost first, NULL-terminated */
 	GHashTable *header_index; /* private, see md_message_header_values */
 } MdMessage;
 

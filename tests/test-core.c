@@ -662,6 +662,18 @@ test_authres_verdicts (void)
 		{ "malformed", { "mx.desk.example; dmarc pass" }, "a@customer.example", MD_SENDER_AUTH_NONE },
 		{ "unterminated", { "mx.desk.example; dmarc=pass (header.from=\"customer.example" },
 		  "a@customer.example", MD_SENDER_AUTH_PASS },
+		{ "a malformed resinfo before the failure",
+		  { "mx.desk.example; spf=pass smtp.mailfrom=\"a b\" @evil.example; dmarc=fail header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_FAIL },
+		{ "a malformed property after the failure",
+		  { "mx.desk.example; dmarc=fail header.from=customer.example policy.x" },
+		  "a@customer.example", MD_SENDER_AUTH_FAIL },
+		{ "a malformed property after a pass", { "mx.desk.example; dkim=pass header.d=customer.example x.y" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "quoted local part", { "mx.desk.example; spf=pass smtp.mailfrom=\"a@customer.example\"@evil.example" },
+		  "a@customer.example", MD_SENDER_AUTH_NONE },
+		{ "stray parenthesis", { "mx.desk.example; dkim=fail ) x; dmarc=fail header.from=customer.example" },
+		  "a@customer.example", MD_SENDER_AUTH_FAIL },
 		{ "no From", { "mx.desk.example; dmarc=fail" }, NULL, MD_SENDER_AUTH_NONE },
 		{ "empty", { "" }, "a@customer.example", MD_SENDER_AUTH_NONE },
 	};
@@ -671,6 +683,24 @@ test_authres_verdicts (void)
 			g_error ("%s: %s, expected %s", cases[i].name, md_sender_auth_name (got),
 			         md_sender_auth_name (cases[i].expect));
 	}
+	/* A sender may sign with any number of DKIM keys, one result each
+	 * ahead of the MTA's DMARC verdict in a header like rspamd's; and a
+	 * value cut to fit must not end in the From domain it never named. */
+	g_autoptr (GString) many = g_string_new ("mx.desk.example;");
+	for (int i = 0; i < 40; i++)
+		g_string_append_printf (many, " dkim=fail header.d=s%d.evil.example;", i);
+	g_string_append (many, " dmarc=fail header.from=customer.example");
+	const char *many_dkim[] = { many->str, NULL };
+	g_assert_cmpint (md_authres_verdict (many_dkim, trusted, "a@customer.example"), ==, MD_SENDER_AUTH_FAIL);
+	g_autofree char *pad = g_strnfill (255 - strlen ("\"") - strlen ("@customer.example"), 'x');
+	g_autofree char *cut = g_strdup_printf ("mx.desk.example; spf=pass smtp.mailfrom=\"%s@customer.example\"@evil.example",
+	                                        pad);
+	const char *cut_mailfrom[] = { cut, NULL };
+	g_assert_cmpint (md_authres_verdict (cut_mailfrom, trusted, "a@customer.example"), ==, MD_SENDER_AUTH_NONE);
+	g_autofree char *cut2 = g_strdup_printf ("mx.desk.example; spf=pass smtp.mailfrom=%s@customer.example.evil.example",
+	                                         pad);
+	const char *cut_mailfrom2[] = { cut2, NULL };
+	g_assert_cmpint (md_authres_verdict (cut_mailfrom2, trusted, "a@customer.example"), ==, MD_SENDER_AUTH_NONE);
 	static const char *const none[] = { NULL };
 	static const char *const fail[] = { "mx.desk.example; dmarc=fail", NULL };
 	g_assert_cmpint (md_authres_verdict (fail, none, "a@customer.example"), ==, MD_SENDER_AUTH_NONE);

@@ -262,6 +262,42 @@ def test_authentication_results(tap):
     desk.cleanup()
 
 
+def test_authentication_results_encoded_word(tap):
+    """The authserv-id is read as the header's bytes: one spelled as an
+    RFC 2047 encoded word is not the MTA's name (its MTA, which strips
+    copies claiming that name, does not see one there), however a MIME
+    parser would decode it."""
+    desk = Desk(extra_conf="authserv_id = mx.support.example.com\nrequire_sender_auth = true\n")
+    try:
+        desk.deliver(message(subject="private matter", body="secret details"), env={"MAILDESK_NOW": NOW})
+        for what, planted, flag in (
+                ("an encoded-word authserv-id",
+                 "Authentication-Results: =?us-ascii?q?mx=2Esupport=2Eexample=2Ecom?=; "
+                 "dkim=pass header.d=customer.example", "unverified sender: From not authenticated"),
+                ("an encoded word in the MTA's comment on what the sender wrote",
+                 "Authentication-Results: mx.support.example.com; spf=none "
+                 "(helo =?us-ascii?q?x=29=3B_dkim=3Dpass_header=2Ed=3Dcustomer=2Eexample_=28?=) smtp.helo=x",
+                 "unverified sender: From not authenticated")):
+            headers = ["Authentication-Results: mx.support.example.com; dmarc=none header.from=customer.example", planted]
+            if "spf=none" in planted:
+                headers = [planted]
+            p = desk.deliver(message(subject="Re: [SUP-1] private matter", body="#share\nSend it to me.",
+                                     headers=headers), env={"MAILDESK_NOW": NOW})
+            tap.eq(p.returncode, 0, f"{what}: accepted", p.stderr)
+            t = desk.show(1)
+            last = [m for m in t["messages"] if m["direction"] == "in"][-1]
+            tap.eq((last["internal"], last["flag"], t["visibility"]), (True, flag, "private"),
+                   f"{what} is not the MTA's: the reply is a note")
+        p = desk.deliver(message(subject="Re: [SUP-1] private matter", body="Thanks.",
+                                 headers=["Authentication-Results: mx.support.example.com;\r\n"
+                                          "\tdkim=pass\r\n\theader.d=customer.example"]),
+                         env={"MAILDESK_NOW": NOW})
+        last = [m for m in desk.show(1)["messages"] if m["direction"] == "in"][-1]
+        tap.eq((last["internal"], last["flag"]), (False, None), "a folded header of the MTA's still passes")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(test_spoofing, test_separate_agent_tokens, test_unverified_agent_notice_rate_limited,
-              test_authentication_results)
+              test_authentication_results, test_authentication_results_encoded_word)

@@ -198,9 +198,11 @@ count_result (Verdicts *v, int header, const Result *r)
 	/* a damaged result may still fail, never pass */
 	gboolean pass = !r->damaged && strcmp (r->result, "pass") == 0;
 	if (strcmp (r->method, "dmarc") == 0) {
-		/* one for another From (there were two?) says nothing of this one */
+		/* A verdict on another From (the MTA read the header otherwise,
+		 * or there were two) passes nothing, but a failure still fails:
+		 * doubt errs against the sender. */
 		gboolean ours = !r->domain || strcmp (r->domain, v->from_domain) == 0;
-		take (&v->dmarc, header, ours && pass, ours && strcmp (r->result, "fail") == 0);
+		take (&v->dmarc, header, ours && pass, strcmp (r->result, "fail") == 0);
 	} else if (strcmp (r->method, "dkim") == 0) {
 		take (&v->dkim, header, pass && aligned (v->from_domain, r->domain), FALSE);
 	} else if (strcmp (r->method, "spf") == 0) {

@@ -37,6 +37,11 @@ may_merge (MdDesk *desk, const MdTicket *source, const MdTicket *into, GError **
 		return denied (error, "%s (%s) and %s (%s) are different customers' tickets: merged, each would read "
 		               "the other's mail", from, source->requester ? source->requester : "no requester", to,
 		               into->requester ? into->requester : "no requester");
+	/* The requester's own choice: what they kept private stays so. */
+	if (!source->shared && into->shared && into->organization_id)
+		return denied (error, "%s is private and %s shared with %s: merged, the organization would read %s's "
+		               "mail; share %s first, or make %s private", from, to,
+		               into->organization ? into->organization : "its organization", from, from, to);
 	return TRUE;
 }
 

@@ -152,5 +152,25 @@ def test_merge_by_mail(tap):
         desk.cleanup()
 
 
+def test_merge_keeps_what_was_private(tap):
+    """One requester's tickets: a private one does not go into one shared
+    with their organization (the organization would read it); a shared
+    one may go into a private one (fewer readers, not more)."""
+    desk = Desk()
+    try:
+        desk.run("org", "add", "Acme", "--domain", "acme.example", check=True)
+        for subject in ("Salary question", "Printer"):
+            tap.eq(desk.deliver(message(subject=subject, sender=ALICE), env=NOW).returncode, 0, "delivered")
+        desk.run("ticket", "set", "2", "visibility=shared", env=NOW, check=True)
+        p = desk.run("ticket", "merge", "1", "2", env=NOW)
+        tap.ok(p.returncode == 65 and b"SUP-1 is private and SUP-2 shared with Acme" in p.stderr,
+               "private into shared is refused, saying why", p.stderr)
+        p = desk.run("ticket", "merge", "2", "1", env=NOW)
+        tap.eq((p.returncode, desk.show(2)["merged_into"], desk.show(1)["visibility"]), (0, "SUP-1", "private"),
+               "shared into private merges, and stays private")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_merge, test_merge_by_mail)
+    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private)

@@ -31,6 +31,7 @@ struct _MdIngestJob {
 	char *sender_addr;         /* From, else the envelope sender */
 	char *trimmed_body;        /* the body trimmed as a reply, made off the writer; NULL: not yet */
 	const char *unverified_why; /* the note's flag when the From was not believed */
+	MdIntakeMatch *intake_match; /* the form of the ticket it would open, made off the writer; NULL: not yet */
 	MdIngestResult result;
 };
 
@@ -118,6 +119,7 @@ md_ingest_job_free (MdIngestJob *job)
 	md_classification_clear (&job->cls);
 	g_free (job->sender_addr);
 	g_free (job->trimmed_body);
+	md_intake_match_free (job->intake_match);
 	g_free (job->result.key);
 	g_free (job);
 }
@@ -258,6 +260,17 @@ starts_with_command (const char *text)
 	return commands->len > 0;
 }
 
+static char *
+join_tags (GPtrArray *tags)
+{
+	if (!tags || tags->len == 0)
+		return NULL;
+	g_ptr_array_add (tags, NULL);
+	char *joined = g_strjoinv (",", (char **) tags->pdata);
+	g_ptr_array_remove_index (tags, tags->len - 1);
+	return joined;
+}
+
 gboolean
 md_ingest_prepare (MdIngestJob *job, GError **error)
 {
@@ -280,6 +293,15 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references->len || strchr (job->msg->subject, '[') ||
 	    starts_with_command (job->msg->body))
 		job->trimmed_body = md_trim_reply (job->msg->body, NULL);
+	/* The form of the ticket it opens is a few regular expressions over
+	 * the whole text: found here too, for mail that does not look like a
+	 * reply (the writer finds it for the rest, when one opens a ticket). */
+	if (!job->token_ticket_id && !job->msg->in_reply_to && !job->msg->references->len && !job->msg->is_report &&
+	    !job->cls.drop_silently) {
+		g_autofree char *tags = join_tags (job->cls.tags);
+		job->intake_match = md_intake_match (job->desk, job->cls.category ? job->cls.category : MD_DEFAULT_CATEGORY,
+		                                     tags, job->msg);
+	}
 	return TRUE;
 }
 
@@ -397,17 +419,6 @@ add_participants (MdIngestJob *job, MdStore *store, gint64 ticket_id, GError **e
 			return FALSE;
 	}
 	return TRUE;
-}
-
-static char *
-join_tags (GPtrArray *tags)
-{
-	if (!tags || tags->len == 0)
-		return NULL;
-	g_ptr_array_add (tags, NULL);
-	char *joined = g_strjoinv (",", (char **) tags->pdata);
-	g_ptr_array_remove_index (tags, tags->len - 1);
-	return joined;
 }
 
 /* The command lines at the top of a message that opens a ticket, read
@@ -543,7 +554,7 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 	/* Opening commands may change the ticket again: the timers are
 	 * armed once, for the state it ends in. */
 	full->timers_held = TRUE;
-	g_autoptr (MdIntake) intake = md_intake_new_ticket (job->desk, store, full, msg, error);
+	g_autoptr (MdIntake) intake = md_intake_new_ticket (job->desk, store, full, msg, job->intake_match, error);
 	if (!intake)
 		return FALSE;
 	MdPersonRef author = { job->sender_addr, msg->from_name };

@@ -20,6 +20,12 @@
 
 #define MAX_REMEMBERED_TICKETS 10
 
+struct _MdIntakeMatch {
+	MdForms *forms;            /* a reference: the form points into it */
+	const MdForm *form;        /* NULL when none applies */
+	GPtrArray *entries;        /* MdFormEntry* of the message; NULL without a form */
+};
+
 struct _MdIntake {
 	MdForms *forms;            /* a reference: the form points into it */
 	const MdForm *form;        /* NULL when none applies */
@@ -55,6 +61,28 @@ record (MdStore *store, MdTicket *t, const char *actor, const char *field, const
 {
 	return md_store_history_add (store, t->id, md_now (), actor ? actor : MD_INTAKE_ACTOR, field, old_value,
 	                             new_value, error);
+}
+
+MdIntakeMatch *
+md_intake_match (MdDesk *desk, const char *category, const char *tags, const MdMessage *msg)
+{
+	MdIntakeMatch *m = g_new0 (MdIntakeMatch, 1);
+	m->forms = md_desk_forms (desk);
+	m->form = m->forms ? md_forms_match (m->forms, category, tags, msg->subject, msg->body) : NULL;
+	m->entries = m->form ? md_form_recognize (m->form, msg->body) : NULL;
+	return m;
+}
+
+void
+md_intake_match_free (MdIntakeMatch *m)
+{
+	if (!m)
+		return;
+	if (m->entries)
+		g_ptr_array_unref (m->entries);
+	if (m->forms)
+		md_forms_unref (m->forms);
+	g_free (m);
 }
 
 /* ---- fields ---- */
@@ -255,7 +283,8 @@ ask_in_ack (MdDesk *desk, MdStore *store, MdTicket *t, MdIntake *in, const MdMes
 }
 
 MdIntake *
-md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage *msg, GError **error)
+md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage *msg, const MdIntakeMatch *match,
+                      GError **error)
 {
 	g_autoptr (MdIntake) in = g_new0 (MdIntake, 1);
 	in->ack_vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -263,8 +292,11 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 	g_hash_table_insert (in->ack_vars, g_strdup ("notice"), g_strdup (""));
 	g_hash_table_insert (in->ack_vars, g_strdup ("missing"), g_strdup (""));
 	g_hash_table_insert (in->ack_vars, g_strdup ("form"), g_strdup (""));
-	in->forms = md_desk_forms (desk);
-	in->form = in->forms ? md_forms_match (in->forms, t->category, t->tags, msg->subject, msg->body) : NULL;
+	g_autoptr (MdIntakeMatch) found = match ? NULL : md_intake_match (desk, t->category, t->tags, msg);
+	if (!match)
+		match = found;
+	in->forms = match->forms ? md_forms_ref (match->forms) : NULL;
+	in->form = match->form;
 	if (!in->form)
 		return g_steal_pointer (&in);
 
@@ -274,7 +306,7 @@ md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *t, const MdMessage
 	 * fields reference tickets. */
 	in->fields = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 	GHashTable *fields = in->fields;
-	in->entries = md_form_recognize (in->form, msg->body);
+	in->entries = g_ptr_array_ref (match->entries);
 	if (!store_entries (store, t, fields, in->entries, t->requester, NULL, NULL, error) ||
 	    !fill_remembered (store, t, in->form, fields, error))
 		return NULL;

@@ -19,14 +19,25 @@ typedef struct _MdIntake MdIntake;
 void md_intake_free (MdIntake *intake);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdIntake, md_intake_free)
 
+/* The form a new ticket's first message MSG takes, given the ticket's
+ * CATEGORY and TAGS, and the fields MSG gives it: regular expressions
+ * over the whole text and no database, so ingest finds them on the
+ * parsing threads rather than in the writer.  Free with
+ * md_intake_match_free. */
+typedef struct _MdIntakeMatch MdIntakeMatch;
+MdIntakeMatch *md_intake_match (MdDesk *desk, const char *category, const char *tags, const MdMessage *msg);
+void md_intake_match_free (MdIntakeMatch *match);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdIntakeMatch, md_intake_match_free)
+
 /* A new TICKET, first message MSG: finds the ticket's form, stores the
  * fields MSG supplies (and remembered ones from the requester's earlier
  * tickets), sets due_at from the form's estimate in working days and
  * tags a go-live notice that comes too late, and records the fields it
  * lacks.  Returns what the acknowledgement needs (also when no form
- * applies); NULL only on database trouble.  Free with md_intake_free. */
+ * applies); NULL only on database trouble.  Free with md_intake_free.
+ * MATCH: md_intake_match of the ticket and MSG, or NULL to find it here. */
 MdIntake *md_intake_new_ticket (MdDesk *desk, MdStore *store, MdTicket *ticket, const MdMessage *msg,
-                                GError **error);
+                                const MdIntakeMatch *match, GError **error);
 
 /* Variables for the acknowledgement, each "" when it does not apply:
  * `delivery` (the promised date and the estimate), `notice` (why a

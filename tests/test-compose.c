@@ -997,7 +997,7 @@ test_spec_bytes (void)
 	MdMailbox cc[] = { { "Unit\x1fSeparator\x7f", "cc@customer.example" } };
 	const char *refs[] = { "<root@customer.example>", "mid@x", "\xc3", NULL };
 	const char *headers[] = { "Importance", "high", "Content-Language", "uk/\"x\"", NULL };
-	const char *bodies[] = { "Привіт,\n\nmany lines\r\n-- \nDesk\n", "body \xc3 broken\x01\x1f\b\f", "", NULL };
+	const char *bodies[] = { "Привіт,\n\nmany lines\r\n-- \nDesk\n", "body \xc3 broken\x01\x1f\b\f\x7f\x1e \\ \"q\"\t\r", "", NULL };
 	for (int i = 0; i < 8; i++) {
 		MdOutgoing o = base_outgoing ();
 		o.message_id = "20261201.abc@support.example.com";

@@ -365,8 +365,30 @@ def test_agent_opens_without_question(tap):
     c.close()
 
 
+def test_form_of_reply_looking_request(tap):
+    """Mail that looks like a reply (In-Reply-To, References) to nothing
+    the desk knows opens a ticket with its form as any request does (the
+    writer finds the form; for other mail ingest found it beforehand)."""
+    c = Intake()
+    plain = c.new_ticket("New environment request", NEW_ENVIRONMENT)
+    replyish = c.deliver(message(subject="New environment request", body=NEW_ENVIRONMENT,
+                                 headers=["In-Reply-To: <unknown@customer.example>",
+                                          "References: <unknown@customer.example>"]))
+    tap.eq((plain, replyish), ("SUP-1", "SUP-2"), "both open a ticket")
+    first, second = c.desk.show(1), c.desk.show(2)
+    tap.eq(second["fields"], first["fields"], "with the same fields stored", second["fields"])
+    form = lambda t: [h["new"] for h in t["history"] if h["field"] == "form"]
+    tap.eq(form(second), form(first), "under the same form", second["history"])
+    tap.ok(form(first), "which is one", first["history"])
+    asked = [asked_fields(b) for b in acks(c.mails())]
+    tap.eq(len(asked), 2, "both are acknowledged", asked)
+    tap.ok(len(asked) == 2 and asked[0] and asked[0] == asked[1], "asking the same", asked)
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_new_environment, test_partial_answer, test_partial_answer_asks_for_the_rest,
               test_agent_question_takes_over, test_agent_reply_acknowledges, test_access_complete, test_go_live,
               test_estimates_across_weekend_and_holiday, test_questions_are_automatic_mail,
-              test_partial_answers_are_rate_limited, test_agent_opens_without_question)
+              test_partial_answers_are_rate_limited, test_agent_opens_without_question,
+              test_form_of_reply_looking_request)

@@ -137,6 +137,16 @@ add_fields (JsonBuilder *b, GHashTable *fields)
 	json_builder_end_object (b);
 }
 
+static void
+add_participants (JsonBuilder *b, GPtrArray *participants)
+{
+	json_builder_set_member_name (b, "participants");
+	json_builder_begin_array (b);
+	for (guint i = 0; i < participants->len; i++)
+		json_builder_add_string_value (b, participants->pdata[i]);
+	json_builder_end_array (b);
+}
+
 /* The exit status of a failed look-up of a ticket.  A number that names
  * no ticket is input that does not exist, EX_NOINPUT, for show, set and
  * reply alike (EX_NOUSER is deliver's, for an address; EX_DATAERR is a
@@ -285,8 +295,8 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 }
 
 static void
-print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *messages, GPtrArray *history, GHashTable *fields,
-                   gboolean full)
+print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *participants, GPtrArray *messages, GPtrArray *history,
+                   GHashTable *fields, gboolean full)
 {
 	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
 	g_autofree char *created = md_time_iso_utc (t->created_at);
@@ -297,6 +307,12 @@ print_ticket_text (MdDesk *desk, MdTicket *t, GPtrArray *messages, GPtrArray *hi
 	printf ("Requester:   %s\nOrganization: %s (%s)\nAssignee:    %s\n", t->requester ? t->requester : "-",
 	        t->organization ? t->organization : "-", t->shared ? "shared" : "private",
 	        t->assignee ? t->assignee : "-");
+	if (participants->len) {
+		g_ptr_array_add (participants, NULL);
+		g_autofree char *who = g_strjoinv (", ", (char **) participants->pdata);
+		g_ptr_array_remove_index (participants, participants->len - 1);
+		printf ("Participants: %s\n", who);
+	}
 	printf ("Created:     %s\nResponse due: %s\n", created, due);
 	if (t->flag)
 		printf ("Flag:        %s\n", t->flag);
@@ -360,17 +376,19 @@ ticket_show (MdDesk *desk, int argc, char **argv)
 	g_autoptr (GPtrArray) messages = md_store_ticket_messages (store, id, &error);
 	g_autoptr (GPtrArray) history = messages ? md_store_ticket_history (store, id, &error) : NULL;
 	g_autoptr (GHashTable) fields = history ? md_store_fields (store, id, &error) : NULL;
-	if (!fields) {
+	g_autoptr (GPtrArray) participants = fields ? md_store_participants (store, id, &error) : NULL;
+	if (!participants) {
 		md_cli_error (error);
 		return MD_EX_TEMPFAIL;
 	}
 	if (!json) {
-		print_ticket_text (desk, t, messages, history, fields, full);
+		print_ticket_text (desk, t, participants, messages, history, fields, full);
 		return MD_EX_OK;
 	}
 	g_autoptr (JsonBuilder) b = json_builder_new ();
 	json_builder_begin_object (b);
 	add_ticket_members (b, desk, t);
+	add_participants (b, participants);
 	add_messages (b, messages);
 	add_history (b, history);
 	add_fields (b, fields);

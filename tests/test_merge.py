@@ -41,6 +41,10 @@ def test_merge(tap):
                "the duplicate's history says where it went")
         tap.eq(len(desk.json("outbox", "list", env=NOW)), outbox_before, "quietly: no status mail")
         tap.eq(desk.show(1)["merged_into"], None, "the other points nowhere")
+        tap.eq(desk.show(1)["participants"], ["carol@acme.example"],
+               "whom the customer copied on the duplicate takes part in the other (ticket show lists them)")
+        p = desk.run("ticket", "show", "1")
+        tap.ok(b"Participants: carol@acme.example\n" in p.stdout, "in its text form too", p.stdout[:400])
 
         before = len(one["messages"])
         for what, raw, args in (

@@ -532,6 +532,14 @@ create_ticket (MdIngestJob *job, MdStore *store, gint64 linked_to, GPtrArray *co
 	t->linked_ticket_id = linked_to;
 	g_autofree char *linked_key = linked_to ? md_ticket_key (job->desk->conf->ticket_prefix, linked_to) : NULL;
 	t->flag = cls->quarantine ? g_strdup ("quarantined by rules") : problems_flag (msg);
+	/* The agents answer whom the ticket names: tell them it may be a
+	 * forgery, or the answer goes to someone who never wrote. */
+	if (msg->from_auth == MD_SENDER_AUTH_FAIL && !cls->quarantine) {
+		char *flag = g_strdup_printf ("%s%sunverified sender: DMARC failed, the From may be forged",
+		                              t->flag ? t->flag : "", t->flag ? "; " : "");
+		g_free (t->flag);
+		t->flag = flag;
+	}
 	t->first_response_due = md_workflow_first_response_due (job->desk, t->priority, t->created_at);
 	if (!md_store_ticket_insert (store, t, error))
 		return FALSE;

@@ -237,8 +237,11 @@ def test_authentication_results(tap):
         p = desk.deliver(message(subject="Please call me", sender=who, headers=[authres(verdict)]),
                          env={"MAILDESK_NOW": NOW})
         tap.eq(p.returncode, 0, f"a new ticket whose From {verdict}ed DMARC is accepted")
-    tap.eq(sorted(t["requester"] for t in desk.tickets() if t["subject"] == "Please call me"),
-           ["real@customer.example", "victim@customer.example"], "and kept as a ticket either way")
+    calls = {t["requester"]: t for t in desk.tickets() if t["subject"] == "Please call me"}
+    tap.eq(sorted(calls), ["real@customer.example", "victim@customer.example"], "and kept as a ticket either way")
+    tap.eq((calls["victim@customer.example"]["flag"], calls["real@customer.example"]["flag"]),
+           ("unverified sender: DMARC failed, the From may be forged", None),
+           "the agents see which one may be forged")
     acks = [r["to"] for r in desk.json("outbox", "list", env={"MAILDESK_NOW": NOW}) if r["kind"] == "ack"]
     tap.ok("victim@customer.example" not in acks and "real@customer.example" in acks,
            "no acknowledgement goes to a From that failed DMARC (it did not write)", acks)

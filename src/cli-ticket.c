@@ -240,7 +240,7 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 {
 	g_autofree char *status = NULL, *category = NULL, *priority = NULL;
 	g_autofree char *assignee = NULL, *customer = NULL, *org = NULL;
-	gboolean json = FALSE, open_only = FALSE;
+	gboolean json = FALSE, open_only = FALSE, flagged = FALSE;
 	GOptionEntry entries[] = {
 		{ "status", 0, 0, G_OPTION_ARG_STRING, &status, "only this status", "S" },
 		{ "category", 0, 0, G_OPTION_ARG_STRING, &category, "only this category", "C" },
@@ -251,15 +251,18 @@ ticket_list (MdDesk *desk, int argc, char **argv)
 		{ "customer", 0, 0, G_OPTION_ARG_STRING, &customer,
 		  "only tickets EMAIL may see: requested, copied on, or shared in their organization", "EMAIL" },
 		{ "org", 0, 0, G_OPTION_ARG_STRING, &org, "only the tickets of organization NAME", "NAME" },
+		{ "flagged", 0, 0, G_OPTION_ARG_NONE, &flagged,
+		  "only tickets with a flag (quarantined, unreadable mail, a sender that may be forged)", NULL },
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON", NULL },
 		{ NULL },
 	};
 	if (!md_cli_parse ("ticket list", NULL, "List tickets.", entries, &argc, &argv) ||
 	    !md_cli_no_operands ("ticket list", argc, argv,
-	                         "filters are --status, --category, --priority, --open, --assignee, --customer and --org"))
+	                         "filters are --status, --category, --priority, --open, --assignee, --customer, --org "
+	                         "and --flagged"))
 		return MD_EX_USAGE;
 
-	MdTicketFilter filter = { .open_only = open_only };
+	MdTicketFilter filter = { .open_only = open_only, .flagged_only = flagged };
 	struct { const char *given; const char **out; const char *(*norm) (const char *); const char *what; } checks[] = {
 		{ status, &filter.status, md_status_normalize, "status" },
 		{ category, &filter.category, md_category_normalize, "category" },
@@ -642,7 +645,7 @@ md_cmd_ticket (int argc, char **argv)
 	if (!known)
 		return md_cli_usage (argc, argv, "Usage: maildesk ticket list [--status S] [--category C] [--priority P] [--open]\n"
 		                                 "                           [--assignee EMAIL|none] [--customer EMAIL] [--org NAME]\n"
-		                                 "                           [--json]\n"
+		                                 "                           [--flagged] [--json]\n"
 		                                 "       maildesk ticket show ID [--json] [--full]\n"
 		                                 "       maildesk ticket set ID key=value... [--as AGENT]\n"
 		                                 "       maildesk ticket reply ID [--as AGENT] [--internal] < text\n"

@@ -897,6 +897,7 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 	"(?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.category = ?2) " \
 	"AND (?3 IS NULL OR t.priority = ?3) AND (?7 = 0 OR (t.due_at > 0 AND t.status <> ?8)) " \
 	"AND (?9 = 0 OR t.status <> ?8) AND (?11 = 0 OR t.organization_id = ?11) " \
+	"AND (?12 = 0 OR t.flag IS NOT NULL) " \
 	"AND (?10 IS NULL OR CASE WHEN ?10 = '' THEN t.assignee_id IS NULL " \
 	"     ELSE t.assignee_id = (SELECT id FROM people WHERE email = ?10) END) "
 	/* A person's tickets are found through three indexes (requester,
@@ -932,6 +933,7 @@ md_store_ticket_foreach (MdStore *store, const MdTicketFilter *f, MdTicketFunc f
 	sqlite3_bind_int (s, 9, f && f->open_only);
 	md_sql_bind_text (s, 10, f ? f->assignee : NULL);
 	sqlite3_bind_int64 (s, 11, f ? f->organization_id : 0);
+	sqlite3_bind_int (s, 12, f && f->flagged_only);
 	int rc;
 	while ((rc = sqlite3_step (s)) == SQLITE_ROW)
 		func (ticket_from_row (s), data);

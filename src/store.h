@@ -183,6 +183,7 @@ typedef struct {
 	gboolean open_only;     /* only unresolved tickets */
 	const char *assignee;   /* only tickets assigned to this address; "" = only unassigned ones */
 	gint64 organization_id; /* only this organization's tickets; 0 = any */
+	gboolean flagged_only;  /* only tickets with a flag (held for a human) */
 } MdTicketFilter;
 /* MdTicket* in id order (or as FILTER's open_first says); free with
  * g_ptr_array_unref. */

@@ -190,6 +190,8 @@ md_text_one_line (const char *text, gsize max_chars)
 	return g_string_free (out, FALSE);
 }
 
+#define PASSWORD_FILE_MAX 16384  /* bytes */
+
 char *
 md_password_read (const char *path, GError **error)
 {
@@ -208,9 +210,11 @@ md_password_read (const char *path, GError **error)
 		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "cannot read password_file: %s", local->message);
 		return NULL;
 	}
-	if (len > 4096 || memchr (text, '\0', len)) {
+	/* Bounded, but room for an OAuth 2.0 access token: Microsoft's JWTs
+	 * run to several KB with their group claims. */
+	if (len > PASSWORD_FILE_MAX || memchr (text, '\0', len)) {
 		md_password_free (g_steal_pointer (&text));
-		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "password_file %s is not a password", path);
+		g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "password_file %s is not a password or token", path);
 		return NULL;
 	}
 	text[strcspn (text, "\r\n")] = '\0';

@@ -28,7 +28,9 @@ USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "utf7", "fail", "
          "served", "movecrash", "copycrash", "copycrashplain", "known", "oauth"]
 # Access tokens the OAuth 2.0 introspection endpoint (Introspector) takes,
 # and whose they are.
-TOKENS = {"token-one": "oauth", "token-two": "oauth"}
+# Microsoft's run to several KB with their group claims.
+LONG_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + "x" * 6000
+TOKENS = {"token-one": "oauth", "token-two": "oauth", LONG_TOKEN: "oauth"}
 
 
 class Introspector:
@@ -914,6 +916,12 @@ def test_xoauth2(tap):
     p = fetch(desk)
     eq(tap, (p.returncode, subjects(desk)), (0, ["after-expiry", "by-token-one", "by-token-two"]),
        "a refreshed token in the same file is used at the next login", p.stderr)
+    with open(secret, "w") as f:
+        f.write(LONG_TOKEN + "\n")
+    DV.append("oauth", *msgs("by-long-token"))
+    p = fetch(desk)
+    eq(tap, (p.returncode, "by-long-token" in subjects(desk)), (0, True),
+       f"a {len(LONG_TOKEN)}-byte token, as Microsoft's can be, logs in", p.stderr)
     desk.cleanup()
 
 

@@ -146,8 +146,8 @@ md_notify_local_time (MdDesk *desk, gint64 t)
 	return g_date_time_format (local, "%a %d %b %Y %H:%M %Z");
 }
 
-static char *
-resolve_link (const char *reply_address, const char *key)
+char *
+md_notify_resolve_link (const char *reply_address, const char *key)
 {
 	g_autofree char *subject = g_strdup_printf ("Resolve [%s]", key);
 	g_autofree char *esc_subject = g_uri_escape_string (subject, NULL, FALSE);
@@ -188,7 +188,7 @@ md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 	}
 	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
 	g_autofree char *reply = md_address_for_ticket (&desk->addressing, t->id);
-	g_autofree char *link = resolve_link (reply, key);
+	g_autofree char *link = md_notify_resolve_link (reply, key);
 	g_autofree char *due = md_notify_local_time (desk, t->first_response_due);
 	g_autofree char *response_time = md_notify_response_time (desk, t->priority);
 	set (vars, "reply_address", reply);
@@ -567,7 +567,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	if (reply_to && to_agents && desk->addressing.agent_tokens) {
 		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, o->ticket->id);
 		set (o->vars, "reply_address", reply_to);
-		g_hash_table_insert (o->vars, g_strdup ("resolve_link"), resolve_link (reply_to, key));
+		g_hash_table_insert (o->vars, g_strdup ("resolve_link"), md_notify_resolve_link (reply_to, key));
 	}
 
 	g_autofree char *subject = NULL, *body = NULL;

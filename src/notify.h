@@ -94,6 +94,10 @@ GHashTable *md_notify_ticket_vars (MdDesk *desk, const MdTicket *ticket);
  * the calendar's zone; "" for 0.  Free with g_free. */
 char *md_notify_local_time (MdDesk *desk, gint64 t);
 
+/* The mailto: link that resolves ticket KEY at REPLY_ADDRESS, with the
+ * subject "Resolve [KEY]" and the body "#resolve".  Free with g_free. */
+char *md_notify_resolve_link (const char *reply_address, const char *key);
+
 /* The promised first response for a priority, "4 hours"; "" when none.
  * Free with g_free. */
 char *md_notify_response_time (MdDesk *desk, const char *priority);

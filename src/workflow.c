@@ -423,17 +423,28 @@ list_text (MdDesk *desk, MdStore *store, const char *email, GError **error)
 	for (guint i = 0; i < list->len && i < LIST_MAX; i++) {
 		MdTicket *t = list->pdata[i];
 		g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, t->id);
-		g_autofree char *updated = md_time_iso_utc (t->updated_at);
-		g_autofree char *addr = md_address_for_ticket (&desk->addressing, t->id);
+		/* As every other mail shows times: in the desk's zone. */
+		g_autofree char *updated = md_notify_local_time (desk, t->updated_at);
 		gboolean mine = t->requester && g_ascii_strcasecmp (t->requester, email) == 0;
-		g_string_append_printf (s, "[%s] %s\n    Status: %s · Last update: %s%s\n    Resolve: mailto:%s?body=%%23resolve\n\n",
-		                        key, t->subject, t->status, updated, mine ? "" : " · shared with your organization", addr);
+		if (s->len)
+			g_string_append_c (s, '\n');
+		g_string_append_printf (s, "[%s] %s\n    Status: %s · Last update: %s%s\n",
+		                        key, t->subject, t->status, updated, mine ? "" : " · shared with your organization");
+		/* The same link as the other mail's footer; a resolved ticket
+		 * has nothing to resolve (a reply reopens it). */
+		if (md_status_is_open (t->status)) {
+			g_autofree char *addr = md_address_for_ticket (&desk->addressing, t->id);
+			g_autofree char *link = md_notify_resolve_link (addr, key);
+			g_string_append_printf (s, "    Resolve: %s\n", link);
+		}
 	}
 	if (list->len > LIST_MAX)
-		g_string_append_printf (s, "These are the newest %d: open tickets first, then resolved ones. "
+		g_string_append_printf (s, "\nThese are the newest %d: open tickets first, then resolved ones. "
 		                        "There are more.\n", LIST_MAX);
 	if (!s->len)
 		g_string_append (s, "You have no tickets.\n");
+	/* The template puts {{tickets}} on a line of its own. */
+	g_string_truncate (s, s->len - 1);
 	return g_string_free (s, FALSE);
 }
 

@@ -804,6 +804,49 @@ def test_list_newest_open_first(tap):
     c.close()
 
 
+def test_resolved_notice_offers_no_resolving(tap):
+    """The status mail that says a ticket is resolved still carries the
+    resolve link (DESIGN 7), but not as "Solved? Mark it resolved", which
+    asks the customer to do what was just done."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help"))
+    c.agent_says(1, "#waiting\nWhich version?")
+    mails = [m for m in to_of(c.new_mail(), CUSTOMER) if "Status update" in str(m["Subject"])]
+    b = mails and body_of(mails[0])
+    tap.ok(b and "Solved? Mark it resolved:" in b, "an open ticket's status mail offers resolving it", b)
+    c.agent_says(1, "#resolve\nFixed in 5.1.4.")
+    mails = [m for m in to_of(c.new_mail(), CUSTOMER) if "Status update" in str(m["Subject"])]
+    b = mails and body_of(mails[0])
+    tap.ok(mails and "Resolved" in str(mails[0]["Subject"]) and "mailto:" in b, "the resolved notice has the link", b)
+    tap.ok(b and "Mark it resolved:" not in b and "Mark it resolved again" in b,
+           "offered for a reopen by mistake, not as if it were still open", b)
+    c.close()
+
+
+def test_list_reads_as_the_desk_writes(tap):
+    """A #list answer shows times as every other mail of the desk does
+    (its zone, not ISO UTC), resolve links like theirs (with the subject
+    tag) and only for tickets still open, and no run of empty lines."""
+    c = Conversation(tap)
+    c.deliver(message(subject="first"))
+    c.deliver(message(subject="second"))
+    c.customer_says("#resolve", subject="Re: [SUP-1] first")
+    c.new_mail()
+    c.deliver(message(subject="my tickets", body="#list"))
+    lists = [body_of(m).replace("\r\n", "\n") for m in to_of(c.new_mail(), CUSTOMER)
+             if "Your tickets" in str(m["Subject"])]
+    b = lists and lists[0]
+    tap.ok(b and "Last update: Tue 01 Dec 2026 10:00 EET" in b and "2026-12-01T08:00:00Z" not in b,
+           "the last update in the desk's zone", b)
+    block = b and b[b.find("[SUP-2]"):b.find("[SUP-1]")]
+    tap.ok(block and "mailto:" in block and "subject=Resolve%20%5BSUP-2%5D" in block,
+           "an open ticket's resolve link carries its tag, as in other mail", block)
+    tap.ok(b and "mailto:" not in b[b.find("[SUP-1]"):].split("\n\n")[0],
+           "a resolved ticket offers no resolving", b)
+    tap.ok(b and "\n\n\n" not in b, "no run of empty lines", b)
+    c.close()
+
+
 if __name__ == "__main__":
     run_tests(test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
@@ -813,4 +856,5 @@ if __name__ == "__main__":
               test_organization_of_thousands, test_agents_of_thousands, test_file_only_replies,
               test_attachment_charsets, test_kept_copy_has_the_attachments,
               test_reply_from_command_line, test_reply_from_script_without_agent,
-              test_every_mail_threads, test_list_alone_at_intake, test_commands_at_intake)
+              test_every_mail_threads, test_list_alone_at_intake, test_commands_at_intake,
+              test_resolved_notice_offers_no_resolving, test_list_reads_as_the_desk_writes)

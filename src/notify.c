@@ -368,11 +368,12 @@ typedef struct {
 } Outgoing;
 
 static const char *const *
-thread_references (MdStore *store, const MdTicket *t, GPtrArray *holder)
+thread_references (MdStore *store, const Outgoing *o, GPtrArray *holder)
 {
-	if (!t)
+	if (!o->ticket)
 		return NULL;
-	g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, t->id, MD_COMPOSE_MAX_REFERENCES, NULL);
+	g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, o->ticket->id, MD_COMPOSE_MAX_REFERENCES,
+	                                                        md_template_event_is_customer_facing (o->event), NULL);
 	for (guint i = 0; ids && i < ids->len; i++)
 		g_ptr_array_add (holder, g_strdup (ids->pdata[i]));
 	g_ptr_array_add (holder, NULL);
@@ -589,7 +590,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.ticket_key = key,
 		.subject = subject,
 		.body = body,
-		.references = o->thread ? o->thread : thread_references (store, o->ticket, refs_holder),
+		.references = o->thread ? o->thread : thread_references (store, o, refs_holder),
 		.date = md_now (),
 		.auto_submitted = o->auto_submitted,
 		.headers = (const char *const *) headers,
@@ -685,8 +686,11 @@ md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, con
 	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, agent->email, error);
 	if (!rcpts)
 		return FALSE;
+	/* In reply to the latest mail the customer has, not to the agent's
+	 * own, which they never get (the thread's newest, as for mail that
+	 * answers nothing of its own). */
 	Outgoing o = { .event = "agent-reply", .ticket = ticket, .vars = vars, .rcpts = rcpts,
-		       .in_reply_to = msg ? msg->message_id : NULL, .auto_submitted = MD_AUTO_SUBMITTED_NONE,
+		       .auto_submitted = MD_AUTO_SUBMITTED_NONE,
 		       .agent_name = agent->name ? agent->name : agent->email, .attachments_of = msg,
 		       .record = TRUE };
 	return queue (desk, store, &o, error);

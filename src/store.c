@@ -1187,21 +1187,25 @@ md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error)
  * messages_ticket instead of a UNION, whose temporary b-trees made it
  * the dearest statement of a new ticket (it runs for each of its mails). */
 GPtrArray *
-md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error)
+md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, gboolean customer_side, GError **error)
 {
 #define THREAD_MESSAGES "SELECT message_id FROM messages WHERE ticket_id = ?1 AND message_id IS NOT NULL " \
-	"AND NOT internal ORDER BY id "
+	"AND NOT internal AND (?3 = 0 OR direction = 'out' OR from_addr IS NULL " \
+	"OR from_addr NOT IN (SELECT email FROM people WHERE is_agent)) ORDER BY id "
 	guint keep = MAX (max, 2);
 	sqlite3_stmt *s = stmt (store, THREAD_MESSAGES "DESC LIMIT ?2", error);
 	if (!s)
 		return NULL;
 	sqlite3_bind_int64 (s, 1, ticket_id);
 	sqlite3_bind_int (s, 2, (int) keep);
+	sqlite3_bind_int (s, 3, customer_side);
 	GPtrArray *ids = string_column (store, s, "thread ids", error);
 	if (ids && ids->len == keep) {
 		s = stmt (store, THREAD_MESSAGES "LIMIT 1", error);
-		if (s)
+		if (s) {
 			sqlite3_bind_int64 (s, 1, ticket_id);
+			sqlite3_bind_int (s, 3, customer_side);
+		}
 		g_autoptr (GPtrArray) first = s ? string_column (store, s, "thread ids", error) : NULL;
 		if (!first) {
 			g_ptr_array_unref (ids);

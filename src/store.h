@@ -241,8 +241,13 @@ gboolean md_store_message_insert (MdStore *store, MdStoredMessage *m, GError **e
 GPtrArray *md_store_ticket_messages (MdStore *store, gint64 ticket_id, GError **error);
 
 /* Message-IDs of a ticket's thread for References: the first message's
- * and the newest ones, oldest first, at most MAX.  Free with g_ptr_array_unref. */
-GPtrArray *md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, GError **error);
+ * and the newest ones, oldest first, at most MAX.  CUSTOMER_SIDE: only
+ * what the customer side has seen, the desk's mail and mail not from an
+ * agent (an agent's own mail reaches customers only as the desk's copy,
+ * and its Message-ID names the agent's machine).  Free with
+ * g_ptr_array_unref. */
+GPtrArray *md_store_ticket_thread_ids (MdStore *store, gint64 ticket_id, guint max, gboolean customer_side,
+                                       GError **error);
 
 /* Dedupe: the message row already holding this key ("<msgid>" or "sha256:HEX"), 0 if none. */
 gint64 md_store_seen (MdStore *store, const char *dedupe_key, GError **error);

@@ -482,7 +482,7 @@ test_store_thread_ids (void)
 			m->created_at = 1000;
 			g_assert_true (md_store_message_insert (store, m, &error));
 		}
-		g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, ticket_id, cases[i].max, &error);
+		g_autoptr (GPtrArray) ids = md_store_ticket_thread_ids (store, ticket_id, cases[i].max, FALSE, &error);
 		g_assert_no_error (error);
 		g_ptr_array_add (ids, NULL);
 		g_autofree char *got = g_strjoinv (" ", (char **) ids->pdata);

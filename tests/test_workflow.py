@@ -847,8 +847,36 @@ def test_list_reads_as_the_desk_writes(tap):
     c.close()
 
 
+def test_agent_reply_threads_as_the_customer_sees_it(tap):
+    """An agent's reply from their mail client reaches the customer as the
+    desk's copy: In-Reply-To names mail the customer has, and neither it
+    nor References names the agent's message, which the customer never
+    got and whose Message-ID names the agent's machine."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="The export fails.", msgid="first"))
+    c.new_mail()
+    tok = token_address(c.desk, 1)
+    c.deliver(message(subject="Re: [SUP-1] help", sender=AGENT, to=tok, body="Which version?",
+                      msgid="j1@jane-laptop.corp", headers=["In-Reply-To: <first@customer.example>"]),
+              "--recipient", tok)
+    reply = [m for m in to_of(c.new_mail(), CUSTOMER) if "Which version" in body_of(m)]
+    tap.eq(len(reply), 1, "the customer gets the agent's reply")
+    if reply:
+        irt = str(reply[0]["In-Reply-To"])
+        tap.ok(irt == "<first@customer.example>" or irt.endswith("@support.example.com>"),
+               "in reply to mail the customer has (theirs, or the desk's to them)", irt)
+        tap.ok("jane-laptop" not in str(reply[0]["References"]) and "jane-laptop" not in str(reply[0]["In-Reply-To"]),
+               "the agent's own Message-ID appears nowhere", (reply[0]["In-Reply-To"], reply[0]["References"]))
+        tap.ok("<first@customer.example>" in str(reply[0]["References"]), "References still start the thread")
+    c.customer_says("5.1.3")
+    relay = [m for m in to_of(c.new_mail(), AGENT) if "5.1.3" in body_of(m)]
+    tap.ok(relay and "jane-laptop" in str(relay[0]["References"]),
+           "the agents' own copy of the thread still names the agent's message", relay and relay[0]["References"])
+    c.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+    run_tests(test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,

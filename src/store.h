@@ -137,6 +137,7 @@ typedef struct {
 	const char *status;
 	gint64 requester_id;     /* 0 when the sender is unknown */
 	char *requester;         /* email, filled by get */
+	char *requester_name;    /* their name as the desk knows it, or NULL; filled by get */
 	gint64 organization_id;
 	char *organization;      /* name, filled by get */
 	gboolean shared;

@@ -60,6 +60,7 @@ static const Variable variables[] = {
 	{ "ticket.priority", E_ALL, "the ticket's priority: P1, P2, P3, P4 or ER" },
 	{ "ticket.category", E_ALL, "the ticket's category" },
 	{ "ticket.requester", E_ALL, "the requester's address" },
+	{ "ticket.requester_name", E_ALL, "the requester's name as the desk knows it, empty when none" },
 	{ "ticket.assignee", E_ALL, "the assigned agent's address, empty when unassigned" },
 	{ "ticket.visibility", E_ALL, "private or shared (with the requester's organization)" },
 	{ "ticket.organization", E_ALL, "the requester's organization, empty when none" },

@@ -875,8 +875,25 @@ def test_agent_reply_threads_as_the_customer_sees_it(tap):
     c.close()
 
 
+def test_agents_read_the_requesters_name(tap):
+    """The agents' mail names the requester as the desk knows them, not
+    only by address."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="The export fails."))
+    relay = to_of(c.new_mail(), AGENT)
+    tap.ok(relay and "Requester: Alice Customer <alice@customer.example>" in body_of(relay[0]),
+           "Requester: Name <address>", relay and body_of(relay[0]))
+    c.deliver(message(subject="help again", body="Nameless.", sender="bob@customer.example").replace(
+        b"From: Alice Customer <bob@customer.example>", b"From: bob@customer.example"))
+    relay = to_of(c.new_mail(), AGENT)
+    lines = [l.strip() for l in body_of(relay[0]).splitlines() if l.startswith("Requester:")] if relay else []
+    tap.ok(lines == ["Requester: bob@customer.example"],
+           "the bare address when the desk knows no name", relay and body_of(relay[0]))
+    c.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+    run_tests(test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,

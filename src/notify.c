@@ -202,6 +202,7 @@ md_notify_ticket_vars (MdDesk *desk, const MdTicket *t)
 	set (vars, "ticket.requester", t->requester);
 	set (vars, "ticket.requester_name", t->requester_name);
 	set (vars, "ticket.assignee", t->assignee);
+	set (vars, "ticket.assignee_name", t->assignee_name);
 	set (vars, "ticket.visibility", t->shared ? "shared" : "private");
 	set (vars, "ticket.organization", t->organization);
 	set (vars, "due", due);

@@ -744,6 +744,7 @@ md_ticket_free (MdTicket *t)
 	g_free (t->assignee);
 	g_free (t->flag);
 	g_free (t->requester_name);
+	g_free (t->assignee_name);
 	g_free (t->tags);
 	g_free (t);
 }
@@ -831,7 +832,7 @@ md_store_ticket_update_status (MdStore *store, const MdTicket *t, GError **error
 	"SELECT t.id, t.subject, t.category, t.priority, t.status, t.requester_id, r.email, " \
 	"t.organization_id, o.name, t.shared, t.assignee_id, a.email, t.created_at, t.updated_at, " \
 	"t.first_response_due, t.first_response_at, t.resolved_at, t.status_changed_at, t.due_at, " \
-	"t.linked_ticket_id, t.flag, t.tags, t.merged_into_id, r.name FROM tickets t " \
+	"t.linked_ticket_id, t.flag, t.tags, t.merged_into_id, r.name, a.name FROM tickets t " \
 	"LEFT JOIN people r ON r.id = t.requester_id " \
 	"LEFT JOIN people a ON a.id = t.assignee_id " \
 	"LEFT JOIN organizations o ON o.id = t.organization_id "
@@ -871,6 +872,7 @@ ticket_from_row (sqlite3_stmt *s)
 	t->tags = md_sql_col_text (s, 21);
 	t->merged_into_id = sqlite3_column_int64 (s, 22);
 	t->requester_name = md_sql_col_text (s, 23);
+	t->assignee_name = md_sql_col_text (s, 24);
 	return t;
 }
 

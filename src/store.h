@@ -143,6 +143,7 @@ typedef struct {
 	gboolean shared;
 	gint64 assignee_id;
 	char *assignee;          /* email, filled by get */
+	char *assignee_name;     /* their name as the desk knows it, or NULL; filled by get */
 	gint64 created_at, updated_at;
 	gint64 first_response_due, first_response_at, resolved_at;
 	gint64 status_changed_at;

@@ -62,6 +62,7 @@ static const Variable variables[] = {
 	{ "ticket.requester", E_ALL, "the requester's address" },
 	{ "ticket.requester_name", E_ALL, "the requester's name as the desk knows it, empty when none" },
 	{ "ticket.assignee", E_ALL, "the assigned agent's address, empty when unassigned" },
+	{ "ticket.assignee_name", E_ALL, "the assigned agent's name as the desk knows it, empty when none" },
 	{ "ticket.visibility", E_ALL, "private or shared (with the requester's organization)" },
 	{ "ticket.organization", E_ALL, "the requester's organization, empty when none" },
 	{ "status", E_ALL, "the ticket's status; in status-change mail the new one" },

@@ -164,6 +164,7 @@ unassign (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, GErro
 	if (!t->assignee_id)
 		return TRUE;
 	g_autofree char *old = g_steal_pointer (&t->assignee);
+	g_clear_pointer (&t->assignee_name, g_free);
 	t->assignee_id = 0;
 	/* reminders go to every agent again (md_schedule_ticket) */
 	return record (store, t, actor, "assignee", old, NULL, error) && md_store_ticket_update (store, t, error) &&
@@ -189,10 +190,15 @@ set_assignee (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, cons
 	gint64 id = 0;
 	if (!md_store_person_ensure (store, email, NULL, &id, error))
 		return FALSE;
+	g_autoptr (MdPerson) agent = md_store_person_get (store, id, error);
+	if (!agent)
+		return FALSE;
 	g_autofree char *old = g_strdup (t->assignee);
 	t->assignee_id = id;
 	g_free (t->assignee);
 	t->assignee = g_strdup (email);
+	g_free (t->assignee_name);
+	t->assignee_name = g_strdup (agent->name);
 	return record (store, t, actor, "assignee", old, email, error) && md_store_ticket_update (store, t, error) &&
 	       md_schedule_ticket (desk, store, t, error);
 }

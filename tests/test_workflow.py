@@ -892,8 +892,30 @@ def test_agents_read_the_requesters_name(tap):
     c.close()
 
 
+def test_agents_read_the_assignees_name(tap):
+    """The agents' mail names the assignee as the desk knows them, not
+    only by address; ticket.assignee stays the bare address."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="The export fails."))
+    c.new_mail()
+    c.agent_says(1, "#assign me")
+    c.customer_says("Any news?")
+    relay = to_of(c.new_mail(), AGENT)
+    lines = [l for l in body_of(relay[0]).splitlines() if l.startswith("Assignee:")] if relay else []
+    tap.eq(lines, [f"Assignee: Jane Agent <{AGENT}>"], "Assignee: Name <address>", relay and body_of(relay[0]))
+    c.desk.run("agent", "add", "joe@support.example.com", check=True)
+    c.desk.run("ticket", "set", "1", "assignee=joe@support.example.com", check=True)
+    c.customer_says("Still there?")
+    relay = to_of(c.new_mail(), "joe@support.example.com")
+    lines = [l for l in body_of(relay[0]).splitlines() if l.startswith("Assignee:")] if relay else []
+    tap.eq(lines, ["Assignee: joe@support.example.com"], "the bare address when the desk knows no name",
+           relay and body_of(relay[0]))
+    tap.eq(c.desk.show(1)["assignee"], "joe@support.example.com", "the ticket's assignee is still the address")
+    c.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+    run_tests(test_agents_read_the_assignees_name, test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,

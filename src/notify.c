@@ -673,7 +673,7 @@ static void
 set_author (GHashTable *vars, const MdPersonRef *who)
 {
 	set (vars, "author.email", who ? who->email : NULL);
-	set (vars, "author.name", who && who->name ? who->name : who ? who->email : NULL);
+	set (vars, "author.name", who ? who->name : NULL);
 }
 
 gboolean

@@ -914,8 +914,31 @@ def test_agents_read_the_assignees_name(tap):
     c.close()
 
 
+def test_attribution_without_a_name(tap):
+    """A customer whose mail gives no display name is quoted to the agents
+    by address once ("bob@x wrote"), not as "bob@x <bob@x>", and greeted
+    without one; a named one keeps "Name <address>"."""
+    c = Conversation(tap)
+    bob = "bob@customer.example"
+    c.deliver(message(subject="help", body="Nameless.", sender=bob).replace(
+        f"From: Alice Customer <{bob}>".encode(), f"From: {bob}".encode()))
+    relay = to_of(c.new_mail(), AGENT)
+    tap.eq(relay and body_of(relay[0]).splitlines()[0], f"{bob} wrote on SUP-1:", "the address alone",
+           relay and body_of(relay[0]))
+    tok = token_address(c.desk, 1)
+    c.deliver(message(subject="Re: [SUP-1] help", sender=bob, to=tok, body="#priority P1\nPlease hurry.").replace(
+        f"From: Alice Customer <{bob}>".encode(), f"From: {bob}".encode()), "--recipient", tok)
+    errors = [body_of(m) for m in to_of(c.new_mail(), bob) if "could not be carried out" in m["Subject"]]
+    tap.eq(errors and errors[0].splitlines()[0], "Hello,", "a command error greets them without a name", errors)
+    c.deliver(message(subject="other", body="Named."))
+    relay = to_of(c.new_mail(), AGENT)
+    tap.eq(relay and body_of(relay[0]).splitlines()[0], f"Alice Customer <{CUSTOMER}> wrote on SUP-2:",
+           "a name with its address", relay and body_of(relay[0]))
+    c.close()
+
+
 if __name__ == "__main__":
-    run_tests(test_agents_read_the_assignees_name, test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+    run_tests(test_attribution_without_a_name, test_agents_read_the_assignees_name, test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,

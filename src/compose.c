@@ -21,6 +21,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GMimeMessage, g_object_unref)
 #define MAX_MESSAGE_ID 250
 #define MAX_TICKET_KEY 32
 #define MAX_HEADER_VALUE 100
+#define MAX_DATE_OFFSET (24 * 3600)   /* GTimeZone takes less than a day either way */
 
 /* CRLF line ends; set once, only read after */
 static GMimeFormatOptions *format_options;
@@ -540,6 +541,10 @@ md_compose_check (const MdOutgoing *o, GError **error)
 			g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "header '%s' may not be set", o->headers[i]);
 			return FALSE;
 		}
+	if (o->date_offset <= -MAX_DATE_OFFSET || o->date_offset >= MAX_DATE_OFFSET) {
+		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "Date offset %d s is a day or more", o->date_offset);
+		return FALSE;
+	}
 	if (o->n_attachments > MD_COMPOSE_MAX_ATTACHMENTS) {
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "more than %d attachments", MD_COMPOSE_MAX_ATTACHMENTS);
 		return FALSE;
@@ -639,7 +644,9 @@ build (const MdOutgoing *o, char **id_r, GError **error)
 	 * placeholders gave: Date, From, Reply-To, Subject, To, Cc, then
 	 * the rest. */
 	g_autoptr (GMimeMessage) msg = g_mime_message_new (FALSE);
-	g_autoptr (GDateTime) date = g_date_time_new_from_unix_utc (o->date ? o->date : md_now ());
+	g_autoptr (GTimeZone) zone = g_time_zone_new_offset (o->date_offset);
+	g_autoptr (GDateTime) utc = g_date_time_new_from_unix_utc (o->date ? o->date : md_now ());
+	g_autoptr (GDateTime) date = g_date_time_to_timezone (utc, zone);
 	g_mime_message_set_date (msg, date);
 	g_autofree char *subject = md_compose_tagged_subject (o->subject, o->ticket_key);
 	if (!set_sender (msg, o, error))

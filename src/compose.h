@@ -65,6 +65,8 @@ typedef struct {
 	                                 * are left out, and each id goes out once */
 	const char *message_id;         /* reuse this id (a retried outbox row); NULL: new one */
 	gint64 date;                    /* Unix seconds; 0: md_now () */
+	int date_offset;                /* seconds east of UTC the Date is written at
+	                                 * (the desk's zone at date), under a day; 0: UTC */
 	MdAutoSubmitted auto_submitted;
 	const char *const *headers;     /* Importance / Content-Language from
 	                                 * md_template_headers (); other names refused */

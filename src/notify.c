@@ -146,6 +146,16 @@ md_notify_local_time (MdDesk *desk, gint64 t)
 	return g_date_time_format (local, "%a %d %b %Y %H:%M %Z");
 }
 
+/* The desk zone's offset from UTC at T, in seconds: the Date of the
+ * desk's mail reads as its local time, as the times in the text do. */
+static int
+zone_offset (MdDesk *desk, gint64 t)
+{
+	g_autoptr (GDateTime) utc = g_date_time_new_from_unix_utc (t);
+	g_autoptr (GDateTime) local = g_date_time_to_timezone (utc, md_calendar_zone (desk->calendar));
+	return (int) (g_date_time_get_utc_offset (local) / G_TIME_SPAN_SECOND);
+}
+
 char *
 md_notify_resolve_link (const char *reply_address, const char *key)
 {
@@ -584,6 +594,7 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 	g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
 	g_autoptr (GPtrArray) sent = sent_attachments (o);
 	g_autoptr (GArray) files = attachment_files (desk, sent, paths);
+	gint64 now = md_now ();
 	MdOutgoing out = {
 		.desk_name = from_name,
 		.desk_address = from_email,
@@ -593,7 +604,8 @@ queue (MdDesk *desk, MdStore *store, Outgoing *o, GError **error)
 		.subject = subject,
 		.body = body,
 		.references = o->thread ? o->thread : thread_references (store, o, refs_holder),
-		.date = md_now (),
+		.date = now,
+		.date_offset = zone_offset (desk, now),
 		.auto_submitted = o->auto_submitted,
 		.headers = (const char *const *) headers,
 		.attachments = (const MdAttachmentFile *) files->data,

@@ -139,6 +139,7 @@ spec_bytes (const MdOutgoing *o, const char *message_id)
 	g_string_append_c (out, '{');
 	put_text (out, "message_id", message_id);
 	put_int (out, "date", o->date ? o->date : md_now ());
+	put_int (out, "date_offset", o->date_offset);
 	put_text (out, "desk_name", o->desk_name);
 	put_text (out, "desk_address", o->desk_address);
 	put_text (out, "agent_name", o->agent_name);
@@ -313,6 +314,8 @@ md_outgoing_compose (GBytes *spec, GError **error)
 		.message_id = text (root, "message_id"),
 		.references = (const char *const *) references->pdata,
 		.date = number (root, "date"),
+		/* 0 in a spec queued before the Date was written in the desk's zone */
+		.date_offset = (int) CLAMP (number (root, "date_offset"), G_MININT, G_MAXINT),
 		.auto_submitted = (MdAutoSubmitted) number (root, "auto_submitted"),
 		.headers = (const char *const *) headers->pdata,
 		.attachments = (const MdAttachmentFile *) files->data,

@@ -142,6 +142,30 @@ test_basic_headers (void)
 	g_assert_true (g_mime_content_type_is_type (type, "text", "plain"));
 }
 
+/* The Date is written at the desk zone's offset (DESIGN 4's timezone;
+ * notify works it out for the date), the same instant as in UTC. */
+static void
+test_date_offset (void)
+{
+	struct { int offset; const char *date; } cases[] = {
+		{ 0, " Thu, 28 May 2026 20:26:40 +0000" },
+		{ 3 * 3600, " Thu, 28 May 2026 23:26:40 +0300" },
+		{ 2 * 3600, " Thu, 28 May 2026 22:26:40 +0200" },
+		{ -(4 * 3600 + 30 * 60), " Thu, 28 May 2026 15:56:40 -0430" },
+		{ 14 * 3600, " Fri, 29 May 2026 10:26:40 +1400" },
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+		MdOutgoing o = base_outgoing ();
+		o.date_offset = cases[i].offset;
+		g_autofree char *raw = NULL, *id = NULL;
+		g_autoptr (GMimeMessage) msg = compose_and_parse (&o, &raw, &id);
+		g_auto (GStrv) headers = raw_headers (raw);
+		g_assert_cmpstr (raw_header (headers, "Date"), ==, cases[i].date);
+		g_assert_cmpint (g_date_time_to_unix (g_mime_message_get_date (msg)), ==, 1780000000);
+		g_assert_true (g_str_has_suffix (id, "@support.example.com"));
+	}
+}
+
 static void
 test_auto_submitted_kinds (void)
 {
@@ -407,6 +431,14 @@ test_refused (void)
 	g_autoptr (GError) error = NULL;
 	g_assert_null (md_compose_to_bytes (&o, NULL, &error));
 	g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	/* no zone is a day or more off UTC */
+	for (int sign = -1; sign <= 1; sign += 2) {
+		o = base_outgoing ();
+		o.date_offset = sign * 24 * 3600;
+		g_clear_error (&error);
+		g_assert_null (md_compose_to_bytes (&o, NULL, &error));
+		g_assert_error (error, MD_ERROR, MD_ERROR_INVALID);
+	}
 }
 
 static void
@@ -947,6 +979,8 @@ spec_by_builder (const MdOutgoing *o)
 	builder_text (b, "message_id", o->message_id);
 	json_builder_set_member_name (b, "date");
 	json_builder_add_int_value (b, o->date);
+	json_builder_set_member_name (b, "date_offset");
+	json_builder_add_int_value (b, o->date_offset);
 	builder_text (b, "desk_name", o->desk_name);
 	builder_text (b, "desk_address", o->desk_address);
 	builder_text (b, "agent_name", o->agent_name);
@@ -1002,6 +1036,7 @@ test_spec_bytes (void)
 		MdOutgoing o = base_outgoing ();
 		o.message_id = "20261201.abc@support.example.com";
 		o.date = 1796112000 + i;
+		o.date_offset = i & 1 ? 7200 : -16200;
 		o.agent_name = i & 1 ? "Агент \"A\"" : NULL;
 		o.to = i & 2 ? to : customer;
 		o.n_to = i & 2 ? 2 : 1;
@@ -1060,6 +1095,7 @@ test_spec_round_trip (void)
 		o.headers = headers;
 		o.attachments = i == 3 ? files : NULL;
 		o.n_attachments = i == 3 ? G_N_ELEMENTS (files) : 0;
+		o.date_offset = i * 3600;
 		g_autofree char *id = NULL;
 		g_autoptr (GBytes) spec = md_outgoing_spec_new (&o, &id, &error);
 		g_assert_no_error (error);
@@ -1119,6 +1155,7 @@ main (int argc, char **argv)
 	g_test_init (&argc, &argv, NULL);
 	g_mime_init ();
 	g_test_add_func ("/compose/basic-headers", test_basic_headers);
+	g_test_add_func ("/compose/date-offset", test_date_offset);
 	g_test_add_func ("/compose/auto-submitted", test_auto_submitted_kinds);
 	g_test_add_func ("/compose/agent-reply-from", test_agent_reply_from);
 	g_test_add_func ("/compose/non-ascii", test_non_ascii);

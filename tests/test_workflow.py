@@ -937,8 +937,33 @@ def test_attribution_without_a_name(tap):
     c.close()
 
 
+def test_date_in_the_desks_zone(tap):
+    """The Date of the desk's mail is the desk's local time ([calendar]
+    timezone, with its daylight saving time), with its offset, not UTC."""
+    c = Conversation(tap)
+    c.deliver(message(subject="help", body="The export fails."))
+    dates = {str(m["Date"]) for _, m in c.new_mail()}
+    tap.eq(dates, {"Tue, 01 Dec 2026 10:00:00 +0200"}, "Kyiv in winter: EET, +0200")
+    c.now = "2026-07-01T12:00:00Z"
+    c.customer_says("Still failing in July.")
+    dates = {str(m["Date"]) for _, m in c.new_mail()}
+    tap.eq(dates, {"Wed, 01 Jul 2026 15:00:00 +0300"}, "and in summer: EEST, +0300")
+    c.close()
+
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n[calendar]\ntimezone = America/New_York\n")
+    env = {"MAILDESK_NOW": "2026-07-01T12:00:00Z"}
+    desk.deliver(message(subject="help", body="Hi."), env=env)
+    desk.run("outbox", "flush", env=env)
+    raw = [raw for _, raw in catcher.messages()]
+    dates = {str(email.message_from_bytes(r, policy=email.policy.default)["Date"]) for r in raw}
+    tap.eq(dates, {"Wed, 01 Jul 2026 08:00:00 -0400"}, "a zone west of UTC: -0400")
+    catcher.stop()
+    desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_attribution_without_a_name, test_agents_read_the_assignees_name, test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
+    run_tests(test_date_in_the_desks_zone, test_attribution_without_a_name, test_agents_read_the_assignees_name, test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
               test_share_after_the_organization_is_made, test_strangers,

@@ -195,6 +195,20 @@ test_shipped_templates (void)
 		g_autofree char *subject2 = NULL, *body2 = NULL;
 		g_assert_true (md_template_render (t, NULL, &subject2, &body2, &error));
 		g_assert_cmpuint (strlen (body2), >, 0);
+
+		/* a section, kept or left out, leaves no run of blank lines */
+		g_assert_null (strstr (body, "\n\n\n"));
+		for (char **n = names; *n; n++) {
+			g_autofree char *section = g_strdup_printf ("{{#if %s}}", *n);
+			if (!strstr (source, section))
+				continue;
+			g_autoptr (GHashTable) without = all_variables (event);
+			g_hash_table_insert (without, g_strdup (*n), g_strdup (""));
+			g_autofree char *subject3 = NULL, *body3 = NULL;
+			g_assert_true (md_template_render (t, without, &subject3, &body3, &error));
+			g_test_message ("%s without %s:\n%s", event, *n, body3);
+			g_assert_null (strstr (body3, "\n\n\n"));
+		}
 	}
 	g_assert_null (md_template_set_get (set, "nonsense"));
 }

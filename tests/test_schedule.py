@@ -339,6 +339,7 @@ def test_each_once(tap):
     d = waiting_desk("[followup]\nwaiting_reminders = 1bd\nauto_resolve_after = 0d\n")
     fu = d.tick(t(4, "15:00"))
     tap.ok(fu and "close the ticket" not in fu[0][1], "without auto-resolve, no promise to close", fu)
+    tap.ok(fu and "\n\n\n" not in fu[0][1].replace("\r\n", "\n"), "and no blank lines left where it was", fu)
     d.close()
 
 

@@ -343,6 +343,30 @@ def test_each_once(tap):
     d.close()
 
 
+def test_breach_reads_right_for_the_escalation(tap):
+    """The breach notice also goes to [sla] escalate_to, usually no agent,
+    whose #assign would be refused: it offers #assign only for a ticket
+    nobody has, and tells a reader who is not an agent what to do."""
+    d = Desk2(f"[sla]\nescalate_to = {LEADS}\n")
+    d.deliver(t(4, "16:00"), "Export fails", "x")          # SUP-1, P3: due Wed 9 16:00
+    d.deliver(t(4, "16:00"), "Import fails", "y")          # SUP-2, assigned
+    d.at(t(4, "17:00"), "ticket", "set", "2", "assignee=jane@support.example.com")
+    d.tick(t(4, "17:30"))
+    breaches = {body.split("ticket ", 1)[1].split()[0]: body for kind, body in d.tick(t(9, "16:00"))
+                if kind == "breach"}
+    tap.eq(sorted(breaches), ["SUP-1", "SUP-2"], "both tickets' breach notices go", breaches)
+    for key, body in sorted(breaches.items()):
+        text = " ".join(body.split())
+        tap.ok("If you read this as the escalation contact and are not an agent, forward this message to an agent"
+               in text, f"{key}: a reader who is not an agent is told to forward it", body)
+    unassigned = " ".join(breaches.get("SUP-1", "").split())
+    tap.ok("No agent has taken the ticket yet: #assign me takes it" in unassigned,
+           "an unassigned ticket's notice offers #assign me", unassigned)
+    tap.ok("#assign" not in breaches.get("SUP-2", "#assign"), "an assigned one's does not",
+           breaches.get("SUP-2"))
+    d.close()
+
+
 def test_waiting_again(tap):
     """An agent who asks a second question (#waiting, or #status Waiting
     for customer, on a ticket that already waits) restarts the follow-ups
@@ -439,4 +463,4 @@ def test_nobody_to_follow_up(tap):
 
 
 if __name__ == "__main__":
-    run_tests(simulate, test_report_due_next_day, test_report_since, test_each_once, test_waiting_again, test_nobody_to_follow_up)
+    run_tests(test_breach_reads_right_for_the_escalation, simulate, test_report_due_next_day, test_report_since, test_each_once, test_waiting_again, test_nobody_to_follow_up)

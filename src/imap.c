@@ -8,8 +8,10 @@
  * move.  A crash in between fetches the message again next time; ingest
  * dedupes it (Message-ID, else raw hash) and it is moved then.  Without
  * MOVE such a duplicate may have been copied already: processed_folder
- * is searched for it first (already_filed), so it ends there once.  A
- * new UIDVALIDITY restarts from UID 0 for the same reason.
+ * is searched for it first (already_filed), so it ends there once; a
+ * refused message, which leaves no trace to know it by, is always
+ * looked for in failed_folder first.  A new UIDVALIDITY restarts from
+ * UID 0 for the same reason.
  *
  * libetpan does not verify certificates (NOTES.md): after the handshake
  * and before LOGIN we check the peer's chain against the system store or
@@ -1091,6 +1093,10 @@ move_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
  * Message-ID, other bytes: a second delivery), or a folder or search the
  * server refuses: the message is copied, as before; a second copy is the
  * lesser harm beside none.  The same holds with and without UIDPLUS.
+ * A refused message is looked for in failed_folder the same way, every
+ * time (ingest keeps nothing of it to tell a second try by): refusals
+ * are rare, and one of its size alone (over max_message_size, never
+ * fetched) is fetched through a checksum only when a lookalike is there.
  *
  * Cost: four commands and a download of each lookalike (usually one,
  * the copy itself), on the rare path only (a duplicate: after an
@@ -1204,25 +1210,24 @@ put_checksum (gpointer sink, const char *data, gsize len, GError **error)
 	return TRUE;
 }
 
-/* *SAME_R: whether message UID of the selected folder, of P's size,
- * has the SHA-256 SHA (hex). */
+/* *SHA_R: the SHA-256 (hex) of message UID of the selected folder, of
+ * P's size, streamed from the server.  Free with g_free. */
 static gboolean
-same_bytes (Mailbox *mb, const Pending *p, guint32 uid, const char *sha, gboolean *same_r, GError **error)
+fetched_sha (Mailbox *mb, const Pending *p, guint32 uid, char **sha_r, GError **error)
 {
 	g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
 	Pending copy = { .uid = uid, .size = p->size };
 
 	if (!fetch_whole (mb, &copy, put_checksum, sum, error))
 		return FALSE;
-	*same_r = !g_ascii_strcasecmp (g_checksum_get_string (sum), sha);
+	*sha_r = g_strdup (g_checksum_get_string (sum));
 	return TRUE;
 }
 
-/* EXAMINEs FOLDER (read-only) and sets *FOUND_R when it holds the bytes
- * of P (SHA-256 SHA; Message-ID ID, may be NULL). */
+/* EXAMINEs FOLDER (read-only); *SHAS_R the SHA-256 of each message
+ * there that looks like P (its size; Message-ID ID, may be NULL). */
 static gboolean
-look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, const char *sha, gboolean *found_r,
-         GError **error)
+look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, GPtrArray **shas_r, GError **error)
 {
 	g_autofree char *wire = mailbox_wire_name (folder);
 	int r = mailimap_examine (mb->imap, wire);
@@ -1233,9 +1238,14 @@ look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, cons
 	g_autoptr (GArray) uids = search_lookalikes (mb, p, id, error);
 	if (!uids)
 		return FALSE;
-	for (guint i = 0; i < uids->len && !*found_r; i++)
-		if (!same_bytes (mb, p, g_array_index (uids, guint32, i), sha, found_r, error))
+	g_autoptr (GPtrArray) shas = g_ptr_array_new_with_free_func (g_free);
+	for (guint i = 0; i < uids->len; i++) {
+		char *sha = NULL;
+		if (!fetched_sha (mb, p, g_array_index (uids, guint32, i), &sha, error))
 			return FALSE;
+		g_ptr_array_add (shas, sha);
+	}
+	*shas_r = g_steal_pointer (&shas);
 	return TRUE;
 }
 
@@ -1260,7 +1270,9 @@ reselect (Mailbox *mb, guint32 validity, GError **error)
 }
 
 /* *FOUND_R: whether FOLDER holds message P (SHA-256 SHA) already, copied
- * there by a session that ended before its \Deleted (see above).  The
+ * there by a session that ended before its \Deleted (see above).  SHA
+ * NULL: P was refused unread (for its size); its bytes are fetched, a
+ * stream through a checksum, only when FOLDER has a lookalike.  The
  * polled mailbox is selected again afterwards: a failed EXAMINE leaves
  * none selected (RFC 3501 6.3.1). */
 static gboolean
@@ -1268,7 +1280,8 @@ already_filed (Mailbox *mb, const Pending *p, const char *folder, const char *sh
                GError **error)
 {
 	guint32 validity = mb->imap->imap_selection_info ? mb->imap->imap_selection_info->sel_uidvalidity : 0;
-	g_autofree char *id = NULL;
+	g_autofree char *id = NULL, *fetched = NULL;
+	g_autoptr (GPtrArray) copies = NULL;
 	g_autoptr (GError) local = NULL;
 
 	*found_r = FALSE;
@@ -1276,16 +1289,26 @@ already_filed (Mailbox *mb, const Pending *p, const char *folder, const char *sh
 		return TRUE;  /* no SEARCH names exactly that size */
 	if (!envelope_message_id (mb, p->uid, &id, error))
 		return FALSE;
-	if (!look_in (mb, folder, p, id, sha, found_r, &local)) {
+	if (!look_in (mb, folder, p, id, &copies, &local)) {
 		if (!g_error_matches (local, MD_ERROR, MD_ERROR_DENIED)) {
 			g_propagate_error (error, g_steal_pointer (&local));
 			return FALSE;
 		}
 		g_warning ("%s; copying uid %u to %s without knowing whether a copy is there already", local->message,
 		           p->uid, folder);
-		*found_r = FALSE;
 	}
-	return reselect (mb, validity, error);
+	if (!reselect (mb, validity, error))
+		return FALSE;
+	if (!copies || copies->len == 0)
+		return TRUE;
+	if (!sha && !fetched_sha (mb, p, p->uid, &fetched, error)) {
+		if (read_budget == 0)
+			mb->overflowed_uid = p->uid;  /* as fetch_to_spool: copied unlooked next time */
+		return FALSE;
+	}
+	for (guint i = 0; i < copies->len && !*found_r; i++)
+		*found_r = !g_ascii_strcasecmp (copies->pdata[i], sha ? sha : fetched);
+	return TRUE;
 }
 
 /* To FOLDER; when the server refuses that (the folder cannot be made,
@@ -1306,18 +1329,15 @@ file_to (Mailbox *mb, guint32 uid, const char *folder, GError **error)
 	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
 }
 
-/* Ingested: to processed_folder, or \Seen where it is.  KNOWN_SHA: the
- * message's SHA-256 when ingest had seen it before, else NULL; without
- * MOVE such a message may have been copied already (see already_filed). */
+/* To FOLDER, unless (without MOVE) a session that ended before its
+ * \Deleted copied it there already: then only deleted (see
+ * already_filed; SHA as there). */
 static gboolean
-file_processed (Mailbox *mb, const Pending *p, const char *known_sha, GError **error)
+file_once (Mailbox *mb, const Pending *p, const char *folder, const char *sha, GError **error)
 {
-	const char *folder = mb->conf->processed_folder;
 	gboolean filed = FALSE;
 
-	if (!folder || !*folder)
-		return add_flag (mb, p->uid, mailimap_flag_new_seen (), error);
-	if (known_sha && !mb->has_move && !already_filed (mb, p, folder, known_sha, &filed, error))
+	if (!mb->has_move && !already_filed (mb, p, folder, sha, &filed, error))
 		return FALSE;
 	if (!filed)
 		return file_to (mb, p->uid, folder, error);
@@ -1326,14 +1346,36 @@ file_processed (Mailbox *mb, const Pending *p, const char *known_sha, GError **e
 	return delete_copied (mb, p->uid, error);
 }
 
-/* Refused: to failed_folder, or \Flagged where it is; never deleted. */
+/* Ingested: to processed_folder, or \Seen where it is.  KNOWN_SHA: the
+ * message's SHA-256 when ingest had seen it before, else NULL: one seen
+ * for the first time cannot have been copied already. */
 static gboolean
-file_failed (Mailbox *mb, guint32 uid, GError **error)
+file_processed (Mailbox *mb, const Pending *p, const char *known_sha, GError **error)
+{
+	const char *folder = mb->conf->processed_folder;
+
+	if (!folder || !*folder)
+		return add_flag (mb, p->uid, mailimap_flag_new_seen (), error);
+	if (!known_sha)
+		return file_to (mb, p->uid, folder, error);
+	return file_once (mb, p, folder, known_sha, error);
+}
+
+/* Refused: to failed_folder, or \Flagged where it is; never deleted.
+ * A refusal leaves no trace in the desk, so failed_folder is always
+ * looked at first (without MOVE; SHA as in already_filed): else every
+ * session ended between the COPY and the \Deleted would add one more
+ * copy.  Not for a message that overflowed its announced size: fetched
+ * again, it would end the session again. */
+static gboolean
+file_failed (Mailbox *mb, const Pending *p, const char *sha, GError **error)
 {
 	const char *folder = mb->conf->failed_folder;
-	if (folder && *folder)
-		return file_to (mb, uid, folder, error);
-	return add_flag (mb, uid, mailimap_flag_new_flagged (), error);
+	if (!folder || !*folder)
+		return add_flag (mb, p->uid, mailimap_flag_new_flagged (), error);
+	if (p->uid == mb->overflowed_uid)
+		return file_to (mb, p->uid, folder, error);
+	return file_once (mb, p, folder, sha, error);
 }
 
 /* Ingests one message and files it.  FALSE on trouble that must stop
@@ -1378,7 +1420,7 @@ handle_message (Mailbox *mb, const Pending *p, GError **error)
 	const char *folder = mb->conf->failed_folder;
 	g_warning ("%s: uid %u refused: %s; %s %s", mb->label, p->uid, refusal->message,
 	           folder && *folder ? "moving it to" : "flagging it", folder && *folder ? folder : "\\Flagged");
-	return file_failed (mb, p->uid, error);
+	return file_failed (mb, p, sha, error);
 }
 
 /* In a transaction of its own: in serve it then waits its turn behind

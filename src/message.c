@@ -657,7 +657,8 @@ static void
 extract_tnef (Walk *w, const MdAttachment *tnef_att)
 {
 	if (tnef_att->size > w->lim.max_tnef_len) {
-		add_problem (w->msg, "TNEF attachment %s too large to unpack", tnef_att->filename);
+		add_problem (w->msg, "TNEF attachment %s too large to unpack (over %" G_GINT64_FORMAT " bytes): kept as it came",
+		             tnef_att->filename, w->lim.max_tnef_len);
 		return;
 	}
 	g_autofree char *path = md_spool_path (w->spool, MD_SPOOL_BLOB, tnef_att->sha256);
@@ -1274,6 +1275,11 @@ find_report_original (MdMessage *msg, GMimeObject *report)
 
 /* ---- entry points ---- */
 
+/* What one part may take in memory, where it cannot be streamed: body
+ * text, and a winmail.dat, which libytnef reads whole and then copies
+ * what it holds (a 30 MB one took 77 MB; every other part streams). */
+#define MAX_PART_IN_MEMORY (4 * 1024 * 1024)
+
 MdMessageLimits
 md_message_limits_default (void)
 {
@@ -1282,8 +1288,8 @@ md_message_limits_default (void)
 		.max_parts = 1000,
 		.max_header_len = 64 * 1024,
 		.max_headers = 500,
-		.max_text_len = 4 * 1024 * 1024,
-		.max_tnef_len = 32 * 1024 * 1024,
+		.max_text_len = MAX_PART_IN_MEMORY,
+		.max_tnef_len = MAX_PART_IN_MEMORY,
 	};
 }
 

@@ -75,12 +75,13 @@ typedef struct {
 	gsize max_text_len;       /* bytes of body text (plain or HTML) decoded
 	                           * into memory; longer parts are cut in the
 	                           * body and kept whole as attachments */
-	gint64 max_tnef_len;      /* winmail.dat files opened (libytnef reads
-	                           * them whole) */
+	gint64 max_tnef_len;      /* winmail.dat files unpacked (libytnef reads
+	                           * them whole, and copies what they hold);
+	                           * bigger ones are kept whole, not unpacked */
 } MdMessageLimits;
 
 /* 50 levels, 1000 parts, 64 KiB per header, 500 headers, 4 MiB of text,
- * 32 MiB of TNEF. */
+ * 4 MiB of TNEF. */
 MdMessageLimits md_message_limits_default (void);
 
 /* Initializes GMime once; idempotent, thread-safe. */

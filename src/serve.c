@@ -320,14 +320,20 @@ md_cmd_serve (int argc, char **argv)
 	Daemon d = { .desk = desk };
 
 	clean_tmp (&d);  /* before the listeners: what is in tmp/ now is no session's */
+	/* Caught from before the listeners until all has stopped: a stop
+	 * asked for as soon as the port answers, or asked again while
+	 * stopping, is the graceful one, not the default's sudden death.
+	 * Handled only once the main loop runs. */
+	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
+	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
 	if (!daemon_start (&d, &error)) {
 		md_cli_error (error);
 		daemon_stop (&d);
+		g_source_remove (term);
+		g_source_remove (intr);
 		return md_error_is_temporary (error) && !g_error_matches (error, MD_ERROR, MD_ERROR_CONFIG)
 		       ? MD_EX_TEMPFAIL : MD_EX_CONFIG;
 	}
-	guint term = g_unix_signal_add (SIGTERM, on_stop_signal, &d);
-	guint intr = g_unix_signal_add (SIGINT, on_stop_signal, &d);
 	guint hup = g_unix_signal_add (SIGHUP, on_reload_signal, &d);
 	guint cleaner = g_timeout_add_seconds (TMP_CLEAN_SECONDS, clean_tmp, &d);
 	/* Relative paths follow the working directory: say which files the
@@ -337,11 +343,11 @@ md_cmd_serve (int argc, char **argv)
 
 	g_main_loop_run (d.loop);
 
-	g_source_remove (term);
-	g_source_remove (intr);
 	g_source_remove (hup);
 	g_source_remove (cleaner);
 	daemon_stop (&d);
+	g_source_remove (term);
+	g_source_remove (intr);
 	g_message ("serve: stopped");
 	return MD_EX_OK;
 }

@@ -247,7 +247,14 @@ class Server:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=20):
+    # What a graceful stop may take (maildesk(8), SIGTERM): transactions
+    # in flight finish for at most 15 s; then the sender waits at most
+    # 5 s for the answer to a message the SMTP server has; and the last
+    # commits need their fsyncs, slow on a loaded machine.  Past that it
+    # hangs, and is killed.
+    STOP_TIMEOUT = 15 + 5 + 10
+
+    def stop(self, timeout=STOP_TIMEOUT):
         import signal
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

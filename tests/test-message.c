@@ -423,6 +423,28 @@ test_html_deep (void)
 	}
 }
 
+/* A link around thousands of blocks (a whole message made one link):
+ * each block is a line, and the URL follows once, after them all; the
+ * text grows with the blocks, two bytes each, at the top and beyond
+ * 1,024 open elements, where the link is only counted. */
+static void
+test_html_link_around_blocks (void)
+{
+	static const int counts[] = { 2000, 8000 };
+	static const int depths[] = { 0, 1100 };
+	for (gsize i = 0; i < G_N_ELEMENTS (counts); i++) {
+		for (gsize j = 0; j < G_N_ELEMENTS (depths); j++) {
+			g_autofree char *before = nested_html ("<div>", depths[j], "<a href=\"https://x.example\">");
+			g_autofree char *blocks = nested_html ("<div>y</div>", counts[i], "</a>");
+			g_autofree char *html = g_strconcat (before, blocks, NULL);
+			g_autofree char *lines = nested_html ("y\n", counts[i], "(https://x.example)");
+			g_autofree char *text = md_html_to_text (html, strlen (html));
+			g_assert_cmpuint (strlen (text), ==, strlen (lines));
+			g_assert_cmpstr (text, ==, lines);
+		}
+	}
+}
+
 /* 5 MB of nested tags: the open elements cost libxml2 and the renderer
  * 50 bytes each (77 MB); kept within 1,024, the memory stays flat. */
 static void
@@ -900,6 +922,7 @@ main (int argc, char **argv)
 	g_test_add_func ("/message/html", test_html);
 	g_test_add_func ("/message/html-deep", test_html_deep);
 	g_test_add_func ("/message/html-deep-memory", test_html_deep_memory);
+	g_test_add_func ("/message/html-link-around-blocks", test_html_link_around_blocks);
 	g_test_add_func ("/message/body-choice", test_body_choice);
 	g_test_add_func ("/message/uuencode", test_uuencode);
 	g_test_add_func ("/message/charsets", test_charsets);

@@ -196,6 +196,38 @@ def test_unpacked_files_capped(tap):
     desk.cleanup()
 
 
+def test_big_winmail_dat(tap):
+    """libytnef reads a winmail.dat whole and copies what it holds: a
+    30 MB one took 77 MB while every other part streams (a 52 MB message
+    peaks at 11 MB).  It is unpacked only up to the 4 MiB any part may
+    take in memory; a bigger one is kept as it came, the message flagged
+    for a human, the ticket made."""
+    from test_fidelity import mail, multipart, winmail_dat
+    desk = Desk()
+    for mb, unpacked in ((3, True), (30, False)):
+        inner = os.urandom(mb << 20)
+        tnef = winmail_dat(b"big.bin", inner)
+        data = mail([f"Subject: winmail.dat of {mb} MB"], multipart([
+            (["Content-Type: text/plain"], b"See the attached file."),
+            (["Content-Type: application/ms-tnef; name=\"winmail.dat\"", "Content-Transfer-Encoding: base64"],
+             base64.encodebytes(tnef))]), "multipart/mixed; boundary=B")
+        rc, out, err, rss = deliver_measured(desk, data)
+        tap.diag(f"winmail.dat of {mb} MB: exit {rc}, peak RSS {rss} KiB")
+        tap.ok(rc == 0 and out.strip().startswith("SUP-"), f"winmail.dat of {mb} MB: kept as a ticket", err)
+        tap.ok(0 < rss < RSS_LIMIT_KB, f"winmail.dat of {mb} MB: bounded memory ({rss} KiB)")
+        if rc != 0:
+            continue
+        m = desk.show(out.strip())["messages"][0]
+        files = sorted((a["filename"], a["size"]) for a in m["attachments"])
+        if unpacked:
+            both = files == sorted([("winmail.dat", len(tnef)), ("big.bin", len(inner))])
+            tap.ok(both and not m["flag"], f"winmail.dat of {mb} MB: unpacked", (files, m["flag"]))
+        else:
+            tap.ok(files == [("winmail.dat", len(tnef))], f"winmail.dat of {mb} MB: kept whole, not unpacked", files)
+            tap.ok("too large to unpack" in (m["flag"] or ""), "and the message is flagged for a human", m["flag"])
+    desk.cleanup()
+
+
 def test_html_nested_links(tap):
     """Links nested in links (libxml2 keeps <a> inside <b> inside <a>):
     each anchor held a copy of all the text below it while the text was
@@ -465,6 +497,6 @@ def test_lmtp_hostile(tap):
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     run_tests(test_endless_headers, test_headers_inside_parts, test_many_parts_and_nesting, test_unpacked_files_capped,
-              test_html_nested_links,
+              test_big_winmail_dat, test_html_nested_links,
               test_html_soup, test_html_deep_nesting, test_text_of_many_short_lines, test_bytes_and_line_ends,
               test_no_header_injection, test_path_names_and_syntax, test_lmtp_hostile)

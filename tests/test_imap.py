@@ -25,7 +25,8 @@ BUILDDIR = os.environ.get("MD_TOP_BUILDDIR", os.getcwd())
 POLLER = os.path.join(BUILDDIR, "tests", "imap-test-poller")
 PASSWORD = "s3cret pass"
 USERS = ["poll", "move", "refusedfolder", "deleted", "bigmsg", "utf7", "fail", "seen", "crash", "uidv", "idle", "badpw", "tls", "starttls", "names", "nomove",
-         "served", "movecrash", "copycrash", "copycrashplain", "known", "oauth"]
+         "served", "movecrash", "copycrash", "copycrashplain", "known", "oauth",
+         "failcrash", "failcrashplain", "failmovecrash", "faillike"]
 # Access tokens the OAuth 2.0 introspection endpoint (Introspector) takes,
 # and whose they are.
 # Microsoft's run to several KB with their group claims.
@@ -476,11 +477,11 @@ def test_crash_after_move(tap):
     desk.cleanup()
 
 
-def processed_subjects(user, host):
-    """The subjects in USER's Processed folder, sorted, duplicates kept."""
+def processed_subjects(user, host, folder="Processed"):
+    """The subjects in USER's FOLDER, sorted, duplicates kept."""
     m = DV.client(user)
     try:
-        m.select("Processed", readonly=True)
+        m.select(folder, readonly=True)
         typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         return sorted(re.search(rb"Subject: (.*?)\r\n", part[1]).group(1).decode()
                       for part in data if isinstance(part, tuple))
@@ -525,6 +526,53 @@ def test_crash_between_copy_and_delete(tap):
             eq(tap, (p.returncode, processed_subjects(user, host)), (0, ["alpha", "beta"]),
                f"{how}: a third run changes nothing", p.stderr)
         desk.cleanup()
+
+
+def test_crash_after_copy_to_failed(tap):
+    """A refused message is filed in failed_folder the same way: killed
+    once the server answered its UID COPY (no MOVE), the rerun refuses it
+    again and finds it in Failed already, so it is only deleted from the
+    INBOX: one copy in Failed, not one more per interruption.  With MOVE
+    (127.0.0.1) a kill after the MOVE leaves it in Failed alone."""
+    for user, host, point in (("failcrash", "127.0.0.2", "copy"), ("failcrashplain", "127.0.0.4", "copy"),
+                              ("failmovecrash", "127.0.0.1", "move")):
+        desk = imap_desk(user, url=f"imaps://{host}:{DV.imaps_port}/INBOX", lmtp="[lmtp]\nmax_message_size = 2k\n",
+                         extra="processed_folder = Processed\nfailed_folder = Failed")
+        big = message(subject="huge", msgid=f"huge-{user}@customer.example", body="x" * 5000)
+        DV.append(user, big, *msgs("after"))
+        p = fetch(desk, env={"MAILDESK_IMAP_CRASH_AFTER": point})
+        eq(tap, p.returncode, 70, f"{host}: the fault hook kills maildesk right after the refused message's "
+           f"UID {point.upper()}", p.stderr)
+        eq(tap, processed_subjects(user, host, "Failed"), ["huge"], f"{host}: it is in Failed")
+        p = fetch(desk)
+        eq(tap, (p.returncode, subjects(desk)), (0, ["after"]), f"{host}: the rerun refuses it again", p.stderr)
+        eq(tap, processed_subjects(user, host, "Failed"), ["huge"], f"{host}: no second copy in Failed", p.stderr)
+        inbox = DV.folder(user, "INBOX")
+        if host == "127.0.0.4":
+            tap.ok(len(inbox) == 2 and all("\\Deleted" in f for f in inbox.values()),
+                   f"{host}: both are flagged \\Deleted in the INBOX (no UIDPLUS)", inbox)
+        else:
+            eq(tap, inbox, {}, f"{host}: the INBOX is empty")
+        desk.cleanup()
+
+
+def test_refused_beside_lookalike(tap):
+    """Refused for its size, a message is fetched for its checksum only
+    when Failed holds a lookalike (the same Message-ID and size); other
+    bytes there are no copy of it: it is copied beside them."""
+    desk = imap_desk("faillike", url=f"imaps://127.0.0.2:{DV.imaps_port}/INBOX",
+                     lmtp="[lmtp]\nmax_message_size = 2k\n", extra="failed_folder = Failed")
+    big = message(subject="huge", msgid="huge-like@customer.example", body="x" * 5000)
+    lookalike = big.replace(b"xxx", b"xyx", 1)
+    tap.ok(lookalike != big and len(lookalike) == len(big), "the lookalike differs in one byte")
+    DV.command("faillike", "create", "Failed")
+    DV.append("faillike", lookalike, mailbox="Failed")
+    DV.append("faillike", big)
+    p = fetch(desk)
+    eq(tap, p.returncode, 0, "fetch exits 0", p.stderr)
+    eq(tap, (DV.folder("faillike", "INBOX"), len(DV.folder("faillike", "Failed") or {})), ({}, 2),
+       "the refused message is copied to Failed beside the lookalike, and removed from the INBOX")
+    desk.cleanup()
 
 
 def test_known_message_still_copied(tap):
@@ -935,7 +983,8 @@ def main():
     try:
         run_tests(test_ingest_and_move, test_folder_refused, test_deleted_by_someone_else, test_big_message_memory,
                   test_folder_names_in_utf7, test_password_file_mode, test_move_without_move, test_refused_to_failed, test_seen_without_folder,
-                  test_crash_between_commit_and_move, test_crash_after_move, test_crash_between_copy_and_delete,
+                  test_crash_between_commit_and_move, test_crash_after_move, test_crash_between_copy_and_delete, test_crash_after_copy_to_failed,
+                  test_refused_beside_lookalike,
                   test_known_message_still_copied, test_uidvalidity_change, test_idle, test_poll_without_idle, test_login_errors,
                   test_tls_verification, test_starttls, test_fetch_by_name, test_serve_polls,
                   test_server_closes_mid_message, test_idle_refused_backs_off, test_listing_is_bounded,

@@ -238,6 +238,71 @@ def test_stop_waits_for_the_answer_to_a_sent_message(tap):
     desk.cleanup()
 
 
+# An LD_PRELOAD shim: every listen(2) returns only after a pause, so
+# that a test can signal serve while it is still starting, its port
+# already answering.
+LISTEN_PAUSE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int listen (int fd, int backlog)
+{
+	int (*real) (int, int) = (int (*) (int, int)) dlsym (RTLD_NEXT, "listen");
+	int r = real (fd, backlog);
+	usleep (700 * 1000);
+	return r;
+}
+"""
+
+
+def test_stop_while_starting(tap):
+    """A SIGTERM as soon as the port answers (an init system, or a test,
+    may send it then) is the graceful stop: the handlers were installed
+    only after the listeners and the rest had started, so such a signal
+    killed serve outright (exit -15)."""
+    port = free_port()
+    desk = serve_desk(port)
+    shim = os.path.join(desk.dir, "listen-pause.so")
+    with open(shim + ".c", "w") as f:
+        f.write(LISTEN_PAUSE)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, shim + ".c", "-ldl"], check=True, timeout=60)
+    env = {"MAILDESK_NOW": NOW, "LD_PRELOAD": shim}
+    if "ASAN_OPTIONS" in os.environ:  # a sanitizer build wants its runtime first; this shim needs none
+        env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":verify_asan_link_order=0"
+    server = Server(desk, env=env).start(port)
+    server.signal(signal.SIGTERM)
+    tap.eq(server.stop(), 0, "SIGTERM while serve starts, its port answering: a graceful stop (exit 0)",
+           server.read_log()[-2000:])
+    tap.ok("serve: stopped" in server.read_log(), "serve says it stopped", server.read_log()[-2000:])
+    desk.cleanup()
+
+
+def test_second_sigterm_while_stopping(tap):
+    """A second SIGTERM while serve stops (here: while the sender waits
+    for the answer to a message the SMTP server has) changes nothing:
+    the handlers went before the rest stopped, so it killed serve, the
+    acknowledgement stayed queued and would go a second time."""
+    catcher = Catcher().start()
+    catcher.reply("DATA alice@customer.example wait 2\n")
+    port = free_port()
+    desk = serve_desk(port, catcher)
+    server = Server(desk).start(port)
+    c = Lmtp(port)
+    c.cmd("LHLO x")
+    c.deliver("alice@customer.example", ["support@support.example.com"],
+              message(subject="Stop twice", msgid="stop2@customer.example"))
+    c.close()
+    time.sleep(1.0)  # the acknowledgement is sent; the server waits before its 250
+    server.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    tap.eq(server.stop(), 0, "SIGTERM, and SIGTERM again while stopping: exit 0", server.read_log()[-2000:])
+    acks = [r for r in desk.json("outbox", "list") if r.get("kind") == "ack"]
+    tap.eq([r.get("state") for r in acks], ["sent"], "the acknowledgement is marked sent, not queued again", acks)
+    catcher.stop()
+    desk.cleanup()
+
+
 def test_trimming_off_the_writer(tap):
     """A reply whose quoted history is long and costly to trim (a MB of
     "On ..., X wrote:" lines, seconds of work) is trimmed on the parsing
@@ -283,4 +348,5 @@ def test_trimming_off_the_writer(tap):
 
 if __name__ == "__main__":
     run_tests(test_conversation, test_swaks, test_reload, test_mail_goes_out,
-              test_stop_waits_for_the_answer_to_a_sent_message, test_trimming_off_the_writer)
+              test_stop_waits_for_the_answer_to_a_sent_message, test_stop_while_starting,
+              test_second_sigterm_while_stopping, test_trimming_off_the_writer)

@@ -677,13 +677,17 @@ set_author (GHashTable *vars, const MdPersonRef *who)
 
 gboolean
 md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
-                       const char *comment, const MdMessage *msg, GError **error)
+                       const char *comment, const char *old_status, const MdMessage *msg, GError **error)
 {
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *names = attachment_names (msg);
+	g_autofree char *window = md_duration_format (&desk->reopen_window);
 	set_author (vars, agent);
 	set (vars, "comment", comment);
 	set (vars, "attachments", names);
+	set (vars, "old_status", old_status);
+	set (vars, "resolved", g_strcmp0 (ticket->status, MD_STATUS_RESOLVED) == 0 ? "yes" : "");
+	set (vars, "reopen_window", window);
 	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, agent->email, error);
 	if (!rcpts)
 		return FALSE;

@@ -43,9 +43,12 @@ gboolean md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, co
 
 /* An agent's public reply relayed to the customer side (requester,
  * participants, and for a shared ticket its organization's members),
- * with the agent's attachments. */
+ * with the agent's attachments.  OLD_STATUS (may be NULL): the status
+ * the ticket had before the reply's commands moved it, which the reply
+ * then tells in place of a status mail of its own. */
 gboolean md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
-                                const char *comment, const MdMessage *msg, GError **error);
+                                const char *comment, const char *old_status, const MdMessage *msg,
+                                GError **error);
 
 /* A customer's reply relayed to the assignee, or to every agent. */
 gboolean md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket,

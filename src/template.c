@@ -65,8 +65,10 @@ static const Variable variables[] = {
 	{ "ticket.visibility", E_ALL, "private or shared (with the requester's organization)" },
 	{ "ticket.organization", E_ALL, "the requester's organization, empty when none" },
 	{ "status", E_ALL, "the ticket's status; in status-change mail the new one" },
-	{ "old_status", E_STATUS, "the status before the change" },
-	{ "resolved", E_STATUS, "non-empty when the new status is Resolved" },
+	{ "old_status", E_STATUS | E_AGENT_REPLY,
+	  "the status before the change; in agent-reply the one before the reply's #waiting, #resolve or #status moved it, "
+	  "empty when it moved nothing" },
+	{ "resolved", E_STATUS | E_AGENT_REPLY, "non-empty when the (new) status is Resolved" },
 	{ "due", E_ALL,
 	  "the deadline this mail is about, in the desk's zone: the automatic resolution (followup), else the first response "
 	  "(empty without a target)" },
@@ -86,7 +88,7 @@ static const Variable variables[] = {
 	{ "form", E_ACK | E_FIELDS, "the same fields as `Label: ` lines for the customer to fill in" },
 	{ "notice", E_ACK | E_FIELDS, "why a go-live notice is short, one paragraph; empty when it is not" },
 	{ "delivery", E_ACK, "the promised delivery of a deployment task and its estimate, e.g. \"Thu 03 Dec 2026 17:00 EET (2-3 working days)\"; empty when none" },
-	{ "reopen_window", E_STATUS | E_AUTO_RESOLVE, "how long a reply reopens a resolved ticket, e.g. \"30 days\"" },
+	{ "reopen_window", E_STATUS | E_AGENT_REPLY | E_AUTO_RESOLVE, "how long a reply reopens a resolved ticket, e.g. \"30 days\"" },
 };
 
 static int

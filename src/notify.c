@@ -787,6 +787,20 @@ md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 }
 
 gboolean
+md_notify_visibility (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                      const MdMessage *msg, GError **error)
+{
+	/* The requester's From is forgeable: a stranger's #share and #private
+	 * in turn must not become a stream of mail to them. */
+	if (md_notify_rate_limited (desk, store, to->email, "visibility"))
+		return TRUE;
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
+	set_author (vars, to);
+	set (vars, "shared", ticket->shared ? "yes" : "");
+	return reply_to_one (desk, store, ticket, "visibility", vars, to, msg, error);
+}
+
+gboolean
 md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
                 const char *tickets_text, const MdMessage *msg, GError **error)
 {

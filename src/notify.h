@@ -73,6 +73,11 @@ gboolean md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicke
 gboolean md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
                                   const char *command, const char *reason, const MdMessage *msg, GError **error);
 
+/* Tells TO, the requester whose #share or #private MSG carried, what
+ * the ticket's visibility now is; held to ack_rate_limit a period. */
+gboolean md_notify_visibility (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                               const MdMessage *msg, GError **error);
+
 /* The `#list` answer: TICKETS_TEXT is preformatted. */
 gboolean md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
                          const char *tickets_text, const MdMessage *msg, GError **error);

@@ -351,7 +351,8 @@ md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActo
 		return FALSE;
 	/* What the customer knew before this message, when its commands moved
 	 * the status: a reply's own move alone goes without saying. */
-	const char *old_status = g_strcmp0 (moved, t->status) != 0 && g_strcmp0 (before, t->status) != 0 ? before : NULL;
+	gboolean told = g_strcmp0 (moved, t->status) != 0 && g_strcmp0 (before, t->status) != 0;
+	const char *old_status = told ? before : NULL;
 	return md_notify_agent_reply (desk, store, t, &agent, comment, old_status, msg, error) &&
 	       run_commands_where (desk, store, t, commands, actor, msg, THE_REST, WITH_REPLY, error);
 }
@@ -595,8 +596,13 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 			g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "only the requester may #%s a ticket", name);
 			return FALSE;
 		}
-		return md_workflow_set_field (desk, store, t, "visibility", strcmp (name, "share") == 0 ? "shared" : "private",
-		                              actor, error);
+		if (!md_workflow_set_field (desk, store, t, "visibility", strcmp (name, "share") == 0 ? "shared" : "private",
+		                            actor, error))
+			return FALSE;
+		/* Said as the ticket now is, changed or not: who asked learns where
+		 * it stands.  The mail that opened it has its acknowledgement. */
+		MdPersonRef to = { actor->email, actor->name };
+		return occasion == AT_OPENING || md_notify_visibility (desk, store, t, &to, msg, error);
 	}
 	const char *target = strcmp (name, "waiting") == 0 ? MD_STATUS_WAITING : MD_STATUS_RESOLVED;
 	const char *reason = NULL;

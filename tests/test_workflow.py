@@ -343,6 +343,59 @@ def test_organizations(tap):
     c.close()
 
 
+def test_share_is_confirmed(tap):
+    """The requester's #share or #private is answered: they are told, in
+    reply to their message, whether the ticket is now shared with their
+    organization or private.  Only they are (not the members), not in
+    the mail that opened the ticket (its acknowledgement says it), and
+    at most ack_rate_limit times an hour (their From may be forged)."""
+    c = Conversation(tap)
+    bob = "bob@customer.example"
+    c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", bob, check=True)
+    c.deliver(message(subject="help", body="Question"))
+    c.new_mail()
+
+    tok = token_address(c.desk, 1)
+    c.deliver(message(subject="Re: [SUP-1] help", to=tok, body="#share", msgid="share-1"), "--recipient", tok)
+    mails = c.new_mail()
+    got = to_of(mails, CUSTOMER)
+    b = got and " ".join(body_of(got[0]).split())
+    tap.ok(len(got) == 1 and "shared" in str(got[0]["Subject"]) and "[SUP-1]" in str(got[0]["Subject"])
+           and "is shared with Acme: its members receive the ticket's mail" in b and "#private" in b,
+           "#share: the requester is told the ticket is shared with the organization", b)
+    tap.ok(got and f"<{tok}>" in got[0]["Reply-To"] and got[0]["In-Reply-To"] == "<share-1@customer.example>"
+           and got[0]["Auto-Submitted"] == "auto-replied", "in reply to their message, from the ticket's address",
+           got and (got[0]["Reply-To"], got[0]["In-Reply-To"], got[0]["Auto-Submitted"]))
+    tap.eq(to_of(mails, bob), [], "the members are not mailed about it")
+
+    c.customer_says("#private\nAnd one more thing.")
+    got = to_of(c.new_mail(), CUSTOMER)
+    b = got and " ".join(body_of(got[0]).split())
+    tap.ok(len(got) == 1 and "is private: only you and the people copied on it" in b
+           and "members of Acme do not see it" in b, "#private: told it is private", b)
+    c.customer_says("#private")
+    got = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(len(got) == 1 and "is private" in body_of(got[0]), "asked again, told where it stands", got)
+
+    c.agent_says(1, "#share")
+    mails = c.new_mail()
+    tap.eq(to_of(mails, CUSTOMER), [], "an agent's #share is refused, and the requester is told nothing")
+    tap.eq(c.desk.show(1)["visibility"], "private", "it stays private")
+
+    for _ in range(6):
+        c.customer_says("#share")
+    got = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(got), 2, "at most ack_rate_limit (5) confirmations an hour, three sent before", [m["Subject"] for m in got])
+
+    c.deliver(message(subject="another", body="#share\nA new question.", sender=bob))
+    mails = to_of(c.new_mail(), bob)
+    tap.ok(len(mails) == 1 and "We received your request" in str(mails[0]["Subject"])
+           and "This ticket is shared." in " ".join(body_of(mails[0]).split()),
+           "a #share in the mail that opens a ticket is told by its acknowledgement alone",
+           [m["Subject"] for m in mails])
+    c.close()
+
+
 def test_share_after_the_organization_is_made(tap):
     """A ticket opened before its requester's organization existed can
     still be shared once the requester belongs to one (here by domain):
@@ -953,7 +1006,7 @@ if __name__ == "__main__":
     run_tests(test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
               test_status_told_in_the_reply, test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
-              test_share_after_the_organization_is_made, test_strangers,
+              test_share_is_confirmed, test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization,
               test_organization_of_thousands, test_agents_of_thousands, test_file_only_replies,
               test_attachment_charsets, test_kept_copy_has_the_attachments,

@@ -748,6 +748,24 @@ md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 	return queue (desk, store, &o, error);
 }
 
+gboolean
+md_notify_merged (MdDesk *desk, MdStore *store, const MdTicket *source, const MdTicket *into, const char *except,
+                  GError **error)
+{
+	g_autoptr (GPtrArray) rcpts = customer_side (store, source, except, error);
+	if (!rcpts)
+		return FALSE;
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, into);
+	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, source->id);
+	set (vars, "merged.key", key);
+	set (vars, "merged.subject", source->subject);
+	/* About INTO: its Reply-To, tag and thread, so that the answer to it
+	 * lands where the work goes on, and its copy is kept there. */
+	Outgoing o = { .event = "merged", .ticket = into, .vars = vars, .rcpts = rcpts,
+		       .auto_submitted = MD_AUTO_SUBMITTED_GENERATED, .record = TRUE };
+	return queue (desk, store, &o, error);
+}
+
 static gboolean
 reply_to_one (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *vars,
               const MdPersonRef *to, const MdMessage *msg, GError **error)

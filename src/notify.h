@@ -63,6 +63,13 @@ gboolean md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *
                                   const MdPersonRef *actor, const char *comment, const char *except,
                                   gboolean by_customer, GError **error);
 
+/* Tells the customer side of SOURCE (its requester, participants and,
+ * shared, its organization) but EXCEPT (an address, or NULL) that it
+ * was merged into INTO: the mail is INTO's (Reply-To, subject tag,
+ * thread), so that their answer reaches the ticket that carries on. */
+gboolean md_notify_merged (MdDesk *desk, MdStore *store, const MdTicket *source, const MdTicket *into,
+                           const char *except, GError **error);
+
 /* Tells an agent whose mail reached a ticket without its token how to
  * reply instead (DESIGN 5.4), at most ack_rate_limit times a period: the
  * From may be forged. */

@@ -19,7 +19,7 @@
 const char *const md_template_events[] = {
 	"ack", "agent-reply", "customer-reply", "status-change", "command-error",
 	"list", "unverified-agent", "sla-reminder", "sla-breach", "followup",
-	"auto-resolve", "fields-missing", "visibility", NULL,
+	"auto-resolve", "fields-missing", "visibility", "merged", NULL,
 };
 
 /* Bits in the order of md_template_events. */
@@ -37,7 +37,8 @@ enum {
 	E_AUTO_RESOLVE = 1 << 10,
 	E_FIELDS = 1 << 11,
 	E_VISIBILITY = 1 << 12,
-	E_ALL = (1 << 13) - 1,
+	E_MERGED = 1 << 13,
+	E_ALL = (1 << 14) - 1,
 	E_TO_AGENTS = E_CUSTOMER_REPLY | E_UNVERIFIED | E_SLA_REMINDER | E_SLA_BREACH,
 	E_TO_CUSTOMER = E_ALL & ~E_TO_AGENTS,
 	/* mail that answers, or tells of, one person's mail or action */
@@ -89,6 +90,8 @@ static const Variable variables[] = {
 	{ "form", E_ACK | E_FIELDS, "the same fields as `Label: ` lines for the customer to fill in" },
 	{ "notice", E_ACK | E_FIELDS, "why a go-live notice is short, one paragraph; empty when it is not" },
 	{ "delivery", E_ACK, "the promised delivery of a deployment task and its estimate, e.g. \"Thu 03 Dec 2026 17:00 EET (2-3 working days)\"; empty when none" },
+	{ "merged.key", E_MERGED, "the key of the ticket merged into this one, e.g. SUP-122" },
+	{ "merged.subject", E_MERGED, "that ticket's subject" },
 	{ "shared", E_VISIBILITY, "non-empty when the ticket is (now) shared with the requester's organization" },
 	{ "reopen_window", E_STATUS | E_AGENT_REPLY | E_AUTO_RESOLVE, "how long a reply reopens a resolved ticket, e.g. \"30 days\"" },
 };

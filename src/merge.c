@@ -4,6 +4,7 @@
 #include "catalog.h"
 #include "md.h"
 #include "merge.h"
+#include "notify.h"
 #include "token.h"
 
 #define denied(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_DENIED, __VA_ARGS__), FALSE)
@@ -65,8 +66,10 @@ md_merge_tickets (MdDesk *desk, MdStore *store, MdTicket *source, MdTicket *into
 	if (!md_store_ticket_update (store, into, error))
 		return FALSE;
 	/* Quietly: the customer's mail goes on in the other ticket, and a
-	 * "resolved" for a problem still being worked on would mislead. */
-	if (md_status_is_open (source->status))
-		return md_workflow_set_status (desk, store, source, MD_STATUS_RESOLVED, actor, NULL, FALSE, error);
-	return TRUE;
+	 * "resolved" for a problem still being worked on would mislead.
+	 * What they are told instead is where it goes on. */
+	if (md_status_is_open (source->status) &&
+	    !md_workflow_set_status (desk, store, source, MD_STATUS_RESOLVED, actor, NULL, FALSE, error))
+		return FALSE;
+	return md_notify_merged (desk, store, source, into, actor ? actor->email : NULL, error);
 }

@@ -2,9 +2,11 @@
  *
  * A customer who writes twice about one problem opens two tickets; the
  * agents answer one.  Merging moves the duplicate's mail, participants
- * and intake fields to the other, resolves the duplicate quietly, and
- * leaves it pointing there: its reply address, subject tag and
- * Message-IDs all lead to the ticket that carries on. */
+ * and intake fields to the other, resolves the duplicate without a
+ * status mail, tells its customers where it goes on (in the other
+ * ticket's mail, so their answer lands there), and leaves it pointing
+ * there: its reply address, subject tag and Message-IDs all lead to
+ * the ticket that carries on. */
 #ifndef MD_MERGE_H
 #define MD_MERGE_H
 

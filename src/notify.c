@@ -690,13 +690,17 @@ set_author (GHashTable *vars, const MdPersonRef *who)
 
 gboolean
 md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
-                       const char *comment, const MdMessage *msg, GError **error)
+                       const char *comment, const char *old_status, const MdMessage *msg, GError **error)
 {
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
 	g_autofree char *names = attachment_names (msg);
+	g_autofree char *window = md_duration_format (&desk->reopen_window);
 	set_author (vars, agent);
 	set (vars, "comment", comment);
 	set (vars, "attachments", names);
+	set (vars, "old_status", old_status);
+	set (vars, "resolved", g_strcmp0 (ticket->status, MD_STATUS_RESOLVED) == 0 ? "yes" : "");
+	set (vars, "reopen_window", window);
 	g_autoptr (GPtrArray) rcpts = customer_side (store, ticket, agent->email, error);
 	if (!rcpts)
 		return FALSE;
@@ -757,6 +761,24 @@ md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 	return queue (desk, store, &o, error);
 }
 
+gboolean
+md_notify_merged (MdDesk *desk, MdStore *store, const MdTicket *source, const MdTicket *into, const char *except,
+                  GError **error)
+{
+	g_autoptr (GPtrArray) rcpts = customer_side (store, source, except, error);
+	if (!rcpts)
+		return FALSE;
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, into);
+	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, source->id);
+	set (vars, "merged.key", key);
+	set (vars, "merged.subject", source->subject);
+	/* About INTO: its Reply-To, tag and thread, so that the answer to it
+	 * lands where the work goes on, and its copy is kept there. */
+	Outgoing o = { .event = "merged", .ticket = into, .vars = vars, .rcpts = rcpts,
+		       .auto_submitted = MD_AUTO_SUBMITTED_GENERATED, .record = TRUE };
+	return queue (desk, store, &o, error);
+}
+
 static gboolean
 reply_to_one (MdDesk *desk, MdStore *store, const MdTicket *ticket, const char *event, GHashTable *vars,
               const MdPersonRef *to, const MdMessage *msg, GError **error)
@@ -793,6 +815,20 @@ md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, c
 	set (vars, "command", command);
 	set (vars, "error", reason);
 	return reply_to_one (desk, store, ticket, "command-error", vars, to, msg, error);
+}
+
+gboolean
+md_notify_visibility (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                      const MdMessage *msg, GError **error)
+{
+	/* The requester's From is forgeable: a stranger's #share and #private
+	 * in turn must not become a stream of mail to them. */
+	if (md_notify_rate_limited (desk, store, to->email, "visibility"))
+		return TRUE;
+	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, ticket);
+	set_author (vars, to);
+	set (vars, "shared", ticket->shared ? "yes" : "");
+	return reply_to_one (desk, store, ticket, "visibility", vars, to, msg, error);
 }
 
 gboolean

@@ -43,9 +43,12 @@ gboolean md_notify_ack (MdDesk *desk, MdStore *store, const MdTicket *ticket, co
 
 /* An agent's public reply relayed to the customer side (requester,
  * participants, and for a shared ticket its organization's members),
- * with the agent's attachments. */
+ * with the agent's attachments.  OLD_STATUS (may be NULL): the status
+ * the ticket had before the reply's commands moved it, which the reply
+ * then tells in place of a status mail of its own. */
 gboolean md_notify_agent_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *agent,
-                                const char *comment, const MdMessage *msg, GError **error);
+                                const char *comment, const char *old_status, const MdMessage *msg,
+                                GError **error);
 
 /* A customer's reply relayed to the assignee, or to every agent. */
 gboolean md_notify_customer_reply (MdDesk *desk, MdStore *store, const MdTicket *ticket,
@@ -60,6 +63,13 @@ gboolean md_notify_status_change (MdDesk *desk, MdStore *store, const MdTicket *
                                   const MdPersonRef *actor, const char *comment, const char *except,
                                   gboolean by_customer, GError **error);
 
+/* Tells the customer side of SOURCE (its requester, participants and,
+ * shared, its organization) but EXCEPT (an address, or NULL) that it
+ * was merged into INTO: the mail is INTO's (Reply-To, subject tag,
+ * thread), so that their answer reaches the ticket that carries on. */
+gboolean md_notify_merged (MdDesk *desk, MdStore *store, const MdTicket *source, const MdTicket *into,
+                           const char *except, GError **error);
+
 /* Tells an agent whose mail reached a ticket without its token how to
  * reply instead (DESIGN 5.4), at most ack_rate_limit times a period: the
  * From may be forged. */
@@ -69,6 +79,11 @@ gboolean md_notify_unverified_agent (MdDesk *desk, MdStore *store, const MdTicke
 /* A command that failed or was refused, with the reason (DESIGN 7). */
 gboolean md_notify_command_error (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
                                   const char *command, const char *reason, const MdMessage *msg, GError **error);
+
+/* Tells TO, the requester whose #share or #private MSG carried, what
+ * the ticket's visibility now is; held to ack_rate_limit a period. */
+gboolean md_notify_visibility (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,
+                               const MdMessage *msg, GError **error);
 
 /* The `#list` answer: TICKETS_TEXT is preformatted. */
 gboolean md_notify_list (MdDesk *desk, MdStore *store, const MdTicket *ticket, const MdPersonRef *to,

@@ -19,7 +19,7 @@
 const char *const md_template_events[] = {
 	"ack", "agent-reply", "customer-reply", "status-change", "command-error",
 	"list", "unverified-agent", "sla-reminder", "sla-breach", "followup",
-	"auto-resolve", "fields-missing", NULL,
+	"auto-resolve", "fields-missing", "visibility", "merged", NULL,
 };
 
 /* Bits in the order of md_template_events. */
@@ -36,9 +36,13 @@ enum {
 	E_FOLLOWUP = 1 << 9,
 	E_AUTO_RESOLVE = 1 << 10,
 	E_FIELDS = 1 << 11,
-	E_ALL = (1 << 12) - 1,
+	E_VISIBILITY = 1 << 12,
+	E_MERGED = 1 << 13,
+	E_ALL = (1 << 14) - 1,
 	E_TO_AGENTS = E_CUSTOMER_REPLY | E_UNVERIFIED | E_SLA_REMINDER | E_SLA_BREACH,
 	E_TO_CUSTOMER = E_ALL & ~E_TO_AGENTS,
+	/* mail that answers, or tells of, one person's mail or action */
+	E_AUTHORED = E_AGENT_REPLY | E_CUSTOMER_REPLY | E_STATUS | E_COMMAND_ERROR | E_LIST | E_UNVERIFIED | E_VISIBILITY,
 };
 
 typedef struct {
@@ -66,18 +70,18 @@ static const Variable variables[] = {
 	{ "ticket.visibility", E_ALL, "private or shared (with the requester's organization)" },
 	{ "ticket.organization", E_ALL, "the requester's organization, empty when none" },
 	{ "status", E_ALL, "the ticket's status; in status-change mail the new one" },
-	{ "old_status", E_STATUS, "the status before the change" },
-	{ "resolved", E_STATUS, "non-empty when the new status is Resolved" },
+	{ "old_status", E_STATUS | E_AGENT_REPLY,
+	  "the status before the change; in agent-reply the one before the reply's #waiting, #resolve or #status moved it, "
+	  "empty when it moved nothing" },
+	{ "resolved", E_STATUS | E_AGENT_REPLY, "non-empty when the (new) status is Resolved" },
 	{ "due", E_ALL,
 	  "the deadline this mail is about, in the desk's zone: the automatic resolution (followup), else the first response "
 	  "(empty without a target)" },
 	{ "response_time", E_ACK | E_SLA_REMINDER | E_SLA_BREACH, "the promised first-response time, e.g. \"4 hours\"" },
 	{ "remaining", E_SLA_REMINDER, "time left before the breach, e.g. \"2 business hours\"" },
 	{ "comment", E_AGENT_REPLY | E_CUSTOMER_REPLY | E_STATUS, "the text of the reply, or the note that came with the change" },
-	{ "author.name", E_AGENT_REPLY | E_CUSTOMER_REPLY | E_STATUS | E_COMMAND_ERROR | E_LIST | E_UNVERIFIED,
-	  "the display name of the person whose mail or action this answers" },
-	{ "author.email", E_AGENT_REPLY | E_CUSTOMER_REPLY | E_STATUS | E_COMMAND_ERROR | E_LIST | E_UNVERIFIED,
-	  "that person's address" },
+	{ "author.name", E_AUTHORED, "the display name of the person whose mail or action this answers" },
+	{ "author.email", E_AUTHORED, "that person's address" },
 	{ "attachments", E_AGENT_REPLY | E_CUSTOMER_REPLY, "the attached files' names, one per line, empty when none" },
 	{ "command", E_COMMAND_ERROR, "the command line that failed, e.g. \"#priority P7\"" },
 	{ "error", E_COMMAND_ERROR, "why it failed, one sentence" },
@@ -87,7 +91,10 @@ static const Variable variables[] = {
 	{ "form", E_ACK | E_FIELDS, "the same fields as `Label: ` lines for the customer to fill in" },
 	{ "notice", E_ACK | E_FIELDS, "why a go-live notice is short, one paragraph; empty when it is not" },
 	{ "delivery", E_ACK, "the promised delivery of a deployment task and its estimate, e.g. \"Thu 03 Dec 2026 17:00 EET (2-3 working days)\"; empty when none" },
-	{ "reopen_window", E_STATUS | E_AUTO_RESOLVE, "how long a reply reopens a resolved ticket, e.g. \"30 days\"" },
+	{ "merged.key", E_MERGED, "the key of the ticket merged into this one, e.g. SUP-122" },
+	{ "merged.subject", E_MERGED, "that ticket's subject" },
+	{ "shared", E_VISIBILITY, "non-empty when the ticket is (now) shared with the requester's organization" },
+	{ "reopen_window", E_STATUS | E_AGENT_REPLY | E_AUTO_RESOLVE, "how long a reply reopens a resolved ticket, e.g. \"30 days\"" },
 };
 
 static int

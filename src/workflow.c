@@ -229,9 +229,11 @@ set_visibility (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, co
 	       md_store_ticket_update (store, t, error);
 }
 
+/* VALUE, a status as a person wrote it, checked and applied; NOTIFY as
+ * for md_workflow_set_status. */
 static gboolean
-set_status_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor,
-                  GError **error)
+apply_status (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor, gboolean notify,
+              GError **error)
 {
 	const char *s = md_status_normalize (value);
 	const char *reason = NULL;
@@ -251,7 +253,14 @@ set_status_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, 
 		return invalid (error, "%s", reason);
 	if (g_strcmp0 (s, MD_STATUS_ACKNOWLEDGED) == 0 && !md_workflow_first_response (desk, store, t, actor, error))
 		return FALSE;
-	return md_workflow_set_status (desk, store, t, s, actor, NULL, TRUE, error);
+	return md_workflow_set_status (desk, store, t, s, actor, NULL, notify, error);
+}
+
+static gboolean
+set_status_field (MdDesk *desk, MdStore *store, MdTicket *t, const char *value, const MdActor *actor,
+                  GError **error)
+{
+	return apply_status (desk, store, t, value, actor, TRUE, error);
 }
 
 gboolean
@@ -289,17 +298,32 @@ says_something (char *comment, const MdMessage *msg)
 	return FALSE;
 }
 
-/* Commands that change a field and mail nothing of their own. */
-static gboolean
-is_quiet_command (const MdCommand *c)
+/* When a message's commands run, as far as what they mail goes. */
+typedef enum {
+	BY_THEMSELVES,  /* each says what it changed in mail of its own */
+	WITH_REPLY,     /* an agent's reply with words: it tells the status they set */
+	AT_OPENING,     /* the mail that opened the ticket: its acknowledgement tells */
+} Occasion;
+
+/* The passes of an agent's reply with words, in the order they run. */
+typedef enum {
+	FIELDS,   /* change a field and mail nothing of their own */
+	STATUS,   /* move the status: the reply says so */
+	THE_REST, /* mail of their own (#list), or end the ticket (#merge) */
+	ANY,
+} Which;
+
+static Which
+which_of (const MdCommand *c)
 {
-	return strcmp (c->name, "priority") == 0 || strcmp (c->name, "category") == 0 ||
-	       strcmp (c->name, "assign") == 0;
+	static const char *const fields[] = { "priority", "category", "assign", NULL };
+	static const char *const status[] = { "ack", "status", "waiting", "resolve", NULL };
+	return g_strv_contains (fields, c->name) ? FIELDS : g_strv_contains (status, c->name) ? STATUS : THE_REST;
 }
 
-typedef enum { QUIET_ONLY, LOUD_ONLY, ANY } Which;
 static gboolean run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands,
-                                    const MdActor *actor, const MdMessage *msg, Which which, GError **error);
+                                    const MdActor *actor, const MdMessage *msg, Which which, Occasion occasion,
+                                    GError **error);
 
 gboolean
 md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActor *actor, const char *text,
@@ -311,21 +335,32 @@ md_workflow_agent_reply (MdDesk *desk, MdStore *store, MdTicket *t, const MdActo
 		return md_workflow_run_commands (desk, store, t, commands, actor, msg, error);
 
 	MdPersonRef agent = { actor->email, actor->name };
+	g_autofree char *before = g_strdup (t->status);
 	if (!md_workflow_first_response (desk, store, t, actor, error))
 		return FALSE;
 	const char *next = g_strcmp0 (t->status, MD_STATUS_TRIAGE) == 0 ? MD_STATUS_ACKNOWLEDGED
 	                   : (g_strcmp0 (t->status, MD_STATUS_ACKNOWLEDGED) == 0 ||
 	                      g_strcmp0 (t->status, MD_STATUS_REOPENED) == 0) ? MD_STATUS_IN_PROGRESS
 	                   : NULL;
-	/* The reply itself tells the customer; no separate status mail.  It
-	 * is written after the move and after the commands that mail
-	 * nothing (#priority, #category, #assign), so its footer shows the
-	 * ticket as this mail leaves it; the commands that mail the
-	 * customer run after it, so their mail follows the reply's. */
-	return (!next || md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) &&
-	       run_commands_where (desk, store, t, commands, actor, msg, QUIET_ONLY, error) &&
-	       md_notify_agent_reply (desk, store, t, &agent, comment, msg, error) &&
-	       run_commands_where (desk, store, t, commands, actor, msg, LOUD_ONLY, error);
+	/* The reply itself tells the customer; no separate status mail, for
+	 * the move a reply makes nor for the one its #waiting, #resolve or
+	 * #status asks: one mail that says both.  It is written after them
+	 * and after the commands that mail nothing (#priority, #category,
+	 * #assign, first: a #resolve would refuse them), so that it and its
+	 * footer show the ticket as this mail leaves it; the commands that
+	 * mail of their own run after it, so their mail follows the reply's. */
+	if ((next && !md_workflow_set_status (desk, store, t, next, actor, NULL, FALSE, error)) ||
+	    !run_commands_where (desk, store, t, commands, actor, msg, FIELDS, WITH_REPLY, error))
+		return FALSE;
+	g_autofree char *moved = g_strdup (t->status);
+	if (!run_commands_where (desk, store, t, commands, actor, msg, STATUS, WITH_REPLY, error))
+		return FALSE;
+	/* What the customer knew before this message, when its commands moved
+	 * the status: a reply's own move alone goes without saying. */
+	gboolean told = g_strcmp0 (moved, t->status) != 0 && g_strcmp0 (before, t->status) != 0;
+	const char *old_status = told ? before : NULL;
+	return md_notify_agent_reply (desk, store, t, &agent, comment, old_status, msg, error) &&
+	       run_commands_where (desk, store, t, commands, actor, msg, THE_REST, WITH_REPLY, error);
 }
 
 gboolean
@@ -511,9 +546,10 @@ merge_into (MdDesk *desk, MdStore *store, MdTicket *t, const char *arg, const Md
 /* Runs one command; FALSE with MD_ERROR_INVALID/DENIED is answered by
  * mail, other errors abort. */
 static gboolean
-run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, const MdMessage *msg,
-         GError **error)
+run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, Occasion occasion,
+         const MdMessage *msg, GError **error)
 {
+	gboolean status_mail = occasion != WITH_REPLY;
 	/* The system (a scripted reply as the desk) commands as an agent does. */
 	Who who = actor->kind == MD_ACTOR_CUSTOMER ? WHO_CUSTOMER : WHO_AGENT;
 	gsize i;
@@ -553,10 +589,10 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 			return FALSE;
 		if (g_strcmp0 (t->status, MD_STATUS_TRIAGE) != 0)
 			return TRUE;
-		return md_workflow_set_status (desk, store, t, MD_STATUS_ACKNOWLEDGED, actor, NULL, TRUE, error);
+		return md_workflow_set_status (desk, store, t, MD_STATUS_ACKNOWLEDGED, actor, NULL, status_mail, error);
 	}
 	if (strcmp (name, "status") == 0)
-		return md_workflow_set_field (desk, store, t, "status", c->arg, actor, error);
+		return apply_status (desk, store, t, c->arg, actor, status_mail, error);
 	if (strcmp (name, "priority") == 0 || strcmp (name, "category") == 0)
 		return md_workflow_set_field (desk, store, t, name, c->arg, actor, error);
 	if (strcmp (name, "assign") == 0)
@@ -566,8 +602,13 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 			g_set_error (error, MD_ERROR, MD_ERROR_DENIED, "only the requester may #%s a ticket", name);
 			return FALSE;
 		}
-		return md_workflow_set_field (desk, store, t, "visibility", strcmp (name, "share") == 0 ? "shared" : "private",
-		                              actor, error);
+		if (!md_workflow_set_field (desk, store, t, "visibility", strcmp (name, "share") == 0 ? "shared" : "private",
+		                            actor, error))
+			return FALSE;
+		/* Said as the ticket now is, changed or not: who asked learns where
+		 * it stands.  The mail that opened it has its acknowledgement. */
+		MdPersonRef to = { actor->email, actor->name };
+		return occasion == AT_OPENING || md_notify_visibility (desk, store, t, &to, msg, error);
 	}
 	const char *target = strcmp (name, "waiting") == 0 ? MD_STATUS_WAITING : MD_STATUS_RESOLVED;
 	const char *reason = NULL;
@@ -580,7 +621,7 @@ run_one (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor 
 		g_set_error (error, MD_ERROR, MD_ERROR_INVALID, "%s", reason);
 		return FALSE;
 	}
-	return change_status (desk, store, t, target, actor, NULL, TRUE, msg, error);
+	return change_status (desk, store, t, target, actor, NULL, status_mail, msg, error);
 }
 
 /* Whether a refused command is answered by mail.  A customer's From
@@ -624,10 +665,10 @@ refuse (MdDesk *desk, MdStore *store, MdTicket *t, const char *command, const ch
  * there is no address to answer. */
 static gboolean
 run_or_refuse (MdDesk *desk, MdStore *store, MdTicket *t, MdCommand *c, const MdActor *actor, Answer answer,
-               const MdMessage *msg, GError **error)
+               Occasion occasion, const MdMessage *msg, GError **error)
 {
 	GError *local = NULL;
-	if (run_one (desk, store, t, c, actor, msg, &local))
+	if (run_one (desk, store, t, c, actor, occasion, msg, &local))
 		return TRUE;
 	/* Without an address (the desk replying from a script) there is no
 	 * one to mail the reason to: the caller reports it. */
@@ -649,17 +690,17 @@ is_merge (const MdCommand *c)
 	return strcmp (c->name, "merge") == 0;
 }
 
-/* The commands WHICH selects (is_quiet_command), in order, #merge last. */
+/* The commands WHICH selects (which_of), in order, #merge last. */
 static gboolean
 run_commands_where (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
-                    const MdMessage *msg, Which which, GError **error)
+                    const MdMessage *msg, Which which, Occasion occasion, GError **error)
 {
 	for (int merges = 0; merges < 2; merges++)
 		for (guint i = 0; commands && i < commands->len; i++) {
 			MdCommand *c = commands->pdata[i];
-			gboolean selected = which == ANY || is_quiet_command (c) == (which == QUIET_ONLY);
+			gboolean selected = which == ANY || which_of (c) == which;
 			if (selected && is_merge (c) == merges &&
-			    !run_or_refuse (desk, store, t, c, actor, answer_in_reply (actor), msg, error))
+			    !run_or_refuse (desk, store, t, c, actor, answer_in_reply (actor), occasion, msg, error))
 				return FALSE;
 		}
 	return TRUE;
@@ -669,7 +710,7 @@ gboolean
 md_workflow_run_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArray *commands, const MdActor *actor,
                           const MdMessage *msg, GError **error)
 {
-	return run_commands_where (desk, store, t, commands, actor, msg, ANY, error);
+	return run_commands_where (desk, store, t, commands, actor, msg, ANY, BY_THEMSELVES, error);
 }
 
 /* Why C may not run in the mail that opened a ticket, or NULL when it
@@ -703,7 +744,7 @@ md_workflow_opening_commands (MdDesk *desk, MdStore *store, MdTicket *t, GPtrArr
 		const char *reason = !actor->email ? "the message has no sender address to answer"
 		                     : opening_refusal (c, actor);
 		if (reason ? !refuse (desk, store, t, c->line, reason, actor, ANSWER_LIMITED, msg, error)
-		           : !run_or_refuse (desk, store, t, c, actor, ANSWER_LIMITED, msg, error))
+		           : !run_or_refuse (desk, store, t, c, actor, ANSWER_LIMITED, AT_OPENING, msg, error))
 			return FALSE;
 	}
 	return TRUE;

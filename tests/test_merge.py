@@ -5,7 +5,12 @@ resolved quietly and points there; mail to its address, tag or
 Message-IDs reaches the other; different customers' tickets are never
 merged; a purge later removes both without breaking the link."""
 
-from mdtest import Desk, message, run_tests, token_address
+import email
+import email.policy
+import os
+import sqlite3
+
+from mdtest import Catcher, Desk, message, run_tests, token_address
 
 AGENT = "jane@support.example.com"
 ALICE = "alice@acme.example"
@@ -39,7 +44,9 @@ def test_merge(tap):
                "whose history says what was merged, and by whom", one["history"])
         tap.ok(any(h["field"] == "merged_into" and h["new"] == "SUP-1" for h in two["history"]),
                "the duplicate's history says where it went")
-        tap.eq(len(desk.json("outbox", "list", env=NOW)), outbox_before, "quietly: no status mail")
+        new = desk.json("outbox", "list", env=NOW)[outbox_before:]
+        tap.eq(sorted((r["kind"], r["to"]) for r in new), [("merged", ALICE), ("merged", "carol@acme.example")],
+               "no status mail: one notice, to those who had the duplicate's mail", new)
         tap.eq(desk.show(1)["merged_into"], None, "the other points nowhere")
         tap.eq(desk.show(1)["participants"], ["carol@acme.example"],
                "whom the customer copied on the duplicate takes part in the other (ticket show lists them)")
@@ -176,5 +183,83 @@ def test_merge_keeps_what_was_private(tap):
         desk.cleanup()
 
 
+def test_merge_tells_the_customer(tap):
+    """Whoever got the duplicate's mail gets one short notice that it was
+    merged and where it goes on, as mail of the ticket that carries on
+    (its Reply-To and tag), so that answering it lands there; not the
+    agent who merged, nor a participant whose address bounces.  By mail,
+    the agent's reply on the duplicate goes first, then the notice."""
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n")
+    seen = [0]
+
+    def new_mail():
+        desk.run("outbox", "flush", env=NOW, check=True)
+        got = catcher.messages()[seen[0]:]
+        seen[0] += len(got)
+        return [(sorted(env["rcpt_tos"]), email.message_from_bytes(raw, policy=email.policy.default))
+                for env, raw in got]
+
+    def text(m):
+        return " ".join(m.get_body(preferencelist=("plain",)).get_content().split())
+
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        for raw in (message(subject="Printer broken", sender=ALICE, msgid="first"),
+                    message(subject="Printer still broken", sender=ALICE, msgid="dup",
+                            headers=["Cc: carol@acme.example, dan@acme.example"]),
+                    message(subject="Mine", sender="bob@other.example"),
+                    message(subject="Printer, third time", sender=ALICE, msgid="third")):
+            tap.eq(desk.deliver(raw, env=NOW).returncode, 0, "delivered")
+        new_mail()
+        db = sqlite3.connect(os.path.join(desk.dir, "var", "maildesk.db"))
+        db.execute("UPDATE people SET bouncing = 1 WHERE email = 'dan@acme.example'")
+        db.commit()
+        db.close()
+
+        p = desk.run("ticket", "merge", "SUP-2", "SUP-1", "--as", AGENT, env=NOW)
+        tap.eq(p.returncode, 0, "merged", p.stderr)
+        mails = new_mail()
+        tap.eq(sorted(r for rcpts, m in mails for r in rcpts), [ALICE, "carol@acme.example"],
+               "one notice each, to the duplicate's requester and the participant whose address works")
+        m = mails[0][1] if mails else None
+        body = m and text(m)
+        tap.ok(m and "[SUP-1]" in m["Subject"] and "[SUP-2]" not in m["Subject"] and "SUP-2" in m["Subject"],
+               "its subject carries the tag of the ticket that carries on", m and m["Subject"])
+        tap.ok(m and f"<{token_address(desk, 1)}>" in m["Reply-To"], "and its Reply-To", m and m["Reply-To"])
+        tap.ok(body and 'Your request SUP-2, "Printer still broken", is about the same matter as ticket SUP-1, '
+               '"Printer broken", so we have merged the two' in body and "mailto:" in body,
+               "it says what was merged into what, with the resolve link", body)
+        tap.ok(m and m["Auto-Submitted"] == "auto-generated" and "<dup@customer.example>" in m["References"],
+               "automatic, in the thread the customer knows", m and (m["Auto-Submitted"], m["References"]))
+        one = desk.show(1)
+        tap.ok(any(x["direction"] == "out" and x["flag"] == "sent: merged" for x in one["messages"]),
+               "its copy is kept on the ticket that carries on", [x["flag"] for x in one["messages"]])
+
+        answer = message(subject="Re: " + str(m["Subject"]), sender=ALICE, to=token_address(desk, 1),
+                         body="Thanks, here is the log.", headers=[f"In-Reply-To: {m['Message-ID']}"])
+        p = desk.deliver(answer, "--recipient", token_address(desk, 1), env=NOW)
+        tap.ok(p.returncode == 0 and desk.show(1)["messages"][-1]["body"].strip() == "Thanks, here is the log.",
+               "answering the notice lands on the ticket that carries on", p.stderr)
+        new_mail()
+
+        tok = token_address(desk, 4)
+        p = desk.deliver(message(subject="Re: [SUP-4] Printer, third time", sender=AGENT, to=tok,
+                                 body="#merge SUP-1\nThis is SUP-1 again; we go on there."),
+                         "--recipient", tok, env=NOW)
+        tap.eq((p.returncode, desk.show(4)["merged_into"]), (0, "SUP-1"), "an agent's #merge by mail merges", p.stderr)
+        mails = new_mail()
+        tap.eq([(rcpts, "[SUP-4]" in m["Subject"], "[SUP-1]" in m["Subject"]) for rcpts, m in mails],
+               [([ALICE], True, False), ([ALICE], False, True)],
+               "the customer gets the agent's reply, then the notice from the ticket that carries on",
+               [(rcpts, m["Subject"]) for rcpts, m in mails])
+        tap.ok(len(mails) == 2 and "Your request SUP-4" in text(mails[1][1])
+               and f"<{token_address(desk, 1)}>" in mails[1][1]["Reply-To"], "saying where to reply",
+               mails and text(mails[-1][1]))
+    finally:
+        catcher.stop()
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private)
+    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private, test_merge_tells_the_customer)

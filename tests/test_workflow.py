@@ -198,8 +198,65 @@ def test_reply_footer_shows_the_new_status(tap):
            "a #priority in the same mail shows in the reply's footer", got)
     c.agent_says(1, "#resolve\nFixed in 5.1.4.")
     got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER)]
-    tap.ok(len(got) == 2 and "Fixed in 5.1.4." in got[0] and "Fixed in 5.1.4." not in got[1]
-           and "resolved" in got[1].lower(), "a #resolve's status mail follows the reply it came with", got)
+    tap.ok(len(got) == 1 and "Fixed in 5.1.4." in got[0] and "Ticket SUP-1 \u00b7 Resolved \u00b7 P1" in got[0],
+           "a #resolve in the same mail shows in the reply's footer, and is told in it alone", got)
+    c.close()
+
+
+def test_status_told_in_the_reply(tap):
+    """An agent's reply whose #waiting, #resolve or #status moves the
+    ticket is one mail to each customer: the reply, saying what the
+    status became; no status mail of its own.  A command alone still
+    has its status mail, and a reply that moves the ticket by itself
+    (a first answer, a reopened ticket's) says nothing of it."""
+    c = Conversation(tap)
+    bob = "bob@customer.example"
+    c.deliver(message(subject="help", body="Question", headers=[f"Cc: Bob <{bob}>"]))
+    c.new_mail()
+
+    def one_line(text):
+        return " ".join(text.split())
+
+    c.agent_says(1, "#waiting\nWhich version do you run?")
+    tap.eq(c.status(), "Waiting for customer", "#waiting in a reply sets the status")
+    mails = c.new_mail()
+    for who in (CUSTOMER, bob):
+        got = [body_of(m) for m in to_of(mails, who)]
+        tap.ok(len(got) == 1 and "Which version do you run?" in got[0]
+               and "has changed from Waiting for triage to Waiting for customer." in one_line(got[0]),
+               f"{who} gets one mail: the reply, with the change from the status they last knew", got)
+    tap.ok(mails and all(m["Auto-Submitted"] is None for rcpts, m in mails),
+           "sent as the agent's reply, not an automatic one", [m["Auto-Submitted"] for rcpts, m in mails])
+    kinds = sorted({r["kind"] for r in c.desk.json("outbox", "list")})
+    tap.ok("status-change" not in kinds, "no status mail is queued", kinds)
+
+    c.customer_says("Version 5.1.3.")
+    c.new_mail()
+    c.agent_says(1, "#resolve\nFixed in 5.1.4.")
+    got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER)]
+    tap.ok(len(got) == 1 and "Fixed in 5.1.4." in got[0]
+           and "has changed from In progress to Resolved." in one_line(got[0])
+           and "reply to this message within 30 days and we will reopen" in one_line(got[0])
+           and "Mark it resolved again:" in got[0], "#resolve: the reply says it is resolved, and how to reopen it",
+           got)
+    tap.eq(c.status(), "Resolved", "and it is")
+
+    c.customer_says("It broke again.")
+    c.new_mail()
+    c.agent_says(1, "Looking again.")
+    got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER)]
+    tap.ok(len(got) == 1 and "has changed" not in got[0] and "Solved? Mark it resolved:" in got[0],
+           "a reply that moves a reopened ticket by itself says nothing of it", got)
+
+    c.agent_says(1, "#status Waiting for customer\n#priority P1\nCan you send the log?")
+    got = [body_of(m) for m in to_of(c.new_mail(), CUSTOMER)]
+    tap.ok(len(got) == 1 and "has changed from In progress to Waiting for customer." in one_line(got[0])
+           and "\u00b7 Waiting for customer \u00b7 P1" in got[0], "#status too, beside a #priority", got)
+
+    c.agent_says(1, "#resolve")
+    mails = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(len(mails) == 1 and "Status update" in str(mails[0]["Subject"]),
+           "a #resolve with no words still has its status mail", [m["Subject"] for m in mails])
     c.close()
 
 
@@ -283,6 +340,59 @@ def test_organizations(tap):
     tap.ok(any("[SUP-1]" in body_of(m) for m in mails), "and see it in #list")
     c.customer_says("#private")
     tap.eq(c.desk.show(1)["visibility"], "private", "#private takes it back")
+    c.close()
+
+
+def test_share_is_confirmed(tap):
+    """The requester's #share or #private is answered: they are told, in
+    reply to their message, whether the ticket is now shared with their
+    organization or private.  Only they are (not the members), not in
+    the mail that opened the ticket (its acknowledgement says it), and
+    at most ack_rate_limit times an hour (their From may be forged)."""
+    c = Conversation(tap)
+    bob = "bob@customer.example"
+    c.desk.run("org", "add", "Acme", "--member", CUSTOMER, "--member", bob, check=True)
+    c.deliver(message(subject="help", body="Question"))
+    c.new_mail()
+
+    tok = token_address(c.desk, 1)
+    c.deliver(message(subject="Re: [SUP-1] help", to=tok, body="#share", msgid="share-1"), "--recipient", tok)
+    mails = c.new_mail()
+    got = to_of(mails, CUSTOMER)
+    b = got and " ".join(body_of(got[0]).split())
+    tap.ok(len(got) == 1 and "shared" in str(got[0]["Subject"]) and "[SUP-1]" in str(got[0]["Subject"])
+           and "is shared with Acme: its members receive the ticket's mail" in b and "#private" in b,
+           "#share: the requester is told the ticket is shared with the organization", b)
+    tap.ok(got and f"<{tok}>" in got[0]["Reply-To"] and got[0]["In-Reply-To"] == "<share-1@customer.example>"
+           and got[0]["Auto-Submitted"] == "auto-replied", "in reply to their message, from the ticket's address",
+           got and (got[0]["Reply-To"], got[0]["In-Reply-To"], got[0]["Auto-Submitted"]))
+    tap.eq(to_of(mails, bob), [], "the members are not mailed about it")
+
+    c.customer_says("#private\nAnd one more thing.")
+    got = to_of(c.new_mail(), CUSTOMER)
+    b = got and " ".join(body_of(got[0]).split())
+    tap.ok(len(got) == 1 and "is private: only you and the people copied on it" in b
+           and "members of Acme do not see it" in b, "#private: told it is private", b)
+    c.customer_says("#private")
+    got = to_of(c.new_mail(), CUSTOMER)
+    tap.ok(len(got) == 1 and "is private" in body_of(got[0]), "asked again, told where it stands", got)
+
+    c.agent_says(1, "#share")
+    mails = c.new_mail()
+    tap.eq(to_of(mails, CUSTOMER), [], "an agent's #share is refused, and the requester is told nothing")
+    tap.eq(c.desk.show(1)["visibility"], "private", "it stays private")
+
+    for _ in range(6):
+        c.customer_says("#share")
+    got = to_of(c.new_mail(), CUSTOMER)
+    tap.eq(len(got), 2, "at most ack_rate_limit (5) confirmations an hour, three sent before", [m["Subject"] for m in got])
+
+    c.deliver(message(subject="another", body="#share\nA new question.", sender=bob))
+    mails = to_of(c.new_mail(), bob)
+    tap.ok(len(mails) == 1 and "We received your request" in str(mails[0]["Subject"])
+           and "This ticket is shared." in " ".join(body_of(mails[0]).split()),
+           "a #share in the mail that opens a ticket is told by its acknowledgement alone",
+           [m["Subject"] for m in mails])
     c.close()
 
 
@@ -810,11 +920,11 @@ def test_resolved_notice_offers_no_resolving(tap):
     asks the customer to do what was just done."""
     c = Conversation(tap)
     c.deliver(message(subject="help"))
-    c.agent_says(1, "#waiting\nWhich version?")
+    c.agent_says(1, "#waiting")
     mails = [m for m in to_of(c.new_mail(), CUSTOMER) if "Status update" in str(m["Subject"])]
     b = mails and body_of(mails[0])
     tap.ok(b and "Solved? Mark it resolved:" in b, "an open ticket's status mail offers resolving it", b)
-    c.agent_says(1, "#resolve\nFixed in 5.1.4.")
+    c.agent_says(1, "#resolve")
     mails = [m for m in to_of(c.new_mail(), CUSTOMER) if "Status update" in str(m["Subject"])]
     b = mails and body_of(mails[0])
     tap.ok(mails and "Resolved" in str(mails[0]["Subject"]) and "mailto:" in b, "the resolved notice has the link", b)
@@ -964,9 +1074,9 @@ def test_date_in_the_desks_zone(tap):
 
 if __name__ == "__main__":
     run_tests(test_date_in_the_desks_zone, test_attribution_without_a_name, test_agents_read_the_assignees_name, test_agents_read_the_requesters_name, test_agent_reply_threads_as_the_customer_sees_it, test_full_cycle, test_list_newest_open_first, test_commands_and_errors, test_status_the_reply_already_set, test_reply_footer_shows_the_new_status,
-              test_show_text_names_the_sender,
+              test_status_told_in_the_reply, test_show_text_names_the_sender,
               test_unassign, test_assign_the_assignee, test_organizations,
-              test_share_after_the_organization_is_made, test_strangers,
+              test_share_is_confirmed, test_share_after_the_organization_is_made, test_strangers,
               test_participants_and_attachments, test_out_of_office, test_large_organization,
               test_organization_of_thousands, test_agents_of_thousands, test_file_only_replies,
               test_attachment_charsets, test_kept_copy_has_the_attachments,

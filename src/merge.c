@@ -8,19 +8,25 @@
 
 #define denied(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_DENIED, __VA_ARGS__), FALSE)
 
-/* Why SOURCE may not be merged into INTO, as an error; TRUE when it may. */
-static gboolean
-may_merge (MdDesk *desk, const MdTicket *source, const MdTicket *into, GError **error)
+/* Whom a refusal names as T's customer. */
+static const char *
+requester_of (const MdTicket *t)
 {
-	const char *prefix = desk->conf->ticket_prefix;
-	g_autofree char *from = md_ticket_key (prefix, source->id), *to = md_ticket_key (prefix, into->id);
+	return t->requester ? t->requester : "no requester";
+}
 
+/* Why SOURCE (key FROM) may not be merged into INTO (key TO), as an
+ * error; TRUE when it may. */
+static gboolean
+may_merge (const char *prefix, const MdTicket *source, const MdTicket *into, const char *from, const char *to,
+           GError **error)
+{
 	if (source->id == into->id)
 		return denied (error, "a ticket cannot be merged into itself");
 	if (source->merged_into_id || into->merged_into_id) {
 		const MdTicket *done = source->merged_into_id ? source : into;
-		g_autofree char *key = md_ticket_key (prefix, done->id), *where = md_ticket_key (prefix, done->merged_into_id);
-		return denied (error, "%s was merged into %s already", key, where);
+		g_autofree char *where = md_ticket_key (prefix, done->merged_into_id);
+		return denied (error, "%s was merged into %s already", done == source ? from : to, where);
 	}
 	if (!md_status_is_open (into->status))
 		return denied (error, "%s is resolved; reopen it before merging into it", to);
@@ -31,12 +37,10 @@ may_merge (MdDesk *desk, const MdTicket *source, const MdTicket *into, GError **
 	 * make its requester a participant there, and its mail the other's. */
 	if (!same_requester && same_org && !(source->shared && into->shared))
 		return denied (error, "%s (%s) and %s (%s) are not both shared with their organization: merged, each "
-		               "would read the other's private mail", from, source->requester ? source->requester : "no requester",
-		               to, into->requester ? into->requester : "no requester");
+		               "would read the other's private mail", from, requester_of (source), to, requester_of (into));
 	if (!same_requester && !same_org)
 		return denied (error, "%s (%s) and %s (%s) are different customers' tickets: merged, each would read "
-		               "the other's mail", from, source->requester ? source->requester : "no requester", to,
-		               into->requester ? into->requester : "no requester");
+		               "the other's mail", from, requester_of (source), to, requester_of (into));
 	return TRUE;
 }
 
@@ -44,10 +48,10 @@ gboolean
 md_merge_tickets (MdDesk *desk, MdStore *store, MdTicket *source, MdTicket *into, const MdActor *actor,
                   GError **error)
 {
-	if (!may_merge (desk, source, into, error))
-		return FALSE;
 	const char *prefix = desk->conf->ticket_prefix;
 	g_autofree char *from = md_ticket_key (prefix, source->id), *to = md_ticket_key (prefix, into->id);
+	if (!may_merge (prefix, source, into, from, to, error))
+		return FALSE;
 	const char *who = actor && actor->email ? actor->email : "system";
 	gint64 now = md_now ();
 

@@ -106,5 +106,33 @@ def test_merge(tap):
         desk.cleanup()
 
 
+def test_reply_after_target_purged(tap):
+    """A duplicate goes with the ticket it was merged into when that one
+    is purged (here by erasing its requester, a colleague's): a reply to
+    the duplicate's address then opens a new ticket, as one to the purged
+    ticket's own address does, rather than reopening an empty one."""
+    desk = Desk()
+    try:
+        desk.run("org", "add", "Acme", "--domain", "acme.example", check=True)
+        for subject, who in (("VPN down", "bob@acme.example"), ("VPN down for me too", ALICE)):
+            tap.eq(desk.deliver(message(subject=subject, sender=who), env=NOW).returncode, 0, "delivered")
+            desk.run("ticket", "set", str(len(desk.tickets())), "visibility=shared", env=NOW, check=True)
+        desk.run("ticket", "merge", "2", "1", env=NOW, check=True)
+        p = desk.run("purge", "--person", "bob@acme.example", "--json", env=NOW)
+        tap.eq(p.returncode, 0, "bob is erased, his ticket purged", p.stderr)
+        tap.eq([t["id"] for t in desk.tickets()], [], "and the duplicate merged into it with it")
+
+        reply = message(subject="Re: [SUP-2] VPN down for me too", sender=ALICE, to=token_address(desk, 2),
+                        body="It is down again.")
+        p = desk.deliver(reply, "--recipient", token_address(desk, 2), env=NOW)
+        tap.eq((p.returncode, p.stdout), (0, b"SUP-3\n"), "alice's reply to the duplicate opens a new ticket",
+               p.stdout + p.stderr)
+        three = desk.show(3)
+        tap.eq((three["requester"], [m["body"].strip() for m in three["messages"] if m["direction"] == "in"]),
+               (ALICE, ["It is down again."]), "hers, with her message")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_merge)
+    run_tests(test_merge, test_reply_after_target_purged)

@@ -4,6 +4,7 @@
 #include "catalog.h"
 #include "md.h"
 #include "merge.h"
+#include "schedule.h"
 #include "token.h"
 
 #define denied(error, ...) (g_set_error (error, MD_ERROR, MD_ERROR_DENIED, __VA_ARGS__), FALSE)
@@ -44,6 +45,30 @@ may_merge (const char *prefix, const MdTicket *source, const MdTicket *into, con
 	return TRUE;
 }
 
+/* The duplicate's customer, still owed a first response by a deadline
+ * ahead, is owed it on the ticket that carries on, by the earlier of
+ * the two deadlines: resolved by the merge, the duplicate would
+ * otherwise drop it silently.  A ticket answered already owes one
+ * anew: its answer was to its own customer's message, not to this. */
+static gboolean
+carry_first_response (MdDesk *desk, MdStore *store, const MdTicket *source, MdTicket *into, const char *who,
+                      gint64 now, GError **error)
+{
+	gint64 due = source->first_response_due;
+	if (!md_status_is_open (source->status) || source->first_response_at || due <= now ||
+	    (!into->first_response_at && into->first_response_due && into->first_response_due <= due))
+		return TRUE;
+	g_autofree char *old_due = into->first_response_due ? md_time_iso_utc (into->first_response_due) : NULL;
+	g_autofree char *new_due = md_time_iso_utc (due);
+	g_autofree char *answered = into->first_response_at ? md_time_iso_utc (into->first_response_at) : NULL;
+	if ((answered && !md_store_history_add (store, into->id, now, who, "first_response", answered, NULL, error)) ||
+	    !md_store_history_add (store, into->id, now, who, "first_response_due", old_due, new_due, error))
+		return FALSE;
+	into->first_response_due = due;
+	into->first_response_at = 0;
+	return md_store_ticket_update (store, into, error) && md_schedule_restart_sla (desk, store, into, error);
+}
+
 gboolean
 md_merge_tickets (MdDesk *desk, MdStore *store, MdTicket *source, MdTicket *into, const MdActor *actor,
                   GError **error)
@@ -61,7 +86,8 @@ md_merge_tickets (MdDesk *desk, MdStore *store, MdTicket *source, MdTicket *into
 		return FALSE;
 	source->merged_into_id = into->id;
 	into->updated_at = now;
-	if (!md_store_ticket_update (store, into, error))
+	if (!md_store_ticket_update (store, into, error) ||
+	    !carry_first_response (desk, store, source, into, who, now, error))
 		return FALSE;
 	/* Quietly: the customer's mail goes on in the other ticket, and a
 	 * "resolved" for a problem still being worked on would mislead. */

@@ -134,5 +134,46 @@ def test_reply_after_target_purged(tap):
         desk.cleanup()
 
 
+def test_first_response_carries_over(tap):
+    """A duplicate still owed a first response hands its deadline to the
+    ticket it is merged into, the earlier of the two winning; an answered
+    ticket owes a response anew.  Its breach notice then comes on time,
+    and the next public reply meets the deadline."""
+    desk = Desk()
+    at = lambda hhmm: {"MAILDESK_NOW": f"2026-12-01T{hhmm}:00+02:00"}
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        desk.deliver(message(subject="Printer broken", sender=ALICE), env=at("10:00"))
+        desk.run("ticket", "reply", "1", "--as", AGENT, input="Try turning it off and on.\n", env=at("10:30"),
+                 check=True)
+        desk.deliver(message(subject="Production is down", sender=ALICE), env=at("11:00"))
+        desk.deliver(message(subject="Scanner slow", sender="bob@other.example"), env=at("11:00"))
+        desk.deliver(message(subject="Production is down", sender="bob@other.example"), env=at("11:00"))
+        one, two, three, four = (desk.show(i) for i in (1, 2, 3, 4))
+        tap.ok(one["first_response_at"] and not two["first_response_at"], "SUP-1 is answered, SUP-2 not")
+        tap.ok(two["first_response_due"] < one["first_response_due"] and
+               four["first_response_due"] < three["first_response_due"], "and P1's SUP-2 and SUP-4 due first")
+
+        desk.run("ticket", "merge", "2", "1", "--as", AGENT, env=at("12:00"), check=True)
+        one = desk.show(1)
+        tap.eq((one["first_response_at"], one["first_response_due"]), (None, two["first_response_due"]),
+               "an answered ticket owes the duplicate's first response, by its deadline")
+        tap.ok(any(h["field"] == "first_response_due" and h["new"] == two["first_response_due"]
+                   for h in one["history"]), "in its history", one["history"])
+        desk.run("ticket", "merge", "4", "3", env=at("12:00"), check=True)
+        tap.eq(desk.show(3)["first_response_due"], four["first_response_due"],
+               "an unanswered one takes the duplicate's deadline when it comes first")
+
+        desk.run("tick", env=at("15:30"), check=True)
+        breaches = [m["ticket"] for m in desk.json("outbox", "list") if m["kind"] == "sla-breach"]
+        tap.eq(sorted(set(breaches)), ["SUP-1", "SUP-3"], "the breach notices come at the duplicates' deadlines")
+
+        desk.run("ticket", "reply", "1", "--as", AGENT, input="Looking at production now.\n", env=at("15:40"),
+                 check=True)
+        tap.ok(desk.show(1)["first_response_at"], "the next reply is the first response")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_merge, test_reply_after_target_purged)
+    run_tests(test_merge, test_reply_after_target_purged, test_first_response_carries_over)

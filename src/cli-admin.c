@@ -35,6 +35,25 @@ unassign_open_tickets (MdDesk *desk, MdStore *store, const char *email, guint *n
 	return TRUE;
 }
 
+/* Takes a former agent off the tickets they were copied on, each
+ * recorded: whoever copied them copied the desk's staff, and someone
+ * who left the team should not go on getting the customers' mail nor
+ * write to the tickets as one of their participants. */
+static gboolean
+end_participations (MdStore *store, const char *email, guint *n_r, GError **error)
+{
+	g_autoptr (GArray) ids = md_store_participations_end (store, email, error);
+	if (!ids)
+		return FALSE;
+	gint64 now = md_now ();
+	for (guint i = 0; i < ids->len; i++)
+		if (!md_store_history_add (store, g_array_index (ids, gint64, i), now, "system", "participant", email, NULL,
+		                           error))
+			return FALSE;
+	*n_r = ids->len;
+	return TRUE;
+}
+
 static int
 agent_remove (MdDesk *desk, const char *email)
 {
@@ -47,11 +66,12 @@ agent_remove (MdDesk *desk, const char *email)
 	g_autoptr (GError) error = NULL;
 	g_autoptr (MdStore) store = md_desk_open_store (desk, FALSE, &error);
 	gboolean removed = FALSE;
-	guint unassigned = 0;
+	guint unassigned = 0, ended = 0;
 	if (!store || !md_store_begin (store, &error))
 		goto fail;
 	if (!md_store_agent_remove (store, email, &removed, &error) ||
-	    (removed && !unassign_open_tickets (desk, store, email, &unassigned, &error))) {
+	    (removed && !unassign_open_tickets (desk, store, email, &unassigned, &error)) ||
+	    (removed && !end_participations (store, email, &ended, &error))) {
 		md_store_rollback (store);
 		goto fail;
 	}
@@ -62,7 +82,8 @@ agent_remove (MdDesk *desk, const char *email)
 	}
 	if (!md_store_commit (store, &error))
 		goto fail;
-	printf ("agent %s removed; %u open ticket%s unassigned\n", email, unassigned, unassigned == 1 ? "" : "s");
+	printf ("agent %s removed; %u open ticket%s unassigned; %u participation%s ended\n", email, unassigned,
+	        unassigned == 1 ? "" : "s", ended, ended == 1 ? "" : "s");
 	return MD_EX_OK;
 fail:
 	md_cli_error (error);
@@ -78,7 +99,8 @@ md_cmd_agent (int argc, char **argv)
 		{ NULL },
 	};
 	if (!md_cli_parse ("agent", "add EMAIL | remove EMAIL",
-	                   "Add an agent, or take an agent's standing away (their open tickets are unassigned).",
+	                   "Add an agent, or take an agent's standing away (their open tickets are unassigned, "
+	                   "their participations ended).",
 	                   entries, &argc, &argv))
 		return MD_EX_USAGE;
 	gboolean add = argc == 3 && strcmp (argv[1], "add") == 0;

@@ -25,6 +25,7 @@ struct _MdIngestJob {
 	char *sender;              /* envelope; "" for <>, NULL when unknown */
 	GStrv recipients;          /* envelope */
 	MdMessage *msg;
+	gboolean msg_borrowed;     /* another envelope's job parsed it (md_ingest_each) */
 	MdClassification cls;
 	gint64 token_ticket_id;
 	gboolean agent_token;      /* it came with the agent token (agent_token = separate) */
@@ -114,7 +115,7 @@ md_ingest_job_free (MdIngestJob *job)
 	g_free (job->raw_sha256);
 	g_free (job->sender);
 	g_strfreev (job->recipients);
-	if (job->msg)
+	if (job->msg && !job->msg_borrowed)
 		md_message_free (job->msg);
 	md_classification_clear (&job->cls);
 	g_free (job->sender_addr);
@@ -271,6 +272,32 @@ join_tags (GPtrArray *tags)
 	return joined;
 }
 
+/* What prepare reads of the envelope's recipients, the message parsed:
+ * the token, the rules' verdict, the intake form and, for what may be a
+ * reply, its trimmed body (a copy of TRIMMED when another envelope made
+ * it). */
+static void
+prepare_for_recipients (MdIngestJob *job, const char *trimmed)
+{
+	find_token (job);
+	classify (job);
+	/* A reply is trimmed here, on the parsing threads, not in the writer
+	 * every session waits for (a long body of quoted headers costs up
+	 * to ~2 s a MB).  Only mail that may be a reply: the writer knows. */
+	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references->len || strchr (job->msg->subject, '[') ||
+	    starts_with_command (job->msg->body))
+		job->trimmed_body = trimmed ? g_strdup (trimmed) : md_trim_reply (job->msg->body, NULL);
+	/* The form of the ticket it opens is a few regular expressions over
+	 * the whole text: found here too, for mail that does not look like a
+	 * reply (the writer finds it for the rest, when one opens a ticket). */
+	if (!job->token_ticket_id && !job->msg->in_reply_to && !job->msg->references->len && !job->msg->is_report &&
+	    !job->cls.drop_silently) {
+		g_autofree char *tags = join_tags (job->cls.tags);
+		job->intake_match = md_intake_match (job->desk, job->cls.category ? job->cls.category : MD_DEFAULT_CATEGORY,
+		                                     tags, job->msg);
+	}
+}
+
 gboolean
 md_ingest_prepare (MdIngestJob *job, GError **error)
 {
@@ -285,24 +312,20 @@ md_ingest_prepare (MdIngestJob *job, GError **error)
 	if (trusted && trusted[0])
 		job->msg->from_auth = md_authres_verdict ((const char *const *) job->msg->auth_results->pdata,
 		                                          trusted, job->msg->from_ambiguous ? NULL : job->msg->from_addr);
-	find_token (job);
-	classify (job);
-	/* A reply is trimmed here, on the parsing threads, not in the writer
-	 * every session waits for (a long body of quoted headers costs up
-	 * to ~2 s a MB).  Only mail that may be a reply: the writer knows. */
-	if (job->token_ticket_id || job->msg->in_reply_to || job->msg->references->len || strchr (job->msg->subject, '[') ||
-	    starts_with_command (job->msg->body))
-		job->trimmed_body = md_trim_reply (job->msg->body, NULL);
-	/* The form of the ticket it opens is a few regular expressions over
-	 * the whole text: found here too, for mail that does not look like a
-	 * reply (the writer finds it for the rest, when one opens a ticket). */
-	if (!job->token_ticket_id && !job->msg->in_reply_to && !job->msg->references->len && !job->msg->is_report &&
-	    !job->cls.drop_silently) {
-		g_autofree char *tags = join_tags (job->cls.tags);
-		job->intake_match = md_intake_match (job->desk, job->cls.category ? job->cls.category : MD_DEFAULT_CATEGORY,
-		                                     tags, job->msg);
-	}
+	prepare_for_recipients (job, NULL);
 	return TRUE;
+}
+
+/* md_ingest_prepare for the message FIRST has prepared, in another
+ * envelope from the same sender: what the parse and the sender give is
+ * FIRST's, read, not made again (FIRST must live while JOB is used). */
+static void
+prepare_like (MdIngestJob *job, const MdIngestJob *first)
+{
+	job->msg = first->msg;
+	job->msg_borrowed = TRUE;
+	job->sender_addr = g_strdup (first->sender_addr);
+	prepare_for_recipients (job, first->trimmed_body);
 }
 
 /* ---- storing ---- */
@@ -889,7 +912,10 @@ md_ingest_each (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw
 	for (guint i = 0; i < n; i++) {
 		MdIngestJob *job = md_ingest_job_new (desk, raw_sha256, raw_size, &envs[i]);
 		g_ptr_array_add (jobs, job);
-		if (!md_ingest_prepare (job, error))
+		/* One message: parsed once, whatever the tickets it goes to. */
+		if (i > 0 && g_strcmp0 (envs[i].sender, envs[0].sender) == 0)
+			prepare_like (job, jobs->pdata[0]);
+		else if (!md_ingest_prepare (job, error))
 			return FALSE;
 	}
 	/* One transaction: the message is filed to every ticket or to none,

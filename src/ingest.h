@@ -86,7 +86,8 @@ gboolean md_ingest_one (MdDesk *desk, MdStore *store, const char *raw_sha256, gi
 
 /* md_ingest_one for the same message in N envelopes, one per ticket it
  * was addressed to (see md_ingest_group_recipients), all in one
- * transaction: it is filed everywhere or nowhere.  RESULTS_R (may be
+ * transaction: it is filed everywhere or nowhere, and parsed once when
+ * the envelopes share a sender.  RESULTS_R (may be
  * NULL) receives N results; their keys are the caller's to g_free. */
 gboolean md_ingest_each (MdDesk *desk, MdStore *store, const char *raw_sha256, gint64 raw_size,
                          const MdEnvelope *envs, guint n, MdIngestResult *results_r, GError **error);

@@ -152,6 +152,13 @@ typedef struct {
  * received read whole (no index of its row: one would cost every
  * ingest), at most once per batch and only when the batch has one. */
 static const Step batch_deletes[] = {
+	/* A duplicate merged into a ticket of the batch goes with it: it
+	 * holds no mail of its own, only the way on (merge.c), and left
+	 * behind a reply to it would reopen an empty ticket; gone, the reply
+	 * opens a new one, as one to the purged ticket's own address does.
+	 * Merges are one hop: no duplicate was merged into a duplicate. */
+	{ "INSERT OR IGNORE INTO temp.purge_batch (id) SELECT id FROM tickets INDEXED BY tickets_merged "
+	  "WHERE merged_into_id IN " BATCH, UNCOUNTED },
 	{ "DELETE FROM temp.purge_outbox", UNCOUNTED },
 	/* outbox's one read per batch */
 	{ "INSERT INTO temp.purge_outbox (id, raw_sha256, queued) SELECT id, raw_sha256, state = 'queued' "
@@ -172,7 +179,6 @@ static const Step batch_deletes[] = {
 	{ "DELETE FROM fields WHERE ticket_id IN " BATCH, UNCOUNTED },
 	{ "DELETE FROM outbox WHERE id IN (SELECT id FROM temp.purge_outbox)", COUNTS (outbox) },
 	{ "UPDATE tickets SET linked_ticket_id = NULL WHERE linked_ticket_id IN " BATCH, UNCOUNTED },
-	{ "UPDATE tickets SET merged_into_id = NULL WHERE merged_into_id IN " BATCH, UNCOUNTED },
 	{ "DELETE FROM tickets WHERE id IN " BATCH, COUNTS (tickets) },
 };
 

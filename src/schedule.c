@@ -348,6 +348,20 @@ md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticke
 	return md_sql_step_done (store, s, "restart follow-ups", error) && md_schedule_ticket (desk, store, ticket, error);
 }
 
+/* A first-response deadline that is another request's (merge.c) brings
+ * its own reminders and breach notice: those that ran for the old one
+ * go, so sync_rows arms the new ones, as for a new ticket. */
+gboolean
+md_schedule_restart_sla (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error)
+{
+	g_autoptr (sqlite3_stmt) s = md_store_statement (store,
+		"DELETE FROM timers WHERE ticket_id = ?1 AND kind IN ('" KIND_REMINDER "', '" KIND_BREACH "')", error);
+	if (!s)
+		return FALSE;
+	sqlite3_bind_int64 (s, 1, ticket->id);
+	return md_sql_step_done (store, s, "restart sla", error) && md_schedule_ticket (desk, store, ticket, error);
+}
+
 /* "INSERT INTO timers ... VALUES" with N rows of parameters (?1 the
  * ticket, then kind, arg and due_at of each), N from 1 to MAX_TIMERS;
  * made once, so the store caches one statement per N. */

@@ -19,6 +19,10 @@ gboolean md_schedule_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticke
  * auto-resolve of the earlier wait are dropped, sent or not, and a new
  * series is armed (one series, never two side by side). */
 gboolean md_schedule_restart_waiting (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
+/* Like md_schedule_ticket for a ticket whose first-response deadline
+ * is now another's: the reminders and breach notice of the old one are
+ * dropped, sent or not, and those of the new one armed. */
+gboolean md_schedule_restart_sla (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);
 /* Like md_schedule_ticket for a ticket created in this transaction, which
  * has no timer rows yet: arms its timers without reading them first. */
 gboolean md_schedule_new_ticket (MdDesk *desk, MdStore *store, const MdTicket *ticket, GError **error);

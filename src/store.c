@@ -1028,6 +1028,23 @@ md_store_is_participant (MdStore *store, gint64 ticket_id, const char *email)
 	return single_int (store, s, NULL) == 1;
 }
 
+GArray *
+md_store_participations_end (MdStore *store, const char *email, GError **error)
+{
+	sqlite3_stmt *s = stmt (store,
+	                        "SELECT pa.ticket_id FROM people p JOIN participants pa ON pa.person_id = p.id "
+	                        "WHERE p.email = ?1 ORDER BY pa.ticket_id", error);
+	if (!s)
+		return NULL;
+	md_sql_bind_text (s, 1, email);
+	g_autoptr (GArray) ids = md_sql_ids (store, s, "participations", error);
+	if (!ids || !(s = stmt (store, "DELETE FROM participants "
+	                               "WHERE person_id = (SELECT id FROM people WHERE email = ?1)", error)))
+		return NULL;
+	md_sql_bind_text (s, 1, email);
+	return md_sql_step_done (store, s, "end participations", error) ? g_steal_pointer (&ids) : NULL;
+}
+
 GPtrArray *
 md_store_participants (MdStore *store, gint64 ticket_id, GError **error)
 {

@@ -204,6 +204,9 @@ GArray *md_store_requester_tickets (MdStore *store, gint64 requester_id, gint64 
 
 gboolean md_store_participant_add (MdStore *store, gint64 ticket_id, gint64 person_id, GError **error);
 gboolean md_store_is_participant (MdStore *store, gint64 ticket_id, const char *email);
+/* Takes EMAIL (lowercase) off every ticket it takes part in; the ids of
+ * those tickets, in id order.  Free with g_array_unref. */
+GArray *md_store_participations_end (MdStore *store, const char *email, GError **error);
 /* Emails, free with g_ptr_array_unref. */
 GPtrArray *md_store_participants (MdStore *store, gint64 ticket_id, GError **error);
 

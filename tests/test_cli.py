@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import tempfile
 
-from mdtest import MAILDESK, Desk, message, run_tests
+from mdtest import MAILDESK, Desk, message, run_tests, token_address
 
 NOW = {"MAILDESK_NOW": "2026-12-01T09:30:00+02:00"}
 
@@ -398,6 +398,42 @@ def test_agent_remove(tap):
         desk.cleanup()
 
 
+def test_agent_remove_ends_participations(tap):
+    """A removed agent is taken off the tickets they were copied on, open
+    or resolved, each in the history: no more copies of the customer's
+    mail, and their mail to a ticket's address is kept for a human like a
+    stranger's, not taken as a participant's reply."""
+    bob = "bob@support.example.com"
+    desk = Desk()
+    try:
+        desk.run("agent", "add", bob, check=True)
+        for subject in ("Copied one", "Copied and done"):
+            desk.deliver(message(subject=subject, headers=[f"Cc: Bob <{bob}>"]), env=NOW)
+        desk.run("ticket", "set", "2", "status=Resolved", env=NOW, check=True)
+        desk.run("ticket", "reply", "1", input="First answer.\n", env=NOW, check=True)
+        to = lambda: [m["to"] for m in desk.json("outbox", "list") if m["kind"] == "agent-reply"]
+        tap.eq(to(), ["alice@customer.example", bob], "as a participant, bob gets the customer's copy")
+
+        p = desk.run("agent", "remove", bob, env=NOW)
+        tap.ok(p.returncode == 0 and b"2 participations ended" in p.stdout, "removed; two participations ended",
+               p.stdout + p.stderr)
+        for ident in (1, 2):
+            tap.ok(any(h["field"] == "participant" and h["old"] == bob and h["new"] is None
+                       and h["actor"] == "system" for h in desk.show(ident)["history"]),
+                   f"SUP-{ident}: the end of bob's participation is in the history")
+        desk.run("ticket", "reply", "1", input="Second answer.\n", env=NOW, check=True)
+        tap.eq(to(), ["alice@customer.example", bob, "alice@customer.example"], "the next reply is not copied to bob")
+
+        p = desk.deliver(message(subject="Re: Copied one", sender=bob, to=token_address(desk, 1),
+                                 body="Still reading along."), "--recipient", token_address(desk, 1), env=NOW)
+        last = desk.show(1)["messages"][-1]
+        tap.ok(p.returncode == 0 and last["internal"] and last["flag"] == "unverified sender",
+               "bob's mail to the ticket is kept for a human, not a participant's reply",
+               (p.stderr, last["internal"], last["flag"]))
+    finally:
+        desk.cleanup()
+
+
 def test_list_filters(tap):
     """`ticket list` narrows to open tickets, an assignee (or none), what a
     customer may see (as #list shows them) and an organization; an
@@ -450,4 +486,4 @@ if __name__ == "__main__":
     run_tests(test_no_such_ticket, test_bad_clock_refused, test_set_keys_any_case, test_reply_reads_stdin, test_operands_left_over, test_deliver_operands_are_recipients, test_config_option, test_default_config_order,
               test_org_domain_not_moved, test_json_types, test_classify_stores_nothing,
               test_classify_sees_what_ingest_sees,
-              test_agent_remove, test_list_filters)
+              test_agent_remove, test_agent_remove_ends_participations, test_list_filters)

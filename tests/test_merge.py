@@ -261,5 +261,75 @@ def test_merge_tells_the_customer(tap):
         desk.cleanup()
 
 
+def test_reply_after_target_purged(tap):
+    """A duplicate goes with the ticket it was merged into when that one
+    is purged (here by erasing its requester, a colleague's): a reply to
+    the duplicate's address then opens a new ticket, as one to the purged
+    ticket's own address does, rather than reopening an empty one."""
+    desk = Desk()
+    try:
+        desk.run("org", "add", "Acme", "--domain", "acme.example", check=True)
+        for subject, who in (("VPN down", "bob@acme.example"), ("VPN down for me too", ALICE)):
+            tap.eq(desk.deliver(message(subject=subject, sender=who), env=NOW).returncode, 0, "delivered")
+            desk.run("ticket", "set", str(len(desk.tickets())), "visibility=shared", env=NOW, check=True)
+        desk.run("ticket", "merge", "2", "1", env=NOW, check=True)
+        p = desk.run("purge", "--person", "bob@acme.example", "--json", env=NOW)
+        tap.eq(p.returncode, 0, "bob is erased, his ticket purged", p.stderr)
+        tap.eq([t["id"] for t in desk.tickets()], [], "and the duplicate merged into it with it")
+
+        reply = message(subject="Re: [SUP-2] VPN down for me too", sender=ALICE, to=token_address(desk, 2),
+                        body="It is down again.")
+        p = desk.deliver(reply, "--recipient", token_address(desk, 2), env=NOW)
+        tap.eq((p.returncode, p.stdout), (0, b"SUP-3\n"), "alice's reply to the duplicate opens a new ticket",
+               p.stdout + p.stderr)
+        three = desk.show(3)
+        tap.eq((three["requester"], [m["body"].strip() for m in three["messages"] if m["direction"] == "in"]),
+               (ALICE, ["It is down again."]), "hers, with her message")
+    finally:
+        desk.cleanup()
+
+
+def test_first_response_carries_over(tap):
+    """A duplicate still owed a first response hands its deadline to the
+    ticket it is merged into, the earlier of the two winning; an answered
+    ticket owes a response anew.  Its breach notice then comes on time,
+    and the next public reply meets the deadline."""
+    desk = Desk()
+    at = lambda hhmm: {"MAILDESK_NOW": f"2026-12-01T{hhmm}:00+02:00"}
+    try:
+        desk.run("agent", "add", AGENT, check=True)
+        desk.deliver(message(subject="Printer broken", sender=ALICE), env=at("10:00"))
+        desk.run("ticket", "reply", "1", "--as", AGENT, input="Try turning it off and on.\n", env=at("10:30"),
+                 check=True)
+        desk.deliver(message(subject="Production is down", sender=ALICE), env=at("11:00"))
+        desk.deliver(message(subject="Scanner slow", sender="bob@other.example"), env=at("11:00"))
+        desk.deliver(message(subject="Production is down", sender="bob@other.example"), env=at("11:00"))
+        one, two, three, four = (desk.show(i) for i in (1, 2, 3, 4))
+        tap.ok(one["first_response_at"] and not two["first_response_at"], "SUP-1 is answered, SUP-2 not")
+        tap.ok(two["first_response_due"] < one["first_response_due"] and
+               four["first_response_due"] < three["first_response_due"], "and P1's SUP-2 and SUP-4 due first")
+
+        desk.run("ticket", "merge", "2", "1", "--as", AGENT, env=at("12:00"), check=True)
+        one = desk.show(1)
+        tap.eq((one["first_response_at"], one["first_response_due"]), (None, two["first_response_due"]),
+               "an answered ticket owes the duplicate's first response, by its deadline")
+        tap.ok(any(h["field"] == "first_response_due" and h["new"] == two["first_response_due"]
+                   for h in one["history"]), "in its history", one["history"])
+        desk.run("ticket", "merge", "4", "3", env=at("12:00"), check=True)
+        tap.eq(desk.show(3)["first_response_due"], four["first_response_due"],
+               "an unanswered one takes the duplicate's deadline when it comes first")
+
+        desk.run("tick", env=at("15:30"), check=True)
+        breaches = [m["ticket"] for m in desk.json("outbox", "list") if m["kind"] == "sla-breach"]
+        tap.eq(sorted(set(breaches)), ["SUP-1", "SUP-3"], "the breach notices come at the duplicates' deadlines")
+
+        desk.run("ticket", "reply", "1", "--as", AGENT, input="Looking at production now.\n", env=at("15:40"),
+                 check=True)
+        tap.ok(desk.show(1)["first_response_at"], "the next reply is the first response")
+    finally:
+        desk.cleanup()
+
+
 if __name__ == "__main__":
-    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private, test_merge_tells_the_customer)
+    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private, test_merge_tells_the_customer,
+              test_reply_after_target_purged, test_first_response_carries_over)

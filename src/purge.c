@@ -151,6 +151,14 @@ typedef struct {
  * erasure emptied it; only then, for an 'in' row with neither, is
  * received read whole (no index of its row: one would cost every
  * ingest), at most once per batch and only when the batch has one. */
+/* For a pass's query: a ticket the same pass purges anyway as the
+ * duplicate of one it selects (its target m matches WHERE, m's columns
+ * as m.*), taken along by batch_deletes, is not selected on its own too:
+ * a dry run's batches are rolled back, and would count it twice when
+ * the two fall in different batches.  One look-up by id per duplicate. */
+#define NOT_TAKEN_ALONG(where) "(merged_into_id IS NULL OR NOT EXISTS (SELECT 1 FROM tickets m " \
+	"WHERE m.id = tickets.merged_into_id AND " where "))"
+
 static const Step batch_deletes[] = {
 	/* A duplicate merged into a ticket of the batch goes with it: it
 	 * holds no mail of its own, only the way on (merge.c), and left
@@ -791,7 +799,8 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
 		  G_STRINGIFY (MD_PURGE_BATCH),
 		  before, delete_ticketless_mail },
 		{ "SELECT id FROM tickets WHERE status = '" MD_STATUS_RESOLVED "' AND resolved_at > 0 "
-		  "AND resolved_at < ?1 AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		  "AND resolved_at < ?1 AND id > ?2 AND " NOT_TAKEN_ALONG ("m.status = '" MD_STATUS_RESOLVED "' "
+		  "AND m.resolved_at > 0 AND m.resolved_at < ?1") " ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
 		  before, delete_tickets },
 	};
 	memset (stats, 0, sizeof *stats);
@@ -911,8 +920,8 @@ erase (MdDesk *desk, MdStore *store, const MdPerson *p, gboolean dry_run, MdPurg
 	g_autoptr (GArray) tally = tally_new (dry_run);
 	Run run = { st, tally };
 	const BatchQuery theirs = {
-		"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 ORDER BY id LIMIT "
-		G_STRINGIFY (MD_PURGE_BATCH),
+		"SELECT id FROM tickets WHERE requester_id = ?1 AND id > ?2 AND " NOT_TAKEN_ALONG ("m.requester_id = ?1")
+		" ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
 		p->id, delete_tickets,
 	};
 	if (!purge_batches (store, &theirs, &run, error) ||

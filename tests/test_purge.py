@@ -493,6 +493,31 @@ def test_dry_run_shared_files(tap):
         desk.cleanup()
 
 
+def test_dry_run_merged_far_apart(tap):
+    """A duplicate goes with the ticket it was merged into, and is counted
+    once, in a dry run too, when the two fall in different batches: each
+    batch of a dry run is rolled back, so the duplicate taken along with
+    its ticket must not be picked again on its own (nor the other way
+    round), by retention or by an erasure."""
+    for args in (("--resolved-before", "30"), ("--person", "alice@customer.example")):
+        desk = Desk()
+        try:
+            desk.run("agent", "add", "jane@support.example.com", check=True)
+            desk.deliver(message(subject="first", msgid="first"), env=ENV)
+            for i in range(100):
+                desk.deliver(message(subject=f"t{i}", msgid=f"t{i}", body=f"ticket {i}\n"), env=ENV)
+            desk.deliver(message(subject="first, again", msgid="again"), env=ENV)
+            desk.deliver(message(subject="third time", msgid="third"), env=ENV)
+            desk.run("ticket", "merge", "102", "1", env=ENV, check=True)
+            desk.run("ticket", "merge", "1", "103", env=ENV, check=True)
+            resolve_all(desk)
+            age_files(desk)
+            got = dry_then_real(tap, desk, f"merged tickets batches apart ({args[0]})", *args)
+            tap.eq((got["tickets"], count(desk, "tickets")), (103, 0), "every ticket goes, each counted once")
+        finally:
+            desk.cleanup()
+
+
 def test_person(tap):
     desk = two_tickets()
     try:
@@ -766,6 +791,6 @@ def test_lock_outlives_tmp_cleaner(tap):
 if __name__ == "__main__":
     run_tests(test_retention, test_never_open_tickets, test_recent_files_wait, test_crash,
               test_row_added_during_purge, test_kept_copies, test_script_reply, test_ticketless,
-              test_dry_run_shared_files, test_person, test_person_without_record,
+              test_dry_run_shared_files, test_dry_run_merged_far_apart, test_person, test_person_without_record,
               test_beside_serve, test_batches, test_scans, test_indexes, test_ingest_pays_nothing,
               test_one_at_a_time, test_lock_outlives_tmp_cleaner)

@@ -766,8 +766,19 @@ md_notify_merged (MdDesk *desk, MdStore *store, const MdTicket *source, const Md
                   GError **error)
 {
 	g_autoptr (GPtrArray) rcpts = customer_side (store, source, except, error);
-	if (!rcpts)
+	g_autoptr (GPtrArray) readers = rcpts ? customer_side (store, into, NULL, error) : NULL;
+	if (!readers)
 		return FALSE;
+	/* Only to who may read INTO: its subject and address are in the
+	 * mail, and a shared duplicate may go into a private ticket, which
+	 * the organization's other members must not learn of. */
+	for (guint i = rcpts->len; i > 0; i--) {
+		gboolean reader = FALSE;
+		for (guint r = 0; r < readers->len && !reader; r++)
+			reader = g_ascii_strcasecmp (readers->pdata[r], rcpts->pdata[i - 1]) == 0;
+		if (!reader)
+			g_ptr_array_remove_index (rcpts, i - 1);
+	}
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, into);
 	g_autofree char *key = md_ticket_key (desk->conf->ticket_prefix, source->id);
 	set (vars, "merged.key", key);

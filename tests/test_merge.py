@@ -261,6 +261,32 @@ def test_merge_tells_the_customer(tap):
         desk.cleanup()
 
 
+def test_merge_notice_stays_private(tap):
+    """A ticket shared with the organization merged into its requester's
+    private one: the notice, mail of the private ticket (its subject, its
+    reply address), goes to those who may read that one, not to the
+    colleagues who read the shared one."""
+    catcher = Catcher().start()
+    desk = Desk(extra_conf=f"[smtp]\nurl = smtp://127.0.0.1:{catcher.port}\n")
+    try:
+        desk.run("org", "add", "Acme", "--domain", "acme.example", "--member", "carol@acme.example", check=True)
+        for subject, who in (("Salary question", ALICE), ("Printer", ALICE), ("Mine", "carol@acme.example")):
+            tap.eq(desk.deliver(message(subject=subject, sender=who), env=NOW).returncode, 0, "delivered")
+        desk.run("ticket", "set", "2", "visibility=shared", env=NOW, check=True)
+        desk.run("outbox", "flush", env=NOW, check=True)
+        seen = len(catcher.messages())
+        desk.run("ticket", "merge", "2", "1", env=NOW, check=True)
+        desk.run("outbox", "flush", env=NOW, check=True)
+        got = [(sorted(env["rcpt_tos"]), raw) for env, raw in catcher.messages()[seen:]]
+        tap.eq([rcpts for rcpts, _ in got], [[ALICE]], "the notice goes to the requester alone",
+               [rcpts for rcpts, _ in got])
+        tap.ok(not any(b"Salary" in raw for rcpts, raw in got if "carol@acme.example" in rcpts),
+               "no colleague learns the private ticket's subject")
+    finally:
+        catcher.stop()
+        desk.cleanup()
+
+
 def test_reply_after_target_purged(tap):
     """A duplicate goes with the ticket it was merged into when that one
     is purged (here by erasing its requester, a colleague's): a reply to
@@ -331,5 +357,5 @@ def test_first_response_carries_over(tap):
 
 
 if __name__ == "__main__":
-    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private, test_merge_tells_the_customer,
+    run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private, test_merge_tells_the_customer, test_merge_notice_stays_private,
               test_reply_after_target_purged, test_first_response_carries_over)

@@ -790,7 +790,10 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
 	 * on no ticket, through the ticket index (its range of no ticket
 	 * holds the tombstones too: read once per run, as the files' check
 	 * reads all of messages), and the mail that answered it, on a read
-	 * of outbox by rowid, once per run. */
+	 * of outbox by rowid, once per run.  A merged duplicate, resolved
+	 * by its merge, waits for the ticket it leads to: purged alone, it
+	 * would send a reply to its address to a new ticket instead of the
+	 * one still being worked on; it goes when that one does. */
 	const BatchQuery passes[] = {
 		{ "SELECT id FROM messages WHERE ticket_id IS NULL AND flag IS NOT 'purged' AND created_at < ?1 "
 		  "AND id > ?2 ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
@@ -799,8 +802,8 @@ md_purge_resolved (MdDesk *desk, MdStore *store, gint64 before, gboolean dry_run
 		  G_STRINGIFY (MD_PURGE_BATCH),
 		  before, delete_ticketless_mail },
 		{ "SELECT id FROM tickets WHERE status = '" MD_STATUS_RESOLVED "' AND resolved_at > 0 "
-		  "AND resolved_at < ?1 AND id > ?2 AND " NOT_TAKEN_ALONG ("m.status = '" MD_STATUS_RESOLVED "' "
-		  "AND m.resolved_at > 0 AND m.resolved_at < ?1") " ORDER BY id LIMIT " G_STRINGIFY (MD_PURGE_BATCH),
+		  "AND resolved_at < ?1 AND id > ?2 AND " NOT_TAKEN_ALONG ("1") " ORDER BY id LIMIT "
+		  G_STRINGIFY (MD_PURGE_BATCH),
 		  before, delete_tickets },
 	};
 	memset (stats, 0, sizeof *stats);

@@ -315,6 +315,34 @@ def test_reply_after_target_purged(tap):
         desk.cleanup()
 
 
+def test_retention_waits_for_the_target(tap):
+    """Retention purges a duplicate only with the ticket it was merged
+    into: resolved by the merge long ago, it still leads a reply on to
+    the open ticket, and goes once that one is purged."""
+    desk = Desk()
+    later = {"MAILDESK_NOW": "2027-03-01T10:00:00+02:00"}
+    much_later = {"MAILDESK_NOW": "2027-06-01T10:00:00+02:00"}
+    try:
+        for subject in ("Printer broken", "Printer still broken"):
+            tap.eq(desk.deliver(message(subject=subject, sender=ALICE), env=NOW).returncode, 0, "delivered")
+        desk.run("ticket", "merge", "2", "1", env=NOW, check=True)
+        p = desk.run("purge", "--resolved-before", "30", "--json", env=later)
+        tap.eq(p.returncode, 0, "retention runs", p.stderr)
+        tap.eq(sorted(t["id"] for t in desk.tickets()), [1, 2], "the duplicate of an open ticket is kept")
+        reply = message(subject="Re: [SUP-2] Printer still broken", sender=ALICE, to=token_address(desk, 2),
+                        body="Any news?")
+        p = desk.deliver(reply, "--recipient", token_address(desk, 2), env=later)
+        tap.eq((p.returncode, p.stdout), (0, b"SUP-1\n"), "a reply to it still reaches the open ticket",
+               p.stdout + p.stderr)
+
+        desk.run("ticket", "set", "1", "status=Resolved", env=later, check=True)
+        p = desk.run("purge", "--resolved-before", "30", "--json", env=much_later)
+        tap.eq(p.returncode, 0, "retention runs again", p.stderr)
+        tap.eq([t["id"] for t in desk.tickets()], [], "and the duplicate goes with the ticket it was merged into")
+    finally:
+        desk.cleanup()
+
+
 def test_first_response_carries_over(tap):
     """A duplicate still owed a first response hands its deadline to the
     ticket it is merged into, the earlier of the two winning; an answered
@@ -358,4 +386,5 @@ def test_first_response_carries_over(tap):
 
 if __name__ == "__main__":
     run_tests(test_merge, test_merge_by_mail, test_merge_keeps_what_was_private, test_merge_tells_the_customer, test_merge_notice_stays_private,
-              test_reply_after_target_purged, test_first_response_carries_over)
+              test_reply_after_target_purged, test_retention_waits_for_the_target,
+              test_first_response_carries_over)

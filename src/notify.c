@@ -771,12 +771,14 @@ md_notify_merged (MdDesk *desk, MdStore *store, const MdTicket *source, const Md
 		return FALSE;
 	/* Only to who may read INTO: its subject and address are in the
 	 * mail, and a shared duplicate may go into a private ticket, which
-	 * the organization's other members must not learn of. */
+	 * the organization's other members must not learn of.  Both sides
+	 * may be an organization of thousands: a set, not a scan each. */
+	g_autoptr (GHashTable) may_read = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	for (guint r = 0; r < readers->len; r++)
+		g_hash_table_add (may_read, g_ascii_strdown (readers->pdata[r], -1));
 	for (guint i = rcpts->len; i > 0; i--) {
-		gboolean reader = FALSE;
-		for (guint r = 0; r < readers->len && !reader; r++)
-			reader = g_ascii_strcasecmp (readers->pdata[r], rcpts->pdata[i - 1]) == 0;
-		if (!reader)
+		g_autofree char *folded = g_ascii_strdown (rcpts->pdata[i - 1], -1);
+		if (!g_hash_table_contains (may_read, folded))
 			g_ptr_array_remove_index (rcpts, i - 1);
 	}
 	g_autoptr (GHashTable) vars = md_notify_ticket_vars (desk, into);

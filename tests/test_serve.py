@@ -206,11 +206,10 @@ def test_mail_goes_out(tap):
     desk.cleanup()
 
 
-def test_stop_waits_for_the_answer_to_a_sent_message(tap):
-    """SIGTERM while the SMTP server holds its answer to a message it
-    already has (after the final dot): the sender waits for the answer
-    (a few seconds at most) instead of aborting, so the row is marked
-    sent and the message does not go a second time."""
+def ack_held_by_smtp_server(subject, msgid):
+    """A serve whose acknowledgement of one delivered message the SMTP
+    server has (after the final dot) and answers only 2 s later: the
+    sender is waiting for that answer when this returns."""
     catcher = Catcher().start()
     catcher.reply("DATA alice@customer.example wait 2\n")
     port = free_port()
@@ -218,10 +217,18 @@ def test_stop_waits_for_the_answer_to_a_sent_message(tap):
     server = Server(desk).start(port)
     c = Lmtp(port)
     c.cmd("LHLO x")
-    c.deliver("alice@customer.example", ["support@support.example.com"],
-              message(subject="Stop now", msgid="stop1@customer.example"))
+    c.deliver("alice@customer.example", ["support@support.example.com"], message(subject=subject, msgid=msgid))
     c.close()
     time.sleep(1.0)  # the acknowledgement is sent; the server waits before its 250
+    return catcher, desk, server
+
+
+def test_stop_waits_for_the_answer_to_a_sent_message(tap):
+    """SIGTERM while the SMTP server holds its answer to a message it
+    already has (after the final dot): the sender waits for the answer
+    (a few seconds at most) instead of aborting, so the row is marked
+    sent and the message does not go a second time."""
+    catcher, desk, server = ack_held_by_smtp_server("Stop now", "stop1@customer.example")
     started = time.time()
     rc = server.stop()
     took = time.time() - started
@@ -283,17 +290,7 @@ def test_second_sigterm_while_stopping(tap):
     for the answer to a message the SMTP server has) changes nothing:
     the handlers went before the rest stopped, so it killed serve, the
     acknowledgement stayed queued and would go a second time."""
-    catcher = Catcher().start()
-    catcher.reply("DATA alice@customer.example wait 2\n")
-    port = free_port()
-    desk = serve_desk(port, catcher)
-    server = Server(desk).start(port)
-    c = Lmtp(port)
-    c.cmd("LHLO x")
-    c.deliver("alice@customer.example", ["support@support.example.com"],
-              message(subject="Stop twice", msgid="stop2@customer.example"))
-    c.close()
-    time.sleep(1.0)  # the acknowledgement is sent; the server waits before its 250
+    catcher, desk, server = ack_held_by_smtp_server("Stop twice", "stop2@customer.example")
     server.signal(signal.SIGTERM)
     time.sleep(0.5)
     tap.eq(server.stop(), 0, "SIGTERM, and SIGTERM again while stopping: exit 0", server.read_log()[-2000:])

@@ -1225,9 +1225,11 @@ fetched_sha (Mailbox *mb, const Pending *p, guint32 uid, char **sha_r, GError **
 }
 
 /* EXAMINEs FOLDER (read-only); *SHAS_R the SHA-256 of each message
- * there that looks like P (its size; Message-ID ID, may be NULL). */
+ * there that looks like P (its size; Message-ID ID, may be NULL), up to
+ * the first that is SHA when it is known. */
 static gboolean
-look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, GPtrArray **shas_r, GError **error)
+look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, const char *sha, GPtrArray **shas_r,
+         GError **error)
 {
 	g_autofree char *wire = mailbox_wire_name (folder);
 	int r = mailimap_examine (mb->imap, wire);
@@ -1239,11 +1241,13 @@ look_in (Mailbox *mb, const char *folder, const Pending *p, const char *id, GPtr
 	if (!uids)
 		return FALSE;
 	g_autoptr (GPtrArray) shas = g_ptr_array_new_with_free_func (g_free);
-	for (guint i = 0; i < uids->len; i++) {
-		char *sha = NULL;
-		if (!fetched_sha (mb, p, g_array_index (uids, guint32, i), &sha, error))
+	gboolean found = FALSE;
+	for (guint i = 0; i < uids->len && !found; i++) {
+		char *copy_sha = NULL;
+		if (!fetched_sha (mb, p, g_array_index (uids, guint32, i), &copy_sha, error))
 			return FALSE;
-		g_ptr_array_add (shas, sha);
+		g_ptr_array_add (shas, copy_sha);
+		found = sha && !g_ascii_strcasecmp (copy_sha, sha);
 	}
 	*shas_r = g_steal_pointer (&shas);
 	return TRUE;
@@ -1289,7 +1293,7 @@ already_filed (Mailbox *mb, const Pending *p, const char *folder, const char *sh
 		return TRUE;  /* no SEARCH names exactly that size */
 	if (!envelope_message_id (mb, p->uid, &id, error))
 		return FALSE;
-	if (!look_in (mb, folder, p, id, &copies, &local)) {
+	if (!look_in (mb, folder, p, id, sha, &copies, &local)) {
 		if (!g_error_matches (local, MD_ERROR, MD_ERROR_DENIED)) {
 			g_propagate_error (error, g_steal_pointer (&local));
 			return FALSE;

@@ -3,8 +3,8 @@
  * 10 require of every message and nothing maildesk adds (no rules, no
  * ticket, no history, no timers, no acknowledgement):
  *
- *   - the raw message written to a content-addressed spool file by the
- *     discipline of src/spool.c (tmp file, fsync, rename into
+ *   - the raw message written to its content-addressed spool file by
+ *     maildesk's own src/spool.c (tmp file, fsync, rename into
  *     raw/XX/SHA256, fsync of the directory);
  *   - parsed with GMime;
  *   - one row per message committed in SQLite (WAL, synchronous=FULL),
@@ -22,7 +22,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <gmime/gmime.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,12 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "spool.h"
 
 #define MAX_MESSAGE (1024 * 1024)
 
 static const char *root;
+static MdSpool *spool;
 static sqlite3 *db;
 static sqlite3_stmt *insert_row;
 
@@ -61,30 +62,20 @@ die (const char *what)
 	exit (1);
 }
 
-static void
-fsync_dir (const char *dir)
-{
-	int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync (fd) < 0)
-		die (dir);
-	close (fd);
-}
-
+/* The spool maildesk itself writes through (src/spool.c): tmp file,
+ * fsync, rename into raw/XX/SHA256, fsync of the directory. */
 static void
 spool_durably (const GString *raw, char sha[65])
 {
-	g_autofree char *digest = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) raw->str, raw->len);
-	memcpy (sha, digest, 65);
-	g_autofree char *tmp = g_strdup_printf ("%s/tmp/%p.%ld", root, (void *) g_thread_self (), (long) g_get_monotonic_time ());
-	int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || write (fd, raw->str, raw->len) != (ssize_t) raw->len || fsync (fd) < 0)
-		die (tmp);
-	close (fd);
-	g_autofree char *dir = g_strdup_printf ("%s/raw/%.2s", root, sha);
-	g_autofree char *path = g_strdup_printf ("%s/%s", dir, sha);
-	if (rename (tmp, path) < 0)
-		die (path);
-	fsync_dir (dir);
+	g_autoptr (GError) error = NULL;
+	g_autoptr (MdSpoolWriter) w = md_spool_writer_new (spool, MD_SPOOL_RAW, MAX_MESSAGE, &error);
+	g_autofree char *hex = NULL;
+	if (!w || !md_spool_writer_write (w, raw->str, raw->len, &error) ||
+	    !md_spool_writer_commit (g_steal_pointer (&w), &hex, &error)) {
+		fprintf (stderr, "floor: %s\n", error->message);
+		exit (1);
+	}
+	memcpy (sha, hex, 65);
 }
 
 static char *
@@ -270,17 +261,6 @@ open_store (void)
 		die (sqlite3_errmsg (db));
 }
 
-static void
-make_spool (void)
-{
-	g_autofree char *tmp = g_strdup_printf ("%s/tmp", root);
-	g_mkdir_with_parents (tmp, 0700);
-	for (int i = 0; i < 256; i++) {
-		g_autofree char *dir = g_strdup_printf ("%s/raw/%02x", root, i);
-		g_mkdir_with_parents (dir, 0700);
-	}
-}
-
 int
 main (int argc, char **argv)
 {
@@ -290,7 +270,12 @@ main (int argc, char **argv)
 	}
 	root = argv[1];
 	g_mime_init ();
-	make_spool ();
+	g_autoptr (GError) error = NULL;
+	spool = md_spool_open (root, &error);
+	if (!spool) {
+		fprintf (stderr, "floor: %s\n", error->message);
+		return 1;
+	}
 	open_store ();
 	queued = g_ptr_array_new ();
 	g_thread_unref (g_thread_new ("committer", committer, NULL));
